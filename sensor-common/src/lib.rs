@@ -1,0 +1,185 @@
+//! Records shared by the eBPF programs (`sensor-ebpf`) and the userspace daemon (`sensor`).
+//!
+//! Every record starts with an [`EventHeader`]. Layouts are `#[repr(C)]`, use `u32` flags
+//! instead of `bool`, have no implicit padding, and their sizes are pinned with compile-time
+//! assertions so a change on one side cannot silently break the other.
+#![no_std]
+
+pub mod offsets;
+
+pub use offsets::KernelOffsets;
+
+/// Bumped whenever a record layout changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Record kinds. 1..=15 process lifecycle, 16..=31 network, 32..=47 credentials (reserved),
+/// 48..=63 files (reserved).
+pub const KIND_EXEC: u32 = 1;
+pub const KIND_EXIT: u32 = 2;
+pub const KIND_CONNECT: u32 = 16;
+
+/// Slots of the per-CPU ring-buffer reserve-failure counter array, one per emitted kind.
+pub const DROP_SLOT_EXEC: u32 = 0;
+pub const DROP_SLOT_EXIT: u32 = 1;
+pub const DROP_SLOT_CONNECT: u32 = 2;
+/// Connect enter records that could not be stashed for the exit half (hash map full).
+pub const DROP_SLOT_CONNECT_STASH: u32 = 3;
+pub const DROP_SLOTS: u32 = 8;
+
+pub const COMM_LEN: usize = 16;
+pub const TTY_LEN: usize = 32;
+/// Bytes kept of the exec'd filename (bprm->filename).
+pub const FILENAME_LEN: usize = 256;
+/// Bytes of argv kept (NUL-separated as in the process's memory). Must be a power of two.
+pub const ARGV_LEN: usize = 4096;
+/// Steps of the cwd walk kept, innermost first: one path component or one mount crossing
+/// each (see [`ExecEvent::cwd_mounts`]).
+pub const CWD_PARTS: usize = 24;
+/// Bytes kept per cwd component (including the terminating NUL).
+pub const CWD_PART_LEN: usize = 64;
+
+/// Flags on [`ProcessInfo::flags`] and record-specific flags.
+pub const FLAG_ARGV_TRUNCATED: u32 = 1 << 0;
+pub const FLAG_FILENAME_TRUNCATED: u32 = 1 << 1;
+pub const FLAG_CWD_TRUNCATED: u32 = 1 << 2;
+/// The kernel has no `task_struct.loginuid` (CONFIG_AUDIT off): auid/session are unknown.
+pub const FLAG_NO_LOGINUID: u32 = 1 << 3;
+/// A kernel read failed; some fields are zero.
+pub const FLAG_READ_ERROR: u32 = 1 << 4;
+/// The argv read from user memory failed.
+pub const FLAG_ARGV_ERROR: u32 = 1 << 5;
+/// The cwd could not be walked.
+pub const FLAG_CWD_ERROR: u32 = 1 << 6;
+
+/// Common record header.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    pub kind: u32,
+    /// Total bytes of the record, header included.
+    pub size: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the event happened.
+    pub ktime_ns: u64,
+    /// Thread id (kernel `pid`).
+    pub pid: u32,
+    /// Process id (kernel `tgid`).
+    pub tgid: u32,
+}
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 24);
+
+/// What the kernel knows about the current task, read in the program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// tgid of `real_parent`.
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// loginuid (audit uid); u32::MAX when unset.
+    pub auid: u32,
+    /// audit session id; u32::MAX when unset.
+    pub session: u32,
+    pub flags: u32,
+    /// Thread-group leader start time, ns since boot (`start_boottime`), the process identity
+    /// together with the tgid.
+    pub start_boottime_ns: u64,
+    /// cgroup v2 id (`bpf_get_current_cgroup_id`).
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+    /// Controlling tty name (e.g. `pts3`), empty when none.
+    pub tty: [u8; TTY_LEN],
+}
+const _: () = assert!(core::mem::size_of::<ProcessInfo>() == 96);
+
+impl ProcessInfo {
+    pub const fn zeroed() -> Self {
+        Self {
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            euid: 0,
+            egid: 0,
+            auid: u32::MAX,
+            session: u32::MAX,
+            flags: 0,
+            start_boottime_ns: 0,
+            cgroup_id: 0,
+            comm: [0; COMM_LEN],
+            tty: [0; TTY_LEN],
+        }
+    }
+}
+
+/// `sched_process_exec`. Emitted with a variable length: the record ends `argv_len` bytes into
+/// `argv` (rounded up to 8), and `header.size` says how long it is.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    pub process: ProcessInfo,
+    pub filename_len: u32,
+    pub argv_len: u32,
+    /// Number of cwd walk steps captured.
+    pub cwd_depth: u32,
+    /// Bit i set: step i crossed a mount and `cwd[i]` holds no component.
+    pub cwd_mounts: u32,
+    pub filename: [u8; FILENAME_LEN],
+    /// Innermost step first; each NUL-terminated. The root has no component.
+    pub cwd: [[u8; CWD_PART_LEN]; CWD_PARTS],
+    pub argv: [u8; ARGV_LEN],
+}
+pub const EXEC_FIXED_LEN: usize = core::mem::size_of::<ExecEvent>() - ARGV_LEN;
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 24 + 96 + 16 + 256 + 1536 + 4096);
+const _: () = assert!(EXEC_FIXED_LEN % 8 == 0);
+
+/// `sched_process_exit` of the last thread of a thread group (the process exit).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    pub process: ProcessInfo,
+    /// Raw kernel exit status (`(code << 8) | signal | 0x80 core`), as for wait(2).
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 24 + 96 + 8);
+
+/// A connect(2) call on an AF_INET/AF_INET6 socket and its result.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectEvent {
+    pub header: EventHeader,
+    pub process: ProcessInfo,
+    /// AF_INET (2) or AF_INET6 (10).
+    pub family: u16,
+    /// socket type: SOCK_STREAM (1), SOCK_DGRAM (2), ...; 0 when unknown.
+    pub sock_type: u16,
+    /// Destination port, host byte order.
+    pub dst_port: u16,
+    pub _pad0: u16,
+    /// Return value of connect(2): 0 or a negative errno.
+    pub ret: i32,
+    pub fd: i32,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub dst_addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 96 + 16 + 16);
+
+/// The destination of a connect, stashed at syscall entry until its exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectStash {
+    pub family: u16,
+    pub dst_port: u16,
+    pub fd: i32,
+    pub dst_addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<ConnectStash>() == 24);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain-old-data records with no padding and no pointers.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+}

@@ -1,0 +1,69 @@
+//! Kernel struct member offsets, resolved in userspace from the running kernel's BTF and
+//! handed to the eBPF programs as a read-only global.
+//!
+//! Rust eBPF emits no CO-RE relocations, so a field read at a compiled-in offset would be
+//! silently wrong on another kernel. The programs read every `task_struct` field through
+//! these offsets and do nothing until `magic` is [`OFFSETS_MAGIC`].
+
+/// Set by userspace once every required offset was resolved.
+pub const OFFSETS_MAGIC: u32 = 0x5345_4e53; // "SENS"
+
+/// `optional` bits: the kernel has `task_struct.loginuid` / `sessionid` (CONFIG_AUDIT).
+pub const OPT_LOGINUID: u32 = 1 << 0;
+pub const OPT_SESSIONID: u32 = 1 << 1;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub magic: u32,
+    pub optional: u32,
+    // task_struct
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_cred: u32,
+    pub task_loginuid: u32,
+    pub task_sessionid: u32,
+    pub task_signal: u32,
+    pub task_exit_code: u32,
+    pub task_mm: u32,
+    pub task_start_boottime: u32,
+    pub task_group_leader: u32,
+    pub task_fs: u32,
+    pub task_files: u32,
+    // cred (kuid_t/kgid_t are a single u32)
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub cred_euid: u32,
+    pub cred_egid: u32,
+    // signal_struct
+    pub signal_tty: u32,
+    /// `atomic_t live`: threads still alive in the group.
+    pub signal_live: u32,
+    // tty_struct
+    pub tty_name: u32,
+    // mm_struct
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    // fs_struct / path / dentry / qstr / mount / vfsmount
+    pub fs_pwd: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_parent: u32,
+    pub dentry_name: u32,
+    pub qstr_name: u32,
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    pub vfsmount_root: u32,
+    // files_struct / fdtable / file / socket
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_private_data: u32,
+    pub socket_type: u32,
+    // tracepoint context
+    /// Offset of the `__data_loc char[] filename` field in `sched_process_exec`'s context.
+    pub tp_exec_filename: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 40 * 4);

@@ -1,0 +1,44 @@
+//! `sched/sched_process_exit`: emitted once per process, by the last thread of the group.
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use sensor_common::{
+    offsets::OFFSETS_MAGIC, ExitEvent, ProcessInfo, DROP_SLOT_EXIT, KIND_EXIT,
+};
+
+use crate::{
+    maps::{count_drop, off, EVENTS},
+    task::{current_task, fill_process, header, read, read_ptr},
+};
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    match try_exit(&ctx) {
+        Ok(v) | Err(v) => v,
+    }
+}
+
+fn try_exit(_ctx: &TracePointContext) -> Result<u32, u32> {
+    if off!(magic) != OFFSETS_MAGIC {
+        return Ok(0);
+    }
+    let task = current_task();
+    // do_exit() decrements signal->live before this tracepoint: zero means the group is dead.
+    let signal = read_ptr(task, off!(task_signal)).map_err(|_| 0u32)?;
+    let live = read::<i32>(signal, off!(signal_live)).map_err(|_| 0u32)?;
+    if live != 0 {
+        return Ok(0);
+    }
+    let exit_code = read::<u32>(task, off!(task_exit_code)).unwrap_or(0);
+    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
+        count_drop(DROP_SLOT_EXIT);
+        return Ok(0);
+    };
+    let ev = entry.write(ExitEvent {
+        header: header(KIND_EXIT, core::mem::size_of::<ExitEvent>() as u32),
+        process: ProcessInfo::zeroed(),
+        exit_code,
+        _pad: 0,
+    });
+    fill_process(&mut ev.process, task);
+    entry.submit(0);
+    Ok(0)
+}

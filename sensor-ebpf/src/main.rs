@@ -1,0 +1,31 @@
+//! Kernel side of the sensor: tracepoint programs that stream exec, exit and connect records
+//! through one ring buffer. Every struct field is read through offsets resolved from the
+//! running kernel's BTF by userspace (see `sensor_common::offsets`).
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+#[cfg(target_arch = "bpf")]
+mod connect;
+#[cfg(target_arch = "bpf")]
+mod exec;
+#[cfg(target_arch = "bpf")]
+mod exit;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
+mod task;
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";
+
+/// `cargo build --workspace` also builds this crate for the host; it does nothing there.
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

@@ -1,0 +1,45 @@
+//! Maps shared by the programs, and the offsets global.
+use aya_ebpf::{
+    macros::map,
+    maps::{LruHashMap, PerCpuArray, RingBuf},
+};
+use sensor_common::{ConnectStash, ExecEvent, KernelOffsets, DROP_SLOTS};
+
+/// The one ring buffer all records go through. Userspace may resize it before load.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Per-CPU counters of records that could not be emitted, by `DROP_SLOT_*`.
+#[map]
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
+
+/// Per-CPU scratch space to build an exec record (too big for the 512-byte stack).
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// connect(2) destinations between syscall entry and exit, keyed by pid_tgid.
+#[map]
+pub static CONNECT_STASH: LruHashMap<u64, ConnectStash> = LruHashMap::with_max_entries(16384, 0);
+
+/// Resolved by userspace from BTF; all zero (and `magic` unset) means "do nothing".
+#[unsafe(no_mangle)]
+pub static OFFSETS: KernelOffsets = unsafe { core::mem::zeroed() };
+
+/// Reads one field of [`OFFSETS`] so the compiler cannot constant-fold the zero initialiser.
+macro_rules! off {
+    ($field:ident) => {
+        {
+            #[allow(unused_unsafe)]
+            let v = unsafe { core::ptr::read_volatile(&raw const $crate::maps::OFFSETS.$field) };
+            v
+        }
+    };
+}
+pub(crate) use off;
+
+#[inline(always)]
+pub fn count_drop(slot: u32) {
+    if let Some(ptr) = DROPS.get_ptr_mut(slot) {
+        unsafe { *ptr += 1 };
+    }
+}

@@ -1,0 +1,95 @@
+//! Reads of `task_struct` and friends through BTF-resolved offsets.
+use aya_ebpf::helpers::{
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+    bpf_get_current_task, bpf_get_current_uid_gid, bpf_probe_read_kernel,
+    bpf_probe_read_kernel_str_bytes,
+};
+use sensor_common::{
+    offsets::{OPT_LOGINUID, OPT_SESSIONID},
+    EventHeader, ProcessInfo, FLAG_NO_LOGINUID, FLAG_READ_ERROR,
+};
+
+use crate::maps::off;
+
+pub type Ptr = *const u8;
+
+/// Reads a `T` at `base + off` from kernel memory.
+#[inline(always)]
+pub fn read<T>(base: Ptr, off: u32) -> Result<T, i32> {
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(off as usize) as *const T) }
+}
+
+#[inline(always)]
+pub fn read_ptr(base: Ptr, off: u32) -> Result<Ptr, i32> {
+    read::<usize>(base, off).map(|p| p as Ptr)
+}
+
+#[inline(always)]
+pub fn current_task() -> Ptr {
+    unsafe { bpf_get_current_task() as Ptr }
+}
+
+#[inline(always)]
+pub fn header(kind: u32, size: u32) -> EventHeader {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    EventHeader {
+        kind,
+        size,
+        ktime_ns: unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() },
+        pid: pid_tgid as u32,
+        tgid: (pid_tgid >> 32) as u32,
+    }
+}
+
+/// Fills `p` from the current task. Failed reads leave zeros and set `FLAG_READ_ERROR`.
+#[inline(always)]
+pub fn fill_process(p: &mut ProcessInfo, task: Ptr) {
+    let mut flags = 0u32;
+    let uid_gid = bpf_get_current_uid_gid();
+    p.uid = uid_gid as u32;
+    p.gid = (uid_gid >> 32) as u32;
+    p.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    p.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+
+    match read_ptr(task, off!(task_real_parent)).and_then(|parent| read::<u32>(parent, off!(task_tgid))) {
+        Ok(ppid) => p.ppid = ppid,
+        Err(_) => flags |= FLAG_READ_ERROR,
+    }
+    match read_ptr(task, off!(task_cred)) {
+        Ok(cred) => {
+            p.euid = read::<u32>(cred, off!(cred_euid)).unwrap_or(u32::MAX);
+            p.egid = read::<u32>(cred, off!(cred_egid)).unwrap_or(u32::MAX);
+        }
+        Err(_) => flags |= FLAG_READ_ERROR,
+    }
+    let optional = off!(optional);
+    if optional & OPT_LOGINUID != 0 {
+        p.auid = read::<u32>(task, off!(task_loginuid)).unwrap_or(u32::MAX);
+    } else {
+        p.auid = u32::MAX;
+        flags |= FLAG_NO_LOGINUID;
+    }
+    p.session = if optional & OPT_SESSIONID != 0 {
+        read::<u32>(task, off!(task_sessionid)).unwrap_or(u32::MAX)
+    } else {
+        u32::MAX
+    };
+    p.start_boottime_ns = read_ptr(task, off!(task_group_leader))
+        .and_then(|leader| read::<u64>(leader, off!(task_start_boottime)))
+        .unwrap_or(0);
+
+    p.tty[0] = 0;
+    if let Ok(signal) = read_ptr(task, off!(task_signal)) {
+        if let Ok(tty) = read_ptr(signal, off!(signal_tty)) {
+            if !tty.is_null() {
+                let name = tty.wrapping_add(off!(tty_name) as usize);
+                if unsafe { bpf_probe_read_kernel_str_bytes(name, &mut p.tty) }.is_err() {
+                    p.tty[0] = 0;
+                }
+            }
+        }
+    } else {
+        flags |= FLAG_READ_ERROR;
+    }
+    p.flags = flags;
+}

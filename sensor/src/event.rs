@@ -1,0 +1,139 @@
+//! The normalized event: one shape for every capture path. Serialized as one JSON object per
+//! line; field names are the contract in DESIGN.md.
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    ProcessExec,
+    ProcessExit,
+    NetConnect,
+    SensorHealth,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ProcessExec => "process_exec",
+            Kind::ProcessExit => "process_exit",
+            Kind::NetConnect => "net_connect",
+            Kind::SensorHealth => "sensor_health",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Ebpf,
+    Audit,
+    Sensor,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Assigned by the output stage, strictly increasing per sensor run.
+    pub seq: u64,
+    /// RFC 3339 with nanoseconds.
+    pub time: String,
+    pub host: String,
+    pub source: Source,
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<Exit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect: Option<Connect>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    /// CLOCK_MONOTONIC ns of the kernel event (for lag measurement); not serialized.
+    #[serde(skip)]
+    pub ktime_ns: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Process {
+    pub pid: u32,
+    /// Thread that made the call, when it differs from `pid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tid: Option<u32>,
+    pub ppid: u32,
+    /// RFC 3339 start time of the process (thread-group leader).
+    pub start_time: String,
+    /// Start time in ns since boot, the process key together with `pid`.
+    pub start_boottime_ns: u64,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    /// Login uid; null when unset (4294967295 in the kernel) or unknown.
+    pub auid: Option<u32>,
+    /// Audit session id; null when unset.
+    pub session: Option<u32>,
+    /// Controlling terminal (`pts/3`, `tty1`), null when none.
+    pub tty: Option<String>,
+    pub comm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    /// True when the kernel cut argv to its bound.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub argv_truncated: bool,
+    pub cgroup_id: u64,
+    pub container_id: String,
+    pub ancestors: Vec<Ancestor>,
+    /// Fields the sensor could not obtain (e.g. "cwd", "loginuid").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub comm: String,
+    pub exe: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Exit {
+    /// Exit status when the process exited normally.
+    pub code: Option<i32>,
+    /// Terminating signal when a signal killed it.
+    pub signal: Option<i32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub core_dumped: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Connect {
+    /// "ipv4" or "ipv6".
+    pub family: &'static str,
+    /// "tcp", "udp", or the socket type number as text.
+    pub protocol: String,
+    pub dst_addr: String,
+    pub dst_port: u16,
+    /// "success", "in_progress", "refused", "timeout", "unreachable", "denied", or "error".
+    pub result: &'static str,
+    /// The errno of a failed call, 0 on success.
+    pub errno: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Health {
+    pub mode: String,
+    pub reason: String,
+    pub uptime_s: f64,
+    pub drops: BTreeMap<String, u64>,
+    pub events: BTreeMap<String, u64>,
+    /// Sensor CPU seconds (user + system) since start.
+    pub cpu: f64,
+    pub rss_bytes: u64,
+    /// Largest delay between a kernel event and its output in the last interval.
+    pub lag_ms: f64,
+}

@@ -1,0 +1,56 @@
+//! `sensor_health` events: mode and reason, events and drops per kind, CPU, RSS, lag.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::{
+    counters::Counters,
+    event::{Event, Health, Kind, Source},
+    selfstat,
+    timefmt::{rfc3339_nanos, unix_now_ns},
+};
+
+/// Everything needed to build a health event at any moment.
+pub struct HealthReporter {
+    pub mode: String,
+    pub reason: String,
+    pub host: String,
+    pub started: Instant,
+    pub counters: Arc<Counters>,
+    /// Extra drop counters from the capture path (e.g. in-kernel ring-buffer reserve failures).
+    pub kernel_drops: Option<Box<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>>,
+}
+
+impl HealthReporter {
+    pub fn event(&self) -> Event {
+        let usage = selfstat::read(None);
+        let mut drops: BTreeMap<String, u64> = self.counters.drops();
+        if let Some(kd) = &self.kernel_drops {
+            for (name, n) in kd() {
+                drops.insert(name.to_string(), n);
+            }
+        }
+        self.counters.count_event(Kind::SensorHealth);
+        Event {
+            seq: 0,
+            time: rfc3339_nanos(unix_now_ns()),
+            host: self.host.clone(),
+            source: Source::Sensor,
+            kind: Kind::SensorHealth,
+            process: None,
+            exit: None,
+            connect: None,
+            health: Some(Health {
+                mode: self.mode.clone(),
+                reason: self.reason.clone(),
+                uptime_s: self.started.elapsed().as_secs_f64(),
+                drops,
+                events: self.counters.events(),
+                cpu: usage.cpu_seconds,
+                rss_bytes: usage.rss_bytes,
+                lag_ms: self.counters.take_max_lag_us() as f64 / 1000.0,
+            }),
+            ktime_ns: None,
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Pure decoding of ring-buffer records (bytes written by `sensor-ebpf`) into owned values.
+//! Nothing here touches the kernel, so every case is unit-tested from byte fixtures.
+use sensor_common::{
+    ConnectEvent, EventHeader, ExecEvent, ExitEvent, ProcessInfo, ARGV_LEN, CWD_PARTS,
+    EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_TRUNCATED, KIND_CONNECT, KIND_EXEC, KIND_EXIT,
+};
+
+use crate::escape::until_nul;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than its header")]
+    ShortHeader(usize),
+    #[error("record kind {kind} claims {claimed} bytes but {available} arrived")]
+    SizeMismatch {
+        kind: u32,
+        claimed: u32,
+        available: usize,
+    },
+    #[error("record kind {kind} of {len} bytes is shorter than the {min} its layout needs")]
+    TooShort { kind: u32, len: usize, min: usize },
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+    #[error("exec record field {field} = {value} exceeds its bound {bound}")]
+    OutOfBounds {
+        field: &'static str,
+        value: u32,
+        bound: usize,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRecord {
+    pub header: EventHeader,
+    pub process: ProcessInfo,
+    pub filename: Vec<u8>,
+    /// Arguments as the process received them; the last one may be cut when `argv_truncated`.
+    pub argv: Vec<Vec<u8>>,
+    /// Working directory, absolute, when the walk reached the root.
+    pub cwd: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitRecord {
+    pub header: EventHeader,
+    pub process: ProcessInfo,
+    pub status: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectRecord {
+    pub header: EventHeader,
+    pub process: ProcessInfo,
+    pub family: u16,
+    pub sock_type: u16,
+    pub dst_port: u16,
+    pub ret: i32,
+    pub dst_addr: [u8; 16],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Exec(Box<ExecRecord>),
+    Exit(ExitRecord),
+    Connect(ConnectRecord),
+}
+
+impl Record {
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            Record::Exec(e) => &e.header,
+            Record::Exit(e) => &e.header,
+            Record::Connect(e) => &e.header,
+        }
+    }
+}
+
+/// Copies the first `size_of::<T>()` bytes (or fewer, zero-filled) into a `T`.
+///
+/// Only used with the `#[repr(C)]` plain-old-data records of `sensor-common`, for which every
+/// bit pattern is valid.
+fn read_pod<T: Copy>(bytes: &[u8]) -> T {
+    let mut value = std::mem::MaybeUninit::<T>::zeroed();
+    let n = bytes.len().min(std::mem::size_of::<T>());
+    // SAFETY: T is a repr(C) record of integers and byte arrays (all bit patterns valid); the
+    // destination is zero-initialised and at least n bytes long.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), value.as_mut_ptr().cast::<u8>(), n);
+        value.assume_init()
+    }
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    if bytes.len() < std::mem::size_of::<EventHeader>() {
+        return Err(DecodeError::ShortHeader(bytes.len()));
+    }
+    let header: EventHeader = read_pod(bytes);
+    if header.size as usize > bytes.len() {
+        return Err(DecodeError::SizeMismatch {
+            kind: header.kind,
+            claimed: header.size,
+            available: bytes.len(),
+        });
+    }
+    let bytes = &bytes[..header.size as usize];
+    let need = |min: usize| {
+        if bytes.len() < min {
+            Err(DecodeError::TooShort {
+                kind: header.kind,
+                len: bytes.len(),
+                min,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    match header.kind {
+        KIND_EXEC => {
+            need(EXEC_FIXED_LEN)?;
+            decode_exec(bytes).map(|e| Record::Exec(Box::new(e)))
+        }
+        KIND_EXIT => {
+            need(std::mem::size_of::<ExitEvent>())?;
+            let ev: ExitEvent = read_pod(bytes);
+            Ok(Record::Exit(ExitRecord {
+                header: ev.header,
+                process: ev.process,
+                status: ev.exit_code,
+            }))
+        }
+        KIND_CONNECT => {
+            need(std::mem::size_of::<ConnectEvent>())?;
+            let ev: ConnectEvent = read_pod(bytes);
+            Ok(Record::Connect(ConnectRecord {
+                header: ev.header,
+                process: ev.process,
+                family: ev.family,
+                sock_type: ev.sock_type,
+                dst_port: ev.dst_port,
+                ret: ev.ret,
+                dst_addr: ev.dst_addr,
+            }))
+        }
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+fn decode_exec(bytes: &[u8]) -> Result<ExecRecord, DecodeError> {
+    // ExecEvent is 5.5 KB; decode into a heap copy.
+    let ev: Box<ExecEvent> = Box::new(read_pod(bytes));
+    let bound = |field, value: u32, bound: usize| {
+        if value as usize > bound {
+            Err(DecodeError::OutOfBounds {
+                field,
+                value,
+                bound,
+            })
+        } else {
+            Ok(value as usize)
+        }
+    };
+    let filename_len = bound("filename_len", ev.filename_len, FILENAME_LEN)?;
+    let argv_len = bound("argv_len", ev.argv_len, ARGV_LEN)?;
+    let argv_len = bound("argv_len", argv_len as u32, bytes.len() - EXEC_FIXED_LEN)?;
+    let cwd_depth = bound("cwd_depth", ev.cwd_depth, CWD_PARTS)?;
+
+    let filename = until_nul(&ev.filename[..filename_len]).to_vec();
+    let argv = split_argv(
+        &ev.argv[..argv_len],
+        ev.process.flags & FLAG_ARGV_TRUNCATED != 0,
+    );
+    let mut cwd = Vec::new();
+    for (i, part) in ev.cwd[..cwd_depth].iter().enumerate().rev() {
+        if ev.cwd_mounts & (1 << i) != 0 {
+            continue;
+        }
+        cwd.push(b'/');
+        cwd.extend_from_slice(until_nul(part));
+    }
+    if cwd.is_empty() {
+        cwd.push(b'/');
+    }
+    Ok(ExecRecord {
+        header: ev.header,
+        process: ev.process,
+        filename,
+        argv,
+        cwd,
+    })
+}
+
+/// Splits the NUL-separated argv area. Each argument ends with a NUL; an empty argument is a
+/// lone NUL. When the area was cut, the bytes after the last NUL are a partial argument.
+pub fn split_argv(area: &[u8], truncated: bool) -> Vec<Vec<u8>> {
+    let mut args: Vec<Vec<u8>> = area.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
+    // `split` yields one piece after the final NUL: empty for a complete area.
+    if let Some(last) = args.last() {
+        if last.is_empty() && !(truncated && !area.ends_with(&[0])) {
+            args.pop();
+        }
+    }
+    args
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! Builders of records exactly as the eBPF programs lay them out.
+    use super::*;
+
+    pub fn as_bytes<T>(v: &T) -> &[u8] {
+        // SAFETY: records are repr(C) POD without padding.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+    }
+
+    pub fn process() -> ProcessInfo {
+        let mut p = ProcessInfo::zeroed();
+        p.ppid = 10;
+        p.uid = 1000;
+        p.gid = 1000;
+        p.euid = 0;
+        p.egid = 1000;
+        p.auid = 1000;
+        p.session = 3;
+        p.start_boottime_ns = 123_456;
+        p.cgroup_id = 77;
+        p.comm[..4].copy_from_slice(b"bash");
+        p.tty[..4].copy_from_slice(b"pts1");
+        p
+    }
+
+    pub fn exec(filename: &[u8], argv: &[u8], cwd: &[&[u8]], flags: u32) -> Vec<u8> {
+        // SAFETY: all-zero is a valid ExecEvent.
+        let mut ev: Box<ExecEvent> = Box::new(unsafe { std::mem::zeroed() });
+        ev.process = process();
+        ev.process.flags = flags;
+        ev.filename[..filename.len()].copy_from_slice(filename);
+        ev.filename_len = filename.len() as u32 + 1;
+        ev.argv[..argv.len()].copy_from_slice(argv);
+        ev.argv_len = argv.len() as u32;
+        for (i, part) in cwd.iter().rev().enumerate() {
+            ev.cwd[i][..part.len()].copy_from_slice(part);
+        }
+        ev.cwd_depth = cwd.len() as u32;
+        let size = EXEC_FIXED_LEN + argv.len().div_ceil(8) * 8;
+        ev.header = EventHeader {
+            kind: KIND_EXEC,
+            size: size as u32,
+            ktime_ns: 5_000,
+            pid: 42,
+            tgid: 42,
+        };
+        as_bytes(&*ev)[..size].to_vec()
+    }
+
+    pub fn exit(status: u32) -> Vec<u8> {
+        let ev = ExitEvent {
+            header: EventHeader {
+                kind: KIND_EXIT,
+                size: std::mem::size_of::<ExitEvent>() as u32,
+                ktime_ns: 6_000,
+                pid: 42,
+                tgid: 42,
+            },
+            process: process(),
+            exit_code: status,
+            _pad: 0,
+        };
+        as_bytes(&ev).to_vec()
+    }
+
+    pub fn connect(family: u16, sock_type: u16, addr: &[u8], port: u16, ret: i32) -> Vec<u8> {
+        let mut dst_addr = [0u8; 16];
+        dst_addr[..addr.len()].copy_from_slice(addr);
+        let ev = ConnectEvent {
+            header: EventHeader {
+                kind: KIND_CONNECT,
+                size: std::mem::size_of::<ConnectEvent>() as u32,
+                ktime_ns: 7_000,
+                pid: 43,
+                tgid: 42,
+            },
+            process: process(),
+            family,
+            sock_type,
+            dst_port: port,
+            _pad0: 0,
+            ret,
+            fd: 3,
+            dst_addr,
+        };
+        as_bytes(&ev).to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn exec_round_trip() {
+        let bytes = exec(b"/usr/bin/printf", b"printf\0a b\0\0\"q\"\0x\xffy\0", &[b"tmp", b"dir"], 0);
+        let Record::Exec(e) = decode(&bytes).unwrap() else { panic!() };
+        assert_eq!(e.filename, b"/usr/bin/printf");
+        assert_eq!(
+            e.argv,
+            vec![b"printf".to_vec(), b"a b".to_vec(), b"".to_vec(), b"\"q\"".to_vec(), b"x\xffy".to_vec()]
+        );
+        assert_eq!(e.cwd, b"/tmp/dir");
+        assert_eq!(e.header.tgid, 42);
+        assert_eq!(e.process.auid, 1000);
+    }
+
+    #[test]
+    fn exec_root_cwd_and_no_args() {
+        let bytes = exec(b"/bin/true", b"", &[], 0);
+        let Record::Exec(e) = decode(&bytes).unwrap() else { panic!() };
+        assert_eq!(e.cwd, b"/");
+        assert!(e.argv.is_empty());
+    }
+
+    #[test]
+    fn truncated_argv_keeps_partial_last_argument() {
+        assert_eq!(split_argv(b"ls\0-la\0/very/lo", true), vec![b"ls".to_vec(), b"-la".to_vec(), b"/very/lo".to_vec()]);
+        assert_eq!(split_argv(b"a\0\0", false), vec![b"a".to_vec(), b"".to_vec()]);
+        assert_eq!(split_argv(b"a\0", true), vec![b"a".to_vec()]);
+        assert_eq!(split_argv(b"noterm", false), vec![b"noterm".to_vec()]);
+    }
+
+    #[test]
+    fn exit_and_connect() {
+        let Record::Exit(x) = decode(&exit(7 << 8)).unwrap() else { panic!() };
+        assert_eq!(x.status, 0x700);
+        let Record::Connect(c) = decode(&connect(2, 1, &[127, 0, 0, 1], 8080, -111)).unwrap() else { panic!() };
+        assert_eq!((c.family, c.sock_type, c.dst_port, c.ret), (2, 1, 8080, -111));
+        assert_eq!(&c.dst_addr[..4], &[127, 0, 0, 1]);
+        assert_eq!(c.header.pid, 43);
+    }
+
+    #[test]
+    fn malformed_records_are_errors_not_panics() {
+        assert_eq!(decode(&[1, 2, 3]), Err(DecodeError::ShortHeader(3)));
+        let mut b = exit(0);
+        b.truncate(40);
+        assert!(matches!(decode(&b), Err(DecodeError::SizeMismatch { .. })));
+        let mut b = exec(b"/bin/x", b"x\0", &[], 0);
+        b[0] = 99;
+        assert_eq!(decode(&b), Err(DecodeError::UnknownKind(99)));
+        // argv_len larger than the bytes that arrived
+        let mut b = exec(b"/bin/x", b"x\0", &[], 0);
+        let off = std::mem::offset_of!(ExecEvent, argv_len);
+        b[off..off + 4].copy_from_slice(&4000u32.to_ne_bytes());
+        assert!(matches!(decode(&b), Err(DecodeError::OutOfBounds { field: "argv_len", .. })));
+        let mut b = exec(b"/bin/x", b"x\0", &[], 0);
+        let off = std::mem::offset_of!(ExecEvent, cwd_depth);
+        b[off..off + 4].copy_from_slice(&17u32.to_ne_bytes());
+        assert!(decode(&b).is_err());
+        // header says a size smaller than the layout
+        let mut b = exit(0);
+        b[4..8].copy_from_slice(&30u32.to_ne_bytes());
+        assert!(matches!(decode(&b), Err(DecodeError::TooShort { .. })));
+    }
+
+    #[test]
+    fn every_truncation_of_valid_records_is_handled() {
+        for rec in [exec(b"/bin/a", b"a\0b\0", &[b"x"], 0), exit(9), connect(10, 2, &[0; 16], 53, 0)] {
+            for n in 0..rec.len() {
+                let _ = decode(&rec[..n]);
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The eBPF capture path: resolve offsets, load the embedded object, attach the tracepoints,
+//! and stream decoded records from the ring buffer.
+pub mod decode;
+pub mod normalize;
+pub mod offsets;
+pub mod reader;
+pub mod tracefs;
+
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+    Ebpf, EbpfLoader,
+};
+use sensor_common::{
+    DROP_SLOTS, DROP_SLOT_CONNECT, DROP_SLOT_CONNECT_STASH, DROP_SLOT_EXEC, DROP_SLOT_EXIT,
+};
+
+pub use reader::run_reader;
+
+/// The object built by `build.rs` from `sensor-ebpf` (empty when built with AYA_BUILD_SKIP=1).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
+
+/// Programs in attach order: exit halves before the entry halves, so no event whose start we
+/// report can miss its end.
+const PROGRAMS: [(&str, &str, &str); 4] = [
+    ("sched_process_exit", "sched", "sched_process_exit"),
+    ("sched_process_exec", "sched", "sched_process_exec"),
+    ("sys_exit_connect", "syscalls", "sys_exit_connect"),
+    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error("tracefs not found (mount -t tracefs tracefs /sys/kernel/tracing)")]
+    NoTracefs,
+    #[error(transparent)]
+    Offsets(#[from] offsets::OffsetsError),
+    #[error("this binary was built without its eBPF object (AYA_BUILD_SKIP)")]
+    NotBuilt,
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[source] Box<aya::EbpfError>),
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("program {0} missing from the object")]
+    MissingProgram(&'static str),
+    #[error("map {name}: {reason}")]
+    Map { name: &'static str, reason: String },
+}
+
+/// A loaded, attached capture: keeps the programs attached while alive.
+pub struct EbpfCapture {
+    /// Owns the programs and links; dropping it detaches everything.
+    pub ebpf: Ebpf,
+    pub ring: RingBuf<MapData>,
+    pub drops: KernelDrops,
+}
+
+/// The in-kernel counters of records that could not be emitted.
+pub struct KernelDrops(PerCpuArray<MapData, u64>);
+
+impl KernelDrops {
+    /// Sums over CPUs, by name.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let name = |slot| match slot {
+            DROP_SLOT_EXEC => Some("ringbuf_process_exec"),
+            DROP_SLOT_EXIT => Some("ringbuf_process_exit"),
+            DROP_SLOT_CONNECT => Some("ringbuf_net_connect"),
+            DROP_SLOT_CONNECT_STASH => Some("connect_stash"),
+            _ => None,
+        };
+        (0..DROP_SLOTS)
+            .filter_map(|slot| {
+                let n = name(slot)?;
+                let sum = self.0.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0);
+                Some((n, sum))
+            })
+            .collect()
+    }
+}
+
+/// Everything short of attaching: whether this host can run the eBPF path. Used by the probe.
+pub fn check_offsets() -> Result<(), String> {
+    let tracefs = tracefs::find().ok_or_else(|| EbpfError::NoTracefs.to_string())?;
+    offsets::resolve_host(&tracefs).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Resolves offsets, loads and attaches every program.
+pub fn load(ring_bytes: u32) -> Result<EbpfCapture, EbpfError> {
+    let tracefs = tracefs::find().ok_or(EbpfError::NoTracefs)?;
+    let offsets = offsets::resolve_host(&tracefs)?;
+    if OBJECT.is_empty() {
+        return Err(EbpfError::NotBuilt);
+    }
+    let mut ebpf = EbpfLoader::new()
+        .override_global("OFFSETS", &offsets, true)
+        .map_max_entries("EVENTS", ring_bytes)
+        .load(OBJECT)
+        .map_err(|e| EbpfError::Load(Box::new(e)))?;
+    for (name, category, event) in PROGRAMS {
+        let prog: &mut TracePoint = ebpf
+            .program_mut(name)
+            .ok_or(EbpfError::MissingProgram(name))?
+            .try_into()
+            .map_err(|e| EbpfError::Program { name, source: Box::new(e) })?;
+        prog.load()
+            .map_err(|e| EbpfError::Program { name, source: Box::new(e) })?;
+        prog.attach(category, event)
+            .map_err(|e| EbpfError::Program { name, source: Box::new(e) })?;
+    }
+    let map_err = |name: &'static str, reason: String| EbpfError::Map { name, reason };
+    let ring = ebpf
+        .take_map("EVENTS")
+        .ok_or_else(|| map_err("EVENTS", "missing".into()))?;
+    let ring = RingBuf::try_from(ring).map_err(|e| map_err("EVENTS", e.to_string()))?;
+    let drops = ebpf
+        .take_map("DROPS")
+        .ok_or_else(|| map_err("DROPS", "missing".into()))?;
+    let drops = PerCpuArray::try_from(drops).map_err(|e| map_err("DROPS", e.to_string()))?;
+    Ok(EbpfCapture {
+        ebpf,
+        ring,
+        drops: KernelDrops(drops),
+    })
+}

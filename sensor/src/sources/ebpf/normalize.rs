@@ -1,0 +1,260 @@
+//! Decoded eBPF records to normalized [`Event`]s. Pure: clocks and host come in as arguments.
+use sensor_common::{
+    ProcessInfo, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED,
+    FLAG_NO_LOGINUID, FLAG_READ_ERROR,
+};
+
+use super::decode::{ConnectRecord, ExecRecord, ExitRecord, Record};
+use crate::{
+    escape::{escape_bytes, until_nul},
+    event::{Connect, Event, Exit, Kind, Process, Source},
+    timefmt::{rfc3339_nanos, Clocks},
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+pub fn normalize(record: &Record, clocks: &Clocks, host: &str) -> Event {
+    match record {
+        Record::Exec(e) => exec_event(e, clocks, host),
+        Record::Exit(e) => exit_event(e, clocks, host),
+        Record::Connect(c) => connect_event(c, clocks, host),
+    }
+}
+
+fn base(kind: Kind, ktime_ns: u64, clocks: &Clocks, host: &str) -> Event {
+    Event {
+        seq: 0,
+        time: rfc3339_nanos(clocks.monotonic_to_unix(ktime_ns)),
+        host: host.to_string(),
+        source: Source::Ebpf,
+        kind,
+        process: None,
+        exit: None,
+        connect: None,
+        health: None,
+        ktime_ns: Some(ktime_ns),
+    }
+}
+
+/// Kernel tty names are `pts3`/`tty1`; users know them as `pts/3`.
+fn tty_name(raw: &[u8]) -> Option<String> {
+    let name = until_nul(raw);
+    if name.is_empty() {
+        return None;
+    }
+    let text = escape_bytes(name);
+    Some(match text.strip_prefix("pts") {
+        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => format!("pts/{n}"),
+        _ => text,
+    })
+}
+
+fn unset(id: u32) -> Option<u32> {
+    (id != u32::MAX).then_some(id)
+}
+
+pub fn process(p: &ProcessInfo, pid: u32, tid: u32, clocks: &Clocks) -> Process {
+    let mut incomplete = Vec::new();
+    if p.flags & FLAG_NO_LOGINUID != 0 {
+        incomplete.push("loginuid");
+    }
+    if p.flags & FLAG_READ_ERROR != 0 {
+        incomplete.push("kernel_read");
+    }
+    Process {
+        pid,
+        tid: (tid != pid).then_some(tid),
+        ppid: p.ppid,
+        start_time: rfc3339_nanos(clocks.boottime_to_unix(p.start_boottime_ns)),
+        start_boottime_ns: p.start_boottime_ns,
+        uid: p.uid,
+        euid: p.euid,
+        gid: p.gid,
+        egid: p.egid,
+        auid: unset(p.auid),
+        session: unset(p.session),
+        tty: tty_name(&p.tty),
+        comm: escape_bytes(until_nul(&p.comm)),
+        cgroup_id: p.cgroup_id,
+        incomplete,
+        ..Process::default()
+    }
+}
+
+/// The executed path made absolute against the cwd when the caller gave a relative one.
+pub fn resolve_exe(filename: &[u8], cwd: &[u8]) -> Vec<u8> {
+    if filename.starts_with(b"/") || cwd.is_empty() {
+        return filename.to_vec();
+    }
+    let rel = filename.strip_prefix(b"./").unwrap_or(filename);
+    let mut out = cwd.to_vec();
+    if !out.ends_with(b"/") {
+        out.push(b'/');
+    }
+    out.extend_from_slice(rel);
+    out
+}
+
+fn exec_event(e: &ExecRecord, clocks: &Clocks, host: &str) -> Event {
+    let mut ev = base(Kind::ProcessExec, e.header.ktime_ns, clocks, host);
+    let mut p = process(&e.process, e.header.tgid, e.header.pid, clocks);
+    let flags = e.process.flags;
+    let cwd_ok = flags & (FLAG_CWD_ERROR | FLAG_CWD_TRUNCATED) == 0;
+    if cwd_ok {
+        p.cwd = Some(escape_bytes(&e.cwd));
+    } else {
+        p.incomplete.push("cwd");
+    }
+    let cwd_for_exe: &[u8] = if cwd_ok { &e.cwd } else { b"" };
+    p.exe = Some(escape_bytes(&resolve_exe(&e.filename, cwd_for_exe)));
+    if flags & FLAG_ARGV_ERROR != 0 {
+        p.incomplete.push("argv");
+    }
+    p.argv = Some(e.argv.iter().map(|a| escape_bytes(a)).collect());
+    p.argv_truncated = flags & FLAG_ARGV_TRUNCATED != 0;
+    ev.process = Some(p);
+    ev
+}
+
+/// Splits a wait(2) status into exit code or terminating signal.
+pub fn exit_status(status: u32) -> Exit {
+    let signal = status & 0x7f;
+    if signal == 0 {
+        Exit {
+            code: Some(((status >> 8) & 0xff) as i32),
+            signal: None,
+            core_dumped: false,
+        }
+    } else {
+        Exit {
+            code: None,
+            signal: Some(signal as i32),
+            core_dumped: status & 0x80 != 0,
+        }
+    }
+}
+
+fn exit_event(e: &ExitRecord, clocks: &Clocks, host: &str) -> Event {
+    let mut ev = base(Kind::ProcessExit, e.header.ktime_ns, clocks, host);
+    ev.process = Some(process(&e.process, e.header.tgid, e.header.pid, clocks));
+    ev.exit = Some(exit_status(e.status));
+    ev
+}
+
+pub fn connect_result(ret: i32) -> &'static str {
+    match -ret {
+        0 => "success",
+        libc::EINPROGRESS | libc::EALREADY | libc::EAGAIN => "in_progress",
+        libc::ECONNREFUSED => "refused",
+        libc::ETIMEDOUT => "timeout",
+        libc::ENETUNREACH | libc::EHOSTUNREACH => "unreachable",
+        libc::EACCES | libc::EPERM => "denied",
+        _ => "error",
+    }
+}
+
+fn protocol(sock_type: u16) -> String {
+    match i32::from(sock_type) {
+        libc::SOCK_STREAM => "tcp".into(),
+        libc::SOCK_DGRAM => "udp".into(),
+        libc::SOCK_RAW => "raw".into(),
+        0 => "unknown".into(),
+        other => format!("socktype{other}"),
+    }
+}
+
+pub fn format_addr(family: u16, addr: &[u8; 16]) -> String {
+    match family {
+        AF_INET => std::net::Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string(),
+        _ => std::net::Ipv6Addr::from(*addr).to_string(),
+    }
+}
+
+fn connect_event(c: &ConnectRecord, clocks: &Clocks, host: &str) -> Event {
+    let mut ev = base(Kind::NetConnect, c.header.ktime_ns, clocks, host);
+    ev.process = Some(process(&c.process, c.header.tgid, c.header.pid, clocks));
+    ev.connect = Some(Connect {
+        family: if c.family == AF_INET6 { "ipv6" } else { "ipv4" },
+        protocol: protocol(c.sock_type),
+        dst_addr: format_addr(c.family, &c.dst_addr),
+        dst_port: c.dst_port,
+        result: connect_result(c.ret),
+        errno: -c.ret.min(0),
+    });
+    ev
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::decode::{decode, fixtures};
+    use super::*;
+
+    fn clocks() -> Clocks {
+        Clocks {
+            mono_to_unix: 1_000_000_000,
+            boot_to_unix: 2_000_000_000,
+        }
+    }
+
+    #[test]
+    fn exec_normalizes_all_fields() {
+        let rec = decode(&fixtures::exec(b"./run.sh", b"run.sh\0--x=1\0a\xffb\0", &[b"home", b"u"], 0)).unwrap();
+        let ev = normalize(&rec, &clocks(), "h1");
+        assert_eq!(ev.kind, Kind::ProcessExec);
+        assert_eq!(ev.time, "1970-01-01T00:00:01.000005000Z");
+        let p = ev.process.unwrap();
+        assert_eq!(p.exe.as_deref(), Some("/home/u/run.sh"));
+        assert_eq!(p.cwd.as_deref(), Some("/home/u"));
+        assert_eq!(p.argv.unwrap(), vec!["run.sh", "--x=1", "a\\xffb"]);
+        assert_eq!(p.tty.as_deref(), Some("pts/1"));
+        assert_eq!((p.pid, p.ppid, p.uid, p.euid, p.auid, p.session), (42, 10, 1000, 0, Some(1000), Some(3)));
+        assert_eq!(p.comm, "bash");
+        assert_eq!(p.start_time, "1970-01-01T00:00:02.000123456Z");
+        assert!(p.incomplete.is_empty());
+    }
+
+    #[test]
+    fn exec_flags_mark_incomplete_and_truncated() {
+        let flags = FLAG_CWD_ERROR | FLAG_ARGV_TRUNCATED | FLAG_NO_LOGINUID;
+        let rec = decode(&fixtures::exec(b"rel", b"a\0", &[], flags)).unwrap();
+        let p = normalize(&rec, &clocks(), "h").process.unwrap();
+        assert_eq!(p.cwd, None);
+        assert_eq!(p.exe.as_deref(), Some("rel"));
+        assert!(p.argv_truncated);
+        assert_eq!(p.incomplete, vec!["loginuid", "cwd"]);
+    }
+
+    #[test]
+    fn exit_status_decoding() {
+        assert_eq!(exit_status(0), Exit { code: Some(0), signal: None, core_dumped: false });
+        assert_eq!(exit_status(7 << 8), Exit { code: Some(7), signal: None, core_dumped: false });
+        assert_eq!(exit_status(9), Exit { code: None, signal: Some(9), core_dumped: false });
+        assert_eq!(exit_status(0x80 | 11), Exit { code: None, signal: Some(11), core_dumped: true });
+    }
+
+    #[test]
+    fn connect_fields() {
+        let rec = decode(&fixtures::connect(2, 1, &[127, 0, 0, 1], 8080, -libc::ECONNREFUSED)).unwrap();
+        let ev = normalize(&rec, &clocks(), "h");
+        let c = ev.connect.unwrap();
+        assert_eq!((c.family, c.protocol.as_str(), c.dst_addr.as_str(), c.dst_port, c.result, c.errno), ("ipv4", "tcp", "127.0.0.1", 8080, "refused", 111));
+        assert_eq!(ev.process.unwrap().tid, Some(43));
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        let rec = decode(&fixtures::connect(10, 2, &v6, 53, 0)).unwrap();
+        let c = normalize(&rec, &clocks(), "h").connect.unwrap();
+        assert_eq!((c.family, c.protocol.as_str(), c.dst_addr.as_str(), c.result), ("ipv6", "udp", "::1", "success"));
+        assert_eq!(connect_result(-libc::EINPROGRESS), "in_progress");
+        assert_eq!(connect_result(-libc::ENETUNREACH), "unreachable");
+        assert_eq!(connect_result(-libc::EBADF), "error");
+    }
+
+    #[test]
+    fn tty_names() {
+        assert_eq!(tty_name(b"pts12\0\0"), Some("pts/12".into()));
+        assert_eq!(tty_name(b"tty1\0"), Some("tty1".into()));
+        assert_eq!(tty_name(b"\0"), None);
+        assert_eq!(tty_name(b"ptsx\0"), Some("ptsx".into()));
+    }
+}

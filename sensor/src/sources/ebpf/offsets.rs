@@ -1,0 +1,143 @@
+//! Resolves [`KernelOffsets`] from the running kernel's BTF and tracefs. A program whose
+//! offsets cannot all be resolved is never loaded; the error is a fallback reason.
+use std::path::Path;
+
+use sensor_common::{
+    offsets::{OFFSETS_MAGIC, OPT_LOGINUID, OPT_SESSIONID},
+    KernelOffsets,
+};
+
+use crate::btf::Btf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetsError {
+    #[error("kernel BTF unavailable: {0}")]
+    Btf(String),
+    #[error("cannot resolve {what}: {error}")]
+    Member { what: String, error: String },
+    #[error("tracepoint format: {0}")]
+    Tracepoint(String),
+}
+
+struct Resolver<'a> {
+    btf: &'a Btf,
+}
+
+impl Resolver<'_> {
+    fn get(&self, s: &str, m: &str) -> Result<u32, OffsetsError> {
+        self.btf
+            .member_offset(s, m)
+            .map_err(|e| OffsetsError::Member {
+                what: format!("{s}.{m}"),
+                error: e.to_string(),
+            })
+    }
+
+    /// The first of `members` that exists (kernels renamed some fields).
+    fn first(&self, s: &str, members: &[&str]) -> Result<u32, OffsetsError> {
+        for m in members {
+            if self.btf.has_member(s, m) {
+                return self.get(s, m);
+            }
+        }
+        Err(OffsetsError::Member {
+            what: format!("{s}.{}", members.join("|")),
+            error: "no such member".into(),
+        })
+    }
+}
+
+/// Resolves every offset the programs use, from `btf` and the tracepoint format under `tracefs`.
+pub fn resolve(btf: &Btf, tracefs: &Path) -> Result<KernelOffsets, OffsetsError> {
+    let mut o = resolve_btf(btf)?;
+    o.tp_exec_filename =
+        super::tracefs::event_field_offset(tracefs, "sched", "sched_process_exec", "filename")
+            .map_err(OffsetsError::Tracepoint)?;
+    o.magic = OFFSETS_MAGIC;
+    Ok(o)
+}
+
+/// The BTF half of [`resolve`]; `magic` stays unset.
+pub fn resolve_btf(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
+    let r = Resolver { btf };
+    let mut optional = 0;
+    let task_loginuid = if btf.has_member("task_struct", "loginuid") {
+        optional |= OPT_LOGINUID;
+        r.get("task_struct", "loginuid")?
+    } else {
+        0
+    };
+    let task_sessionid = if btf.has_member("task_struct", "sessionid") {
+        optional |= OPT_SESSIONID;
+        r.get("task_struct", "sessionid")?
+    } else {
+        0
+    };
+    Ok(KernelOffsets {
+        magic: 0,
+        optional,
+        task_real_parent: r.get("task_struct", "real_parent")?,
+        task_tgid: r.get("task_struct", "tgid")?,
+        task_cred: r.get("task_struct", "cred")?,
+        task_loginuid,
+        task_sessionid,
+        task_signal: r.get("task_struct", "signal")?,
+        task_exit_code: r.get("task_struct", "exit_code")?,
+        task_mm: r.get("task_struct", "mm")?,
+        // 5.5 renamed real_start_time to start_boottime.
+        task_start_boottime: r.first("task_struct", &["start_boottime", "real_start_time"])?,
+        task_group_leader: r.get("task_struct", "group_leader")?,
+        task_fs: r.get("task_struct", "fs")?,
+        task_files: r.get("task_struct", "files")?,
+        cred_uid: r.get("cred", "uid")?,
+        cred_gid: r.get("cred", "gid")?,
+        cred_euid: r.get("cred", "euid")?,
+        cred_egid: r.get("cred", "egid")?,
+        signal_tty: r.get("signal_struct", "tty")?,
+        signal_live: r.get("signal_struct", "live")?,
+        tty_name: r.get("tty_struct", "name")?,
+        mm_arg_start: r.get("mm_struct", "arg_start")?,
+        mm_arg_end: r.get("mm_struct", "arg_end")?,
+        fs_pwd: r.get("fs_struct", "pwd")?,
+        path_mnt: r.get("path", "mnt")?,
+        path_dentry: r.get("path", "dentry")?,
+        dentry_parent: r.get("dentry", "d_parent")?,
+        dentry_name: r.get("dentry", "d_name")?,
+        qstr_name: r.get("qstr", "name")?,
+        mount_mnt: r.get("mount", "mnt")?,
+        mount_parent: r.get("mount", "mnt_parent")?,
+        mount_mountpoint: r.get("mount", "mnt_mountpoint")?,
+        vfsmount_root: r.get("vfsmount", "mnt_root")?,
+        files_fdt: r.get("files_struct", "fdt")?,
+        fdtable_max_fds: r.get("fdtable", "max_fds")?,
+        fdtable_fd: r.get("fdtable", "fd")?,
+        file_private_data: r.get("file", "private_data")?,
+        socket_type: r.get("socket", "type")?,
+        tp_exec_filename: 0,
+        _pad: 0,
+    })
+}
+
+/// Loads `/sys/kernel/btf/vmlinux` and resolves everything.
+pub fn resolve_host(tracefs: &Path) -> Result<KernelOffsets, OffsetsError> {
+    let btf = Btf::from_sys().map_err(|e| OffsetsError::Btf(e.to_string()))?;
+    resolve(&btf, tracefs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_on_this_host_when_btf_is_present() {
+        let Ok(btf) = Btf::from_sys() else {
+            eprintln!("no /sys/kernel/btf/vmlinux; skipped");
+            return;
+        };
+        let o = resolve_btf(&btf).expect("all offsets resolve on the build host");
+        assert!(o.mm_arg_end > o.mm_arg_start);
+        assert_ne!(o.task_real_parent, o.task_tgid);
+        assert_eq!(o.cred_euid, o.cred_uid + 8, "cred: uid gid suid sgid euid ...");
+        assert_eq!(o.path_mnt, 0);
+    }
+}

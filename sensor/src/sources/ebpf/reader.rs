@@ -1,0 +1,125 @@
+//! Drains the ring buffer with tokio's AsyncFd, decodes and normalizes each record, and sends
+//! the events downstream. Backpressure: when the channel is full the reader waits, the ring
+//! buffer absorbs the burst, and anything the kernel cannot reserve is counted in `DROPS`.
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, watch};
+
+use super::decode::{decode, Record};
+use super::normalize::normalize;
+use crate::{counters::Counters, event::Event, timefmt::Clocks};
+
+/// Remembers recently reported process exits so a racing second "group dead" exit of the same
+/// process (two threads past `signal->live == 0`) is reported once.
+pub struct RecentExits {
+    set: HashSet<(u32, u64)>,
+    order: VecDeque<(u32, u64)>,
+    cap: usize,
+}
+
+impl RecentExits {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            set: HashSet::with_capacity(cap),
+            order: VecDeque::with_capacity(cap),
+            cap,
+        }
+    }
+
+    /// True the first time a (tgid, start) pair is seen.
+    pub fn first(&mut self, tgid: u32, start: u64) -> bool {
+        if !self.set.insert((tgid, start)) {
+            return false;
+        }
+        self.order.push_back((tgid, start));
+        if self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+pub struct ReaderCtx {
+    pub tx: mpsc::Sender<Event>,
+    pub counters: Arc<Counters>,
+    pub shutdown: watch::Receiver<bool>,
+    pub host: String,
+    pub clocks: Clocks,
+}
+
+/// Runs until shutdown; then drains what is already in the ring and returns.
+pub async fn run_reader(ring: RingBuf<MapData>, mut ctx: ReaderCtx) -> std::io::Result<()> {
+    // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer,
+    // and `as_raw_fd` always returns that same fd.
+    let mut afd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)?;
+    let mut exits = RecentExits::new(8192);
+    loop {
+        tokio::select! {
+            guard = afd.readable_mut() => {
+                let mut guard = guard?;
+                if !drain(guard.get_inner_mut(), &ctx, &mut exits).await {
+                    return Ok(());
+                }
+                guard.clear_ready();
+            }
+            _ = ctx.shutdown.changed() => {
+                drain(afd.get_mut(), &ctx, &mut exits).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Reads every available record. Returns false when downstream has gone away.
+async fn drain(ring: &mut RingBuf<MapData>, ctx: &ReaderCtx, exits: &mut RecentExits) -> bool {
+    loop {
+        let decoded = match ring.next() {
+            Some(item) => decode(&item),
+            None => return true,
+        };
+        let record = match decoded {
+            Ok(r) => r,
+            Err(e) => {
+                let n = ctx.counters.decode_errors.fetch_add(1, Relaxed);
+                if n < 10 {
+                    tracing::warn!(error = %e, "dropping malformed ring buffer record");
+                }
+                continue;
+            }
+        };
+        if let Record::Exit(x) = &record {
+            if !exits.first(x.header.tgid, x.process.start_boottime_ns) {
+                ctx.counters.duplicate_exits.fetch_add(1, Relaxed);
+                continue;
+            }
+        }
+        let event = normalize(&record, &ctx.clocks, &ctx.host);
+        ctx.counters.count_event(event.kind);
+        if ctx.tx.send(event).await.is_err() {
+            return false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_exits_dedupes_and_is_bounded() {
+        let mut r = RecentExits::new(2);
+        assert!(r.first(1, 10));
+        assert!(!r.first(1, 10));
+        assert!(r.first(1, 11), "same pid, new start time: pid reuse");
+        assert!(r.first(2, 10));
+        assert!(r.first(1, 10), "evicted after cap");
+        assert_eq!(r.set.len(), 2);
+    }
+}

@@ -1,0 +1,2 @@
+//! Capture sources. Each produces normalized events into a bounded channel.
+pub mod ebpf;
