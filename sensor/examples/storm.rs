@@ -1,0 +1,163 @@
+//! `storm`: workload generator for benchmarking the sensor (see `scripts/bench`).
+//!
+//! Subcommands (each prints one line of JSON on stdout):
+//!
+//! - `storm exec N MARKER`: sequentially spawn and wait for `/bin/true MARKER-<i>`
+//!   for i in 1..=N.
+//! - `storm connect N`: listen on 127.0.0.1:0 (an accept thread accepts and drops),
+//!   then sequentially open and drop N TCP connections to it.
+//! - `storm exec-paced RATE SECS MARKER`: spawn `/bin/true MARKER-<i>` at RATE per
+//!   second for SECS seconds, on a fixed schedule (children are reaped without
+//!   blocking the schedule).
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, ExitCode};
+use std::time::{Duration, Instant};
+
+const TRUE: &str = "/bin/true";
+const USAGE: &str =
+    "usage:\n  storm exec N MARKER\n  storm connect N\n  storm exec-paced RATE SECS MARKER";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match argv.as_slice() {
+        ["exec", n, marker] => parse(n, "N").and_then(|n| exec(n, marker)),
+        ["connect", n] => parse(n, "N").and_then(connect),
+        ["exec-paced", rate, secs, marker] => parse::<f64>(rate, "RATE")
+            .and_then(|r| parse::<f64>(secs, "SECS").and_then(|s| exec_paced(r, s, marker))),
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(line) => {
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("storm: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|_| format!("{what}: not a valid number: {s:?}\n{USAGE}"))
+}
+
+fn rate(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        n as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+fn exec(n: u64, marker: &str) -> Result<String, String> {
+    let start = Instant::now();
+    for i in 1..=n {
+        let status = Command::new(TRUE)
+            .arg(format!("{marker}-{i}"))
+            .status()
+            .map_err(|e| format!("spawn {TRUE}: {e}"))?;
+        if !status.success() {
+            return Err(format!("{TRUE} exited with {status}"));
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(format!(
+        "{{\"workload\":\"exec\",\"n\":{n},\"secs\":{secs:.6},\"per_sec\":{:.1},\"pid\":{}}}",
+        rate(n, secs),
+        std::process::id()
+    ))
+}
+
+fn connect(n: u64) -> Result<String, String> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("local_addr: {e}"))?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    let start = Instant::now();
+    for _ in 0..n {
+        let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        drop(stream);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(format!(
+        "{{\"workload\":\"connect\",\"n\":{n},\"secs\":{secs:.6},\"per_sec\":{:.1},\"pid\":{},\"port\":{}}}",
+        rate(n, secs),
+        std::process::id(),
+        addr.port()
+    ))
+}
+
+fn reap(children: &mut Vec<Child>, failures: &mut u64) -> Result<(), String> {
+    let mut i = 0;
+    while i < children.len() {
+        match children[i].try_wait() {
+            Ok(Some(status)) => {
+                if !status.success() {
+                    *failures += 1;
+                }
+                children.swap_remove(i);
+            }
+            Ok(None) => i += 1,
+            Err(e) => return Err(format!("wait: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn exec_paced(per_sec: f64, secs: f64, marker: &str) -> Result<String, String> {
+    if !(per_sec > 0.0 && per_sec.is_finite()) || !(secs >= 0.0 && secs.is_finite()) {
+        return Err(format!("RATE must be > 0 and SECS >= 0\n{USAGE}"));
+    }
+    let total = (per_sec * secs).round() as u64;
+    let interval = Duration::from_secs_f64(1.0 / per_sec);
+    let mut children: Vec<Child> = Vec::new();
+    let mut failures = 0u64;
+    let mut late_max = Duration::ZERO;
+    let start = Instant::now();
+    for i in 0..total {
+        let due = start + interval.mul_f64(i as f64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        } else {
+            late_max = late_max.max(now - due);
+        }
+        let child = Command::new(TRUE)
+            .arg(format!("{marker}-{}", i + 1))
+            .spawn()
+            .map_err(|e| format!("spawn {TRUE}: {e}"))?;
+        children.push(child);
+        reap(&mut children, &mut failures)?;
+    }
+    let spawn_secs = start.elapsed().as_secs_f64();
+    for mut child in children.drain(..) {
+        let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+        if !status.success() {
+            failures += 1;
+        }
+    }
+    let secs_total = start.elapsed().as_secs_f64();
+    if failures > 0 {
+        return Err(format!("{failures} of {total} {TRUE} runs failed"));
+    }
+    Ok(format!(
+        "{{\"workload\":\"exec-paced\",\"n\":{total},\"target_per_sec\":{per_sec},\"secs\":{secs_total:.6},\
+         \"per_sec\":{:.1},\"late_max_ms\":{:.3},\"pid\":{}}}",
+        rate(total, spawn_secs),
+        late_max.as_secs_f64() * 1e3,
+        std::process::id()
+    ))
+}

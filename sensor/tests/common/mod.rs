@@ -1,0 +1,155 @@
+//! Shared harness of the privileged integration tests: runs the real `sensor` binary and
+//! reads back its JSON lines.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Privileged tests run when `SENSOR_PRIVILEGED_TESTS=1` (scripts/test sets it as root). When
+/// set they must pass; when unset they are skipped with a message.
+pub fn privileged() -> bool {
+    if std::env::var("SENSOR_PRIVILEGED_TESTS").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("skipped: set SENSOR_PRIVILEGED_TESTS=1 and run as root");
+    false
+}
+
+/// A unique marker for this test run.
+pub fn marker(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("mk{}{}{}", tag, std::process::id(), nanos % 1_000_000_000)
+}
+
+/// A running sensor writing to a temp file; stopped (by pid) and cleaned up on drop.
+pub struct Sensor {
+    child: Option<Child>,
+    pub output: PathBuf,
+    dir: PathBuf,
+}
+
+impl Sensor {
+    pub fn start(mode: &str, extra: &[&str]) -> Sensor {
+        let dir = std::env::temp_dir().join(marker("sensor-it"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let output = dir.join("events.jsonl");
+        let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
+            .args(["run", "--mode", mode, "--output"])
+            .arg(&output)
+            .args(["--health-interval", "1"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn sensor");
+        let s = Sensor {
+            child: Some(child),
+            output,
+            dir,
+        };
+        s.wait_attached();
+        s
+    }
+
+    fn wait_attached(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if read_events(&self.output)
+                .iter()
+                .any(|e| e["kind"] == "sensor_health")
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("sensor did not start: {}", self.stderr());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait for a clean exit, return every event written.
+    pub fn stop(mut self) -> Vec<Value> {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "sensor exited with {status}: {}", self.stderr());
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sensor did not stop within 30 s after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        read_events(&self.output)
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn read_events(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+/// Exec events whose argv contains `needle` exactly.
+pub fn execs_with_arg<'a>(events: &'a [Value], needle: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "process_exec")
+        .filter(|e| {
+            e["process"]["argv"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == needle))
+        })
+        .collect()
+}
+
+pub fn exit_of(events: &[Value], pid: u64) -> Option<&Value> {
+    events
+        .iter()
+        .find(|e| e["kind"] == "process_exit" && e["process"]["pid"] == pid)
+}
+
+/// The last health event's drop counters summed.
+pub fn final_drops(events: &[Value]) -> u64 {
+    events
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "sensor_health")
+        .and_then(|h| h["health"]["drops"].as_object())
+        .map(|d| d.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0)
+}
