@@ -132,7 +132,7 @@ pub struct ExecEvent {
 }
 pub const EXEC_FIXED_LEN: usize = core::mem::size_of::<ExecEvent>() - ARGV_LEN;
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 24 + 96 + 16 + 256 + 1536 + 4096);
-const _: () = assert!(EXEC_FIXED_LEN % 8 == 0);
+const _: () = assert!(EXEC_FIXED_LEN.is_multiple_of(8));
 
 /// `sched_process_exit` of the last thread of a thread group (the process exit).
 #[repr(C)]

@@ -45,7 +45,8 @@ fn try_enter(ctx: &TracePointContext) -> Result<u32, u32> {
     let addrlen: u64 = unsafe { ctx.read_at(SYSCALL_ARG0 + 16) }.map_err(|_| 0u32)?;
     let uaddr = addr as *const u8;
     let family: u16 = unsafe { bpf_probe_read_user(uaddr as *const u16) }.map_err(|_| 0u32)?;
-    let port_be: u16 = unsafe { bpf_probe_read_user(uaddr.wrapping_add(2) as *const u16) }.map_err(|_| 0u32)?;
+    let port_be: u16 =
+        unsafe { bpf_probe_read_user(uaddr.wrapping_add(2) as *const u16) }.map_err(|_| 0u32)?;
     let mut stash = ConnectStash {
         family,
         dst_port: u16::from_be(port_be),
@@ -54,16 +55,20 @@ fn try_enter(ctx: &TracePointContext) -> Result<u32, u32> {
     };
     match family {
         AF_INET if addrlen >= 8 => {
-            let a: [u8; 4] = unsafe { bpf_probe_read_user(uaddr.wrapping_add(4) as *const [u8; 4]) }.map_err(|_| 0u32)?;
+            let a: [u8; 4] =
+                unsafe { bpf_probe_read_user(uaddr.wrapping_add(4) as *const [u8; 4]) }
+                    .map_err(|_| 0u32)?;
             stash.dst_addr[..4].copy_from_slice(&a);
         }
         AF_INET6 if addrlen >= 24 => {
-            stash.dst_addr = unsafe { bpf_probe_read_user(uaddr.wrapping_add(8) as *const [u8; 16]) }.map_err(|_| 0u32)?;
+            stash.dst_addr =
+                unsafe { bpf_probe_read_user(uaddr.wrapping_add(8) as *const [u8; 16]) }
+                    .map_err(|_| 0u32)?;
         }
         _ => return Ok(0),
     }
     let key = bpf_get_current_pid_tgid();
-    if CONNECT_STASH.insert(&key, &stash, 0).is_err() {
+    if CONNECT_STASH.insert(key, stash, 0).is_err() {
         count_drop(DROP_SLOT_CONNECT_STASH);
     }
     Ok(0)
@@ -71,11 +76,11 @@ fn try_enter(ctx: &TracePointContext) -> Result<u32, u32> {
 
 fn try_exit(ctx: &TracePointContext) -> Result<u32, u32> {
     let key = bpf_get_current_pid_tgid();
-    let stash = match unsafe { CONNECT_STASH.get(&key) } {
+    let stash = match unsafe { CONNECT_STASH.get(key) } {
         Some(s) => *s,
         None => return Ok(0),
     };
-    let _ = CONNECT_STASH.remove(&key);
+    let _ = CONNECT_STASH.remove(key);
     let ret: i64 = unsafe { ctx.read_at(SYSCALL_RET) }.map_err(|_| 0u32)?;
     let task = current_task();
     let sock_type = socket_type(task, stash.fd).unwrap_or(0);

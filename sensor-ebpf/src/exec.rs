@@ -75,8 +75,10 @@ fn read_argv(task: Ptr, ev: &mut ExecEvent) {
         ev.process.flags |= FLAG_ARGV_ERROR;
         return;
     };
-    let (Ok(start), Ok(end)) = (read::<u64>(mm, off!(mm_arg_start)), read::<u64>(mm, off!(mm_arg_end)))
-    else {
+    let (Ok(start), Ok(end)) = (
+        read::<u64>(mm, off!(mm_arg_start)),
+        read::<u64>(mm, off!(mm_arg_end)),
+    ) else {
         ev.process.flags |= FLAG_ARGV_ERROR;
         return;
     };
@@ -90,7 +92,10 @@ fn read_argv(task: Ptr, ev: &mut ExecEvent) {
         if total > ARGV_LEN as u64 {
             ev.process.flags |= FLAG_ARGV_TRUNCATED;
         }
-        (unsafe { bpf_probe_read_user(dst, ARGV_LEN as u32, src) }, ARGV_LEN as u32)
+        (
+            unsafe { bpf_probe_read_user(dst, ARGV_LEN as u32, src) },
+            ARGV_LEN as u32,
+        )
     } else {
         let len = (total as u32) & (ARGV_LEN as u32 - 1);
         (unsafe { bpf_probe_read_user(dst, len, src) }, len)

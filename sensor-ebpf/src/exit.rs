@@ -1,8 +1,6 @@
 //! `sched/sched_process_exit`: emitted once per process, by the last thread of the group.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use sensor_common::{
-    offsets::OFFSETS_MAGIC, ExitEvent, ProcessInfo, DROP_SLOT_EXIT, KIND_EXIT,
-};
+use sensor_common::{offsets::OFFSETS_MAGIC, ExitEvent, ProcessInfo, DROP_SLOT_EXIT, KIND_EXIT};
 
 use crate::{
     maps::{count_drop, off, EVENTS},

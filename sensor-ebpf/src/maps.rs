@@ -27,13 +27,11 @@ pub static OFFSETS: KernelOffsets = unsafe { core::mem::zeroed() };
 
 /// Reads one field of [`OFFSETS`] so the compiler cannot constant-fold the zero initialiser.
 macro_rules! off {
-    ($field:ident) => {
-        {
-            #[allow(unused_unsafe)]
-            let v = unsafe { core::ptr::read_volatile(&raw const $crate::maps::OFFSETS.$field) };
-            v
-        }
-    };
+    ($field:ident) => {{
+        #[allow(unused_unsafe)]
+        let v = unsafe { core::ptr::read_volatile(&raw const $crate::maps::OFFSETS.$field) };
+        v
+    }};
 }
 pub(crate) use off;
 

@@ -51,7 +51,9 @@ pub fn fill_process(p: &mut ProcessInfo, task: Ptr) {
     p.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     p.comm = bpf_get_current_comm().unwrap_or([0; 16]);
 
-    match read_ptr(task, off!(task_real_parent)).and_then(|parent| read::<u32>(parent, off!(task_tgid))) {
+    match read_ptr(task, off!(task_real_parent))
+        .and_then(|parent| read::<u32>(parent, off!(task_tgid)))
+    {
         Ok(ppid) => p.ppid = ppid,
         Err(_) => flags |= FLAG_READ_ERROR,
     }

@@ -24,7 +24,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub sensor: SensorSection,
@@ -63,17 +63,6 @@ pub struct HealthSection {
 pub struct EbpfSection {
     /// Ring buffer size in bytes; a power of two, at least one page.
     pub ring_buffer_bytes: u32,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            sensor: SensorSection::default(),
-            output: OutputSection::default(),
-            health: HealthSection::default(),
-            ebpf: EbpfSection::default(),
-        }
-    }
 }
 
 impl Default for SensorSection {
@@ -146,10 +135,14 @@ impl Config {
             )));
         }
         if self.sensor.channel_capacity == 0 {
-            return Err(ConfigError::Invalid("sensor.channel_capacity must be > 0".into()));
+            return Err(ConfigError::Invalid(
+                "sensor.channel_capacity must be > 0".into(),
+            ));
         }
         if self.health.interval_secs == 0 {
-            return Err(ConfigError::Invalid("health.interval_secs must be > 0".into()));
+            return Err(ConfigError::Invalid(
+                "health.interval_secs must be > 0".into(),
+            ));
         }
         Ok(())
     }

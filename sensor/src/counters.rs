@@ -50,10 +50,13 @@ impl Counters {
 
     /// Userspace losses.
     pub fn drops(&self) -> BTreeMap<String, u64> {
-        [("decode_errors", &self.decode_errors), ("write_errors", &self.write_errors)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
-            .collect()
+        [
+            ("decode_errors", &self.decode_errors),
+            ("write_errors", &self.write_errors),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
+        .collect()
     }
 
     pub fn observe_lag_us(&self, lag_us: u64) {

@@ -63,7 +63,10 @@ mod tests {
 
     #[test]
     fn utf8_passes_through() {
-        assert_eq!(escape_bytes("héllo wörld \"q\"".as_bytes()), "héllo wörld \"q\"");
+        assert_eq!(
+            escape_bytes("héllo wörld \"q\"".as_bytes()),
+            "héllo wörld \"q\""
+        );
         assert_eq!(escape_bytes(b""), "");
     }
 
@@ -82,7 +85,9 @@ mod tests {
 
     #[test]
     fn round_trip_all_byte_values() {
-        let all: Vec<u8> = (0..=255u8).chain(b"\\x00 \xf0\x9f\x98\x80".iter().copied()).collect();
+        let all: Vec<u8> = (0..=255u8)
+            .chain(b"\\x00 \xf0\x9f\x98\x80".iter().copied())
+            .collect();
         assert_eq!(unescape_bytes(&escape_bytes(&all)).unwrap(), all);
     }
 

@@ -10,6 +10,9 @@ use crate::{
     timefmt::{rfc3339_nanos, unix_now_ns},
 };
 
+/// Extra named drop counters from a capture path (e.g. in-kernel ring-buffer reserve failures).
+pub type DropSource = Box<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
+
 /// Everything needed to build a health event at any moment.
 pub struct HealthReporter {
     pub mode: String,
@@ -17,8 +20,7 @@ pub struct HealthReporter {
     pub host: String,
     pub started: Instant,
     pub counters: Arc<Counters>,
-    /// Extra drop counters from the capture path (e.g. in-kernel ring-buffer reserve failures).
-    pub kernel_drops: Option<Box<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>>,
+    pub kernel_drops: Option<DropSource>,
 }
 
 impl HealthReporter {

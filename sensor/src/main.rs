@@ -57,7 +57,12 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().command {
-        Command::Run { mode, output, config, health_interval } => {
+        Command::Run {
+            mode,
+            output,
+            config,
+            health_interval,
+        } => {
             let mut cfg = Config::load(config.as_deref())?;
             if let Some(m) = mode {
                 cfg.sensor.mode = m;
@@ -74,13 +79,26 @@ fn main() -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(runtime::run(RunOptions { config: cfg, requested }))?;
+            rt.block_on(runtime::run(RunOptions {
+                config: cfg,
+                requested,
+            }))?;
         }
         Command::Probe { json } => {
             let caps = probe::probe();
-            let decision = probe::choose_mode(&caps, ebpf::check_offsets(), AUDIT_IMPLEMENTED, RequestedMode::Auto);
+            let decision = probe::choose_mode(
+                &caps,
+                ebpf::check_offsets(),
+                AUDIT_IMPLEMENTED,
+                RequestedMode::Auto,
+            );
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"capabilities": caps, "decision": decision}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"capabilities": caps, "decision": decision})
+                    )?
+                );
             } else {
                 print!("{}", probe::render_report(&caps, &decision));
             }

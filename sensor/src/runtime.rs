@@ -41,15 +41,26 @@ pub const AUDIT_IMPLEMENTED: bool = false;
 pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let cfg = opts.config;
     let caps = probe::probe();
-    let decision = probe::choose_mode(&caps, ebpf::check_offsets(), AUDIT_IMPLEMENTED, opts.requested);
+    let decision = probe::choose_mode(
+        &caps,
+        ebpf::check_offsets(),
+        AUDIT_IMPLEMENTED,
+        opts.requested,
+    );
     for rung in &decision.rungs {
         tracing::info!(mode = %rung.mode, usable = rung.usable, reason = %rung.reason, "probe");
     }
-    let mode = decision.mode.ok_or_else(|| RunError::NoMode(decision.reason.clone()))?;
+    let mode = decision
+        .mode
+        .ok_or_else(|| RunError::NoMode(decision.reason.clone()))?;
     if mode != Mode::Ebpf {
         return Err(RunError::NotImplemented(mode));
     }
-    let host = if cfg.sensor.host.is_empty() { kernel_hostname() } else { cfg.sensor.host.clone() };
+    let host = if cfg.sensor.host.is_empty() {
+        kernel_hostname()
+    } else {
+        cfg.sensor.host.clone()
+    };
     let counters = Arc::new(Counters::default());
     let out = json::open(&cfg.output.target)?;
     let (tx, rx) = mpsc::channel(cfg.sensor.channel_capacity);
@@ -58,7 +69,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let capture = ebpf::load(cfg.ebpf.ring_buffer_bytes)?;
     release_startup_memory();
     tracing::info!(reason = %decision.reason, "eBPF programs attached");
-    let ebpf::EbpfCapture { ebpf: loaded, ring, drops } = capture;
+    let ebpf::EbpfCapture {
+        ebpf: loaded,
+        ring,
+        drops,
+    } = capture;
     let drops = Arc::new(drops);
     let drops_for_health = drops.clone();
     let reporter = HealthReporter {

@@ -46,7 +46,8 @@ mod tests {
 
     #[test]
     fn stat_with_odd_comm() {
-        let stat = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 25 17 0 0 20 0 1 0 500 1000 200";
+        let stat =
+            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 25 17 0 0 20 0 1 0 500 1000 200";
         assert_eq!(parse_stat_cpu_ticks(stat), Some(42));
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
         assert_eq!(parse_stat_cpu_ticks("1 (x) S 1"), None);

@@ -30,7 +30,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec; the clocks used here always exist on Linux.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
@@ -82,8 +85,14 @@ mod tests {
     #[test]
     fn epoch_and_known_dates() {
         assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339_nanos(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
-        assert_eq!(rfc3339_nanos(1_795_804_496_123_456_789), "2026-11-27T18:34:56.123456789Z");
+        assert_eq!(
+            rfc3339_nanos(951_782_400_000_000_001),
+            "2000-02-29T00:00:00.000000001Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(1_795_804_496_123_456_789),
+            "2026-11-27T18:34:56.123456789Z"
+        );
         assert_eq!(rfc3339_nanos(-1), "1969-12-31T23:59:59.999999999Z");
     }
 

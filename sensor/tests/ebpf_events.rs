@@ -29,13 +29,22 @@ fn exec_exit_connect_fields() {
         OsStr::new(""),
         OsStr::from_bytes(b"bad\xffbyte"),
     ];
-    assert!(run(Command::new("/bin/echo").args(odd).stdout(std::process::Stdio::null())).success());
+    assert!(run(Command::new("/bin/echo")
+        .args(odd)
+        .stdout(std::process::Stdio::null()))
+    .success());
 
     // exit codes 0 and 7.
     let m0 = format!("{m}-exit0");
     let m7 = format!("{m}-exit7");
-    assert_eq!(run(Command::new("/bin/sh").args(["-c", "exit 0", &m0])).code(), Some(0));
-    assert_eq!(run(Command::new("/bin/sh").args(["-c", "exit 7", &m7])).code(), Some(7));
+    assert_eq!(
+        run(Command::new("/bin/sh").args(["-c", "exit 0", &m0])).code(),
+        Some(0)
+    );
+    assert_eq!(
+        run(Command::new("/bin/sh").args(["-c", "exit 7", &m7])).code(),
+        Some(7)
+    );
 
     // SIGKILL.
     let mut sleeper = Command::new("/bin/sleep").arg("300").spawn().unwrap();
@@ -78,8 +87,23 @@ fn exec_exit_connect_fields() {
     assert_eq!(p["comm"], "echo");
     assert_eq!(p["exe"], "/bin/echo");
     assert_eq!(p["ppid"], me);
-    let argv: Vec<&str> = p["argv"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert_eq!(argv, ["/bin/echo", m.as_str(), "two words", "\"double\" 'single'", "", "bad\\xffbyte"]);
+    let argv: Vec<&str> = p["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        argv,
+        [
+            "/bin/echo",
+            m.as_str(),
+            "two words",
+            "\"double\" 'single'",
+            "",
+            "bad\\xffbyte"
+        ]
+    );
     assert_eq!(p["uid"], unsafe { libc::getuid() } as u64);
     assert_eq!(p["euid"], unsafe { libc::geteuid() } as u64);
     assert_eq!(p["cwd"], std::env::current_dir().unwrap().to_str().unwrap());
@@ -127,13 +151,37 @@ fn exec_exit_connect_fields() {
             .unwrap_or_else(|| panic!("connect to {addr}:{port} in {connects:?}"))
     };
     let c = &find("127.0.0.1", ok_port)["connect"];
-    assert_eq!((c["family"].as_str(), c["protocol"].as_str(), c["result"].as_str()), (Some("ipv4"), Some("tcp"), Some("success")));
+    assert_eq!(
+        (
+            c["family"].as_str(),
+            c["protocol"].as_str(),
+            c["result"].as_str()
+        ),
+        (Some("ipv4"), Some("tcp"), Some("success"))
+    );
     let c = &find("127.0.0.1", refused_port)["connect"];
-    assert_eq!((c["protocol"].as_str(), c["result"].as_str(), c["errno"].as_i64()), (Some("tcp"), Some("refused"), Some(111)));
+    assert_eq!(
+        (
+            c["protocol"].as_str(),
+            c["result"].as_str(),
+            c["errno"].as_i64()
+        ),
+        (Some("tcp"), Some("refused"), Some(111))
+    );
     let c = &find("::1", v6_port)["connect"];
-    assert_eq!((c["family"].as_str(), c["protocol"].as_str(), c["result"].as_str()), (Some("ipv6"), Some("tcp"), Some("success")));
+    assert_eq!(
+        (
+            c["family"].as_str(),
+            c["protocol"].as_str(),
+            c["result"].as_str()
+        ),
+        (Some("ipv6"), Some("tcp"), Some("success"))
+    );
     let c = &find("127.0.0.1", udp_port)["connect"];
-    assert_eq!((c["protocol"].as_str(), c["result"].as_str()), (Some("udp"), Some("success")));
+    assert_eq!(
+        (c["protocol"].as_str(), c["result"].as_str()),
+        (Some("udp"), Some("success"))
+    );
 
     // --- health at start and at exit, nothing lost
     let health = of_kind(&events, "sensor_health");
@@ -151,7 +199,10 @@ fn exec_storm_is_complete_or_counted() {
     let sensor = Sensor::start("ebpf", &[]);
     let m = marker("s");
     for i in 0..N {
-        let status = Command::new("/bin/true").arg(format!("{m}-{i}")).status().unwrap();
+        let status = Command::new("/bin/true")
+            .arg(format!("{m}-{i}"))
+            .status()
+            .unwrap();
         assert!(status.success());
     }
     let events = sensor.stop();
@@ -159,18 +210,30 @@ fn exec_storm_is_complete_or_counted() {
     let pids: std::collections::HashSet<u64> = events
         .iter()
         .filter(|e| e["kind"] == "process_exec")
-        .filter(|e| e["process"]["argv"][1].as_str().is_some_and(|a| a.starts_with(&prefix)))
+        .filter(|e| {
+            e["process"]["argv"][1]
+                .as_str()
+                .is_some_and(|a| a.starts_with(&prefix))
+        })
         .map(|e| e["process"]["pid"].as_u64().unwrap())
         .collect();
     let execs = events
         .iter()
         .filter(|e| e["kind"] == "process_exec")
-        .filter(|e| e["process"]["argv"][1].as_str().is_some_and(|a| a.starts_with(&prefix)))
+        .filter(|e| {
+            e["process"]["argv"][1]
+                .as_str()
+                .is_some_and(|a| a.starts_with(&prefix))
+        })
         .count();
     let exits = events
         .iter()
         .filter(|e| e["kind"] == "process_exit")
-        .filter(|e| e["process"]["pid"].as_u64().is_some_and(|p| pids.contains(&p)))
+        .filter(|e| {
+            e["process"]["pid"]
+                .as_u64()
+                .is_some_and(|p| pids.contains(&p))
+        })
         .count();
     let drops = final_drops(&events);
     eprintln!("storm: {execs} exec, {exits} exit events of {N}; drops reported {drops}");
@@ -189,10 +252,18 @@ fn sigint_flushes_and_exits_cleanly() {
     }
     let sensor = Sensor::start("ebpf", &[]);
     let m = marker("i");
-    assert!(Command::new("/bin/true").arg(&m).status().unwrap().success());
+    assert!(Command::new("/bin/true")
+        .arg(&m)
+        .status()
+        .unwrap()
+        .success());
     // SAFETY: signalling our own child.
     unsafe { libc::kill(sensor.pid() as i32, libc::SIGINT) };
     let events = sensor.stop();
     assert_eq!(execs_with_arg(&events, &m).len(), 1);
-    assert_eq!(events.last().unwrap()["kind"], "sensor_health", "final health event last");
+    assert_eq!(
+        events.last().unwrap()["kind"],
+        "sensor_health",
+        "final health event last"
+    );
 }

@@ -37,7 +37,12 @@ pub fn open(target: &str) -> Result<Box<dyn Write + Send>, OutputError> {
 pub fn to_line(event: &Event) -> Vec<u8> {
     let mut line = serde_json::to_vec(event).unwrap_or_else(|e| {
         // Event contains only strings, numbers and maps: this cannot fail, but never lose it.
-        format!("{{\"seq\":{},\"kind\":\"serialization_error\",\"error\":{:?}}}", event.seq, e.to_string()).into_bytes()
+        format!(
+            "{{\"seq\":{},\"kind\":\"serialization_error\",\"error\":{:?}}}",
+            event.seq,
+            e.to_string()
+        )
+        .into_bytes()
     });
     line.push(b'\n');
     line
@@ -45,7 +50,11 @@ pub fn to_line(event: &Event) -> Vec<u8> {
 
 /// Runs until the channel closes; returns after the final flush. Blocking writes happen on a
 /// blocking thread so a slow consumer of stdout cannot stall the runtime.
-pub async fn run_sink(mut rx: mpsc::Receiver<Event>, out: Box<dyn Write + Send>, counters: Arc<Counters>) {
+pub async fn run_sink(
+    mut rx: mpsc::Receiver<Event>,
+    out: Box<dyn Write + Send>,
+    counters: Arc<Counters>,
+) {
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
     let mut seq: u64 = 0;
     let mut batch = Vec::with_capacity(1024);
@@ -67,7 +76,9 @@ pub async fn run_sink(mut rx: mpsc::Receiver<Event>, out: Box<dyn Write + Send>,
         }
         let idle = rx.is_empty();
         out = match tokio::task::spawn_blocking(move || {
-            let r = out.write_all(&buf).and_then(|()| if idle { out.flush() } else { Ok(()) });
+            let r = out
+                .write_all(&buf)
+                .and_then(|()| if idle { out.flush() } else { Ok(()) });
             (out, r)
         })
         .await

@@ -89,7 +89,11 @@ impl Sensor {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "sensor exited with {status}: {}", self.stderr());
+                assert!(
+                    status.success(),
+                    "sensor exited with {status}: {}",
+                    self.stderr()
+                );
                 break;
             }
             if Instant::now() > deadline {

@@ -193,12 +193,16 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecRecord, DecodeError> {
 /// Splits the NUL-separated argv area. Each argument ends with a NUL; an empty argument is a
 /// lone NUL. When the area was cut, the bytes after the last NUL are a partial argument.
 pub fn split_argv(area: &[u8], truncated: bool) -> Vec<Vec<u8>> {
+    if area.is_empty() {
+        return Vec::new();
+    }
     let mut args: Vec<Vec<u8>> = area.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
-    // `split` yields one piece after the final NUL: empty for a complete area.
-    if let Some(last) = args.last() {
-        if last.is_empty() && !(truncated && !area.ends_with(&[0])) {
-            args.pop();
-        }
+    // A complete area ends with a NUL, after which `split` yields one empty piece. A cut area
+    // (`truncated`) ends inside its last argument, which is kept as a partial argument.
+    if area.ends_with(&[0]) {
+        args.pop();
+    } else {
+        debug_assert!(truncated || !args.is_empty());
     }
     args
 }
@@ -210,7 +214,9 @@ pub(crate) mod fixtures {
 
     pub fn as_bytes<T>(v: &T) -> &[u8] {
         // SAFETY: records are repr(C) POD without padding.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+        unsafe {
+            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        }
     }
 
     pub fn process() -> ProcessInfo {
@@ -300,12 +306,25 @@ mod tests {
 
     #[test]
     fn exec_round_trip() {
-        let bytes = exec(b"/usr/bin/printf", b"printf\0a b\0\0\"q\"\0x\xffy\0", &[b"tmp", b"dir"], 0);
-        let Record::Exec(e) = decode(&bytes).unwrap() else { panic!() };
+        let bytes = exec(
+            b"/usr/bin/printf",
+            b"printf\0a b\0\0\"q\"\0x\xffy\0",
+            &[b"tmp", b"dir"],
+            0,
+        );
+        let Record::Exec(e) = decode(&bytes).unwrap() else {
+            panic!()
+        };
         assert_eq!(e.filename, b"/usr/bin/printf");
         assert_eq!(
             e.argv,
-            vec![b"printf".to_vec(), b"a b".to_vec(), b"".to_vec(), b"\"q\"".to_vec(), b"x\xffy".to_vec()]
+            vec![
+                b"printf".to_vec(),
+                b"a b".to_vec(),
+                b"".to_vec(),
+                b"\"q\"".to_vec(),
+                b"x\xffy".to_vec()
+            ]
         );
         assert_eq!(e.cwd, b"/tmp/dir");
         assert_eq!(e.header.tgid, 42);
@@ -315,25 +334,41 @@ mod tests {
     #[test]
     fn exec_root_cwd_and_no_args() {
         let bytes = exec(b"/bin/true", b"", &[], 0);
-        let Record::Exec(e) = decode(&bytes).unwrap() else { panic!() };
+        let Record::Exec(e) = decode(&bytes).unwrap() else {
+            panic!()
+        };
         assert_eq!(e.cwd, b"/");
         assert!(e.argv.is_empty());
     }
 
     #[test]
     fn truncated_argv_keeps_partial_last_argument() {
-        assert_eq!(split_argv(b"ls\0-la\0/very/lo", true), vec![b"ls".to_vec(), b"-la".to_vec(), b"/very/lo".to_vec()]);
-        assert_eq!(split_argv(b"a\0\0", false), vec![b"a".to_vec(), b"".to_vec()]);
+        assert_eq!(
+            split_argv(b"ls\0-la\0/very/lo", true),
+            vec![b"ls".to_vec(), b"-la".to_vec(), b"/very/lo".to_vec()]
+        );
+        assert_eq!(
+            split_argv(b"a\0\0", false),
+            vec![b"a".to_vec(), b"".to_vec()]
+        );
         assert_eq!(split_argv(b"a\0", true), vec![b"a".to_vec()]);
         assert_eq!(split_argv(b"noterm", false), vec![b"noterm".to_vec()]);
     }
 
     #[test]
     fn exit_and_connect() {
-        let Record::Exit(x) = decode(&exit(7 << 8)).unwrap() else { panic!() };
+        let Record::Exit(x) = decode(&exit(7 << 8)).unwrap() else {
+            panic!()
+        };
         assert_eq!(x.status, 0x700);
-        let Record::Connect(c) = decode(&connect(2, 1, &[127, 0, 0, 1], 8080, -111)).unwrap() else { panic!() };
-        assert_eq!((c.family, c.sock_type, c.dst_port, c.ret), (2, 1, 8080, -111));
+        let Record::Connect(c) = decode(&connect(2, 1, &[127, 0, 0, 1], 8080, -111)).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (c.family, c.sock_type, c.dst_port, c.ret),
+            (2, 1, 8080, -111)
+        );
         assert_eq!(&c.dst_addr[..4], &[127, 0, 0, 1]);
         assert_eq!(c.header.pid, 43);
     }
@@ -351,10 +386,16 @@ mod tests {
         let mut b = exec(b"/bin/x", b"x\0", &[], 0);
         let off = std::mem::offset_of!(ExecEvent, argv_len);
         b[off..off + 4].copy_from_slice(&4000u32.to_ne_bytes());
-        assert!(matches!(decode(&b), Err(DecodeError::OutOfBounds { field: "argv_len", .. })));
+        assert!(matches!(
+            decode(&b),
+            Err(DecodeError::OutOfBounds {
+                field: "argv_len",
+                ..
+            })
+        ));
         let mut b = exec(b"/bin/x", b"x\0", &[], 0);
         let off = std::mem::offset_of!(ExecEvent, cwd_depth);
-        b[off..off + 4].copy_from_slice(&17u32.to_ne_bytes());
+        b[off..off + 4].copy_from_slice(&(CWD_PARTS as u32 + 1).to_ne_bytes());
         assert!(decode(&b).is_err());
         // header says a size smaller than the layout
         let mut b = exit(0);
@@ -364,7 +405,11 @@ mod tests {
 
     #[test]
     fn every_truncation_of_valid_records_is_handled() {
-        for rec in [exec(b"/bin/a", b"a\0b\0", &[b"x"], 0), exit(9), connect(10, 2, &[0; 16], 53, 0)] {
+        for rec in [
+            exec(b"/bin/a", b"a\0b\0", &[b"x"], 0),
+            exit(9),
+            connect(10, 2, &[0; 16], 53, 0),
+        ] {
             for n in 0..rec.len() {
                 let _ = decode(&rec[..n]);
             }

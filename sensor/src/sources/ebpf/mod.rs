@@ -85,7 +85,9 @@ impl KernelDrops {
 /// Everything short of attaching: whether this host can run the eBPF path. Used by the probe.
 pub fn check_offsets() -> Result<(), String> {
     let tracefs = tracefs::find().ok_or_else(|| EbpfError::NoTracefs.to_string())?;
-    offsets::resolve_host(&tracefs).map(|_| ()).map_err(|e| e.to_string())
+    offsets::resolve_host(&tracefs)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Resolves offsets, loads and attaches every program.
@@ -105,11 +107,19 @@ pub fn load(ring_bytes: u32) -> Result<EbpfCapture, EbpfError> {
             .program_mut(name)
             .ok_or(EbpfError::MissingProgram(name))?
             .try_into()
-            .map_err(|e| EbpfError::Program { name, source: Box::new(e) })?;
-        prog.load()
-            .map_err(|e| EbpfError::Program { name, source: Box::new(e) })?;
+            .map_err(|e| EbpfError::Program {
+                name,
+                source: Box::new(e),
+            })?;
+        prog.load().map_err(|e| EbpfError::Program {
+            name,
+            source: Box::new(e),
+        })?;
         prog.attach(category, event)
-            .map_err(|e| EbpfError::Program { name, source: Box::new(e) })?;
+            .map_err(|e| EbpfError::Program {
+                name,
+                source: Box::new(e),
+            })?;
     }
     let map_err = |name: &'static str, reason: String| EbpfError::Map { name, reason };
     let ring = ebpf

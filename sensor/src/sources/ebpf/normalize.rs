@@ -199,7 +199,13 @@ mod tests {
 
     #[test]
     fn exec_normalizes_all_fields() {
-        let rec = decode(&fixtures::exec(b"./run.sh", b"run.sh\0--x=1\0a\xffb\0", &[b"home", b"u"], 0)).unwrap();
+        let rec = decode(&fixtures::exec(
+            b"./run.sh",
+            b"run.sh\0--x=1\0a\xffb\0",
+            &[b"home", b"u"],
+            0,
+        ))
+        .unwrap();
         let ev = normalize(&rec, &clocks(), "h1");
         assert_eq!(ev.kind, Kind::ProcessExec);
         assert_eq!(ev.time, "1970-01-01T00:00:01.000005000Z");
@@ -208,7 +214,10 @@ mod tests {
         assert_eq!(p.cwd.as_deref(), Some("/home/u"));
         assert_eq!(p.argv.unwrap(), vec!["run.sh", "--x=1", "a\\xffb"]);
         assert_eq!(p.tty.as_deref(), Some("pts/1"));
-        assert_eq!((p.pid, p.ppid, p.uid, p.euid, p.auid, p.session), (42, 10, 1000, 0, Some(1000), Some(3)));
+        assert_eq!(
+            (p.pid, p.ppid, p.uid, p.euid, p.auid, p.session),
+            (42, 10, 1000, 0, Some(1000), Some(3))
+        );
         assert_eq!(p.comm, "bash");
         assert_eq!(p.start_time, "1970-01-01T00:00:02.000123456Z");
         assert!(p.incomplete.is_empty());
@@ -227,24 +236,72 @@ mod tests {
 
     #[test]
     fn exit_status_decoding() {
-        assert_eq!(exit_status(0), Exit { code: Some(0), signal: None, core_dumped: false });
-        assert_eq!(exit_status(7 << 8), Exit { code: Some(7), signal: None, core_dumped: false });
-        assert_eq!(exit_status(9), Exit { code: None, signal: Some(9), core_dumped: false });
-        assert_eq!(exit_status(0x80 | 11), Exit { code: None, signal: Some(11), core_dumped: true });
+        assert_eq!(
+            exit_status(0),
+            Exit {
+                code: Some(0),
+                signal: None,
+                core_dumped: false
+            }
+        );
+        assert_eq!(
+            exit_status(7 << 8),
+            Exit {
+                code: Some(7),
+                signal: None,
+                core_dumped: false
+            }
+        );
+        assert_eq!(
+            exit_status(9),
+            Exit {
+                code: None,
+                signal: Some(9),
+                core_dumped: false
+            }
+        );
+        assert_eq!(
+            exit_status(0x80 | 11),
+            Exit {
+                code: None,
+                signal: Some(11),
+                core_dumped: true
+            }
+        );
     }
 
     #[test]
     fn connect_fields() {
-        let rec = decode(&fixtures::connect(2, 1, &[127, 0, 0, 1], 8080, -libc::ECONNREFUSED)).unwrap();
+        let rec = decode(&fixtures::connect(
+            2,
+            1,
+            &[127, 0, 0, 1],
+            8080,
+            -libc::ECONNREFUSED,
+        ))
+        .unwrap();
         let ev = normalize(&rec, &clocks(), "h");
         let c = ev.connect.unwrap();
-        assert_eq!((c.family, c.protocol.as_str(), c.dst_addr.as_str(), c.dst_port, c.result, c.errno), ("ipv4", "tcp", "127.0.0.1", 8080, "refused", 111));
+        assert_eq!(
+            (
+                c.family,
+                c.protocol.as_str(),
+                c.dst_addr.as_str(),
+                c.dst_port,
+                c.result,
+                c.errno
+            ),
+            ("ipv4", "tcp", "127.0.0.1", 8080, "refused", 111)
+        );
         assert_eq!(ev.process.unwrap().tid, Some(43));
         let mut v6 = [0u8; 16];
         v6[15] = 1;
         let rec = decode(&fixtures::connect(10, 2, &v6, 53, 0)).unwrap();
         let c = normalize(&rec, &clocks(), "h").connect.unwrap();
-        assert_eq!((c.family, c.protocol.as_str(), c.dst_addr.as_str(), c.result), ("ipv6", "udp", "::1", "success"));
+        assert_eq!(
+            (c.family, c.protocol.as_str(), c.dst_addr.as_str(), c.result),
+            ("ipv6", "udp", "::1", "success")
+        );
         assert_eq!(connect_result(-libc::EINPROGRESS), "in_progress");
         assert_eq!(connect_result(-libc::ENETUNREACH), "unreachable");
         assert_eq!(connect_result(-libc::EBADF), "error");

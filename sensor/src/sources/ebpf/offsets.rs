@@ -137,7 +137,11 @@ mod tests {
         let o = resolve_btf(&btf).expect("all offsets resolve on the build host");
         assert!(o.mm_arg_end > o.mm_arg_start);
         assert_ne!(o.task_real_parent, o.task_tgid);
-        assert_eq!(o.cred_euid, o.cred_uid + 8, "cred: uid gid suid sgid euid ...");
+        assert_eq!(
+            o.cred_euid,
+            o.cred_uid + 8,
+            "cred: uid gid suid sgid euid ..."
+        );
         assert_eq!(o.path_mnt, 0);
     }
 }

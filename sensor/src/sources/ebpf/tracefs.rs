@@ -23,14 +23,25 @@ pub fn field_offset(format: &str, field: &str) -> Option<u32> {
         if name != field {
             return None;
         }
-        let off = rest.split(';').find_map(|kv| kv.trim().strip_prefix("offset:"))?;
+        let off = rest
+            .split(';')
+            .find_map(|kv| kv.trim().strip_prefix("offset:"))?;
         off.trim().parse().ok()
     })
 }
 
 /// Reads the format of `category/name` under `tracefs` and returns the offset of `field`.
-pub fn event_field_offset(tracefs: &Path, category: &str, name: &str, field: &str) -> Result<u32, String> {
-    let path = tracefs.join("events").join(category).join(name).join("format");
+pub fn event_field_offset(
+    tracefs: &Path,
+    category: &str,
+    name: &str,
+    field: &str,
+) -> Result<u32, String> {
+    let path = tracefs
+        .join("events")
+        .join(category)
+        .join(name)
+        .join("format");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     field_offset(&text, field).ok_or_else(|| format!("{}: no field `{field}`", path.display()))
 }
@@ -47,9 +58,21 @@ mod tests {
         assert_eq!(field_offset(EXEC_FORMAT, "old_pid"), Some(16));
         assert_eq!(field_offset(EXEC_FORMAT, "common_pid"), Some(4));
         assert_eq!(field_offset(EXEC_FORMAT, "missing"), None);
-        assert_eq!(field_offset("field:char comm[16];\toffset:24;\tsize:16;", "comm"), Some(24));
-        assert_eq!(field_offset("field:struct sockaddr * uservaddr;\toffset:24;", "uservaddr"), Some(24));
-        assert_eq!(field_offset("garbage\nfield:\nfield:int x;offset:zz;", "x"), None);
+        assert_eq!(
+            field_offset("field:char comm[16];\toffset:24;\tsize:16;", "comm"),
+            Some(24)
+        );
+        assert_eq!(
+            field_offset(
+                "field:struct sockaddr * uservaddr;\toffset:24;",
+                "uservaddr"
+            ),
+            Some(24)
+        );
+        assert_eq!(
+            field_offset("garbage\nfield:\nfield:int x;offset:zz;", "x"),
+            None
+        );
     }
 
     #[test]
