@@ -139,7 +139,7 @@ mod tests {
         assert_ne!(o.task_real_parent, o.task_tgid);
         assert_eq!(
             o.cred_euid,
-            o.cred_uid + 8,
+            o.cred_uid + 16,
             "cred: uid gid suid sgid euid ..."
         );
         assert_eq!(o.path_mnt, 0);
