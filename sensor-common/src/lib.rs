@@ -50,6 +50,9 @@ pub const FLAG_READ_ERROR: u32 = 1 << 4;
 pub const FLAG_ARGV_ERROR: u32 = 1 << 5;
 /// The cwd could not be walked.
 pub const FLAG_CWD_ERROR: u32 = 1 << 6;
+pub const FLAG_EXE_TRUNCATED: u32 = 1 << 7;
+/// The executable's path could not be walked.
+pub const FLAG_EXE_ERROR: u32 = 1 << 8;
 
 /// Common record header.
 #[repr(C)]
@@ -112,6 +115,19 @@ impl ProcessInfo {
     }
 }
 
+/// A path walked in the kernel from a dentry up to the root, innermost step first.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PathWalk {
+    /// Number of walk steps captured.
+    pub depth: u32,
+    /// Bit i set: step i crossed a mount and `parts[i]` holds no component.
+    pub mounts: u32,
+    /// One NUL-terminated component per step. The root has no component.
+    pub parts: [[u8; CWD_PART_LEN]; CWD_PARTS],
+}
+const _: () = assert!(core::mem::size_of::<PathWalk>() == 8 + CWD_PARTS * CWD_PART_LEN);
+
 /// `sched_process_exec`. Emitted with a variable length: the record ends `argv_len` bytes into
 /// `argv` (rounded up to 8), and `header.size` says how long it is.
 #[repr(C)]
@@ -121,17 +137,17 @@ pub struct ExecEvent {
     pub process: ProcessInfo,
     pub filename_len: u32,
     pub argv_len: u32,
-    /// Number of cwd walk steps captured.
-    pub cwd_depth: u32,
-    /// Bit i set: step i crossed a mount and `cwd[i]` holds no component.
-    pub cwd_mounts: u32,
+    /// The path the caller passed to execve (bprm->filename), possibly relative.
     pub filename: [u8; FILENAME_LEN],
-    /// Innermost step first; each NUL-terminated. The root has no component.
-    pub cwd: [[u8; CWD_PART_LEN]; CWD_PARTS],
+    /// The working directory (`current->fs->pwd`).
+    pub cwd: PathWalk,
+    /// The executable actually mapped (`current->mm->exe_file`), symlinks resolved.
+    pub exe: PathWalk,
     pub argv: [u8; ARGV_LEN],
 }
 pub const EXEC_FIXED_LEN: usize = core::mem::size_of::<ExecEvent>() - ARGV_LEN;
-const _: () = assert!(core::mem::size_of::<ExecEvent>() == 24 + 96 + 16 + 256 + 1536 + 4096);
+const _: () =
+    assert!(core::mem::size_of::<ExecEvent>() == 24 + 96 + 8 + 256 + 2 * (8 + 1536) + 4096);
 const _: () = assert!(EXEC_FIXED_LEN.is_multiple_of(8));
 
 /// `sched_process_exit` of the last thread of a thread group (the process exit).

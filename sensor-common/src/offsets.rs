@@ -44,6 +44,9 @@ pub struct KernelOffsets {
     // mm_struct
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    pub mm_exe_file: u32,
+    /// `file.f_path` (a `struct path`).
+    pub file_f_path: u32,
     // fs_struct / path / dentry / qstr / mount / vfsmount
     pub fs_pwd: u32,
     pub path_mnt: u32,
@@ -64,6 +67,5 @@ pub struct KernelOffsets {
     // tracepoint context
     /// Offset of the `__data_loc char[] filename` field in `sched_process_exec`'s context.
     pub tp_exec_filename: u32,
-    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 40 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 41 * 4);

@@ -6,9 +6,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use sensor_common::{
-    offsets::OFFSETS_MAGIC, ExecEvent, ARGV_LEN, CWD_PARTS, DROP_SLOT_EXEC, EXEC_FIXED_LEN,
-    FILENAME_LEN, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED,
-    FLAG_FILENAME_TRUNCATED, KIND_EXEC,
+    offsets::OFFSETS_MAGIC, ExecEvent, PathWalk, ARGV_LEN, CWD_PARTS, DROP_SLOT_EXEC,
+    EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR,
+    FLAG_CWD_TRUNCATED, FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_FILENAME_TRUNCATED, KIND_EXEC,
 };
 
 use crate::{
@@ -38,6 +38,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<u32, u32> {
     read_filename(ctx, ev);
     read_argv(task, ev);
     read_cwd(task, ev);
+    read_exe(task, ev);
 
     let argv_len = (ev.argv_len as usize).min(ARGV_LEN);
     let size = EXEC_FIXED_LEN + ((argv_len + 7) & !7);
@@ -107,67 +108,96 @@ fn read_argv(task: Ptr, ev: &mut ExecEvent) {
     ev.argv_len = len;
 }
 
-/// Walks `current->fs->pwd` up to the root, crossing mounts, innermost step first.
-///
-/// Each loop step writes its own slot (a component, or a mount-crossing bit), so the only
-/// scalar the verifier must track precisely is the loop counter and branch states merge.
+/// Walks `current->fs->pwd` into `ev.cwd`.
 fn read_cwd(task: Ptr, ev: &mut ExecEvent) {
-    ev.cwd_depth = 0;
-    ev.cwd_mounts = 0;
+    ev.cwd.depth = 0;
+    ev.cwd.mounts = 0;
     let Ok(fs) = read_ptr(task, off!(task_fs)) else {
         ev.process.flags |= FLAG_CWD_ERROR;
         return;
     };
-    let pwd = off!(fs_pwd);
-    let (Ok(mut vfsmnt), Ok(mut dentry)) = (
-        read_ptr(fs, pwd + off!(path_mnt)),
-        read_ptr(fs, pwd + off!(path_dentry)),
-    ) else {
-        ev.process.flags |= FLAG_CWD_ERROR;
+    match walk(fs.wrapping_add(off!(fs_pwd) as usize), &mut ev.cwd) {
+        Walk::Done => {}
+        Walk::Truncated => ev.process.flags |= FLAG_CWD_TRUNCATED,
+        Walk::Error => ev.process.flags |= FLAG_CWD_ERROR,
+    }
+}
+
+/// Walks `current->mm->exe_file->f_path` into `ev.exe`.
+fn read_exe(task: Ptr, ev: &mut ExecEvent) {
+    ev.exe.depth = 0;
+    ev.exe.mounts = 0;
+    let Ok(file) = read_ptr(task, off!(task_mm)).and_then(|mm| read_ptr(mm, off!(mm_exe_file)))
+    else {
+        ev.process.flags |= FLAG_EXE_ERROR;
         return;
+    };
+    if file.is_null() {
+        ev.process.flags |= FLAG_EXE_ERROR;
+        return;
+    }
+    match walk(file.wrapping_add(off!(file_f_path) as usize), &mut ev.exe) {
+        Walk::Done => {}
+        Walk::Truncated => ev.process.flags |= FLAG_EXE_TRUNCATED,
+        Walk::Error => ev.process.flags |= FLAG_EXE_ERROR,
+    }
+}
+
+enum Walk {
+    Done,
+    Truncated,
+    Error,
+}
+
+/// Walks the `struct path` at `path` up to the root, crossing mounts, innermost step first.
+///
+/// Each loop step writes its own slot (a component, or a mount-crossing bit), so the only
+/// scalar the verifier must track precisely is the loop counter and branch states merge.
+#[inline(always)]
+fn walk(path: Ptr, out: &mut PathWalk) -> Walk {
+    let (Ok(mut vfsmnt), Ok(mut dentry)) = (
+        read_ptr(path, off!(path_mnt)),
+        read_ptr(path, off!(path_dentry)),
+    ) else {
+        return Walk::Error;
     };
     let mount_mnt = off!(mount_mnt) as usize;
     let mut mount = vfsmnt.wrapping_sub(mount_mnt);
     for i in 0..CWD_PARTS {
-        ev.cwd_depth = i as u32;
+        out.depth = i as u32;
         let Ok(mnt_root) = read_ptr(vfsmnt, off!(vfsmount_root)) else {
-            ev.process.flags |= FLAG_CWD_ERROR;
-            return;
+            return Walk::Error;
         };
         if dentry == mnt_root {
             let Ok(parent_mount) = read_ptr(mount, off!(mount_parent)) else {
-                ev.process.flags |= FLAG_CWD_ERROR;
-                return;
+                return Walk::Error;
             };
             if parent_mount == mount {
-                return;
+                return Walk::Done;
             }
             let Ok(mountpoint) = read_ptr(mount, off!(mount_mountpoint)) else {
-                ev.process.flags |= FLAG_CWD_ERROR;
-                return;
+                return Walk::Error;
             };
-            ev.cwd_mounts |= 1 << i;
+            out.mounts |= 1 << i;
             dentry = mountpoint;
             mount = parent_mount;
             vfsmnt = mount.wrapping_add(mount_mnt);
             continue;
         }
         let Ok(parent) = read_ptr(dentry, off!(dentry_parent)) else {
-            ev.process.flags |= FLAG_CWD_ERROR;
-            return;
+            return Walk::Error;
         };
         if parent == dentry {
-            return;
+            return Walk::Done;
         }
         let Ok(name) = read_ptr(dentry, off!(dentry_name) + off!(qstr_name)) else {
-            ev.process.flags |= FLAG_CWD_ERROR;
-            return;
+            return Walk::Error;
         };
-        if unsafe { bpf_probe_read_kernel_str_bytes(name, &mut ev.cwd[i]) }.is_err() {
-            ev.cwd[i][0] = 0;
+        if unsafe { bpf_probe_read_kernel_str_bytes(name, &mut out.parts[i]) }.is_err() {
+            out.parts[i][0] = 0;
         }
         dentry = parent;
     }
-    ev.cwd_depth = CWD_PARTS as u32;
-    ev.process.flags |= FLAG_CWD_TRUNCATED;
+    out.depth = CWD_PARTS as u32;
+    Walk::Truncated
 }

@@ -5,16 +5,21 @@
 //! - `storm exec N MARKER`: sequentially spawn and wait for `/bin/true MARKER-<i>`
 //!   for i in 1..=N.
 //! - `storm connect N`: listen on 127.0.0.1:0 (an accept thread accepts and drops),
-//!   then sequentially open and drop N TCP connections to it.
+//!   then sequentially open and drop N TCP connections to it (at most 64 waiting
+//!   to be accepted, so the listen backlog never overflows).
 //! - `storm exec-paced RATE SECS MARKER`: spawn `/bin/true MARKER-<i>` at RATE per
 //!   second for SECS seconds, on a fixed schedule (children are reaped without
 //!   blocking the schedule).
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, ExitCode};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TRUE: &str = "/bin/true";
+/// Connections the connect storm lets wait in the accept queue (backlog is 128).
+const MAX_INFLIGHT: u64 = 64;
 const USAGE: &str =
     "usage:\n  storm exec N MARKER\n  storm connect N\n  storm exec-paced RATE SECS MARKER";
 
@@ -81,13 +86,23 @@ fn connect(n: u64) -> Result<String, String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("local_addr: {e}"))?;
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&accepted);
     std::thread::spawn(move || {
         for conn in listener.incoming() {
+            if conn.is_ok() {
+                counter.fetch_add(1, Ordering::Release);
+            }
             drop(conn);
         }
     });
     let start = Instant::now();
-    for _ in 0..n {
+    for i in 0..n {
+        // Keep the accept queue well below the listen backlog (128): a full queue
+        // drops the SYN and the connect then waits ~1 s for a retransmit.
+        while i - accepted.load(Ordering::Acquire).min(i) >= MAX_INFLIGHT {
+            std::thread::yield_now();
+        }
         let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
         drop(stream);
     }

@@ -31,6 +31,7 @@ pub struct Config {
     pub output: OutputSection,
     pub health: HealthSection,
     pub ebpf: EbpfSection,
+    pub audit: crate::sources::audit::source::AuditConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -76,8 +76,12 @@ pub struct Process {
     /// Controlling terminal (`pts/3`, `tty1`), null when none.
     pub tty: Option<String>,
     pub comm: String,
+    /// The executable (symlinks resolved, as /proc/<pid>/exe shows it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
+    /// process_exec: the path the caller passed to execve, as given (may be relative).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

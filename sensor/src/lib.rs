@@ -2,6 +2,7 @@
 pub mod btf;
 pub mod config;
 pub mod counters;
+pub mod enrich;
 pub mod escape;
 pub mod event;
 pub mod health;

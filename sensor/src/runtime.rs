@@ -8,11 +8,15 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     config::Config,
     counters::Counters,
-    health::HealthReporter,
+    event::Event,
+    health::{DropSource, HealthReporter},
     hostname::kernel_hostname,
     output::json,
-    probe::{self, Mode, RequestedMode},
-    sources::ebpf::{self, reader::ReaderCtx},
+    probe::{self, Mode, ModeDecision, RequestedMode},
+    sources::{
+        audit::source::{AuditCapture, AuditCtx},
+        ebpf::{self, reader::ReaderCtx},
+    },
     timefmt::Clocks,
 };
 
@@ -20,10 +24,10 @@ use crate::{
 pub enum RunError {
     #[error("no usable capture mode: {0}")]
     NoMode(String),
-    #[error("mode {0} is not implemented in this build")]
-    NotImplemented(Mode),
     #[error("eBPF capture failed: {0}")]
     Ebpf(#[from] ebpf::EbpfError),
+    #[error("audit capture failed: {0}")]
+    Audit(#[from] crate::sources::audit::source::AuditSourceError),
     #[error(transparent)]
     Output(#[from] json::OutputError),
     #[error("io: {0}")]
@@ -35,8 +39,167 @@ pub struct RunOptions {
     pub requested: RequestedMode,
 }
 
-/// Whether this build can capture through audit (the audit source lands with its own issue).
-pub const AUDIT_IMPLEMENTED: bool = false;
+/// Whether this build can capture through audit.
+pub const AUDIT_IMPLEMENTED: bool = true;
+
+/// A started capture path.
+enum Capture {
+    Ebpf {
+        reader: tokio::task::JoinHandle<std::io::Result<()>>,
+        stop: watch::Sender<bool>,
+        _loaded: aya::Ebpf,
+    },
+    Audit(AuditCapture),
+}
+
+impl Capture {
+    /// Stops capturing after draining what the kernel already handed over.
+    async fn stop(self) {
+        match self {
+            Capture::Ebpf {
+                reader,
+                stop,
+                _loaded,
+            } => {
+                let _ = stop.send(true);
+                match reader.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "ring buffer reader failed"),
+                    Err(e) => tracing::error!(error = %e, "ring buffer reader panicked"),
+                }
+                drop(_loaded);
+            }
+            Capture::Audit(a) => {
+                let _ = tokio::task::spawn_blocking(move || a.stop()).await;
+            }
+        }
+    }
+}
+
+/// The decided mode and reason after trying to start it (eBPF load failures fall back).
+struct Started {
+    mode: Mode,
+    reason: String,
+    capture: Capture,
+    drops: DropSource,
+}
+
+fn start_ebpf(
+    cfg: &Config,
+    tx: &mpsc::Sender<Event>,
+    counters: &Arc<Counters>,
+    host: &str,
+) -> Result<(Capture, DropSource), ebpf::EbpfError> {
+    let capture = ebpf::load(cfg.ebpf.ring_buffer_bytes)?;
+    let ebpf::EbpfCapture {
+        ebpf: loaded,
+        ring,
+        drops,
+    } = capture;
+    let drops = Arc::new(drops);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reader = tokio::spawn(ebpf::run_reader(
+        ring,
+        ReaderCtx {
+            tx: tx.clone(),
+            counters: counters.clone(),
+            shutdown: stop_rx,
+            host: host.to_string(),
+            clocks: Clocks::now(),
+        },
+    ));
+    Ok((
+        Capture::Ebpf {
+            reader,
+            stop: stop_tx,
+            _loaded: loaded,
+        },
+        Box::new(move || drops.snapshot()),
+    ))
+}
+
+fn start_audit(
+    cfg: &Config,
+    tx: &mpsc::Sender<Event>,
+    counters: &Arc<Counters>,
+    host: &str,
+) -> Result<(Capture, DropSource, String), RunError> {
+    let capture = AuditCapture::start(
+        &cfg.audit,
+        AuditCtx {
+            tx: tx.clone(),
+            counters: counters.clone(),
+            host: host.to_string(),
+        },
+    )?;
+    let mut note = match capture.role {
+        crate::sources::audit::session::Role::Daemon => {
+            "registered as the audit daemon".to_string()
+        }
+        crate::sources::audit::session::Role::Multicast { daemon_pid } => {
+            format!("reading the audit multicast group beside the audit daemon (pid {daemon_pid})")
+        }
+    };
+    if !capture.exits_from_proc_connector {
+        note.push_str(
+            "; proc connector unavailable: exits from exit_group only, deaths by signal not seen",
+        );
+    }
+    let stats = capture.stats.clone();
+    Ok((
+        Capture::Audit(capture),
+        Box::new(move || stats.drops()),
+        note,
+    ))
+}
+
+async fn start(
+    cfg: &Config,
+    decision: &ModeDecision,
+    requested: RequestedMode,
+    tx: &mpsc::Sender<Event>,
+    counters: &Arc<Counters>,
+    host: &str,
+) -> Result<Started, RunError> {
+    let mode = decision
+        .mode
+        .ok_or_else(|| RunError::NoMode(decision.reason.clone()))?;
+    let audit_usable = decision
+        .rungs
+        .iter()
+        .any(|r| r.mode == Mode::Audit && r.usable);
+    if mode == Mode::Ebpf {
+        match start_ebpf(cfg, tx, counters, host) {
+            Ok((capture, drops)) => {
+                return Ok(Started {
+                    mode,
+                    reason: decision.reason.clone(),
+                    capture,
+                    drops,
+                });
+            }
+            // A verifier rejection, lockdown or a denied bpf() at load time: fall back.
+            Err(e) if requested == RequestedMode::Auto && audit_usable => {
+                tracing::warn!(error = %e, "eBPF load failed; falling back to audit");
+                let (capture, drops, note) = start_audit(cfg, tx, counters, host)?;
+                return Ok(Started {
+                    mode: Mode::Audit,
+                    reason: format!("auto: eBPF failed to load ({e}); audit: {note}"),
+                    capture,
+                    drops,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let (capture, drops, note) = start_audit(cfg, tx, counters, host)?;
+    Ok(Started {
+        mode,
+        reason: format!("{}; {note}", decision.reason),
+        capture,
+        drops,
+    })
+}
 
 pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let cfg = opts.config;
@@ -50,12 +213,6 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     for rung in &decision.rungs {
         tracing::info!(mode = %rung.mode, usable = rung.usable, reason = %rung.reason, "probe");
     }
-    let mode = decision
-        .mode
-        .ok_or_else(|| RunError::NoMode(decision.reason.clone()))?;
-    if mode != Mode::Ebpf {
-        return Err(RunError::NotImplemented(mode));
-    }
     let host = if cfg.sensor.host.is_empty() {
         kernel_hostname()
     } else {
@@ -66,37 +223,18 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let (tx, rx) = mpsc::channel(cfg.sensor.channel_capacity);
     let sink = tokio::spawn(json::run_sink(rx, out, counters.clone()));
 
-    let capture = ebpf::load(cfg.ebpf.ring_buffer_bytes)?;
+    let started = start(&cfg, &decision, opts.requested, &tx, &counters, &host).await?;
     release_startup_memory();
-    tracing::info!(reason = %decision.reason, "eBPF programs attached");
-    let ebpf::EbpfCapture {
-        ebpf: loaded,
-        ring,
-        drops,
-    } = capture;
-    let drops = Arc::new(drops);
-    let drops_for_health = drops.clone();
+    tracing::info!(mode = %started.mode, reason = %started.reason, "capturing");
     let reporter = HealthReporter {
-        mode: mode.to_string(),
-        reason: decision.reason.clone(),
+        mode: started.mode.to_string(),
+        reason: started.reason.clone(),
         host: host.clone(),
         started: Instant::now(),
         counters: counters.clone(),
-        kernel_drops: Some(Box::new(move || drops_for_health.snapshot())),
+        kernel_drops: Some(started.drops),
     };
     let _ = tx.send(reporter.event()).await;
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let reader = tokio::spawn(ebpf::run_reader(
-        ring,
-        ReaderCtx {
-            tx: tx.clone(),
-            counters: counters.clone(),
-            shutdown: stop_rx.clone(),
-            host,
-            clocks: Clocks::now(),
-        },
-    ));
 
     let interval = Duration::from_secs(cfg.health.interval_secs);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -109,17 +247,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
         }
     }
-    let _ = stop_tx.send(true);
-    match reader.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "ring buffer reader failed"),
-        Err(e) => tracing::error!(error = %e, "ring buffer reader panicked"),
-    }
+    started.capture.stop().await;
     // Everything read is queued; report the final counts, then let the sink drain and flush.
     let _ = tx.send(reporter.event()).await;
     drop(tx);
     let _ = sink.await;
-    drop(loaded);
     Ok(())
 }
 

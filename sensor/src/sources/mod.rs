@@ -1,2 +1,3 @@
 //! Capture sources. Each produces normalized events into a bounded channel.
+pub mod audit;
 pub mod ebpf;

@@ -2,6 +2,9 @@
 //! reads back its JSON lines.
 #![allow(dead_code)]
 
+pub mod seccomp;
+pub mod workload;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,11 +39,26 @@ pub struct Sensor {
 
 impl Sensor {
     pub fn start(mode: &str, extra: &[&str]) -> Sensor {
+        Self::start_with(mode, extra, false)
+    }
+
+    /// Starts the sensor under a seccomp filter that denies bpf() with EPERM.
+    pub fn start_without_bpf(mode: &str, extra: &[&str]) -> Sensor {
+        Self::start_with(mode, extra, true)
+    }
+
+    fn start_with(mode: &str, extra: &[&str], deny_bpf: bool) -> Sensor {
+        use std::os::unix::process::CommandExt;
         let dir = std::env::temp_dir().join(marker("sensor-it"));
         std::fs::create_dir_all(&dir).unwrap();
         let output = dir.join("events.jsonl");
         let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sensor"));
+        if deny_bpf {
+            // SAFETY: deny_bpf only calls prctl, which is async-signal-safe.
+            unsafe { cmd.pre_exec(seccomp::deny_bpf) };
+        }
+        let child = cmd
             .args(["run", "--mode", mode, "--output"])
             .arg(&output)
             .args(["--health-interval", "1"])
@@ -71,6 +89,24 @@ impl Sensor {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("sensor did not start: {}", self.stderr());
+    }
+
+    /// The mode named by the first health event.
+    pub fn mode(&self) -> String {
+        self.first_health("mode")
+    }
+
+    /// The reason named by the first health event.
+    pub fn reason(&self) -> String {
+        self.first_health("reason")
+    }
+
+    fn first_health(&self, field: &str) -> String {
+        read_events(&self.output)
+            .iter()
+            .find(|e| e["kind"] == "sensor_health")
+            .map(|e| e["health"][field].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
     }
 
     pub fn pid(&self) -> u32 {
@@ -110,6 +146,14 @@ impl Sensor {
 impl Drop for Sensor {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // SIGTERM first so the sensor removes its audit rules and detaches cleanly even
+            // when a test assertion failed; SIGKILL only if it does not stop.
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

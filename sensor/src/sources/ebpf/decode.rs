@@ -1,7 +1,7 @@
 //! Pure decoding of ring-buffer records (bytes written by `sensor-ebpf`) into owned values.
 //! Nothing here touches the kernel, so every case is unit-tested from byte fixtures.
 use sensor_common::{
-    ConnectEvent, EventHeader, ExecEvent, ExitEvent, ProcessInfo, ARGV_LEN, CWD_PARTS,
+    ConnectEvent, EventHeader, ExecEvent, ExitEvent, PathWalk, ProcessInfo, ARGV_LEN, CWD_PARTS,
     EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_TRUNCATED, KIND_CONNECT, KIND_EXEC, KIND_EXIT,
 };
 
@@ -36,8 +36,10 @@ pub struct ExecRecord {
     pub filename: Vec<u8>,
     /// Arguments as the process received them; the last one may be cut when `argv_truncated`.
     pub argv: Vec<Vec<u8>>,
-    /// Working directory, absolute, when the walk reached the root.
+    /// Working directory, absolute (complete only when the cwd flags are clear).
     pub cwd: Vec<u8>,
+    /// The executable's resolved path (complete only when the exe flags are clear).
+    pub exe: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,31 +165,47 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecRecord, DecodeError> {
     let filename_len = bound("filename_len", ev.filename_len, FILENAME_LEN)?;
     let argv_len = bound("argv_len", ev.argv_len, ARGV_LEN)?;
     let argv_len = bound("argv_len", argv_len as u32, bytes.len() - EXEC_FIXED_LEN)?;
-    let cwd_depth = bound("cwd_depth", ev.cwd_depth, CWD_PARTS)?;
+    let cwd = walk_to_path(&ev.cwd, "cwd.depth")?;
+    let exe = walk_to_path(&ev.exe, "exe.depth")?;
 
     let filename = until_nul(&ev.filename[..filename_len]).to_vec();
     let argv = split_argv(
         &ev.argv[..argv_len],
         ev.process.flags & FLAG_ARGV_TRUNCATED != 0,
     );
-    let mut cwd = Vec::new();
-    for (i, part) in ev.cwd[..cwd_depth].iter().enumerate().rev() {
-        if ev.cwd_mounts & (1 << i) != 0 {
-            continue;
-        }
-        cwd.push(b'/');
-        cwd.extend_from_slice(until_nul(part));
-    }
-    if cwd.is_empty() {
-        cwd.push(b'/');
-    }
     Ok(ExecRecord {
         header: ev.header,
         process: ev.process,
         filename,
         argv,
         cwd,
+        exe,
     })
+}
+
+/// Joins the components of a kernel path walk (innermost first) into an absolute path,
+/// skipping the steps that crossed a mount.
+pub fn walk_to_path(w: &PathWalk, field: &'static str) -> Result<Vec<u8>, DecodeError> {
+    let depth = w.depth as usize;
+    if depth > CWD_PARTS {
+        return Err(DecodeError::OutOfBounds {
+            field,
+            value: w.depth,
+            bound: CWD_PARTS,
+        });
+    }
+    let mut path = Vec::new();
+    for (i, part) in w.parts[..depth].iter().enumerate().rev() {
+        if w.mounts & (1 << i) != 0 {
+            continue;
+        }
+        path.push(b'/');
+        path.extend_from_slice(until_nul(part));
+    }
+    if path.is_empty() {
+        path.push(b'/');
+    }
+    Ok(path)
 }
 
 /// Splits the NUL-separated argv area. Each argument ends with a NUL; an empty argument is a
@@ -244,10 +262,8 @@ pub(crate) mod fixtures {
         ev.filename_len = filename.len() as u32 + 1;
         ev.argv[..argv.len()].copy_from_slice(argv);
         ev.argv_len = argv.len() as u32;
-        for (i, part) in cwd.iter().rev().enumerate() {
-            ev.cwd[i][..part.len()].copy_from_slice(part);
-        }
-        ev.cwd_depth = cwd.len() as u32;
+        fill_walk(&mut ev.cwd, cwd);
+        fill_walk(&mut ev.exe, &[b"usr", b"bin", b"prog"]);
         let size = EXEC_FIXED_LEN + argv.len().div_ceil(8) * 8;
         ev.header = EventHeader {
             kind: KIND_EXEC,
@@ -257,6 +273,14 @@ pub(crate) mod fixtures {
             tgid: 42,
         };
         as_bytes(&*ev)[..size].to_vec()
+    }
+
+    pub fn fill_walk(w: &mut PathWalk, parts: &[&[u8]]) {
+        for (i, part) in parts.iter().rev().enumerate() {
+            w.parts[i][..part.len()].copy_from_slice(part);
+        }
+        w.depth = parts.len() as u32;
+        w.mounts = 0;
     }
 
     pub fn exit(status: u32) -> Vec<u8> {
@@ -327,6 +351,7 @@ mod tests {
             ]
         );
         assert_eq!(e.cwd, b"/tmp/dir");
+        assert_eq!(e.exe, b"/usr/bin/prog");
         assert_eq!(e.header.tgid, 42);
         assert_eq!(e.process.auid, 1000);
     }
@@ -339,6 +364,19 @@ mod tests {
         };
         assert_eq!(e.cwd, b"/");
         assert!(e.argv.is_empty());
+    }
+
+    #[test]
+    fn walk_skips_mount_crossings() {
+        let mut w: PathWalk = unsafe { std::mem::zeroed() };
+        // innermost first: "b", <mount crossing>, "a"  => /a/b
+        w.parts[0][..1].copy_from_slice(b"b");
+        w.parts[2][..1].copy_from_slice(b"a");
+        w.depth = 3;
+        w.mounts = 0b010;
+        assert_eq!(walk_to_path(&w, "x").unwrap(), b"/a/b");
+        w.depth = 0;
+        assert_eq!(walk_to_path(&w, "x").unwrap(), b"/");
     }
 
     #[test]
@@ -394,7 +432,7 @@ mod tests {
             })
         ));
         let mut b = exec(b"/bin/x", b"x\0", &[], 0);
-        let off = std::mem::offset_of!(ExecEvent, cwd_depth);
+        let off = std::mem::offset_of!(ExecEvent, cwd) + std::mem::offset_of!(PathWalk, depth);
         b[off..off + 4].copy_from_slice(&(CWD_PARTS as u32 + 1).to_ne_bytes());
         assert!(decode(&b).is_err());
         // header says a size smaller than the layout

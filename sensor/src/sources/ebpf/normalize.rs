@@ -1,7 +1,7 @@
 //! Decoded eBPF records to normalized [`Event`]s. Pure: clocks and host come in as arguments.
 use sensor_common::{
     ProcessInfo, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED,
-    FLAG_NO_LOGINUID, FLAG_READ_ERROR,
+    FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_NO_LOGINUID, FLAG_READ_ERROR,
 };
 
 use super::decode::{ConnectRecord, ExecRecord, ExitRecord, Record};
@@ -106,8 +106,17 @@ fn exec_event(e: &ExecRecord, clocks: &Clocks, host: &str) -> Event {
     } else {
         p.incomplete.push("cwd");
     }
+    // exe: the mapped executable (symlinks resolved, like /proc/<pid>/exe); when that walk
+    // failed, the path the caller passed, made absolute against the cwd.
+    let exe_ok = flags & (FLAG_EXE_ERROR | FLAG_EXE_TRUNCATED) == 0;
     let cwd_for_exe: &[u8] = if cwd_ok { &e.cwd } else { b"" };
-    p.exe = Some(escape_bytes(&resolve_exe(&e.filename, cwd_for_exe)));
+    p.exe = Some(if exe_ok {
+        escape_bytes(&e.exe)
+    } else {
+        p.incomplete.push("exe");
+        escape_bytes(&resolve_exe(&e.filename, cwd_for_exe))
+    });
+    p.filename = Some(escape_bytes(&e.filename));
     if flags & FLAG_ARGV_ERROR != 0 {
         p.incomplete.push("argv");
     }
@@ -210,7 +219,8 @@ mod tests {
         assert_eq!(ev.kind, Kind::ProcessExec);
         assert_eq!(ev.time, "1970-01-01T00:00:01.000005000Z");
         let p = ev.process.unwrap();
-        assert_eq!(p.exe.as_deref(), Some("/home/u/run.sh"));
+        assert_eq!(p.exe.as_deref(), Some("/usr/bin/prog"));
+        assert_eq!(p.filename.as_deref(), Some("./run.sh"));
         assert_eq!(p.cwd.as_deref(), Some("/home/u"));
         assert_eq!(p.argv.unwrap(), vec!["run.sh", "--x=1", "a\\xffb"]);
         assert_eq!(p.tty.as_deref(), Some("pts/1"));
@@ -225,13 +235,13 @@ mod tests {
 
     #[test]
     fn exec_flags_mark_incomplete_and_truncated() {
-        let flags = FLAG_CWD_ERROR | FLAG_ARGV_TRUNCATED | FLAG_NO_LOGINUID;
+        let flags = FLAG_CWD_ERROR | FLAG_ARGV_TRUNCATED | FLAG_NO_LOGINUID | FLAG_EXE_ERROR;
         let rec = decode(&fixtures::exec(b"rel", b"a\0", &[], flags)).unwrap();
         let p = normalize(&rec, &clocks(), "h").process.unwrap();
         assert_eq!(p.cwd, None);
         assert_eq!(p.exe.as_deref(), Some("rel"));
         assert!(p.argv_truncated);
-        assert_eq!(p.incomplete, vec!["loginuid", "cwd"]);
+        assert_eq!(p.incomplete, vec!["loginuid", "cwd", "exe"]);
     }
 
     #[test]

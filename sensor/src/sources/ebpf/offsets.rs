@@ -98,6 +98,8 @@ pub fn resolve_btf(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         tty_name: r.get("tty_struct", "name")?,
         mm_arg_start: r.get("mm_struct", "arg_start")?,
         mm_arg_end: r.get("mm_struct", "arg_end")?,
+        mm_exe_file: r.get("mm_struct", "exe_file")?,
+        file_f_path: r.get("file", "f_path")?,
         fs_pwd: r.get("fs_struct", "pwd")?,
         path_mnt: r.get("path", "mnt")?,
         path_dentry: r.get("path", "dentry")?,
@@ -114,7 +116,6 @@ pub fn resolve_btf(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         file_private_data: r.get("file", "private_data")?,
         socket_type: r.get("socket", "type")?,
         tp_exec_filename: 0,
-        _pad: 0,
     })
 }
 

@@ -1,0 +1,13 @@
+//! The collector: receives sensor batches over one gRPC stream per sensor, stores them in
+//! SQLite (de-duplicated by (sensor id, boot id, seq), acknowledged after commit), answers
+//! queries and session timelines, and exposes Prometheus metrics.
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod render;
+pub mod serve;
+pub mod server;
+pub mod sessions;
+pub mod store;
+pub mod timearg;
+pub mod validate;

@@ -1,0 +1,324 @@
+//! `collector`: receive sensor events over gRPC, store them in SQLite, query them.
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use collector::{
+    config::CollectorConfig,
+    render, serve,
+    server::now_ns,
+    sessions,
+    store::{self, query::Filter},
+    timearg::parse_time_arg,
+};
+
+#[derive(Parser)]
+#[command(name = "collector", version, about = "Receives and stores sensor events")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gRPC server (and the metrics endpoint).
+    Serve(ServeArgs),
+    /// Print stored events matching filters, oldest first.
+    Query(QueryArgs),
+    /// Per-session timelines: the login and the commands run under each session id.
+    Sessions(SessionArgs),
+    /// Print the built-in configuration defaults as TOML.
+    Config,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML config file; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// gRPC listen address (host:port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// SQLite database file.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Prometheus metrics address; "" disables.
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// Server certificate chain (PEM); enables TLS together with --tls-key.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates must chain to.
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
+    /// Refuse clients without a valid certificate (needs --client-ca).
+    #[arg(long)]
+    require_client_cert: bool,
+    /// SQLite synchronous mode: full (default) or normal.
+    #[arg(long)]
+    synchronous: Option<String>,
+    #[arg(long)]
+    max_message_bytes: Option<usize>,
+    #[arg(long)]
+    max_batch_events: Option<u32>,
+    /// Allow plaintext gRPC on a non-loopback address.
+    #[arg(long)]
+    allow_plaintext: bool,
+    /// Write {"grpc": ADDR, "metrics": ADDR} here once listening (for scripts and tests).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DbArgs {
+    /// SQLite database file (default: the config's, else /var/lib/collector/events.db).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Read the database path from this collector config.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Host name (repeatable).
+    #[arg(long)]
+    host: Vec<String>,
+    /// Event kind, e.g. process_exec (repeatable).
+    #[arg(long)]
+    kind: Vec<String>,
+    /// From this time: RFC 3339, Unix seconds, or a duration ago (15m, 2h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Before this time (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long)]
+    pid: Option<u32>,
+    /// A uid / login uid (number) or a user name.
+    #[arg(long)]
+    user: Option<String>,
+    /// Audit session id.
+    #[arg(long)]
+    session: Option<u32>,
+    /// Substring of argv, exe or file path.
+    #[arg(long)]
+    text: Option<String>,
+    /// Only events of this sensor id.
+    #[arg(long)]
+    sensor: Option<String>,
+    /// At most this many events.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Newest first.
+    #[arg(long)]
+    newest_first: bool,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SessionArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[arg(long)]
+    host: Vec<String>,
+    #[arg(long)]
+    session: Option<u32>,
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    until: Option<String>,
+    /// One JSON object per session instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COLLECTOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Serve(a) => run_serve(a),
+        Command::Query(a) => run_query(a),
+        Command::Sessions(a) => run_sessions(a),
+        Command::Config => {
+            print!("{}", CollectorConfig::defaults_toml());
+            Ok(())
+        }
+    }
+}
+
+fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
+    let mut cfg = match &a.config {
+        Some(p) => CollectorConfig::load(p)?,
+        None => CollectorConfig::default(),
+    };
+    if let Some(v) = a.listen {
+        cfg.server.listen = v;
+    }
+    if let Some(v) = a.db {
+        cfg.storage.path = v;
+    }
+    if let Some(v) = a.metrics_listen {
+        cfg.metrics.listen = v;
+    }
+    if a.tls_cert.is_some() {
+        cfg.tls.cert_file = a.tls_cert;
+    }
+    if a.tls_key.is_some() {
+        cfg.tls.key_file = a.tls_key;
+    }
+    if a.client_ca.is_some() {
+        cfg.tls.client_ca_file = a.client_ca;
+    }
+    cfg.tls.require_client_cert |= a.require_client_cert;
+    cfg.server.allow_plaintext |= a.allow_plaintext;
+    if let Some(v) = a.synchronous {
+        cfg.storage.synchronous = v;
+    }
+    if let Some(v) = a.max_message_bytes {
+        cfg.server.max_message_bytes = v;
+    }
+    if let Some(v) = a.max_batch_events {
+        cfg.server.max_batch_events = v;
+    }
+    cfg.validate()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let ready_file = a.ready_file;
+    rt.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM"),
+                _ = int.recv() => tracing::info!("SIGINT"),
+            }
+        };
+        let mut ready_err = None;
+        serve::serve(cfg, shutdown, |bound| {
+            if let Some(path) = &ready_file {
+                let text = serde_json::json!({
+                    "grpc": bound.grpc.to_string(),
+                    "metrics": bound.metrics.map(|m| m.to_string()),
+                })
+                .to_string();
+                if let Err(e) = write_atomic(path, text.as_bytes()) {
+                    ready_err = Some(e);
+                }
+            }
+        })
+        .await?;
+        if let Some(e) = ready_err {
+            return Err(e);
+        }
+        anyhow::Ok(())
+    })
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+fn db_path(a: &DbArgs) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &a.db {
+        return Ok(p.clone());
+    }
+    Ok(match &a.config {
+        Some(c) => CollectorConfig::load(c)?.storage.path,
+        None => CollectorConfig::default().storage.path,
+    })
+}
+
+fn time_arg(v: &Option<String>, now: i64, flag: &str) -> anyhow::Result<Option<i64>> {
+    v.as_deref()
+        .map(|s| parse_time_arg(s, now))
+        .transpose()
+        .with_context(|| flag.to_string())
+}
+
+fn run_query(a: QueryArgs) -> anyhow::Result<()> {
+    for k in &a.kind {
+        if sensor_proto::names::kind_from_name(k).is_none() {
+            anyhow::bail!(
+                "--kind {k:?}: expected one of {}",
+                sensor_proto::names::ALL_KINDS
+                    .map(sensor_proto::names::kind_name)
+                    .join(", ")
+            );
+        }
+    }
+    let now = now_ns();
+    let filter = Filter {
+        hosts: a.host,
+        kinds: a.kind,
+        since_ns: time_arg(&a.since, now, "--since")?,
+        until_ns: time_arg(&a.until, now, "--until")?,
+        pid: a.pid,
+        user: a.user,
+        session: a.session,
+        text: a.text,
+        sensor_id: a.sensor,
+        with_session: false,
+        limit: a.limit,
+        newest_first: a.newest_first,
+    };
+    let conn = store::open_ro(&db_path(&a.db)?)?;
+    let rows = store::query::fetch(&conn, &filter)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    use std::io::Write as _;
+    if a.json {
+        for r in &rows {
+            writeln!(out, "{}", render::stored_json(r))?;
+        }
+    } else {
+        write!(out, "{}", render::table(&rows))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn run_sessions(a: SessionArgs) -> anyhow::Result<()> {
+    let now = now_ns();
+    let filter = Filter {
+        hosts: a.host,
+        kinds: sessions::TIMELINE_KINDS.map(String::from).to_vec(),
+        since_ns: time_arg(&a.since, now, "--since")?,
+        until_ns: time_arg(&a.until, now, "--until")?,
+        user: a.user,
+        session: a.session,
+        with_session: true,
+        ..Default::default()
+    };
+    let conn = store::open_ro(&db_path(&a.db)?)?;
+    let rows = store::query::fetch(&conn, &filter)?;
+    let grouped = sessions::group(&rows);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    use std::io::Write as _;
+    if a.json {
+        for s in &grouped {
+            writeln!(out, "{}", sessions::session_json(s))?;
+        }
+    } else {
+        write!(out, "{}", sessions::render_text(&grouped))?;
+    }
+    out.flush()?;
+    Ok(())
+}

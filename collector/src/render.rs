@@ -1,0 +1,245 @@
+//! Query output: a table for people, JSON lines (the sensor's event shape plus `sensor_id`
+//! and `boot_id`) for programs.
+use sensor_proto::json::event_to_json;
+use sensor_proto::names::kind_name;
+use sensor_proto::time::format_rfc3339_nanos;
+use sensor_proto::v1::{Event, Kind};
+use serde_json::Value;
+
+use crate::store::query::Stored;
+
+/// One JSON object per stored event.
+pub fn stored_json(s: &Stored) -> Value {
+    let mut v = event_to_json(&s.event);
+    if let Value::Object(m) = &mut v {
+        m.insert("sensor_id".into(), Value::String(s.sensor_id.clone()));
+        m.insert("boot_id".into(), Value::String(s.boot_id.clone()));
+    }
+    v
+}
+
+/// `2024-05-01T12:00:00.123Z`: milliseconds are enough on a terminal.
+pub fn short_time(ns: i64) -> String {
+    let full = format_rfc3339_nanos(ns);
+    format!("{}Z", &full[..23])
+}
+
+/// Quotes an argument when a shell would need it.
+pub fn shell_word(a: &str) -> String {
+    if !a.is_empty()
+        && a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c))
+    {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+pub fn command_line(ev: &Event) -> String {
+    let Some(p) = &ev.process else {
+        return String::new();
+    };
+    match &p.argv {
+        Some(argv) if !argv.args.is_empty() => {
+            let mut s = argv
+                .args
+                .iter()
+                .map(|a| shell_word(a))
+                .collect::<Vec<_>>()
+                .join(" ");
+            if argv.truncated {
+                s.push_str(" …");
+            }
+            s
+        }
+        _ => p.exe.clone().unwrap_or_else(|| p.comm.clone()),
+    }
+}
+
+/// The DETAIL column: what happened, by kind.
+pub fn detail(ev: &Event) -> String {
+    let kind = Kind::try_from(ev.kind).unwrap_or(Kind::Unspecified);
+    let comm = ev.process.as_ref().map(|p| p.comm.as_str()).unwrap_or("");
+    match kind {
+        Kind::ProcessExec => command_line(ev),
+        Kind::ProcessExit => match &ev.exit {
+            Some(x) => match (x.code, x.signal) {
+                (_, Some(sig)) => format!("{comm} killed by signal {sig}"),
+                (Some(c), None) => format!("{comm} exit {c}"),
+                (None, None) => format!("{comm} exit"),
+            },
+            None => comm.to_string(),
+        },
+        Kind::NetConnect => match &ev.connect {
+            Some(c) => format!(
+                "{comm} {} {} port {} {}",
+                c.protocol, c.dst_addr, c.dst_port, c.result
+            ),
+            None => comm.to_string(),
+        },
+        Kind::File => match &ev.file {
+            Some(f) => match &f.new_path {
+                Some(n) => format!("{} {} -> {}", f.ops.join(","), f.path, n),
+                None => format!("{} {}", f.ops.join(","), f.path),
+            },
+            None => String::new(),
+        },
+        Kind::Login | Kind::Logout | Kind::LoginFailed => match &ev.login {
+            Some(l) => {
+                let mut s = format!("{} on {}", l.user, l.tty);
+                if !l.host.is_empty() || !l.addr.is_empty() {
+                    s.push_str(&format!(" from {} {}", l.host, l.addr));
+                }
+                s.trim_end().to_string()
+            }
+            None => String::new(),
+        },
+        Kind::PrivilegeChange => match &ev.privilege {
+            Some(p) => format!(
+                "uid {}->{} euid {}->{} gid {}->{} via {}",
+                p.old_uid, p.new_uid, p.old_euid, p.new_euid, p.old_gid, p.new_gid, p.via
+            ),
+            None => String::new(),
+        },
+        Kind::Flow => match &ev.flow {
+            Some(f) => format!(
+                "{} {}:{} -> {}:{} {} in {}B out {}B",
+                f.protocol,
+                f.src_addr,
+                f.src_port,
+                f.dst_addr,
+                f.dst_port,
+                f.state,
+                f.bytes_in,
+                f.bytes_out
+            ),
+            None => String::new(),
+        },
+        Kind::SensorHealth => match &ev.health {
+            Some(h) => format!(
+                "mode={} drops={} rss={}MiB lag={:.1}ms",
+                h.mode,
+                h.drops.values().sum::<u64>(),
+                h.rss_bytes / (1024 * 1024),
+                h.lag_ms
+            ),
+            None => String::new(),
+        },
+        Kind::Unspecified => String::new(),
+    }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// A fixed-width table with a header.
+pub fn table(rows: &[Stored]) -> String {
+    let mut cells: Vec<[String; 7]> = vec![[
+        "TIME".into(),
+        "HOST".into(),
+        "KIND".into(),
+        "PID".into(),
+        "UID".into(),
+        "SESSION".into(),
+        "DETAIL".into(),
+    ]];
+    for s in rows {
+        let ev = &s.event;
+        let p = ev.process.as_ref();
+        let session = p
+            .and_then(|p| p.session)
+            .or_else(|| ev.login.as_ref().and_then(|l| l.session));
+        cells.push([
+            short_time(ev.time_unix_ns),
+            ev.host.clone(),
+            kind_name(Kind::try_from(ev.kind).unwrap_or(Kind::Unspecified)).into(),
+            opt(p.map(|p| p.pid)),
+            opt(p.map(|p| p.uid)),
+            opt(session),
+            detail(ev),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &cells {
+        for (i, c) in row.iter().enumerate() {
+            if i < 6 {
+                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            } else {
+                out.push_str(c);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sensor_proto::v1::{Argv, Exit, Process};
+
+    fn stored(ev: Event) -> Stored {
+        Stored {
+            id: 1,
+            sensor_id: "s".into(),
+            boot_id: "b".into(),
+            received_ns: 0,
+            event: ev,
+        }
+    }
+
+    #[test]
+    fn table_and_details() {
+        let exec = Event {
+            kind: Kind::ProcessExec as i32,
+            host: "web1".into(),
+            process: Some(Process {
+                pid: 42,
+                uid: 1000,
+                session: Some(3),
+                argv: Some(Argv {
+                    args: vec!["echo".into(), "two words".into(), "it's".into()],
+                    truncated: false,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(detail(&exec), "echo 'two words' 'it'\\''s'");
+        let exit = Event {
+            kind: Kind::ProcessExit as i32,
+            process: Some(Process {
+                comm: "sleep".into(),
+                ..Default::default()
+            }),
+            exit: Some(Exit {
+                code: None,
+                signal: Some(9),
+                core_dumped: false,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(detail(&exit), "sleep killed by signal 9");
+        let t = table(&[stored(exec)]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("TIME"));
+        assert!(lines[1].contains("web1") && lines[1].contains("42"), "{t}");
+        let j = stored_json(&stored(exit));
+        assert_eq!(j["sensor_id"], "s");
+        assert_eq!(j["exit"]["signal"], 9);
+    }
+
+    #[test]
+    fn short_time_is_ms() {
+        assert_eq!(short_time(1_500_000_000), "1970-01-01T00:00:01.500Z");
+    }
+}

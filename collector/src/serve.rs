@@ -1,0 +1,192 @@
+//! `collector serve`: open the database, start the writer, the gRPC server (TLS when
+//! configured) and the metrics endpoint; stop on the shutdown future, ending open streams.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sensor_proto::v1::ingest_server::IngestServer;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::config::{CollectorConfig, ConfigError};
+use crate::metrics::Metrics;
+use crate::server::IngestService;
+use crate::store::{self, writer::Writer, StoreError, Synchronous};
+use crate::validate::Limits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read {what} {path}: {source}")]
+    ReadPem {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Metrics(#[from] crate::http::HttpError),
+    #[error("TLS setup: {0}")]
+    Tls(#[source] tonic::transport::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[source] tonic::transport::Error),
+    #[error("cannot start the writer thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Where the servers listen once bound (port 0 in the config picks a free port).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub grpc: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+}
+
+fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::ReadPem {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn tls_config(cfg: &CollectorConfig) -> Result<Option<ServerTlsConfig>, ServeError> {
+    let t = &cfg.tls;
+    let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) else {
+        return Ok(None);
+    };
+    let identity = Identity::from_pem(read("certificate", cert)?, read("key", key)?);
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &t.client_ca_file {
+        tls = tls
+            .client_ca_root(Certificate::from_pem(read("client CA", ca)?))
+            .client_auth_optional(!t.require_client_cert);
+    }
+    Ok(Some(tls))
+}
+
+/// Runs until `shutdown` resolves. `on_ready` is called once both listeners are bound.
+pub async fn serve(
+    cfg: CollectorConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    on_ready: impl FnOnce(Bound),
+) -> Result<(), ServeError> {
+    cfg.validate()?;
+    let sync = Synchronous::parse(&cfg.storage.synchronous).unwrap_or(Synchronous::Full);
+    let conn = store::open_rw(&cfg.storage.path, sync)?;
+    let existing = store::query::count(&conn)?;
+    let (writer, writer_thread) = Writer::spawn(
+        conn,
+        cfg.storage.max_events_per_commit,
+        cfg.storage.path.clone(),
+    )
+    .map_err(ServeError::Thread)?;
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: cfg.server.listen.clone(),
+            source,
+        })?;
+    let grpc = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: cfg.server.listen.clone(),
+        source,
+    })?;
+    let metrics_task = if cfg.metrics.listen.is_empty() {
+        None
+    } else {
+        let l = crate::http::bind(&cfg.metrics.listen).await?;
+        let addr = l.local_addr().ok();
+        let task = tokio::spawn(crate::http::serve(l, metrics.clone(), stop_rx.clone()));
+        Some((addr, task))
+    };
+
+    let svc = IngestService {
+        writer,
+        metrics: metrics.clone(),
+        limits: Limits {
+            max_batch_events: cfg.server.max_batch_events,
+        },
+        max_message_bytes: cfg.server.max_message_bytes,
+        shutdown: stop_rx.clone(),
+    };
+    let service = IngestServer::new(svc)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(cfg.server.max_message_bytes);
+
+    let mut builder = Server::builder();
+    if cfg.server.keepalive_secs > 0 {
+        builder = builder
+            .http2_keepalive_interval(Some(Duration::from_secs(cfg.server.keepalive_secs)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    }
+    let tls = tls_config(&cfg)?;
+    let tls_on = tls.is_some();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).map_err(ServeError::Tls)?;
+    }
+    let bound = Bound {
+        grpc,
+        metrics: metrics_task.as_ref().and_then(|(a, _)| *a),
+    };
+    tracing::info!(
+        grpc = %bound.grpc,
+        metrics = ?bound.metrics,
+        tls = tls_on,
+        client_cert_required = cfg.tls.require_client_cert,
+        db = %cfg.storage.path.display(),
+        synchronous = %cfg.storage.synchronous,
+        stored_events = existing,
+        "collector listening"
+    );
+    on_ready(bound);
+
+    let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        builder
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = server_stop_rx.await;
+            }),
+    );
+    shutdown.await;
+    tracing::info!("collector stopping");
+    // Open streams end first (they would keep a graceful HTTP/2 shutdown waiting), then the
+    // server; stored data is already committed.
+    let _ = stop_tx.send(true);
+    let _ = server_stop_tx.send(());
+    let result = match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(Ok(r)) => r.map_err(ServeError::Transport),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "gRPC server task failed");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!("gRPC server did not stop within 10 s");
+            Ok(())
+        }
+    };
+    if let Some((_, task)) = metrics_task {
+        let _ = task.await;
+    }
+    // The writer thread ends when the last stream task has dropped its handle.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || writer_thread.join()),
+    )
+    .await;
+    tracing::info!("collector stopped");
+    result
+}

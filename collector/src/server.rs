@@ -1,0 +1,306 @@
+//! The gRPC `Ingest` service: one task per sensor stream. Batches are validated, queued to
+//! the writer, and acknowledged in order once committed. A bad message ends that stream
+//! only, with a readable status; other streams and stored data are untouched.
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use sensor_proto::v1::{
+    collector_message, ingest_server::Ingest, sensor_message, Ack, CollectorMessage,
+    ProtocolVersion, SensorMessage, Welcome,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::metrics::Metrics;
+use crate::store::{writer::Outcome, writer::Writer, StoreError};
+use crate::validate::{check_id, validate_batch, BatchError, Limits};
+
+/// Batches of one stream waiting for their commit, acknowledged in this order.
+const MAX_PENDING: usize = 64;
+
+#[derive(Clone)]
+pub struct IngestService {
+    pub writer: Writer,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    pub max_message_bytes: usize,
+    /// Turns true when the collector stops: open streams end with UNAVAILABLE.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+type Out = mpsc::Sender<Result<CollectorMessage, Status>>;
+
+enum Pending {
+    Ack {
+        batch_id: u64,
+        sensor_id: String,
+        host: String,
+        newest_event_ns: i64,
+        rx: oneshot::Receiver<Result<Outcome, StoreError>>,
+    },
+    Fail(Status),
+}
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    type StreamStream = ReceiverStream<Result<CollectorMessage, Status>>;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<SensorMessage>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(MAX_PENDING * 2);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            svc.metrics.streams_active.fetch_add(1, Relaxed);
+            svc.metrics.streams_total.fetch_add(1, Relaxed);
+            tracing::info!(%peer, "sensor stream opened");
+            svc.handle(inbound, tx, &peer).await;
+            svc.metrics.streams_active.fetch_sub(1, Relaxed);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// The status for an error the transport reported on the inbound stream, or `None` when the
+/// sensor simply went away.
+pub fn inbound_error_status(status: &Status) -> Option<(Status, &'static str)> {
+    match status.code() {
+        Code::OutOfRange | Code::ResourceExhausted => Some((
+            Status::resource_exhausted(format!("rejected message: {}", status.message())),
+            "too_large",
+        )),
+        Code::Internal => Some((
+            Status::invalid_argument(format!("malformed message: {}", status.message())),
+            "malformed",
+        )),
+        _ => None,
+    }
+}
+
+impl IngestService {
+    async fn handle(&self, mut inbound: Streaming<SensorMessage>, out: Out, peer: &str) {
+        let welcome = CollectorMessage {
+            msg: Some(collector_message::Msg::Welcome(Welcome {
+                version: env!("CARGO_PKG_VERSION").into(),
+                protocol_version: ProtocolVersion::ProtocolVersion1 as i32,
+                max_message_bytes: self.max_message_bytes as u64,
+                max_batch_events: self.limits.max_batch_events,
+            })),
+        };
+        if out.send(Ok(welcome)).await.is_err() {
+            return;
+        }
+        let (pend_tx, pend_rx) = mpsc::channel(MAX_PENDING);
+        let acker = tokio::spawn(ack_loop(pend_rx, out.clone(), self.metrics.clone()));
+        let mut sensor: Option<(String, String)> = None; // (sensor_id, host)
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let msg = tokio::select! {
+                m = inbound.message() => m,
+                _ = stopped(&mut shutdown) => {
+                    let _ = pend_tx
+                        .send(Pending::Fail(Status::unavailable("collector shutting down")))
+                        .await;
+                    break;
+                }
+            };
+            let fail = match msg {
+                Ok(Some(SensorMessage {
+                    msg: Some(sensor_message::Msg::Hello(h)),
+                })) => match self.hello(h, sensor.as_ref(), peer).await {
+                    Ok(s) => {
+                        sensor = Some(s);
+                        continue;
+                    }
+                    Err(f) => f,
+                },
+                Ok(Some(SensorMessage {
+                    msg: Some(sensor_message::Msg::Batch(b)),
+                })) => {
+                    let id = sensor.as_ref().map(|s| s.0.as_str());
+                    match validate_batch(&b, id, self.limits) {
+                        Ok(()) => {
+                            let newest_event_ns =
+                                b.events.iter().map(|e| e.time_unix_ns).max().unwrap_or(0);
+                            let host = sensor.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+                            let rx = match self
+                                .writer
+                                .submit_batch(b.sensor_id.clone(), b.boot_id, b.events, now_ns())
+                                .await
+                            {
+                                Ok(rx) => rx,
+                                Err(e) => {
+                                    let _ = pend_tx
+                                        .send(Pending::Fail(Status::unavailable(e.to_string())))
+                                        .await;
+                                    break;
+                                }
+                            };
+                            let p = Pending::Ack {
+                                batch_id: b.batch_id,
+                                sensor_id: b.sensor_id,
+                                host,
+                                newest_event_ns,
+                                rx,
+                            };
+                            if pend_tx.send(p).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                        Err(e) => (e.status(), e.reason()),
+                    }
+                }
+                Ok(Some(SensorMessage { msg: None })) => (
+                    Status::invalid_argument("malformed message: SensorMessage without content"),
+                    "malformed",
+                ),
+                Ok(None) => break,
+                Err(status) => match inbound_error_status(&status) {
+                    Some(f) => f,
+                    None => {
+                        tracing::info!(%peer, code = ?status.code(), error = %status.message(), "sensor stream ended");
+                        break;
+                    }
+                },
+            };
+            let (status, reason) = fail;
+            self.metrics.reject(reason);
+            tracing::warn!(%peer, code = ?status.code(), error = %status.message(), "rejected sensor message; ending its stream");
+            let _ = pend_tx.send(Pending::Fail(status)).await;
+            break;
+        }
+        drop(pend_tx);
+        let _ = acker.await;
+        tracing::info!(%peer, "sensor stream closed");
+    }
+
+    async fn hello(
+        &self,
+        h: sensor_proto::v1::Hello,
+        current: Option<&(String, String)>,
+        peer: &str,
+    ) -> Result<(String, String), (Status, &'static str)> {
+        let bad = |e: BatchError| (e.status(), e.reason());
+        check_id("sensor_id", &h.sensor_id).map_err(bad)?;
+        check_id("boot_id", &h.boot_id).map_err(bad)?;
+        if let Some((id, _)) = current {
+            if *id != h.sensor_id {
+                return Err(bad(BatchError::SensorMismatch {
+                    batch: h.sensor_id.clone(),
+                    hello: id.clone(),
+                }));
+            }
+        }
+        if h.protocol_version > ProtocolVersion::ProtocolVersion1 as i32 {
+            return Err((
+                Status::failed_precondition(format!(
+                    "protocol version {} is newer than this collector's (1)",
+                    h.protocol_version
+                )),
+                "protocol_version",
+            ));
+        }
+        tracing::info!(%peer, sensor_id = %h.sensor_id, host = %h.host, version = %h.version,
+            kernel = %h.kernel, mode = %h.mode, "sensor hello");
+        let s = (h.sensor_id.clone(), h.host.clone());
+        self.writer
+            .record_hello(h, now_ns())
+            .await
+            .map_err(|e| (Status::unavailable(e.to_string()), "store"))?;
+        Ok(s)
+    }
+}
+
+async fn ack_loop(mut pending: mpsc::Receiver<Pending>, out: Out, metrics: Arc<Metrics>) {
+    while let Some(p) = pending.recv().await {
+        match p {
+            Pending::Ack {
+                batch_id,
+                sensor_id,
+                host,
+                newest_event_ns,
+                rx,
+            } => {
+                let res = rx.await.unwrap_or(Err(StoreError::WriterGone));
+                match res {
+                    Ok(o) => {
+                        metrics.batch_stored(
+                            &sensor_id,
+                            &host,
+                            o.stored.into(),
+                            o.duplicates.into(),
+                            newest_event_ns,
+                            now_ns(),
+                        );
+                        let ack = CollectorMessage {
+                            msg: Some(collector_message::Msg::Ack(Ack {
+                                batch_id,
+                                stored: o.stored,
+                                duplicates: o.duplicates,
+                            })),
+                        };
+                        if out.send(Ok(ack)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        metrics.store_errors.fetch_add(1, Relaxed);
+                        let _ = out
+                            .send(Err(Status::unavailable(format!("storage failed: {e}"))))
+                            .await;
+                        return;
+                    }
+                }
+            }
+            Pending::Fail(status) => {
+                let _ = out.send(Err(status)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Resolves once `rx` is true (never, when its sender is gone while false).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbound_errors_map_to_clear_codes() {
+        let (s, r) = inbound_error_status(&Status::out_of_range("too large: 5 > 4")).unwrap();
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert!(s.message().contains("too large"));
+        assert_eq!(r, "too_large");
+        let (s, _) = inbound_error_status(&Status::internal("failed to decode")).unwrap();
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().starts_with("malformed message"));
+        assert!(inbound_error_status(&Status::cancelled("gone")).is_none());
+        assert!(inbound_error_status(&Status::unknown("h2 reset")).is_none());
+    }
+}

@@ -1,0 +1,83 @@
+//! Tables and indexes. Indexed columns are extracted from the event at write time; the
+//! event itself is kept whole as its protobuf encoding (`body`), so no field is lost and
+//! the query output is the sensor's JSON shape.
+use rusqlite::Connection;
+
+use super::Synchronous;
+
+/// Bumped when the schema changes incompatibly.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sensors (
+    id            INTEGER PRIMARY KEY,
+    sensor_id     TEXT NOT NULL UNIQUE,
+    host          TEXT,
+    version       TEXT,
+    kernel        TEXT,
+    mode          TEXT,
+    capabilities  TEXT,
+    first_seen_ns INTEGER,
+    last_seen_ns  INTEGER
+);
+CREATE TABLE IF NOT EXISTS boots (
+    id      INTEGER PRIMARY KEY,
+    sensor  INTEGER NOT NULL REFERENCES sensors(id),
+    boot_id TEXT NOT NULL,
+    UNIQUE (sensor, boot_id)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY,
+    boot        INTEGER NOT NULL REFERENCES boots(id),
+    seq         INTEGER NOT NULL,
+    time_ns     INTEGER NOT NULL,
+    received_ns INTEGER NOT NULL,
+    host        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    pid         INTEGER,
+    ppid        INTEGER,
+    uid         INTEGER,
+    auid        INTEGER,
+    user        TEXT,
+    session     INTEGER,
+    tty         TEXT,
+    text        TEXT,
+    body        BLOB NOT NULL
+);
+-- de-duplication key: (sensor id, boot id) -> boot, plus seq
+CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events (boot, seq);
+CREATE INDEX IF NOT EXISTS events_time ON events (time_ns);
+CREATE INDEX IF NOT EXISTS events_host_time ON events (host, time_ns);
+CREATE INDEX IF NOT EXISTS events_kind_time ON events (kind, time_ns);
+CREATE INDEX IF NOT EXISTS events_pid ON events (pid) WHERE pid IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_uid ON events (uid) WHERE uid IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_user ON events (user) WHERE user IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_session ON events (session, time_ns) WHERE session IS NOT NULL;
+";
+
+/// Pragmas for a writing connection, then the schema.
+pub fn prepare(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(%mode, "could not switch the database to WAL mode");
+    }
+    let sync = match sync {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
+    ))?;
+    conn.execute_batch(SCHEMA)?;
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if v == 0 {
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    } else if v != SCHEMA_VERSION {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "database schema version {v}, this collector knows {SCHEMA_VERSION}"
+        )));
+    }
+    Ok(())
+}

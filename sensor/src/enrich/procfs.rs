@@ -1,0 +1,441 @@
+//! /proc as a last resort: pure parsers of `/proc/<pid>/{stat,status,cmdline,cgroup}` text and
+//! a thin reader that takes the proc root as an argument, so tests can point it at a fixture
+//! directory laid out like /proc.
+//!
+//! Nothing here panics on odd contents: a comm with spaces and parentheses, a non-UTF-8
+//! cmdline, a truncated stat or a process that vanished between two reads all give `None` or
+//! a [`ProcError`].
+use std::ffi::OsStr;
+use std::io::{ErrorKind, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::escape::escape_bytes;
+
+/// Longest command line read from /proc, the same bound the kernel path uses for argv.
+pub const CMDLINE_MAX: usize = sensor_common::ARGV_LEN;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    #[error("process {0} is gone")]
+    Gone(u32),
+    #[error("pid {pid} now belongs to another process (start tick {found}, expected {expected})")]
+    Reused { pid: u32, expected: u64, found: u64 },
+    #[error("malformed /proc/{pid}/{file}")]
+    Malformed { pid: u32, file: &'static str },
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The fields of `/proc/<pid>/stat` the cache uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub pid: u32,
+    /// The comm between the first `(` and the last `)`, escaped like kernel bytes elsewhere.
+    pub comm: String,
+    pub state: u8,
+    pub ppid: u32,
+    /// Field 7, the controlling terminal as a device number (0 = none).
+    pub tty_nr: u32,
+    /// Field 22: start time in clock ticks since boot.
+    pub start_ticks: u64,
+}
+
+/// Parses `/proc/<pid>/stat`. The comm may hold spaces and parentheses, so the fixed fields
+/// are taken after the LAST `)`. Returns `None` when the text is truncated or malformed.
+pub fn parse_stat(text: &[u8]) -> Option<Stat> {
+    let open = text.iter().position(|&b| b == b'(')?;
+    let close = text.iter().rposition(|&b| b == b')')?;
+    if close < open {
+        return None;
+    }
+    let pid = std::str::from_utf8(&text[..open])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = escape_bytes(&text[open + 1..close]);
+    let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
+    // rest[0] is field 3 (state); field N is rest[N - 3].
+    let fields: Vec<&str> = rest.split_ascii_whitespace().take(20).collect();
+    let field = |n: usize| fields.get(n - 3).copied();
+    let state = *field(3)?.as_bytes().first()?;
+    let ppid = field(4)?.parse().ok()?;
+    let tty_nr = field(7)?.parse::<i64>().ok()? as u32;
+    let start_ticks = field(22)?.parse().ok()?;
+    Some(Stat {
+        pid,
+        comm,
+        state,
+        ppid,
+        tty_nr,
+        start_ticks,
+    })
+}
+
+/// Real, effective, saved and filesystem ids from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ids {
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+}
+
+/// Parses the `Uid:` and `Gid:` lines of `/proc/<pid>/status`.
+pub fn parse_status(text: &str) -> Option<Ids> {
+    let pair = |key: &str| -> Option<(u32, u32)> {
+        let line = text.lines().find_map(|l| l.strip_prefix(key))?;
+        let mut it = line.split_ascii_whitespace().map(str::parse::<u32>);
+        Some((it.next()?.ok()?, it.next()?.ok()?))
+    };
+    let (uid, euid) = pair("Uid:")?;
+    let (gid, egid) = pair("Gid:")?;
+    Some(Ids {
+        uid,
+        euid,
+        gid,
+        egid,
+    })
+}
+
+/// Splits `/proc/<pid>/cmdline` into escaped arguments. Empty for kernel threads and zombies.
+/// A process that rewrote its command line without NULs gives a single argument.
+pub fn parse_cmdline(bytes: &[u8]) -> Vec<String> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    let body = bytes.strip_suffix(b"\0").unwrap_or(bytes);
+    body.split(|&b| b == 0).map(escape_bytes).collect()
+}
+
+/// `/proc/<pid>/loginuid` or `sessionid`: a decimal number (4294967295 = unset).
+pub fn parse_id_file(text: &str) -> Option<u32> {
+    text.trim().parse().ok()
+}
+
+/// One line of `/proc/<pid>/cgroup`: `hierarchy-id:controllers:path`. The v2 (unified) line
+/// is `0::/path`; v1 lines name their controllers (`12:pids:/docker/<id>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupLine<'a> {
+    pub hierarchy: u32,
+    pub controllers: &'a str,
+    pub path: &'a str,
+}
+
+impl CgroupLine<'_> {
+    pub fn is_v2(&self) -> bool {
+        self.hierarchy == 0 && self.controllers.is_empty()
+    }
+}
+
+/// Parses `/proc/<pid>/cgroup`; malformed lines are skipped. The path may itself hold `:`.
+pub fn parse_cgroup(text: &str) -> Vec<CgroupLine<'_>> {
+    text.lines()
+        .filter_map(|line| {
+            let (id, rest) = line.split_once(':')?;
+            let (controllers, path) = rest.split_once(':')?;
+            Some(CgroupLine {
+                hierarchy: id.trim().parse().ok()?,
+                controllers,
+                path,
+            })
+        })
+        .collect()
+}
+
+/// `tty_nr` from stat as a name: `pts/N` (majors 136-143), `ttyN` and `ttySN` (major 4).
+pub fn tty_name(tty_nr: u32) -> Option<String> {
+    if tty_nr == 0 {
+        return None;
+    }
+    let major = (tty_nr >> 8) & 0xfff;
+    let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+    match major {
+        136..=143 => Some(format!("pts/{}", (major - 136) * 256 + minor)),
+        4 if minor < 64 => Some(format!("tty{minor}")),
+        4 => Some(format!("ttyS{}", minor - 64)),
+        _ => None,
+    }
+}
+
+/// Everything the cache keeps about a process, read from /proc. Fields that could not be read
+/// (a zombie has no exe or cwd; a file may vanish mid-read) are `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub stat: Stat,
+    pub ids: Option<Ids>,
+    pub auid: Option<u32>,
+    pub session: Option<u32>,
+    pub exe: Option<String>,
+    pub cwd: Option<String>,
+    pub argv: Option<Vec<String>>,
+    pub argv_truncated: bool,
+    /// Raw `/proc/<pid>/cgroup` text.
+    pub cgroup: Option<String>,
+}
+
+fn pid_dir(root: &Path, pid: u32) -> PathBuf {
+    root.join(pid.to_string())
+}
+
+fn io_err(pid: u32, path: &Path, e: std::io::Error) -> ProcError {
+    // ESRCH: the task exited between open and read.
+    if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) {
+        ProcError::Gone(pid)
+    } else {
+        ProcError::Io {
+            path: path.display().to_string(),
+            source: e,
+        }
+    }
+}
+
+fn read_bounded(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?
+        .take(max as u64)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Reads and parses `/proc/<pid>/stat`.
+pub fn read_stat(root: &Path, pid: u32) -> Result<Stat, ProcError> {
+    let path = pid_dir(root, pid).join("stat");
+    let text = read_bounded(&path, 4096).map_err(|e| io_err(pid, &path, e))?;
+    parse_stat(&text).ok_or(ProcError::Malformed { pid, file: "stat" })
+}
+
+/// A symlink in the pid directory (`exe`, `cwd`) as escaped text; `None` when unreadable
+/// (a kernel thread, a zombie, or a process that is gone).
+pub fn read_link(root: &Path, pid: u32, name: &str) -> Option<String> {
+    let target = std::fs::read_link(pid_dir(root, pid).join(name)).ok()?;
+    Some(escape_bytes(target.as_os_str().as_bytes()))
+}
+
+/// The command line, cut at [`CMDLINE_MAX`] bytes (the flag says so).
+pub fn read_cmdline(root: &Path, pid: u32) -> Option<(Vec<String>, bool)> {
+    let bytes = read_bounded(&pid_dir(root, pid).join("cmdline"), CMDLINE_MAX + 1).ok()?;
+    let truncated = bytes.len() > CMDLINE_MAX;
+    let bytes = &bytes[..bytes.len().min(CMDLINE_MAX)];
+    Some((parse_cmdline(bytes), truncated))
+}
+
+/// Raw `/proc/<pid>/cgroup` text.
+pub fn read_cgroup(root: &Path, pid: u32) -> Option<String> {
+    let bytes = read_bounded(&pid_dir(root, pid).join("cgroup"), 64 * 1024).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn read_id(root: &Path, pid: u32, name: &str) -> Option<u32> {
+    let bytes = read_bounded(&pid_dir(root, pid).join(name), 64).ok()?;
+    parse_id_file(std::str::from_utf8(&bytes).ok()?)
+}
+
+/// Reads a whole [`Snapshot`]. With `expect_ticks`, a process whose start tick differs (the
+/// pid was reused) is [`ProcError::Reused`]. The stat file decides whether the process exists;
+/// every other file is optional.
+pub fn read_snapshot(
+    root: &Path,
+    pid: u32,
+    expect_ticks: Option<u64>,
+) -> Result<Snapshot, ProcError> {
+    let stat = read_stat(root, pid)?;
+    if let Some(expected) = expect_ticks {
+        if stat.start_ticks != expected {
+            return Err(ProcError::Reused {
+                pid,
+                expected,
+                found: stat.start_ticks,
+            });
+        }
+    }
+    let dir = pid_dir(root, pid);
+    let ids = read_bounded(&dir.join("status"), 64 * 1024)
+        .ok()
+        .and_then(|b| parse_status(&String::from_utf8_lossy(&b)));
+    let (argv, argv_truncated) = match read_cmdline(root, pid) {
+        Some((a, t)) => (Some(a), t),
+        None => (None, false),
+    };
+    Ok(Snapshot {
+        ids,
+        auid: read_id(root, pid, "loginuid"),
+        session: read_id(root, pid, "sessionid"),
+        exe: read_link(root, pid, "exe"),
+        cwd: read_link(root, pid, "cwd"),
+        argv,
+        argv_truncated,
+        cgroup: read_cgroup(root, pid),
+        stat,
+    })
+}
+
+/// The numeric entries of the proc root (thread-group leaders).
+pub fn list_pids(root: &Path) -> std::io::Result<Vec<u32>> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir(root)? {
+        let Ok(entry) = entry else { continue };
+        if let Some(pid) = pid_of_name(&entry.file_name()) {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
+}
+
+fn pid_of_name(name: &OsStr) -> Option<u32> {
+    let b = name.as_bytes();
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "4242 (bash) S 4000 4242 4242 34817 4300 4194560 3177 16826 0 2 4 3 \
+        30 12 20 0 1 0 123456 9371648 1234 18446744073709551615 1 1 0 0 0 0 65536 3670020 \
+        1266777851 0 0 0 17 1 0 0 0 0 0";
+
+    #[test]
+    fn stat_fields() {
+        let s = parse_stat(STAT.as_bytes()).unwrap();
+        assert_eq!(
+            (s.pid, s.comm.as_str(), s.state, s.ppid, s.start_ticks),
+            (4242, "bash", b'S', 4000, 123456)
+        );
+        assert_eq!(tty_name(s.tty_nr).as_deref(), Some("pts/1"));
+    }
+
+    #[test]
+    fn stat_comm_with_spaces_and_parentheses() {
+        let text = "77 (a) b (c)) ) R 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 999 0 0";
+        let s = parse_stat(text.as_bytes()).unwrap();
+        assert_eq!(s.comm, "a) b (c)) ");
+        assert_eq!((s.state, s.ppid, s.start_ticks), (b'R', 1, 999));
+        // tty_nr -1 (none reported as -1 by some kernels) does not fail the parse.
+        let s = parse_stat(b"5 (x) S 1 5 5 -1 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 7 0").unwrap();
+        assert_eq!(s.start_ticks, 7);
+    }
+
+    #[test]
+    fn stat_non_utf8_comm_is_escaped() {
+        let mut text = b"9 (a\xffb) S 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0".to_vec();
+        let s = parse_stat(&text).unwrap();
+        assert_eq!(s.comm, "a\\xffb");
+        text.truncate(20);
+        assert_eq!(parse_stat(&text), None);
+    }
+
+    #[test]
+    fn stat_truncated_or_garbage() {
+        for cut in [0, 5, 10, STAT.len() / 2, STAT.find(" 123456").unwrap()] {
+            assert_eq!(parse_stat(&STAT.as_bytes()[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(parse_stat(b")( S 1"), None);
+        assert_eq!(
+            parse_stat(b"x (y) S 1 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 5"),
+            None
+        );
+        assert_eq!(
+            parse_stat(b"1 (y) S z 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 5"),
+            None
+        );
+    }
+
+    #[test]
+    fn status_ids() {
+        let text = "Name:\tsudo\nUid:\t1000\t0\t0\t0\nGid:\t100\t100\t100\t100\nGroups:\n";
+        assert_eq!(
+            parse_status(text),
+            Some(Ids {
+                uid: 1000,
+                euid: 0,
+                gid: 100,
+                egid: 100
+            })
+        );
+        assert_eq!(parse_status("Name:\tx\nUid:\t1\n"), None);
+        assert_eq!(parse_status(""), None);
+    }
+
+    #[test]
+    fn cmdline_shapes() {
+        assert_eq!(
+            parse_cmdline(b"/bin/sh\0-c\0echo hi\0"),
+            ["/bin/sh", "-c", "echo hi"]
+        );
+        assert_eq!(parse_cmdline(b"a\0\0b\0"), ["a", "", "b"]);
+        assert_eq!(parse_cmdline(b"x\0\0"), ["x", ""]);
+        assert_eq!(parse_cmdline(b"bad\xff\0ok\0"), ["bad\\xff", "ok"]);
+        assert_eq!(
+            parse_cmdline(b"nginx: worker process   "),
+            ["nginx: worker process   "]
+        );
+        assert!(parse_cmdline(b"").is_empty());
+    }
+
+    #[test]
+    fn cgroup_lines_v1_and_v2() {
+        let text = "12:pids:/docker/abc\n1:name=systemd:/x:y\n0::/user.slice\nbogus\nq:r:s\n";
+        let lines = parse_cgroup(text);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0].controllers, "pids");
+        assert_eq!(lines[1].path, "/x:y");
+        assert!(lines[2].is_v2() && lines[2].path == "/user.slice");
+        assert!(!lines[0].is_v2());
+    }
+
+    #[test]
+    fn tty_names() {
+        assert_eq!(tty_name(0), None);
+        assert_eq!(tty_name((136 << 8) | 3), Some("pts/3".into()));
+        assert_eq!(tty_name((137 << 8) | 1), Some("pts/257".into()));
+        assert_eq!(tty_name((4 << 8) | 1), Some("tty1".into()));
+        assert_eq!(tty_name((4 << 8) | 65), Some("ttyS1".into()));
+        assert_eq!(tty_name(1 << 8), None);
+        // minor above 255 uses the high bits.
+        assert_eq!(tty_name((136 << 8) | (1 << 20)), Some("pts/256".into()));
+    }
+
+    #[test]
+    fn id_files() {
+        assert_eq!(parse_id_file("1000"), Some(1000));
+        assert_eq!(parse_id_file("4294967295"), Some(u32::MAX));
+        assert_eq!(parse_id_file("x"), None);
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let root = Path::new("/proc");
+        let me = std::process::id();
+        let snap = read_snapshot(root, me, None).unwrap();
+        assert_eq!(snap.stat.pid, me);
+        assert!(snap.exe.is_some() && snap.cwd.is_some() && snap.cgroup.is_some());
+        assert!(!snap.argv.unwrap().is_empty());
+        let wrong = snap.stat.start_ticks + 1;
+        assert!(matches!(
+            read_snapshot(root, me, Some(wrong)),
+            Err(ProcError::Reused { .. })
+        ));
+        assert!(list_pids(root).unwrap().contains(&me));
+    }
+
+    #[test]
+    fn missing_pid_is_gone() {
+        let dir = std::env::temp_dir().join(format!("enrich-procfs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(matches!(
+            read_snapshot(&dir, 1, None),
+            Err(ProcError::Gone(1))
+        ));
+        assert!(list_pids(&dir).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,195 @@
+//! The enrichment stage: capture -> (bounded channel) -> enrich -> (bounded channel) -> output.
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::mpsc;
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+
+use super::{CacheStats, EnrichConfig, ProcessCache};
+use crate::{event::Event, timefmt::monotonic_now_ns};
+
+/// Events taken from the channel per batch (stats are published after each batch).
+const BATCH: usize = 256;
+
+fn publish(stats: &Mutex<CacheStats>, cache: &ProcessCache) {
+    *stats.lock().unwrap_or_else(|e| e.into_inner()) = cache.stats();
+}
+
+/// Runs the sweep off the async workers when the runtime allows it: with 100k entries it
+/// lists /proc and re-reads up to [`super::cache::SWEEP_STAT_BUDGET`] stat files.
+fn sweep(cache: &mut ProcessCache) -> usize {
+    let now = monotonic_now_ns();
+    let root = cache.proc_root().to_path_buf();
+    let multi = Handle::try_current()
+        .map(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+        .unwrap_or(false);
+    if multi {
+        tokio::task::block_in_place(|| cache.sweep(now, &root))
+    } else {
+        cache.sweep(now, &root)
+    }
+}
+
+/// Receives until `rx` closes, enriches each event, forwards it with `tx.send().await`
+/// (backpressure: a slow output slows this stage, never drops here), sweeps every
+/// `cfg.sweep_interval_secs` and publishes the cache stats after each batch and sweep.
+/// Returns once `rx` is closed and drained and everything was forwarded (or the output is
+/// gone, in which case the remaining events cannot be delivered and the stage stops).
+pub async fn run_stage(
+    mut rx: mpsc::Receiver<Event>,
+    tx: mpsc::Sender<Event>,
+    mut cache: ProcessCache,
+    stats: Arc<Mutex<CacheStats>>,
+    cfg: EnrichConfig,
+) {
+    let period = Duration::from_secs(cfg.sweep_interval_secs.max(1));
+    let mut ticker = interval_at(Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut batch = Vec::with_capacity(BATCH);
+    publish(&stats, &cache);
+    'run: loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                let now = monotonic_now_ns();
+                for mut ev in batch.drain(..) {
+                    cache.enrich(&mut ev, now);
+                    if tx.send(ev).await.is_err() {
+                        tracing::warn!("enrich: output closed; stopping");
+                        break 'run;
+                    }
+                }
+                publish(&stats, &cache);
+            }
+            _ = ticker.tick() => {
+                let removed = sweep(&mut cache);
+                tracing::debug!(removed, entries = cache.len(), "process cache sweep");
+                publish(&stats, &cache);
+            }
+        }
+    }
+    publish(&stats, &cache);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Kind, Process, Source};
+
+    fn event(kind: Kind, pid: u32, exe: Option<&str>) -> Event {
+        Event {
+            seq: 0,
+            time: String::new(),
+            host: "h".into(),
+            source: Source::Ebpf,
+            kind,
+            process: Some(Process {
+                pid,
+                ppid: 0,
+                start_boottime_ns: 7_000_000_000,
+                comm: "t".into(),
+                exe: exe.map(str::to_string),
+                argv: exe.map(|e| vec![e.to_string(), "x".into()]),
+                cwd: exe.map(|_| "/".to_string()),
+                cgroup_id: 0,
+                ..Process::default()
+            }),
+            exit: None,
+            connect: None,
+            health: None,
+            ktime_ns: None,
+        }
+    }
+
+    fn cache() -> ProcessCache {
+        let dir = std::env::temp_dir().join(format!("enrich-stage-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        ProcessCache::new(&EnrichConfig::default())
+            .with_proc_root(dir)
+            .with_cgroup_root(None)
+    }
+
+    #[tokio::test]
+    async fn forwards_everything_in_order_with_backpressure() {
+        let (in_tx, in_rx) = mpsc::channel(4);
+        let (out_tx, mut out_rx) = mpsc::channel(1);
+        let stats = Arc::new(Mutex::new(CacheStats::default()));
+        let stage = tokio::spawn(run_stage(
+            in_rx,
+            out_tx,
+            cache(),
+            stats.clone(),
+            EnrichConfig::default(),
+        ));
+        const N: u32 = 500;
+        let producer = tokio::spawn(async move {
+            for pid in 1..=N {
+                in_tx
+                    .send(event(Kind::ProcessExec, 10_000 + pid, Some("/bin/x")))
+                    .await
+                    .unwrap();
+                in_tx
+                    .send(event(Kind::NetConnect, 10_000 + pid, None))
+                    .await
+                    .unwrap();
+            }
+        });
+        let mut got = Vec::new();
+        while let Some(ev) = out_rx.recv().await {
+            got.push(ev);
+            if got.len() % 100 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        producer.await.unwrap();
+        stage.await.unwrap();
+        assert_eq!(got.len(), 2 * N as usize);
+        for pair in got.chunks(2) {
+            let (a, b) = (
+                pair[0].process.as_ref().unwrap(),
+                pair[1].process.as_ref().unwrap(),
+            );
+            assert_eq!(
+                (pair[0].kind, pair[1].kind),
+                (Kind::ProcessExec, Kind::NetConnect)
+            );
+            assert_eq!(a.pid, b.pid);
+            assert_eq!(b.exe.as_deref(), Some("/bin/x"));
+            assert_eq!(
+                b.argv.as_deref(),
+                Some(&["/bin/x".to_string(), "x".into()][..])
+            );
+        }
+        let s = *stats.lock().unwrap();
+        assert_eq!(s.entries, u64::from(N));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sweeps_on_the_interval_and_stops_when_input_closes() {
+        let (in_tx, in_rx) = mpsc::channel(4);
+        let (out_tx, mut out_rx) = mpsc::channel(16);
+        let stats = Arc::new(Mutex::new(CacheStats::default()));
+        let cfg = EnrichConfig {
+            sweep_interval_secs: 1,
+            ..EnrichConfig::default()
+        };
+        let stage = tokio::spawn(run_stage(in_rx, out_tx, cache(), stats.clone(), cfg));
+        // pid 4242 is not in the (empty) proc root: the sweep marks it lost.
+        in_tx
+            .send(event(Kind::ProcessExec, 4242, Some("/bin/y")))
+            .await
+            .unwrap();
+        assert!(out_rx.recv().await.is_some());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while stats.lock().unwrap().exit_pending == 0 {
+            assert!(std::time::Instant::now() < deadline, "no sweep ran");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(in_tx);
+        stage.await.unwrap();
+        assert!(out_rx.recv().await.is_none());
+    }
+}

@@ -1,0 +1,260 @@
+//! `Event` -> protobuf. Pure; the unit tests check that the collector's JSON rendering of
+//! the converted event equals the sensor's own JSON serialization, field for field.
+use sensor_proto::time::parse_rfc3339_nanos;
+use sensor_proto::v1 as pb;
+
+use crate::event::{Ancestor, Connect, Event, Exit, Health, Kind, Process, Source};
+
+pub fn kind_to_proto(k: Kind) -> pb::Kind {
+    match k {
+        Kind::ProcessExec => pb::Kind::ProcessExec,
+        Kind::ProcessExit => pb::Kind::ProcessExit,
+        Kind::NetConnect => pb::Kind::NetConnect,
+        Kind::SensorHealth => pb::Kind::SensorHealth,
+    }
+}
+
+pub fn source_to_proto(s: Source) -> pb::Source {
+    match s {
+        Source::Ebpf => pb::Source::Ebpf,
+        Source::Audit => pb::Source::Audit,
+        Source::Sensor => pb::Source::Sensor,
+    }
+}
+
+/// RFC 3339 text (as `timefmt::rfc3339_nanos` writes it) to ns since the epoch; 0 when the
+/// text is not a time (it always is: the sensor formats event times itself).
+fn time_ns(text: &str) -> i64 {
+    parse_rfc3339_nanos(text).unwrap_or(0)
+}
+
+pub fn event_to_proto(ev: &Event) -> pb::Event {
+    pb::Event {
+        seq: ev.seq,
+        time_unix_ns: time_ns(&ev.time),
+        host: ev.host.clone(),
+        source: source_to_proto(ev.source) as i32,
+        kind: kind_to_proto(ev.kind) as i32,
+        process: ev.process.as_ref().map(process),
+        exit: ev.exit.as_ref().map(exit),
+        connect: ev.connect.as_ref().map(connect),
+        health: ev.health.as_ref().map(health),
+        file: None,
+        login: None,
+        privilege: None,
+        flow: None,
+    }
+}
+
+fn process(p: &Process) -> pb::Process {
+    pb::Process {
+        pid: p.pid,
+        tid: p.tid,
+        ppid: p.ppid,
+        // Empty when unknown (audit has no start time).
+        start_time_unix_ns: parse_rfc3339_nanos(&p.start_time),
+        start_boottime_ns: p.start_boottime_ns,
+        uid: p.uid,
+        euid: p.euid,
+        gid: p.gid,
+        egid: p.egid,
+        auid: p.auid,
+        session: p.session,
+        tty: p.tty.clone(),
+        comm: p.comm.clone(),
+        exe: p.exe.clone(),
+        cwd: p.cwd.clone(),
+        argv: p.argv.as_ref().map(|a| pb::Argv {
+            args: a.clone(),
+            truncated: p.argv_truncated,
+        }),
+        cgroup_id: p.cgroup_id,
+        container_id: p.container_id.clone(),
+        ancestors: p.ancestors.iter().map(ancestor).collect(),
+        incomplete: p.incomplete.iter().map(|s| (*s).to_string()).collect(),
+        user: None,
+    }
+}
+
+fn ancestor(a: &Ancestor) -> pb::Ancestor {
+    pb::Ancestor {
+        pid: a.pid,
+        comm: a.comm.clone(),
+        exe: a.exe.clone(),
+    }
+}
+
+fn exit(x: &Exit) -> pb::Exit {
+    pb::Exit {
+        code: x.code,
+        signal: x.signal,
+        core_dumped: x.core_dumped,
+    }
+}
+
+fn connect(c: &Connect) -> pb::Connect {
+    pb::Connect {
+        family: c.family.to_string(),
+        protocol: c.protocol.clone(),
+        dst_addr: c.dst_addr.clone(),
+        dst_port: u32::from(c.dst_port),
+        result: c.result.to_string(),
+        errno: c.errno,
+        src_addr: None,
+        src_port: None,
+    }
+}
+
+fn health(h: &Health) -> pb::Health {
+    pb::Health {
+        mode: h.mode.clone(),
+        reason: h.reason.clone(),
+        uptime_s: h.uptime_s,
+        drops: h.drops.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        events: h.events.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        cpu: h.cpu,
+        rss_bytes: h.rss_bytes,
+        lag_ms: h.lag_ms,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::timefmt::rfc3339_nanos;
+    use sensor_proto::json::event_to_json;
+
+    /// Synthetic events of every kind the sensor emits, with the awkward values.
+    pub(crate) fn samples() -> Vec<Event> {
+        let t = rfc3339_nanos(1_795_804_496_123_456_789);
+        let proc_full = Process {
+            pid: 4242,
+            tid: Some(4243),
+            ppid: 1,
+            start_time: rfc3339_nanos(1_795_804_400_000_000_001),
+            start_boottime_ns: 123_456_789_012,
+            uid: 1000,
+            euid: 0,
+            gid: 1000,
+            egid: 0,
+            auid: Some(1000),
+            session: Some(7),
+            tty: Some("pts/3".into()),
+            comm: "echo".into(),
+            exe: Some("/usr/bin/echo".into()),
+            cwd: Some("/home/u dir".into()),
+            argv: Some(vec![
+                "echo".into(),
+                "two words".into(),
+                String::new(),
+                "bad\\xffbyte".into(),
+                "\"q\" 'q'".into(),
+            ]),
+            argv_truncated: true,
+            cgroup_id: 9876,
+            container_id: "abc123".into(),
+            ancestors: vec![Ancestor {
+                pid: 1,
+                comm: "systemd".into(),
+                exe: "/usr/lib/systemd/systemd".into(),
+            }],
+            incomplete: vec!["cwd", "loginuid"],
+        };
+        let proc_min = Process {
+            pid: 5,
+            start_time: String::new(),
+            comm: "x".into(),
+            ..Default::default()
+        };
+        let base = |kind, source| Event {
+            seq: 17,
+            time: t.clone(),
+            host: "host-1".into(),
+            source,
+            kind,
+            process: None,
+            exit: None,
+            connect: None,
+            health: None,
+            ktime_ns: Some(5),
+        };
+        let mut exec = base(Kind::ProcessExec, Source::Ebpf);
+        exec.process = Some(proc_full.clone());
+        let mut exec_min = base(Kind::ProcessExec, Source::Audit);
+        exec_min.process = Some(proc_min.clone());
+        let mut exit_ev = base(Kind::ProcessExit, Source::Ebpf);
+        exit_ev.process = Some(proc_min.clone());
+        exit_ev.exit = Some(Exit {
+            code: None,
+            signal: Some(9),
+            core_dumped: true,
+        });
+        let mut exit0 = base(Kind::ProcessExit, Source::Ebpf);
+        exit0.process = Some(proc_full.clone());
+        exit0.exit = Some(Exit {
+            code: Some(0),
+            signal: None,
+            core_dumped: false,
+        });
+        let mut conn = base(Kind::NetConnect, Source::Ebpf);
+        conn.process = Some(proc_full);
+        conn.connect = Some(Connect {
+            family: "ipv6",
+            protocol: "tcp".into(),
+            dst_addr: "::1".into(),
+            dst_port: 65535,
+            result: "refused",
+            errno: 111,
+        });
+        let mut health_ev = base(Kind::SensorHealth, Source::Sensor);
+        health_ev.health = Some(Health {
+            mode: "ebpf".into(),
+            reason: "all checks passed".into(),
+            uptime_s: 12.5,
+            drops: [("ringbuf_exec".to_string(), 3u64)].into_iter().collect(),
+            events: [("process_exec".to_string(), 10u64)].into_iter().collect(),
+            cpu: 0.25,
+            rss_bytes: 12_345_678,
+            lag_ms: 1.5,
+        });
+        vec![exec, exec_min, exit_ev, exit0, conn, health_ev]
+    }
+
+    #[test]
+    fn collector_json_equals_sensor_json() {
+        for ev in samples() {
+            let sensor = serde_json::to_value(&ev).unwrap();
+            let collector = event_to_json(&event_to_proto(&ev));
+            assert_eq!(collector, sensor, "kind {:?}", ev.kind);
+        }
+    }
+
+    #[test]
+    fn enums_and_times() {
+        let ev = &samples()[0];
+        let p = event_to_proto(ev);
+        assert_eq!(p.kind, pb::Kind::ProcessExec as i32);
+        assert_eq!(p.source, pb::Source::Ebpf as i32);
+        assert_eq!(p.time_unix_ns, 1_795_804_496_123_456_789);
+        assert_eq!(
+            p.process.as_ref().unwrap().start_time_unix_ns,
+            Some(1_795_804_400_000_000_001)
+        );
+        assert_eq!(
+            event_to_proto(&samples()[1])
+                .process
+                .unwrap()
+                .start_time_unix_ns,
+            None
+        );
+        assert!(p.process.unwrap().argv.unwrap().truncated);
+        for k in [
+            Kind::ProcessExec,
+            Kind::ProcessExit,
+            Kind::NetConnect,
+            Kind::SensorHealth,
+        ] {
+            assert_eq!(sensor_proto::names::kind_name(kind_to_proto(k)), k.as_str());
+        }
+    }
+}

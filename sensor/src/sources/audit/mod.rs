@@ -1,0 +1,12 @@
+//! Audit netlink fallback: record parsing, grouping by serial, and normalization (pure), used
+//! when eBPF cannot load.
+pub mod assemble;
+pub mod control;
+pub mod nlmsg;
+pub mod normalize;
+pub mod proc_connector;
+pub mod record;
+pub mod rules;
+pub mod session;
+pub mod socket_types;
+pub mod source;

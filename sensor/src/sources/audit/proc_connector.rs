@@ -1,0 +1,243 @@
+//! Process exit notifications from the kernel's proc connector (NETLINK_CONNECTOR,
+//! CONFIG_PROC_EVENTS, since 2.6.15): the exact wait(2) status of every exit, including deaths by
+//! signal, which audit cannot report (a SIGKILLed process never calls exit_group).
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use super::nlmsg::{self, NLMSG_HDRLEN};
+
+const CN_IDX_PROC: u32 = 1;
+const CN_VAL_PROC: u32 = 1;
+const CN_MSG_LEN: usize = 20;
+const PROC_CN_MCAST_LISTEN: u32 = 1;
+const PROC_CN_MCAST_IGNORE: u32 = 2;
+pub const PROC_EVENT_EXIT: u32 = 0x8000_0000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcConnError {
+    #[error("{op}: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One `PROC_EVENT_EXIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitNotice {
+    /// CLOCK_MONOTONIC ns.
+    pub timestamp_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    /// wait(2) status.
+    pub exit_code: u32,
+    pub exit_signal: u32,
+    /// Present on 5.x+ kernels (0 otherwise).
+    pub parent_tgid: u32,
+}
+
+fn u32_at(b: &[u8], o: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(o..o + 4)?.try_into().ok()?))
+}
+
+/// Parses one datagram; `None` for other event kinds or short messages.
+pub fn parse(datagram: &[u8]) -> Option<ExitNotice> {
+    let ev = datagram.get(NLMSG_HDRLEN + CN_MSG_LEN..)?;
+    // struct proc_event { what u32, cpu u32, timestamp_ns u64 (packed), event_data ... }
+    if u32_at(ev, 0)? != PROC_EVENT_EXIT {
+        return None;
+    }
+    let ts = u64::from_ne_bytes(ev.get(8..16)?.try_into().ok()?);
+    let d = &ev[16..];
+    Some(ExitNotice {
+        timestamp_ns: ts,
+        pid: u32_at(d, 0)?,
+        tgid: u32_at(d, 4)?,
+        exit_code: u32_at(d, 8)?,
+        exit_signal: u32_at(d, 12)?,
+        parent_tgid: u32_at(d, 20).unwrap_or(0),
+    })
+}
+
+fn control_message(op: u32) -> Vec<u8> {
+    let mut cn = Vec::with_capacity(CN_MSG_LEN + 4);
+    cn.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
+    cn.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
+    cn.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    cn.extend_from_slice(&0u32.to_ne_bytes()); // ack
+    cn.extend_from_slice(&4u16.to_ne_bytes()); // len
+    cn.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    cn.extend_from_slice(&op.to_ne_bytes());
+    nlmsg::build(libc::NLMSG_DONE as u16, 0, 0, &cn)
+}
+
+pub struct ProcConnector {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> ProcConnError {
+    move |source| ProcConnError::Io { op, source }
+}
+
+impl ProcConnector {
+    /// Subscribes to process events (needs CAP_NET_ADMIN).
+    pub fn open(timeout: Duration) -> Result<Self, ProcConnError> {
+        // SAFETY: plain socket(2).
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::NETLINK_CONNECTOR,
+            )
+        };
+        if raw < 0 {
+            return Err(io("socket(NETLINK_CONNECTOR)")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: fresh fd.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_nl is plain data.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as u16;
+        sa.nl_groups = CN_IDX_PROC;
+        // SAFETY: valid address.
+        if unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        } < 0
+        {
+            return Err(io("bind(NETLINK_CONNECTOR)")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let bytes: i32 = 8 * 1024 * 1024;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: int option.
+            if unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&bytes as *const i32).cast(),
+                    4,
+                )
+            } == 0
+            {
+                break;
+            }
+        }
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: timeval option.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        let pc = Self {
+            fd,
+            buf: vec![0u8; 4096],
+        };
+        pc.send(PROC_CN_MCAST_LISTEN)?;
+        Ok(pc)
+    }
+
+    fn send(&self, op: u32) -> Result<(), ProcConnError> {
+        let msg = control_message(op);
+        // SAFETY: valid buffer.
+        if unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
+            return Err(io("send(PROC_CN_MCAST)")(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Next datagram: `Ok(None)` on timeout; `Err` with ENOBUFS means notifications were lost.
+    pub fn recv(&mut self) -> Result<Option<&[u8]>, ProcConnError> {
+        loop {
+            // SAFETY: valid buffer.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => return Ok(None),
+                    Some(libc::EINTR) => continue,
+                    _ => return Err(io("recv(NETLINK_CONNECTOR)")(e)),
+                }
+            }
+            return Ok(Some(&self.buf[..n as usize]));
+        }
+    }
+}
+
+impl Drop for ProcConnector {
+    fn drop(&mut self) {
+        let _ = self.send(PROC_CN_MCAST_IGNORE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit_datagram(pid: u32, tgid: u32, code: u32, sig: u32) -> Vec<u8> {
+        let mut ev = Vec::new();
+        ev.extend_from_slice(&PROC_EVENT_EXIT.to_ne_bytes());
+        ev.extend_from_slice(&1u32.to_ne_bytes());
+        ev.extend_from_slice(&123u64.to_ne_bytes());
+        for v in [pid, tgid, code, sig, 1, 1] {
+            ev.extend_from_slice(&v.to_ne_bytes());
+        }
+        let mut cn = vec![0u8; CN_MSG_LEN];
+        cn.extend(ev);
+        nlmsg::build(3, 0, 0, &cn)
+    }
+
+    #[test]
+    fn parses_exit() {
+        let d = exit_datagram(10, 10, 7 << 8, 17);
+        let n = parse(&d).unwrap();
+        assert_eq!(
+            (
+                n.pid,
+                n.tgid,
+                n.exit_code,
+                n.exit_signal,
+                n.timestamp_ns,
+                n.parent_tgid
+            ),
+            (10, 10, 0x700, 17, 123, 1)
+        );
+    }
+
+    #[test]
+    fn ignores_other_events_and_garbage() {
+        let mut d = exit_datagram(1, 1, 0, 0);
+        d[NLMSG_HDRLEN + CN_MSG_LEN] = 2; // PROC_EVENT_EXEC
+        d[NLMSG_HDRLEN + CN_MSG_LEN + 3] = 0;
+        assert_eq!(parse(&d), None);
+        for n in 0..60 {
+            let d = exit_datagram(1, 1, 0, 0);
+            let _ = parse(&d[..n]);
+        }
+        assert_eq!(parse(&[]), None);
+    }
+}

@@ -1,0 +1,710 @@
+//! One audit record payload (the text after the netlink header) parsed into a [`Record`].
+//!
+//! The kernel writes `audit(<secs>.<millis>:<serial>): ` and then space-separated `key=value`
+//! fields. A value is bare (`pid=42`, `tty=(none)`), double-quoted (`comm="bash"`), or, for the
+//! fields that carry untrusted strings, uppercase hex when the string held a space, a quote or
+//! a byte outside 0x21..=0x7e (`comm=6D792070726F67`). The kernel never quotes a hex value and
+//! never puts a space or `"` inside quotes, so a bare value of a hex-capable field that is valid
+//! hex is decoded. User-space records (`USER_*`, `CRED_*`) carry their own fields inside
+//! `msg='...'`; those are parsed into [`Record::nested`].
+//!
+//! Records of the types the sensor maps to events are parsed strictly: an unterminated quote or
+//! a hex-capable field that is neither hex nor a placeholder is an error, which is how a
+//! truncated datagram shows up. Every other type is parsed leniently and never fails past the
+//! header, so unknown records still carry their serial to the assembler.
+use thiserror::Error;
+
+/// Record types from `linux/audit.h` that this module knows by name.
+pub mod types {
+    pub const LOGIN: u16 = 1006;
+    pub const USER_AUTH: u16 = 1100;
+    pub const USER_ACCT: u16 = 1101;
+    pub const CRED_ACQ: u16 = 1103;
+    pub const CRED_DISP: u16 = 1104;
+    pub const USER_START: u16 = 1105;
+    pub const USER_END: u16 = 1106;
+    pub const USER_LOGIN: u16 = 1112;
+    pub const SYSCALL: u16 = 1300;
+    pub const PATH: u16 = 1302;
+    pub const IPC: u16 = 1303;
+    pub const SOCKETCALL: u16 = 1304;
+    pub const CONFIG_CHANGE: u16 = 1305;
+    pub const SOCKADDR: u16 = 1306;
+    pub const CWD: u16 = 1307;
+    pub const EXECVE: u16 = 1309;
+    pub const EOE: u16 = 1320;
+    pub const BPRM_FCAPS: u16 = 1321;
+    pub const PROCTITLE: u16 = 1327;
+    pub const ANOM_ABEND: u16 = 1701;
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("empty audit record")]
+    Empty,
+    #[error("audit record does not start with `audit(`")]
+    MissingHeader,
+    #[error("audit record header is truncated")]
+    TruncatedHeader,
+    #[error("bad timestamp in audit record header")]
+    BadTimestamp,
+    #[error("bad serial in audit record header")]
+    BadSerial,
+    #[error("type {rtype}: field `{key}` has an unterminated quote (truncated record?)")]
+    UnterminatedQuote { rtype: u16, key: String },
+    #[error("type {rtype}: field `{key}` has text after its closing quote")]
+    TextAfterQuote { rtype: u16, key: String },
+    #[error("type {rtype}: field `{key}` is neither quoted nor valid hex (truncated record?)")]
+    BadHex { rtype: u16, key: String },
+}
+
+/// One parsed record. Field values are decoded: quotes stripped, hex turned into bytes where the
+/// field is hex-capable for this record type. Keys keep their kernel spelling (`a1[0]`,
+/// `old-auid`). Order is the order in the record; a key may repeat (kept as given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub rtype: u16,
+    /// Event time, Unix milliseconds (the kernel prints seconds and milliseconds).
+    pub time_ms: u64,
+    /// Event serial: every record of one event shares it.
+    pub serial: u64,
+    pub fields: Vec<(String, Vec<u8>)>,
+    /// Fields inside `msg='...'` (user-space records), decoded the same way.
+    pub nested: Vec<(String, Vec<u8>)>,
+    /// Tokens without `=` that were skipped (free text, AppArmor `(enforce)` suffixes, ...).
+    pub skipped_tokens: u32,
+}
+
+impl Record {
+    /// First value of `key`.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        lookup(&self.fields, key)
+    }
+
+    /// First value of `key` inside `msg='...'`.
+    pub fn get_nested(&self, key: &str) -> Option<&[u8]> {
+        lookup(&self.nested, key)
+    }
+
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// A decimal field (`pid=42`, `exit=-115`, `auid=4294967295`).
+    pub fn get_dec<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
+        self.get_str(key)?.parse().ok()
+    }
+
+    /// A hex number field without prefix (`arch=c000003e`, SYSCALL `a0=7`).
+    pub fn get_hex_u64(&self, key: &str) -> Option<u64> {
+        let s = self.get_str(key)?;
+        if s.is_empty() || s.len() > 16 {
+            return None;
+        }
+        u64::from_str_radix(s, 16).ok()
+    }
+
+    /// Rough heap footprint, for the assembler's memory bound.
+    pub fn approx_bytes(&self) -> usize {
+        let f = |v: &Vec<(String, Vec<u8>)>| -> usize {
+            v.iter().map(|(k, val)| k.len() + val.len() + 48).sum()
+        };
+        64 + f(&self.fields) + f(&self.nested)
+    }
+}
+
+fn lookup<'a>(fields: &'a [(String, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
+    fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// True for types whose fields feed normalized events; they are parsed strictly.
+fn strict(rtype: u16) -> bool {
+    use types::*;
+    matches!(
+        rtype,
+        SYSCALL | PATH | SOCKADDR | CWD | EXECVE | EOE | PROCTITLE | ANOM_ABEND | SOCKETCALL
+    )
+}
+
+/// Whether `key` of a record of type `rtype` may be hex-encoded by its writer.
+fn hex_capable(rtype: u16, key: &str) -> bool {
+    use types::*;
+    match rtype {
+        EXECVE => is_execve_arg(key),
+        SYSCALL | ANOM_ABEND => matches!(key, "comm" | "exe" | "key"),
+        PATH => key == "name",
+        CWD => key == "cwd",
+        PROCTITLE => key == "proctitle",
+        SOCKADDR => key == "saddr",
+        // SOCKETCALL a0.. are numbers.
+        SOCKETCALL => false,
+        _ => matches!(
+            key,
+            "comm"
+                | "exe"
+                | "cwd"
+                | "name"
+                | "path"
+                | "key"
+                | "acct"
+                | "cmd"
+                | "data"
+                | "saddr"
+                | "proctitle"
+                | "ocomm"
+        ),
+    }
+}
+
+/// `a<N>` or `a<N>[<M>]` (not `a<N>_len`, not `argc`).
+fn is_execve_arg(key: &str) -> bool {
+    let Some(rest) = key.strip_prefix('a') else {
+        return false;
+    };
+    let (num, tail) = match rest.find('[') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    if tail.is_empty() {
+        return true;
+    }
+    let Some(inner) = tail.strip_prefix('[').and_then(|t| t.strip_suffix(']')) else {
+        return false;
+    };
+    !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Placeholders the kernel writes instead of a string it does not have.
+fn placeholder(v: &[u8]) -> bool {
+    matches!(v, b"" | b"(null)" | b"(none)" | b"?" | b"unknown")
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes an even-length hex string; `None` when it is not one.
+pub fn decode_hex(v: &[u8]) -> Option<Vec<u8>> {
+    if v.is_empty() || !v.len().is_multiple_of(2) {
+        return None;
+    }
+    v.chunks_exact(2)
+        .map(|p| Some(hex_val(p[0])? << 4 | hex_val(p[1])?))
+        .collect()
+}
+
+/// Parses one record payload of type `rtype`. Trailing NULs and newlines are ignored.
+pub fn parse(rtype: u16, payload: &[u8]) -> Result<Record, RecordError> {
+    let mut end = payload.len();
+    while end > 0 && matches!(payload[end - 1], 0 | b'\n') {
+        end -= 1;
+    }
+    let payload = &payload[..end];
+    if payload.is_empty() {
+        return Err(RecordError::Empty);
+    }
+    let (time_ms, serial, rest) = parse_header(payload)?;
+    let mut rec = Record {
+        rtype,
+        time_ms,
+        serial,
+        fields: Vec::new(),
+        nested: Vec::new(),
+        skipped_tokens: 0,
+    };
+    let mut skipped = 0;
+    let mut msg = None;
+    parse_fields(
+        rtype,
+        strict(rtype),
+        rest,
+        &mut rec.fields,
+        &mut skipped,
+        Some(&mut msg),
+    )?;
+    if let Some(inner) = msg {
+        // Nested text comes from user space: always lenient.
+        parse_fields(rtype, false, inner, &mut rec.nested, &mut skipped, None)?;
+    }
+    rec.skipped_tokens = skipped;
+    Ok(rec)
+}
+
+/// `audit(1795805362.236:6): ` -> (unix ms, serial, rest).
+fn parse_header(p: &[u8]) -> Result<(u64, u64, &[u8]), RecordError> {
+    let rest = if let Some(r) = p.strip_prefix(b"audit(") {
+        r
+    } else if b"audit(".starts_with(p) {
+        return Err(RecordError::TruncatedHeader);
+    } else {
+        return Err(RecordError::MissingHeader);
+    };
+    let close = rest
+        .iter()
+        .position(|&b| b == b')')
+        .ok_or(RecordError::TruncatedHeader)?;
+    let inside = &rest[..close];
+    let after = &rest[close + 1..];
+    let colon = inside
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(RecordError::BadSerial)?;
+    let (stamp, serial) = (&inside[..colon], &inside[colon + 1..]);
+    let serial = parse_digits(serial, 20).ok_or(RecordError::BadSerial)?;
+    let dot = stamp
+        .iter()
+        .position(|&b| b == b'.')
+        .ok_or(RecordError::BadTimestamp)?;
+    let secs = parse_digits(&stamp[..dot], 20).ok_or(RecordError::BadTimestamp)?;
+    let frac = &stamp[dot + 1..];
+    if frac.is_empty() || frac.len() > 9 || !frac.iter().all(u8::is_ascii_digit) {
+        return Err(RecordError::BadTimestamp);
+    }
+    // The kernel prints exactly three digits; read any 1..=9 as a decimal fraction.
+    let mut ms = 0u64;
+    for i in 0..3 {
+        ms = ms * 10 + frac.get(i).map_or(0, |d| u64::from(d - b'0'));
+    }
+    let time_ms = secs
+        .checked_mul(1000)
+        .and_then(|v| v.checked_add(ms))
+        .ok_or(RecordError::BadTimestamp)?;
+    let rest = match after.strip_prefix(b":") {
+        Some(r) => r,
+        None if after.is_empty() => return Err(RecordError::TruncatedHeader),
+        None => return Err(RecordError::MissingHeader),
+    };
+    Ok((time_ms, serial, rest))
+}
+
+fn parse_digits(d: &[u8], max_len: usize) -> Option<u64> {
+    if d.is_empty() || d.len() > max_len || !d.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(d).ok()?.parse().ok()
+}
+
+fn valid_key(k: &[u8]) -> bool {
+    !k.is_empty()
+        && k.iter()
+            .all(|&b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\''))
+}
+
+/// Splits `s` into key=value fields. `msg` receives the inner text of `msg='...'` when given.
+fn parse_fields<'a>(
+    rtype: u16,
+    strict: bool,
+    s: &'a [u8],
+    out: &mut Vec<(String, Vec<u8>)>,
+    skipped: &mut u32,
+    mut msg: Option<&mut Option<&'a [u8]>>,
+) -> Result<(), RecordError> {
+    let n = s.len();
+    let mut i = 0;
+    while i < n {
+        if s[i] == b' ' {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < n && s[i] != b'=' && s[i] != b' ' {
+            i += 1;
+        }
+        let key = &s[start..i];
+        if i >= n || s[i] == b' ' || !valid_key(key) {
+            // A token without `=` (or with an odd key): skip to the next space.
+            while i < n && s[i] != b' ' {
+                i += 1;
+            }
+            *skipped = skipped.saturating_add(1);
+            continue;
+        }
+        // Key is validated ASCII.
+        let key = String::from_utf8_lossy(key).into_owned();
+        i += 1; // '='
+        let value: Vec<u8> = match s.get(i) {
+            Some(&q @ (b'"' | b'\'')) => {
+                let body = &s[i + 1..];
+                let close = if q == b'"' {
+                    body.iter().position(|&b| b == b'"')
+                } else {
+                    // User-space text may hold single quotes: the value runs to the last one.
+                    body.iter().rposition(|&b| b == b'\'')
+                };
+                let Some(close) = close else {
+                    if strict {
+                        return Err(RecordError::UnterminatedQuote { rtype, key });
+                    }
+                    out.push((key, body.to_vec()));
+                    break;
+                };
+                let inner = &body[..close];
+                i += 1 + close + 1;
+                if i < n && s[i] != b' ' {
+                    if strict {
+                        return Err(RecordError::TextAfterQuote { rtype, key });
+                    }
+                    while i < n && s[i] != b' ' {
+                        i += 1;
+                    }
+                }
+                if q == b'\'' && key == "msg" {
+                    if let Some(slot) = msg.as_deref_mut() {
+                        if slot.is_none() {
+                            *slot = Some(inner);
+                        }
+                    }
+                }
+                inner.to_vec()
+            }
+            _ => {
+                let vstart = i;
+                while i < n && s[i] != b' ' {
+                    i += 1;
+                }
+                let raw = &s[vstart..i];
+                if hex_capable(rtype, &key) {
+                    match decode_hex(raw) {
+                        Some(bytes) => bytes,
+                        None if !strict || placeholder(raw) => raw.to_vec(),
+                        None => return Err(RecordError::BadHex { rtype, key }),
+                    }
+                } else {
+                    raw.to_vec()
+                }
+            }
+        };
+        out.push((key, value));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The real capture: (type, payload) in arrival order.
+    pub(crate) fn session() -> Vec<(u16, Vec<u8>)> {
+        load(include_str!("fixtures/session.txt"))
+    }
+
+    pub(crate) fn load(text: &str) -> Vec<(u16, Vec<u8>)> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| {
+                let (t, p) = l.split_once(' ').expect("type and payload");
+                (t.parse().expect("type"), p.as_bytes().to_vec())
+            })
+            .collect()
+    }
+
+    /// The first captured record of `rtype` whose payload contains `needle`.
+    pub(crate) fn find(rtype: u16, needle: &str) -> Vec<u8> {
+        session()
+            .into_iter()
+            .find(|(t, p)| *t == rtype && String::from_utf8_lossy(p).contains(needle))
+            .map(|(_, p)| p)
+            .unwrap_or_else(|| panic!("no {rtype} record with {needle}"))
+    }
+
+    #[test]
+    fn every_captured_record_parses() {
+        let all = session();
+        assert_eq!(all.len(), 350);
+        for (t, p) in &all {
+            let r = parse(*t, p).unwrap_or_else(|e| panic!("{t} {e}"));
+            assert!(r.serial >= 4 && r.serial <= 71, "{}", r.serial);
+            assert_eq!(r.skipped_tokens, 0, "{}", String::from_utf8_lossy(p));
+        }
+    }
+
+    #[test]
+    fn syscall_header_and_fields() {
+        let p = find(
+            types::SYSCALL,
+            "syscall=59 success=yes exit=0 a0=7f85381a47b0 a1=7f8537dba7e0",
+        );
+        let r = parse(types::SYSCALL, &p).unwrap();
+        assert_eq!((r.rtype, r.time_ms, r.serial), (1300, 1_795_805_362_236, 6));
+        assert_eq!(r.get_hex_u64("arch"), Some(0xc000_003e));
+        assert_eq!(r.get_dec::<u32>("syscall"), Some(59));
+        assert_eq!(r.get_dec::<i64>("exit"), Some(0));
+        // SYSCALL a0..a3 are numbers, never hex-decoded strings.
+        assert_eq!(r.get("a3"), Some(&b"8"[..]));
+        assert_eq!(r.get_hex_u64("a0"), Some(0x7f85_381a_47b0));
+        assert_eq!(r.get("tty"), Some(&b"(none)"[..]));
+        assert_eq!(r.get("comm"), Some(&b"echo"[..]));
+        assert_eq!(r.get("exe"), Some(&b"/usr/bin/echo"[..]));
+        assert_eq!(r.get("key"), Some(&b"sensor-capture"[..]));
+        assert_eq!(r.get_dec::<u32>("auid"), Some(u32::MAX));
+    }
+
+    #[test]
+    fn execve_hex_args_decode_to_exact_bytes() {
+        let p = find(types::EXECVE, "argc=8");
+        let r = parse(types::EXECVE, &p).unwrap();
+        let args: Vec<&[u8]> = (0..8).map(|i| r.get(&format!("a{i}")).unwrap()).collect();
+        assert_eq!(
+            args,
+            vec![
+                &b"/bin/echo"[..],
+                b"a b",
+                b"q\"uote",
+                b"",
+                b"\xff\xfeok",
+                b"plain",
+                b"tab\there",
+                b"new\nline"
+            ]
+        );
+        assert_eq!(r.get("argc"), Some(&b"8"[..]));
+    }
+
+    #[test]
+    fn hex_comm_exe_cwd_name_proctitle_saddr() {
+        let r = parse(types::SYSCALL, &find(types::SYSCALL, "comm=6D792070726F67")).unwrap();
+        assert_eq!(r.get("comm"), Some(&b"my prog"[..]));
+        assert_eq!(r.get("exe"), Some(&b"/tmp/auditcap/my prog"[..]));
+        let r = parse(types::CWD, &find(types::CWD, "cwd=2F746D70")).unwrap();
+        assert_eq!(r.get("cwd"), Some(&b"/tmp/auditcap/dir with space"[..]));
+        let r = parse(types::PATH, &find(types::PATH, "name=2E2F77656972642271")).unwrap();
+        assert_eq!(r.get("name"), Some(&b"./weird\"q"[..]));
+        assert_eq!(r.get("mode"), Some(&b"0100755"[..]));
+        let r = parse(
+            types::PROCTITLE,
+            &find(types::PROCTITLE, "proctitle=2F62696E2F7368002D63"),
+        )
+        .unwrap();
+        assert_eq!(r.get("proctitle"), Some(&b"/bin/sh\0-c\0exit 7"[..]));
+        let r = parse(
+            types::PROCTITLE,
+            &find(types::PROCTITLE, "proctitle=\"/bin/true\""),
+        )
+        .unwrap();
+        assert_eq!(r.get("proctitle"), Some(&b"/bin/true"[..]));
+        let r = parse(
+            types::SOCKADDR,
+            &find(types::SOCKADDR, "saddr=020000017F00"),
+        )
+        .unwrap();
+        assert_eq!(
+            r.get("saddr"),
+            Some(&[2u8, 0, 0, 1, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0][..])
+        );
+        // PATH with an empty name (fexecve) and one with no inode fields.
+        let r = parse(types::PATH, &find(types::PATH, "name=\"\" inode")).unwrap();
+        assert_eq!(r.get("name"), Some(&b""[..]));
+        let r = parse(types::PATH, &find(types::PATH, "nonexistent")).unwrap();
+        assert_eq!(r.get("nametype"), Some(&b"UNKNOWN"[..]));
+    }
+
+    #[test]
+    fn split_execve_pieces_are_fields() {
+        let p = find(types::EXECVE, "a1_len=20000");
+        let r = parse(types::EXECVE, &p).unwrap();
+        assert_eq!(r.get("argc"), Some(&b"3003"[..]));
+        assert_eq!(r.get("a1_len"), Some(&b"20000"[..]));
+        let piece = r.get("a1[0]").unwrap();
+        assert_eq!(piece.len(), 7464 / 2);
+        assert!(piece.iter().all(|&b| b == b'x'));
+        // A continuation record: the payload starts with two spaces after the header.
+        let p = find(types::EXECVE, "):  a1[1]=");
+        let r = parse(types::EXECVE, &p).unwrap();
+        assert_eq!(r.fields.len(), 1);
+        assert_eq!(r.fields[0].0, "a1[1]");
+    }
+
+    #[test]
+    fn user_records_parse_nested_msg() {
+        let p = find(types::USER_AUTH, "PAM:authentication");
+        let r = parse(types::USER_AUTH, &p).unwrap();
+        assert_eq!(r.get_dec::<u32>("pid"), Some(18624));
+        assert_eq!(r.get_nested("op"), Some(&b"PAM:authentication"[..]));
+        assert_eq!(r.get_nested("acct"), Some(&b"nobody"[..]));
+        assert_eq!(r.get_nested("exe"), Some(&b"/usr/bin/su"[..]));
+        assert_eq!(r.get_nested("hostname"), Some(&b"?"[..]));
+        assert_eq!(r.get_nested("res"), Some(&b"success"[..]));
+        assert!(r.get("msg").unwrap().starts_with(b"op=PAM:authentication "));
+        for t in [
+            types::USER_ACCT,
+            types::CRED_ACQ,
+            types::USER_START,
+            types::USER_END,
+            types::CRED_DISP,
+        ] {
+            let p = find(t, "msg='op=PAM:");
+            assert!(parse(t, &p).unwrap().get_nested("grantors").is_some());
+        }
+        // Single quotes inside user text and a hex acct.
+        let r = parse(
+            types::USER_LOGIN,
+            b"audit(1.000:9): pid=1 uid=0 msg='op=login acct=6A6F686E20646F65 note='x' res=failed'",
+        )
+        .unwrap();
+        assert_eq!(r.get_nested("acct"), Some(&b"john doe"[..]));
+        assert_eq!(r.get_nested("res"), Some(&b"failed"[..]));
+    }
+
+    #[test]
+    fn login_and_other_records() {
+        let r = parse(types::LOGIN, &find(types::LOGIN, "old-auid")).unwrap();
+        assert_eq!(r.get_dec::<u32>("auid"), Some(1000));
+        assert_eq!(r.get_dec::<u32>("old-auid"), Some(u32::MAX));
+        let r = parse(types::EOE, b"audit(1795805361.872:5): ").unwrap();
+        assert!(r.fields.is_empty());
+        assert_eq!(r.serial, 5);
+        let r = parse(types::SYSCALL, &find(types::SYSCALL, "key=(null)")).unwrap();
+        assert_eq!(r.get("key"), Some(&b"(null)"[..]));
+    }
+
+    #[test]
+    fn numbers_in_other_records_are_not_hex_decoded() {
+        let r = parse(
+            types::CONFIG_CHANGE,
+            b"audit(1.000:3): op=set audit_backlog_limit=8192 old=64 auid=4294967295 res=1",
+        )
+        .unwrap();
+        assert_eq!(r.get("old"), Some(&b"64"[..]));
+        assert_eq!(r.get("audit_backlog_limit"), Some(&b"8192"[..]));
+        // But the hex-capable names are decoded in any record type (OBJ_PID's ocomm).
+        let r = parse(1318, b"audit(1.000:3): opid=5 ocomm=6120622063").unwrap();
+        assert_eq!(r.get("ocomm"), Some(&b"a b c"[..]));
+    }
+
+    #[test]
+    fn unknown_types_are_lenient() {
+        // BPRM_FCAPS is not used by the sensor but is kept with its fields.
+        let r = parse(types::BPRM_FCAPS, &find(types::BPRM_FCAPS, "fver=0")).unwrap();
+        assert_eq!(r.get("pp"), Some(&b"000001fffeffffff"[..]));
+        // An AVC-style record with free text and an unterminated quote still parses.
+        let r = parse(
+            1400,
+            b"audit(1.5:77): avc:  denied  { read } for  pid=9 comm=\"x y name=\"unterminated",
+        )
+        .unwrap();
+        assert_eq!(r.serial, 77);
+        assert_eq!(r.time_ms, 1500);
+        assert_eq!(r.get("pid"), Some(&b"9"[..]));
+        assert!(r.skipped_tokens >= 5);
+        // AppArmor labels with spaces: the suffix is skipped, not an error, even for SYSCALL.
+        let r = parse(
+            types::SYSCALL,
+            b"audit(1.000:1): arch=c000003e syscall=59 subj=snap.lxd (enforce) pid=5",
+        )
+        .unwrap();
+        assert_eq!(r.get("pid"), Some(&b"5"[..]));
+        assert_eq!(r.skipped_tokens, 1);
+    }
+
+    #[test]
+    fn header_errors() {
+        assert_eq!(parse(1300, b""), Err(RecordError::Empty));
+        assert_eq!(parse(1300, b"\0\0\n"), Err(RecordError::Empty));
+        assert_eq!(
+            parse(1300, b"type=SYSCALL msg=audit(1.0:1): x=1"),
+            Err(RecordError::MissingHeader)
+        );
+        assert_eq!(parse(1300, b"aud"), Err(RecordError::TruncatedHeader));
+        assert_eq!(
+            parse(1300, b"audit(1795805362.236:"),
+            Err(RecordError::TruncatedHeader)
+        );
+        assert_eq!(
+            parse(1300, b"audit(1795805362.236:6)"),
+            Err(RecordError::TruncatedHeader)
+        );
+        assert_eq!(
+            parse(1300, b"audit(1795805362.236:x): a=1"),
+            Err(RecordError::BadSerial)
+        );
+        assert_eq!(
+            parse(1300, b"audit(1795805362.236): a=1"),
+            Err(RecordError::BadSerial)
+        );
+        assert_eq!(
+            parse(1300, b"audit(1795805362:6): a=1"),
+            Err(RecordError::BadTimestamp)
+        );
+        assert_eq!(
+            parse(1300, b"audit(17958a5362.236:6): a=1"),
+            Err(RecordError::BadTimestamp)
+        );
+        assert_eq!(
+            parse(1300, b"audit(99999999999999999999.000:6): "),
+            Err(RecordError::BadTimestamp)
+        );
+        assert_eq!(
+            parse(1300, b"audit(1.000:6)x a=1"),
+            Err(RecordError::MissingHeader)
+        );
+        // Trailing NUL and newline are tolerated.
+        assert_eq!(parse(1320, b"audit(1.000:6): \0").unwrap().serial, 6);
+    }
+
+    #[test]
+    fn truncated_known_records_give_clear_errors() {
+        let p = find(types::SYSCALL, "comm=\"python3\" exe=\"/root");
+        let cut = p.iter().position(|&b| b == b'"').unwrap() + 4;
+        assert_eq!(
+            parse(types::SYSCALL, &p[..cut]),
+            Err(RecordError::UnterminatedQuote {
+                rtype: 1300,
+                key: "comm".into()
+            })
+        );
+        // Odd-length hex from a cut inside a hex value.
+        let p = find(types::CWD, "cwd=2F746D70");
+        assert_eq!(
+            parse(types::CWD, &p[..p.len() - 1]),
+            Err(RecordError::BadHex {
+                rtype: 1307,
+                key: "cwd".into()
+            })
+        );
+        assert!(matches!(
+            parse(types::PATH, b"audit(1.000:2): item=0 name=\"a\"b"),
+            Err(RecordError::TextAfterQuote { .. })
+        ));
+        assert!(matches!(
+            parse(types::EXECVE, b"audit(1.000:2): argc=1 a0=GG"),
+            Err(RecordError::BadHex { .. })
+        ));
+    }
+
+    #[test]
+    fn every_prefix_of_every_captured_record_is_ok_or_error() {
+        for (t, p) in session() {
+            // Long EXECVE records: sample the cut points.
+            let step = if p.len() > 1000 { 97 } else { 1 };
+            for cut in (0..=p.len()).step_by(step) {
+                let _ = parse(t, &p[..cut]);
+                let _ = parse(t.wrapping_add(1), &p[..cut]);
+            }
+        }
+    }
+
+    #[test]
+    fn execve_arg_keys() {
+        assert!(is_execve_arg("a0"));
+        assert!(is_execve_arg("a12[3]"));
+        assert!(!is_execve_arg("a1_len"));
+        assert!(!is_execve_arg("argc"));
+        assert!(!is_execve_arg("a"));
+        assert!(!is_execve_arg("a1[]"));
+        assert!(!is_execve_arg("a1[2"));
+        assert_eq!(decode_hex(b"4a6B"), Some(b"Jk".to_vec()));
+        assert_eq!(decode_hex(b"4"), None);
+        assert_eq!(decode_hex(b""), None);
+    }
+}

@@ -1,0 +1,293 @@
+//! Taking part in the kernel's audit system without breaking anyone else's: become the audit
+//! daemon when the slot is free (or read the multicast log beside auditd), add our tagged rules,
+//! repair them if someone deletes them, and on exit remove only our rules and restore the
+//! previous enabled/pid/backlog state.
+use super::control::{
+    AuditSocket, ControlError, SetStatus, STATUS_BACKLOG_LIMIT, STATUS_BACKLOG_WAIT_TIME,
+    STATUS_ENABLED, STATUS_PID,
+};
+use super::rules::{Rule, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64};
+use crate::probe::AuditStatus;
+
+/// x86_64 syscall numbers.
+pub mod nr64 {
+    pub const SOCKET: u32 = 41;
+    pub const CONNECT: u32 = 42;
+    pub const EXECVE: u32 = 59;
+    pub const EXIT_GROUP: u32 = 231;
+    pub const EXECVEAT: u32 = 322;
+}
+/// i386 syscall numbers (32-bit programs on a 64-bit kernel).
+pub mod nr32 {
+    pub const EXECVE: u32 = 11;
+    pub const EXIT_GROUP: u32 = 252;
+    pub const EXECVEAT: u32 = 358;
+    pub const SOCKET: u32 = 359;
+    pub const CONNECT: u32 = 362;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("audit control: {0}")]
+    Control(#[from] ControlError),
+    #[error("audit is locked (enabled=2): rules cannot be added until reboot")]
+    Locked,
+}
+
+/// How we receive records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// We registered as the audit daemon; records are unicast to our reader socket.
+    Daemon,
+    /// Another daemon (pid) holds the slot; we read the multicast log group.
+    Multicast { daemon_pid: u32 },
+}
+
+/// The state we changed, to put back on exit.
+#[derive(Debug, Clone, Copy)]
+struct Previous {
+    status: AuditStatus,
+    backlog_wait_time: Option<u32>,
+}
+
+pub struct AuditSession {
+    ctl: AuditSocket,
+    pub role: Role,
+    rules: Vec<Rule>,
+    prev: Previous,
+    last_lost: u32,
+    restored: bool,
+}
+
+/// The rules the sensor needs, tagged with `key`. `exit_group` only when the proc connector
+/// (which also sees deaths by signal) is unavailable.
+pub fn wanted_rules(key: &str, with_exit_group: bool) -> Vec<Rule> {
+    let mut v64 = vec![nr64::EXECVE, nr64::EXECVEAT, nr64::CONNECT];
+    let mut v32 = vec![nr32::EXECVE, nr32::EXECVEAT, nr32::CONNECT];
+    if with_exit_group {
+        v64.push(nr64::EXIT_GROUP);
+        v32.push(nr32::EXIT_GROUP);
+    }
+    let mut rules = vec![
+        Rule::exit_always(AUDIT_ARCH_X86_64, &v64, None, key),
+        Rule::exit_always(AUDIT_ARCH_I386, &v32, None, key),
+    ];
+    // socket(2) for AF_INET (2) and AF_INET6 (10) only: gives connect's protocol.
+    for family in [2, 10] {
+        rules.push(Rule::exit_always(
+            AUDIT_ARCH_X86_64,
+            &[nr64::SOCKET],
+            Some(family),
+            key,
+        ));
+        rules.push(Rule::exit_always(
+            AUDIT_ARCH_I386,
+            &[nr32::SOCKET],
+            Some(family),
+            key,
+        ));
+    }
+    rules
+}
+
+/// What a periodic check found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Increase of the kernel's `lost` counter since the last check.
+    pub lost_delta: u64,
+    /// Our rules that had disappeared and were added back.
+    pub rules_repaired: u64,
+    /// We were the daemon but the kernel no longer sends to us.
+    pub lost_registration: bool,
+}
+
+impl AuditSession {
+    /// Sets audit up. `reader` is the socket that will receive records: when the daemon slot is
+    /// free it registers (AUDIT_SET pid) through it; otherwise the caller must read multicast.
+    pub fn start(
+        reader: &mut AuditSocket,
+        key: &str,
+        backlog_limit: u32,
+        with_exit_group: bool,
+    ) -> Result<Self, SessionError> {
+        let mut ctl = AuditSocket::open()?;
+        let (status, backlog_wait_time) = ctl.status_with_wait_time()?;
+        if status.enabled == 2 {
+            return Err(SessionError::Locked);
+        }
+        let prev = Previous {
+            status,
+            backlog_wait_time,
+        };
+        let me = std::process::id();
+        let role = if status.pid == 0 || status.pid == me {
+            let set = SetStatus {
+                mask: STATUS_PID | STATUS_ENABLED | STATUS_BACKLOG_LIMIT | STATUS_BACKLOG_WAIT_TIME,
+                enabled: 1,
+                pid: me,
+                backlog_limit: backlog_limit.max(status.backlog_limit),
+                // Never make a syscall wait for us: drop (and count in `lost`) instead.
+                backlog_wait_time: 0,
+            };
+            match reader.set(set) {
+                Ok(()) => Role::Daemon,
+                // Kernels before 3.14 have no backlog_wait_time.
+                Err(ControlError::Kernel {
+                    errno: libc::EINVAL,
+                    ..
+                }) => {
+                    reader.set(SetStatus {
+                        mask: set.mask & !STATUS_BACKLOG_WAIT_TIME,
+                        ..set
+                    })?;
+                    Role::Daemon
+                }
+                Err(ControlError::Kernel {
+                    errno: libc::EEXIST,
+                    ..
+                }) => Role::Multicast {
+                    daemon_pid: status.pid,
+                },
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            if status.enabled == 0 {
+                ctl.set(SetStatus {
+                    mask: STATUS_ENABLED,
+                    enabled: 1,
+                    ..SetStatus::default()
+                })?;
+            }
+            Role::Multicast {
+                daemon_pid: status.pid,
+            }
+        };
+        let mut session = AuditSession {
+            ctl,
+            role,
+            rules: wanted_rules(key, with_exit_group),
+            prev,
+            last_lost: status.lost,
+            restored: false,
+        };
+        session.remove_rules_with_key(key)?;
+        for rule in session.rules.clone() {
+            session.ctl.add_rule(&rule)?;
+        }
+        Ok(session)
+    }
+
+    /// Deletes every rule carrying `key` (ours, possibly left by a crashed run).
+    fn remove_rules_with_key(&mut self, key: &str) -> Result<usize, ControlError> {
+        let mut n = 0;
+        for rule in self.ctl.list_rules()? {
+            if rule.key.as_deref() == Some(key) {
+                self.ctl.del_rule(&rule)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Lost-counter delta, rule repair, registration check.
+    pub fn check(&mut self) -> Result<CheckReport, ControlError> {
+        let mut report = CheckReport::default();
+        let status = self.ctl.status()?;
+        report.lost_delta = u64::from(status.lost.wrapping_sub(self.last_lost));
+        self.last_lost = status.lost;
+        if self.role == Role::Daemon && status.pid != std::process::id() {
+            report.lost_registration = true;
+        }
+        let present = self.ctl.list_rules()?;
+        for rule in self.rules.clone() {
+            if !present.iter().any(|p| same_rule(p, &rule)) {
+                self.ctl.add_rule(&rule)?;
+                report.rules_repaired += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Removes our rules and puts enabled/pid/backlog back as they were.
+    pub fn restore(&mut self) -> Result<(), ControlError> {
+        if self.restored {
+            return Ok(());
+        }
+        self.restored = true;
+        let mut first_err = None;
+        for rule in self.rules.clone() {
+            if let Err(e) = self.ctl.del_rule(&rule) {
+                // ENOENT: someone removed it already.
+                if e.errno() != Some(libc::ENOENT) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        let p = self.prev.status;
+        if self.role == Role::Daemon {
+            let mut mask = STATUS_PID | STATUS_ENABLED | STATUS_BACKLOG_LIMIT;
+            if self.prev.backlog_wait_time.is_some() {
+                mask |= STATUS_BACKLOG_WAIT_TIME;
+            }
+            if let Err(e) = self.ctl.set(SetStatus {
+                mask,
+                enabled: p.enabled,
+                pid: 0,
+                backlog_limit: p.backlog_limit,
+                backlog_wait_time: self.prev.backlog_wait_time.unwrap_or(0),
+            }) {
+                first_err.get_or_insert(e);
+            }
+        } else if p.enabled == 0 {
+            if let Err(e) = self.ctl.set(SetStatus {
+                mask: STATUS_ENABLED,
+                enabled: 0,
+                ..SetStatus::default()
+            }) {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AuditSession {
+    fn drop(&mut self) {
+        if let Err(e) = self.restore() {
+            tracing::error!(error = %e, "restoring the audit state failed");
+        }
+    }
+}
+
+/// Rules compare by key, syscalls and numeric fields (the kernel may reorder nothing, but
+/// flags bits like AUDIT_FILTER_PREPEND do not matter here).
+pub fn same_rule(a: &Rule, b: &Rule) -> bool {
+    a.key == b.key && a.syscalls == b.syscalls && a.fields == b.fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wanted_rules_shape() {
+        let r = wanted_rules("sensor", false);
+        assert_eq!(r.len(), 6);
+        assert!(r.iter().all(|r| r.key.as_deref() == Some("sensor")));
+        assert!(!r[0].syscalls.contains(&nr64::EXIT_GROUP));
+        let r = wanted_rules("sensor", true);
+        assert!(r[0].syscalls.contains(&nr64::EXIT_GROUP));
+        assert!(r[1].syscalls.contains(&nr32::EXIT_GROUP));
+    }
+
+    #[test]
+    fn same_rule_survives_round_trip() {
+        for r in wanted_rules("k", true) {
+            let parsed = Rule::parse(&r.to_bytes()).unwrap();
+            assert!(same_rule(&parsed, &r));
+        }
+    }
+}

@@ -1,0 +1,593 @@
+//! The audit capture path: one thread reads audit records and assembles them into events, one
+//! reads process exits from the proc connector, and one checks the kernel's loss counter and
+//! our rules. All three send normalized events into the same bounded channel as eBPF mode.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::assemble::{Assembler, Group};
+use super::control::AuditSocket;
+use super::proc_connector::{self, ProcConnector};
+use super::record::{self, Record};
+use super::session::{nr32, nr64, AuditSession, Role, SessionError};
+use super::socket_types::{self, SocketTypes};
+use super::{nlmsg, normalize};
+use crate::counters::Counters;
+use crate::event::{Event, Kind, Process, Source};
+use crate::sources::ebpf::normalize::exit_status;
+use crate::timefmt::{rfc3339_nanos, Clocks};
+
+const AUDIT_SYSCALL: u16 = 1300;
+const AUDIT_REPLACE: u16 = 1329;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Key tagging the sensor's audit rules (only rules with this key are ever removed).
+    pub rule_key: String,
+    /// Kernel backlog of records waiting for the reader; raised to at least this.
+    pub backlog_limit: u32,
+    /// Records of one event without an EOE are flushed after this long.
+    pub group_timeout_ms: u64,
+    /// Events being assembled at once; beyond it the oldest is flushed (counted).
+    pub max_open_groups: usize,
+    /// Seconds between checks of the kernel's lost counter and of our rules.
+    pub check_interval_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            rule_key: "sensor".into(),
+            backlog_limit: 8192,
+            group_timeout_ms: 500,
+            max_open_groups: 4096,
+            check_interval_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditSourceError {
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("audit socket: {0}")]
+    Control(#[from] super::control::ControlError),
+    #[error("spawning a thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Loss and repair counters of the audit path, reported in `sensor_health`.
+#[derive(Debug, Default)]
+pub struct AuditStats {
+    pub kernel_lost: AtomicU64,
+    pub serial_gaps: AtomicU64,
+    pub group_overflows: AtomicU64,
+    pub group_timeouts: AtomicU64,
+    pub parse_errors: AtomicU64,
+    pub socket_overflows: AtomicU64,
+    pub proc_connector_overflows: AtomicU64,
+    pub rules_repaired: AtomicU64,
+    pub registration_lost: AtomicU64,
+}
+
+impl AuditStats {
+    /// Losses, for the health event's `drops`.
+    pub fn drops(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("audit_kernel_lost", self.kernel_lost.load(Relaxed)),
+            ("audit_serial_gaps", self.serial_gaps.load(Relaxed)),
+            ("audit_group_overflows", self.group_overflows.load(Relaxed)),
+            ("audit_parse_errors", self.parse_errors.load(Relaxed)),
+            (
+                "audit_socket_overflows",
+                self.socket_overflows.load(Relaxed),
+            ),
+            (
+                "proc_connector_overflows",
+                self.proc_connector_overflows.load(Relaxed),
+            ),
+        ]
+    }
+
+    /// Non-loss facts worth reporting.
+    pub fn notes(&self) -> BTreeMap<String, u64> {
+        [
+            ("audit_group_timeouts", &self.group_timeouts),
+            ("audit_rules_repaired", &self.rules_repaired),
+            ("audit_registration_lost", &self.registration_lost),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
+        .collect()
+    }
+}
+
+/// A running audit capture. `stop` drains, removes our rules and restores the audit state.
+pub struct AuditCapture {
+    pub role: Role,
+    pub exits_from_proc_connector: bool,
+    pub stats: Arc<AuditStats>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+pub struct AuditCtx {
+    pub tx: mpsc::Sender<Event>,
+    pub counters: Arc<Counters>,
+    pub host: String,
+}
+
+impl AuditCapture {
+    pub fn start(cfg: &AuditConfig, ctx: AuditCtx) -> Result<Self, AuditSourceError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(AuditStats::default());
+        let sockets = Arc::new(Mutex::new(SocketTypes::new(65_536)));
+        let clocks = Clocks::now();
+
+        // Exits: the proc connector reports every death with its status, including signals.
+        let proc_conn = match ProcConnector::open(Duration::from_millis(200)) {
+            Ok(pc) => Some(pc),
+            Err(e) => {
+                tracing::warn!(error = %e, "proc connector unavailable; exits come from audit exit_group records (deaths by signal are not seen)");
+                None
+            }
+        };
+        let mut reader = AuditSocket::open()?;
+        let session = AuditSession::start(
+            &mut reader,
+            &cfg.rule_key,
+            cfg.backlog_limit,
+            proc_conn.is_none(),
+        )?;
+        let role = session.role;
+        if let Role::Multicast { daemon_pid } = role {
+            tracing::warn!(daemon_pid, "another audit daemon holds the audit pid; reading the multicast log group alongside it");
+            reader = AuditSocket::open_multicast()?;
+        }
+        reader.set_timeout(Duration::from_millis(100))?;
+
+        let mut threads = Vec::new();
+        let exits_from_proc_connector = proc_conn.is_some();
+        if let Some(pc) = proc_conn {
+            let (stop, stats, sockets, tx, counters, host) = (
+                stop.clone(),
+                stats.clone(),
+                sockets.clone(),
+                ctx.tx.clone(),
+                ctx.counters.clone(),
+                ctx.host.clone(),
+            );
+            threads.push(
+                std::thread::Builder::new()
+                    .name("proc-connector".into())
+                    .spawn(move || {
+                        exit_loop(pc, &stop, &stats, &sockets, &tx, &counters, &host, clocks)
+                    })
+                    .map_err(AuditSourceError::Thread)?,
+            );
+        }
+        {
+            let (stop, stats, tx, counters, host, cfg) = (
+                stop.clone(),
+                stats.clone(),
+                ctx.tx.clone(),
+                ctx.counters.clone(),
+                ctx.host.clone(),
+                cfg.clone(),
+            );
+            let drop_exits = exits_from_proc_connector;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("audit-reader".into())
+                    .spawn(move || {
+                        let mut r = RecordLoop {
+                            assembler: Assembler::new(cfg.max_open_groups, cfg.group_timeout_ms),
+                            sockets,
+                            stats,
+                            tx,
+                            counters,
+                            host,
+                            drop_exits,
+                            seen_gaps: 0,
+                            seen_overflows: 0,
+                            seen_timeouts: 0,
+                        };
+                        r.run(reader, &stop);
+                    })
+                    .map_err(AuditSourceError::Thread)?,
+            );
+        }
+        {
+            let (stop, stats) = (stop.clone(), stats.clone());
+            let interval = Duration::from_secs(cfg.check_interval_secs.max(1));
+            threads.push(
+                std::thread::Builder::new()
+                    .name("audit-control".into())
+                    .spawn(move || control_loop(session, interval, &stop, &stats))
+                    .map_err(AuditSourceError::Thread)?,
+            );
+        }
+        Ok(Self {
+            role,
+            exits_from_proc_connector,
+            stats,
+            stop,
+            threads,
+        })
+    }
+
+    /// Drains what the kernel already queued, restores the audit state, joins the threads.
+    pub fn stop(self) {
+        self.stop.store(true, Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn control_loop(
+    mut session: AuditSession,
+    interval: Duration,
+    stop: &AtomicBool,
+    stats: &AuditStats,
+) {
+    let mut next = Instant::now() + interval;
+    while !stop.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if Instant::now() < next {
+            continue;
+        }
+        next = Instant::now() + interval;
+        match session.check() {
+            Ok(r) => {
+                stats.kernel_lost.fetch_add(r.lost_delta, Relaxed);
+                if r.rules_repaired > 0 {
+                    tracing::warn!(
+                        repaired = r.rules_repaired,
+                        "sensor audit rules were removed by someone else; added them back"
+                    );
+                    stats.rules_repaired.fetch_add(r.rules_repaired, Relaxed);
+                }
+                if r.lost_registration {
+                    stats.registration_lost.fetch_add(1, Relaxed);
+                    tracing::error!("the kernel no longer sends audit records to the sensor (another daemon registered?)");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "audit status check failed"),
+        }
+    }
+    // Final loss figure, then leave the host as we found it.
+    if let Ok(r) = session.check() {
+        stats.kernel_lost.fetch_add(r.lost_delta, Relaxed);
+    }
+    if let Err(e) = session.restore() {
+        tracing::error!(error = %e, "restoring the audit state failed");
+    } else {
+        tracing::info!("audit rules removed and audit state restored");
+    }
+}
+
+struct RecordLoop {
+    assembler: Assembler,
+    sockets: Arc<Mutex<SocketTypes>>,
+    stats: Arc<AuditStats>,
+    tx: mpsc::Sender<Event>,
+    counters: Arc<Counters>,
+    host: String,
+    /// Exits come from the proc connector; exit events derived from audit would be duplicates.
+    drop_exits: bool,
+    seen_gaps: u64,
+    seen_overflows: u64,
+    seen_timeouts: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl RecordLoop {
+    fn run(&mut self, mut reader: AuditSocket, stop: &AtomicBool) {
+        let mut idle_after_stop = false;
+        loop {
+            let datagram = match reader.recv_record() {
+                Ok(Some(d)) => d,
+                Ok(None) => {
+                    let groups = self.assembler.flush_expired(now_ms());
+                    self.handle_groups(groups);
+                    if stop.load(Relaxed) {
+                        if idle_after_stop {
+                            break;
+                        }
+                        idle_after_stop = true;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    if e.errno() == Some(libc::ENOBUFS) {
+                        self.stats.socket_overflows.fetch_add(1, Relaxed);
+                        tracing::warn!("audit socket buffer overflowed; records were lost");
+                        continue;
+                    }
+                    tracing::error!(error = %e, "reading audit records failed");
+                    std::thread::sleep(Duration::from_millis(100));
+                    if stop.load(Relaxed) {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let Ok(msg) = nlmsg::record(&datagram) else {
+                self.stats.parse_errors.fetch_add(1, Relaxed);
+                continue;
+            };
+            // Control replies and non-record messages (< 1100) are not part of the log, nor is
+            // AUDIT_REPLACE (1329): the kernel's binary "are you alive" probe to the daemon.
+            if msg.msg_type < 1100 || msg.msg_type == AUDIT_REPLACE {
+                continue;
+            }
+            match record::parse(msg.msg_type, msg.payload) {
+                Ok(rec) => {
+                    let groups = self.assembler.push(rec, now_ms());
+                    self.handle_groups(groups);
+                }
+                Err(e) => {
+                    let n = self.stats.parse_errors.fetch_add(1, Relaxed);
+                    if n < 10 {
+                        tracing::warn!(error = %e, msg_type = msg.msg_type, "malformed audit record skipped");
+                    }
+                }
+            }
+        }
+        let groups = self.assembler.flush_all();
+        self.handle_groups(groups);
+    }
+
+    fn sync_assembler_stats(&mut self) {
+        let s = self.assembler.stats();
+        let gaps = s.serial_gaps;
+        self.stats
+            .serial_gaps
+            .fetch_add(gaps.saturating_sub(self.seen_gaps), Relaxed);
+        self.seen_gaps = gaps;
+        let o = s.overflow_flushes;
+        self.stats
+            .group_overflows
+            .fetch_add(o.saturating_sub(self.seen_overflows), Relaxed);
+        self.seen_overflows = o;
+        let t = s.timeouts;
+        self.stats
+            .group_timeouts
+            .fetch_add(t.saturating_sub(self.seen_timeouts), Relaxed);
+        self.seen_timeouts = t;
+    }
+
+    fn handle_groups(&mut self, groups: Vec<Group>) {
+        if groups.is_empty() {
+            return;
+        }
+        self.sync_assembler_stats();
+        for g in groups {
+            if self.learn_socket(&g) {
+                continue;
+            }
+            let sockets = self.sockets.clone();
+            let resolver = move |pid: u32, fd: i32| -> Option<u16> {
+                let known = sockets.lock().ok().and_then(|s| s.get(pid, fd));
+                known.or_else(|| socket_types::from_proc(pid, fd))
+            };
+            for ev in normalize::to_events(&g, &self.host, &resolver) {
+                if self.drop_exits && ev.kind == Kind::ProcessExit {
+                    continue;
+                }
+                self.counters.count_event(ev.kind);
+                if self.tx.blocking_send(ev).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A successful socket(2) group: remember the fd's type. Returns true if it was one.
+    fn learn_socket(&self, g: &Group) -> bool {
+        let Some(sys) = g.records.iter().find(|r| r.rtype == AUDIT_SYSCALL) else {
+            return false;
+        };
+        let syscall = field_num(sys, "syscall");
+        let arch32 = field(sys, "arch").is_some_and(|a| a.eq_ignore_ascii_case(b"40000003"));
+        let is_socket = match syscall {
+            Some(n) if !arch32 => n == u64::from(nr64::SOCKET),
+            Some(n) => n == u64::from(nr32::SOCKET),
+            None => false,
+        };
+        if !is_socket {
+            return false;
+        }
+        let (Some(pid), Some(fd)) = (field_num(sys, "pid"), field_signed(sys, "exit")) else {
+            return true;
+        };
+        let ty = field(sys, "a1")
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .and_then(|a| u64::from_str_radix(a, 16).ok());
+        if let (true, Some(ty)) = (fd >= 0, ty) {
+            if let Ok(mut s) = self.sockets.lock() {
+                // SOCK_NONBLOCK / SOCK_CLOEXEC are flag bits above the type.
+                s.insert(pid as u32, fd as i32, (ty & 0xf) as u16);
+            }
+        }
+        true
+    }
+}
+
+fn field<'a>(r: &'a Record, key: &str) -> Option<&'a [u8]> {
+    r.fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_slice())
+}
+
+fn field_num(r: &Record, key: &str) -> Option<u64> {
+    std::str::from_utf8(field(r, key)?).ok()?.parse().ok()
+}
+
+fn field_signed(r: &Record, key: &str) -> Option<i64> {
+    std::str::from_utf8(field(r, key)?).ok()?.parse().ok()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn exit_loop(
+    mut pc: ProcConnector,
+    stop: &AtomicBool,
+    stats: &AuditStats,
+    sockets: &Mutex<SocketTypes>,
+    tx: &mpsc::Sender<Event>,
+    counters: &Counters,
+    host: &str,
+    clocks: Clocks,
+) {
+    let mut idle_after_stop = false;
+    loop {
+        let notice = match pc.recv() {
+            Ok(Some(d)) => proc_connector::parse(d),
+            Ok(None) => {
+                if stop.load(Relaxed) {
+                    if idle_after_stop {
+                        return;
+                    }
+                    idle_after_stop = true;
+                }
+                continue;
+            }
+            Err(e) => {
+                if matches!(&e, proc_connector::ProcConnError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOBUFS))
+                {
+                    stats.proc_connector_overflows.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        "proc connector buffer overflowed; exit notifications were lost"
+                    );
+                    continue;
+                }
+                tracing::error!(error = %e, "proc connector read failed");
+                if stop.load(Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        // One exit per process: the thread-group leader's.
+        let Some(n) = notice.filter(|n| n.pid == n.tgid) else {
+            continue;
+        };
+        if let Ok(mut s) = sockets.lock() {
+            s.forget_pid(n.tgid);
+        }
+        let ev = exit_event(&n, host, &clocks);
+        counters.count_event(ev.kind);
+        if tx.blocking_send(ev).is_err() {
+            return;
+        }
+    }
+}
+
+/// A `process_exit` from a proc-connector notice. Identity beyond pid/ppid is read from
+/// /proc while the task is still a zombie; what cannot be read is marked incomplete.
+fn exit_event(n: &proc_connector::ExitNotice, host: &str, clocks: &Clocks) -> Event {
+    let mut p = Process {
+        pid: n.tgid,
+        ppid: n.parent_tgid,
+        ..Process::default()
+    };
+    match read_zombie(n.tgid) {
+        Some((comm, uid, euid, gid, egid, ppid)) => {
+            p.comm = comm;
+            (p.uid, p.euid, p.gid, p.egid) = (uid, euid, gid, egid);
+            if p.ppid == 0 {
+                p.ppid = ppid;
+            }
+        }
+        None => p.incomplete.push("process"),
+    }
+    Event {
+        seq: 0,
+        time: rfc3339_nanos(clocks.monotonic_to_unix(n.timestamp_ns)),
+        host: host.to_string(),
+        source: Source::Audit,
+        kind: Kind::ProcessExit,
+        process: Some(p),
+        exit: Some(exit_status(n.exit_code)),
+        connect: None,
+        health: None,
+        ktime_ns: Some(n.timestamp_ns),
+    }
+}
+
+type ZombieInfo = (String, u32, u32, u32, u32, u32);
+
+fn read_zombie(pid: u32) -> Option<ZombieInfo> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status(&status)
+}
+
+/// comm, uid, euid, gid, egid, ppid from /proc/<pid>/status text.
+pub fn parse_status(status: &str) -> Option<ZombieInfo> {
+    let get = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))
+    };
+    let ids = |key: &str| -> Option<(u32, u32)> {
+        let mut it = get(key)?.split_whitespace().map(|v| v.parse::<u32>().ok());
+        Some((it.next()??, it.next()??))
+    };
+    let (uid, euid) = ids("Uid")?;
+    let (gid, egid) = ids("Gid")?;
+    let ppid = get("PPid")?.parse().ok()?;
+    Some((get("Name")?.to_string(), uid, euid, gid, egid, ppid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_parsing() {
+        let s = "Name:\tsleep\nUmask:\t0022\nState:\tZ (zombie)\nTgid:\t5\nPid:\t5\nPPid:\t1\nUid:\t1000\t0\t0\t0\nGid:\t100\t101\t0\t0\n";
+        assert_eq!(
+            parse_status(s),
+            Some(("sleep".into(), 1000, 0, 100, 101, 1))
+        );
+        assert_eq!(parse_status("Name: x\n"), None);
+        assert_eq!(parse_status(""), None);
+    }
+
+    #[test]
+    fn exit_event_from_notice() {
+        let n = proc_connector::ExitNotice {
+            timestamp_ns: 0,
+            pid: u32::MAX - 1,
+            tgid: u32::MAX - 1,
+            exit_code: 9,
+            exit_signal: 17,
+            parent_tgid: 1,
+        };
+        let ev = exit_event(
+            &n,
+            "h",
+            &Clocks {
+                mono_to_unix: 0,
+                boot_to_unix: 0,
+            },
+        );
+        assert_eq!(ev.exit.as_ref().unwrap().signal, Some(9));
+        assert_eq!(ev.process.as_ref().unwrap().incomplete, vec!["process"]);
+        assert_eq!(ev.source, Source::Audit);
+    }
+}

@@ -1,0 +1,220 @@
+//! The marker workload both capture modes must report with the same fields.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::net::{Ipv6Addr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::ffi::OsStrExt;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use super::{execs_with_arg, exit_of, marker, of_kind};
+
+/// What the workload did, to check against the events.
+pub struct Expected {
+    pub m: String,
+    pub m0: String,
+    pub m7: String,
+    pub sleeper_pid: u64,
+    pub mp: String,
+    pub mc: String,
+    pub mg: String,
+    pub me: u64,
+    pub ok_port: u16,
+    pub refused_port: u16,
+    pub v6_port: u16,
+    pub udp_port: u16,
+}
+
+fn run(cmd: &mut Command) -> std::process::ExitStatus {
+    cmd.status().expect("spawn workload")
+}
+
+pub fn run_marker_workload() -> Expected {
+    let m = marker("f");
+    // argv with spaces, quotes, an empty string and a non-UTF-8 byte.
+    let odd = [
+        OsStr::new(&m),
+        OsStr::new("two words"),
+        OsStr::new("\"double\" 'single'"),
+        OsStr::new(""),
+        OsStr::from_bytes(b"bad\xffbyte"),
+    ];
+    assert!(run(Command::new("/bin/echo").args(odd).stdout(Stdio::null())).success());
+
+    // exit codes 0 and 7.
+    let m0 = format!("{m}-exit0");
+    let m7 = format!("{m}-exit7");
+    assert_eq!(
+        run(Command::new("/bin/sh").args(["-c", "exit 0", &m0])).code(),
+        Some(0)
+    );
+    assert_eq!(
+        run(Command::new("/bin/sh").args(["-c", "exit 7", &m7])).code(),
+        Some(7)
+    );
+
+    // SIGKILL.
+    let mut sleeper = Command::new("/bin/sleep").arg("300").spawn().unwrap();
+    let sleeper_pid = sleeper.id() as u64;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+
+    // child and grandchild (the `; true` stops shells from exec'ing the last command).
+    let mp = format!("{m}-parent");
+    let mc = format!("{m}-child");
+    let mg = format!("{m}-grandchild");
+    let script = format!("/bin/sh -c '/bin/echo {mg} >/dev/null; true' {mc}; true");
+    assert!(run(Command::new("/bin/sh").args(["-c", &script, &mp])).success());
+
+    // connects: TCP accepted, TCP refused, IPv6 loopback, UDP.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ok_port = listener.local_addr().unwrap().port();
+    drop(TcpStream::connect(("127.0.0.1", ok_port)).unwrap());
+    let refused_port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    assert!(TcpStream::connect(("127.0.0.1", refused_port)).is_err());
+    let l6 = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+    let v6_port = l6.local_addr().unwrap().port();
+    drop(TcpStream::connect((Ipv6Addr::LOCALHOST, v6_port)).unwrap());
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = 40000 + (std::process::id() % 20000) as u16;
+    udp.connect(("127.0.0.1", udp_port)).unwrap();
+    Expected {
+        m,
+        m0,
+        m7,
+        sleeper_pid,
+        mp,
+        mc,
+        mg,
+        me: std::process::id() as u64,
+        ok_port,
+        refused_port,
+        v6_port,
+        udp_port,
+    }
+}
+
+/// Asserts every event of the workload with its fields; `source` is "ebpf" or "audit".
+pub fn assert_marker_events(events: &[Value], x: &Expected, source: &str) {
+    // --- argv and exec fields
+    let echo = execs_with_arg(events, &x.m);
+    assert_eq!(echo.len(), 1, "one exec of echo with marker {}", x.m);
+    let p = &echo[0]["process"];
+    assert_eq!(echo[0]["source"], source);
+    assert_eq!(p["comm"], "echo");
+    let echo_path = std::fs::canonicalize("/bin/echo").unwrap();
+    assert_eq!(
+        p["exe"],
+        echo_path.to_str().unwrap(),
+        "exe is the resolved binary"
+    );
+    assert_eq!(p["ppid"], x.me);
+    let argv: Vec<&str> = p["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        argv,
+        [
+            "/bin/echo",
+            x.m.as_str(),
+            "two words",
+            "\"double\" 'single'",
+            "",
+            "bad\\xffbyte"
+        ]
+    );
+    assert_eq!(p["uid"], unsafe { libc::getuid() } as u64);
+    assert_eq!(p["euid"], unsafe { libc::geteuid() } as u64);
+    assert_eq!(p["gid"], unsafe { libc::getgid() } as u64);
+    assert_eq!(p["cwd"], std::env::current_dir().unwrap().to_str().unwrap());
+    let auid = std::fs::read_to_string("/proc/self/loginuid").unwrap();
+    let auid: u64 = auid.trim().parse().unwrap();
+    if auid == u32::MAX as u64 {
+        assert_eq!(p["auid"], Value::Null);
+    } else {
+        assert_eq!(p["auid"], auid);
+    }
+    let echo_pid = p["pid"].as_u64().unwrap();
+    let exit = exit_of(events, echo_pid).expect("echo exit");
+    assert_eq!(exit["exit"]["code"], 0);
+    assert_eq!(exit["source"], source);
+
+    // --- exit codes
+    for (mk, code) in [(&x.m0, 0), (&x.m7, 7)] {
+        let e = execs_with_arg(events, mk);
+        assert_eq!(e.len(), 1, "exec with {mk}");
+        let pid = e[0]["process"]["pid"].as_u64().unwrap();
+        let ev = exit_of(events, pid).expect("exit event");
+        assert_eq!(ev["exit"]["code"], code, "{ev}");
+        assert_eq!(ev["exit"]["signal"], Value::Null);
+    }
+    let ev = exit_of(events, x.sleeper_pid).expect("sleep exit");
+    assert_eq!(ev["exit"]["signal"], 9, "{ev}");
+    assert_eq!(ev["exit"]["code"], Value::Null);
+
+    // --- process tree
+    let parent = execs_with_arg(events, &x.mp);
+    let child = execs_with_arg(events, &x.mc);
+    let grand = execs_with_arg(events, &x.mg);
+    assert_eq!((parent.len(), child.len(), grand.len()), (1, 1, 1));
+    let pp = parent[0]["process"]["pid"].as_u64().unwrap();
+    let cp = child[0]["process"]["pid"].as_u64().unwrap();
+    assert_eq!(parent[0]["process"]["ppid"], x.me);
+    assert_eq!(child[0]["process"]["ppid"], pp);
+    assert_eq!(grand[0]["process"]["ppid"], cp);
+    assert_ne!(pp, cp);
+
+    // --- connects from this test process
+    let connects: Vec<&Value> = of_kind(events, "net_connect")
+        .into_iter()
+        .filter(|e| e["process"]["pid"] == x.me)
+        .collect();
+    let find = |addr: &str, port: u16| -> &Value {
+        connects
+            .iter()
+            .find(|e| e["connect"]["dst_addr"] == addr && e["connect"]["dst_port"] == port)
+            .unwrap_or_else(|| panic!("connect to {addr}:{port} in {connects:?}"))
+    };
+    let c = find("127.0.0.1", x.ok_port);
+    assert_eq!(c["source"], source);
+    let c = &c["connect"];
+    assert_eq!(
+        (
+            c["family"].as_str(),
+            c["protocol"].as_str(),
+            c["result"].as_str()
+        ),
+        (Some("ipv4"), Some("tcp"), Some("success"))
+    );
+    let c = &find("127.0.0.1", x.refused_port)["connect"];
+    assert_eq!(
+        (
+            c["protocol"].as_str(),
+            c["result"].as_str(),
+            c["errno"].as_i64()
+        ),
+        (Some("tcp"), Some("refused"), Some(111))
+    );
+    let c = &find("::1", x.v6_port)["connect"];
+    assert_eq!(
+        (
+            c["family"].as_str(),
+            c["protocol"].as_str(),
+            c["result"].as_str()
+        ),
+        (Some("ipv6"), Some("tcp"), Some("success"))
+    );
+    let c = &find("127.0.0.1", x.udp_port)["connect"];
+    assert_eq!(
+        (c["protocol"].as_str(), c["result"].as_str()),
+        (Some("udp"), Some("success"))
+    );
+}
