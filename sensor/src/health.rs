@@ -13,6 +13,9 @@ use crate::{
 /// Extra named drop counters from a capture path (e.g. in-kernel ring-buffer reserve failures).
 pub type DropSource = Box<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
 
+/// Extra named facts from a capture path that are not losses (e.g. audit rules repaired).
+pub type NoteSource = Box<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>;
+
 /// Everything needed to build a health event at any moment.
 pub struct HealthReporter {
     pub mode: String,
@@ -21,6 +24,8 @@ pub struct HealthReporter {
     pub started: Instant,
     pub counters: Arc<Counters>,
     pub kernel_drops: Option<DropSource>,
+    /// Merged into `events`.
+    pub notes: Option<NoteSource>,
 }
 
 impl HealthReporter {
@@ -33,6 +38,10 @@ impl HealthReporter {
             }
         }
         self.counters.count_event(Kind::SensorHealth);
+        let mut events = self.counters.events();
+        if let Some(notes) = &self.notes {
+            events.extend(notes());
+        }
         Event {
             seq: 0,
             time: rfc3339_nanos(unix_now_ns()),
@@ -47,7 +56,7 @@ impl HealthReporter {
                 reason: self.reason.clone(),
                 uptime_s: self.started.elapsed().as_secs_f64(),
                 drops,
-                events: self.counters.events(),
+                events,
                 cpu: usage.cpu_seconds,
                 rss_bytes: usage.rss_bytes,
                 lag_ms: self.counters.take_max_lag_us() as f64 / 1000.0,

@@ -9,7 +9,7 @@ use crate::{
     config::Config,
     counters::Counters,
     event::Event,
-    health::{DropSource, HealthReporter},
+    health::{DropSource, HealthReporter, NoteSource},
     hostname::kernel_hostname,
     output::json,
     probe::{self, Mode, ModeDecision, RequestedMode},
@@ -82,6 +82,7 @@ struct Started {
     reason: String,
     capture: Capture,
     drops: DropSource,
+    notes: Option<NoteSource>,
 }
 
 fn start_ebpf(
@@ -118,12 +119,14 @@ fn start_ebpf(
     ))
 }
 
+type AuditStart = (Capture, DropSource, NoteSource, String);
+
 fn start_audit(
     cfg: &Config,
     tx: &mpsc::Sender<Event>,
     counters: &Arc<Counters>,
     host: &str,
-) -> Result<(Capture, DropSource, String), RunError> {
+) -> Result<AuditStart, RunError> {
     let capture = AuditCapture::start(
         &cfg.audit,
         AuditCtx {
@@ -146,9 +149,11 @@ fn start_audit(
         );
     }
     let stats = capture.stats.clone();
+    let notes_stats = capture.stats.clone();
     Ok((
         Capture::Audit(capture),
         Box::new(move || stats.drops()),
+        Box::new(move || notes_stats.notes()),
         note,
     ))
 }
@@ -176,28 +181,31 @@ async fn start(
                     reason: decision.reason.clone(),
                     capture,
                     drops,
+                    notes: None,
                 });
             }
             // A verifier rejection, lockdown or a denied bpf() at load time: fall back.
             Err(e) if requested == RequestedMode::Auto && audit_usable => {
                 tracing::warn!(error = %e, "eBPF load failed; falling back to audit");
-                let (capture, drops, note) = start_audit(cfg, tx, counters, host)?;
+                let (capture, drops, notes, note) = start_audit(cfg, tx, counters, host)?;
                 return Ok(Started {
                     mode: Mode::Audit,
                     reason: format!("auto: eBPF failed to load ({e}); audit: {note}"),
                     capture,
                     drops,
+                    notes: Some(notes),
                 });
             }
             Err(e) => return Err(e.into()),
         }
     }
-    let (capture, drops, note) = start_audit(cfg, tx, counters, host)?;
+    let (capture, drops, notes, note) = start_audit(cfg, tx, counters, host)?;
     Ok(Started {
         mode,
         reason: format!("{}; {note}", decision.reason),
         capture,
         drops,
+        notes: Some(notes),
     })
 }
 
@@ -233,6 +241,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         started: Instant::now(),
         counters: counters.clone(),
         kernel_drops: Some(started.drops),
+        notes: started.notes,
     };
     let _ = tx.send(reporter.event()).await;
 

@@ -99,3 +99,32 @@ fn audit_exec_storm_is_complete_or_counted() {
         "{shortfall} events missing but only {drops} drops reported"
     );
 }
+
+#[test]
+fn deleted_rules_are_detected_reported_and_repaired() {
+    if !privileged() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(marker("audit-repair"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("sensor.toml");
+    std::fs::write(&cfg, "[audit]\ncheck_interval_secs = 1\n").unwrap();
+    let sensor = Sensor::start("audit", &["--config", cfg.to_str().unwrap()]);
+    // Another tool wipes our rules.
+    let out = Command::new("auditctl").args(["-D", "-k", "sensor"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let listed = String::from_utf8_lossy(&Command::new("auditctl").arg("-l").output().unwrap().stdout).into_owned();
+    assert!(listed.contains("key=sensor"), "rules repaired: {listed}");
+    // And the capture still works.
+    let m = marker("rp");
+    assert!(Command::new("/bin/true").arg(&m).status().unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let events = sensor.stop();
+    assert_eq!(execs_with_arg(&events, &m).len(), 1);
+    let last = of_kind(&events, "sensor_health").pop().unwrap().clone();
+    assert!(last["health"]["events"]["audit_rules_repaired"].as_u64().unwrap() >= 1, "{last}");
+    let listed = String::from_utf8_lossy(&Command::new("auditctl").arg("-l").output().unwrap().stdout).into_owned();
+    assert!(!listed.contains("key=sensor"), "rules removed at exit: {listed}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
