@@ -222,8 +222,12 @@ impl Assembler {
         let Some(open) = self.open.get_mut(&serial) else {
             return out;
         };
-        // Once one EXECVE record is dropped, later ones are too, so argv stays a prefix.
-        let fits = if rec.rtype == types::EXECVE {
+        // The first record is always kept (one record is bounded by the netlink message size),
+        // so no group is empty. Once one EXECVE record is dropped, later ones are too, so argv
+        // stays a prefix.
+        let fits = if open.records.is_empty() {
+            true
+        } else if rec.rtype == types::EXECVE {
             !open.truncated && open.bytes.saturating_add(size) <= max_group
         } else {
             open.bytes.saturating_add(size) <= max_group.saturating_mul(2)
@@ -553,6 +557,24 @@ mod tests {
         assert_eq!(out.first().map(|g| g.serial), Some(8));
         assert!(asm.stats().overflow_flushes >= 1);
         assert!(asm.total_bytes <= 16 * 1024);
+    }
+
+    #[test]
+    fn a_record_larger_than_the_budget_still_opens_a_non_empty_group() {
+        // Found by the fuzz target: the first record was dropped and an empty group came out.
+        let big = records()
+            .into_iter()
+            .find(|r| r.serial == 8 && r.rtype == types::EXECVE)
+            .unwrap();
+        let mut asm = Assembler::new(4, 10).with_byte_limits(1024, 1 << 20);
+        assert!(asm.push(big.clone(), 0).is_empty());
+        let mut second = big;
+        second.fields.truncate(1);
+        asm.push(second, 0);
+        let g = asm.flush_all();
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].records.len(), 1);
+        assert!(g[0].truncated);
     }
 
     #[test]

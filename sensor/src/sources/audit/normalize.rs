@@ -5,10 +5,12 @@
 //! - SYSCALL execve/execveat with `success=yes` -> `process_exec`. argv from the EXECVE records
 //!   (`argc`, `aN`, and split `aN_len` / `aN[i]` pieces across records), capped to the same
 //!   4 KiB area as eBPF with `argv_truncated`; PROCTITLE (128 bytes, so marked truncated when
-//!   cut) when EXECVE is missing. `exe` is PATH item 0 (the path handed to execve) made absolute
-//!   against CWD, as eBPF reports `bprm->filename`; SYSCALL `exe=` (the resolved binary, e.g.
-//!   `/usr/bin/echo` for `/bin/echo`, the interpreter for a script) is the fallback when PATH has
-//!   no name (fexecve). A failed exec gives no event (eBPF sees only successful ones).
+//!   cut) when EXECVE is missing. `exe` is SYSCALL `exe=`: the binary actually mapped, symlinks
+//!   resolved (`/usr/bin/echo` for `/bin/echo`, the interpreter for a `#!` script), as eBPF
+//!   reports it from `mm->exe_file`; `filename` is PATH item 0, the path handed to execve as
+//!   given (eBPF's `bprm->filename`). When `exe=` is missing, PATH item 0 made absolute against
+//!   CWD stands in, marked incomplete. A failed exec gives no event (eBPF sees only successful
+//!   ones).
 //! - SYSCALL exit_group -> `process_exit` with `code = a0 & 0xff`. The record has no
 //!   `success=`/`exit=`: the call never returns; the kernel writes it when the task is freed.
 //! - ANOM_ABEND (1701) -> `process_exit` with `signal = sig`, `code = None`.
@@ -48,7 +50,10 @@ use crate::{
     event::{Connect, Event, Exit, Kind, Process, Source},
     sources::ebpf::{
         decode::split_argv,
-        normalize::{connect_result, format_addr, resolve_exe},
+        normalize::{
+            connect_result, format_addr, protocol as ebpf_protocol, resolve_exe,
+            tty_name as ebpf_tty_name,
+        },
     },
     timefmt::rfc3339_nanos,
 };
@@ -218,25 +223,15 @@ fn login_id(r: &Record, key: &str) -> Option<u32> {
 /// `pts0` -> `pts/0`; `(none)` -> None (the same form as eBPF mode).
 fn tty_name(raw: Option<&[u8]>) -> Option<String> {
     let name = raw?;
-    if name.is_empty() || name == b"(none)" || name == b"?" {
+    if name == b"(none)" || name == b"?" {
         return None;
     }
-    let text = escape_bytes(name);
-    Some(match text.strip_prefix("pts") {
-        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => format!("pts/{n}"),
-        _ => text,
-    })
+    ebpf_tty_name(name)
 }
 
 /// Same names as eBPF mode's socket-type mapping.
 fn protocol(sock_type: Option<u16>) -> String {
-    match sock_type.map(i32::from) {
-        Some(libc::SOCK_STREAM) => "tcp".into(),
-        Some(libc::SOCK_DGRAM) => "udp".into(),
-        Some(libc::SOCK_RAW) => "raw".into(),
-        None | Some(0) => "unknown".into(),
-        Some(other) => format!("socktype{other}"),
-    }
+    ebpf_protocol(sock_type.unwrap_or(0))
 }
 
 /// Audit-mode defaults for what no audit record carries.
@@ -289,10 +284,16 @@ fn exec_event(group: &Group, sys: &Record, host: &str) -> Result<Event, Normaliz
         .find(|r| r.get("item") == Some(b"0"))
         .and_then(|r| r.get("name"))
         .filter(|n| !n.is_empty() && *n != b"(null)");
-    p.exe = match (item0, sys.get("exe")) {
-        (Some(name), _) => Some(escape_bytes(&resolve_exe(name, cwd.unwrap_or_default()))),
-        (None, Some(exe)) => Some(escape_bytes(exe)),
-        (None, None) => {
+    // exe: the binary actually executed (SYSCALL exe=, symlinks resolved), as eBPF reports it
+    // from mm->exe_file; filename: the path handed to execve (PATH item 0), as given.
+    p.filename = item0.map(escape_bytes);
+    p.exe = match (sys.get("exe"), item0) {
+        (Some(exe), _) if !exe.is_empty() && exe != b"(null)" => Some(escape_bytes(exe)),
+        (_, Some(name)) => {
+            p.incomplete.push("exe");
+            Some(escape_bytes(&resolve_exe(name, cwd.unwrap_or_default())))
+        }
+        _ => {
             p.incomplete.push("exe");
             None
         }
@@ -534,8 +535,10 @@ mod tests {
             ]
         );
         assert!(!p.argv_truncated);
-        // exe is the path given to execve, as eBPF reports it (SYSCALL exe= is /usr/bin/echo).
-        assert_eq!(p.exe.as_deref(), Some("/bin/echo"));
+        // exe is the binary (SYSCALL exe=, symlinks resolved, as eBPF's mm->exe_file walk);
+        // filename is the path given to execve.
+        assert_eq!(p.exe.as_deref(), Some("/usr/bin/echo"));
+        assert_eq!(p.filename.as_deref(), Some("/bin/echo"));
         assert_eq!(p.cwd.as_deref(), Some("/tmp/auditcap"));
         assert_eq!(
             (p.pid, p.ppid, p.uid, p.euid, p.gid, p.egid),
@@ -919,13 +922,15 @@ mod tests {
         }
         gs.extend(asm.flush_all());
         let evs: Vec<Event> = gs.iter().flat_map(|g| to_events(g, "h", &none)).collect();
-        // A #! script: exe is the script (as eBPF's bprm->filename), argv the rewritten one.
+        // A #! script: exe is the interpreter actually mapped, filename the script as given,
+        // argv the rewritten one.
         let script = evs
             .iter()
             .find(|e| e.process.as_ref().unwrap().comm == "script.sh")
             .unwrap();
         let p = script.process.as_ref().unwrap();
-        assert_eq!(p.exe.as_deref(), Some("/tmp/auditcap/script.sh"));
+        assert_eq!(p.exe.as_deref(), Some("/usr/bin/dash"));
+        assert_eq!(p.filename.as_deref(), Some("./script.sh"));
         assert_eq!(
             p.argv.as_deref().unwrap(),
             ["/bin/sh", "./script.sh", "arg one"]

@@ -265,7 +265,12 @@ impl Drop for AuditSession {
 /// Rules compare by key, syscalls and numeric fields (the kernel may reorder nothing, but
 /// flags bits like AUDIT_FILTER_PREPEND do not matter here).
 pub fn same_rule(a: &Rule, b: &Rule) -> bool {
-    a.key == b.key && a.syscalls == b.syscalls && a.fields == b.fields
+    let sorted = |r: &Rule| {
+        let mut v = r.syscalls.clone();
+        v.sort_unstable();
+        v
+    };
+    a.key == b.key && sorted(a) == sorted(b) && a.fields == b.fields
 }
 
 #[cfg(test)]

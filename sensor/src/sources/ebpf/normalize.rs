@@ -38,7 +38,7 @@ fn base(kind: Kind, ktime_ns: u64, clocks: &Clocks, host: &str) -> Event {
 }
 
 /// Kernel tty names are `pts3`/`tty1`; users know them as `pts/3`.
-fn tty_name(raw: &[u8]) -> Option<String> {
+pub fn tty_name(raw: &[u8]) -> Option<String> {
     let name = until_nul(raw);
     if name.is_empty() {
         return None;
@@ -163,7 +163,7 @@ pub fn connect_result(ret: i32) -> &'static str {
     }
 }
 
-fn protocol(sock_type: u16) -> String {
+pub fn protocol(sock_type: u16) -> String {
     match i32::from(sock_type) {
         libc::SOCK_STREAM => "tcp".into(),
         libc::SOCK_DGRAM => "udp".into(),
