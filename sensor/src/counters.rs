@@ -5,12 +5,28 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::event::Kind;
 
+/// Every event kind, in the order of [`Counters::by_kind`].
+pub const KINDS: [Kind; 10] = [
+    Kind::ProcessExec,
+    Kind::ProcessExit,
+    Kind::NetConnect,
+    Kind::File,
+    Kind::Login,
+    Kind::Logout,
+    Kind::LoginFailed,
+    Kind::PrivilegeChange,
+    Kind::Flow,
+    Kind::SensorHealth,
+];
+
+fn kind_index(kind: Kind) -> usize {
+    KINDS.iter().position(|&k| k == kind).unwrap_or(0)
+}
+
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub process_exec: AtomicU64,
-    pub process_exit: AtomicU64,
-    pub net_connect: AtomicU64,
-    pub sensor_health: AtomicU64,
+    /// Events produced, by kind (indexed like [`KINDS`]).
+    pub by_kind: [AtomicU64; KINDS.len()],
     /// Records the decoder rejected (malformed); they are lost and counted.
     pub decode_errors: AtomicU64,
     /// A second exit record for a process already reported (threads racing in do_exit).
@@ -25,27 +41,21 @@ pub struct Counters {
 
 impl Counters {
     pub fn count_event(&self, kind: Kind) {
-        let c = match kind {
-            Kind::ProcessExec => &self.process_exec,
-            Kind::ProcessExit => &self.process_exit,
-            Kind::NetConnect => &self.net_connect,
-            Kind::SensorHealth => &self.sensor_health,
-        };
-        c.fetch_add(1, Relaxed);
+        self.by_kind[kind_index(kind)].fetch_add(1, Relaxed);
+    }
+
+    pub fn events_of(&self, kind: Kind) -> u64 {
+        self.by_kind[kind_index(kind)].load(Relaxed)
     }
 
     pub fn events(&self) -> BTreeMap<String, u64> {
-        [
-            ("process_exec", &self.process_exec),
-            ("process_exit", &self.process_exit),
-            ("net_connect", &self.net_connect),
-            ("sensor_health", &self.sensor_health),
-            ("duplicate_exits", &self.duplicate_exits),
-            ("written", &self.written),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
-        .collect()
+        let mut m: BTreeMap<String, u64> = KINDS
+            .iter()
+            .map(|k| (k.as_str().to_string(), self.events_of(*k)))
+            .collect();
+        m.insert("duplicate_exits".into(), self.duplicate_exits.load(Relaxed));
+        m.insert("written".into(), self.written.load(Relaxed));
+        m
     }
 
     /// Userspace losses.
@@ -65,5 +75,23 @@ impl Counters {
 
     pub fn take_max_lag_us(&self) -> u64 {
         self.max_lag_us.swap(0, Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_every_kind() {
+        let c = Counters::default();
+        for k in KINDS {
+            c.count_event(k);
+        }
+        c.count_event(Kind::File);
+        let e = c.events();
+        assert_eq!(e["file"], 2);
+        assert_eq!(e["process_exec"], 1);
+        assert_eq!(e["sensor_health"], 1);
     }
 }

@@ -10,6 +10,12 @@ pub enum Kind {
     ProcessExec,
     ProcessExit,
     NetConnect,
+    File,
+    Login,
+    Logout,
+    LoginFailed,
+    PrivilegeChange,
+    Flow,
     SensorHealth,
 }
 
@@ -19,6 +25,12 @@ impl Kind {
             Kind::ProcessExec => "process_exec",
             Kind::ProcessExit => "process_exit",
             Kind::NetConnect => "net_connect",
+            Kind::File => "file",
+            Kind::Login => "login",
+            Kind::Logout => "logout",
+            Kind::LoginFailed => "login_failed",
+            Kind::PrivilegeChange => "privilege_change",
+            Kind::Flow => "flow",
             Kind::SensorHealth => "sensor_health",
         }
     }
@@ -29,6 +41,11 @@ impl Kind {
 pub enum Source {
     Ebpf,
     Audit,
+    Fanotify,
+    Inotify,
+    Wtmp,
+    Btmp,
+    Conntrack,
     Sensor,
 }
 
@@ -52,6 +69,75 @@ pub struct Event {
     /// CLOCK_MONOTONIC ns of the kernel event (for lag measurement); not serialized.
     #[serde(skip)]
     pub ktime_ns: Option<u64>,
+    /// Payloads of the other kinds (file, login, privilege, flow), flattened into the event.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Payloads of the kinds beyond process lifecycle and connects. Kept in one defaulted struct
+/// so adding a kind does not touch every place that builds an event.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Extra {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileActivity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login: Option<Login>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privilege: Option<Privilege>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Flow>,
+}
+
+/// `file`: activity on a watched path.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct FileActivity {
+    pub path: String,
+    /// From create|modify|delete|rename|open|close_write|close|attrib.
+    pub ops: Vec<String>,
+    /// The new name of a rename.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_path: Option<String>,
+}
+
+/// `login` / `logout` / `login_failed`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Login {
+    pub user: String,
+    pub tty: Option<String>,
+    /// Remote host name as recorded (may be an address), None for local logins.
+    pub host: Option<String>,
+    pub addr: Option<String>,
+    /// A stable key linking the login to the commands of its session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
+}
+
+/// `privilege_change`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Privilege {
+    pub old_uid: u32,
+    pub new_uid: u32,
+    pub old_euid: u32,
+    pub new_euid: u32,
+    pub old_gid: u32,
+    pub new_gid: u32,
+    /// How: "setuid", "setresuid", "setgid", "capset", "exec_setuid", "pam", ...
+    pub via: String,
+}
+
+/// `flow`: a conntrack connection.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Flow {
+    pub protocol: String,
+    pub src_addr: String,
+    pub src_port: u16,
+    pub dst_addr: String,
+    pub dst_port: u16,
+    pub state: String,
+    pub bytes_in: Option<u64>,
+    pub bytes_out: Option<u64>,
+    pub packets_in: Option<u64>,
+    pub packets_out: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -62,6 +62,7 @@ impl HealthReporter {
                 lag_ms: self.counters.take_max_lag_us() as f64 / 1000.0,
             }),
             ktime_ns: None,
+            extra: Default::default(),
         }
     }
 }

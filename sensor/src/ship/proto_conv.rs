@@ -10,6 +10,12 @@ pub fn kind_to_proto(k: Kind) -> pb::Kind {
         Kind::ProcessExec => pb::Kind::ProcessExec,
         Kind::ProcessExit => pb::Kind::ProcessExit,
         Kind::NetConnect => pb::Kind::NetConnect,
+        Kind::File => pb::Kind::File,
+        Kind::Login => pb::Kind::Login,
+        Kind::Logout => pb::Kind::Logout,
+        Kind::LoginFailed => pb::Kind::LoginFailed,
+        Kind::PrivilegeChange => pb::Kind::PrivilegeChange,
+        Kind::Flow => pb::Kind::Flow,
         Kind::SensorHealth => pb::Kind::SensorHealth,
     }
 }
@@ -18,6 +24,11 @@ pub fn source_to_proto(s: Source) -> pb::Source {
     match s {
         Source::Ebpf => pb::Source::Ebpf,
         Source::Audit => pb::Source::Audit,
+        Source::Fanotify => pb::Source::Fanotify,
+        Source::Inotify => pb::Source::Inotify,
+        Source::Wtmp => pb::Source::Wtmp,
+        Source::Btmp => pb::Source::Btmp,
+        Source::Conntrack => pb::Source::Conntrack,
         Source::Sensor => pb::Source::Sensor,
     }
 }
@@ -63,6 +74,7 @@ fn process(p: &Process) -> pb::Process {
         tty: p.tty.clone(),
         comm: p.comm.clone(),
         exe: p.exe.clone(),
+        filename: p.filename.clone(),
         cwd: p.cwd.clone(),
         argv: p.argv.as_ref().map(|a| pb::Argv {
             args: a.clone(),
@@ -142,6 +154,7 @@ pub(crate) mod tests {
             tty: Some("pts/3".into()),
             comm: "echo".into(),
             exe: Some("/usr/bin/echo".into()),
+            filename: Some("./echo".into()),
             cwd: Some("/home/u dir".into()),
             argv: Some(vec![
                 "echo".into(),
@@ -177,6 +190,7 @@ pub(crate) mod tests {
             connect: None,
             health: None,
             ktime_ns: Some(5),
+            extra: Default::default(),
         };
         let mut exec = base(Kind::ProcessExec, Source::Ebpf);
         exec.process = Some(proc_full.clone());

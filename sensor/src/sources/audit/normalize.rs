@@ -212,6 +212,7 @@ fn base(kind: Kind, group: &Group, host: &str) -> Event {
         connect: None,
         health: None,
         ktime_ns: None,
+        extra: Default::default(),
     }
 }
 

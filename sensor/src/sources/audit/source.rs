@@ -526,6 +526,7 @@ fn exit_event(n: &proc_connector::ExitNotice, host: &str, clocks: &Clocks) -> Ev
         connect: None,
         health: None,
         ktime_ns: Some(n.timestamp_ns),
+        extra: Default::default(),
     }
 }
 

@@ -34,6 +34,7 @@ fn base(kind: Kind, ktime_ns: u64, clocks: &Clocks, host: &str) -> Event {
         connect: None,
         health: None,
         ktime_ns: Some(ktime_ns),
+        extra: Default::default(),
     }
 }
 
