@@ -32,6 +32,7 @@ pub struct Config {
     pub health: HealthSection,
     pub ebpf: EbpfSection,
     pub audit: crate::sources::audit::source::AuditConfig,
+    pub logins: crate::sources::logins::LoginsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -23,23 +23,23 @@ pub struct HealthReporter {
     pub host: String,
     pub started: Instant,
     pub counters: Arc<Counters>,
-    pub kernel_drops: Option<DropSource>,
+    pub kernel_drops: Vec<DropSource>,
     /// Merged into `events`.
-    pub notes: Option<NoteSource>,
+    pub notes: Vec<NoteSource>,
 }
 
 impl HealthReporter {
     pub fn event(&self) -> Event {
         let usage = selfstat::read(None);
         let mut drops: BTreeMap<String, u64> = self.counters.drops();
-        if let Some(kd) = &self.kernel_drops {
+        for kd in &self.kernel_drops {
             for (name, n) in kd() {
                 drops.insert(name.to_string(), n);
             }
         }
         self.counters.count_event(Kind::SensorHealth);
         let mut events = self.counters.events();
-        if let Some(notes) = &self.notes {
+        for notes in &self.notes {
             events.extend(notes());
         }
         Event {

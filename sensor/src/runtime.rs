@@ -15,6 +15,7 @@ use crate::{
     probe::{self, Mode, ModeDecision, RequestedMode},
     sources::{
         audit::source::{AuditCapture, AuditCtx},
+        logins::source::LoginCapture,
         ebpf::{self, reader::ReaderCtx},
     },
     timefmt::Clocks,
@@ -232,6 +233,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let sink = tokio::spawn(json::run_sink(rx, out, counters.clone()));
 
     let started = start(&cfg, &decision, opts.requested, &tx, &counters, &host).await?;
+    let aux = start_aux(&cfg, &tx, &counters, &host);
     release_startup_memory();
     tracing::info!(mode = %started.mode, reason = %started.reason, "capturing");
     let reporter = HealthReporter {
@@ -240,8 +242,8 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         host: host.clone(),
         started: Instant::now(),
         counters: counters.clone(),
-        kernel_drops: Some(started.drops),
-        notes: started.notes,
+        kernel_drops: std::iter::once(started.drops).chain(aux.drops).collect(),
+        notes: started.notes.into_iter().chain(aux.notes).collect(),
     };
     let _ = tx.send(reporter.event()).await;
 
@@ -257,11 +259,45 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         }
     }
     started.capture.stop().await;
+    for stop in aux.stoppers {
+        let _ = tokio::task::spawn_blocking(stop).await;
+    }
     // Everything read is queued; report the final counts, then let the sink drain and flush.
     let _ = tx.send(reporter.event()).await;
     drop(tx);
     let _ = sink.await;
     Ok(())
+}
+
+/// Sources that run beside the process capture, whatever its mode.
+#[derive(Default)]
+struct Aux {
+    stoppers: Vec<Box<dyn FnOnce() + Send>>,
+    drops: Vec<DropSource>,
+    notes: Vec<NoteSource>,
+}
+
+fn start_aux(cfg: &Config, tx: &mpsc::Sender<Event>, counters: &Arc<Counters>, host: &str) -> Aux {
+    let mut aux = Aux::default();
+    let ctx = || AuditCtx {
+        tx: tx.clone(),
+        counters: counters.clone(),
+        host: host.to_string(),
+    };
+    if cfg.logins.enabled {
+        match LoginCapture::start(&cfg.logins, ctx()) {
+            Ok(c) => {
+                let c = Arc::new(c);
+                let (d, n) = (c.clone(), c.clone());
+                aux.drops.push(Box::new(move || d.drops()));
+                aux.notes.push(Box::new(move || n.notes()));
+                aux.stoppers.push(Box::new(move || c.stop()));
+                tracing::info!(wtmp = %cfg.logins.wtmp, btmp = %cfg.logins.btmp, "following logins");
+            }
+            Err(e) => tracing::error!(error = %e, "logins source failed to start"),
+        }
+    }
+    aux
 }
 
 /// Loading parsed ~5 MB of kernel BTF; hand the freed heap back to the OS so it does not
