@@ -1,3 +1,4 @@
 //! Capture sources. Each produces normalized events into a bounded channel.
 pub mod audit;
 pub mod ebpf;
+pub mod logins;
