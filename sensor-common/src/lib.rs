@@ -17,6 +17,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const KIND_EXEC: u32 = 1;
 pub const KIND_EXIT: u32 = 2;
 pub const KIND_CONNECT: u32 = 16;
+pub const KIND_PRIVILEGE: u32 = 32;
 
 /// Slots of the per-CPU ring-buffer reserve-failure counter array, one per emitted kind.
 pub const DROP_SLOT_EXEC: u32 = 0;
@@ -24,6 +25,7 @@ pub const DROP_SLOT_EXIT: u32 = 1;
 pub const DROP_SLOT_CONNECT: u32 = 2;
 /// Connect enter records that could not be stashed for the exit half (hash map full).
 pub const DROP_SLOT_CONNECT_STASH: u32 = 3;
+pub const DROP_SLOT_PRIVILEGE: u32 = 4;
 pub const DROP_SLOTS: u32 = 8;
 
 pub const COMM_LEN: usize = 16;
@@ -193,6 +195,37 @@ pub struct ConnectStash {
     pub dst_addr: [u8; 16],
 }
 const _: () = assert!(core::mem::size_of::<ConnectStash>() == 24);
+
+/// Credentials snapshot taken before a credential-changing call (or an exec).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CredSnap {
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    pub cap_effective: u64,
+}
+const _: () = assert!(core::mem::size_of::<CredSnap>() == 24);
+
+/// How credentials changed (`PrivilegeEvent::via`).
+pub const VIA_SYSCALL: u32 = 1;
+pub const VIA_EXEC: u32 = 2;
+
+/// A change of uid/euid/gid/egid or effective capabilities: by a set*id/capset call
+/// (`syscall_nr` says which) or by exec of a set-id / file-capability binary.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrivilegeEvent {
+    pub header: EventHeader,
+    /// Identity after the change.
+    pub process: ProcessInfo,
+    pub old: CredSnap,
+    pub new: CredSnap,
+    pub via: u32,
+    pub syscall_nr: u32,
+}
+const _: () = assert!(core::mem::size_of::<PrivilegeEvent>() == 24 + 96 + 48 + 8);
 
 #[cfg(feature = "user")]
 mod pod {

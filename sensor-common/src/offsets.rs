@@ -35,6 +35,8 @@ pub struct KernelOffsets {
     pub cred_gid: u32,
     pub cred_euid: u32,
     pub cred_egid: u32,
+    /// `kernel_cap_t cap_effective` (a u64, or two u32 words before 6.3: same bytes).
+    pub cred_cap_effective: u32,
     // signal_struct
     pub signal_tty: u32,
     /// `atomic_t live`: threads still alive in the group.
@@ -68,4 +70,4 @@ pub struct KernelOffsets {
     /// Offset of the `__data_loc char[] filename` field in `sched_process_exec`'s context.
     pub tp_exec_filename: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 41 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 42 * 4);

@@ -39,6 +39,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<u32, u32> {
     read_argv(task, ev);
     read_cwd(task, ev);
     read_exe(task, ev);
+    crate::privilege::check_exec_creds(task, ev.header.tgid);
 
     let argv_len = (ev.argv_len as usize).min(ARGV_LEN);
     let size = EXEC_FIXED_LEN + ((argv_len + 7) & !7);

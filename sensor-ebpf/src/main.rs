@@ -13,6 +13,8 @@ mod exit;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
+mod privilege;
+#[cfg(target_arch = "bpf")]
 mod task;
 
 #[cfg(target_arch = "bpf")]

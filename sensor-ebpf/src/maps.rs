@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{LruHashMap, PerCpuArray, RingBuf},
 };
-use sensor_common::{ConnectStash, ExecEvent, KernelOffsets, DROP_SLOTS};
+use sensor_common::{ConnectStash, CredSnap, ExecEvent, KernelOffsets, DROP_SLOTS};
 
 /// The one ring buffer all records go through. Userspace may resize it before load.
 #[map]
@@ -20,6 +20,14 @@ pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(
 /// connect(2) destinations between syscall entry and exit, keyed by pid_tgid.
 #[map]
 pub static CONNECT_STASH: LruHashMap<u64, ConnectStash> = LruHashMap::with_max_entries(16384, 0);
+
+/// Credentials before a set*id/capset call, keyed by pid_tgid.
+#[map]
+pub static CRED_STASH: LruHashMap<u64, CredSnap> = LruHashMap::with_max_entries(8192, 0);
+
+/// Credentials before an exec, keyed by tgid.
+#[map]
+pub static EXEC_CRED_STASH: LruHashMap<u32, CredSnap> = LruHashMap::with_max_entries(16384, 0);
 
 /// Resolved by userspace from BTF; all zero (and `magic` unset) means "do nothing".
 #[unsafe(no_mangle)]

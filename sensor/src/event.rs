@@ -121,7 +121,17 @@ pub struct Privilege {
     pub new_euid: u32,
     pub old_gid: u32,
     pub new_gid: u32,
-    /// How: "setuid", "setresuid", "setgid", "capset", "exec_setuid", "pam", ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_egid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_egid: Option<u32>,
+    /// Effective capabilities (hex) when they changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_caps: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_caps: Option<String>,
+    /// How: "setuid", "setresuid", "setgid", "capset", "exec_setuid", "exec_setgid",
+    /// "exec_file_caps", "pam", ...
     pub via: String,
 }
 

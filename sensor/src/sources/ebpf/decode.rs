@@ -1,7 +1,8 @@
 //! Pure decoding of ring-buffer records (bytes written by `sensor-ebpf`) into owned values.
 //! Nothing here touches the kernel, so every case is unit-tested from byte fixtures.
 use sensor_common::{
-    ConnectEvent, EventHeader, ExecEvent, ExitEvent, PathWalk, ProcessInfo, ARGV_LEN, CWD_PARTS,
+    ConnectEvent, CredSnap, EventHeader, ExecEvent, ExitEvent, PathWalk, PrivilegeEvent,
+    ProcessInfo, ARGV_LEN, CWD_PARTS, KIND_PRIVILEGE,
     EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_TRUNCATED, KIND_CONNECT, KIND_EXEC, KIND_EXIT,
 };
 
@@ -60,11 +61,22 @@ pub struct ConnectRecord {
     pub dst_addr: [u8; 16],
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrivilegeRecord {
+    pub header: EventHeader,
+    pub process: ProcessInfo,
+    pub old: CredSnap,
+    pub new: CredSnap,
+    pub via: u32,
+    pub syscall_nr: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Exec(Box<ExecRecord>),
     Exit(ExitRecord),
     Connect(ConnectRecord),
+    Privilege(PrivilegeRecord),
 }
 
 impl Record {
@@ -73,6 +85,7 @@ impl Record {
             Record::Exec(e) => &e.header,
             Record::Exit(e) => &e.header,
             Record::Connect(e) => &e.header,
+            Record::Privilege(e) => &e.header,
         }
     }
 }
@@ -142,6 +155,18 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 dst_port: ev.dst_port,
                 ret: ev.ret,
                 dst_addr: ev.dst_addr,
+            }))
+        }
+        KIND_PRIVILEGE => {
+            need(std::mem::size_of::<PrivilegeEvent>())?;
+            let ev: PrivilegeEvent = read_pod(bytes);
+            Ok(Record::Privilege(PrivilegeRecord {
+                header: ev.header,
+                process: ev.process,
+                old: ev.old,
+                new: ev.new,
+                via: ev.via,
+                syscall_nr: ev.syscall_nr,
             }))
         }
         other => Err(DecodeError::UnknownKind(other)),
@@ -295,6 +320,24 @@ pub(crate) mod fixtures {
             process: process(),
             exit_code: status,
             _pad: 0,
+        };
+        as_bytes(&ev).to_vec()
+    }
+
+    pub fn privilege(via: u32, nr: u32, old: CredSnap, new: CredSnap) -> Vec<u8> {
+        let ev = PrivilegeEvent {
+            header: EventHeader {
+                kind: KIND_PRIVILEGE,
+                size: std::mem::size_of::<PrivilegeEvent>() as u32,
+                ktime_ns: 8_000,
+                pid: 42,
+                tgid: 42,
+            },
+            process: process(),
+            old,
+            new,
+            via,
+            syscall_nr: nr,
         };
         as_bytes(&ev).to_vec()
     }

@@ -13,6 +13,7 @@ use aya::{
 };
 use sensor_common::{
     DROP_SLOTS, DROP_SLOT_CONNECT, DROP_SLOT_CONNECT_STASH, DROP_SLOT_EXEC, DROP_SLOT_EXIT,
+    DROP_SLOT_PRIVILEGE,
 };
 
 pub use reader::run_reader;
@@ -20,14 +21,27 @@ pub use reader::run_reader;
 /// The object built by `build.rs` from `sensor-ebpf` (empty when built with AYA_BUILD_SKIP=1).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
 
-/// Programs in attach order: exit halves before the entry halves, so no event whose start we
-/// report can miss its end.
-const PROGRAMS: [(&str, &str, &str); 4] = [
-    ("sched_process_exit", "sched", "sched_process_exit"),
-    ("sched_process_exec", "sched", "sched_process_exec"),
-    ("sys_exit_connect", "syscalls", "sys_exit_connect"),
-    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
+/// Credential-changing syscalls watched for privilege changes.
+const CRED_SYSCALLS: [&str; 7] = [
+    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "capset",
 ];
+
+/// Programs and the tracepoints each attaches to, in attach order: exit halves before entry
+/// halves, so no event whose start we report can miss its end.
+fn programs() -> Vec<(&'static str, Vec<(&'static str, String)>)> {
+    let sys = |prefix: &str, names: &[&str]| -> Vec<(&'static str, String)> {
+        names.iter().map(|n| ("syscalls", format!("{prefix}_{n}"))).collect()
+    };
+    vec![
+        ("sched_process_exit", vec![("sched", "sched_process_exit".into())]),
+        ("exec_cred_enter", sys("sys_enter", &["execve", "execveat"])),
+        ("sched_process_exec", vec![("sched", "sched_process_exec".into())]),
+        ("sys_exit_connect", vec![("syscalls", "sys_exit_connect".into())]),
+        ("sys_enter_connect", vec![("syscalls", "sys_enter_connect".into())]),
+        ("cred_change_exit", sys("sys_exit", &CRED_SYSCALLS)),
+        ("cred_change_enter", sys("sys_enter", &CRED_SYSCALLS)),
+    ]
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
@@ -70,6 +84,7 @@ impl KernelDrops {
             DROP_SLOT_EXIT => Some("ringbuf_process_exit"),
             DROP_SLOT_CONNECT => Some("ringbuf_net_connect"),
             DROP_SLOT_CONNECT_STASH => Some("connect_stash"),
+            DROP_SLOT_PRIVILEGE => Some("ringbuf_privilege_change"),
             _ => None,
         };
         (0..DROP_SLOTS)

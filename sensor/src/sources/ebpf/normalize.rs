@@ -4,10 +4,10 @@ use sensor_common::{
     FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_NO_LOGINUID, FLAG_READ_ERROR,
 };
 
-use super::decode::{ConnectRecord, ExecRecord, ExitRecord, Record};
+use super::decode::{ConnectRecord, ExecRecord, ExitRecord, PrivilegeRecord, Record};
 use crate::{
     escape::{escape_bytes, until_nul},
-    event::{Connect, Event, Exit, Kind, Process, Source},
+    event::{Connect, Event, Exit, Kind, Privilege, Process, Source},
     timefmt::{rfc3339_nanos, Clocks},
 };
 
@@ -19,6 +19,7 @@ pub fn normalize(record: &Record, clocks: &Clocks, host: &str) -> Event {
         Record::Exec(e) => exec_event(e, clocks, host),
         Record::Exit(e) => exit_event(e, clocks, host),
         Record::Connect(c) => connect_event(c, clocks, host),
+        Record::Privilege(p) => privilege_event(p, clocks, host),
     }
 }
 
@@ -195,6 +196,52 @@ fn connect_event(c: &ConnectRecord, clocks: &Clocks, host: &str) -> Event {
     ev
 }
 
+/// x86_64 names of the credential syscalls the programs watch.
+pub fn cred_syscall_name(nr: u32) -> String {
+    match nr {
+        105 => "setuid".into(),
+        106 => "setgid".into(),
+        113 => "setreuid".into(),
+        114 => "setregid".into(),
+        117 => "setresuid".into(),
+        119 => "setresgid".into(),
+        126 => "capset".into(),
+        other => format!("syscall{other}"),
+    }
+}
+
+fn privilege_event(r: &PrivilegeRecord, clocks: &Clocks, host: &str) -> Event {
+    let mut ev = base(Kind::PrivilegeChange, r.header.ktime_ns, clocks, host);
+    ev.process = Some(process(&r.process, r.header.tgid, r.header.pid, clocks));
+    let via = if r.via == sensor_common::VIA_EXEC {
+        // The exec event that follows names the binary.
+        if r.new.euid != r.old.euid {
+            "exec_setuid".to_string()
+        } else if r.new.egid != r.old.egid {
+            "exec_setgid".to_string()
+        } else {
+            "exec_file_caps".to_string()
+        }
+    } else {
+        cred_syscall_name(r.syscall_nr)
+    };
+    let caps_changed = r.old.cap_effective != r.new.cap_effective;
+    ev.extra.privilege = Some(Privilege {
+        old_uid: r.old.uid,
+        new_uid: r.new.uid,
+        old_euid: r.old.euid,
+        new_euid: r.new.euid,
+        old_gid: r.old.gid,
+        new_gid: r.new.gid,
+        old_egid: Some(r.old.egid),
+        new_egid: Some(r.new.egid),
+        old_caps: caps_changed.then(|| format!("{:#x}", r.old.cap_effective)),
+        new_caps: caps_changed.then(|| format!("{:#x}", r.new.cap_effective)),
+        via,
+    });
+    ev
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::decode::{decode, fixtures};
@@ -316,6 +363,23 @@ mod tests {
         assert_eq!(connect_result(-libc::EINPROGRESS), "in_progress");
         assert_eq!(connect_result(-libc::ENETUNREACH), "unreachable");
         assert_eq!(connect_result(-libc::EBADF), "error");
+    }
+
+    #[test]
+    fn privilege_changes() {
+        use sensor_common::{CredSnap, VIA_EXEC, VIA_SYSCALL};
+        let old = CredSnap { uid: 1000, euid: 1000, gid: 100, egid: 100, cap_effective: 0 };
+        let new = CredSnap { uid: 0, euid: 0, gid: 100, egid: 100, cap_effective: 0x1ff_ffff_ffff };
+        let rec = decode(&fixtures::privilege(VIA_SYSCALL, 105, old, new)).unwrap();
+        let ev = normalize(&rec, &clocks(), "h");
+        assert_eq!(ev.kind, Kind::PrivilegeChange);
+        let p = ev.extra.privilege.unwrap();
+        assert_eq!((p.old_uid, p.new_uid, p.old_euid, p.new_euid, p.via.as_str()), (1000, 0, 1000, 0, "setuid"));
+        assert_eq!(p.new_caps.as_deref(), Some("0x1ffffffffff"));
+        let new = CredSnap { euid: 0, ..old };
+        let rec = decode(&fixtures::privilege(VIA_EXEC, 0, old, new)).unwrap();
+        let p = normalize(&rec, &clocks(), "h").extra.privilege.unwrap();
+        assert_eq!((p.via.as_str(), p.old_caps), ("exec_setuid", None));
     }
 
     #[test]

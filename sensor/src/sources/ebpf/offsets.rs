@@ -93,6 +93,7 @@ pub fn resolve_btf(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         cred_gid: r.get("cred", "gid")?,
         cred_euid: r.get("cred", "euid")?,
         cred_egid: r.get("cred", "egid")?,
+        cred_cap_effective: r.get("cred", "cap_effective")?,
         signal_tty: r.get("signal_struct", "tty")?,
         signal_live: r.get("signal_struct", "live")?,
         tty_name: r.get("tty_struct", "name")?,

@@ -1,0 +1,110 @@
+//! Credential changes: set*id/capset calls (syscall enter/exit tracepoints, one program each
+//! attached to every such syscall) and execs that change the effective ids or capabilities
+//! (set-uid/set-gid/file-capability binaries).
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+};
+use sensor_common::{
+    offsets::OFFSETS_MAGIC, CredSnap, PrivilegeEvent, ProcessInfo, DROP_SLOT_PRIVILEGE,
+    KIND_PRIVILEGE, VIA_EXEC, VIA_SYSCALL,
+};
+
+use crate::{
+    maps::{count_drop, off, CRED_STASH, EVENTS, EXEC_CRED_STASH},
+    task::{current_task, fill_process, header, read, read_ptr, Ptr},
+};
+
+const SYSCALL_NR: usize = 8;
+const SYSCALL_RET: usize = 16;
+
+#[inline(always)]
+pub fn cred_snapshot(task: Ptr) -> Result<CredSnap, i32> {
+    let cred = read_ptr(task, off!(task_cred))?;
+    Ok(CredSnap {
+        uid: read::<u32>(cred, off!(cred_uid))?,
+        euid: read::<u32>(cred, off!(cred_euid))?,
+        gid: read::<u32>(cred, off!(cred_gid))?,
+        egid: read::<u32>(cred, off!(cred_egid))?,
+        cap_effective: read::<u64>(cred, off!(cred_cap_effective))?,
+    })
+}
+
+#[tracepoint]
+pub fn cred_change_enter(ctx: TracePointContext) -> u32 {
+    if off!(magic) != OFFSETS_MAGIC {
+        return 0;
+    }
+    let _ = &ctx;
+    if let Ok(snap) = cred_snapshot(current_task()) {
+        let _ = CRED_STASH.insert(bpf_get_current_pid_tgid(), snap, 0);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn cred_change_exit(ctx: TracePointContext) -> u32 {
+    let key = bpf_get_current_pid_tgid();
+    let old = match unsafe { CRED_STASH.get(key) } {
+        Some(s) => *s,
+        None => return 0,
+    };
+    let _ = CRED_STASH.remove(key);
+    let ret: i64 = unsafe { ctx.read_at(SYSCALL_RET) }.unwrap_or(-1);
+    if ret != 0 {
+        return 0;
+    }
+    let nr: i32 = unsafe { ctx.read_at(SYSCALL_NR) }.unwrap_or(-1);
+    let task = current_task();
+    let Ok(new) = cred_snapshot(task) else { return 0 };
+    if new != old {
+        emit(task, old, new, VIA_SYSCALL, nr as u32);
+    }
+    0
+}
+
+/// Remembers the credentials before an exec (keyed by tgid: the exec'ing thread becomes the
+/// leader).
+#[tracepoint]
+pub fn exec_cred_enter(ctx: TracePointContext) -> u32 {
+    if off!(magic) != OFFSETS_MAGIC {
+        return 0;
+    }
+    let _ = &ctx;
+    if let Ok(snap) = cred_snapshot(current_task()) {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let _ = EXEC_CRED_STASH.insert(tgid, snap, 0);
+    }
+    0
+}
+
+/// Called from the exec program once the new credentials are committed.
+#[inline(always)]
+pub fn check_exec_creds(task: Ptr, tgid: u32) {
+    let old = match unsafe { EXEC_CRED_STASH.get(tgid) } {
+        Some(s) => *s,
+        None => return,
+    };
+    let _ = EXEC_CRED_STASH.remove(tgid);
+    let Ok(new) = cred_snapshot(task) else { return };
+    if new.euid != old.euid || new.egid != old.egid || new.cap_effective != old.cap_effective {
+        emit(task, old, new, VIA_EXEC, 0);
+    }
+}
+
+#[inline(always)]
+fn emit(task: Ptr, old: CredSnap, new: CredSnap, via: u32, nr: u32) {
+    let Some(mut entry) = EVENTS.reserve::<PrivilegeEvent>(0) else {
+        count_drop(DROP_SLOT_PRIVILEGE);
+        return;
+    };
+    let ev = entry.write(PrivilegeEvent {
+        header: header(KIND_PRIVILEGE, core::mem::size_of::<PrivilegeEvent>() as u32),
+        process: ProcessInfo::zeroed(),
+        old,
+        new,
+        via,
+        syscall_nr: nr,
+    });
+    fill_process(&mut ev.process, task);
+    entry.submit(0);
+}
