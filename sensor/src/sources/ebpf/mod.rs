@@ -117,24 +117,20 @@ pub fn load(ring_bytes: u32) -> Result<EbpfCapture, EbpfError> {
         .map_max_entries("EVENTS", ring_bytes)
         .load(OBJECT)
         .map_err(|e| EbpfError::Load(Box::new(e)))?;
-    for (name, category, event) in PROGRAMS {
+    for (name, points) in programs() {
+        let err = |e| EbpfError::Program {
+            name,
+            source: Box::new(e),
+        };
         let prog: &mut TracePoint = ebpf
             .program_mut(name)
             .ok_or(EbpfError::MissingProgram(name))?
             .try_into()
-            .map_err(|e| EbpfError::Program {
-                name,
-                source: Box::new(e),
-            })?;
-        prog.load().map_err(|e| EbpfError::Program {
-            name,
-            source: Box::new(e),
-        })?;
-        prog.attach(category, event)
-            .map_err(|e| EbpfError::Program {
-                name,
-                source: Box::new(e),
-            })?;
+            .map_err(err)?;
+        prog.load().map_err(err)?;
+        for (category, event) in points {
+            prog.attach(category, &event).map_err(err)?;
+        }
     }
     let map_err = |name: &'static str, reason: String| EbpfError::Map { name, reason };
     let ring = ebpf
