@@ -130,7 +130,11 @@ fn privilege_changes_by_syscall_and_setuid_exec() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = status; // `id` rejects the extra argument; the exec is what matters
 
-    let exec = execs_with_arg(&events, &m);
+    // setpriv (argv has the marker too) then, in the same process, the set-uid binary.
+    let exec: Vec<&serde_json::Value> = execs_with_arg(&events, &m)
+        .into_iter()
+        .filter(|e| e["process"]["comm"] == "suid-id")
+        .collect();
     assert_eq!(exec.len(), 1);
     let pid = exec[0]["process"]["pid"].as_u64().unwrap();
     let changes: Vec<&serde_json::Value> = of_kind(&events, "privilege_change")
