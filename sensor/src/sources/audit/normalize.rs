@@ -200,7 +200,7 @@ fn syscall_event(
     }
 }
 
-fn base(kind: Kind, group: &Group, host: &str) -> Event {
+pub(crate) fn base(kind: Kind, group: &Group, host: &str) -> Event {
     Event {
         seq: 0,
         time: rfc3339_nanos(i128::from(group.time_ms) * 1_000_000),
@@ -247,7 +247,7 @@ fn audit_process(pid: u32) -> Process {
 }
 
 /// Process fields from a SYSCALL record.
-fn process(sys: &Record) -> Result<Process, NormalizeError> {
+pub(crate) fn process(sys: &Record) -> Result<Process, NormalizeError> {
     let pid = sys.get_dec::<u32>("pid").ok_or(NormalizeError::Field {
         rtype: sys.rtype,
         field: "pid",

@@ -64,6 +64,8 @@ pub struct AuditSession {
 pub fn wanted_rules(key: &str, with_exit_group: bool) -> Vec<Rule> {
     let mut v64 = vec![nr64::EXECVE, nr64::EXECVEAT, nr64::CONNECT];
     let mut v32 = vec![nr32::EXECVE, nr32::EXECVEAT, nr32::CONNECT];
+    v64.extend(super::privilege::RULE_SYSCALLS_64);
+    v32.extend(super::privilege::RULE_SYSCALLS_32);
     if with_exit_group {
         v64.push(nr64::EXIT_GROUP);
         v32.push(nr32::EXIT_GROUP);

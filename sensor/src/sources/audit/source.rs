@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::assemble::{Assembler, Group};
 use super::control::AuditSocket;
+use super::privilege::CredTracker;
 use super::proc_connector::{self, ProcConnector};
 use super::record::{self, Record};
 use super::session::{nr32, nr64, AuditSession, Role, SessionError};
@@ -188,6 +189,7 @@ impl AuditCapture {
                     .spawn(move || {
                         let mut r = RecordLoop {
                             assembler: Assembler::new(cfg.max_open_groups, cfg.group_timeout_ms),
+                            creds: CredTracker::new(65_536),
                             sockets,
                             stats,
                             tx,
@@ -275,6 +277,7 @@ fn control_loop(
 
 struct RecordLoop {
     assembler: Assembler,
+    creds: CredTracker,
     sockets: Arc<Mutex<SocketTypes>>,
     stats: Arc<AuditStats>,
     tx: mpsc::Sender<Event>,
@@ -375,6 +378,12 @@ impl RecordLoop {
         }
         self.sync_assembler_stats();
         for g in groups {
+            if let Some(ev) = self.creds.observe(&g, &self.host) {
+                self.counters.count_event(ev.kind);
+                if self.tx.blocking_send(ev).is_err() {
+                    return;
+                }
+            }
             if self.learn_socket(&g) {
                 continue;
             }
