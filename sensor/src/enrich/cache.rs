@@ -404,10 +404,6 @@ impl ProcessCache {
             .find(|&i| self.entry(i).start_ticks == ticks)
     }
 
-    fn find_live(&self, pid: u32) -> Option<u32> {
-        self.chain(pid).find(|&i| self.is_live(i))
-    }
-
     /// The parent of a child that started at `child_ticks`: the entry of `ppid` that started
     /// last, but not after the child.
     fn find_parent(&self, ppid: u32, child_ticks: u64) -> Option<u32> {
@@ -590,7 +586,7 @@ impl ProcessCache {
         }
     }
 
-    fn from_snapshot(&mut self, s: &Snapshot) -> CachedProcess {
+    fn entry_from_snapshot(&mut self, s: &Snapshot) -> CachedProcess {
         let ids = s.ids.unwrap_or_default();
         let (argv, argv_truncated) = match &s.argv {
             Some(a) => self.argv_of(a, s.argv_truncated),
@@ -625,7 +621,7 @@ impl ProcessCache {
     }
 
     /// An entry built from the event's own fields (credentials, comm, tty).
-    fn from_event(&mut self, p: &Process, ticks: u64) -> CachedProcess {
+    fn entry_from_event(&mut self, p: &Process, ticks: u64) -> CachedProcess {
         CachedProcess {
             pid: p.pid,
             ppid: p.ppid,
@@ -662,7 +658,7 @@ impl ProcessCache {
             if self.find(pid, snap.stat.start_ticks).is_some() {
                 continue;
             }
-            let entry = self.from_snapshot(&snap);
+            let entry = self.entry_from_snapshot(&snap);
             self.insert(entry, now);
             added += 1;
         }
@@ -686,7 +682,7 @@ impl ProcessCache {
             return None;
         }
         let parent = self.find_parent(p.ppid, ticks)?;
-        let mut e = self.from_event(p, ticks);
+        let mut e = self.entry_from_event(p, ticks);
         let par = self.entry(parent);
         e.exe = par.exe.clone();
         e.cwd = par.cwd.clone();
@@ -747,9 +743,11 @@ impl ProcessCache {
     fn apply_exec(&mut self, p: &mut Process, ticks: u64, now: u64) -> u32 {
         let mut ticks = ticks;
         let existing = if ticks == UNKNOWN_START {
-            // exec keeps pid and start time: the live entry of the pid is this process.
-            let live = self.find_live(p.pid);
-            match live {
+            // exec keeps pid and start time: the pid's newest entry is this process. It may
+            // already be exit-pending: audit delivers proc-connector exits ahead of the
+            // exec records of the same process.
+            let newest = self.find(p.pid, UNKNOWN_START);
+            match newest {
                 Some(i) => ticks = self.entry(i).start_ticks,
                 None => {
                     self.stats.proc_reads += 1;
@@ -759,11 +757,11 @@ impl ProcessCache {
                     }
                 }
             }
-            live
+            newest
         } else {
             self.find(p.pid, ticks)
         };
-        let mut e = self.from_event(p, ticks);
+        let mut e = self.entry_from_event(p, ticks);
         e.exe = self.opt(p.exe.as_deref());
         e.cwd = self.opt(p.cwd.as_deref());
         if let Some(a) = &p.argv {
@@ -804,9 +802,15 @@ impl ProcessCache {
         }
         if kind != Kind::ProcessExit {
             if let Some(snap) = self.read_proc(p.pid, ticks) {
-                let e = self.from_snapshot(&snap);
+                let e = self.entry_from_snapshot(&snap);
                 return Some(self.insert(e, now));
             }
+        }
+        if kind == Kind::ProcessExit && ticks == UNKNOWN_START && !p.comm.is_empty() {
+            // Without a start time the exit may have overtaken the exec (audit): do not guess
+            // the parent's image; leave a tombstone the late exec fills in.
+            let e = self.entry_from_event(p, ticks);
+            return Some(self.insert(e, now));
         }
         self.inherit(p, ticks, now)
     }
@@ -1084,7 +1088,7 @@ impl ProcessCache {
             self.stats.proc_misses += 1;
             return None;
         }
-        let e = self.from_snapshot(&snap);
+        let e = self.entry_from_snapshot(&snap);
         Some(self.insert(e, now))
     }
 
@@ -1268,6 +1272,7 @@ mod tests {
             connect: None,
             health: None,
             ktime_ns: None,
+            extra: Default::default(),
         }
     }
 
@@ -1646,7 +1651,7 @@ mod tests {
         let f = Fixture::new("move");
         init_fixture(&f);
         let host = f.cgroup("/user.slice");
-        let scope = format!("/sensor-it-docker-{ID}.scope");
+        let scope = format!("/sensor-it-x/docker-{ID}.scope");
         let ctr = f.cgroup(&scope);
         f.add(950, "sh", 1, 20, "/bin/sh", b"sh\0", "0::/user.slice\n");
         let mut c = f.cache(cfg());
@@ -1690,6 +1695,37 @@ mod tests {
         assert_eq!(p.exe.as_deref(), Some("/usr/bin/bash"));
         assert_eq!(p.container_id, ID);
         assert!(c.is_exit_pending(1000, 77 * tick_ns()));
+    }
+
+    #[test]
+    fn audit_exit_delivered_before_exec_is_not_guessed() {
+        let f = Fixture::new("ooo");
+        let mut c = f.cache(cfg()).with_cgroup_root(None);
+        let unknown = |mut e: Event| {
+            e.process.as_mut().unwrap().start_boottime_ns = 0;
+            e
+        };
+        c.enrich(
+            &mut unknown(exec(1400, 1, 0, "/bin/sh", &["sh", "-c", "x"])),
+            SEC,
+        );
+        // The child's exit overtakes its exec: no image is invented for it.
+        let mut exit = unknown(ev(Kind::ProcessExit, 1401, 1400, 0, "bash"));
+        c.enrich(&mut exit, SEC);
+        let p = proc_of(&exit);
+        assert_eq!(p.exe, None);
+        assert!(p.incomplete.contains(&"exe"));
+        assert_eq!(p.ancestors[0].exe, "/bin/sh");
+        // The late exec fills the tombstone; events after it resolve; it still expires.
+        let mut e = unknown(exec(1401, 1400, 0, "/bin/bash", &["bash", "MK"]));
+        c.enrich(&mut e, SEC);
+        assert_eq!(c.len(), 2);
+        let mut conn = unknown(ev(Kind::NetConnect, 1401, 1400, 0, "bash"));
+        c.enrich(&mut conn, SEC);
+        assert_eq!(proc_of(&conn).exe.as_deref(), Some("/bin/bash"));
+        assert_eq!(proc_of(&conn).argv.as_deref().unwrap(), ["bash", "MK"]);
+        c.enrich(&mut ev(Kind::NetConnect, 1400, 1, 0, "sh"), 7 * SEC);
+        assert_eq!((c.len(), c.stats().swept_lost), (1, 0));
     }
 
     #[test]

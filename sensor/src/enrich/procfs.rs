@@ -61,12 +61,14 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     let comm = escape_bytes(&text[open + 1..close]);
     let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
     // rest[0] is field 3 (state); field N is rest[N - 3].
-    let fields: Vec<&str> = rest.split_ascii_whitespace().take(20).collect();
+    let fields: Vec<&str> = rest.split_ascii_whitespace().take(21).collect();
     let field = |n: usize| fields.get(n - 3).copied();
     let state = *field(3)?.as_bytes().first()?;
     let ppid = field(4)?.parse().ok()?;
     let tty_nr = field(7)?.parse::<i64>().ok()? as u32;
     let start_ticks = field(22)?.parse().ok()?;
+    // Field 23 must follow, or field 22 itself may have been cut short.
+    field(23)?;
     Some(Stat {
         pid,
         comm,
@@ -335,7 +337,8 @@ mod tests {
 
     #[test]
     fn stat_truncated_or_garbage() {
-        for cut in [0, 5, 10, STAT.len() / 2, STAT.find(" 123456").unwrap()] {
+        let start = STAT.find(" 123456").unwrap();
+        for cut in [0, 5, 10, start, start + 4, start + 7] {
             assert_eq!(parse_stat(&STAT.as_bytes()[..cut]), None, "cut at {cut}");
         }
         assert_eq!(parse_stat(b")( S 1"), None);

@@ -101,15 +101,26 @@ mod tests {
             connect: None,
             health: None,
             ktime_ns: None,
+            extra: Default::default(),
         }
     }
 
-    fn cache() -> ProcessCache {
-        let dir = std::env::temp_dir().join(format!("enrich-stage-empty-{}", std::process::id()));
+    /// An empty proc root, removed on drop.
+    struct EmptyProc(std::path::PathBuf);
+
+    impl Drop for EmptyProc {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn cache(tag: &str) -> (ProcessCache, EmptyProc) {
+        let dir = std::env::temp_dir().join(format!("enrich-stage-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        ProcessCache::new(&EnrichConfig::default())
-            .with_proc_root(dir)
-            .with_cgroup_root(None)
+        let cache = ProcessCache::new(&EnrichConfig::default())
+            .with_proc_root(&dir)
+            .with_cgroup_root(None);
+        (cache, EmptyProc(dir))
     }
 
     #[tokio::test]
@@ -117,10 +128,11 @@ mod tests {
         let (in_tx, in_rx) = mpsc::channel(4);
         let (out_tx, mut out_rx) = mpsc::channel(1);
         let stats = Arc::new(Mutex::new(CacheStats::default()));
+        let (cache, _dir) = cache("order");
         let stage = tokio::spawn(run_stage(
             in_rx,
             out_tx,
-            cache(),
+            cache,
             stats.clone(),
             EnrichConfig::default(),
         ));
@@ -140,7 +152,7 @@ mod tests {
         let mut got = Vec::new();
         while let Some(ev) = out_rx.recv().await {
             got.push(ev);
-            if got.len() % 100 == 0 {
+            if got.len().is_multiple_of(100) {
                 tokio::task::yield_now().await;
             }
         }
@@ -176,7 +188,8 @@ mod tests {
             sweep_interval_secs: 1,
             ..EnrichConfig::default()
         };
-        let stage = tokio::spawn(run_stage(in_rx, out_tx, cache(), stats.clone(), cfg));
+        let (cache, _dir) = cache("sweep");
+        let stage = tokio::spawn(run_stage(in_rx, out_tx, cache, stats.clone(), cfg));
         // pid 4242 is not in the (empty) proc root: the sweep marks it lost.
         in_tx
             .send(event(Kind::ProcessExec, 4242, Some("/bin/y")))
