@@ -33,6 +33,7 @@ pub struct Config {
     pub ebpf: EbpfSection,
     pub audit: crate::sources::audit::source::AuditConfig,
     pub logins: crate::sources::logins::LoginsConfig,
+    pub enrich: crate::enrich::EnrichConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -141,6 +142,7 @@ impl Config {
                 "sensor.channel_capacity must be > 0".into(),
             ));
         }
+        self.enrich.validate().map_err(ConfigError::Invalid)?;
         if self.health.interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "health.interval_secs must be > 0".into(),

@@ -1,6 +1,6 @@
 //! `sensor run`: choose the mode, start capture, health and output, stop cleanly on
 //! SIGINT/SIGTERM after flushing everything already read.
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     config::Config,
     counters::Counters,
+    enrich::{self, CacheStats, ProcessCache},
     event::Event,
     health::{DropSource, HealthReporter, NoteSource},
     hostname::kernel_hostname,
@@ -229,8 +230,21 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     };
     let counters = Arc::new(Counters::default());
     let out = json::open(&cfg.output.target)?;
-    let (tx, rx) = mpsc::channel(cfg.sensor.channel_capacity);
+    // sources -> enrich -> sink
+    let (tx, enrich_rx) = mpsc::channel(cfg.sensor.channel_capacity);
+    let (out_tx, rx) = mpsc::channel(cfg.sensor.channel_capacity);
     let sink = tokio::spawn(json::run_sink(rx, out, counters.clone()));
+    let mut cache = ProcessCache::new(&cfg.enrich);
+    let scanned = cache.scan_proc(std::path::Path::new("/proc"));
+    tracing::info!(scanned, "process cache filled from /proc");
+    let cache_stats = Arc::new(Mutex::new(cache.stats()));
+    let enrich_stage = tokio::spawn(enrich::run_stage(
+        enrich_rx,
+        out_tx,
+        cache,
+        cache_stats.clone(),
+        cfg.enrich.clone(),
+    ));
 
     let started = start(&cfg, &decision, opts.requested, &tx, &counters, &host).await?;
     let aux = start_aux(&cfg, &tx, &counters, &host);
@@ -243,7 +257,12 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         started: Instant::now(),
         counters: counters.clone(),
         kernel_drops: std::iter::once(started.drops).chain(aux.drops).collect(),
-        notes: started.notes.into_iter().chain(aux.notes).collect(),
+        notes: started
+            .notes
+            .into_iter()
+            .chain(aux.notes)
+            .chain(std::iter::once(cache_notes(cache_stats)))
+            .collect(),
     };
     let _ = tx.send(reporter.event()).await;
 
@@ -265,8 +284,27 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     // Everything read is queued; report the final counts, then let the sink drain and flush.
     let _ = tx.send(reporter.event()).await;
     drop(tx);
+    let _ = enrich_stage.await;
     let _ = sink.await;
     Ok(())
+}
+
+/// Process-cache figures for the health event (evictions are not losses: the events still
+/// ship, only their enrichment may be thinner).
+fn cache_notes(stats: Arc<Mutex<CacheStats>>) -> NoteSource {
+    Box::new(move || {
+        let s = *stats.lock().unwrap_or_else(|e| e.into_inner());
+        [
+            ("process_cache_entries", s.entries),
+            ("process_cache_evictions", s.evictions),
+            ("process_cache_swept_lost", s.swept_lost),
+            ("process_cache_proc_reads", s.proc_reads),
+            ("process_cache_proc_misses", s.proc_misses),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    })
 }
 
 /// Sources that run beside the process capture, whatever its mode.

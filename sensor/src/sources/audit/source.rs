@@ -39,6 +39,9 @@ pub struct AuditConfig {
     pub max_open_groups: usize,
     /// Seconds between checks of the kernel's lost counter and of our rules.
     pub check_interval_secs: u64,
+    /// Exits from the proc connector arrive before kauditd delivers the same process's exec
+    /// and connect records; holding them this long keeps each process's events in order.
+    pub exit_delay_ms: u64,
 }
 
 impl Default for AuditConfig {
@@ -49,6 +52,7 @@ impl Default for AuditConfig {
             group_timeout_ms: 500,
             max_open_groups: 4096,
             check_interval_secs: 5,
+            exit_delay_ms: 300,
         }
     }
 }
@@ -453,6 +457,7 @@ fn field_signed(r: &Record, key: &str) -> Option<i64> {
 #[allow(clippy::too_many_arguments)]
 fn exit_loop(
     mut pc: ProcConnector,
+    delay: Duration,
     stop: &AtomicBool,
     stats: &AuditStats,
     sockets: &Mutex<SocketTypes>,
@@ -462,12 +467,31 @@ fn exit_loop(
     clocks: Clocks,
 ) {
     let mut idle_after_stop = false;
+    // Exits held back for `delay` (reorder window), oldest first.
+    let mut held: std::collections::VecDeque<(Instant, Event)> = std::collections::VecDeque::new();
+    let release = |held: &mut std::collections::VecDeque<(Instant, Event)>, all: bool| -> bool {
+        while let Some((at, _)) = held.front() {
+            if !all && at.elapsed() < delay {
+                break;
+            }
+            let Some((_, ev)) = held.pop_front() else { break };
+            counters.count_event(ev.kind);
+            if tx.blocking_send(ev).is_err() {
+                return false;
+            }
+        }
+        true
+    };
     loop {
+        if !release(&mut held, false) {
+            return;
+        }
         let notice = match pc.recv() {
             Ok(Some(d)) => proc_connector::parse(d),
             Ok(None) => {
                 if stop.load(Relaxed) {
                     if idle_after_stop {
+                        release(&mut held, true);
                         return;
                     }
                     idle_after_stop = true;
@@ -475,16 +499,14 @@ fn exit_loop(
                 continue;
             }
             Err(e) => {
-                if matches!(&e, proc_connector::ProcConnError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOBUFS))
-                {
+                if matches!(&e, proc_connector::ProcConnError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOBUFS)) {
                     stats.proc_connector_overflows.fetch_add(1, Relaxed);
-                    tracing::warn!(
-                        "proc connector buffer overflowed; exit notifications were lost"
-                    );
+                    tracing::warn!("proc connector buffer overflowed; exit notifications were lost");
                     continue;
                 }
                 tracing::error!(error = %e, "proc connector read failed");
                 if stop.load(Relaxed) {
+                    release(&mut held, true);
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -498,11 +520,7 @@ fn exit_loop(
         if let Ok(mut s) = sockets.lock() {
             s.forget_pid(n.tgid);
         }
-        let ev = exit_event(&n, host, &clocks);
-        counters.count_event(ev.kind);
-        if tx.blocking_send(ev).is_err() {
-            return;
-        }
+        held.push_back((Instant::now(), exit_event(&n, host, &clocks)));
     }
 }
 
