@@ -168,11 +168,14 @@ impl AuditCapture {
                 ctx.counters.clone(),
                 ctx.host.clone(),
             );
+            let delay = Duration::from_millis(cfg.exit_delay_ms);
             threads.push(
                 std::thread::Builder::new()
                     .name("proc-connector".into())
                     .spawn(move || {
-                        exit_loop(pc, &stop, &stats, &sockets, &tx, &counters, &host, clocks)
+                        exit_loop(
+                            pc, delay, &stop, &stats, &sockets, &tx, &counters, &host, clocks,
+                        )
                     })
                     .map_err(AuditSourceError::Thread)?,
             );
