@@ -128,3 +128,11 @@ fn deleted_rules_are_detected_reported_and_repaired() {
     assert!(!listed.contains("key=sensor"), "rules removed at exit: {listed}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn privilege_changes_in_audit_mode() {
+    if !privileged() {
+        return;
+    }
+    workload::privilege_workload("audit");
+}

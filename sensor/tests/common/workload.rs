@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use super::{execs_with_arg, exit_of, marker, of_kind};
+use super::{execs_with_arg, exit_of, marker, of_kind, Sensor};
 
 /// What the workload did, to check against the events.
 pub struct Expected {
@@ -217,4 +217,60 @@ pub fn assert_marker_events(events: &[Value], x: &Expected, source: &str) {
         (c["protocol"].as_str(), c["result"].as_str()),
         (Some("udp"), Some("success"))
     );
+}
+
+/// root drops to nobody (setresuid), then execs a set-uid-root binary: both are
+/// `privilege_change` events in either mode.
+pub fn privilege_workload(mode: &str) {
+    // A set-uid-root copy of `id` on the root filesystem (not a nosuid tmpfs).
+    let dir = std::path::PathBuf::from("/var/tmp").join(marker("suid"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let suid = dir.join("suid-id");
+    std::fs::copy("/usr/bin/id", &suid).unwrap();
+    std::os::unix::fs::chown(&suid, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&suid, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let sensor = Sensor::start(mode, &[]);
+    let m = marker("pv");
+    // root drops to nobody with setresuid/setresgid, then runs the set-uid binary.
+    let status = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&suid)
+        .arg(&m)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    if mode == "audit" {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let events = sensor.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = status; // `id` rejects the extra argument; the exec is what matters
+
+    // setpriv (argv has the marker too) then, in the same process, the set-uid binary.
+    let exec: Vec<&serde_json::Value> = execs_with_arg(&events, &m)
+        .into_iter()
+        .filter(|e| e["process"]["comm"] == "suid-id")
+        .collect();
+    assert_eq!(exec.len(), 1);
+    let pid = exec[0]["process"]["pid"].as_u64().unwrap();
+    let changes: Vec<&serde_json::Value> = of_kind(&events, "privilege_change")
+        .into_iter()
+        .filter(|e| e["process"]["pid"] == pid)
+        .collect();
+    let drop = changes
+        .iter()
+        .find(|e| e["privilege"]["new_uid"] == 65534 && e["privilege"]["old_uid"] == 0)
+        .unwrap_or_else(|| panic!("setresuid drop to nobody in {changes:?}"));
+    assert_eq!(drop["privilege"]["via"], "setresuid");
+    let up = changes
+        .iter()
+        .find(|e| e["privilege"]["via"] == "exec_setuid")
+        .unwrap_or_else(|| panic!("exec of set-uid binary in {changes:?}"));
+    assert_eq!((up["privilege"]["old_euid"].as_u64(), up["privilege"]["new_euid"].as_u64()), (Some(65534), Some(0)));
+    assert_eq!(up["privilege"]["new_uid"], 65534);
+    assert_eq!(exec[0]["process"]["euid"], 0);
+    assert_eq!(exec[0]["process"]["uid"], 65534);
 }
