@@ -4,6 +4,7 @@ pub mod assemble;
 pub mod control;
 pub mod nlmsg;
 pub mod normalize;
+pub mod pam;
 pub mod privilege;
 pub mod proc_connector;
 pub mod record;

@@ -385,6 +385,16 @@ impl RecordLoop {
         }
         self.sync_assembler_stats();
         for g in groups {
+            if g.records.iter().any(|r| matches!(r.rtype, 1100 | 1105)) {
+                let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+                if let Some(ev) = super::pam::to_event(&g, &self.host, &passwd) {
+                    self.counters.count_event(ev.kind);
+                    if self.tx.blocking_send(ev).is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
             if let Some(ev) = self.creds.observe(&g, &self.host) {
                 self.counters.count_event(ev.kind);
                 if self.tx.blocking_send(ev).is_err() {

@@ -148,6 +148,37 @@ mod tests {
     }
 
     #[test]
+    fn zero_filled_and_garbage_files_give_no_events_and_no_panics() {
+        let mut s = Sessions::default();
+        let none = |_: i32| None;
+        let zeros = vec![0u8; utmp::RECORD_LEN * 4];
+        let (recs, tail) = utmp::split_records(&zeros);
+        assert_eq!((recs.len(), tail), (4, 0));
+        for r in recs {
+            let rec = utmp::parse(r).unwrap();
+            assert!(s.map(&rec, LogFile::Wtmp, "h", &none).is_none());
+        }
+        // pseudo-random garbage: parse errors or skipped records, never a panic
+        let mut x: u32 = 0x1234_5678;
+        let garbage: Vec<u8> = (0..utmp::RECORD_LEN * 50)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let (recs, _) = utmp::split_records(&garbage);
+        for r in recs {
+            if let Ok(rec) = utmp::parse(r) {
+                let _ = s.map(&rec, LogFile::Btmp, "h", &none);
+            }
+        }
+        // a truncated record is not a record
+        assert!(utmp::parse(&zeros[..utmp::RECORD_LEN - 1]).is_err());
+    }
+
+    #[test]
     fn btmp_records_are_failed_logins() {
         let mut s = Sessions::default();
         let none = |_: i32| None;
