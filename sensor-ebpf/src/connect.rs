@@ -100,7 +100,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<u32, u32> {
         dst_addr: stash.dst_addr,
     });
     fill_process(&mut ev.process, task);
-    entry.submit(0);
+    entry.submit(crate::maps::wakeup_flags());
     Ok(0)
 }
 

@@ -37,6 +37,6 @@ fn try_exit(_ctx: &TracePointContext) -> Result<u32, u32> {
         _pad: 0,
     });
     fill_process(&mut ev.process, task);
-    entry.submit(0);
+    entry.submit(crate::maps::wakeup_flags());
     Ok(0)
 }

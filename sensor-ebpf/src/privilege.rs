@@ -106,5 +106,5 @@ fn emit(task: Ptr, old: CredSnap, new: CredSnap, via: u32, nr: u32) {
         syscall_nr: nr,
     });
     fill_process(&mut ev.process, task);
-    entry.submit(0);
+    entry.submit(crate::maps::wakeup_flags());
 }

@@ -93,7 +93,7 @@ impl Default for HealthSection {
 impl Default for EbpfSection {
     fn default() -> Self {
         Self {
-            ring_buffer_bytes: 16 * 1024 * 1024,
+            ring_buffer_bytes: 4 * 1024 * 1024,
         }
     }
 }

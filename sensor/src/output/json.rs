@@ -48,57 +48,80 @@ pub fn to_line(event: &Event) -> Vec<u8> {
     line
 }
 
-/// Runs until the channel closes; returns after the final flush. Blocking writes happen on a
-/// blocking thread so a slow consumer of stdout cannot stall the runtime.
-pub async fn run_sink(
-    mut rx: mpsc::Receiver<Event>,
-    out: Box<dyn Write + Send>,
-    counters: Arc<Counters>,
-) {
-    let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
+/// Longest an event waits in the output buffer before it is written.
+pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+/// Buffered bytes that trigger a write before the interval.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+/// Runs until the channel closes; returns after the final flush. Events are serialized into a
+/// buffer that is written every [`FLUSH_INTERVAL`] or when it grows past 256 KiB: one write
+/// per batch, not per event.
+pub async fn run_sink(mut rx: mpsc::Receiver<Event>, out: Box<dyn Write + Send>, counters: Arc<Counters>) {
+    let mut sink = Sink {
+        out,
+        buf: Vec::with_capacity(FLUSH_BYTES + 64 * 1024),
+        pending: 0,
+        counters,
+    };
     let mut seq: u64 = 0;
     let mut batch = Vec::with_capacity(1024);
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if rx.recv_many(&mut batch, 1024).await == 0 {
-            break;
-        }
-        let now = monotonic_now_ns();
-        let mut buf = Vec::with_capacity(batch.len() * 512);
-        let mut n = 0u64;
-        for mut ev in batch.drain(..) {
-            seq += 1;
-            ev.seq = seq;
-            if let Some(k) = ev.ktime_ns {
-                counters.observe_lag_us(now.saturating_sub(k) / 1000);
+        tokio::select! {
+            n = rx.recv_many(&mut batch, 1024) => {
+                if n == 0 {
+                    break;
+                }
+                let now = monotonic_now_ns();
+                for mut ev in batch.drain(..) {
+                    seq += 1;
+                    ev.seq = seq;
+                    if let Some(k) = ev.ktime_ns {
+                        sink.counters.observe_lag_us(now.saturating_sub(k) / 1000);
+                    }
+                    sink.buf.extend_from_slice(&to_line(&ev));
+                    sink.pending += 1;
+                }
+                if sink.buf.len() >= FLUSH_BYTES {
+                    sink.write_out();
+                }
             }
-            buf.extend_from_slice(&to_line(&ev));
-            n += 1;
+            _ = tick.tick() => sink.write_out(),
         }
-        let idle = rx.is_empty();
-        out = match tokio::task::spawn_blocking(move || {
-            let r = out
-                .write_all(&buf)
-                .and_then(|()| if idle { out.flush() } else { Ok(()) });
-            (out, r)
-        })
-        .await
-        {
-            Ok((out, Ok(()))) => {
-                counters.written.fetch_add(n, Relaxed);
-                out
-            }
-            Ok((out, Err(e))) => {
-                counters.write_errors.fetch_add(n, Relaxed);
-                tracing::error!(error = %e, "writing events failed");
-                out
+    }
+    sink.write_out();
+}
+
+struct Sink {
+    out: Box<dyn Write + Send>,
+    buf: Vec<u8>,
+    pending: u64,
+    counters: Arc<Counters>,
+}
+
+impl Sink {
+    /// Writes and flushes the buffer. The write may block (a slow pipe): on the multi-thread
+    /// runtime it is done in place with `block_in_place` so other tasks keep running.
+    fn write_out(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let (out, buf) = (&mut self.out, &self.buf);
+        let write = || out.write_all(buf).and_then(|()| out.flush());
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let result = if multi { tokio::task::block_in_place(write) } else { write() };
+        match result {
+            Ok(()) => {
+                self.counters.written.fetch_add(self.pending, Relaxed);
             }
             Err(e) => {
-                tracing::error!(error = %e, "output thread failed");
-                return;
+                self.counters.write_errors.fetch_add(self.pending, Relaxed);
+                tracing::error!(error = %e, "writing events failed");
             }
-        };
-    }
-    if let Err(e) = out.flush() {
-        tracing::error!(error = %e, "final flush failed");
+        }
+        self.buf.clear();
+        self.pending = 0;
     }
 }

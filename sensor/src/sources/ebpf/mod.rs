@@ -112,8 +112,13 @@ pub fn load(ring_bytes: u32) -> Result<EbpfCapture, EbpfError> {
     if OBJECT.is_empty() {
         return Err(EbpfError::NotBuilt);
     }
+    let wakeup_bytes = u64::from(ring_bytes / 4);
+    // No CO-RE relocations to apply (offsets come from our own BTF resolution), so aya need
+    // not parse the kernel's BTF a second time: that saves tens of MB at start-up.
     let mut ebpf = EbpfLoader::new()
+        .btf(None)
         .override_global("OFFSETS", &offsets, true)
+        .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
         .map_max_entries("EVENTS", ring_bytes)
         .load(OBJECT)
         .map_err(|e| EbpfError::Load(Box::new(e)))?;

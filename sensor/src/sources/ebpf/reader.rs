@@ -45,6 +45,9 @@ impl RecentExits {
     }
 }
 
+/// Longest a record waits in the ring buffer before the reader looks.
+pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
 pub struct ReaderCtx {
     pub tx: mpsc::Sender<Event>,
     pub counters: Arc<Counters>,
@@ -60,6 +63,10 @@ pub async fn run_reader(ring: RingBuf<MapData>, mut ctx: ReaderCtx) -> std::io::
     let mut afd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(std::io::Error::from)?;
     let mut exits = RecentExits::new(8192);
+    // Records are submitted without a wakeup until a quarter of the ring is full, so the
+    // reader also drains on a short timer: bounded latency, one wakeup per batch.
+    let mut tick = tokio::time::interval(DRAIN_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             guard = afd.readable_mut() => {
@@ -68,6 +75,11 @@ pub async fn run_reader(ring: RingBuf<MapData>, mut ctx: ReaderCtx) -> std::io::
                     return Ok(());
                 }
                 guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                if !drain(afd.get_mut(), &ctx, &mut exits).await {
+                    return Ok(());
+                }
             }
             _ = ctx.shutdown.changed() => {
                 drain(afd.get_mut(), &ctx, &mut exits).await;
