@@ -108,7 +108,7 @@ impl Sink {
             return;
         }
         let (out, buf) = (&mut self.out, &self.buf);
-        let write = || out.write_all(buf).and_then(|()| out.flush());
+        let mut write = || out.write_all(buf).and_then(|()| out.flush());
         let multi = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let result = if multi { tokio::task::block_in_place(write) } else { write() };
