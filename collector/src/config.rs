@@ -159,8 +159,7 @@ impl CollectorConfig {
         if t.client_ca_file.is_some() && !t.enabled() {
             return bad("tls.client_ca_file needs tls.cert_file and tls.key_file".into());
         }
-        if !t.enabled() && !self.server.allow_plaintext && !is_loopback_addr(&self.server.listen)
-        {
+        if !t.enabled() && !self.server.allow_plaintext && !is_loopback_addr(&self.server.listen) {
             return bad(format!(
                 "refusing plaintext gRPC on non-loopback address {}: configure [tls] or set \
                  server.allow_plaintext = true",

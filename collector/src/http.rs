@@ -32,7 +32,11 @@ pub async fn bind(addr: &str) -> Result<TcpListener, HttpError> {
 }
 
 /// Answers until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             r = listener.accept() => match r {
@@ -54,7 +58,10 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, mut shutdown: w
 
 /// The response for a raw request head: (status line, content type, body).
 pub fn respond(head: &[u8], metrics: &Metrics) -> (&'static str, &'static str, String) {
-    let line = head.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or(&[]);
+    let line = head
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or(&[]);
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split(' ');
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -69,11 +76,7 @@ pub fn respond(head: &[u8], metrics: &Metrics) -> (&'static str, &'static str, S
             metrics.render(),
         ),
         ("GET", "/") => ("200 OK", "text/plain", "collector: see /metrics\n".into()),
-        (_, "/metrics") => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "use GET\n".into(),
-        ),
+        (_, "/metrics") => ("405 Method Not Allowed", "text/plain", "use GET\n".into()),
         _ => ("404 Not Found", "text/plain", "not found\n".into()),
     }
 }

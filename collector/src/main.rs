@@ -13,7 +13,11 @@ use collector::{
 };
 
 #[derive(Parser)]
-#[command(name = "collector", version, about = "Receives and stores sensor events")]
+#[command(
+    name = "collector",
+    version,
+    about = "Receives and stores sensor events"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -146,7 +150,13 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COLLECTOR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // tonic reports refused TLS handshakes (no or untrusted client certificate)
+                // only at debug level, under this target.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(
+                        "info,tonic::transport::server::io_stream=debug",
+                    )
+                }),
         )
         .init();
     match Cli::parse().command {

@@ -203,14 +203,22 @@ mod tests {
         m.batch_stored("s1", "h\"1", 10, 2, 1_000_000_000, 1_500_000_000);
         m.reject("bad_seq");
         let text = m.render();
-        assert!(text.contains("collector_events_received_total 12\n"), "{text}");
-        assert!(text.contains("collector_events_duplicate_total 2\n"), "{text}");
+        assert!(
+            text.contains("collector_events_received_total 12\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("collector_events_duplicate_total 2\n"),
+            "{text}"
+        );
         assert!(
             text.contains("collector_batches_rejected_total{reason=\"bad_seq\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("collector_sensor_lag_seconds{sensor_id=\"s1\",host=\"h\\\"1\"} 0.500000"),
+            text.contains(
+                "collector_sensor_lag_seconds{sensor_id=\"s1\",host=\"h\\\"1\"} 0.500000"
+            ),
             "{text}"
         );
         assert_eq!(m.sensor("s1").unwrap().events, 10);

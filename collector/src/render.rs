@@ -27,8 +27,7 @@ pub fn short_time(ns: i64) -> String {
 /// Quotes an argument when a shell would need it.
 pub fn shell_word(a: &str) -> String {
     if !a.is_empty()
-        && a
-            .chars()
+        && a.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c))
     {
         a.to_string()

@@ -154,13 +154,12 @@ pub async fn serve(
     on_ready(bound);
 
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        builder
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = server_stop_rx.await;
-            }),
-    );
+    let server = tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async move {
+            let _ = server_stop_rx.await;
+        },
+    ));
     shutdown.await;
     tracing::info!("collector stopping");
     // Open streams end first (they would keep a graceful HTTP/2 shutdown waiting), then the

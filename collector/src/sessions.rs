@@ -92,7 +92,9 @@ pub fn render_text(sessions: &[Session<'_>]) -> String {
                 if l.host.is_empty() && l.addr.is_empty() {
                     String::new()
                 } else {
-                    format!(" from {} {}", l.host, l.addr).trim_end().to_string()
+                    format!(" from {} {}", l.host, l.addr)
+                        .trim_end()
+                        .to_string()
                 }
             )),
             None => o.push_str("  (no login record for this session)\n"),
@@ -184,12 +186,22 @@ mod tests {
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].session, 5);
         assert!(g[0].login.is_some());
-        let cmds: Vec<String> = g[0].commands.iter().map(|c| command_line(&c.event)).collect();
+        let cmds: Vec<String> = g[0]
+            .commands
+            .iter()
+            .map(|c| command_line(&c.event))
+            .collect();
         assert_eq!(cmds, ["ls", "id"]);
         assert_eq!(g[1].session, 6);
         let text = render_text(&g);
-        assert!(text.contains("session 5  user alice  (2 commands)"), "{text}");
-        assert!(text.contains("(no login record for this session)"), "{text}");
+        assert!(
+            text.contains("session 5  user alice  (2 commands)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(no login record for this session)"),
+            "{text}"
+        );
         let j = session_json(&g[0]);
         assert_eq!(j["user"], "alice");
         assert_eq!(j["commands"].as_array().unwrap().len(), 2);

@@ -72,6 +72,9 @@ fn process(p: &Process) -> Value {
     if let Some(exe) = &p.exe {
         m.insert("exe".into(), json!(exe));
     }
+    if let Some(f) = &p.filename {
+        m.insert("filename".into(), json!(f));
+    }
     if let Some(cwd) = &p.cwd {
         m.insert("cwd".into(), json!(cwd));
     }

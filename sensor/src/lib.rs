@@ -11,5 +11,6 @@ pub mod output;
 pub mod probe;
 pub mod runtime;
 pub mod selfstat;
+pub mod ship;
 pub mod sources;
 pub mod timefmt;

@@ -67,9 +67,7 @@ pub fn build_sql(f: &Filter) -> (String, Vec<Value>) {
         }
         conds.push(c);
     };
-    let in_list = |col: &str, n: usize| {
-        format!("{col} IN ({})", vec!["#"; n].join(", "))
-    };
+    let in_list = |col: &str, n: usize| format!("{col} IN ({})", vec!["#"; n].join(", "));
     if !f.hosts.is_empty() {
         let vals = f.hosts.iter().map(|h| Value::Text(h.clone())).collect();
         push(&in_list("e.host", f.hosts.len()), vals, &mut params);

@@ -125,7 +125,10 @@ mod tests {
         };
         let c = columns(&ev);
         assert_eq!(c.user, Some("alice"));
-        assert_eq!((c.pid, c.session, c.tty), (Some(77), Some(9), Some("pts/2")));
+        assert_eq!(
+            (c.pid, c.session, c.tty),
+            (Some(77), Some(9), Some("pts/2"))
+        );
         assert_eq!(c.text, None);
         let ev = Event {
             kind: Kind::File as i32,

@@ -152,6 +152,70 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_events: usize, pat
     tracing::debug!("storage writer stopped");
 }
 
+/// Rows per multi-row INSERT: amortizes statement overhead (16 values a row, well under
+/// SQLite's 32766 variable limit).
+const ROWS_PER_INSERT: usize = 64;
+
+const INSERT_HEAD: &str =
+    "INSERT OR IGNORE INTO events (boot, seq, time_ns, received_ns, host, kind, \
+     source, pid, ppid, uid, auid, user, session, tty, text, body) VALUES ";
+const ROW: &str = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+
+fn insert_sql(rows: usize) -> String {
+    let mut s = String::with_capacity(INSERT_HEAD.len() + rows * (ROW.len() + 1));
+    s.push_str(INSERT_HEAD);
+    for i in 0..rows {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(ROW);
+    }
+    s
+}
+
+/// Inserts `events` of one boot; returns how many were new (the rest were duplicates).
+fn insert_events(
+    tx: &Connection,
+    boot: i64,
+    received_ns: i64,
+    events: &[Event],
+    bodies: &mut Vec<Vec<u8>>,
+) -> rusqlite::Result<u32> {
+    let mut stored = 0u32;
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let mut stmt = tx.prepare_cached(&insert_sql(chunk.len()))?;
+        bodies.resize_with(chunk.len(), Vec::new);
+        for (ev, body) in chunk.iter().zip(bodies.iter_mut()) {
+            body.clear();
+            // Encoding into a Vec cannot fail (it grows as needed).
+            let _ = ev.encode(body);
+        }
+        let mut k = 1;
+        for (ev, body) in chunk.iter().zip(bodies.iter()) {
+            let c = columns(ev);
+            stmt.raw_bind_parameter(k, boot)?;
+            stmt.raw_bind_parameter(k + 1, ev.seq as i64)?;
+            stmt.raw_bind_parameter(k + 2, c.time_ns)?;
+            stmt.raw_bind_parameter(k + 3, received_ns)?;
+            stmt.raw_bind_parameter(k + 4, c.host)?;
+            stmt.raw_bind_parameter(k + 5, c.kind)?;
+            stmt.raw_bind_parameter(k + 6, c.source)?;
+            stmt.raw_bind_parameter(k + 7, c.pid)?;
+            stmt.raw_bind_parameter(k + 8, c.ppid)?;
+            stmt.raw_bind_parameter(k + 9, c.uid)?;
+            stmt.raw_bind_parameter(k + 10, c.auid)?;
+            stmt.raw_bind_parameter(k + 11, c.user)?;
+            stmt.raw_bind_parameter(k + 12, c.session)?;
+            stmt.raw_bind_parameter(k + 13, c.tty)?;
+            stmt.raw_bind_parameter(k + 14, c.text.as_deref())?;
+            stmt.raw_bind_parameter(k + 15, body.as_slice())?;
+            k += 16;
+        }
+        stored += stmt.raw_execute()? as u32;
+    }
+    Ok(stored)
+}
+
 fn write_all(
     conn: &mut Connection,
     boots: &mut HashMap<(String, String), i64>,
@@ -159,71 +223,38 @@ fn write_all(
 ) -> Result<Vec<Outcome>, rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(jobs.len());
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO events (boot, seq, time_ns, received_ns, host, kind, source, \
-             pid, ppid, uid, auid, user, session, tty, text, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )?;
-        let mut body = Vec::with_capacity(1024);
-        for job in jobs {
-            match job {
-                Job::Hello { hello, seen_ns } => {
-                    upsert_sensor(&tx, hello, *seen_ns)?;
-                    outcomes.push(Outcome::default());
-                }
-                Job::Batch {
-                    sensor_id,
-                    boot_id,
-                    events,
-                    received_ns,
-                    ..
-                } => {
-                    let key = (sensor_id.clone(), boot_id.clone());
-                    let boot = match boots.get(&key) {
-                        Some(&b) => b,
-                        None => {
-                            let b = boot_key(&tx, sensor_id, boot_id, *received_ns)?;
-                            boots.insert(key, b);
-                            b
-                        }
-                    };
-                    let mut o = Outcome::default();
-                    for ev in events {
-                        let c = columns(ev);
-                        body.clear();
-                        // Encoding into a Vec cannot fail (it grows as needed).
-                        let _ = ev.encode(&mut body);
-                        let n = insert.execute(params![
-                            boot,
-                            ev.seq as i64,
-                            c.time_ns,
-                            received_ns,
-                            c.host,
-                            c.kind,
-                            c.source,
-                            c.pid,
-                            c.ppid,
-                            c.uid,
-                            c.auid,
-                            c.user,
-                            c.session,
-                            c.tty,
-                            c.text,
-                            &body,
-                        ])?;
-                        if n == 1 {
-                            o.stored += 1;
-                        } else {
-                            o.duplicates += 1;
-                        }
+    let mut bodies: Vec<Vec<u8>> = Vec::new();
+    for job in jobs {
+        match job {
+            Job::Hello { hello, seen_ns } => {
+                upsert_sensor(&tx, hello, *seen_ns)?;
+                outcomes.push(Outcome::default());
+            }
+            Job::Batch {
+                sensor_id,
+                boot_id,
+                events,
+                received_ns,
+                ..
+            } => {
+                let key = (sensor_id.clone(), boot_id.clone());
+                let boot = match boots.get(&key) {
+                    Some(&b) => b,
+                    None => {
+                        let b = boot_key(&tx, sensor_id, boot_id, *received_ns)?;
+                        boots.insert(key, b);
+                        b
                     }
-                    tx.execute(
-                        "UPDATE sensors SET last_seen_ns = ?2 WHERE sensor_id = ?1",
-                        params![sensor_id, received_ns],
-                    )?;
-                    outcomes.push(o);
-                }
+                };
+                let stored = insert_events(&tx, boot, *received_ns, events, &mut bodies)?;
+                tx.execute(
+                    "UPDATE sensors SET last_seen_ns = ?2 WHERE sensor_id = ?1",
+                    params![sensor_id, received_ns],
+                )?;
+                outcomes.push(Outcome {
+                    stored,
+                    duplicates: events.len() as u32 - stored,
+                });
             }
         }
     }
@@ -243,7 +274,12 @@ fn sensor_key(tx: &Connection, sensor_id: &str, seen_ns: i64) -> rusqlite::Resul
     )
 }
 
-fn boot_key(tx: &Connection, sensor_id: &str, boot_id: &str, seen_ns: i64) -> rusqlite::Result<i64> {
+fn boot_key(
+    tx: &Connection,
+    sensor_id: &str,
+    boot_id: &str,
+    seen_ns: i64,
+) -> rusqlite::Result<i64> {
     let sensor = sensor_key(tx, sensor_id, seen_ns)?;
     if let Some(id) = tx
         .query_row(

@@ -95,7 +95,8 @@ pub struct Batch {
     /// Opaque to the collector and echoed in the Ack; identifies the spooled batch.
     #[prost(uint64, tag = "5")]
     pub batch_id: u64,
-    /// Wall clock of the sensor when it sent this, ns since the Unix epoch (lag measurement).
+    /// Wall clock of the sensor when it sealed this batch into its spool, ns since the Unix
+    /// epoch (a replay keeps the original value).
     #[prost(int64, tag = "6")]
     pub sent_unix_ns: i64,
 }
@@ -179,6 +180,7 @@ pub struct Process {
     pub tty: ::core::option::Option<::prost::alloc::string::String>,
     #[prost(string, tag = "13")]
     pub comm: ::prost::alloc::string::String,
+    /// The executable, symlinks resolved.
     #[prost(string, optional, tag = "14")]
     pub exe: ::core::option::Option<::prost::alloc::string::String>,
     #[prost(string, optional, tag = "15")]
@@ -198,6 +200,9 @@ pub struct Process {
     /// User name of uid, when an enrichment stage resolved it.
     #[prost(string, optional, tag = "21")]
     pub user: ::core::option::Option<::prost::alloc::string::String>,
+    /// process_exec: the path the caller passed to execve, as given (may be relative).
+    #[prost(string, optional, tag = "22")]
+    pub filename: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

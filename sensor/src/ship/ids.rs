@@ -20,7 +20,7 @@ pub enum IdError {
     },
 }
 
-fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IdError + '_ {
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> IdError + 'a {
     move |source| IdError::Io {
         op,
         path: path.to_path_buf(),
@@ -82,7 +82,9 @@ pub fn sensor_id(dir: &Path) -> Result<String, IdError> {
     let path = dir.join(SENSOR_ID_FILE);
     match std::fs::read_to_string(&path) {
         Ok(s) if !s.trim().is_empty() && s.trim().len() <= 128 => return Ok(s.trim().to_string()),
-        Ok(_) => tracing::warn!(path = %path.display(), "sensor id file is empty or invalid; making a new id"),
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "sensor id file is empty or invalid; making a new id")
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("read", &path)(e)),
     }
@@ -154,14 +156,19 @@ impl SeqAllocator {
         Ok(())
     }
 
-    /// The first of `n` consecutive fresh seq numbers.
-    pub fn take(&mut self, n: u64) -> Result<u64, IdError> {
+    /// The first of `n` consecutive fresh seq numbers. Never fails: when the reservation
+    /// cannot be persisted (disk full) numbering goes on in memory and the error is logged;
+    /// only a restart before the disk recovers could then reuse numbers.
+    pub fn take(&mut self, n: u64) -> u64 {
         if self.next + n - 1 > self.reserved_to {
-            self.reserve(n)?;
+            if let Err(e) = self.reserve(n) {
+                tracing::error!(error = %e, "cannot persist the seq reservation");
+                self.reserved_to = self.next + n - 1;
+            }
         }
         let first = self.next;
         self.next += n;
-        Ok(first)
+        first
     }
 
     pub fn boot_id(&self) -> &str {
@@ -173,11 +180,27 @@ impl SeqAllocator {
 mod tests {
     use super::*;
 
-    fn tmp(tag: &str) -> PathBuf {
+    /// A temp dir removed on drop (also when the test panics).
+    struct Tmp(PathBuf);
+
+    impl std::ops::Deref for Tmp {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tmp(tag: &str) -> Tmp {
         let d = std::env::temp_dir().join(format!("ship-ids-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        d
+        Tmp(d)
     }
 
     #[test]
@@ -193,33 +216,31 @@ mod tests {
         let d = tmp("sid");
         let a = sensor_id(&d).unwrap();
         assert_eq!(sensor_id(&d).unwrap(), a);
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn seq_continues_across_restarts_and_resets_on_new_boot() {
         let d = tmp("seq");
         let mut a = SeqAllocator::open(&d, "boot-a", 0).unwrap();
-        assert_eq!(a.take(10).unwrap(), 1);
-        assert_eq!(a.take(5).unwrap(), 11);
+        assert_eq!(a.take(10), 1);
+        assert_eq!(a.take(5), 11);
         // A large take crosses the reservation.
-        let big = a.take(SEQ_BLOCK + 3).unwrap();
+        let big = a.take(SEQ_BLOCK + 3);
         assert_eq!(big, 16);
-        let after = a.take(1).unwrap();
+        let after = a.take(1);
         drop(a);
         // Restart in the same boot: strictly above anything handed out.
         let mut b = SeqAllocator::open(&d, "boot-a", 0).unwrap();
-        assert!(b.take(1).unwrap() > after);
+        assert!(b.take(1) > after);
         // The spool's highest seq wins if it is above the file (file lost or stale).
         std::fs::remove_file(d.join(SEQ_FILE)).unwrap();
         let mut c = SeqAllocator::open(&d, "boot-a", 5_000_000).unwrap();
-        assert_eq!(c.take(1).unwrap(), 5_000_001);
+        assert_eq!(c.take(1), 5_000_001);
         // New boot starts at 1.
         let mut n = SeqAllocator::open(&d, "boot-b", 0).unwrap();
-        assert_eq!(n.take(1).unwrap(), 1);
+        assert_eq!(n.take(1), 1);
         assert_eq!(parse_seq_file("x 5\n"), Some(("x", 5)));
         assert_eq!(parse_seq_file("x"), None);
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

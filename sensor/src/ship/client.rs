@@ -1,0 +1,717 @@
+//! The one outbound connection: address and TLS policy, and the link task that keeps one
+//! bidirectional gRPC stream open (HTTP/2 keepalive, gzip, reconnect with jittered
+//! exponential backoff) and reports what happens to the stage as [`LinkEvent`]s.
+//!
+//! TLS uses rustls with only the configured CA as trust anchor (no system roots are
+//! compiled in). Plaintext is refused unless `allow_plaintext_loopback = true` and the
+//! address is a loopback address.
+use std::error::Error as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use sensor_proto::v1::{self as pb, collector_message};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::Status;
+
+use super::{ShipConfig, ShipStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid collector address {addr:?}: {reason}")]
+    Address { addr: String, reason: String },
+    #[error(
+        "refusing plaintext gRPC to {addr}: set ship.ca_file to use TLS, or, for a collector \
+         on this host only, set ship.allow_plaintext_loopback = true with a loopback address"
+    )]
+    PlaintextRefused { addr: String },
+    #[error("{addr} asks for TLS but ship.ca_file is not set")]
+    NoCa { addr: String },
+    #[error("cannot read {what} {path}: {source}")]
+    ReadFile {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+}
+
+/// Where to connect and whether with TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+/// True for 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match h.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => a.is_loopback(),
+        Ok(IpAddr::V6(a)) => a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v| v.is_loopback()),
+        Err(_) => false,
+    }
+}
+
+impl Target {
+    /// Parses `address` and applies the TLS policy.
+    pub fn from_config(cfg: &ShipConfig) -> Result<Target, ClientError> {
+        let addr = cfg.address.trim();
+        let bad = |reason: &str| ClientError::Address {
+            addr: addr.to_string(),
+            reason: reason.to_string(),
+        };
+        let (scheme, rest) = match addr.split_once("://") {
+            Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
+            None => (None, addr),
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') {
+            return Err(bad("no path allowed"));
+        }
+        let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+            let (h, p) = r
+                .split_once("]:")
+                .ok_or_else(|| bad("expected [v6]:port"))?;
+            (format!("[{h}]"), p)
+        } else {
+            let (h, p) = rest
+                .rsplit_once(':')
+                .ok_or_else(|| bad("expected host:port"))?;
+            (h.to_string(), p)
+        };
+        if host.is_empty() || host == "[]" {
+            return Err(bad("empty host"));
+        }
+        let port: u16 = port.parse().map_err(|_| bad("bad port"))?;
+        let tls = match scheme.as_deref() {
+            Some("https" | "grpcs") => {
+                if cfg.ca_file.is_none() {
+                    return Err(ClientError::NoCa {
+                        addr: addr.to_string(),
+                    });
+                }
+                true
+            }
+            Some("http") => false,
+            Some("grpc") | None => cfg.ca_file.is_some(),
+            Some(_) => return Err(bad("scheme must be grpc, grpcs, https or http")),
+        };
+        let loopback_ok = cfg.allow_plaintext_loopback && is_loopback_host(&host);
+        if !tls && !loopback_ok {
+            return Err(ClientError::PlaintextRefused {
+                addr: addr.to_string(),
+            });
+        }
+        Ok(Target { host, port, tls })
+    }
+
+    pub fn uri(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host, self.port)
+    }
+
+    /// The name the server certificate must carry.
+    pub fn server_name(&self, cfg: &ShipConfig) -> String {
+        if cfg.server_name.is_empty() {
+            self.host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        } else {
+            cfg.server_name.clone()
+        }
+    }
+}
+
+/// The PEM material of a TLS connection, read once at start.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub ca: Vec<u8>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|source| ClientError::ReadFile {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl TlsFiles {
+    /// `None` when the target is plaintext.
+    pub fn load(cfg: &ShipConfig) -> Result<Option<TlsFiles>, ClientError> {
+        let target = Target::from_config(cfg)?;
+        if !target.tls {
+            return Ok(None);
+        }
+        let ca_path = cfg.ca_file.as_deref().ok_or_else(|| ClientError::NoCa {
+            addr: cfg.address.clone(),
+        })?;
+        let ca = read("CA file", ca_path)?;
+        if !String::from_utf8_lossy(&ca).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(ClientError::Tls(format!(
+                "{} holds no PEM certificate",
+                ca_path.display()
+            )));
+        }
+        let identity = match (&cfg.client_cert_file, &cfg.client_key_file) {
+            (Some(c), Some(k)) => Some((read("client certificate", c)?, read("client key", k)?)),
+            _ => None,
+        };
+        Ok(Some(TlsFiles { ca, identity }))
+    }
+}
+
+/// The endpoint of the one connection: keepalive instead of request timeouts.
+pub fn endpoint(
+    cfg: &ShipConfig,
+    target: &Target,
+    tls: Option<&TlsFiles>,
+) -> Result<Endpoint, ClientError> {
+    let connect_timeout = Duration::from_secs(cfg.connect_timeout_secs.max(1));
+    let mut ep = Endpoint::from_shared(target.uri())
+        .map_err(|e| ClientError::Address {
+            addr: cfg.address.clone(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        .user_agent(concat!("sensor/", env!("CARGO_PKG_VERSION")))
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    if cfg.keepalive_interval_secs > 0 {
+        ep = ep
+            .http2_keep_alive_interval(Duration::from_secs(cfg.keepalive_interval_secs))
+            .keep_alive_timeout(Duration::from_secs(cfg.keepalive_timeout_secs.max(1)))
+            .keep_alive_while_idle(true);
+    }
+    if let Some(t) = tls {
+        let mut tc = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&t.ca))
+            .domain_name(target.server_name(cfg))
+            .timeout(connect_timeout);
+        if let Some((cert, key)) = &t.identity {
+            tc = tc.identity(Identity::from_pem(cert, key));
+        }
+        ep = ep
+            .tls_config(tc)
+            .map_err(|e| ClientError::Tls(error_chain(&e)))?;
+    }
+    Ok(ep)
+}
+
+/// A message for the collector. Batches go as the spool holds them (an encoded
+/// `sensor.v1.Batch`), so a batch is encoded once, not again for the wire or after a
+/// reconnect.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    Hello(pb::Hello),
+    Batch(Vec<u8>),
+}
+
+/// `SensorMessage.batch` is field 2, length-delimited.
+const BATCH_KEY: u8 = (2 << 3) | 2;
+
+fn put_varint(mut v: u64, dst: &mut impl prost::bytes::BufMut) {
+    while v >= 0x80 {
+        dst.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    dst.put_u8(v as u8);
+}
+
+/// Writes `item` as the bytes of a `sensor.v1.SensorMessage`.
+pub fn encode_outbound(item: &Outbound, dst: &mut impl prost::bytes::BufMut) {
+    match item {
+        Outbound::Hello(h) => {
+            let m = pb::SensorMessage {
+                msg: Some(pb::sensor_message::Msg::Hello(h.clone())),
+            };
+            // Into a growable buffer: cannot run out of space.
+            let _ = m.encode(dst);
+        }
+        Outbound::Batch(b) => {
+            dst.put_u8(BATCH_KEY);
+            put_varint(b.len() as u64, dst);
+            dst.put_slice(b);
+        }
+    }
+}
+
+/// The stream's codec: [`Outbound`] up, `CollectorMessage` down.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StreamCodec;
+#[derive(Debug)]
+pub struct OutEncoder;
+#[derive(Debug)]
+pub struct InDecoder;
+
+impl Codec for StreamCodec {
+    type Encode = Outbound;
+    type Decode = pb::CollectorMessage;
+    type Encoder = OutEncoder;
+    type Decoder = InDecoder;
+    fn encoder(&mut self) -> OutEncoder {
+        OutEncoder
+    }
+    fn decoder(&mut self) -> InDecoder {
+        InDecoder
+    }
+}
+
+impl Encoder for OutEncoder {
+    type Item = Outbound;
+    type Error = Status;
+    fn encode(&mut self, item: Outbound, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        encode_outbound(&item, dst);
+        Ok(())
+    }
+}
+
+impl Decoder for InDecoder {
+    type Item = pb::CollectorMessage;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        pb::CollectorMessage::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("bad message from the collector: {e}")))
+    }
+}
+
+/// What the link task tells the stage.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// A stream is open; send on this (the Hello first).
+    Up(mpsc::Sender<Outbound>),
+    Welcome(pb::Welcome),
+    Ack(pb::Ack),
+    /// The stream or the connection attempt failed; in-flight batches are not acknowledged.
+    Down(String),
+}
+
+/// An error and all its sources, `a: b: c`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn status_chain(s: &tonic::Status) -> String {
+    let mut out = format!("{:?}: {}", s.code(), s.message());
+    if let Some(src) = s.source() {
+        let t = error_chain(src);
+        if t.starts_with(s.message()) {
+            out = format!("{:?}: {t}", s.code());
+        } else if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+    }
+    out
+}
+
+/// A plain-words reason for TLS refusals, so the log says what to fix.
+pub fn tls_hint(chain: &str) -> Option<&'static str> {
+    let c = chain.to_ascii_lowercase();
+    if c.contains("unknownissuer") || c.contains("invalid peer certificate: unknown") {
+        Some("the collector's certificate does not chain to the pinned CA (ship.ca_file)")
+    } else if c.contains("notvalidforname") {
+        Some("the collector's certificate does not name this address (ship.server_name)")
+    } else if c.contains("expired") {
+        Some("the collector's certificate has expired or is not yet valid")
+    } else if c.contains("certificaterequired") || c.contains("certificate required") {
+        Some("the collector requires a client certificate (ship.client_cert_file, ship.client_key_file)")
+    } else if c.contains("badcertificate")
+        || c.contains("unknownca")
+        || c.contains("unknown ca")
+        || c.contains("bad certificate")
+    {
+        Some("the collector rejected our client certificate")
+    } else if c.contains("tls") || c.contains("handshake") || c.contains("certificate") {
+        Some("TLS handshake failed")
+    } else {
+        None
+    }
+}
+
+/// Exponential backoff with jitter: each delay is uniform in [d/2, d], d doubling from
+/// `initial` up to `max`.
+#[derive(Debug)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+    rng: u64,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration, seed: u64) -> Self {
+        Self {
+            initial,
+            max,
+            current: initial,
+            rng: seed | 1,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.initial;
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        // xorshift64*
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let r = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        let d = self.current;
+        let half = d / 2;
+        let half_ns = half.as_nanos() as u64;
+        let jitter = if half_ns == 0 { 0 } else { r % (half_ns + 1) };
+        self.current = (self.current * 2).min(self.max);
+        half + Duration::from_nanos(jitter)
+    }
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    t ^ (u64::from(std::process::id()) << 32)
+}
+
+/// A stream that stayed up this long counts as healthy: the backoff starts over.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+/// Where an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// TCP connect or the TLS handshake as the client sees it.
+    Connect,
+    /// After the handshake, before the collector said anything.
+    Open,
+    /// On an established stream.
+    Stream,
+}
+
+/// The reason to log for a failed attempt: TLS alerts by name, and for a TLS connection
+/// closed right after the handshake, the likely cause (TLS 1.3 clients learn about a
+/// refused client certificate only at their first read, often as a bare broken pipe).
+pub fn failure_hint(
+    chain: &str,
+    phase: Phase,
+    tls: bool,
+    has_identity: bool,
+) -> Option<&'static str> {
+    if let Some(h) = tls_hint(chain) {
+        return Some(h);
+    }
+    let c = chain.to_ascii_lowercase();
+    let closed = [
+        "broken pipe",
+        "connection reset",
+        "closed",
+        "eof",
+        "transport error",
+    ]
+    .iter()
+    .any(|w| c.contains(w));
+    if tls && phase == Phase::Open && closed {
+        return Some(if has_identity {
+            "the collector closed the connection after the TLS handshake: it probably rejected our client certificate"
+        } else {
+            "the collector closed the connection after the TLS handshake: it probably requires a client certificate (ship.client_cert_file, ship.client_key_file)"
+        });
+    }
+    None
+}
+
+/// Runs the connection until `events` is closed (the stage is gone).
+pub async fn run_link(
+    cfg: ShipConfig,
+    endpoint: Endpoint,
+    uri: String,
+    events: mpsc::Sender<LinkEvent>,
+    stats: Arc<ShipStats>,
+) {
+    let tls = Target::from_config(&cfg).is_ok_and(|t| t.tls);
+    let has_identity = cfg.client_cert_file.is_some();
+    let mut backoff = Backoff::new(
+        Duration::from_millis(cfg.backoff_initial_ms),
+        Duration::from_millis(cfg.backoff_max_ms),
+        seed(),
+    );
+    let mut attempt: u64 = 0;
+    loop {
+        attempt += 1;
+        let started = Instant::now();
+        let (phase, error) = match open_stream(&cfg, &endpoint).await {
+            Ok((tx, mut inbound)) => {
+                if events.send(LinkEvent::Up(tx)).await.is_err() {
+                    return;
+                }
+                let mut heard = false;
+                let err = loop {
+                    match inbound.message().await {
+                        Ok(Some(pb::CollectorMessage { msg: Some(m) })) => {
+                            if !heard {
+                                heard = true;
+                                stats.connects.fetch_add(1, Relaxed);
+                                stats.connected.store(true, Relaxed);
+                                tracing::info!(collector = %uri, attempt, "connected to collector");
+                                attempt = 0;
+                            }
+                            let ev = match m {
+                                collector_message::Msg::Welcome(w) => LinkEvent::Welcome(w),
+                                collector_message::Msg::Ack(a) => LinkEvent::Ack(a),
+                            };
+                            if events.send(ev).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => break "the collector closed the stream".to_string(),
+                        Err(s) => break status_chain(&s),
+                    }
+                };
+                stats.connected.store(false, Relaxed);
+                if !heard {
+                    stats.connect_failures.fetch_add(1, Relaxed);
+                }
+                (if heard { Phase::Stream } else { Phase::Open }, err)
+            }
+            Err(e) => {
+                stats.connect_failures.fetch_add(1, Relaxed);
+                e
+            }
+        };
+        if started.elapsed() >= HEALTHY_AFTER {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        let hint = failure_hint(&error, phase, tls, has_identity);
+        stats.set_last_error(match hint {
+            Some(h) => format!("{h}: {error}"),
+            None => error.clone(),
+        });
+        match hint {
+            Some(h) => {
+                tracing::error!(collector = %uri, error = %error, retry_in_ms = delay.as_millis() as u64,
+                "collector refused the connection: {h}; events stay in the spool")
+            }
+            None => {
+                tracing::warn!(collector = %uri, error = %error, retry_in_ms = delay.as_millis() as u64,
+                "collector unreachable; events stay in the spool")
+            }
+        }
+        if events.send(LinkEvent::Down(error)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+type Inbound = tonic::Streaming<pb::CollectorMessage>;
+
+const STREAM_PATH: &str = "/sensor.v1.Ingest/Stream";
+
+async fn open_stream(
+    cfg: &ShipConfig,
+    endpoint: &Endpoint,
+) -> Result<(mpsc::Sender<Outbound>, Inbound), (Phase, String)> {
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| (Phase::Connect, error_chain(&e)))?;
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(4 * 1024 * 1024);
+    if cfg.compression == "gzip" {
+        grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+    }
+    grpc.ready()
+        .await
+        .map_err(|e| (Phase::Connect, error_chain(&e)))?;
+    // Room for the whole in-flight window plus Hellos.
+    let (tx, rx) = mpsc::channel(cfg.max_in_flight + 4);
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(STREAM_PATH);
+    let resp = grpc
+        .streaming(
+            tonic::Request::new(ReceiverStream::new(rx)),
+            path,
+            StreamCodec,
+        )
+        .await
+        .map_err(|s| (Phase::Open, status_chain(&s)))?;
+    Ok((tx, resp.into_inner()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(addr: &str) -> ShipConfig {
+        ShipConfig {
+            address: addr.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plaintext_only_to_loopback_when_allowed() {
+        let e = Target::from_config(&cfg("127.0.0.1:4317")).unwrap_err();
+        assert!(e.to_string().contains("refusing plaintext"), "{e}");
+        let mut c = cfg("127.0.0.1:4317");
+        c.allow_plaintext_loopback = true;
+        let t = Target::from_config(&c).unwrap();
+        assert_eq!(t.uri(), "http://127.0.0.1:4317");
+        for a in [
+            "[::1]:1",
+            "localhost:2",
+            "grpc://127.1.2.3:3",
+            "http://[::ffff:127.0.0.1]:4",
+        ] {
+            c.address = a.into();
+            assert!(!Target::from_config(&c).unwrap().tls, "{a}");
+        }
+        for a in [
+            "10.0.0.1:4317",
+            "collector.example:4317",
+            "http://0.0.0.0:1",
+        ] {
+            c.address = a.into();
+            let e = Target::from_config(&c).unwrap_err();
+            assert!(
+                matches!(e, ClientError::PlaintextRefused { .. }),
+                "{a}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_when_a_ca_is_pinned() {
+        let mut c = cfg("collector.example:4317");
+        c.ca_file = Some("/x/ca.pem".into());
+        let t = Target::from_config(&c).unwrap();
+        assert!(t.tls);
+        assert_eq!(t.uri(), "https://collector.example:4317");
+        assert_eq!(t.server_name(&c), "collector.example");
+        c.server_name = "other".into();
+        assert_eq!(t.server_name(&c), "other");
+        c.address = "[::1]:9".into();
+        let t = Target::from_config(&c).unwrap();
+        assert_eq!(t.uri(), "https://[::1]:9");
+        c.server_name.clear();
+        assert_eq!(t.server_name(&c), "::1");
+        // https without a CA is an error, not a silent downgrade.
+        let e = Target::from_config(&cfg("https://h:1")).unwrap_err();
+        assert!(matches!(e, ClientError::NoCa { .. }));
+    }
+
+    #[test]
+    fn bad_addresses() {
+        for a in [
+            "",
+            "host",
+            "host:",
+            "host:99999",
+            "ftp://h:1",
+            "h:1/path",
+            ":1",
+        ] {
+            let mut c = cfg(a);
+            c.allow_plaintext_loopback = true;
+            assert!(Target::from_config(&c).is_err(), "{a}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1), 42);
+        let d: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        assert!(d[0] >= Duration::from_millis(50) && d[0] <= Duration::from_millis(100));
+        assert!(d[3] >= Duration::from_millis(400) && d[3] <= Duration::from_millis(800));
+        for x in &d[4..] {
+            assert!(*x >= Duration::from_millis(500) && *x <= Duration::from_secs(1));
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+        // Two sensors with different seeds do not retry in lockstep.
+        let mut a = Backoff::new(Duration::from_secs(1), Duration::from_secs(1), 1);
+        let mut c = Backoff::new(Duration::from_secs(1), Duration::from_secs(1), 2);
+        assert_ne!(a.next_delay(), c.next_delay());
+    }
+
+    #[test]
+    fn outbound_batch_bytes_are_a_sensor_message() {
+        let batch = pb::Batch {
+            sensor_id: "s".into(),
+            boot_id: "b".into(),
+            first_seq: 1,
+            events: vec![pb::Event {
+                seq: 1,
+                host: "h".repeat(300),
+                ..Default::default()
+            }],
+            batch_id: 7,
+            sent_unix_ns: 0,
+        };
+        let mut wire = Vec::new();
+        encode_outbound(&Outbound::Batch(batch.encode_to_vec()), &mut wire);
+        let expected = pb::SensorMessage {
+            msg: Some(pb::sensor_message::Msg::Batch(batch)),
+        };
+        assert_eq!(wire, expected.encode_to_vec());
+        let h = pb::Hello {
+            sensor_id: "x".into(),
+            ..Default::default()
+        };
+        let mut wire = Vec::new();
+        encode_outbound(&Outbound::Hello(h.clone()), &mut wire);
+        let back = pb::SensorMessage::decode(wire.as_slice()).unwrap();
+        assert_eq!(back.msg, Some(pb::sensor_message::Msg::Hello(h)));
+    }
+
+    #[test]
+    fn tls_hints() {
+        assert!(
+            tls_hint("transport error: invalid peer certificate: UnknownIssuer")
+                .unwrap()
+                .contains("pinned CA")
+        );
+        assert!(tls_hint("received fatal alert: CertificateRequired")
+            .unwrap()
+            .contains("requires a client certificate"));
+        assert!(tls_hint("connection refused").is_none());
+        let closed = "Unknown: transport error: stream closed because of a broken pipe";
+        assert!(failure_hint(closed, Phase::Open, true, false)
+            .unwrap()
+            .contains("requires a client certificate"));
+        assert!(failure_hint(closed, Phase::Open, true, true)
+            .unwrap()
+            .contains("rejected our client certificate"));
+        assert!(failure_hint(closed, Phase::Open, false, false).is_none());
+        assert!(failure_hint(closed, Phase::Stream, true, false).is_none());
+    }
+}
