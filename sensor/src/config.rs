@@ -34,6 +34,8 @@ pub struct Config {
     pub audit: crate::sources::audit::source::AuditConfig,
     pub logins: crate::sources::logins::LoginsConfig,
     pub enrich: crate::enrich::EnrichConfig,
+    /// gRPC shipping, used when `output.target = "grpc"` (or `--output grpc://host:port`).
+    pub ship: crate::ship::ShipConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -50,7 +52,8 @@ pub struct SensorSection {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputSection {
-    /// "-" for stdout, or a file path (appended to).
+    /// "-" for stdout, a file path (appended to), or "grpc" to ship to the collector in
+    /// `[ship]` (the one outbound connection; `--output grpc://host:port` sets both).
     pub target: String,
 }
 
@@ -143,6 +146,11 @@ impl Config {
             ));
         }
         self.enrich.validate().map_err(ConfigError::Invalid)?;
+        if self.output.target == "grpc" {
+            self.ship
+                .validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
         if self.health.interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "health.interval_secs must be > 0".into(),

@@ -24,7 +24,8 @@ enum Command {
         /// auto (probe and choose), ebpf or audit. Overrides the config file.
         #[arg(long)]
         mode: Option<String>,
-        /// `json` or `-` for stdout, or a file path. Overrides the config file.
+        /// `json` or `-` for stdout, a file path, or `grpc://host:port` / `https://host:port` to
+        /// ship to a collector. Overrides the config file.
         #[arg(long)]
         output: Option<String>,
         /// Config file (default /etc/sensor/sensor.toml when it exists).
@@ -68,7 +69,12 @@ fn main() -> anyhow::Result<()> {
                 cfg.sensor.mode = m;
             }
             if let Some(o) = output {
-                cfg.output.target = o;
+                if ["grpc://", "grpcs://", "https://", "http://"].iter().any(|p| o.starts_with(p)) {
+                    cfg.output.target = "grpc".into();
+                    cfg.ship.address = o;
+                } else {
+                    cfg.output.target = o;
+                }
             }
             if let Some(h) = health_interval {
                 cfg.health.interval_secs = h;

@@ -32,6 +32,8 @@ pub enum RunError {
     Audit(#[from] crate::sources::audit::source::AuditSourceError),
     #[error(transparent)]
     Output(#[from] json::OutputError),
+    #[error(transparent)]
+    Ship(#[from] crate::ship::ShipError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -229,11 +231,25 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         cfg.sensor.host.clone()
     };
     let counters = Arc::new(Counters::default());
-    let out = json::open(&cfg.output.target)?;
     // sources -> enrich -> sink
     let (tx, enrich_rx) = mpsc::channel(cfg.sensor.channel_capacity);
     let (out_tx, rx) = mpsc::channel(cfg.sensor.channel_capacity);
-    let sink = tokio::spawn(json::run_sink(rx, out, counters.clone()));
+    let ship_stats = Arc::new(crate::ship::ShipStats::default());
+    let (ship_stop_tx, ship_stop_rx) = watch::channel(false);
+    let sink = if cfg.output.target == "grpc" {
+        // Fail fast on TLS files, spool directory and the plaintext policy.
+        cfg.ship.check()?;
+        let (c, st, ship_cfg) = (counters.clone(), ship_stats.clone(), cfg.ship.clone());
+        tracing::info!(address = %cfg.ship.address, "shipping to the collector");
+        tokio::spawn(async move {
+            if let Err(e) = crate::ship::run_shipper(rx, ship_cfg, c, st, ship_stop_rx).await {
+                tracing::error!(error = %e, "shipper failed");
+            }
+        })
+    } else {
+        let out = json::open(&cfg.output.target)?;
+        tokio::spawn(json::run_sink(rx, out, counters.clone()))
+    };
     let mut cache = ProcessCache::new(&cfg.enrich);
     let scanned = cache.scan_proc(std::path::Path::new("/proc"));
     tracing::info!(scanned, "process cache filled from /proc");
@@ -256,12 +272,16 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         host: host.clone(),
         started: Instant::now(),
         counters: counters.clone(),
-        kernel_drops: std::iter::once(started.drops).chain(aux.drops).collect(),
+        kernel_drops: std::iter::once(started.drops)
+            .chain(aux.drops)
+            .chain(std::iter::once(ship_drops(ship_stats.clone())))
+            .collect(),
         notes: started
             .notes
             .into_iter()
             .chain(aux.notes)
             .chain(std::iter::once(cache_notes(cache_stats)))
+            .chain(std::iter::once(ship_notes(ship_stats)))
             .collect(),
     };
     let _ = tx.send(reporter.event()).await;
@@ -283,6 +303,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     }
     // Everything read is queued; report the final counts, then let the sink drain and flush.
     let _ = tx.send(reporter.event()).await;
+    let _ = ship_stop_tx.send(true);
     drop(tx);
     let _ = enrich_stage.await;
     let _ = sink.await;
@@ -304,6 +325,20 @@ fn cache_notes(stats: Arc<Mutex<CacheStats>>) -> NoteSource {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+    })
+}
+
+fn ship_drops(stats: Arc<crate::ship::ShipStats>) -> DropSource {
+    Box::new(move || stats.drops())
+}
+
+fn ship_notes(stats: Arc<crate::ship::ShipStats>) -> NoteSource {
+    Box::new(move || {
+        stats
+            .events()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
     })
 }
 

@@ -17,7 +17,7 @@ use ship_support::sockets::{report, TCP_ESTABLISHED};
 use ship_support::*;
 
 /// Flip when `sensor run` supports gRPC output.
-const WIRED: bool = false;
+const WIRED: bool = true;
 
 struct GrpcSensor {
     child: Option<Child>,
