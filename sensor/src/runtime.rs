@@ -91,11 +91,12 @@ struct Started {
 
 fn start_ebpf(
     cfg: &Config,
+    offsets: Result<sensor_common::KernelOffsets, ebpf::EbpfError>,
     tx: &mpsc::Sender<Event>,
     counters: &Arc<Counters>,
     host: &str,
 ) -> Result<(Capture, DropSource), ebpf::EbpfError> {
-    let capture = ebpf::load(cfg.ebpf.ring_buffer_bytes)?;
+    let capture = ebpf::load(offsets, cfg.ebpf.ring_buffer_bytes)?;
     let ebpf::EbpfCapture {
         ebpf: loaded,
         ring,
@@ -164,6 +165,7 @@ fn start_audit(
 
 async fn start(
     cfg: &Config,
+    offsets: Result<sensor_common::KernelOffsets, ebpf::EbpfError>,
     decision: &ModeDecision,
     requested: RequestedMode,
     tx: &mpsc::Sender<Event>,
@@ -178,7 +180,7 @@ async fn start(
         .iter()
         .any(|r| r.mode == Mode::Audit && r.usable);
     if mode == Mode::Ebpf {
-        match start_ebpf(cfg, tx, counters, host) {
+        match start_ebpf(cfg, offsets, tx, counters, host) {
             Ok((capture, drops)) => {
                 return Ok(Started {
                     mode,
@@ -214,11 +216,13 @@ async fn start(
 }
 
 pub async fn run(opts: RunOptions) -> Result<(), RunError> {
+    tune_allocator();
     let cfg = opts.config;
     let caps = probe::probe();
+    let offsets = ebpf::resolve_offsets();
     let decision = probe::choose_mode(
         &caps,
-        ebpf::check_offsets(),
+        offsets.as_ref().map(|_| ()).map_err(|e| e.to_string()),
         AUDIT_IMPLEMENTED,
         opts.requested,
     );
@@ -262,7 +266,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         cfg.enrich.clone(),
     ));
 
-    let started = start(&cfg, &decision, opts.requested, &tx, &counters, &host).await?;
+    let started = start(&cfg, offsets, &decision, opts.requested, &tx, &counters, &host).await?;
     let aux = start_aux(&cfg, &tx, &counters, &host);
     release_startup_memory();
     tracing::info!(mode = %started.mode, reason = %started.reason, "capturing");
@@ -371,6 +375,18 @@ fn start_aux(cfg: &Config, tx: &mpsc::Sender<Event>, counters: &Arc<Counters>, h
         }
     }
     aux
+}
+
+/// glibc raises its mmap threshold after large frees, after which the next large buffers
+/// (the second big read at start-up) come from the heap and stay resident: keep large
+/// allocations in mmap so they go back to the OS when freed. Called first thing in `run`.
+pub fn tune_allocator() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator thresholds.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 * 1024);
+    }
 }
 
 /// Loading parsed ~5 MB of kernel BTF; hand the freed heap back to the OS so it does not

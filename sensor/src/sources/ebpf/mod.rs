@@ -106,9 +106,11 @@ pub fn check_offsets() -> Result<(), String> {
 }
 
 /// Resolves offsets, loads and attaches every program.
-pub fn load(ring_bytes: u32) -> Result<EbpfCapture, EbpfError> {
-    let tracefs = tracefs::find().ok_or(EbpfError::NoTracefs)?;
-    let offsets = offsets::resolve_host(&tracefs)?;
+pub fn load(
+    offsets: Result<sensor_common::KernelOffsets, EbpfError>,
+    ring_bytes: u32,
+) -> Result<EbpfCapture, EbpfError> {
+    let offsets = offsets?;
     if OBJECT.is_empty() {
         return Err(EbpfError::NotBuilt);
     }
