@@ -99,10 +99,13 @@ impl KernelDrops {
 
 /// Everything short of attaching: whether this host can run the eBPF path. Used by the probe.
 pub fn check_offsets() -> Result<(), String> {
-    let tracefs = tracefs::find().ok_or_else(|| EbpfError::NoTracefs.to_string())?;
-    offsets::resolve_host(&tracefs)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    resolve_offsets().map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Resolves the kernel offsets once (parsing ~5 MB of BTF), for `load`.
+pub fn resolve_offsets() -> Result<sensor_common::KernelOffsets, EbpfError> {
+    let tracefs = tracefs::find().ok_or(EbpfError::NoTracefs)?;
+    Ok(offsets::resolve_host(&tracefs)?)
 }
 
 /// Resolves offsets, loads and attaches every program.
