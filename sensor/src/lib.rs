@@ -5,6 +5,7 @@ pub mod counters;
 pub mod enrich;
 pub mod escape;
 pub mod event;
+pub mod filter;
 pub mod health;
 pub mod hostname;
 pub mod output;

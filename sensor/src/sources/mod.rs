@@ -1,4 +1,5 @@
 //! Capture sources. Each produces normalized events into a bounded channel.
 pub mod audit;
+pub mod conntrack;
 pub mod ebpf;
 pub mod logins;

@@ -1,0 +1,166 @@
+//! The filter stage task: enrich -> (bounded channel) -> filter -> (bounded channel) -> output.
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::noise::{NoiseFilter, Verdict};
+use super::redact::Redactor;
+use super::FilterStats;
+use crate::event::Event;
+
+/// Events taken from the channel per batch (tracker stats are published after each batch).
+const BATCH: usize = 256;
+
+/// Receives until `rx` closes: applies the noise rules (counting each drop under its rule),
+/// then redacts argv, and forwards with `tx.send().await` (backpressure, no drops here).
+/// Returns once `rx` is closed and drained, or when the output side is gone.
+pub async fn run_filter_stage(
+    mut rx: mpsc::Receiver<Event>,
+    tx: mpsc::Sender<Event>,
+    mut filter: NoiseFilter,
+    redactor: Redactor,
+    stats: Arc<FilterStats>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        if rx.recv_many(&mut batch, BATCH).await == 0 {
+            break;
+        }
+        for mut ev in batch.drain(..) {
+            match filter.check(&ev) {
+                Verdict::Keep => {}
+                Verdict::Drop(rule) => {
+                    stats.count_rule(rule);
+                    continue;
+                }
+                Verdict::DropExit(_) => {
+                    stats.exits_dropped.fetch_add(1, Relaxed);
+                    continue;
+                }
+            }
+            let changed = redactor.redact_event(&mut ev);
+            if changed > 0 {
+                stats.redacted_events.fetch_add(1, Relaxed);
+                stats.redacted_args.fetch_add(changed as u64, Relaxed);
+            }
+            stats.passed.fetch_add(1, Relaxed);
+            if tx.send(ev).await.is_err() {
+                publish(&filter, &stats);
+                return;
+            }
+        }
+        publish(&filter, &stats);
+    }
+    publish(&filter, &stats);
+}
+
+fn publish(filter: &NoiseFilter, stats: &FilterStats) {
+    let c = filter.tracker_counts();
+    stats.tracking_evictions.store(c.evictions, Relaxed);
+    stats.exit_inconsistencies.store(c.inconsistencies, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Kind, Process, Source};
+    use crate::filter::FilterConfig;
+
+    fn ev(kind: Kind, pid: u32, comm: &str, argv: &[&str]) -> Event {
+        Event {
+            seq: 0,
+            time: String::new(),
+            host: "h".into(),
+            source: Source::Audit,
+            kind,
+            process: Some(Process {
+                pid,
+                comm: comm.into(),
+                argv: Some(argv.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            }),
+            exit: None,
+            connect: None,
+            health: None,
+            ktime_ns: None,
+            extra: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn drops_counts_redacts_and_forwards() {
+        let (f, r) = FilterConfig::default().build().unwrap();
+        let stats = Arc::new(FilterStats::for_filter(&f));
+        let (in_tx, in_rx) = mpsc::channel(4);
+        let (out_tx, mut out_rx) = mpsc::channel(1000);
+        let task = tokio::spawn(run_filter_stage(in_rx, out_tx, f, r, stats.clone()));
+        let events = vec![
+            ev(Kind::ProcessExec, 1, "date", &["date", "+%s"]),
+            ev(Kind::ProcessExit, 1, "date", &[]),
+            ev(Kind::ProcessExec, 2, "who", &["who", "-b"]),
+            ev(Kind::ProcessExit, 2, "who", &[]),
+            ev(Kind::ProcessExec, 3, "data", &["data", "+%s"]),
+            ev(
+                Kind::ProcessExec,
+                4,
+                "mysql",
+                &["mysql", "--password=hunter2"],
+            ),
+            ev(Kind::ProcessExit, 3, "data", &[]),
+            ev(Kind::ProcessExit, 4, "mysql", &[]),
+        ];
+        for e in events {
+            in_tx.send(e).await.unwrap();
+        }
+        drop(in_tx);
+        task.await.unwrap();
+        let mut out = Vec::new();
+        while let Ok(e) = out_rx.try_recv() {
+            out.push(e);
+        }
+        let comms: Vec<(Kind, &str)> = out
+            .iter()
+            .map(|e| (e.kind, e.process.as_ref().unwrap().comm.as_str()))
+            .collect();
+        assert_eq!(
+            comms,
+            vec![
+                (Kind::ProcessExec, "data"),
+                (Kind::ProcessExec, "mysql"),
+                (Kind::ProcessExit, "data"),
+                (Kind::ProcessExit, "mysql"),
+            ]
+        );
+        let json = serde_json::to_string(&out).unwrap();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(json.contains("--password=[REDACTED]"));
+        let n = stats.notes();
+        assert_eq!(n["filtered_routine_info"], 2);
+        assert_eq!(n["filter_exits_dropped"], 2);
+        assert_eq!((n["redacted_events"], n["redacted_args"]), (1, 1));
+        assert_eq!(stats.passed.load(Relaxed), 4);
+    }
+
+    #[tokio::test]
+    async fn stops_when_output_is_gone() {
+        let (f, r) = FilterConfig::default().build().unwrap();
+        let stats = Arc::new(FilterStats::for_filter(&f));
+        let (in_tx, in_rx) = mpsc::channel(4);
+        let (out_tx, out_rx) = mpsc::channel(1);
+        drop(out_rx);
+        let task = tokio::spawn(run_filter_stage(in_rx, out_tx, f, r, stats));
+        in_tx
+            .send(ev(Kind::ProcessExec, 1, "x", &["x"]))
+            .await
+            .unwrap();
+        task.await.unwrap();
+        assert!(
+            in_tx
+                .send(ev(Kind::ProcessExec, 1, "x", &["x"]))
+                .await
+                .is_err()
+                || in_tx.is_closed()
+        );
+    }
+}

@@ -1,0 +1,491 @@
+//! The conntrack capture (thin, kernel-facing): one thread reads ctnetlink event multicasts
+//! from a `NETLINK_NETFILTER` socket bound to `NF_NETLINK_CONNTRACK_NEW | _DESTROY` and sends
+//! `flow` events into the bounded channel. A full socket buffer (`ENOBUFS`) means the kernel
+//! dropped events: counted as `conntrack_socket_overflows`.
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::msg::{self, CtEvent};
+use super::tracking_table::{TableError, TrackingTable};
+use super::ConntrackConfig;
+use crate::event::{Event, Flow, Kind, Source};
+use crate::sources::audit::source::AuditCtx;
+use crate::timefmt::{monotonic_now_ns, rfc3339_nanos, unix_now_ns};
+
+pub const NETLINK_NETFILTER: i32 = 12;
+/// Legacy group bits for `bind` (NFNLGRP_CONNTRACK_NEW = 1, _UPDATE = 2, _DESTROY = 3).
+pub const NF_NETLINK_CONNTRACK_NEW: u32 = 0x0000_0001;
+pub const NF_NETLINK_CONNTRACK_UPDATE: u32 = 0x0000_0002;
+pub const NF_NETLINK_CONNTRACK_DESTROY: u32 = 0x0000_0004;
+
+/// How long `stop` keeps draining queued events before giving up.
+const DRAIN_LIMIT: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConntrackError {
+    #[error("{op}: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tracking table: {0}")]
+    Table(#[from] TableError),
+    #[error("spawning a thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+impl ConntrackError {
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            ConntrackError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> ConntrackError {
+    move |source| ConntrackError::Io { op, source }
+}
+
+/// A raw `NETLINK_NETFILTER` socket (shared with the tracking table and the probe).
+pub struct NfnlSocket {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl NfnlSocket {
+    /// Opens a socket bound to the legacy multicast `groups` bitmask (0 for requests only).
+    pub fn open(groups: u32) -> Result<Self, ConntrackError> {
+        // SAFETY: plain socket(2); the fd is owned right below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                NETLINK_NETFILTER,
+            )
+        };
+        if raw < 0 {
+            return Err(io("socket(NETLINK_NETFILTER)")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: raw is a fresh, valid fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_nl is plain old data.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as u16;
+        sa.nl_groups = groups;
+        // SAFETY: valid address of the right size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(io("bind(NETLINK_NETFILTER)")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(Self {
+            fd,
+            buf: vec![0u8; 256 * 1024],
+        })
+    }
+
+    /// Asks for a receive buffer of `bytes` (SO_RCVBUFFORCE when privileged).
+    pub fn set_rcvbuf(&self, bytes: u32) {
+        let v = bytes.min(i32::MAX as u32) as i32;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: valid int option.
+            let rc = unsafe {
+                libc::setsockopt(
+                    self.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&v as *const i32).cast(),
+                    4,
+                )
+            };
+            if rc == 0 {
+                return;
+            }
+        }
+    }
+
+    pub fn set_timeout(&self, timeout: Duration) -> Result<(), ConntrackError> {
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: valid timeval option.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(io("setsockopt(SO_RCVTIMEO)")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends one datagram to the kernel.
+    pub fn send(&self, datagram: &[u8]) -> Result<(), ConntrackError> {
+        // SAFETY: sockaddr_nl for the kernel (pid 0).
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as u16;
+        // SAFETY: valid buffer and address.
+        let rc = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                datagram.as_ptr().cast(),
+                datagram.len(),
+                0,
+                (&sa as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(io("sendto(NETLINK_NETFILTER)")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One datagram; `Ok(None)` on timeout. `ENOBUFS` (lost multicasts) is returned as an error.
+    pub fn recv(&mut self) -> Result<Option<&[u8]>, ConntrackError> {
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => return Ok(None),
+                    Some(libc::EINTR) => continue,
+                    _ => return Err(io("recv(NETLINK_NETFILTER)")(e)),
+                }
+            }
+            return Ok(Some(&self.buf[..n as usize]));
+        }
+    }
+}
+
+/// Counters of the conntrack path, reported in `sensor_health`.
+#[derive(Debug, Default)]
+pub struct ConntrackStats {
+    pub new: AtomicU64,
+    pub destroy: AtomicU64,
+    /// Loopback flows skipped because `include_loopback = false`.
+    pub loopback_skipped: AtomicU64,
+    /// `ENOBUFS` on the socket: the kernel dropped events (how many is unknown).
+    pub socket_overflows: AtomicU64,
+    pub parse_errors: AtomicU64,
+    /// Flow events not delivered because the pipeline was gone (at shutdown).
+    pub channel_closed: AtomicU64,
+    /// 1 while the sensor's own tracking table is installed.
+    pub tracking_table: AtomicU64,
+}
+
+impl ConntrackStats {
+    /// Losses, for the health event's `drops`.
+    pub fn drops(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            (
+                "conntrack_socket_overflows",
+                self.socket_overflows.load(Relaxed),
+            ),
+            ("conntrack_parse_errors", self.parse_errors.load(Relaxed)),
+        ]
+    }
+
+    /// Non-loss facts, merged into the health event's `events`.
+    pub fn notes(&self) -> BTreeMap<String, u64> {
+        [
+            ("conntrack_new", &self.new),
+            ("conntrack_destroy", &self.destroy),
+            ("conntrack_loopback_skipped", &self.loopback_skipped),
+            ("conntrack_tracking_table", &self.tracking_table),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
+        .collect()
+    }
+}
+
+/// A running conntrack capture. `stop` drains what is queued and removes the tracking table.
+pub struct ConntrackCapture {
+    pub stats: Arc<ConntrackStats>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    table: Option<TrackingTable>,
+}
+
+impl ConntrackCapture {
+    /// Subscribes to new/destroy events (needs CAP_NET_ADMIN), then adds the tracking table if
+    /// `cfg.add_tracking_table`. Whether events will actually arrive depends on the host's
+    /// ruleset: see [`super::events_will_flow`].
+    pub fn start(cfg: &ConntrackConfig, ctx: AuditCtx) -> Result<Self, ConntrackError> {
+        let sock = NfnlSocket::open(NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_DESTROY)?;
+        sock.set_rcvbuf(cfg.receive_buffer_bytes);
+        sock.set_timeout(Duration::from_millis(100))?;
+        let stats = Arc::new(ConntrackStats::default());
+        let table = if cfg.add_tracking_table {
+            let t = TrackingTable::add(super::tracking_table::TABLE_NAME)?;
+            tracing::info!(
+                table = super::tracking_table::TABLE_NAME,
+                owned = t.owned(),
+                "added the conntrack tracking table (removed on exit)"
+            );
+            stats.tracking_table.store(1, Relaxed);
+            Some(t)
+        } else {
+            None
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let include_loopback = cfg.include_loopback;
+        let thread = {
+            let (stop, stats) = (stop.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name("conntrack".into())
+                .spawn(move || read_loop(sock, &stop, &stats, &ctx, include_loopback))
+                .map_err(ConntrackError::Thread)?
+        };
+        Ok(Self {
+            stats,
+            stop,
+            thread: Some(thread),
+            table,
+        })
+    }
+
+    pub fn drops(&self) -> Vec<(&'static str, u64)> {
+        self.stats.drops()
+    }
+
+    pub fn notes(&self) -> BTreeMap<String, u64> {
+        self.stats.notes()
+    }
+
+    /// Drains queued events (bounded), joins the reader and removes the tracking table.
+    pub fn stop(mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.table.take() {
+            match t.remove() {
+                Ok(()) => tracing::info!("conntrack tracking table removed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "removing the conntrack tracking table failed")
+                }
+            }
+            self.stats.tracking_table.store(0, Relaxed);
+        }
+    }
+}
+
+impl Drop for ConntrackCapture {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // `TrackingTable`'s own Drop removes the table.
+    }
+}
+
+fn read_loop(
+    mut sock: NfnlSocket,
+    stop: &AtomicBool,
+    stats: &ConntrackStats,
+    ctx: &AuditCtx,
+    include_loopback: bool,
+) {
+    let mut stop_seen: Option<Instant> = None;
+    loop {
+        if stop.load(Relaxed) {
+            let since = *stop_seen.get_or_insert_with(Instant::now);
+            if since.elapsed() > DRAIN_LIMIT {
+                return;
+            }
+        }
+        let parsed = match sock.recv() {
+            Ok(Some(buf)) => msg::parse_datagram(buf),
+            Ok(None) => {
+                if stop_seen.is_some() {
+                    return;
+                }
+                continue;
+            }
+            Err(e) if e.errno() == Some(libc::ENOBUFS) => {
+                let n = stats.socket_overflows.fetch_add(1, Relaxed);
+                if n < 10 || n.is_power_of_two() {
+                    tracing::warn!(
+                        overflows = n + 1,
+                        "conntrack socket buffer overflowed; flow events were lost"
+                    );
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading conntrack events failed");
+                if stop.load(Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let mono = monotonic_now_ns();
+        let unix = unix_now_ns();
+        for r in parsed {
+            let ct = match r {
+                Ok(ct) => ct,
+                Err(e) => {
+                    let n = stats.parse_errors.fetch_add(1, Relaxed);
+                    if n < 10 {
+                        tracing::warn!(error = %e, "malformed conntrack message skipped");
+                    }
+                    continue;
+                }
+            };
+            if !include_loopback && ct.orig.src.is_loopback() && ct.orig.dst.is_loopback() {
+                stats.loopback_skipped.fetch_add(1, Relaxed);
+                continue;
+            }
+            match ct.event {
+                msg::CtEventType::New => stats.new.fetch_add(1, Relaxed),
+                msg::CtEventType::Destroy => stats.destroy.fetch_add(1, Relaxed),
+                msg::CtEventType::Update => 0,
+            };
+            let ev = flow_event(&ct, &ctx.host, unix, mono);
+            ctx.counters.count_event(ev.kind);
+            if ctx.tx.blocking_send(ev).is_err() {
+                stats.channel_closed.fetch_add(1, Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+/// The `flow` event of a conntrack event, from the originating direction's point of view:
+/// `src` is the initiator; `bytes_out`/`packets_out` are the original direction's counters
+/// (initiator -> responder), `*_in` the reply direction's. The kernel sends counters with
+/// DESTROY only (final totals), and only when `nf_conntrack_acct = 1`; otherwise they are
+/// null. `state` is `new` or `destroy`.
+pub fn flow_event(ct: &CtEvent, host: &str, unix_ns: i128, mono_ns: u64) -> Event {
+    let o = &ct.orig;
+    Event {
+        seq: 0,
+        time: rfc3339_nanos(unix_ns),
+        host: host.to_string(),
+        source: Source::Conntrack,
+        kind: Kind::Flow,
+        process: None,
+        exit: None,
+        connect: None,
+        health: None,
+        ktime_ns: Some(mono_ns),
+        extra: crate::event::Extra {
+            flow: Some(Flow {
+                protocol: msg::proto_name(o.proto),
+                src_addr: o.src.to_string(),
+                src_port: o.src_port.unwrap_or(0),
+                dst_addr: o.dst.to_string(),
+                dst_port: o.dst_port.unwrap_or(0),
+                state: ct.event.as_str().to_string(),
+                bytes_in: ct.counters_reply.map(|c| c.bytes),
+                bytes_out: ct.counters_orig.map(|c| c.bytes),
+                packets_in: ct.counters_reply.map(|c| c.packets),
+                packets_out: ct.counters_orig.map(|c| c.packets),
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::conntrack::msg::build::*;
+    use crate::sources::conntrack::msg::*;
+    use std::net::IpAddr;
+
+    #[test]
+    fn flow_from_destroy_with_counters() {
+        let s: IpAddr = "127.0.0.1".parse().unwrap();
+        let d: IpAddr = "127.0.0.2".parse().unwrap();
+        let m = message(
+            IPCTNL_MSG_CT_DELETE,
+            0,
+            AF_INET,
+            &[
+                tuple(CTA_TUPLE_ORIG, s, d, IPPROTO_TCP, 5000, 80),
+                tuple(CTA_TUPLE_REPLY, d, s, IPPROTO_TCP, 80, 5000),
+                counters(CTA_COUNTERS_ORIG, 6, 400),
+                counters(CTA_COUNTERS_REPLY, 5, 9000),
+            ],
+        );
+        let ct = parse_datagram(&m).remove(0).unwrap();
+        let ev = flow_event(&ct, "h", 1_700_000_000_000_000_000, 5);
+        assert_eq!(ev.kind, Kind::Flow);
+        assert_eq!(ev.source, Source::Conntrack);
+        let f = ev.extra.flow.unwrap();
+        assert_eq!(
+            f,
+            Flow {
+                protocol: "tcp".into(),
+                src_addr: "127.0.0.1".into(),
+                src_port: 5000,
+                dst_addr: "127.0.0.2".into(),
+                dst_port: 80,
+                state: "destroy".into(),
+                bytes_in: Some(9000),
+                bytes_out: Some(400),
+                packets_in: Some(5),
+                packets_out: Some(6),
+            }
+        );
+    }
+
+    #[test]
+    fn flow_without_accounting_has_null_counters() {
+        let s: IpAddr = "::1".parse().unwrap();
+        let m = message(
+            IPCTNL_MSG_CT_NEW,
+            NLM_F_CREATE | NLM_F_EXCL,
+            AF_INET6,
+            &[tuple(CTA_TUPLE_ORIG, s, s, IPPROTO_UDP, 1, 2)],
+        );
+        let ct = parse_datagram(&m).remove(0).unwrap();
+        let ev = flow_event(&ct, "h", 0, 0);
+        let f = ev.extra.flow.as_ref().unwrap();
+        assert_eq!((f.state.as_str(), f.protocol.as_str()), ("new", "udp"));
+        assert_eq!((f.bytes_in, f.packets_out), (None, None));
+        let json = serde_json::to_value(&ev).unwrap();
+        assert_eq!(json["kind"], "flow");
+        assert_eq!(json["source"], "conntrack");
+        assert_eq!(json["flow"]["dst_addr"], "::1");
+    }
+}
