@@ -36,6 +36,10 @@ pub struct Config {
     pub enrich: crate::enrich::EnrichConfig,
     /// gRPC shipping, used when `output.target = "grpc"` (or `--output grpc://host:port`).
     pub ship: crate::ship::ShipConfig,
+    /// Network flows from conntrack (off by default).
+    pub conntrack: crate::sources::conntrack::ConntrackConfig,
+    /// Noise rules and argv redaction, applied before anything is written or shipped.
+    pub filter: crate::filter::FilterConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -146,6 +150,9 @@ impl Config {
             ));
         }
         self.enrich.validate().map_err(ConfigError::Invalid)?;
+        self.filter
+            .build()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.output.target == "grpc" {
             self.ship
                 .validate()

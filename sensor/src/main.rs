@@ -107,6 +107,11 @@ fn main() -> anyhow::Result<()> {
                 );
             } else {
                 print!("{}", probe::render_report(&caps, &decision));
+                let (flows, why) = sensor::sources::conntrack::events_will_flow();
+                println!(
+                    "conntrack events {}  {why} (flows are off unless conntrack.enabled = true)",
+                    if flows { "yes" } else { "no " }
+                );
             }
         }
         Command::Config { defaults } => {

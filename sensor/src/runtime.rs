@@ -9,6 +9,7 @@ use crate::{
     config::Config,
     counters::Counters,
     enrich::{self, CacheStats, ProcessCache},
+    filter::{stage::run_filter_stage, FilterStats},
     event::Event,
     health::{DropSource, HealthReporter, NoteSource},
     hostname::kernel_hostname,
@@ -16,6 +17,7 @@ use crate::{
     probe::{self, Mode, ModeDecision, RequestedMode},
     sources::{
         audit::source::{AuditCapture, AuditCtx},
+        conntrack::source::ConntrackCapture,
         logins::source::LoginCapture,
         ebpf::{self, reader::ReaderCtx},
     },
@@ -34,6 +36,8 @@ pub enum RunError {
     Output(#[from] json::OutputError),
     #[error(transparent)]
     Ship(#[from] crate::ship::ShipError),
+    #[error("config: {0}")]
+    Config(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -235,9 +239,23 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         cfg.sensor.host.clone()
     };
     let counters = Arc::new(Counters::default());
-    // sources -> enrich -> sink
+    // sources -> enrich -> filter (noise rules, redaction) -> sink: nothing unredacted is
+    // ever written or shipped.
     let (tx, enrich_rx) = mpsc::channel(cfg.sensor.channel_capacity);
+    let (enriched_tx, filter_rx) = mpsc::channel(cfg.sensor.channel_capacity);
     let (out_tx, rx) = mpsc::channel(cfg.sensor.channel_capacity);
+    let (noise, redactor) = cfg
+        .filter
+        .build()
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let filter_stats = Arc::new(FilterStats::for_filter(&noise));
+    let filter_stage = tokio::spawn(run_filter_stage(
+        filter_rx,
+        out_tx,
+        noise,
+        redactor,
+        filter_stats.clone(),
+    ));
     let ship_stats = Arc::new(crate::ship::ShipStats::default());
     let (ship_stop_tx, ship_stop_rx) = watch::channel(false);
     let sink = if cfg.output.target == "grpc" {
@@ -260,7 +278,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let cache_stats = Arc::new(Mutex::new(cache.stats()));
     let enrich_stage = tokio::spawn(enrich::run_stage(
         enrich_rx,
-        out_tx,
+        enriched_tx,
         cache,
         cache_stats.clone(),
         cfg.enrich.clone(),
@@ -286,6 +304,10 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             .chain(aux.notes)
             .chain(std::iter::once(cache_notes(cache_stats)))
             .chain(std::iter::once(ship_notes(ship_stats)))
+            .chain(std::iter::once({
+                let f = filter_stats.clone();
+                Box::new(move || f.notes()) as NoteSource
+            }))
             .collect(),
     };
     let _ = tx.send(reporter.event()).await;
@@ -310,6 +332,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let _ = ship_stop_tx.send(true);
     drop(tx);
     let _ = enrich_stage.await;
+    let _ = filter_stage.await;
     let _ = sink.await;
     Ok(())
 }
@@ -372,6 +395,32 @@ fn start_aux(cfg: &Config, tx: &mpsc::Sender<Event>, counters: &Arc<Counters>, h
                 tracing::info!(wtmp = %cfg.logins.wtmp, btmp = %cfg.logins.btmp, "following logins");
             }
             Err(e) => tracing::error!(error = %e, "logins source failed to start"),
+        }
+    }
+    if cfg.conntrack.enabled {
+        let (will, why) = crate::sources::conntrack::probe().will_flow(cfg.conntrack.add_tracking_table);
+        if !will {
+            tracing::warn!(reason = %why, "conntrack enabled but flow events may not arrive");
+        }
+        match ConntrackCapture::start(&cfg.conntrack, ctx()) {
+            Ok(c) => {
+                let c = Arc::new(Mutex::new(Some(c)));
+                let (d, n) = (c.clone(), c.clone());
+                aux.drops.push(Box::new(move || {
+                    d.lock().ok().and_then(|g| g.as_ref().map(|c| c.drops())).unwrap_or_default()
+                }));
+                aux.notes.push(Box::new(move || {
+                    n.lock().ok().and_then(|g| g.as_ref().map(|c| c.notes())).unwrap_or_default()
+                }));
+                aux.stoppers.push(Box::new(move || {
+                    let taken = c.lock().ok().and_then(|mut g| g.take());
+                    if let Some(c) = taken {
+                        c.stop();
+                    }
+                }));
+                tracing::info!("conntrack flows enabled");
+            }
+            Err(e) => tracing::error!(error = %e, "conntrack source failed to start; no flows"),
         }
     }
     aux
