@@ -123,7 +123,8 @@ fn reap(children: &mut Vec<Child>, failures: &mut u64) -> Result<(), String> {
                 if !status.success() {
                     *failures += 1;
                 }
-                children.swap_remove(i);
+                // Already reaped by try_wait above.
+                drop(children.swap_remove(i));
             }
             Ok(None) => i += 1,
             Err(e) => return Err(format!("wait: {e}")),
@@ -133,7 +134,8 @@ fn reap(children: &mut Vec<Child>, failures: &mut u64) -> Result<(), String> {
 }
 
 fn exec_paced(per_sec: f64, secs: f64, marker: &str) -> Result<String, String> {
-    if !(per_sec > 0.0 && per_sec.is_finite()) || !(secs >= 0.0 && secs.is_finite()) {
+    let valid = per_sec > 0.0 && per_sec.is_finite() && secs >= 0.0 && secs.is_finite();
+    if !valid {
         return Err(format!("RATE must be > 0 and SECS >= 0\n{USAGE}"));
     }
     let total = (per_sec * secs).round() as u64;
