@@ -48,7 +48,10 @@ fn try_exec(ctx: &TracePointContext) -> Result<u32, u32> {
     }
     ev.header.size = size as u32;
     let bytes = unsafe { core::slice::from_raw_parts(ev as *const ExecEvent as *const u8, size) };
-    if EVENTS.output::<[u8]>(bytes, crate::maps::wakeup_flags()).is_err() {
+    if EVENTS
+        .output::<[u8]>(bytes, crate::maps::wakeup_flags())
+        .is_err()
+    {
         count_drop(DROP_SLOT_EXEC);
     }
     Ok(0)

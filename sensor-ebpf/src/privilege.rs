@@ -55,7 +55,9 @@ pub fn cred_change_exit(ctx: TracePointContext) -> u32 {
     }
     let nr: i32 = unsafe { ctx.read_at(SYSCALL_NR) }.unwrap_or(-1);
     let task = current_task();
-    let Ok(new) = cred_snapshot(task) else { return 0 };
+    let Ok(new) = cred_snapshot(task) else {
+        return 0;
+    };
     if new != old {
         emit(task, old, new, VIA_SYSCALL, nr as u32);
     }
@@ -98,7 +100,10 @@ fn emit(task: Ptr, old: CredSnap, new: CredSnap, via: u32, nr: u32) {
         return;
     };
     let ev = entry.write(PrivilegeEvent {
-        header: header(KIND_PRIVILEGE, core::mem::size_of::<PrivilegeEvent>() as u32),
+        header: header(
+            KIND_PRIVILEGE,
+            core::mem::size_of::<PrivilegeEvent>() as u32,
+        ),
         process: ProcessInfo::zeroed(),
         old,
         new,

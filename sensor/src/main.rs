@@ -69,7 +69,10 @@ fn main() -> anyhow::Result<()> {
                 cfg.sensor.mode = m;
             }
             if let Some(o) = output {
-                if ["grpc://", "grpcs://", "https://", "http://"].iter().any(|p| o.starts_with(p)) {
+                if ["grpc://", "grpcs://", "https://", "http://"]
+                    .iter()
+                    .any(|p| o.starts_with(p))
+                {
                     cfg.output.target = "grpc".into();
                     cfg.ship.address = o;
                 } else {

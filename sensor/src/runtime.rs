@@ -9,8 +9,8 @@ use crate::{
     config::Config,
     counters::Counters,
     enrich::{self, CacheStats, ProcessCache},
-    filter::{stage::run_filter_stage, FilterStats},
     event::Event,
+    filter::{stage::run_filter_stage, FilterStats},
     health::{DropSource, HealthReporter, NoteSource},
     hostname::kernel_hostname,
     output::json,
@@ -18,8 +18,8 @@ use crate::{
     sources::{
         audit::source::{AuditCapture, AuditCtx},
         conntrack::source::ConntrackCapture,
-        logins::source::LoginCapture,
         ebpf::{self, reader::ReaderCtx},
+        logins::source::LoginCapture,
     },
     timefmt::Clocks,
 };
@@ -284,7 +284,16 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         cfg.enrich.clone(),
     ));
 
-    let started = start(&cfg, offsets, &decision, opts.requested, &tx, &counters, &host).await?;
+    let started = start(
+        &cfg,
+        offsets,
+        &decision,
+        opts.requested,
+        &tx,
+        &counters,
+        &host,
+    )
+    .await?;
     let aux = start_aux(&cfg, &tx, &counters, &host);
     release_startup_memory();
     tracing::info!(mode = %started.mode, reason = %started.reason, "capturing");
@@ -398,7 +407,8 @@ fn start_aux(cfg: &Config, tx: &mpsc::Sender<Event>, counters: &Arc<Counters>, h
         }
     }
     if cfg.conntrack.enabled {
-        let (will, why) = crate::sources::conntrack::probe().will_flow(cfg.conntrack.add_tracking_table);
+        let (will, why) =
+            crate::sources::conntrack::probe().will_flow(cfg.conntrack.add_tracking_table);
         if !will {
             tracing::warn!(reason = %why, "conntrack enabled but flow events may not arrive");
         }
@@ -407,10 +417,16 @@ fn start_aux(cfg: &Config, tx: &mpsc::Sender<Event>, counters: &Arc<Counters>, h
                 let c = Arc::new(Mutex::new(Some(c)));
                 let (d, n) = (c.clone(), c.clone());
                 aux.drops.push(Box::new(move || {
-                    d.lock().ok().and_then(|g| g.as_ref().map(|c| c.drops())).unwrap_or_default()
+                    d.lock()
+                        .ok()
+                        .and_then(|g| g.as_ref().map(|c| c.drops()))
+                        .unwrap_or_default()
                 }));
                 aux.notes.push(Box::new(move || {
-                    n.lock().ok().and_then(|g| g.as_ref().map(|c| c.notes())).unwrap_or_default()
+                    n.lock()
+                        .ok()
+                        .and_then(|g| g.as_ref().map(|c| c.notes()))
+                        .unwrap_or_default()
                 }));
                 aux.stoppers.push(Box::new(move || {
                     let taken = c.lock().ok().and_then(|mut g| g.take());

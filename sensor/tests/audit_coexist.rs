@@ -39,7 +39,10 @@ end_of_event_timeout = 2
 ";
 
 fn auditctl(args: &[&str]) -> String {
-    let out = Command::new("auditctl").args(args).output().expect("auditctl");
+    let out = Command::new("auditctl")
+        .args(args)
+        .output()
+        .expect("auditctl");
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
@@ -108,7 +111,16 @@ impl Auditd {
 impl Drop for Auditd {
     fn drop(&mut self) {
         if self.rule_added {
-            auditctl(&["-d", "always,exit", "-F", "arch=b64", "-S", "execve", "-k", "auditd-it"]);
+            auditctl(&[
+                "-d",
+                "always,exit",
+                "-F",
+                "arch=b64",
+                "-S",
+                "execve",
+                "-k",
+                "auditd-it",
+            ]);
         }
         // SAFETY: signalling the auditd this test started.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -132,29 +144,63 @@ fn sensor_reads_beside_auditd_and_auditd_keeps_working() {
         return;
     }
     let mut auditd = Auditd::start();
-    let out = auditctl(&["-a", "always,exit", "-F", "arch=b64", "-S", "execve", "-k", "auditd-it"]);
+    let out = auditctl(&[
+        "-a",
+        "always,exit",
+        "-F",
+        "arch=b64",
+        "-S",
+        "execve",
+        "-k",
+        "auditd-it",
+    ]);
     assert!(!out.contains("Error"), "{out}");
     auditd.rule_added = true;
     let auditd_pid = auditd.child.id().to_string();
 
     let sensor = Sensor::start("audit", &[]);
     let reason = sensor.reason();
-    assert!(reason.contains("multicast"), "sensor must not steal the audit pid: {reason}");
+    assert!(
+        reason.contains("multicast"),
+        "sensor must not steal the audit pid: {reason}"
+    );
     assert_eq!(status().1, auditd_pid, "auditd still holds the audit pid");
 
     let m = marker("cx");
-    assert!(Command::new("/bin/true").arg(&m).status().unwrap().success());
+    assert!(Command::new("/bin/true")
+        .arg(&m)
+        .status()
+        .unwrap()
+        .success());
     std::thread::sleep(Duration::from_millis(1500));
     let events = sensor.stop();
 
-    assert_eq!(execs_with_arg(&events, &m).len(), 1, "sensor saw the exec via multicast");
-    assert_eq!(status().1, auditd_pid, "auditd still registered after the sensor stopped");
+    assert_eq!(
+        execs_with_arg(&events, &m).len(),
+        1,
+        "sensor saw the exec via multicast"
+    );
+    assert_eq!(
+        status().1,
+        auditd_pid,
+        "auditd still registered after the sensor stopped"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !auditd.log().contains(&m) {
-        assert!(Instant::now() < deadline, "auditd did not log the marker ({})", auditd.log_path().display());
+        assert!(
+            Instant::now() < deadline,
+            "auditd did not log the marker ({})",
+            auditd.log_path().display()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let rules = auditctl(&["-l"]);
-    assert!(rules.contains("auditd-it"), "auditd's rule untouched: {rules}");
-    assert!(!rules.contains("key=sensor"), "sensor rules removed: {rules}");
+    assert!(
+        rules.contains("auditd-it"),
+        "auditd's rule untouched: {rules}"
+    );
+    assert!(
+        !rules.contains("key=sensor"),
+        "sensor rules removed: {rules}"
+    );
 }

@@ -111,21 +111,41 @@ fn deleted_rules_are_detected_reported_and_repaired() {
     std::fs::write(&cfg, "[audit]\ncheck_interval_secs = 1\n").unwrap();
     let sensor = Sensor::start("audit", &["--config", cfg.to_str().unwrap()]);
     // Another tool wipes our rules.
-    let out = Command::new("auditctl").args(["-D", "-k", "sensor"]).output().unwrap();
+    let out = Command::new("auditctl")
+        .args(["-D", "-k", "sensor"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    let listed = String::from_utf8_lossy(&Command::new("auditctl").arg("-l").output().unwrap().stdout).into_owned();
+    let listed =
+        String::from_utf8_lossy(&Command::new("auditctl").arg("-l").output().unwrap().stdout)
+            .into_owned();
     assert!(listed.contains("key=sensor"), "rules repaired: {listed}");
     // And the capture still works.
     let m = marker("rp");
-    assert!(Command::new("/bin/true").arg(&m).status().unwrap().success());
+    assert!(Command::new("/bin/true")
+        .arg(&m)
+        .status()
+        .unwrap()
+        .success());
     std::thread::sleep(std::time::Duration::from_millis(500));
     let events = sensor.stop();
     assert_eq!(execs_with_arg(&events, &m).len(), 1);
     let last = of_kind(&events, "sensor_health").pop().unwrap().clone();
-    assert!(last["health"]["events"]["audit_rules_repaired"].as_u64().unwrap() >= 1, "{last}");
-    let listed = String::from_utf8_lossy(&Command::new("auditctl").arg("-l").output().unwrap().stdout).into_owned();
-    assert!(!listed.contains("key=sensor"), "rules removed at exit: {listed}");
+    assert!(
+        last["health"]["events"]["audit_rules_repaired"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{last}"
+    );
+    let listed =
+        String::from_utf8_lossy(&Command::new("auditctl").arg("-l").output().unwrap().stdout)
+            .into_owned();
+    assert!(
+        !listed.contains("key=sensor"),
+        "rules removed at exit: {listed}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

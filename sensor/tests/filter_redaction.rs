@@ -13,7 +13,11 @@ fn noise_is_dropped_and_counted_and_secrets_are_redacted() {
     }
     let sensor = Sensor::start("ebpf", &[]);
     let m = marker("nr");
-    let date = Command::new("/bin/date").arg("+%s").stdout(Stdio::null()).spawn().unwrap();
+    let date = Command::new("/bin/date")
+        .arg("+%s")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let date_pid = date.id() as u64;
     let _ = date.wait_with_output();
     assert!(Command::new("/bin/echo")
@@ -30,17 +34,28 @@ fn noise_is_dropped_and_counted_and_secrets_are_redacted() {
 
     let echo = execs_with_arg(&events, &m);
     assert_eq!(echo.len(), 1);
-    let argv: Vec<&str> = echo[0]["process"]["argv"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let argv: Vec<&str> = echo[0]["process"]["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(argv.iter().any(|a| a.contains("[REDACTED]")), "{argv:?}");
     let all = serde_json::to_string(&events).unwrap();
     assert!(!all.contains("hunter2"), "secret leaked");
 
     assert!(
-        !events.iter().any(|e| e["process"]["pid"] == date_pid && (e["kind"] == "process_exec" || e["kind"] == "process_exit")),
+        !events.iter().any(|e| e["process"]["pid"] == date_pid
+            && (e["kind"] == "process_exec" || e["kind"] == "process_exit")),
         "date's exec and exit are dropped together"
     );
     let last = of_kind(&events, "sensor_health").pop().unwrap().clone();
-    let filtered = last["health"]["events"]["filtered_routine_info"].as_u64().unwrap_or(0);
+    let filtered = last["health"]["events"]["filtered_routine_info"]
+        .as_u64()
+        .unwrap_or(0);
     assert!(filtered >= 1, "filtered count reported: {last}");
-    assert!(of_kind(&events, "flow").is_empty(), "conntrack is off by default");
+    assert!(
+        of_kind(&events, "flow").is_empty(),
+        "conntrack is off by default"
+    );
 }

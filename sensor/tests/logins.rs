@@ -20,14 +20,20 @@ fn record(ut_type: i16, pid: i32, line: &str, user: &str, host: &str, addr: [u8;
     b[8..8 + line.len()].copy_from_slice(line.as_bytes());
     b[44..44 + user.len()].copy_from_slice(user.as_bytes());
     b[76..76 + host.len()].copy_from_slice(host.as_bytes());
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
     b[340..344].copy_from_slice(&(now.as_secs() as i32).to_ne_bytes());
     b[348..364].copy_from_slice(&addr);
     b
 }
 
 fn append(path: &Path, bytes: &[u8]) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     f.write_all(bytes).unwrap();
 }
 
@@ -46,7 +52,11 @@ fn wtmp_and_btmp_are_followed() {
     let dir = std::env::temp_dir().join(marker("logins-it"));
     std::fs::create_dir_all(&dir).unwrap();
     let (wtmp, btmp) = (dir.join("wtmp"), dir.join("btmp"));
-    std::fs::write(&wtmp, record(USER_PROCESS, 1, "pts/9", "history", "old", [0; 16])).unwrap();
+    std::fs::write(
+        &wtmp,
+        record(USER_PROCESS, 1, "pts/9", "history", "old", [0; 16]),
+    )
+    .unwrap();
     let cfg = dir.join("sensor.toml");
     std::fs::write(
         &cfg,
@@ -65,7 +75,14 @@ fn wtmp_and_btmp_are_followed() {
     v6[..2].copy_from_slice(&[0x20, 0x01]);
     v6[15] = 7;
     // a login written in two halves
-    let login = record(USER_PROCESS, std::process::id() as i32, "pts/7", user, "2001::7", v6);
+    let login = record(
+        USER_PROCESS,
+        std::process::id() as i32,
+        "pts/7",
+        user,
+        "2001::7",
+        v6,
+    );
     append(&wtmp, &login[..100]);
     std::thread::sleep(Duration::from_millis(300));
     append(&wtmp, &login[100..]);
@@ -73,9 +90,29 @@ fn wtmp_and_btmp_are_followed() {
     let mut bad = record(USER_PROCESS, 1, "x", "x", "x", [0; 16]);
     bad[0..2].copy_from_slice(&77i16.to_ne_bytes());
     append(&wtmp, &bad);
-    append(&wtmp, &record(DEAD_PROCESS, std::process::id() as i32, "pts/7", "", "", [0; 16]));
+    append(
+        &wtmp,
+        &record(
+            DEAD_PROCESS,
+            std::process::id() as i32,
+            "pts/7",
+            "",
+            "",
+            [0; 16],
+        ),
+    );
     // a failed login with an IPv4 address
-    append(&btmp, &record(LOGIN_PROCESS, 0, "ssh:notty", user, "192.0.2.1", [192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+    append(
+        &btmp,
+        &record(
+            LOGIN_PROCESS,
+            0,
+            "ssh:notty",
+            user,
+            "192.0.2.1",
+            [192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        ),
+    );
     std::thread::sleep(Duration::from_millis(500));
     // rotation: a new wtmp file replaces the old one
     std::fs::rename(&wtmp, dir.join("wtmp.1")).unwrap();
@@ -89,20 +126,38 @@ fn wtmp_and_btmp_are_followed() {
     let events = sensor.stop();
     let _ = std::fs::remove_dir_all(&dir);
 
-    assert!(logins(&events, "history").is_empty(), "history is not replayed by default");
+    assert!(
+        logins(&events, "history").is_empty(),
+        "history is not replayed by default"
+    );
     let mine = logins(&events, user);
     let kinds: Vec<&str> = mine.iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["login", "logout", "login_failed", "login", "logout"], "{mine:?}");
+    assert_eq!(
+        kinds,
+        ["login", "logout", "login_failed", "login", "logout"],
+        "{mine:?}"
+    );
     assert_eq!(mine[0]["source"], "wtmp");
     assert_eq!(mine[0]["login"]["tty"], "pts/7");
     assert_eq!(mine[0]["login"]["addr"], "2001::7");
     assert_eq!(mine[0]["process"]["pid"], std::process::id());
-    assert_eq!(mine[1]["login"]["host"], "2001::7", "logout carries the login's host");
+    assert_eq!(
+        mine[1]["login"]["host"], "2001::7",
+        "logout carries the login's host"
+    );
     assert_eq!(mine[2]["source"], "btmp");
     assert_eq!(mine[2]["login"]["addr"], "192.0.2.1");
     assert_eq!(mine[3]["login"]["tty"], "tty3");
     let health = of_kind(&events, "sensor_health");
     let last = health.last().unwrap();
-    assert_eq!(last["health"]["drops"]["login_corrupt_records"], 1, "{last}");
-    assert!(last["health"]["events"]["login_file_rotations"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        last["health"]["drops"]["login_corrupt_records"], 1,
+        "{last}"
+    );
+    assert!(
+        last["health"]["events"]["login_file_rotations"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
 }

@@ -56,7 +56,11 @@ const FLUSH_BYTES: usize = 256 * 1024;
 /// Runs until the channel closes; returns after the final flush. Events are serialized into a
 /// buffer that is written every [`FLUSH_INTERVAL`] or when it grows past 256 KiB: one write
 /// per batch, not per event.
-pub async fn run_sink(mut rx: mpsc::Receiver<Event>, out: Box<dyn Write + Send>, counters: Arc<Counters>) {
+pub async fn run_sink(
+    mut rx: mpsc::Receiver<Event>,
+    out: Box<dyn Write + Send>,
+    counters: Arc<Counters>,
+) {
     let mut sink = Sink {
         out,
         buf: Vec::with_capacity(FLUSH_BYTES + 64 * 1024),
@@ -111,7 +115,11 @@ impl Sink {
         let mut write = || out.write_all(buf).and_then(|()| out.flush());
         let multi = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let result = if multi { tokio::task::block_in_place(write) } else { write() };
+        let result = if multi {
+            tokio::task::block_in_place(write)
+        } else {
+            write()
+        };
         match result {
             Ok(()) => {
                 self.counters.written.fetch_add(self.pending, Relaxed);

@@ -269,7 +269,13 @@ pub fn privilege_workload(mode: &str) {
         .iter()
         .find(|e| e["privilege"]["via"] == "exec_setuid")
         .unwrap_or_else(|| panic!("exec of set-uid binary in {changes:?}"));
-    assert_eq!((up["privilege"]["old_euid"].as_u64(), up["privilege"]["new_euid"].as_u64()), (Some(65534), Some(0)));
+    assert_eq!(
+        (
+            up["privilege"]["old_euid"].as_u64(),
+            up["privilege"]["new_euid"].as_u64()
+        ),
+        (Some(65534), Some(0))
+    );
     assert_eq!(up["privilege"]["new_uid"], 65534);
     assert_eq!(exec[0]["process"]["euid"], 0);
     assert_eq!(exec[0]["process"]["uid"], 65534);

@@ -35,7 +35,10 @@ fn text(v: Option<&[u8]>) -> Option<String> {
 }
 
 fn program(r: &Record) -> String {
-    let exe = r.get_nested("exe").or_else(|| r.get("exe")).unwrap_or_default();
+    let exe = r
+        .get_nested("exe")
+        .or_else(|| r.get("exe"))
+        .unwrap_or_default();
     let base = exe.rsplit(|&b| b == b'/').next().unwrap_or_default();
     escape_bytes(base)
 }
@@ -104,7 +107,8 @@ mod tests {
     use crate::sources::audit::assemble::Assembler;
     use crate::sources::audit::record::parse;
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\nbroken\n";
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\nbroken\n";
 
     fn group(t: u16, line: &str) -> Group {
         let mut a = Assembler::new(4, 10);
@@ -119,7 +123,10 @@ mod tests {
         let ev = to_event(&g, "h", PASSWD).unwrap();
         assert_eq!(ev.kind, Kind::PrivilegeChange);
         let p = ev.extra.privilege.unwrap();
-        assert_eq!((p.old_uid, p.new_uid, p.old_gid, p.new_gid, p.via.as_str()), (1000, 0, 1000, 0, "pam:su"));
+        assert_eq!(
+            (p.old_uid, p.new_uid, p.old_gid, p.new_gid, p.via.as_str()),
+            (1000, 0, 1000, 0, "pam:su")
+        );
         assert_eq!(ev.process.unwrap().session, Some(3));
     }
 
@@ -129,7 +136,10 @@ mod tests {
         let ev = to_event(&g, "h", PASSWD).unwrap();
         assert_eq!(ev.kind, Kind::LoginFailed);
         let l = ev.extra.login.unwrap();
-        assert_eq!((l.user.as_str(), l.tty.as_deref(), l.host), ("root", Some("/dev/pts/0"), None));
+        assert_eq!(
+            (l.user.as_str(), l.tty.as_deref(), l.host),
+            ("root", Some("/dev/pts/0"), None)
+        );
         // same account: no change
         let g = group(1105, "audit(1700000000.123:52): pid=1 uid=0 auid=0 ses=1 msg='op=PAM:session_open acct=\"root\" exe=\"/usr/sbin/cron\" res=success'");
         assert!(to_event(&g, "h", PASSWD).is_none());

@@ -98,7 +98,11 @@ impl CredTracker {
                 egid: new.gid,
                 ..new
             };
-            let via = if new.euid != new.uid { "exec_setuid" } else { "exec_setgid" };
+            let via = if new.euid != new.uid {
+                "exec_setuid"
+            } else {
+                "exec_setgid"
+            };
             (old, via.to_string())
         } else {
             return None;
@@ -156,12 +160,18 @@ mod tests {
         // sudo exec: uid 1000, euid 0 (set-uid binary)
         let ev = t.observe(&g(&sys(1, 59, 1000, 0)), "h").unwrap();
         let p = ev.extra.privilege.unwrap();
-        assert_eq!((p.via.as_str(), p.old_euid, p.new_euid), ("exec_setuid", 1000, 0));
+        assert_eq!(
+            (p.via.as_str(), p.old_euid, p.new_euid),
+            ("exec_setuid", 1000, 0)
+        );
         assert_eq!(ev.process.unwrap().pid, 77);
         // setresuid(0,0,0)
         let ev = t.observe(&g(&sys(2, 117, 0, 0)), "h").unwrap();
         let p = ev.extra.privilege.unwrap();
-        assert_eq!((p.via.as_str(), p.old_uid, p.new_uid), ("setresuid", 1000, 0));
+        assert_eq!(
+            (p.via.as_str(), p.old_uid, p.new_uid),
+            ("setresuid", 1000, 0)
+        );
         // no change -> nothing
         assert!(t.observe(&g(&sys(3, 117, 0, 0)), "h").is_none());
         // ordinary exec, nothing

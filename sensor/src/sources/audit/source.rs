@@ -487,7 +487,9 @@ fn exit_loop(
             if !all && at.elapsed() < delay {
                 break;
             }
-            let Some((_, ev)) = held.pop_front() else { break };
+            let Some((_, ev)) = held.pop_front() else {
+                break;
+            };
             counters.count_event(ev.kind);
             if tx.blocking_send(ev).is_err() {
                 return false;
@@ -512,9 +514,12 @@ fn exit_loop(
                 continue;
             }
             Err(e) => {
-                if matches!(&e, proc_connector::ProcConnError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOBUFS)) {
+                if matches!(&e, proc_connector::ProcConnError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOBUFS))
+                {
                     stats.proc_connector_overflows.fetch_add(1, Relaxed);
-                    tracing::warn!("proc connector buffer overflowed; exit notifications were lost");
+                    tracing::warn!(
+                        "proc connector buffer overflowed; exit notifications were lost"
+                    );
                     continue;
                 }
                 tracing::error!(error = %e, "proc connector read failed");

@@ -2,8 +2,8 @@
 //! Nothing here touches the kernel, so every case is unit-tested from byte fixtures.
 use sensor_common::{
     ConnectEvent, CredSnap, EventHeader, ExecEvent, ExitEvent, PathWalk, PrivilegeEvent,
-    ProcessInfo, ARGV_LEN, CWD_PARTS, KIND_PRIVILEGE,
-    EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_TRUNCATED, KIND_CONNECT, KIND_EXEC, KIND_EXIT,
+    ProcessInfo, ARGV_LEN, CWD_PARTS, EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_TRUNCATED,
+    KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_PRIVILEGE,
 };
 
 use crate::escape::until_nul;

@@ -23,21 +23,42 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/se
 
 /// Credential-changing syscalls watched for privilege changes.
 const CRED_SYSCALLS: [&str; 7] = [
-    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "capset",
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "capset",
 ];
 
 /// Programs and the tracepoints each attaches to, in attach order: exit halves before entry
 /// halves, so no event whose start we report can miss its end.
 fn programs() -> Vec<(&'static str, Vec<(&'static str, String)>)> {
     let sys = |prefix: &str, names: &[&str]| -> Vec<(&'static str, String)> {
-        names.iter().map(|n| ("syscalls", format!("{prefix}_{n}"))).collect()
+        names
+            .iter()
+            .map(|n| ("syscalls", format!("{prefix}_{n}")))
+            .collect()
     };
     vec![
-        ("sched_process_exit", vec![("sched", "sched_process_exit".into())]),
+        (
+            "sched_process_exit",
+            vec![("sched", "sched_process_exit".into())],
+        ),
         ("exec_cred_enter", sys("sys_enter", &["execve", "execveat"])),
-        ("sched_process_exec", vec![("sched", "sched_process_exec".into())]),
-        ("sys_exit_connect", vec![("syscalls", "sys_exit_connect".into())]),
-        ("sys_enter_connect", vec![("syscalls", "sys_enter_connect".into())]),
+        (
+            "sched_process_exec",
+            vec![("sched", "sched_process_exec".into())],
+        ),
+        (
+            "sys_exit_connect",
+            vec![("syscalls", "sys_exit_connect".into())],
+        ),
+        (
+            "sys_enter_connect",
+            vec![("syscalls", "sys_enter_connect".into())],
+        ),
         ("cred_change_exit", sys("sys_exit", &CRED_SYSCALLS)),
         ("cred_change_enter", sys("sys_enter", &CRED_SYSCALLS)),
     ]

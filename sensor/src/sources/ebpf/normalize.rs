@@ -368,13 +368,28 @@ mod tests {
     #[test]
     fn privilege_changes() {
         use sensor_common::{CredSnap, VIA_EXEC, VIA_SYSCALL};
-        let old = CredSnap { uid: 1000, euid: 1000, gid: 100, egid: 100, cap_effective: 0 };
-        let new = CredSnap { uid: 0, euid: 0, gid: 100, egid: 100, cap_effective: 0x1ff_ffff_ffff };
+        let old = CredSnap {
+            uid: 1000,
+            euid: 1000,
+            gid: 100,
+            egid: 100,
+            cap_effective: 0,
+        };
+        let new = CredSnap {
+            uid: 0,
+            euid: 0,
+            gid: 100,
+            egid: 100,
+            cap_effective: 0x1ff_ffff_ffff,
+        };
         let rec = decode(&fixtures::privilege(VIA_SYSCALL, 105, old, new)).unwrap();
         let ev = normalize(&rec, &clocks(), "h");
         assert_eq!(ev.kind, Kind::PrivilegeChange);
         let p = ev.extra.privilege.unwrap();
-        assert_eq!((p.old_uid, p.new_uid, p.old_euid, p.new_euid, p.via.as_str()), (1000, 0, 1000, 0, "setuid"));
+        assert_eq!(
+            (p.old_uid, p.new_uid, p.old_euid, p.new_euid, p.via.as_str()),
+            (1000, 0, 1000, 0, "setuid")
+        );
         assert_eq!(p.new_caps.as_deref(), Some("0x1ffffffffff"));
         let new = CredSnap { euid: 0, ..old };
         let rec = decode(&fixtures::privilege(VIA_EXEC, 0, old, new)).unwrap();

@@ -43,9 +43,17 @@ impl Sessions {
     }
 
     /// Maps one record. `None` for records that are not logins (boot, run level, init...).
-    pub fn map(&mut self, rec: &UtmpRecord, file: LogFile, host: &str, lookup: SessionLookup) -> Option<Event> {
+    pub fn map(
+        &mut self,
+        rec: &UtmpRecord,
+        file: LogFile,
+        host: &str,
+        lookup: SessionLookup,
+    ) -> Option<Event> {
         let (kind, source) = match (file, rec.ut_type) {
-            (LogFile::Btmp, utmp::USER_PROCESS | utmp::LOGIN_PROCESS) => (Kind::LoginFailed, Source::Btmp),
+            (LogFile::Btmp, utmp::USER_PROCESS | utmp::LOGIN_PROCESS) => {
+                (Kind::LoginFailed, Source::Btmp)
+            }
             (LogFile::Wtmp, utmp::USER_PROCESS) => (Kind::Login, Source::Wtmp),
             (LogFile::Wtmp, utmp::DEAD_PROCESS) => (Kind::Logout, Source::Wtmp),
             _ => return None,
@@ -131,19 +139,43 @@ mod tests {
     fn login_then_logout_names_the_user_and_session() {
         let mut s = Sessions::default();
         let lookup = |pid: i32| (pid == 4000).then_some((1000, 42));
-        let login = parse(&record(utmp::USER_PROCESS, 4000, b"pts/2", b"alice", b"203.0.113.9", 1_700_000_000, 250_000, v4([203, 0, 113, 9])));
+        let login = parse(&record(
+            utmp::USER_PROCESS,
+            4000,
+            b"pts/2",
+            b"alice",
+            b"203.0.113.9",
+            1_700_000_000,
+            250_000,
+            v4([203, 0, 113, 9]),
+        ));
         let ev = s.map(&login, LogFile::Wtmp, "h", &lookup).unwrap();
         assert_eq!((ev.kind, ev.source), (Kind::Login, Source::Wtmp));
         let l = ev.extra.login.as_ref().unwrap();
-        assert_eq!((l.user.as_str(), l.tty.as_deref(), l.addr.as_deref()), ("alice", Some("pts/2"), Some("203.0.113.9")));
+        assert_eq!(
+            (l.user.as_str(), l.tty.as_deref(), l.addr.as_deref()),
+            ("alice", Some("pts/2"), Some("203.0.113.9"))
+        );
         assert_eq!(l.session_key.as_deref(), Some("ses:42"));
         assert_eq!(ev.process.as_ref().unwrap().auid, Some(1000));
         assert_eq!(ev.time, "2023-11-14T22:13:20.250000000Z");
-        let logout = parse(&record(utmp::DEAD_PROCESS, 4000, b"pts/2", b"", b"", 1_700_000_100, 0, [0; 16]));
+        let logout = parse(&record(
+            utmp::DEAD_PROCESS,
+            4000,
+            b"pts/2",
+            b"",
+            b"",
+            1_700_000_100,
+            0,
+            [0; 16],
+        ));
         let ev = s.map(&logout, LogFile::Wtmp, "h", &lookup).unwrap();
         assert_eq!(ev.kind, Kind::Logout);
         let l = ev.extra.login.as_ref().unwrap();
-        assert_eq!((l.user.as_str(), l.session_key.as_deref(), l.host.as_deref()), ("alice", Some("ses:42"), Some("203.0.113.9")));
+        assert_eq!(
+            (l.user.as_str(), l.session_key.as_deref(), l.host.as_deref()),
+            ("alice", Some("ses:42"), Some("203.0.113.9"))
+        );
         assert!(s.is_empty());
     }
 
@@ -182,7 +214,16 @@ mod tests {
     fn btmp_records_are_failed_logins() {
         let mut s = Sessions::default();
         let none = |_: i32| None;
-        let r = parse(&record(utmp::LOGIN_PROCESS, 1, b"ssh:notty", b"root", b"198.51.100.7", 5, 0, v4([198, 51, 100, 7])));
+        let r = parse(&record(
+            utmp::LOGIN_PROCESS,
+            1,
+            b"ssh:notty",
+            b"root",
+            b"198.51.100.7",
+            5,
+            0,
+            v4([198, 51, 100, 7]),
+        ));
         let ev = s.map(&r, LogFile::Btmp, "h", &none).unwrap();
         assert_eq!((ev.kind, ev.source), (Kind::LoginFailed, Source::Btmp));
         assert_eq!(ev.extra.login.unwrap().user, "root");
@@ -192,11 +233,25 @@ mod tests {
     fn other_records_are_skipped_and_bytes_are_escaped() {
         let mut s = Sessions::default();
         let none = |_: i32| None;
-        for t in [utmp::BOOT_TIME, utmp::RUN_LVL, utmp::INIT_PROCESS, utmp::EMPTY] {
+        for t in [
+            utmp::BOOT_TIME,
+            utmp::RUN_LVL,
+            utmp::INIT_PROCESS,
+            utmp::EMPTY,
+        ] {
             let r = parse(&record(t, 1, b"~", b"reboot", b"6.1", 5, 0, [0; 16]));
             assert!(s.map(&r, LogFile::Wtmp, "h", &none).is_none());
         }
-        let r = parse(&record(utmp::USER_PROCESS, 1, b"tty1", b"b\xffd", b"", 5, 0, [0; 16]));
+        let r = parse(&record(
+            utmp::USER_PROCESS,
+            1,
+            b"tty1",
+            b"b\xffd",
+            b"",
+            5,
+            0,
+            [0; 16],
+        ));
         let ev = s.map(&r, LogFile::Wtmp, "h", &none).unwrap();
         let l = ev.extra.login.unwrap();
         assert_eq!(l.user, "b\\xffd");

@@ -52,7 +52,10 @@ impl LoginCapture {
 
     pub fn drops(&self) -> Vec<(&'static str, u64)> {
         vec![
-            ("login_corrupt_records", self.stats.corrupt_records.load(Relaxed)),
+            (
+                "login_corrupt_records",
+                self.stats.corrupt_records.load(Relaxed),
+            ),
             ("login_torn_bytes", self.stats.torn_bytes.load(Relaxed)),
         ]
     }
@@ -88,7 +91,9 @@ fn watch_dirs(paths: &[&Path]) -> Option<OwnedFd> {
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     for p in paths {
         let Some(dir) = p.parent() else { continue };
-        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { continue };
+        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
         let mask = libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE;
         // SAFETY: valid C string.
         unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
@@ -122,7 +127,11 @@ fn session_of(pid: i32) -> Option<(u32, u32)> {
         return None;
     }
     let read = |f: &str| -> Option<u32> {
-        std::fs::read_to_string(format!("/proc/{pid}/{f}")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(format!("/proc/{pid}/{f}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     };
     Some((read("loginuid")?, read("sessionid")?))
 }
@@ -152,9 +161,15 @@ fn follow(cfg: &LoginsConfig, ctx: &AuditCtx, stop: &AtomicBool, stats: &LoginSt
             };
             let s = tailer.stats;
             let prev: super::tail::TailStats = last[i];
-            stats.rotations.fetch_add(s.rotations - prev.rotations, Relaxed);
-            stats.truncations.fetch_add(s.truncations - prev.truncations, Relaxed);
-            stats.torn_bytes.fetch_add(s.torn_bytes - prev.torn_bytes, Relaxed);
+            stats
+                .rotations
+                .fetch_add(s.rotations - prev.rotations, Relaxed);
+            stats
+                .truncations
+                .fetch_add(s.truncations - prev.truncations, Relaxed);
+            stats
+                .torn_bytes
+                .fetch_add(s.torn_bytes - prev.torn_bytes, Relaxed);
             last[i] = s;
             for raw in records {
                 let rec = match utmp::parse(&raw) {

@@ -44,7 +44,11 @@ impl TailState {
         self.partial.extend_from_slice(bytes);
         let whole = self.partial.len() / record_len * record_len;
         let rest = self.partial.split_off(whole);
-        let records = self.partial.chunks_exact(record_len).map(<[u8]>::to_vec).collect();
+        let records = self
+            .partial
+            .chunks_exact(record_len)
+            .map(<[u8]>::to_vec)
+            .collect();
         self.partial = rest;
         records
     }
@@ -124,9 +128,10 @@ impl Tailer {
     /// Reads every whole record that appeared since the last call.
     pub fn poll(&mut self) -> Result<Vec<Vec<u8>>, TailError> {
         let meta = std::fs::metadata(&self.path).ok();
-        let change = self
-            .state
-            .classify(meta.as_ref().map(MetadataExt::ino), meta.as_ref().map_or(0, |m| m.len()));
+        let change = self.state.classify(
+            meta.as_ref().map(MetadataExt::ino),
+            meta.as_ref().map_or(0, |m| m.len()),
+        );
         let mut out = Vec::new();
         match change {
             Change::Same => {
@@ -189,7 +194,11 @@ mod tests {
 
     #[test]
     fn classify_changes() {
-        let s = TailState { inode: Some(5), offset: 100, partial: vec![] };
+        let s = TailState {
+            inode: Some(5),
+            offset: 100,
+            partial: vec![],
+        };
         assert_eq!(s.classify(Some(5), 200), Change::Same);
         assert_eq!(s.classify(Some(5), 50), Change::Truncated);
         assert_eq!(s.classify(Some(6), 500), Change::Rotated);
@@ -197,7 +206,11 @@ mod tests {
     }
 
     fn dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("tail-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let d = std::env::temp_dir().join(format!(
+            "tail-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
@@ -222,7 +235,11 @@ mod tests {
         assert_eq!(t.stats.rotations, 1);
         // truncation in place
         std::fs::write(&p, [5u8; 4]).unwrap();
-        let _ = std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(0);
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0);
         std::fs::write(&p, []).unwrap();
         assert!(t.poll().unwrap().is_empty());
         std::fs::write(&p, [6u8; 4]).unwrap();

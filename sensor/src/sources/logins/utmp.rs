@@ -108,7 +108,10 @@ pub fn parse(b: &[u8]) -> Result<UtmpRecord, UtmpError> {
 /// (to keep for the next read).
 pub fn split_records(buf: &[u8]) -> (Vec<&[u8]>, usize) {
     let whole = buf.len() / RECORD_LEN * RECORD_LEN;
-    (buf[..whole].chunks_exact(RECORD_LEN).collect(), buf.len() - whole)
+    (
+        buf[..whole].chunks_exact(RECORD_LEN).collect(),
+        buf.len() - whole,
+    )
 }
 
 #[cfg(test)]
@@ -117,7 +120,16 @@ pub(crate) mod fixtures {
 
     /// Builds a record the way glibc lays it out.
     #[allow(clippy::too_many_arguments)]
-    pub fn record(ut_type: i16, pid: i32, line: &[u8], user: &[u8], host: &[u8], sec: i32, usec: i32, addr: [u8; 16]) -> Vec<u8> {
+    pub fn record(
+        ut_type: i16,
+        pid: i32,
+        line: &[u8],
+        user: &[u8],
+        host: &[u8],
+        sec: i32,
+        usec: i32,
+        addr: [u8; 16],
+    ) -> Vec<u8> {
         let mut b = vec![0u8; RECORD_LEN];
         b[0..2].copy_from_slice(&ut_type.to_ne_bytes());
         b[4..8].copy_from_slice(&pid.to_ne_bytes());
@@ -146,10 +158,22 @@ mod tests {
 
     #[test]
     fn user_process_ipv4() {
-        let b = record(USER_PROCESS, 1234, b"pts/3", b"alice", b"10.0.0.5", 1_795_804_496, 5, v4([10, 0, 0, 5]));
+        let b = record(
+            USER_PROCESS,
+            1234,
+            b"pts/3",
+            b"alice",
+            b"10.0.0.5",
+            1_795_804_496,
+            5,
+            v4([10, 0, 0, 5]),
+        );
         let r = parse(&b).unwrap();
         assert_eq!((r.ut_type, r.pid, r.session), (USER_PROCESS, 1234, 7));
-        assert_eq!((r.line.as_slice(), r.user.as_slice(), r.host.as_slice()), (&b"pts/3"[..], &b"alice"[..], &b"10.0.0.5"[..]));
+        assert_eq!(
+            (r.line.as_slice(), r.user.as_slice(), r.host.as_slice()),
+            (&b"pts/3"[..], &b"alice"[..], &b"10.0.0.5"[..])
+        );
         assert_eq!(r.addr, Some("10.0.0.5".parse().unwrap()));
         assert_eq!((r.tv_sec, r.tv_usec), (1_795_804_496, 5));
     }
@@ -157,7 +181,16 @@ mod tests {
     #[test]
     fn ipv6_and_no_address() {
         let v6: Ipv6Addr = "2001:db8::42".parse().unwrap();
-        let b = record(USER_PROCESS, 1, b"pts/0", b"bob", b"2001:db8::42", 1, 0, v6.octets());
+        let b = record(
+            USER_PROCESS,
+            1,
+            b"pts/0",
+            b"bob",
+            b"2001:db8::42",
+            1,
+            0,
+            v6.octets(),
+        );
         assert_eq!(parse(&b).unwrap().addr, Some(IpAddr::V6(v6)));
         let b = record(DEAD_PROCESS, 1, b"pts/0", b"", b"", 1, 0, [0; 16]);
         assert_eq!(parse(&b).unwrap().addr, None);
