@@ -196,6 +196,21 @@ pub struct ConnectStash {
 }
 const _: () = assert!(core::mem::size_of::<ConnectStash>() == 24);
 
+/// Noise rules evaluated in the kernel (exec by exact comm). Slot `NOISE_RULES_MAX` of the
+/// drop counters counts exits dropped with their dropped exec.
+pub const NOISE_RULES_MAX: u32 = 64;
+
+/// Per-process state of the in-kernel noise filter, keyed by tgid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecState {
+    pub start_boottime_ns: u64,
+    /// 1 when the process's exec was dropped (its exit is dropped too).
+    pub dropped: u32,
+    pub rule: u32,
+}
+const _: () = assert!(core::mem::size_of::<ExecState>() == 16);
+
 /// Credentials snapshot taken before a credential-changing call (or an exec).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

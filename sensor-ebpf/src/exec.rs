@@ -34,12 +34,15 @@ fn try_exec(ctx: &TracePointContext) -> Result<u32, u32> {
     let task = current_task();
     ev.header = header(KIND_EXEC, 0);
     fill_process(&mut ev.process, task);
+    crate::privilege::check_exec_creds(task, ev.header.tgid);
+    if noise_filtered(ev) {
+        return Ok(0);
+    }
 
     read_filename(ctx, ev);
     read_argv(task, ev);
     read_cwd(task, ev);
     read_exe(task, ev);
-    crate::privilege::check_exec_creds(task, ev.header.tgid);
 
     let argv_len = (ev.argv_len as usize).min(ARGV_LEN);
     let size = EXEC_FIXED_LEN + ((argv_len + 7) & !7);
@@ -55,6 +58,45 @@ fn try_exec(ctx: &TracePointContext) -> Result<u32, u32> {
         count_drop(DROP_SLOT_EXEC);
     }
     Ok(0)
+}
+
+/// The in-kernel noise rules: an exec whose comm is listed is dropped here (counted per
+/// rule) and never crosses the ring buffer; the process is remembered so its exit is dropped
+/// too, unless an earlier exec of the same process was shipped.
+#[inline(always)]
+fn noise_filtered(ev: &ExecEvent) -> bool {
+    if !crate::maps::noise_enabled() {
+        return false;
+    }
+    let tgid = ev.header.tgid;
+    let start = ev.process.start_boottime_ns;
+    let Some(rule) = (unsafe { crate::maps::NOISE_COMMS.get(ev.process.comm) }).copied() else {
+        let _ = crate::maps::EXEC_STATE.insert(
+            tgid,
+            sensor_common::ExecState {
+                start_boottime_ns: start,
+                dropped: 0,
+                rule: 0,
+            },
+            0,
+        );
+        return false;
+    };
+    let shipped_before = unsafe { crate::maps::EXEC_STATE.get(tgid) }
+        .is_some_and(|s| s.dropped == 0 && s.start_boottime_ns == start);
+    if !shipped_before {
+        let _ = crate::maps::EXEC_STATE.insert(
+            tgid,
+            sensor_common::ExecState {
+                start_boottime_ns: start,
+                dropped: 1,
+                rule,
+            },
+            0,
+        );
+    }
+    crate::maps::count_noise(rule.min(sensor_common::NOISE_RULES_MAX - 1));
+    true
 }
 
 fn read_filename(ctx: &TracePointContext, ev: &mut ExecEvent) {

@@ -25,6 +25,19 @@ fn try_exit(_ctx: &TracePointContext) -> Result<u32, u32> {
     if live != 0 {
         return Ok(0);
     }
+    if crate::maps::noise_enabled() {
+        let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+        if let Some(state) = unsafe { crate::maps::EXEC_STATE.get(tgid) }.copied() {
+            let _ = crate::maps::EXEC_STATE.remove(tgid);
+            let start = read_ptr(task, off!(task_group_leader))
+                .and_then(|l| read::<u64>(l, off!(task_start_boottime)))
+                .unwrap_or(0);
+            if state.dropped != 0 && state.start_boottime_ns == start {
+                crate::maps::count_noise(sensor_common::NOISE_RULES_MAX);
+                return Ok(0);
+            }
+        }
+    }
     let exit_code = read::<u32>(task, off!(task_exit_code)).unwrap_or(0);
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
         count_drop(DROP_SLOT_EXIT);

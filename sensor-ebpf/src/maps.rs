@@ -1,9 +1,11 @@
 //! Maps shared by the programs, and the offsets global.
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use sensor_common::{ConnectStash, CredSnap, ExecEvent, KernelOffsets, DROP_SLOTS};
+use sensor_common::{
+    ConnectStash, CredSnap, ExecEvent, ExecState, KernelOffsets, DROP_SLOTS, NOISE_RULES_MAX,
+};
 
 /// The one ring buffer all records go through. Userspace may resize it before load.
 #[map]
@@ -28,6 +30,34 @@ pub static CRED_STASH: LruHashMap<u64, CredSnap> = LruHashMap::with_max_entries(
 /// Credentials before an exec, keyed by tgid.
 #[map]
 pub static EXEC_CRED_STASH: LruHashMap<u32, CredSnap> = LruHashMap::with_max_entries(16384, 0);
+
+/// In-kernel noise rules: exec comm (NUL-padded) -> rule index.
+#[map]
+pub static NOISE_COMMS: HashMap<[u8; 16], u32> = HashMap::with_max_entries(1024, 0);
+
+/// Per-CPU counts of execs dropped per rule; slot NOISE_RULES_MAX counts their exits.
+#[map]
+pub static NOISE_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(NOISE_RULES_MAX + 1, 0);
+
+/// Whether each live process's exec was dropped, so its exit follows the same decision.
+#[map]
+pub static EXEC_STATE: LruHashMap<u32, ExecState> = LruHashMap::with_max_entries(65536, 0);
+
+/// Non-zero when NOISE_COMMS has entries (set by userspace).
+#[unsafe(no_mangle)]
+pub static NOISE_ENABLED: u32 = 0;
+
+#[inline(always)]
+pub fn noise_enabled() -> bool {
+    unsafe { core::ptr::read_volatile(&raw const NOISE_ENABLED) != 0 }
+}
+
+#[inline(always)]
+pub fn count_noise(slot: u32) {
+    if let Some(ptr) = NOISE_DROPS.get_ptr_mut(slot) {
+        unsafe { *ptr += 1 };
+    }
+}
 
 /// Resolved by userspace from BTF; all zero (and `magic` unset) means "do nothing".
 #[unsafe(no_mangle)]

@@ -95,17 +95,29 @@ struct Started {
 
 fn start_ebpf(
     cfg: &Config,
+    filter_stats: &Arc<FilterStats>,
     offsets: Result<sensor_common::KernelOffsets, ebpf::EbpfError>,
     tx: &mpsc::Sender<Event>,
     counters: &Arc<Counters>,
     host: &str,
 ) -> Result<(Capture, DropSource), ebpf::EbpfError> {
-    let capture = ebpf::load(offsets, cfg.ebpf.ring_buffer_bytes)?;
+    let noise_comms = crate::filter::noise::kernel_comm_rules(&cfg.filter.noise);
+    let capture = ebpf::load(offsets, cfg.ebpf.ring_buffer_bytes, &noise_comms)?;
     let ebpf::EbpfCapture {
         ebpf: loaded,
         ring,
         drops,
+        noise,
     } = capture;
+    // The kernel's noise counts are published into the filter's stats at each health event.
+    let fstats = filter_stats.clone();
+    let publish_noise = move || {
+        let (per_rule, exits) = noise.snapshot();
+        for (i, n) in per_rule.into_iter().enumerate() {
+            fstats.set_kernel_drops(i, n);
+        }
+        fstats.set_kernel_exit_drops(exits);
+    };
     let drops = Arc::new(drops);
     let (stop_tx, stop_rx) = watch::channel(false);
     let reader = tokio::spawn(ebpf::run_reader(
@@ -124,7 +136,10 @@ fn start_ebpf(
             stop: stop_tx,
             _loaded: loaded,
         },
-        Box::new(move || drops.snapshot()),
+        Box::new(move || {
+            publish_noise();
+            drops.snapshot()
+        }),
     ))
 }
 
@@ -167,8 +182,10 @@ fn start_audit(
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn start(
     cfg: &Config,
+    filter_stats: &Arc<FilterStats>,
     offsets: Result<sensor_common::KernelOffsets, ebpf::EbpfError>,
     decision: &ModeDecision,
     requested: RequestedMode,
@@ -184,7 +201,7 @@ async fn start(
         .iter()
         .any(|r| r.mode == Mode::Audit && r.usable);
     if mode == Mode::Ebpf {
-        match start_ebpf(cfg, offsets, tx, counters, host) {
+        match start_ebpf(cfg, filter_stats, offsets, tx, counters, host) {
             Ok((capture, drops)) => {
                 return Ok(Started {
                     mode,
@@ -286,6 +303,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
 
     let started = start(
         &cfg,
+        &filter_stats,
         offsets,
         &decision,
         opts.requested,

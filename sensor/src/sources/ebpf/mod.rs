@@ -92,6 +92,19 @@ pub struct EbpfCapture {
     pub ebpf: Ebpf,
     pub ring: RingBuf<MapData>,
     pub drops: KernelDrops,
+    pub noise: KernelNoise,
+}
+
+/// Counts of the in-kernel noise filter.
+pub struct KernelNoise(PerCpuArray<MapData, u64>);
+
+impl KernelNoise {
+    /// (execs dropped per rule index, exits dropped with them), summed over CPUs.
+    pub fn snapshot(&self) -> (Vec<u64>, u64) {
+        let sum = |slot: u32| -> u64 { self.0.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+        let per_rule = (0..sensor_common::NOISE_RULES_MAX).map(sum).collect();
+        (per_rule, sum(sensor_common::NOISE_RULES_MAX))
+    }
 }
 
 /// The in-kernel counters of records that could not be emitted.
@@ -133,8 +146,10 @@ pub fn resolve_offsets() -> Result<sensor_common::KernelOffsets, EbpfError> {
 pub fn load(
     offsets: Result<sensor_common::KernelOffsets, EbpfError>,
     ring_bytes: u32,
+    noise_comms: &[([u8; 16], u32)],
 ) -> Result<EbpfCapture, EbpfError> {
     let offsets = offsets?;
+    let noise_enabled = u32::from(!noise_comms.is_empty());
     if OBJECT.is_empty() {
         return Err(EbpfError::NotBuilt);
     }
@@ -145,6 +160,7 @@ pub fn load(
         .btf(None)
         .override_global("OFFSETS", &offsets, true)
         .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
+        .override_global("NOISE_ENABLED", &noise_enabled, true)
         .map_max_entries("EVENTS", ring_bytes)
         .load(OBJECT)
         .map_err(|e| EbpfError::Load(Box::new(e)))?;
@@ -164,6 +180,25 @@ pub fn load(
         }
     }
     let map_err = |name: &'static str, reason: String| EbpfError::Map { name, reason };
+    {
+        let comms = ebpf
+            .map_mut("NOISE_COMMS")
+            .ok_or_else(|| map_err("NOISE_COMMS", "missing".into()))?;
+        let mut comms: aya::maps::HashMap<_, [u8; 16], u32> =
+            aya::maps::HashMap::try_from(comms)
+                .map_err(|e| map_err("NOISE_COMMS", e.to_string()))?;
+        for (comm, rule) in noise_comms {
+            if *rule < sensor_common::NOISE_RULES_MAX {
+                comms
+                    .insert(comm, rule, 0)
+                    .map_err(|e| map_err("NOISE_COMMS", e.to_string()))?;
+            }
+        }
+    }
+    let noise = ebpf
+        .take_map("NOISE_DROPS")
+        .ok_or_else(|| map_err("NOISE_DROPS", "missing".into()))?;
+    let noise = PerCpuArray::try_from(noise).map_err(|e| map_err("NOISE_DROPS", e.to_string()))?;
     let ring = ebpf
         .take_map("EVENTS")
         .ok_or_else(|| map_err("EVENTS", "missing".into()))?;
@@ -176,5 +211,6 @@ pub fn load(
         ebpf,
         ring,
         drops: KernelDrops(drops),
+        noise: KernelNoise(noise),
     })
 }
