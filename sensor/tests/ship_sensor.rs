@@ -137,6 +137,14 @@ fn sensor_ships_marker_workload_over_one_connection() {
         .status()
         .unwrap()
         .success());
+    // A secret in argv: redacted before the spool and the wire.
+    let secret_marker = format!("{m}-secret");
+    assert!(Command::new("/bin/echo")
+        .args([secret_marker.as_str(), "--password=hunter2"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
     let m7 = format!("{m}-exit7");
     assert_eq!(
         Command::new("/bin/sh")
@@ -191,6 +199,44 @@ fn sensor_ships_marker_workload_over_one_connection() {
     assert!(exit
         .iter()
         .any(|e| e.event.exit.as_ref().unwrap().code == Some(7)));
+
+    let secret = wait_for(
+        &col.db,
+        &Filter {
+            kinds: vec!["process_exec".into()],
+            text: Some(secret_marker.clone()),
+            ..Default::default()
+        },
+        "secret exec",
+    );
+    let args = &secret[0]
+        .event
+        .process
+        .as_ref()
+        .unwrap()
+        .argv
+        .as_ref()
+        .unwrap()
+        .args;
+    assert!(args.iter().any(|a| a.contains("[REDACTED]")), "{args:?}");
+    fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        rd.flatten().any(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                files_contain(&p, needle)
+            } else {
+                std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            }
+        })
+    }
+    assert!(
+        !files_contain(&dir.path().join("spool"), b"hunter2"),
+        "secret in the spool"
+    );
+    assert!(!files_contain(&col.db, b"hunter2"), "secret stored");
 
     // Exactly one outbound TCP connection, to the collector; nothing listening.
     let r = report(sensor.pid());
