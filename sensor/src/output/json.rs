@@ -91,7 +91,8 @@ pub async fn run_sink(
                     sink.write_out();
                 }
             }
-            _ = tick.tick() => sink.write_out(),
+            // Only wake for the timer while something is waiting to be written.
+            _ = tick.tick(), if !sink.buf.is_empty() => sink.write_out(),
         }
     }
     sink.write_out();
