@@ -2,4 +2,5 @@
 pub mod audit;
 pub mod conntrack;
 pub mod ebpf;
+pub mod files;
 pub mod logins;

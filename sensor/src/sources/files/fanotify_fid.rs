@@ -1,0 +1,558 @@
+//! fanotify in FID mode: one filesystem mark per filesystem of the watched trees, events that
+//! name the directory (by file handle) and the entry, resolved to paths with
+//! `open_by_handle_at` + `readlink(/proc/self/fd/N)` + the name. Deleted and renamed entries
+//! resolve through their directory, which still exists, not through the object.
+//!
+//! A filesystem mark sees the whole disk, so the work per event is kept small: the sensor's
+//! own pid is dropped before anything else, directory handles are cached (invalidated when a
+//! directory is moved or removed), and the path filter runs before /proc is read.
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use super::emit::{Activity, Outcome, Sink};
+use super::fanotify_parse::{self, Fid, FidInfo, MAX_HANDLE_SZ};
+use super::roots::Tree;
+use super::source::{errno_text, read_loop};
+use super::OpSet;
+
+/// Size of one `read(2)` from the group.
+const READ_BUF: usize = 256 * 1024;
+/// Cached directory handles.
+const CACHE_MAX: usize = 8192;
+
+/// An initialized, marked FID group.
+pub struct FidGroup {
+    fd: OwnedFd,
+    /// fsid -> an open fd on that filesystem, for `open_by_handle_at`.
+    mounts: Vec<([u8; 8], OwnedFd)>,
+    /// `FAN_RENAME` (old and new name in one event) is in use.
+    pub rename: bool,
+    /// `FAN_REPORT_TARGET_FID` is in use.
+    pub target_fid: bool,
+    /// One anchor per marked filesystem.
+    pub marked: Vec<PathBuf>,
+    /// Index into the trees of those no filesystem mark covers, with the error.
+    pub unmarked: Vec<(usize, String)>,
+}
+
+impl FidGroup {
+    pub fn describe(&self) -> String {
+        format!(
+            "FAN_REPORT_DFID_NAME|FAN_REPORT_FID{} with filesystem marks on {} ({}), {}",
+            if self.target_fid {
+                "|FAN_REPORT_TARGET_FID"
+            } else {
+                ""
+            },
+            self.marked.len(),
+            self.marked
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if self.rename {
+                "FAN_RENAME"
+            } else {
+                "moves as MOVED_FROM/MOVED_TO (no FAN_RENAME)"
+            }
+        )
+    }
+}
+
+#[repr(C)]
+struct HandleBuf {
+    handle_bytes: u32,
+    handle_type: i32,
+    f_handle: [u8; MAX_HANDLE_SZ],
+}
+
+impl HandleBuf {
+    fn new() -> HandleBuf {
+        HandleBuf {
+            handle_bytes: MAX_HANDLE_SZ as u32,
+            handle_type: 0,
+            f_handle: [0; MAX_HANDLE_SZ],
+        }
+    }
+
+    fn from_fid(fid: &Fid<'_>) -> Option<HandleBuf> {
+        let mut h = HandleBuf::new();
+        h.f_handle
+            .get_mut(..fid.handle.len())?
+            .copy_from_slice(fid.handle);
+        h.handle_bytes = fid.handle.len() as u32;
+        h.handle_type = fid.handle_type;
+        Some(h)
+    }
+}
+
+fn fsid_of(fd: RawFd) -> Result<[u8; 8], String> {
+    // SAFETY: statfs is plain data; fstatfs fills it.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and pointer.
+    if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
+        return Err(errno_text("fstatfs"));
+    }
+    const _: () = assert!(std::mem::size_of::<libc::fsid_t>() == 8);
+    // SAFETY: fsid_t is two c_ints (checked above); its fields are private in libc.
+    Ok(unsafe { std::mem::transmute::<libc::fsid_t, [u8; 8]>(st.f_fsid) })
+}
+
+fn cstring(p: &Path) -> Result<CString, String> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{} holds a NUL", p.display()))
+}
+
+/// `open_by_handle_at` works here (needs CAP_DAC_READ_SEARCH and a filesystem that exports
+/// handles): checked on the anchor itself before relying on it.
+fn check_handles(mount_fd: RawFd, anchor: &Path) -> Result<(), String> {
+    let c = cstring(anchor)?;
+    let mut h = HandleBuf::new();
+    let mut mount_id = 0;
+    // SAFETY: valid C string, a handle buffer of MAX_HANDLE_SZ bytes, valid out pointer.
+    let r = unsafe {
+        libc::name_to_handle_at(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            (&mut h as *mut HandleBuf).cast(),
+            &mut mount_id,
+            0,
+        )
+    };
+    if r != 0 {
+        return Err(errno_text("name_to_handle_at"));
+    }
+    // SAFETY: the handle was filled by the kernel above.
+    let fd = unsafe {
+        libc::open_by_handle_at(
+            mount_fd,
+            (&mut h as *mut HandleBuf).cast(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(errno_text("open_by_handle_at"));
+    }
+    // SAFETY: fresh fd we own.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(())
+}
+
+fn mark_mask(ops: OpSet, rename: bool) -> u64 {
+    let mut m = libc::FAN_CREATE
+        | libc::FAN_DELETE
+        | libc::FAN_MODIFY
+        | libc::FAN_ATTRIB
+        | libc::FAN_CLOSE_WRITE
+        | libc::FAN_ONDIR
+        | libc::FAN_EVENT_ON_CHILD;
+    // Moves are always subscribed: the directory cache depends on seeing them.
+    m |= if rename {
+        libc::FAN_RENAME
+    } else {
+        libc::FAN_MOVED_FROM | libc::FAN_MOVED_TO
+    };
+    if ops.contains(OpSet::OPEN) {
+        m |= libc::FAN_OPEN;
+    }
+    if ops.contains(OpSet::CLOSE) {
+        m |= libc::FAN_CLOSE_NOWRITE;
+    }
+    m
+}
+
+/// Initializes the group and marks the filesystem of every tree. Errors when nothing could
+/// be marked; trees on filesystems that refused the mark are listed in `unmarked`.
+pub fn open(trees: &[Tree], ops: OpSet, unlimited_queue: bool) -> Result<FidGroup, String> {
+    let base = libc::FAN_CLASS_NOTIF
+        | libc::FAN_CLOEXEC
+        | libc::FAN_NONBLOCK
+        | libc::FAN_REPORT_DFID_NAME
+        | libc::FAN_REPORT_FID
+        | if unlimited_queue {
+            libc::FAN_UNLIMITED_QUEUE
+        } else {
+            0
+        };
+    let event_flags = (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as libc::c_uint;
+    let init = |flags| {
+        // SAFETY: plain integer flags.
+        let fd = unsafe { libc::fanotify_init(flags, event_flags) };
+        // SAFETY: a fresh fd we own.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let (fd, target_fid) = match init(base | libc::FAN_REPORT_TARGET_FID) {
+        Some(fd) => (fd, true),
+        None => match init(base) {
+            Some(fd) => (fd, false),
+            None => {
+                return Err(errno_text(
+                    "fanotify_init(FAN_CLASS_NOTIF|FAN_REPORT_DFID_NAME|FAN_REPORT_FID)",
+                ))
+            }
+        },
+    };
+    let mut g = FidGroup {
+        fd,
+        mounts: Vec::new(),
+        rename: target_fid,
+        target_fid,
+        marked: Vec::new(),
+        unmarked: Vec::new(),
+    };
+    for (i, tree) in trees.iter().enumerate() {
+        if let Err(e) = g.mark_tree(tree, ops) {
+            g.unmarked.push((i, e));
+        }
+    }
+    if g.marked.is_empty() {
+        let why: Vec<String> = g
+            .unmarked
+            .iter()
+            .map(|(i, e)| format!("{}: {e}", trees[*i].anchor.display()))
+            .collect();
+        return Err(format!(
+            "no filesystem could be marked ({})",
+            why.join("; ")
+        ));
+    }
+    Ok(g)
+}
+
+impl FidGroup {
+    fn mark_tree(&mut self, tree: &Tree, ops: OpSet) -> Result<(), String> {
+        let anchor = &tree.anchor;
+        let c = cstring(anchor)?;
+        // SAFETY: valid C string.
+        let raw = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if raw < 0 {
+            return Err(errno_text("open"));
+        }
+        // SAFETY: fresh fd we own.
+        let mount_fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fsid = fsid_of(mount_fd.as_raw_fd())?;
+        if self.mounts.iter().any(|(f, _)| *f == fsid) {
+            return Ok(());
+        }
+        check_handles(mount_fd.as_raw_fd(), anchor)?;
+        let mark = |mask: u64| {
+            // SAFETY: valid group fd and C string.
+            unsafe {
+                libc::fanotify_mark(
+                    self.fd.as_raw_fd(),
+                    libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+                    mask,
+                    libc::AT_FDCWD,
+                    c.as_ptr(),
+                )
+            }
+        };
+        if mark(mark_mask(ops, self.rename)) != 0 {
+            let err = std::io::Error::last_os_error();
+            if !(self.rename && err.raw_os_error() == Some(libc::EINVAL)) {
+                return Err(errno_text("fanotify_mark(FAN_MARK_FILESYSTEM)"));
+            }
+            // A kernel with TARGET_FID but without FAN_RENAME: fall back to moves.
+            if mark(mark_mask(ops, false)) != 0 {
+                return Err(errno_text("fanotify_mark(FAN_MARK_FILESYSTEM)"));
+            }
+            self.rename = false;
+        }
+        self.mounts.push((fsid, mount_fd));
+        self.marked.push(anchor.clone());
+        Ok(())
+    }
+}
+
+/// Directory handle -> path, with a bounded cache.
+struct Resolver {
+    mounts: Vec<([u8; 8], OwnedFd)>,
+    cache: HashMap<Box<[u8]>, Vec<u8>>,
+}
+
+impl Resolver {
+    fn mount_fd(&self, fsid: &[u8; 8]) -> Option<RawFd> {
+        self.mounts
+            .iter()
+            .find(|(f, _)| f == fsid)
+            .map(|(_, fd)| fd.as_raw_fd())
+    }
+
+    /// The current path of a handle. `Err(true)` when the object is gone (unlinked).
+    fn open_path(&self, fid: &Fid<'_>) -> Result<Vec<u8>, bool> {
+        let mount_fd = self.mount_fd(&fid.fsid).ok_or(false)?;
+        let mut h = HandleBuf::from_fid(fid).ok_or(false)?;
+        // SAFETY: a well-formed handle buffer; the kernel validates its contents.
+        let fd = unsafe {
+            libc::open_by_handle_at(
+                mount_fd,
+                (&mut h as *mut HandleBuf).cast(),
+                libc::O_PATH | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let gone = std::io::Error::last_os_error().raw_os_error() == Some(libc::ESTALE);
+            return Err(gone);
+        }
+        // SAFETY: fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        path_of_fd(fd.as_raw_fd()).map_err(|_| false)
+    }
+
+    fn dir(&mut self, fid: &Fid<'_>) -> Result<&[u8], bool> {
+        if !self.cache.contains_key(fid.key) {
+            let p = self.open_path(fid)?;
+            if self.cache.len() >= CACHE_MAX {
+                self.cache.clear();
+            }
+            self.cache.insert(fid.key.into(), p);
+        }
+        Ok(self
+            .cache
+            .get(fid.key)
+            .map(Vec::as_slice)
+            .unwrap_or_default())
+    }
+
+    /// Directory path + "/" + name, into `out`.
+    fn join(&mut self, info: &FidInfo<'_>, out: &mut Vec<u8>) -> Result<(), bool> {
+        let dir = self.dir(&info.fid)?;
+        out.clear();
+        out.extend_from_slice(dir);
+        match info.name {
+            Some(n) if !n.is_empty() && n != b"." => {
+                if out.last() != Some(&b'/') {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(n);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn remember(&mut self, fid: &Fid<'_>, path: &[u8]) {
+        if self.cache.len() < CACHE_MAX {
+            self.cache.insert(fid.key.into(), path.to_vec());
+        }
+    }
+
+    /// Drops every cached directory at or below `prefix` (it moved or was removed).
+    fn invalidate(&mut self, prefix: &[u8]) {
+        self.cache.retain(|_, p| {
+            !(p.starts_with(prefix) && (p.len() == prefix.len() || p[prefix.len()] == b'/'))
+        });
+    }
+}
+
+/// `readlink(/proc/self/fd/N)`, with the kernel's " (deleted)" suffix removed when the
+/// object really is unlinked.
+pub(super) fn path_of_fd(fd: RawFd) -> std::io::Result<Vec<u8>> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}"))?;
+    let mut p = link.into_os_string().into_vec();
+    const DELETED: &[u8] = b" (deleted)";
+    if p.ends_with(DELETED) {
+        // SAFETY: stat is plain data; fstat fills it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd and pointer.
+        if unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_nlink == 0 {
+            p.truncate(p.len() - DELETED.len());
+        }
+    }
+    Ok(p)
+}
+
+/// Reads events until `stop`, sending what the filter keeps.
+pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
+    let me = std::process::id() as i32;
+    let mut res = Resolver {
+        mounts: group.mounts,
+        cache: HashMap::new(),
+    };
+    let (mut path, mut new_path) = (Vec::with_capacity(256), Vec::with_capacity(256));
+    let fd = group.fd;
+    read_loop(
+        fd.as_raw_fd(),
+        READ_BUF,
+        stop,
+        || true,
+        |buf| {
+            for ev in fanotify_parse::events(buf) {
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        let n = sink.stats().parse_errors.fetch_add(1, Relaxed);
+                        if n < 10 {
+                            tracing::warn!(error = %e, "malformed fanotify event skipped");
+                        }
+                        continue;
+                    }
+                };
+                if ev.fd >= 0 {
+                    // SAFETY: the kernel gave us this fd; nothing else owns it.
+                    drop(unsafe { OwnedFd::from_raw_fd(ev.fd) });
+                }
+                if handle(&ev, me, &mut res, &mut sink, &mut path, &mut new_path) == Outcome::Closed
+                {
+                    return false;
+                }
+            }
+            true
+        },
+    );
+}
+
+fn handle(
+    ev: &fanotify_parse::RawEvent<'_>,
+    me: i32,
+    res: &mut Resolver,
+    sink: &mut Sink,
+    path: &mut Vec<u8>,
+    new_path: &mut Vec<u8>,
+) -> Outcome {
+    let stats = sink.stats();
+    if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
+        stats.queue_overflows.fetch_add(1, Relaxed);
+        tracing::warn!("fanotify queue overflowed; file events were lost");
+        return Outcome::Filtered;
+    }
+    if ev.pid == me {
+        stats.own_events.fetch_add(1, Relaxed);
+        return Outcome::Filtered;
+    }
+    let ondir = ev.mask & libc::FAN_ONDIR != 0;
+    let ops = fanotify_parse::ops_of_mask(ev.mask);
+    let pid = Some(ev.pid.max(0) as u32);
+    let info = &ev.info;
+
+    if let (Some(old), Some(new)) = (&info.old, &info.new) {
+        let (a, b) = (res.join(old, path), res.join(new, new_path));
+        if a.is_err() || b.is_err() {
+            stats.unresolved.fetch_add(1, Relaxed);
+            return Outcome::Filtered;
+        }
+        let out = sink.emit(Activity {
+            path,
+            new_path: Some(new_path),
+            ops,
+            pid,
+        });
+        if ondir {
+            res.invalidate(path);
+            if let Some(child) = &info.fid {
+                res.remember(&child.fid, new_path);
+            }
+        }
+        return out;
+    }
+
+    let resolved = match (&info.dfid, &info.fid) {
+        (Some(d), _) => res.join(d, path),
+        (None, Some(_)) => {
+            // No directory, no name: the kernel had no dentry for the object. That is the
+            // link-count ATTRIB every unlink produces (the delete itself was reported with
+            // its name), or activity on an unlinked-but-open file. There is no path to
+            // report, and resolving the handle would cost a syscall per unlink for nothing.
+            stats.nameless.fetch_add(1, Relaxed);
+            return Outcome::Filtered;
+        }
+        (None, None) => {
+            stats.parse_errors.fetch_add(1, Relaxed);
+            return Outcome::Filtered;
+        }
+    };
+    if resolved.is_err() {
+        stats.unresolved.fetch_add(1, Relaxed);
+        return Outcome::Filtered;
+    }
+    let out = sink.emit(Activity {
+        path,
+        new_path: None,
+        ops,
+        pid,
+    });
+    if ondir {
+        if ev.mask & (libc::FAN_MOVED_FROM | libc::FAN_DELETE) != 0 {
+            res.invalidate(path);
+        }
+        if ev.mask & (libc::FAN_CREATE | libc::FAN_MOVED_TO) != 0 {
+            if let Some(child) = &info.fid {
+                res.remember(&child.fid, path);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_follows_ops() {
+        let m = mark_mask(OpSet::DEFAULT, true);
+        assert_ne!(m & libc::FAN_RENAME, 0);
+        assert_eq!(
+            m & (libc::FAN_MOVED_FROM | libc::FAN_OPEN | libc::FAN_CLOSE_NOWRITE),
+            0
+        );
+        let m = mark_mask(OpSet::ALL, false);
+        assert_eq!(m & libc::FAN_RENAME, 0);
+        assert_ne!(m & libc::FAN_MOVED_TO, 0);
+        assert_ne!(m & libc::FAN_OPEN, 0);
+        assert_ne!(m & libc::FAN_CLOSE_NOWRITE, 0);
+    }
+
+    #[test]
+    fn resolver_cache_invalidation() {
+        let mut r = Resolver {
+            mounts: Vec::new(),
+            cache: HashMap::new(),
+        };
+        let key = |k: &[u8]| -> Box<[u8]> { k.into() };
+        r.cache.insert(key(b"a"), b"/etc/d".to_vec());
+        r.cache.insert(key(b"b"), b"/etc/d/sub".to_vec());
+        r.cache.insert(key(b"c"), b"/etc/dd".to_vec());
+        r.invalidate(b"/etc/d");
+        assert_eq!(r.cache.len(), 1);
+        assert!(r.cache.contains_key(&key(b"c")[..]));
+        // Unknown fsid: unresolved, not a panic.
+        let fid = Fid {
+            fsid: [9; 8],
+            handle_type: 1,
+            handle: &[1, 2, 3, 4, 5, 6, 7, 8],
+            key: b"zz",
+        };
+        assert_eq!(r.open_path(&fid), Err(false));
+        let mut out = Vec::new();
+        let info = FidInfo {
+            fid,
+            name: Some(b"x"),
+        };
+        assert!(r.join(&info, &mut out).is_err());
+        r.cache.insert(key(b"zz"), b"/".to_vec());
+        r.join(&info, &mut out).unwrap();
+        assert_eq!(out, b"/x");
+    }
+
+    #[test]
+    fn path_of_fd_reports_deleted_files_by_their_old_path() {
+        let dir = std::env::temp_dir().join(format!("files-fid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("gone (deleted)");
+        let f = std::fs::File::create(&p).unwrap();
+        let live = path_of_fd(f.as_raw_fd()).unwrap();
+        assert_eq!(
+            live,
+            p.as_os_str().as_bytes(),
+            "a real ' (deleted)' name stays"
+        );
+        std::fs::remove_file(&p).unwrap();
+        let dead = path_of_fd(f.as_raw_fd()).unwrap();
+        assert_eq!(dead, p.as_os_str().as_bytes());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,386 @@
+//! File activity on configured trees: fanotify with process attribution, inotify without.
+//!
+//! The capture ladder, chosen by probing (see [`source`]):
+//! 1. `fanotify-fid`: `FAN_REPORT_DFID_NAME | FAN_REPORT_FID` (+ `FAN_REPORT_TARGET_FID` and
+//!    `FAN_RENAME` where the kernel has them) with one filesystem mark per filesystem of the
+//!    watched trees. Create, delete, modify, attrib, close_write, rename (old and new path in
+//!    one event), optionally open/close; every event carries the acting pid.
+//! 2. `fanotify-fd`: classic mode, mount marks, modify / close_write (+ open / close), with the
+//!    pid; the kernel refuses create/delete/move/attrib on mount marks, so recursive inotify
+//!    reports those (without a pid) alongside, unless `fd_mode_inotify = false`.
+//! 3. `inotify`: recursive watches over the trees. The kernel gives no pid: file events from
+//!    this rung have `process: None` (the event carries no process at all, so consumers can
+//!    tell "unknown actor" from an attributed event).
+//!
+//! Paths are reported canonically (symlinks in the configured trees resolved: on merged-/usr
+//! systems `/bin/x` is reported as `/usr/bin/x`) and bytes that are not UTF-8 are escaped with
+//! [`crate::escape::escape_bytes`], never replaced.
+//!
+//! Pure pieces: [`filter`] (path decisions), [`fanotify_parse`] (the event buffer),
+//! `inotify::parse_events`. Kernel-facing: [`fanotify_fid`], [`fanotify_fd`], [`inotify`].
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::{Deserialize, Serialize};
+
+pub mod emit;
+pub mod fanotify_fd;
+pub mod fanotify_fid;
+pub mod fanotify_parse;
+pub mod filter;
+pub mod inotify;
+pub mod roots;
+pub mod source;
+
+pub use source::{FileCapture, FileMode, FilesError};
+
+/// Which rung to use. `auto` probes FID, then fd, then inotify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileModeRequest {
+    #[default]
+    Auto,
+    FanotifyFid,
+    FanotifyFd,
+    Inotify,
+}
+
+impl FileModeRequest {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileModeRequest::Auto => "auto",
+            FileModeRequest::FanotifyFid => "fanotify-fid",
+            FileModeRequest::FanotifyFd => "fanotify-fd",
+            FileModeRequest::Inotify => "inotify",
+        }
+    }
+}
+
+impl fmt::Display for FileModeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for FileModeRequest {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "fanotify-fid" => Ok(Self::FanotifyFid),
+            "fanotify-fd" => Ok(Self::FanotifyFd),
+            "inotify" => Ok(Self::Inotify),
+            other => Err(format!(
+                "files mode {other:?}: expected auto, fanotify-fid, fanotify-fd or inotify"
+            )),
+        }
+    }
+}
+
+/// `[files]` in the sensor config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Capture file activity at all.
+    pub enabled: bool,
+    /// "auto" | "fanotify-fid" | "fanotify-fd" | "inotify". A forced rung that is unavailable
+    /// is an error, not a fallback.
+    pub mode: FileModeRequest,
+    /// Trees to watch (directories or single files). A component may hold `*` / `?` globs
+    /// (`/home/*/.ssh`); fanotify matches them on every event, inotify expands them at start.
+    /// Trees that do not exist yet are covered by fanotify (by path) but not by inotify.
+    pub watch: Vec<String>,
+    /// Path prefixes (component-wise, globs allowed) under the watched trees not to report.
+    pub exclude: Vec<String>,
+    /// The sensor's own spool / log / output paths, so it cannot feed itself. Filled by the
+    /// runtime; the sensor's own pid is ignored as well where the kernel names the pid.
+    pub ignore_paths: Vec<String>,
+    /// Operations to report, from create|modify|delete|rename|open|close_write|close|attrib.
+    /// open and close (close without write) are off by default: every read of every file in
+    /// the trees (`ls`, a shell sourcing /etc/profile, the dynamic loader reading /etc/ld.so.cache)
+    /// produces them, which drowns the changes a security team cares about.
+    pub ops: Vec<String>,
+    /// Repeated `modify` events from one pid on one path within this window are reported
+    /// once (the rest counted as `files_modify_coalesced`); 0 disables. Create, delete and
+    /// rename are never coalesced.
+    pub coalesce_modify_ms: u64,
+    /// fanotify: an unlimited kernel queue (`FAN_UNLIMITED_QUEUE`) instead of the default
+    /// 16384 events. On by default: an overflow says only *that* events were lost, not how
+    /// many, so a bounded queue cannot account for a gap exactly. Queued events are charged
+    /// to the sensor's memory cgroup, whose limit still bounds them. (inotify has no such
+    /// option; its overflows are counted.)
+    pub unlimited_queue: bool,
+    /// fanotify-fd mode: also run recursive inotify for create/delete/rename/attrib, which
+    /// mount marks cannot report (those events then carry no pid).
+    pub fd_mode_inotify: bool,
+}
+
+pub const DEFAULT_WATCH: [&str; 15] = [
+    "/etc",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/local/bin",
+    "/bin",
+    "/sbin",
+    "/boot",
+    "/root/.ssh",
+    "/home/*/.ssh",
+    "/etc/cron.d",
+    "/etc/cron.daily",
+    "/var/spool/cron",
+    "/etc/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+];
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            mode: FileModeRequest::Auto,
+            watch: DEFAULT_WATCH.iter().map(|s| s.to_string()).collect(),
+            exclude: Vec::new(),
+            ignore_paths: Vec::new(),
+            ops: OpSet::DEFAULT.names(),
+            coalesce_modify_ms: 1000,
+            unlimited_queue: true,
+            fd_mode_inotify: true,
+        }
+    }
+}
+
+impl FilesConfig {
+    /// Checks what serde cannot: op names and absolute paths.
+    pub fn validate(&self) -> Result<(), String> {
+        OpSet::parse(&self.ops)?;
+        for (what, list) in [
+            ("watch", &self.watch),
+            ("exclude", &self.exclude),
+            ("ignore_paths", &self.ignore_paths),
+        ] {
+            if let Some(p) = list.iter().find(|p| !p.starts_with('/')) {
+                return Err(format!("files.{what}: {p:?} is not an absolute path"));
+            }
+        }
+        if self.enabled && self.watch.is_empty() {
+            return Err("files.watch is empty (set files.enabled = false instead)".into());
+        }
+        Ok(())
+    }
+}
+
+/// A set of file operations, as bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpSet(pub u16);
+
+impl OpSet {
+    pub const CREATE: OpSet = OpSet(1);
+    pub const MODIFY: OpSet = OpSet(1 << 1);
+    pub const ATTRIB: OpSet = OpSet(1 << 2);
+    pub const CLOSE_WRITE: OpSet = OpSet(1 << 3);
+    pub const OPEN: OpSet = OpSet(1 << 4);
+    pub const CLOSE: OpSet = OpSet(1 << 5);
+    pub const RENAME: OpSet = OpSet(1 << 6);
+    pub const DELETE: OpSet = OpSet(1 << 7);
+    pub const EMPTY: OpSet = OpSet(0);
+    pub const ALL: OpSet = OpSet(0xff);
+    /// Everything but open / close.
+    pub const DEFAULT: OpSet = OpSet(0xff & !(1 << 4) & !(1 << 5));
+
+    /// Names in the order they appear in an event's `ops`.
+    pub const NAMES: [(OpSet, &'static str); 8] = [
+        (OpSet::CREATE, "create"),
+        (OpSet::OPEN, "open"),
+        (OpSet::MODIFY, "modify"),
+        (OpSet::ATTRIB, "attrib"),
+        (OpSet::CLOSE_WRITE, "close_write"),
+        (OpSet::CLOSE, "close"),
+        (OpSet::RENAME, "rename"),
+        (OpSet::DELETE, "delete"),
+    ];
+
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<OpSet, String> {
+        let mut set = OpSet::EMPTY;
+        for n in names {
+            let n = n.as_ref();
+            let (bit, _) = Self::NAMES
+                .iter()
+                .find(|(_, name)| *name == n)
+                .ok_or_else(|| {
+                    format!("files.ops: unknown operation {n:?} (expected create, modify, delete, rename, open, close_write, close or attrib)")
+                })?;
+            set = set | *bit;
+        }
+        Ok(set)
+    }
+
+    pub fn names(self) -> Vec<String> {
+        Self::NAMES
+            .iter()
+            .filter(|(bit, _)| self.contains(*bit))
+            .map(|(_, n)| n.to_string())
+            .collect()
+    }
+
+    pub fn contains(self, other: OpSet) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn intersects(self, other: OpSet) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::ops::BitOr for OpSet {
+    type Output = OpSet;
+    fn bitor(self, rhs: OpSet) -> OpSet {
+        OpSet(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitAnd for OpSet {
+    type Output = OpSet;
+    fn bitand(self, rhs: OpSet) -> OpSet {
+        OpSet(self.0 & rhs.0)
+    }
+}
+
+impl std::ops::Not for OpSet {
+    type Output = OpSet;
+    fn not(self) -> OpSet {
+        OpSet(!self.0 & OpSet::ALL.0)
+    }
+}
+
+/// Loss and bookkeeping counters of the file source, reported in `sensor_health`.
+#[derive(Debug, Default)]
+pub struct FileStats {
+    /// Kernel queue overflows (FAN_Q_OVERFLOW / IN_Q_OVERFLOW); each loses an unknown number
+    /// of events. Raise the queue (`unlimited_queue`) if this moves.
+    pub queue_overflows: AtomicU64,
+    /// fanotify events whose path could not be resolved (handle stale, fd unreadable). They
+    /// may or may not have been inside the watched trees.
+    pub unresolved: AtomicU64,
+    /// Malformed fanotify / inotify records.
+    pub parse_errors: AtomicU64,
+    /// Directories inotify could not watch (ENOSPC: raise fs.inotify.max_user_watches).
+    pub watch_failures: AtomicU64,
+    /// Events outside the trees, excluded, ignored, or of an op not reported.
+    pub filtered_out: AtomicU64,
+    /// Events caused by the sensor itself.
+    pub own_events: AtomicU64,
+    pub coalesced: AtomicU64,
+    /// Creates synthesized by scanning a new directory (inotify).
+    pub synthesized: AtomicU64,
+    /// Directories currently watched by inotify.
+    pub watches: AtomicU64,
+    /// fanotify marks (filesystems in FID mode, mounts in fd mode).
+    pub marks: AtomicU64,
+    /// Events whose process was gone before /proc could be read.
+    pub process_gone: AtomicU64,
+    /// fanotify events on an unlinked inode (no name left): not reportable, not a loss.
+    pub nameless: AtomicU64,
+    /// Configured trees that did not exist at start.
+    pub trees_missing: AtomicU64,
+}
+
+impl FileStats {
+    pub fn drops(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("files_queue_overflows", self.queue_overflows.load(Relaxed)),
+            ("files_path_unresolved", self.unresolved.load(Relaxed)),
+            ("files_parse_errors", self.parse_errors.load(Relaxed)),
+            ("files_watch_failures", self.watch_failures.load(Relaxed)),
+        ]
+    }
+
+    pub fn notes(&self) -> BTreeMap<String, u64> {
+        [
+            ("files_filtered_out", &self.filtered_out),
+            ("files_own_events", &self.own_events),
+            ("files_modify_coalesced", &self.coalesced),
+            ("files_synthesized_creates", &self.synthesized),
+            ("files_inotify_watches", &self.watches),
+            ("files_fanotify_marks", &self.marks),
+            ("files_process_gone", &self.process_gone),
+            ("files_nameless_events", &self.nameless),
+            ("files_trees_missing", &self.trees_missing),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_leave_out_open_close() {
+        let c = FilesConfig::default();
+        c.validate().unwrap();
+        assert_eq!(
+            c.ops,
+            [
+                "create",
+                "modify",
+                "attrib",
+                "close_write",
+                "rename",
+                "delete"
+            ]
+        );
+        assert!(c.watch.iter().any(|w| w == "/home/*/.ssh"));
+        assert_eq!(c.mode, FileModeRequest::Auto);
+    }
+
+    #[test]
+    fn toml_section_parses_and_rejects_unknown() {
+        let c: FilesConfig = toml::from_str(
+            "mode = \"inotify\"\nwatch = [\"/srv\"]\nops = [\"create\", \"open\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.mode, FileModeRequest::Inotify);
+        assert_eq!(OpSet::parse(&c.ops).unwrap(), OpSet::CREATE | OpSet::OPEN);
+        assert!(c.enabled);
+        assert!(toml::from_str::<FilesConfig>("bogus = 1").is_err());
+        assert!(toml::from_str::<FilesConfig>("mode = \"fast\"").is_err());
+    }
+
+    #[test]
+    fn validation_errors() {
+        let mut c = FilesConfig {
+            ops: vec!["explode".into()],
+            ..FilesConfig::default()
+        };
+        assert!(c.validate().unwrap_err().contains("explode"));
+        c.ops = vec!["create".into()];
+        c.exclude = vec!["relative/path".into()];
+        assert!(c.validate().unwrap_err().contains("exclude"));
+        c.exclude.clear();
+        c.watch.clear();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn opset_names_round_trip() {
+        let all = OpSet::ALL.names();
+        assert_eq!(all.len(), 8);
+        assert_eq!(OpSet::parse(&all).unwrap(), OpSet::ALL);
+        assert_eq!(!OpSet::DEFAULT, OpSet::OPEN | OpSet::CLOSE);
+        assert!(OpSet::DEFAULT.contains(OpSet::RENAME | OpSet::DELETE));
+        assert!(!OpSet::DEFAULT.intersects(OpSet::OPEN));
+        assert_eq!(
+            "fanotify-fd".parse::<FileModeRequest>().unwrap(),
+            FileModeRequest::FanotifyFd
+        );
+        assert!("x".parse::<FileModeRequest>().is_err());
+    }
+}
