@@ -40,6 +40,8 @@ pub struct Config {
     pub conntrack: crate::sources::conntrack::ConntrackConfig,
     /// Noise rules and argv redaction, applied before anything is written or shipped.
     pub filter: crate::filter::FilterConfig,
+    /// File activity on the configured trees (fanotify, else inotify).
+    pub files: crate::sources::files::FilesConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -150,6 +152,7 @@ impl Config {
             ));
         }
         self.enrich.validate().map_err(ConfigError::Invalid)?;
+        self.files.validate().map_err(ConfigError::Invalid)?;
         self.filter
             .build()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;

@@ -110,6 +110,11 @@ fn main() -> anyhow::Result<()> {
                 );
             } else {
                 print!("{}", probe::render_report(&caps, &decision));
+                let cfg = Config::load(None).unwrap_or_default();
+                match sensor::sources::files::source::FileCapture::probe(&cfg.files) {
+                    Ok((mode, why)) => println!("file activity    {mode}  {why}"),
+                    Err(e) => println!("file activity    unavailable  {e}"),
+                }
                 let (flows, why) = sensor::sources::conntrack::events_will_flow();
                 println!(
                     "conntrack events {}  {why} (flows are off unless conntrack.enabled = true)",

@@ -19,6 +19,7 @@ use crate::{
         audit::source::{AuditCapture, AuditCtx},
         conntrack::source::ConntrackCapture,
         ebpf::{self, reader::ReaderCtx},
+        files::source::FileCapture,
         logins::source::LoginCapture,
     },
     timefmt::Clocks,
@@ -317,7 +318,10 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     tracing::info!(mode = %started.mode, reason = %started.reason, "capturing");
     let reporter = HealthReporter {
         mode: started.mode.to_string(),
-        reason: started.reason.clone(),
+        reason: std::iter::once(started.reason.clone())
+            .chain(aux.reasons.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("; "),
         host: host.clone(),
         started: Instant::now(),
         counters: counters.clone(),
@@ -399,6 +403,8 @@ fn ship_notes(stats: Arc<crate::ship::ShipStats>) -> NoteSource {
 /// Sources that run beside the process capture, whatever its mode.
 #[derive(Default)]
 struct Aux {
+    /// What each side source chose, appended to the health reason.
+    reasons: Vec<String>,
     stoppers: Vec<Box<dyn FnOnce() + Send>>,
     drops: Vec<DropSource>,
     notes: Vec<NoteSource>,
@@ -422,6 +428,46 @@ fn start_aux(cfg: &Config, tx: &mpsc::Sender<Event>, counters: &Arc<Counters>, h
                 tracing::info!(wtmp = %cfg.logins.wtmp, btmp = %cfg.logins.btmp, "following logins");
             }
             Err(e) => tracing::error!(error = %e, "logins source failed to start"),
+        }
+    }
+    if cfg.files.enabled {
+        let mut fcfg = cfg.files.clone();
+        // The sensor must not report (and feed on) its own writes.
+        if !["-", "json", "grpc"].contains(&cfg.output.target.as_str()) {
+            fcfg.ignore_paths.push(cfg.output.target.clone());
+        }
+        fcfg.ignore_paths
+            .push(cfg.ship.spool_dir.to_string_lossy().into_owned());
+        let started = tokio::task::block_in_place(|| FileCapture::start(&fcfg, ctx()));
+        match started {
+            Ok(c) => {
+                tracing::info!(mode = %c.mode, reason = %c.reason, "file activity");
+                aux.reasons.push(format!("files: {}", c.mode));
+                let c = Arc::new(Mutex::new(Some(c)));
+                let (d, n) = (c.clone(), c.clone());
+                aux.drops.push(Box::new(move || {
+                    d.lock()
+                        .ok()
+                        .and_then(|g| g.as_ref().map(|c| c.drops()))
+                        .unwrap_or_default()
+                }));
+                aux.notes.push(Box::new(move || {
+                    n.lock()
+                        .ok()
+                        .and_then(|g| g.as_ref().map(|c| c.notes()))
+                        .unwrap_or_default()
+                }));
+                aux.stoppers.push(Box::new(move || {
+                    let taken = c.lock().ok().and_then(|mut g| g.take());
+                    if let Some(c) = taken {
+                        c.stop();
+                    }
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "file activity capture unavailable");
+                aux.reasons.push(format!("files: unavailable ({e})"));
+            }
         }
     }
     if cfg.conntrack.enabled {
