@@ -297,6 +297,28 @@ struct RecordLoop {
     seen_timeouts: u64,
 }
 
+/// After a stop request, a reader keeps draining what the kernel already queued, but on a busy
+/// host the queue never goes quiet: stop reading after this long regardless.
+const STOP_DRAIN: Duration = Duration::from_millis(500);
+
+#[derive(Default)]
+struct StopDrain {
+    deadline: Option<Instant>,
+}
+
+impl StopDrain {
+    /// True once a stop was requested and the drain period is over.
+    fn expired(&mut self, stop: &AtomicBool) -> bool {
+        if !stop.load(Relaxed) {
+            return false;
+        }
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + STOP_DRAIN);
+        Instant::now() >= deadline
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -306,7 +328,11 @@ fn now_ms() -> u64 {
 impl RecordLoop {
     fn run(&mut self, mut reader: AuditSocket, stop: &AtomicBool) {
         let mut idle_after_stop = false;
+        let mut drain = StopDrain::default();
         loop {
+            if drain.expired(stop) {
+                break;
+            }
             let datagram = match reader.recv_record() {
                 Ok(Some(d)) => d,
                 Ok(None) => {
@@ -480,6 +506,7 @@ fn exit_loop(
     clocks: Clocks,
 ) {
     let mut idle_after_stop = false;
+    let mut drain = StopDrain::default();
     // Exits held back for `delay` (reorder window), oldest first.
     let mut held: std::collections::VecDeque<(Instant, Event)> = std::collections::VecDeque::new();
     let release = |held: &mut std::collections::VecDeque<(Instant, Event)>, all: bool| -> bool {
@@ -499,6 +526,10 @@ fn exit_loop(
     };
     loop {
         if !release(&mut held, false) {
+            return;
+        }
+        if drain.expired(stop) {
+            release(&mut held, true);
             return;
         }
         let notice = match pc.recv() {
