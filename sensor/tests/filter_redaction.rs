@@ -11,8 +11,31 @@ fn noise_is_dropped_and_counted_and_secrets_are_redacted() {
     if !privileged() {
         return;
     }
+    // A ruleset that makes the kernel track connections, so flows *would* be available.
+    let table = format!("sensor_it_off_{}", std::process::id());
+    let nft = |args: &[&str]| {
+        Command::new("nft")
+            .args(args)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    assert!(nft(&["add", "table", "inet", &table]));
+    assert!(nft(&[
+        "add",
+        "chain",
+        "inet",
+        &table,
+        "c",
+        "{ type filter hook output priority 0; policy accept; }"
+    ]));
+    assert!(nft(&[
+        "add", "rule", "inet", &table, "c", "ct", "state", "new"
+    ]));
     let sensor = Sensor::start("ebpf", &[]);
     let m = marker("nr");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    drop(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
     let date = Command::new("/bin/date")
         .arg("+%s")
         .stdout(Stdio::null())
@@ -28,6 +51,7 @@ fn noise_is_dropped_and_counted_and_secrets_are_redacted() {
         .success());
     let output = sensor.output.clone();
     let events = sensor.stop();
+    let _ = nft(&["delete", "table", "inet", &table]);
     let text = std::fs::read_to_string(&output).unwrap_or_default();
     // the file is removed with the sensor; `events` holds its content
     let _ = text;
