@@ -251,13 +251,14 @@ mod tests {
 
     #[test]
     fn missing_file_appears_later() {
-        let d = dir().join("late");
+        let root = dir();
+        let d = root.join("late");
         std::fs::create_dir_all(&d).unwrap();
         let p = d.join("btmp");
         let mut t = Tailer::new(&p, 4, false);
         assert!(t.poll().unwrap().is_empty());
         std::fs::write(&p, [7u8; 4]).unwrap();
         assert_eq!(t.poll().unwrap(), vec![vec![7; 4]]);
-        let _ = std::fs::remove_dir_all(&d);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
