@@ -400,6 +400,50 @@ fn ship_notes(stats: Arc<crate::ship::ShipStats>) -> NoteSource {
     })
 }
 
+/// A source that runs beside the process capture: its loss and fact counters for health, and
+/// a blocking stop that leaves the counters readable for the final health event.
+trait SideSource: Send + 'static {
+    fn drops(&self) -> Vec<(&'static str, u64)>;
+    fn notes(&self) -> std::collections::BTreeMap<String, u64>;
+    fn stop(&mut self);
+}
+
+impl SideSource for LoginCapture {
+    fn drops(&self) -> Vec<(&'static str, u64)> {
+        LoginCapture::drops(self)
+    }
+    fn notes(&self) -> std::collections::BTreeMap<String, u64> {
+        LoginCapture::notes(self)
+    }
+    fn stop(&mut self) {
+        LoginCapture::stop(self);
+    }
+}
+
+impl SideSource for FileCapture {
+    fn drops(&self) -> Vec<(&'static str, u64)> {
+        FileCapture::drops(self)
+    }
+    fn notes(&self) -> std::collections::BTreeMap<String, u64> {
+        FileCapture::notes(self)
+    }
+    fn stop(&mut self) {
+        FileCapture::stop(self);
+    }
+}
+
+impl SideSource for ConntrackCapture {
+    fn drops(&self) -> Vec<(&'static str, u64)> {
+        ConntrackCapture::drops(self)
+    }
+    fn notes(&self) -> std::collections::BTreeMap<String, u64> {
+        ConntrackCapture::notes(self)
+    }
+    fn stop(&mut self) {
+        ConntrackCapture::stop(self);
+    }
+}
+
 /// Sources that run beside the process capture, whatever its mode.
 #[derive(Default)]
 struct Aux {
@@ -408,6 +452,26 @@ struct Aux {
     stoppers: Vec<Box<dyn FnOnce() + Send>>,
     drops: Vec<DropSource>,
     notes: Vec<NoteSource>,
+}
+
+impl Aux {
+    /// Registers a started side source. Health keeps reading its counters after it stopped,
+    /// so the final health event includes what it counted while draining.
+    fn add<S: SideSource>(&mut self, source: S) {
+        let shared = Arc::new(Mutex::new(source));
+        let (d, n) = (shared.clone(), shared.clone());
+        self.drops.push(Box::new(move || {
+            d.lock().map(|s| s.drops()).unwrap_or_default()
+        }));
+        self.notes.push(Box::new(move || {
+            n.lock().map(|s| s.notes()).unwrap_or_default()
+        }));
+        self.stoppers.push(Box::new(move || {
+            if let Ok(mut s) = shared.lock() {
+                s.stop();
+            }
+        }));
+    }
 }
 
 fn start_aux(cfg: &Config, tx: &mpsc::Sender<Event>, counters: &Arc<Counters>, host: &str) -> Aux {
@@ -420,12 +484,8 @@ fn start_aux(cfg: &Config, tx: &mpsc::Sender<Event>, counters: &Arc<Counters>, h
     if cfg.logins.enabled {
         match LoginCapture::start(&cfg.logins, ctx()) {
             Ok(c) => {
-                let c = Arc::new(c);
-                let (d, n) = (c.clone(), c.clone());
-                aux.drops.push(Box::new(move || d.drops()));
-                aux.notes.push(Box::new(move || n.notes()));
-                aux.stoppers.push(Box::new(move || c.stop()));
                 tracing::info!(wtmp = %cfg.logins.wtmp, btmp = %cfg.logins.btmp, "following logins");
+                aux.add(c);
             }
             Err(e) => tracing::error!(error = %e, "logins source failed to start"),
         }
@@ -443,26 +503,7 @@ fn start_aux(cfg: &Config, tx: &mpsc::Sender<Event>, counters: &Arc<Counters>, h
             Ok(c) => {
                 tracing::info!(mode = %c.mode, reason = %c.reason, "file activity");
                 aux.reasons.push(format!("files: {}", c.mode));
-                let c = Arc::new(Mutex::new(Some(c)));
-                let (d, n) = (c.clone(), c.clone());
-                aux.drops.push(Box::new(move || {
-                    d.lock()
-                        .ok()
-                        .and_then(|g| g.as_ref().map(|c| c.drops()))
-                        .unwrap_or_default()
-                }));
-                aux.notes.push(Box::new(move || {
-                    n.lock()
-                        .ok()
-                        .and_then(|g| g.as_ref().map(|c| c.notes()))
-                        .unwrap_or_default()
-                }));
-                aux.stoppers.push(Box::new(move || {
-                    let taken = c.lock().ok().and_then(|mut g| g.take());
-                    if let Some(c) = taken {
-                        c.stop();
-                    }
-                }));
+                aux.add(c);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "file activity capture unavailable");
@@ -478,27 +519,8 @@ fn start_aux(cfg: &Config, tx: &mpsc::Sender<Event>, counters: &Arc<Counters>, h
         }
         match ConntrackCapture::start(&cfg.conntrack, ctx()) {
             Ok(c) => {
-                let c = Arc::new(Mutex::new(Some(c)));
-                let (d, n) = (c.clone(), c.clone());
-                aux.drops.push(Box::new(move || {
-                    d.lock()
-                        .ok()
-                        .and_then(|g| g.as_ref().map(|c| c.drops()))
-                        .unwrap_or_default()
-                }));
-                aux.notes.push(Box::new(move || {
-                    n.lock()
-                        .ok()
-                        .and_then(|g| g.as_ref().map(|c| c.notes()))
-                        .unwrap_or_default()
-                }));
-                aux.stoppers.push(Box::new(move || {
-                    let taken = c.lock().ok().and_then(|mut g| g.take());
-                    if let Some(c) = taken {
-                        c.stop();
-                    }
-                }));
                 tracing::info!("conntrack flows enabled");
+                aux.add(c);
             }
             Err(e) => tracing::error!(error = %e, "conntrack source failed to start; no flows"),
         }

@@ -155,7 +155,7 @@ impl Capture {
 
 impl Drop for Capture {
     fn drop(&mut self) {
-        if let Some(c) = self.capture.take() {
+        if let Some(mut c) = self.capture.take() {
             c.stop();
         }
     }

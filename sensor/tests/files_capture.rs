@@ -369,7 +369,7 @@ fn assert_attributed(e: &Event, w: &Workload) {
     assert!(p.ppid == std::process::id());
 }
 
-fn stop_and_drain(cap: FileCapture, rx: &mut mpsc::Receiver<Event>, evs: &mut Vec<Event>) {
+fn stop_and_drain(mut cap: FileCapture, rx: &mut mpsc::Receiver<Event>, evs: &mut Vec<Event>) {
     let drops: u64 = cap.drops().iter().map(|(_, n)| n).sum();
     eprintln!("drops {:?} notes {:?}", cap.drops(), cap.notes());
     cap.stop();
@@ -596,7 +596,7 @@ fn storm_in(mode: FileModeRequest, unlimited_queue: bool, n: usize) -> (usize, u
     let t = TempTree::new(Path::new("/var/tmp"), "storm");
     let mut cfg = config(mode, &t.watched, &[]);
     cfg.unlimited_queue = unlimited_queue;
-    let (cap, mut rx, _) = start(&cfg);
+    let (mut cap, mut rx, _) = start(&cfg);
     let t0 = Instant::now();
     let w = Workload::storm(&t, n);
     let ops_time = t0.elapsed();
@@ -713,7 +713,7 @@ fn recursive_inotify_setup_time_on_etc() {
         host: "it".into(),
     };
     let t0 = Instant::now();
-    let cap = FileCapture::start(&cfg, ctx).unwrap();
+    let mut cap = FileCapture::start(&cfg, ctx).unwrap();
     let took = t0.elapsed();
     let watches = cap.notes()["files_inotify_watches"];
     eprintln!(

@@ -288,7 +288,7 @@ impl ConntrackCapture {
     }
 
     /// Drains queued events (bounded), joins the reader and removes the tracking table.
-    pub fn stop(mut self) {
+    pub fn stop(&mut self) {
         self.stop.store(true, Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();

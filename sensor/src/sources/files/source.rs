@@ -449,9 +449,9 @@ impl FileCapture {
     }
 
     /// Stops reading (after draining what is queued, bounded) and joins the threads.
-    pub fn stop(self) {
+    pub fn stop(&mut self) {
         self.stop.store(true, Relaxed);
-        for t in self.threads {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }

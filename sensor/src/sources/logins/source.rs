@@ -31,7 +31,7 @@ pub struct LoginStats {
 pub struct LoginCapture {
     pub stats: Arc<LoginStats>,
     stop: Arc<AtomicBool>,
-    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl LoginCapture {
@@ -46,7 +46,7 @@ impl LoginCapture {
         Ok(Self {
             stats,
             stop,
-            thread: std::sync::Mutex::new(Some(thread)),
+            thread: Some(thread),
         })
     }
 
@@ -71,10 +71,9 @@ impl LoginCapture {
     }
 
     /// Reads what is pending one last time, then stops.
-    pub fn stop(&self) {
+    pub fn stop(&mut self) {
         self.stop.store(true, Relaxed);
-        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(t) = handle {
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
