@@ -56,47 +56,11 @@ fn audit_exec_storm_is_complete_or_counted() {
     if !privileged() {
         return;
     }
-    const N: usize = 1000;
-    let sensor = Sensor::start("audit", &[]);
-    let m = marker("as");
-    for i in 0..N {
-        assert!(Command::new("/bin/true")
-            .arg(format!("{m}-{i}"))
-            .status()
-            .unwrap()
-            .success());
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let events = sensor.stop();
-    let prefix = format!("{m}-");
-    let pids: std::collections::HashSet<u64> = events
-        .iter()
-        .filter(|e| e["kind"] == "process_exec")
-        .filter(|e| {
-            e["process"]["argv"][1]
-                .as_str()
-                .is_some_and(|a| a.starts_with(&prefix))
-        })
-        .map(|e| e["process"]["pid"].as_u64().unwrap())
-        .collect();
-    let exits = events
-        .iter()
-        .filter(|e| e["kind"] == "process_exit")
-        .filter(|e| {
-            e["process"]["pid"]
-                .as_u64()
-                .is_some_and(|p| pids.contains(&p))
-        })
-        .count();
-    let drops = final_drops(&events);
-    eprintln!(
-        "audit storm: {} exec, {exits} exit events of {N}; drops reported {drops}",
-        pids.len()
-    );
-    let shortfall = (N - pids.len()) + (pids.len() - exits);
-    assert!(
-        shortfall as u64 <= drops,
-        "{shortfall} events missing but only {drops} drops reported"
+    // audit delivers asynchronously (kauditd): let it catch up before stopping.
+    workload::exec_storm_is_complete_or_counted(
+        "audit",
+        1000,
+        std::time::Duration::from_millis(500),
     );
 }
 

@@ -28,54 +28,7 @@ fn exec_storm_is_complete_or_counted() {
     if !privileged() {
         return;
     }
-    const N: usize = 2000;
-    let sensor = Sensor::start("ebpf", &[]);
-    let m = marker("s");
-    for i in 0..N {
-        let status = Command::new("/bin/true")
-            .arg(format!("{m}-{i}"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    let events = sensor.stop();
-    let prefix = format!("{m}-");
-    let pids: std::collections::HashSet<u64> = events
-        .iter()
-        .filter(|e| e["kind"] == "process_exec")
-        .filter(|e| {
-            e["process"]["argv"][1]
-                .as_str()
-                .is_some_and(|a| a.starts_with(&prefix))
-        })
-        .map(|e| e["process"]["pid"].as_u64().unwrap())
-        .collect();
-    let execs = events
-        .iter()
-        .filter(|e| e["kind"] == "process_exec")
-        .filter(|e| {
-            e["process"]["argv"][1]
-                .as_str()
-                .is_some_and(|a| a.starts_with(&prefix))
-        })
-        .count();
-    let exits = events
-        .iter()
-        .filter(|e| e["kind"] == "process_exit")
-        .filter(|e| {
-            e["process"]["pid"]
-                .as_u64()
-                .is_some_and(|p| pids.contains(&p))
-        })
-        .count();
-    let drops = final_drops(&events);
-    eprintln!("storm: {execs} exec, {exits} exit events of {N}; drops reported {drops}");
-    assert!(execs <= N && exits <= execs);
-    let shortfall = (N - execs) + (execs - exits);
-    assert!(
-        shortfall as u64 <= drops,
-        "{shortfall} events missing but only {drops} drops reported"
-    );
+    workload::exec_storm_is_complete_or_counted("ebpf", 2000, std::time::Duration::ZERO);
 }
 
 #[test]

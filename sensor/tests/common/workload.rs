@@ -280,3 +280,51 @@ pub fn privilege_workload(mode: &str) {
     assert_eq!(exec[0]["process"]["euid"], 0);
     assert_eq!(exec[0]["process"]["uid"], 65534);
 }
+
+/// `n` sequential execs of `/bin/true <marker>-<i>` under a sensor in `mode`: every exec and
+/// exit arrives, or the shortfall is covered by the drops the sensor reported.
+pub fn exec_storm_is_complete_or_counted(mode: &str, n: usize, settle: std::time::Duration) {
+    let sensor = Sensor::start(mode, &[]);
+    let m = marker("storm");
+    for i in 0..n {
+        let status = Command::new("/bin/true")
+            .arg(format!("{m}-{i}"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    std::thread::sleep(settle);
+    let events = sensor.stop();
+    let prefix = format!("{m}-");
+    let storm_execs: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "process_exec")
+        .filter(|e| {
+            e["process"]["argv"][1]
+                .as_str()
+                .is_some_and(|a| a.starts_with(&prefix))
+        })
+        .collect();
+    let pids: std::collections::HashSet<u64> = storm_execs
+        .iter()
+        .map(|e| e["process"]["pid"].as_u64().unwrap())
+        .collect();
+    let execs = storm_execs.len();
+    let exits = events
+        .iter()
+        .filter(|e| e["kind"] == "process_exit")
+        .filter(|e| {
+            e["process"]["pid"]
+                .as_u64()
+                .is_some_and(|p| pids.contains(&p))
+        })
+        .count();
+    let drops = super::final_drops(&events);
+    eprintln!("{mode} storm: {execs} exec, {exits} exit events of {n}; drops reported {drops}");
+    assert!(execs <= n && exits <= execs);
+    let shortfall = (n - execs) + (execs - exits);
+    assert!(
+        shortfall as u64 <= drops,
+        "{shortfall} events missing but only {drops} drops reported"
+    );
+}
