@@ -4,3 +4,4 @@ pub mod conntrack;
 pub mod ebpf;
 pub mod files;
 pub mod logins;
+pub mod netlink;

@@ -1,10 +1,10 @@
 //! The NETLINK_AUDIT socket (thin, kernel-facing): status, registration, rules, records.
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use super::nlmsg::{self, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST};
 use super::rules::Rule;
 use crate::probe::{parse_audit_status, AuditStatus};
+use crate::sources::netlink::NetlinkSocket;
 
 pub const AUDIT_GET: u16 = 1000;
 pub const AUDIT_SET: u16 = 1001;
@@ -75,9 +75,8 @@ impl SetStatus {
 }
 
 pub struct AuditSocket {
-    fd: OwnedFd,
+    sock: NetlinkSocket,
     seq: u32,
-    buf: Vec<u8>,
     /// Datagrams that arrived while waiting for a control reply (records on the registered
     /// socket); handed out by `recv_record` first so none is lost.
     stash: std::collections::VecDeque<Vec<u8>>,
@@ -99,133 +98,34 @@ impl AuditSocket {
     }
 
     fn open_groups(groups: u32) -> Result<Self, ControlError> {
-        // SAFETY: plain socket(2); the fd is owned below.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_AUDIT,
-            )
-        };
-        if raw < 0 {
-            return Err(io("socket(NETLINK_AUDIT)")(std::io::Error::last_os_error()));
-        }
-        // SAFETY: raw is a fresh, valid fd.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: sockaddr_nl is plain data.
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as u16;
-        sa.nl_groups = groups;
-        // SAFETY: valid sockaddr of the stated length.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sa as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io("bind(NETLINK_AUDIT)")(std::io::Error::last_os_error()));
-        }
-        let s = Self {
-            fd,
-            seq: 1,
-            buf: vec![0u8; 64 * 1024],
-            stash: std::collections::VecDeque::new(),
-        };
+        let sock = NetlinkSocket::open(libc::SOCK_RAW, libc::NETLINK_AUDIT, groups, 64 * 1024)
+            .map_err(io("socket(NETLINK_AUDIT)"))?;
         // A big receive buffer absorbs storms while the reader is busy.
-        s.set_rcvbuf(8 * 1024 * 1024);
-        Ok(s)
-    }
-
-    fn set_rcvbuf(&self, bytes: i32) {
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            // SAFETY: valid int option.
-            let rc = unsafe {
-                libc::setsockopt(
-                    self.fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&bytes as *const i32).cast(),
-                    4,
-                )
-            };
-            if rc == 0 {
-                return;
-            }
-        }
+        sock.set_rcvbuf(8 * 1024 * 1024);
+        Ok(Self {
+            sock,
+            seq: 1,
+            stash: std::collections::VecDeque::new(),
+        })
     }
 
     pub fn set_timeout(&self, timeout: Duration) -> Result<(), ControlError> {
-        let tv = libc::timeval {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-        };
-        // SAFETY: valid timeval option.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io("setsockopt(SO_RCVTIMEO)")(
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(())
+        self.sock
+            .set_timeout(timeout)
+            .map_err(io("setsockopt(SO_RCVTIMEO)"))
     }
 
     fn send(&mut self, msg_type: u16, flags: u16, payload: &[u8]) -> Result<u32, ControlError> {
         self.seq = self.seq.wrapping_add(1);
         let msg = nlmsg::build(msg_type, flags, self.seq, payload);
-        // SAFETY: sockaddr_nl for the kernel (pid 0).
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as u16;
-        // SAFETY: valid buffer and address.
-        let rc = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                msg.as_ptr().cast(),
-                msg.len(),
-                0,
-                (&sa as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io("sendto(NETLINK_AUDIT)")(std::io::Error::last_os_error()));
-        }
+        self.sock.send(&msg).map_err(io("sendto(NETLINK_AUDIT)"))?;
         Ok(self.seq)
     }
 
-    /// Receives one datagram. `Ok(None)` on timeout.
+    /// Receives one datagram. `Ok(None)` on timeout; ENOBUFS (records lost) is an error the
+    /// caller counts.
     pub fn recv(&mut self) -> Result<Option<&[u8]>, ControlError> {
-        loop {
-            // SAFETY: buf is valid for its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return Ok(None),
-                    Some(libc::EINTR) => continue,
-                    // The socket buffer overflowed: records were lost (the caller counts it).
-                    Some(libc::ENOBUFS) => return Err(io("recv(NETLINK_AUDIT)")(e)),
-                    _ => return Err(io("recv(NETLINK_AUDIT)")(e)),
-                }
-            }
-            return Ok(Some(&self.buf[..n as usize]));
-        }
+        self.sock.recv().map_err(io("recv(NETLINK_AUDIT)"))
     }
 
     /// Sends a request and collects reply payloads of `reply_type` until an ack, NLMSG_DONE

@@ -1,10 +1,10 @@
 //! Process exit notifications from the kernel's proc connector (NETLINK_CONNECTOR,
 //! CONFIG_PROC_EVENTS, since 2.6.15): the exact wait(2) status of every exit, including deaths by
 //! signal, which audit cannot report (a SIGKILLed process never calls exit_group).
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use super::nlmsg::{self, NLMSG_HDRLEN};
+use crate::sources::netlink::NetlinkSocket;
 
 const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
@@ -73,8 +73,7 @@ fn control_message(op: u32) -> Vec<u8> {
 }
 
 pub struct ProcConnector {
-    fd: OwnedFd,
-    buf: Vec<u8>,
+    sock: NetlinkSocket,
 }
 
 fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> ProcConnError {
@@ -84,107 +83,25 @@ fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> ProcConnError {
 impl ProcConnector {
     /// Subscribes to process events (needs CAP_NET_ADMIN).
     pub fn open(timeout: Duration) -> Result<Self, ProcConnError> {
-        // SAFETY: plain socket(2).
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                libc::NETLINK_CONNECTOR,
-            )
-        };
-        if raw < 0 {
-            return Err(io("socket(NETLINK_CONNECTOR)")(
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: fresh fd.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: sockaddr_nl is plain data.
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as u16;
-        sa.nl_groups = CN_IDX_PROC;
-        // SAFETY: valid address.
-        if unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sa as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        } < 0
-        {
-            return Err(io("bind(NETLINK_CONNECTOR)")(
-                std::io::Error::last_os_error(),
-            ));
-        }
-        let bytes: i32 = 8 * 1024 * 1024;
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            // SAFETY: int option.
-            if unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&bytes as *const i32).cast(),
-                    4,
-                )
-            } == 0
-            {
-                break;
-            }
-        }
-        let tv = libc::timeval {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-        };
-        // SAFETY: timeval option.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            )
-        };
-        let pc = Self {
-            fd,
-            buf: vec![0u8; 4096],
-        };
+        let sock =
+            NetlinkSocket::open(libc::SOCK_DGRAM, libc::NETLINK_CONNECTOR, CN_IDX_PROC, 4096)
+                .map_err(io("socket(NETLINK_CONNECTOR)"))?;
+        sock.set_rcvbuf(8 * 1024 * 1024);
+        let _ = sock.set_timeout(timeout);
+        let pc = Self { sock };
         pc.send(PROC_CN_MCAST_LISTEN)?;
         Ok(pc)
     }
 
     fn send(&self, op: u32) -> Result<(), ProcConnError> {
-        let msg = control_message(op);
-        // SAFETY: valid buffer.
-        if unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
-            return Err(io("send(PROC_CN_MCAST)")(std::io::Error::last_os_error()));
-        }
-        Ok(())
+        self.sock
+            .send(&control_message(op))
+            .map_err(io("send(PROC_CN_MCAST)"))
     }
 
     /// Next datagram: `Ok(None)` on timeout; `Err` with ENOBUFS means notifications were lost.
     pub fn recv(&mut self) -> Result<Option<&[u8]>, ProcConnError> {
-        loop {
-            // SAFETY: valid buffer.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return Ok(None),
-                    Some(libc::EINTR) => continue,
-                    _ => return Err(io("recv(NETLINK_CONNECTOR)")(e)),
-                }
-            }
-            return Ok(Some(&self.buf[..n as usize]));
-        }
+        self.sock.recv().map_err(io("recv(NETLINK_CONNECTOR)"))
     }
 }
 

@@ -3,7 +3,6 @@
 //! `flow` events into the bounded channel. A full socket buffer (`ENOBUFS`) means the kernel
 //! dropped events: counted as `conntrack_socket_overflows`.
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -14,6 +13,7 @@ use super::tracking_table::{TableError, TrackingTable};
 use super::ConntrackConfig;
 use crate::event::{Event, Flow, Kind, Source};
 use crate::sources::audit::source::AuditCtx;
+use crate::sources::netlink::NetlinkSocket;
 use crate::timefmt::{monotonic_now_ns, rfc3339_nanos, unix_now_ns};
 
 pub const NETLINK_NETFILTER: i32 = 12;
@@ -54,140 +54,38 @@ fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> ConntrackError {
 
 /// A raw `NETLINK_NETFILTER` socket (shared with the tracking table and the probe).
 pub struct NfnlSocket {
-    fd: OwnedFd,
-    buf: Vec<u8>,
+    sock: NetlinkSocket,
 }
 
 impl NfnlSocket {
     /// Opens a socket bound to the legacy multicast `groups` bitmask (0 for requests only).
     pub fn open(groups: u32) -> Result<Self, ConntrackError> {
-        // SAFETY: plain socket(2); the fd is owned right below.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                NETLINK_NETFILTER,
-            )
-        };
-        if raw < 0 {
-            return Err(io("socket(NETLINK_NETFILTER)")(
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: raw is a fresh, valid fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: sockaddr_nl is plain old data.
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as u16;
-        sa.nl_groups = groups;
-        // SAFETY: valid address of the right size.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sa as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io("bind(NETLINK_NETFILTER)")(
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(Self {
-            fd,
-            buf: vec![0u8; 256 * 1024],
-        })
+        let sock = NetlinkSocket::open(libc::SOCK_RAW, NETLINK_NETFILTER, groups, 256 * 1024)
+            .map_err(io("socket(NETLINK_NETFILTER)"))?;
+        Ok(Self { sock })
     }
 
     /// Asks for a receive buffer of `bytes` (SO_RCVBUFFORCE when privileged).
     pub fn set_rcvbuf(&self, bytes: u32) {
-        let v = bytes.min(i32::MAX as u32) as i32;
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            // SAFETY: valid int option.
-            let rc = unsafe {
-                libc::setsockopt(
-                    self.fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&v as *const i32).cast(),
-                    4,
-                )
-            };
-            if rc == 0 {
-                return;
-            }
-        }
+        self.sock.set_rcvbuf(bytes);
     }
 
     pub fn set_timeout(&self, timeout: Duration) -> Result<(), ConntrackError> {
-        let tv = libc::timeval {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-        };
-        // SAFETY: valid timeval option.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io("setsockopt(SO_RCVTIMEO)")(
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(())
+        self.sock
+            .set_timeout(timeout)
+            .map_err(io("setsockopt(SO_RCVTIMEO)"))
     }
 
     /// Sends one datagram to the kernel.
     pub fn send(&self, datagram: &[u8]) -> Result<(), ConntrackError> {
-        // SAFETY: sockaddr_nl for the kernel (pid 0).
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as u16;
-        // SAFETY: valid buffer and address.
-        let rc = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                datagram.as_ptr().cast(),
-                datagram.len(),
-                0,
-                (&sa as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io("sendto(NETLINK_NETFILTER)")(
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(())
+        self.sock
+            .send(datagram)
+            .map_err(io("sendto(NETLINK_NETFILTER)"))
     }
 
     /// One datagram; `Ok(None)` on timeout. `ENOBUFS` (lost multicasts) is returned as an error.
     pub fn recv(&mut self) -> Result<Option<&[u8]>, ConntrackError> {
-        loop {
-            // SAFETY: buf is valid for its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return Ok(None),
-                    Some(libc::EINTR) => continue,
-                    _ => return Err(io("recv(NETLINK_NETFILTER)")(e)),
-                }
-            }
-            return Ok(Some(&self.buf[..n as usize]));
-        }
+        self.sock.recv().map_err(io("recv(NETLINK_NETFILTER)"))
     }
 }
 

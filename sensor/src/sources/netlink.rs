@@ -1,0 +1,137 @@
+//! A bound AF_NETLINK socket (thin, kernel-facing): the one piece of socket plumbing the audit,
+//! proc-connector and conntrack sources share. Message formats live with each source.
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+pub struct NetlinkSocket {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl NetlinkSocket {
+    /// `socket(AF_NETLINK, sock_type | SOCK_CLOEXEC, protocol)` bound to the legacy multicast
+    /// `groups` bitmask (0 for none); datagrams up to `buf_len` bytes are received whole.
+    pub fn open(
+        sock_type: i32,
+        protocol: i32,
+        groups: u32,
+        buf_len: usize,
+    ) -> std::io::Result<Self> {
+        // SAFETY: plain socket(2); the fd is owned right below.
+        let raw =
+            unsafe { libc::socket(libc::AF_NETLINK, sock_type | libc::SOCK_CLOEXEC, protocol) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: raw is a fresh, valid fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_nl is plain old data.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as u16;
+        sa.nl_groups = groups;
+        // SAFETY: valid address of the right size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self {
+            fd,
+            buf: vec![0u8; buf_len],
+        })
+    }
+
+    /// Asks for a receive buffer of `bytes` (SO_RCVBUFFORCE when privileged, else SO_RCVBUF).
+    pub fn set_rcvbuf(&self, bytes: u32) {
+        let v = bytes.min(i32::MAX as u32) as i32;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: valid int option.
+            let rc = unsafe {
+                libc::setsockopt(
+                    self.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&v as *const i32).cast(),
+                    4,
+                )
+            };
+            if rc == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Receive timeout (SO_RCVTIMEO): `recv` returns `Ok(None)` after it.
+    pub fn set_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: valid timeval option.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Sends one datagram to the kernel (port id 0).
+    pub fn send(&self, datagram: &[u8]) -> std::io::Result<()> {
+        // SAFETY: sockaddr_nl for the kernel (pid 0).
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as u16;
+        // SAFETY: valid buffer and address.
+        let rc = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                datagram.as_ptr().cast(),
+                datagram.len(),
+                0,
+                (&sa as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// One datagram; `Ok(None)` on timeout. Other errors (ENOBUFS: the kernel dropped
+    /// messages for this socket) are returned for the caller to count.
+    pub fn recv(&mut self) -> std::io::Result<Option<&[u8]>> {
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => return Ok(None),
+                    Some(libc::EINTR) => continue,
+                    _ => return Err(e),
+                }
+            }
+            return Ok(Some(&self.buf[..n as usize]));
+        }
+    }
+}
