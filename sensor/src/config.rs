@@ -42,6 +42,12 @@ pub struct Config {
     pub filter: crate::filter::FilterConfig,
     /// File activity on the configured trees (fanotify, else inotify).
     pub files: crate::sources::files::FilesConfig,
+    /// Self-limits: CPU budget (load shedding), memory ceiling, scheduling priority.
+    pub limits: crate::limits::LimitsConfig,
+    /// The sensor's own log (stderr): format and level.
+    pub log: crate::logging::LogConfig,
+    /// The local status file that `sensor status` reads.
+    pub status: crate::status::StatusConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -161,6 +167,9 @@ impl Config {
                 .validate()
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
+        self.limits.validate().map_err(ConfigError::Invalid)?;
+        self.log.validate().map_err(ConfigError::Invalid)?;
+        self.status.validate().map_err(ConfigError::Invalid)?;
         if self.health.interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "health.interval_secs must be > 0".into(),
@@ -169,10 +178,90 @@ impl Config {
         Ok(())
     }
 
+    /// For `sensor config --check`: parses and validates `text` like `run` does and, on an
+    /// error, says which line of the file it is on.
+    pub fn check(text: &str, path: &str) -> Result<Self, CheckError> {
+        Self::parse(text, path).map_err(|e| {
+            let line = match &e {
+                ConfigError::Parse { source, .. } => source
+                    .span()
+                    .map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1),
+                ConfigError::Invalid(msg) => {
+                    dotted_key_prefix(msg).and_then(|k| locate_key(text, k))
+                }
+                ConfigError::Read { .. } => None,
+            };
+            CheckError {
+                error: Box::new(e),
+                line,
+            }
+        })
+    }
+
     /// The defaults as TOML, for `sensor config --defaults`.
     pub fn defaults_toml() -> String {
         toml::to_string_pretty(&Self::default()).unwrap_or_default()
     }
+}
+
+/// A config error and, when known, the 1-based line it is on.
+#[derive(Debug)]
+pub struct CheckError {
+    pub error: Box<ConfigError>,
+    pub line: Option<usize>,
+}
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&*self.error, self.line) {
+            // toml's own message already shows the line and a caret under the key.
+            (ConfigError::Parse { .. }, _) | (_, None) => write!(f, "{}", self.error),
+            (e, Some(line)) => write!(f, "{e} (line {line})"),
+        }
+    }
+}
+
+/// `section.key` at the start of a validation message (`"limits.nice = 30: ..."`).
+fn dotted_key_prefix(msg: &str) -> Option<&str> {
+    let end = msg
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(msg.len());
+    let key = msg[..end].trim_end_matches('.');
+    key.contains('.').then_some(key)
+}
+
+/// The 1-based line where `dotted` (`section.key`) is set in TOML `text`, or where its section
+/// starts when the key itself is not written (a default that failed validation together with
+/// another value).
+pub fn locate_key(text: &str, dotted: &str) -> Option<usize> {
+    let (want_section, want_key) = dotted.rsplit_once('.')?;
+    let mut section = String::new();
+    let mut section_line = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(h) = line.strip_prefix('[') {
+            let h = h.trim_start_matches('[');
+            let name = h.split(']').next().unwrap_or("").trim();
+            section = name.to_string();
+            if section == want_section {
+                section_line.get_or_insert(i + 1);
+            }
+            continue;
+        }
+        let Some((k, _)) = line.split_once('=') else {
+            continue;
+        };
+        let k = k.trim().trim_matches('"');
+        let full = if section.is_empty() {
+            k.to_string()
+        } else {
+            format!("{section}.{k}")
+        };
+        if full == dotted || (section == want_section && k == want_key) {
+            return Some(i + 1);
+        }
+    }
+    section_line
 }
 
 #[cfg(test)]
@@ -206,6 +295,57 @@ mod tests {
     fn defaults_round_trip() {
         let text = Config::defaults_toml();
         assert_eq!(Config::parse(&text, "d").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn check_names_the_key_and_line() {
+        let text = "[sensor]\nmode = \"auto\"\n\n[limits]\ncpu_percent = 10.0\nnice = 30\n";
+        let e = Config::check(text, "f.toml").unwrap_err();
+        assert_eq!(e.line, Some(6));
+        assert!(
+            e.to_string().contains("limits.nice") && e.to_string().contains("line 6"),
+            "{e}"
+        );
+
+        let unknown = "[sensor]\nmode = \"auto\"\nmoed = \"ebpf\"\n";
+        let e = Config::check(unknown, "f.toml").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        let msg = e.to_string();
+        assert!(msg.contains("moed") && msg.contains("line 3"), "{msg}");
+
+        let wrong_type = "[health]\ninterval_secs = \"often\"\n";
+        let e = Config::check(wrong_type, "f.toml").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.to_string().contains("interval_secs"), "{e}");
+
+        let syntax = "[sensor]\nmode = \"auto\"\n[limits\n";
+        let e = Config::check(syntax, "f.toml").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+
+        assert!(Config::check(&Config::defaults_toml(), "d").is_ok());
+    }
+
+    #[test]
+    fn locate_key_handles_sections_and_dotted_keys() {
+        let t = "a = 1\n[ship]\naddress = \"x\"\n[[filter.noise.rules]]\nname = \"n\"\n";
+        assert_eq!(locate_key(t, "ship.address"), Some(3));
+        assert_eq!(locate_key(t, "filter.noise.rules.name"), Some(5));
+        assert_eq!(
+            locate_key(t, "ship.spool_dir"),
+            Some(2),
+            "section line when unset"
+        );
+        assert_eq!(locate_key(t, "logins.wtmp"), None);
+        assert_eq!(locate_key("limits.nice = 3\n", "limits.nice"), Some(1));
+        assert_eq!(
+            dotted_key_prefix("enrich.max_entries = 0: x"),
+            Some("enrich.max_entries")
+        );
+        assert_eq!(
+            dotted_key_prefix("files.watch is empty"),
+            Some("files.watch")
+        );
+        assert_eq!(dotted_key_prefix("glob \"x\" bad"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::event::Kind;
+use crate::event::{Kind, Source};
 
 /// Every event kind, in the order of [`Counters::by_kind`].
 pub const KINDS: [Kind; 10] = [
@@ -37,11 +37,36 @@ pub struct Counters {
     pub write_errors: AtomicU64,
     /// Largest kernel-to-output delay seen since the last health event, in microseconds.
     pub max_lag_us: AtomicU64,
+    /// Events entering the pipeline, by source and kind (indexed like `Source::ALL`, [`KINDS`]).
+    pub by_source_kind: [[AtomicU64; KINDS.len()]; Source::ALL.len()],
 }
 
 impl Counters {
     pub fn count_event(&self, kind: Kind) {
         self.by_kind[kind_index(kind)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts an event entering the pipeline (the enrichment stage's input).
+    pub fn count_source(&self, source: Source, kind: Kind) {
+        let s = Source::ALL.iter().position(|&x| x == source).unwrap_or(0);
+        self.by_source_kind[s][kind_index(kind)].fetch_add(1, Relaxed);
+    }
+
+    /// Non-zero counts by source, then kind.
+    pub fn by_source(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut out = BTreeMap::new();
+        for (src, row) in Source::ALL.iter().zip(self.by_source_kind.iter()) {
+            let kinds: BTreeMap<String, u64> = KINDS
+                .iter()
+                .zip(row.iter())
+                .map(|(k, n)| (k.as_str().to_string(), n.load(Relaxed)))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            if !kinds.is_empty() {
+                out.insert(src.as_str().to_string(), kinds);
+            }
+        }
+        out
     }
 
     pub fn events_of(&self, kind: Kind) -> u64 {
@@ -89,6 +114,13 @@ mod tests {
             c.count_event(k);
         }
         c.count_event(Kind::File);
+        c.count_source(Source::Audit, Kind::ProcessExit);
+        c.count_source(Source::Audit, Kind::ProcessExit);
+        c.count_source(Source::Fanotify, Kind::File);
+        let by = c.by_source();
+        assert_eq!(by["audit"]["process_exit"], 2);
+        assert_eq!(by["fanotify"]["file"], 1);
+        assert_eq!(by.len(), 2);
         let e = c.events();
         assert_eq!(e["file"], 2);
         assert_eq!(e["process_exec"], 1);

@@ -49,6 +49,32 @@ pub enum Source {
     Sensor,
 }
 
+impl Source {
+    pub const ALL: [Source; 8] = [
+        Source::Ebpf,
+        Source::Audit,
+        Source::Fanotify,
+        Source::Inotify,
+        Source::Wtmp,
+        Source::Btmp,
+        Source::Conntrack,
+        Source::Sensor,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Ebpf => "ebpf",
+            Source::Audit => "audit",
+            Source::Fanotify => "fanotify",
+            Source::Inotify => "inotify",
+            Source::Wtmp => "wtmp",
+            Source::Btmp => "btmp",
+            Source::Conntrack => "conntrack",
+            Source::Sensor => "sensor",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     /// Assigned by the output stage, strictly increasing per sensor run.

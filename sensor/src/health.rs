@@ -26,22 +26,34 @@ pub struct HealthReporter {
     pub kernel_drops: Vec<DropSource>,
     /// Merged into `events`.
     pub notes: Vec<NoteSource>,
+    /// Loss counters with computed names (load shedding), merged into `drops`.
+    pub extra_drops: Vec<NoteSource>,
 }
 
 impl HealthReporter {
-    pub fn event(&self) -> Event {
-        let usage = selfstat::read(None);
+    /// Every loss counter and every event/fact counter, by name, without counting a health
+    /// event (for the status file).
+    pub fn counts(&self) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
         let mut drops: BTreeMap<String, u64> = self.counters.drops();
         for kd in &self.kernel_drops {
             for (name, n) in kd() {
                 drops.insert(name.to_string(), n);
             }
         }
-        self.counters.count_event(Kind::SensorHealth);
+        for more in &self.extra_drops {
+            drops.extend(more());
+        }
         let mut events = self.counters.events();
         for notes in &self.notes {
             events.extend(notes());
         }
+        (drops, events)
+    }
+
+    pub fn event(&self) -> Event {
+        let usage = selfstat::read(None);
+        self.counters.count_event(Kind::SensorHealth);
+        let (drops, events) = self.counts();
         Event {
             seq: 0,
             time: rfc3339_nanos(unix_now_ns()),

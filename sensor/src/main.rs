@@ -1,5 +1,5 @@
 //! `sensor`: watch this host and print security events as JSON lines.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -11,7 +11,17 @@ use sensor::{
 };
 
 #[derive(Parser)]
-#[command(name = "sensor", version, about = "Linux host security sensor")]
+#[command(
+    name = "sensor",
+    version,
+    about = "Linux host security sensor",
+    long_about = "Linux host security sensor: process exec/exit, connects, file activity, \
+logins and privilege changes, from eBPF tracepoints or (fallback) the audit netlink API, \
+written as JSON lines or shipped to a collector over one outbound gRPC stream.\n\n\
+Configuration: /etc/sensor/sensor.toml (every option: `sensor config --defaults`; sections \
+[sensor] [output] [health] [ebpf] [audit] [logins] [enrich] [ship] [conntrack] [filter] \
+[files] [limits] [log] [status])."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,23 +51,79 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print configuration.
+    /// Print the running sensor's state from its status file; exit 0 healthy, 1 degraded,
+    /// 3 not running (for health checks).
+    Status {
+        /// Status file (default: status.path of the config, /run/sensor/status.json).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// Config file to take status.path from (default /etc/sensor/sensor.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the status file's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the effective configuration, the defaults, or check a config file.
     Config {
         /// Print the built-in defaults as TOML.
         #[arg(long)]
         defaults: bool,
+        /// Validate FILE like `run` would; on an error name the key and line, exit 1.
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
     },
 }
 
+/// `sensor status`: prints the report and returns the exit code.
+fn status(path: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> anyhow::Result<i32> {
+    use sensor::status::{self, file};
+    let path = match path {
+        Some(p) => p,
+        None => PathBuf::from(Config::load(config.as_deref())?.status.path),
+    };
+    let s = match file::read(&path) {
+        Ok(s) => s,
+        Err(e @ status::StatusError::Missing { .. }) => {
+            println!("sensor: not running\n  {e}");
+            return Ok(3);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    let verdict = status::assess(&s, file::live_start_ticks(s.pid), now);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print!("{}", status::render::text(&s, &verdict));
+    }
+    Ok(verdict.exit_code())
+}
+
+/// `sensor config --check FILE`.
+fn check_config(file: &Path) -> anyhow::Result<i32> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match Config::check(&text, &file.display().to_string()) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(1)
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        sensor::logging::init(&Default::default());
+    }
+    match cli.command {
         Command::Run {
             mode,
             output,
@@ -83,6 +149,11 @@ fn main() -> anyhow::Result<()> {
                 cfg.health.interval_secs = h;
             }
             cfg.validate()?;
+            sensor::logging::init(&cfg.log);
+            // Before any thread exists: threads inherit the nice value of their creator.
+            if let Err(e) = sensor::limits::priority::set_nice(cfg.limits.nice) {
+                tracing::warn!(error = %e, "cannot lower the scheduling priority");
+            }
             let requested: RequestedMode = cfg.sensor.mode.parse().context("--mode")?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -122,7 +193,13 @@ fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Config { defaults } => {
+        Command::Status { path, config, json } => {
+            std::process::exit(status(path, config, json)?);
+        }
+        Command::Config { defaults, check } => {
+            if let Some(file) = check {
+                std::process::exit(check_config(&file)?);
+            }
             if defaults {
                 print!("{}", Config::defaults_toml());
             } else {

@@ -13,6 +13,7 @@ use crate::{
     filter::{stage::run_filter_stage, FilterStats},
     health::{DropSource, HealthReporter, NoteSource},
     hostname::kernel_hostname,
+    limits::{self, shed::Admission, shed::ShedStats},
     output::json,
     probe::{self, Mode, ModeDecision, RequestedMode},
     sources::{
@@ -22,6 +23,7 @@ use crate::{
         files::source::FileCapture,
         logins::source::LoginCapture,
     },
+    status::writer::{StatusInputs, StatusWriter},
     timefmt::Clocks,
 };
 
@@ -257,11 +259,28 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         cfg.sensor.host.clone()
     };
     let counters = Arc::new(Counters::default());
+    // The memory ceiling sizes the process cache and the three queues below.
+    let plan = limits::memory::plan(
+        cfg.limits.memory_mb,
+        cfg.enrich.max_entries,
+        cfg.sensor.channel_capacity,
+        3,
+    );
+    if plan.cache_entries < cfg.enrich.max_entries
+        || plan.channel_capacity < cfg.sensor.channel_capacity
+    {
+        tracing::info!(
+            memory_mb = cfg.limits.memory_mb,
+            cache_entries = plan.cache_entries,
+            channel_capacity = plan.channel_capacity,
+            "memory ceiling lowered the process cache or queue sizes"
+        );
+    }
     // sources -> enrich -> filter (noise rules, redaction) -> sink: nothing unredacted is
     // ever written or shipped.
-    let (tx, enrich_rx) = mpsc::channel(cfg.sensor.channel_capacity);
-    let (enriched_tx, filter_rx) = mpsc::channel(cfg.sensor.channel_capacity);
-    let (out_tx, rx) = mpsc::channel(cfg.sensor.channel_capacity);
+    let (tx, enrich_rx) = mpsc::channel(plan.channel_capacity);
+    let (enriched_tx, filter_rx) = mpsc::channel(plan.channel_capacity);
+    let (out_tx, rx) = mpsc::channel(plan.channel_capacity);
     let (noise, redactor) = cfg
         .filter
         .build()
@@ -290,16 +309,29 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         let out = json::open(&cfg.output.target)?;
         tokio::spawn(json::run_sink(rx, out, counters.clone()))
     };
-    let mut cache = ProcessCache::new(&cfg.enrich);
+    let enrich_cfg = crate::enrich::EnrichConfig {
+        max_entries: plan.cache_entries,
+        ..cfg.enrich.clone()
+    };
+    let mut cache = ProcessCache::new(&enrich_cfg);
     let scanned = cache.scan_proc(std::path::Path::new("/proc"));
     tracing::info!(scanned, "process cache filled from /proc");
     let cache_stats = Arc::new(Mutex::new(cache.stats()));
+    let shed_stats = Arc::new(ShedStats::default());
     let enrich_stage = tokio::spawn(enrich::run_stage(
         enrich_rx,
         enriched_tx,
         cache,
         cache_stats.clone(),
-        cfg.enrich.clone(),
+        enrich_cfg,
+        Admission::new(counters.clone(), shed_stats.clone()),
+    ));
+    let (limits_stop_tx, limits_stop_rx) = watch::channel(false);
+    let governor = tokio::spawn(limits::task::run_governor(
+        cfg.limits.clone(),
+        plan.ceiling_bytes,
+        shed_stats.clone(),
+        limits_stop_rx.clone(),
     ));
 
     let started = start(
@@ -316,7 +348,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let aux = start_aux(&cfg, &tx, &counters, &host);
     release_startup_memory();
     tracing::info!(mode = %started.mode, reason = %started.reason, "capturing");
-    let reporter = HealthReporter {
+    let reporter = Arc::new(HealthReporter {
         mode: started.mode.to_string(),
         reason: std::iter::once(started.reason.clone())
             .chain(aux.reasons.iter().cloned())
@@ -334,14 +366,35 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             .into_iter()
             .chain(aux.notes)
             .chain(std::iter::once(cache_notes(cache_stats)))
-            .chain(std::iter::once(ship_notes(ship_stats)))
+            .chain(std::iter::once(ship_notes(ship_stats.clone())))
             .chain(std::iter::once({
                 let f = filter_stats.clone();
                 Box::new(move || f.notes()) as NoteSource
             }))
+            .chain(std::iter::once({
+                let sh = shed_stats.clone();
+                Box::new(move || sh.notes()) as NoteSource
+            }))
             .collect(),
-    };
+        extra_drops: vec![{
+            let sh = shed_stats.clone();
+            Box::new(move || sh.drops()) as NoteSource
+        }],
+    });
     let _ = tx.send(reporter.event()).await;
+    let status_writer = StatusWriter::new(
+        cfg.status.clone(),
+        StatusInputs {
+            reporter: reporter.clone(),
+            shed: shed_stats.clone(),
+            ship: (cfg.output.target == "grpc").then(|| (cfg.ship.address.clone(), ship_stats)),
+            output_target: cfg.output.target.clone(),
+            cpu_budget_percent: cfg.limits.cpu_percent,
+            memory_ceiling_bytes: plan.ceiling_bytes,
+            nice: crate::limits::priority::current_nice(),
+        },
+    );
+    let status_task = tokio::spawn(crate::status::writer::run(status_writer, limits_stop_rx));
 
     let interval = Duration::from_secs(cfg.health.interval_secs);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -365,6 +418,9 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let _ = enrich_stage.await;
     let _ = filter_stage.await;
     let _ = sink.await;
+    let _ = limits_stop_tx.send(true);
+    let _ = governor.await;
+    let _ = status_task.await;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
 use super::{CacheStats, EnrichConfig, ProcessCache};
-use crate::{event::Event, timefmt::monotonic_now_ns};
+use crate::{event::Event, limits::shed::Admission, timefmt::monotonic_now_ns};
 
 /// Events taken from the channel per batch (stats are published after each batch).
 const BATCH: usize = 256;
@@ -42,6 +42,7 @@ pub async fn run_stage(
     mut cache: ProcessCache,
     stats: Arc<Mutex<CacheStats>>,
     cfg: EnrichConfig,
+    mut admission: Admission,
 ) {
     let period = Duration::from_secs(cfg.sweep_interval_secs.max(1));
     let mut ticker = interval_at(Instant::now() + period, period);
@@ -56,6 +57,9 @@ pub async fn run_stage(
                 }
                 let now = monotonic_now_ns();
                 for mut ev in batch.drain(..) {
+                    if !admission.admit(&ev, now) {
+                        continue;
+                    }
                     cache.enrich(&mut ev, now);
                     if tx.send(ev).await.is_err() {
                         tracing::warn!("enrich: output closed; stopping");
@@ -78,6 +82,10 @@ pub async fn run_stage(
 mod tests {
     use super::*;
     use crate::event::{Kind, Process, Source};
+
+    fn admission() -> Admission {
+        Admission::new(Arc::default(), Arc::default())
+    }
 
     fn event(kind: Kind, pid: u32, exe: Option<&str>) -> Event {
         Event {
@@ -135,6 +143,7 @@ mod tests {
             cache,
             stats.clone(),
             EnrichConfig::default(),
+            admission(),
         ));
         const N: u32 = 500;
         let producer = tokio::spawn(async move {
@@ -189,7 +198,14 @@ mod tests {
             ..EnrichConfig::default()
         };
         let (cache, _dir) = cache("sweep");
-        let stage = tokio::spawn(run_stage(in_rx, out_tx, cache, stats.clone(), cfg));
+        let stage = tokio::spawn(run_stage(
+            in_rx,
+            out_tx,
+            cache,
+            stats.clone(),
+            cfg,
+            admission(),
+        ));
         // pid 4242 is not in the (empty) proc root: the sweep marks it lost.
         in_tx
             .send(event(Kind::ProcessExec, 4242, Some("/bin/y")))

@@ -205,6 +205,8 @@ pub struct ShipStats {
     /// Spool size now, and events in it not yet acknowledged.
     pub spool_bytes: AtomicU64,
     pub spool_pending_events: AtomicU64,
+    /// When the oldest unacknowledged batch was written (ms since the epoch; 0 = none).
+    pub spool_oldest_unix_ms: AtomicU64,
     /// Batches found in the spool at start (recovered after a restart or crash).
     pub recovered_batches: AtomicU64,
     /// Bytes cut from torn segment tails at start.

@@ -156,6 +156,9 @@ struct BatchMeta {
     last_seq: u64,
     kinds: KindCounts,
     acked: bool,
+    /// When it was written (ms since the epoch); for recovered batches, the segment file's
+    /// modification time, so their age is a lower bound.
+    written_unix_ms: u64,
 }
 
 #[derive(Debug)]
@@ -362,6 +365,10 @@ impl Spool {
             f.set_len(good as u64).map_err(io("truncate", &path))?;
             f.sync_all().map_err(io("fsync", &path))?;
         }
+        let written_unix_ms = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .map(system_time_ms)
+            .unwrap_or_else(|_| now_unix_ms());
         let mut seg = Segment {
             id,
             path,
@@ -384,6 +391,7 @@ impl Spool {
                 last_seq: batch.events.iter().map(|e| e.seq).max().unwrap_or(0),
                 kinds,
                 acked: false,
+                written_unix_ms,
             });
             seg.unacked += 1;
             self.pending_batches += 1;
@@ -413,6 +421,14 @@ impl Spool {
     }
     pub fn pending_batches(&self) -> u64 {
         self.pending_batches
+    }
+    /// When the oldest unacknowledged batch was written (ms since the epoch).
+    pub fn oldest_pending_unix_ms(&self) -> Option<u64> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.batches.iter())
+            .find(|b| !b.acked)
+            .map(|b| b.written_unix_ms)
     }
     pub fn segment_count(&self) -> usize {
         self.segments.len()
@@ -492,6 +508,7 @@ impl Spool {
             last_seq,
             kinds,
             acked: false,
+            written_unix_ms: now_unix_ms(),
         });
         seg.unacked += 1;
         seg.bytes += need;
@@ -764,6 +781,16 @@ impl Spool {
     }
 }
 
+fn system_time_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn now_unix_ms() -> u64 {
+    system_time_ms(std::time::SystemTime::now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -871,6 +898,10 @@ mod tests {
         }
         assert!(s.segment_count() > 1, "rotated");
         assert_eq!(s.pending_events(), 500);
+        let oldest = s
+            .oldest_pending_unix_ms()
+            .expect("pending batches have an age");
+        assert!(oldest > 0 && oldest <= now_unix_ms());
         assert_eq!(s.read(ids[7]).unwrap(), {
             let mut b = batch(71, 10);
             b.batch_id = ids[7];
@@ -886,6 +917,7 @@ mod tests {
         assert_eq!(s.next_pending(None).unwrap().batch_id, ids[49]);
         s.ack(ids[49]).unwrap();
         assert_eq!(s.segment_count(), 0);
+        assert_eq!(s.oldest_pending_unix_ms(), None);
         assert_eq!(s.total_bytes(), 0);
         assert_eq!(
             std::fs::read_dir(s.dir()).unwrap().count(),

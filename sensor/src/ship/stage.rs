@@ -497,5 +497,8 @@ impl Stage {
         self.stats
             .spool_pending_events
             .store(self.spool.pending_events(), Relaxed);
+        self.stats
+            .spool_oldest_unix_ms
+            .store(self.spool.oldest_pending_unix_ms().unwrap_or(0), Relaxed);
     }
 }

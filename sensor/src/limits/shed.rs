@@ -1,0 +1,420 @@
+//! Load shedding at the entry of the pipeline (before enrichment, the costly stage): the
+//! decision for one event at one level, and the counters of what was shed.
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+
+use crate::counters::KINDS;
+use crate::event::{Event, Kind};
+
+/// Repeats within this window are coalesced.
+const REPEAT_WINDOW_NS: u64 = 1_000_000_000;
+/// The repeat table is pruned when it grows past this many keys.
+const MAX_KEYS: usize = 65_536;
+
+/// Why an event was shed; each is a separate counter per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Level 1: the same event again within a second.
+    Repeat,
+    /// Level 2: a flow or a read-only file event.
+    LowValue,
+    /// Level 3: every file and connect event.
+    Kind,
+    /// Level 4: an exec of the same program by the same parent within a second.
+    ExecBurst,
+}
+
+pub const REASONS: [Reason; 4] = [
+    Reason::Repeat,
+    Reason::LowValue,
+    Reason::Kind,
+    Reason::ExecBurst,
+];
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Repeat => "repeat",
+            Reason::LowValue => "low_value",
+            Reason::Kind => "kind",
+            Reason::ExecBurst => "exec_burst",
+        }
+    }
+
+    fn index(self) -> usize {
+        REASONS.iter().position(|&r| r == self).unwrap_or(0)
+    }
+}
+
+/// Kinds that are never shed.
+pub fn never_shed(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::ProcessExit
+            | Kind::Login
+            | Kind::Logout
+            | Kind::LoginFailed
+            | Kind::PrivilegeChange
+            | Kind::SensorHealth
+    )
+}
+
+/// The shedding level in force and what was shed, shared by the governor, the pipeline and
+/// health/status.
+#[derive(Debug, Default)]
+pub struct ShedStats {
+    level: AtomicU8,
+    raises: AtomicU64,
+    counts: [[AtomicU64; KINDS.len()]; REASONS.len()],
+}
+
+impl ShedStats {
+    pub fn level(&self) -> u8 {
+        self.level.load(Relaxed)
+    }
+
+    pub fn set_level(&self, level: u8) {
+        let old = self.level.swap(level, Relaxed);
+        if level > old {
+            self.raises.fetch_add(1, Relaxed);
+        }
+        if level != old {
+            tracing::warn!(from = old, to = level, "load shedding level changed");
+        }
+    }
+
+    pub fn count(&self, reason: Reason, kind: Kind) {
+        let k = KINDS.iter().position(|&x| x == kind).unwrap_or(0);
+        self.counts[reason.index()][k].fetch_add(1, Relaxed);
+    }
+
+    pub fn shed_of(&self, reason: Reason, kind: Kind) -> u64 {
+        let k = KINDS.iter().position(|&x| x == kind).unwrap_or(0);
+        self.counts[reason.index()][k].load(Relaxed)
+    }
+
+    /// `shed_<reason>_<kind>` for every non-zero count: losses, so they go in health drops.
+    pub fn drops(&self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for (r, row) in REASONS.iter().zip(self.counts.iter()) {
+            for (k, n) in KINDS.iter().zip(row.iter()) {
+                let n = n.load(Relaxed);
+                if n > 0 {
+                    m.insert(format!("shed_{}_{}", r.as_str(), k.as_str()), n);
+                }
+            }
+        }
+        m
+    }
+
+    /// The level now and how often it was raised (facts, not losses).
+    pub fn notes(&self) -> BTreeMap<String, u64> {
+        BTreeMap::from([
+            ("shed_level".to_string(), u64::from(self.level())),
+            ("shed_level_raises".to_string(), self.raises.load(Relaxed)),
+        ])
+    }
+}
+
+/// Remembers recent events to recognise repeats.
+#[derive(Debug, Default)]
+pub struct Shedder {
+    recent: HashMap<u64, u64>,
+}
+
+impl Shedder {
+    /// `None`: keep the event. `Some(reason)`: shed it (the caller counts it).
+    pub fn decide(&mut self, ev: &Event, level: u8, now_ns: u64) -> Option<Reason> {
+        if level == 0 || never_shed(ev.kind) {
+            return None;
+        }
+        if level >= 2 && is_low_value(ev) {
+            return Some(Reason::LowValue);
+        }
+        if level >= 3 && matches!(ev.kind, Kind::File | Kind::NetConnect) {
+            return Some(Reason::Kind);
+        }
+        if level >= 4 && ev.kind == Kind::ProcessExec && self.seen(burst_key(ev), now_ns) {
+            return Some(Reason::ExecBurst);
+        }
+        if self.seen(repeat_key(ev), now_ns) {
+            return Some(Reason::Repeat);
+        }
+        None
+    }
+
+    /// Whether `key` was kept within the window; records it as kept when not.
+    fn seen(&mut self, key: u64, now_ns: u64) -> bool {
+        if let Some(&t) = self.recent.get(&key) {
+            if now_ns.saturating_sub(t) < REPEAT_WINDOW_NS {
+                return true;
+            }
+        }
+        if self.recent.len() >= MAX_KEYS {
+            self.recent
+                .retain(|_, t| now_ns.saturating_sub(*t) < REPEAT_WINDOW_NS);
+            if self.recent.len() >= MAX_KEYS {
+                self.recent.clear();
+            }
+        }
+        self.recent.insert(key, now_ns);
+        false
+    }
+}
+
+/// The pipeline's entry check: counts every event by source and kind, then sheds at the
+/// level in force (counted by reason and kind).
+pub struct Admission {
+    pub counters: std::sync::Arc<crate::counters::Counters>,
+    pub stats: std::sync::Arc<ShedStats>,
+    pub shedder: Shedder,
+}
+
+impl Admission {
+    pub fn new(
+        counters: std::sync::Arc<crate::counters::Counters>,
+        stats: std::sync::Arc<ShedStats>,
+    ) -> Self {
+        Self {
+            counters,
+            stats,
+            shedder: Shedder::default(),
+        }
+    }
+
+    /// Whether the event goes on.
+    pub fn admit(&mut self, ev: &Event, now_ns: u64) -> bool {
+        self.counters.count_source(ev.source, ev.kind);
+        match self.shedder.decide(ev, self.stats.level(), now_ns) {
+            None => true,
+            Some(reason) => {
+                self.stats.count(reason, ev.kind);
+                false
+            }
+        }
+    }
+}
+
+fn is_low_value(ev: &Event) -> bool {
+    match ev.kind {
+        Kind::Flow => true,
+        Kind::File => ev.extra.file.as_ref().is_some_and(|f| {
+            !f.ops.is_empty() && f.ops.iter().all(|op| op == "open" || op == "close")
+        }),
+        _ => false,
+    }
+}
+
+fn hasher(ev: &Event) -> DefaultHasher {
+    let mut h = DefaultHasher::new();
+    ev.kind.as_str().hash(&mut h);
+    h
+}
+
+/// What makes two events "the same" for level 1.
+fn repeat_key(ev: &Event) -> u64 {
+    let mut h = hasher(ev);
+    if let Some(p) = &ev.process {
+        match ev.kind {
+            Kind::ProcessExec => {
+                (p.ppid, p.uid, &p.exe, &p.filename, &p.argv).hash(&mut h);
+            }
+            _ => (p.pid, p.start_boottime_ns).hash(&mut h),
+        }
+    }
+    if let Some(c) = &ev.connect {
+        (&c.dst_addr, c.dst_port, &c.protocol, c.result).hash(&mut h);
+    }
+    if let Some(f) = &ev.extra.file {
+        (&f.path, &f.ops, &f.new_path).hash(&mut h);
+    }
+    if let Some(fl) = &ev.extra.flow {
+        (
+            &fl.protocol,
+            &fl.src_addr,
+            fl.src_port,
+            &fl.dst_addr,
+            fl.dst_port,
+        )
+            .hash(&mut h);
+    }
+    h.finish()
+}
+
+/// What makes two execs "the same program by the same parent" for level 4.
+fn burst_key(ev: &Event) -> u64 {
+    let mut h = hasher(ev);
+    "burst".hash(&mut h);
+    if let Some(p) = &ev.process {
+        (p.ppid, p.uid, p.exe.as_ref().or(p.filename.as_ref())).hash(&mut h);
+    }
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Connect, FileActivity, Process, Source};
+
+    fn ev(kind: Kind, pid: u32, argv: &[&str]) -> Event {
+        Event {
+            seq: 0,
+            time: String::new(),
+            host: "h".into(),
+            source: Source::Ebpf,
+            kind,
+            process: Some(Process {
+                pid,
+                ppid: 1,
+                exe: Some("/usr/bin/x".into()),
+                argv: Some(argv.iter().map(|s| s.to_string()).collect()),
+                ..Process::default()
+            }),
+            exit: None,
+            connect: None,
+            health: None,
+            ktime_ns: None,
+            extra: Default::default(),
+        }
+    }
+
+    fn file(pid: u32, path: &str, ops: &[&str]) -> Event {
+        let mut e = ev(Kind::File, pid, &[]);
+        e.extra.file = Some(FileActivity {
+            path: path.into(),
+            ops: ops.iter().map(|s| s.to_string()).collect(),
+            new_path: None,
+        });
+        e
+    }
+
+    fn connect(pid: u32, port: u16) -> Event {
+        let mut e = ev(Kind::NetConnect, pid, &[]);
+        e.connect = Some(Connect {
+            family: "ipv4",
+            protocol: "tcp".into(),
+            dst_addr: "10.0.0.1".into(),
+            dst_port: port,
+            result: "success",
+            errno: 0,
+        });
+        e
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn level_zero_and_protected_kinds_are_never_shed() {
+        let mut s = Shedder::default();
+        for _ in 0..3 {
+            assert_eq!(s.decide(&ev(Kind::ProcessExec, 5, &["a"]), 0, S), None);
+        }
+        for kind in [
+            Kind::ProcessExit,
+            Kind::Login,
+            Kind::Logout,
+            Kind::LoginFailed,
+            Kind::PrivilegeChange,
+            Kind::SensorHealth,
+        ] {
+            for _ in 0..3 {
+                assert_eq!(s.decide(&ev(kind, 5, &["a"]), 4, S), None, "{kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn level_one_coalesces_exact_repeats_within_a_second() {
+        let mut s = Shedder::default();
+        let a = ev(Kind::ProcessExec, 5, &["x", "1"]);
+        assert_eq!(s.decide(&a, 1, S), None);
+        assert_eq!(
+            s.decide(&ev(Kind::ProcessExec, 6, &["x", "1"]), 1, S + 10),
+            Some(Reason::Repeat)
+        );
+        assert_eq!(
+            s.decide(&ev(Kind::ProcessExec, 7, &["x", "2"]), 1, S + 20),
+            None,
+            "argv differs"
+        );
+        assert_eq!(s.decide(&a, 1, 2 * S + 1), None, "window passed");
+        assert_eq!(s.decide(&connect(5, 80), 1, S), None);
+        assert_eq!(s.decide(&connect(5, 80), 1, S + 1), Some(Reason::Repeat));
+        assert_eq!(s.decide(&connect(5, 443), 1, S + 2), None);
+        assert_eq!(s.decide(&connect(6, 80), 1, S + 3), None, "another process");
+        assert_eq!(s.decide(&file(5, "/etc/a", &["modify"]), 1, S), None);
+        assert_eq!(
+            s.decide(&file(5, "/etc/a", &["modify"]), 1, S + 1),
+            Some(Reason::Repeat)
+        );
+        assert_eq!(s.decide(&file(5, "/etc/a", &["delete"]), 1, S + 2), None);
+    }
+
+    #[test]
+    fn higher_levels_drop_kinds_in_order() {
+        let mut s = Shedder::default();
+        let read = file(5, "/etc/r", &["open", "close"]);
+        let write = file(5, "/etc/w", &["modify"]);
+        assert_eq!(s.decide(&read, 1, S), None);
+        assert_eq!(s.decide(&read, 2, 3 * S), Some(Reason::LowValue));
+        assert_eq!(s.decide(&write, 2, 3 * S), None);
+        assert_eq!(
+            s.decide(&ev(Kind::Flow, 1, &[]), 2, 3 * S),
+            Some(Reason::LowValue)
+        );
+        assert_eq!(
+            s.decide(&file(5, "/etc/z", &["modify"]), 3, 3 * S),
+            Some(Reason::Kind)
+        );
+        assert_eq!(s.decide(&connect(9, 1), 3, 3 * S), Some(Reason::Kind));
+        assert_eq!(
+            s.decide(&ev(Kind::ProcessExec, 5, &["y", "1"]), 3, 3 * S),
+            None
+        );
+        assert_eq!(
+            s.decide(&ev(Kind::ProcessExec, 5, &["y", "2"]), 3, 3 * S),
+            None
+        );
+        assert_eq!(
+            s.decide(&ev(Kind::ProcessExec, 5, &["y", "3"]), 4, 3 * S),
+            None,
+            "first"
+        );
+        assert_eq!(
+            s.decide(&ev(Kind::ProcessExec, 5, &["y", "4"]), 4, 3 * S),
+            Some(Reason::ExecBurst),
+            "same parent and program, other argv"
+        );
+        let mut other = ev(Kind::ProcessExec, 5, &["z"]);
+        other.process.as_mut().unwrap().exe = Some("/usr/bin/z".into());
+        assert_eq!(s.decide(&other, 4, 3 * S), None);
+    }
+
+    #[test]
+    fn counters_name_reason_and_kind() {
+        let st = ShedStats::default();
+        st.count(Reason::Repeat, Kind::ProcessExec);
+        st.count(Reason::Repeat, Kind::ProcessExec);
+        st.count(Reason::Kind, Kind::NetConnect);
+        let d = st.drops();
+        assert_eq!(d["shed_repeat_process_exec"], 2);
+        assert_eq!(d["shed_kind_net_connect"], 1);
+        assert_eq!(d.len(), 2);
+        st.set_level(2);
+        st.set_level(1);
+        st.set_level(3);
+        assert_eq!(st.notes()["shed_level"], 3);
+        assert_eq!(st.notes()["shed_level_raises"], 2);
+    }
+
+    #[test]
+    fn repeat_table_stays_bounded() {
+        let mut s = Shedder::default();
+        for i in 0..(MAX_KEYS as u32 + 10) {
+            s.decide(&connect(i, 80), 1, S);
+        }
+        assert!(s.recent.len() <= MAX_KEYS);
+    }
+}

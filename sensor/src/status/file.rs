@@ -1,0 +1,110 @@
+//! Reading and writing the status file, and checking the process that wrote it.
+use std::io::Write as _;
+use std::path::Path;
+
+use super::{snapshot::Status, StatusError};
+
+/// Writes `status` to `path` atomically (temporary file in the same directory, then rename),
+/// creating the directory if needed. The file is readable by everyone: it holds counters and
+/// the capture mode, nothing from events.
+pub fn write_atomic(path: &Path, status: &Status) -> Result<(), StatusError> {
+    let err = |source| StatusError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let body = serde_json::to_vec_pretty(status).map_err(|e| err(std::io::Error::other(e)))?;
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(&body).map_err(err)?;
+    f.write_all(b"\n").map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+pub fn read(path: &Path) -> Result<Status, StatusError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StatusError::Missing {
+                path: path.display().to_string(),
+            })
+        }
+        Err(source) => {
+            return Err(StatusError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    serde_json::from_str(&text).map_err(|source| StatusError::Parse {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Removes the status file at a clean exit (a missing file is fine).
+pub fn remove(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the status file")
+        }
+    }
+}
+
+/// Field 22 (starttime, clock ticks since boot) of /proc/<pid>/stat text.
+pub fn parse_start_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After comm: state is field 3 overall, so starttime (22) is index 19 here.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The start time of `pid` now, or None when no such process exists.
+pub fn live_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_ticks(&stat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_ticks_after_an_odd_comm() {
+        let stat = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 25 17 0 0 20 0 1 0 98765 1000 200";
+        assert_eq!(parse_start_ticks(stat), Some(98765));
+        assert_eq!(parse_start_ticks("1 (x) S 1"), None);
+        assert_eq!(parse_start_ticks("no paren"), None);
+    }
+
+    #[test]
+    fn own_process_is_live() {
+        let me = std::process::id();
+        assert!(live_start_ticks(me).is_some());
+        assert_eq!(live_start_ticks(u32::MAX), None);
+    }
+
+    #[test]
+    fn write_read_remove_round_trip() {
+        let dir = std::env::temp_dir().join(format!("sensor-status-test-{}", std::process::id()));
+        let path = dir.join("sub").join("status.json");
+        let s = Status {
+            pid: 7,
+            mode: "ebpf".into(),
+            ..Status::default()
+        };
+        write_atomic(&path, &s).unwrap();
+        assert_eq!(read(&path).unwrap(), s);
+        assert!(!path.with_extension("json.tmp").exists());
+        remove(&path);
+        assert!(matches!(read(&path), Err(StatusError::Missing { .. })));
+        std::fs::write(&path, "{not json").unwrap();
+        let e = read(&path).unwrap_err();
+        assert!(e.to_string().contains("not valid"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
