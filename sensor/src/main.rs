@@ -44,6 +44,9 @@ enum Command {
         /// Seconds between health events. Overrides the config file.
         #[arg(long)]
         health_interval: Option<u64>,
+        /// Status file for `sensor status`. Overrides status.path of the config file.
+        #[arg(long, value_name = "PATH")]
+        status: Option<PathBuf>,
     },
     /// Print the host's capabilities and the mode `run --mode auto` would choose.
     Probe {
@@ -129,6 +132,7 @@ fn main() -> anyhow::Result<()> {
             output,
             config,
             health_interval,
+            status,
         } => {
             let mut cfg = Config::load(config.as_deref())?;
             if let Some(m) = mode {
@@ -147,6 +151,9 @@ fn main() -> anyhow::Result<()> {
             }
             if let Some(h) = health_interval {
                 cfg.health.interval_secs = h;
+            }
+            if let Some(p) = status {
+                cfg.status.path = p.display().to_string();
             }
             cfg.validate()?;
             sensor::logging::init(&cfg.log);

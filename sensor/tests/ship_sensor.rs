@@ -46,6 +46,8 @@ impl GrpcSensor {
                 "--config",
             ])
             .arg(&cfg)
+            .arg("--status")
+            .arg(dir.join("status.json"))
             .args(["--output", &format!("grpc://{collector}")])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -57,7 +57,7 @@ pub async fn run_stage(
                 }
                 let now = monotonic_now_ns();
                 for mut ev in batch.drain(..) {
-                    if !admission.admit(&ev, now) {
+                    if !admission.admit(&mut ev, now) {
                         continue;
                     }
                     cache.enrich(&mut ev, now);

@@ -184,8 +184,14 @@ impl Admission {
         }
     }
 
-    /// Whether the event goes on.
-    pub fn admit(&mut self, ev: &Event, now_ns: u64) -> bool {
+    /// Whether the event goes on. A health event passing here gets the shedding counters as
+    /// of this point of the stream, so it accounts for every event queued before it (the
+    /// figures it was built with upstream could lag by the queue's contents).
+    pub fn admit(&mut self, ev: &mut Event, now_ns: u64) -> bool {
+        if let Some(h) = ev.health.as_mut() {
+            h.drops.extend(self.stats.drops());
+            h.events.extend(self.stats.notes());
+        }
         self.counters.count_source(ev.source, ev.kind);
         match self.shedder.decide(ev, self.stats.level(), now_ns) {
             None => true,
@@ -407,6 +413,33 @@ mod tests {
         st.set_level(3);
         assert_eq!(st.notes()["shed_level"], 3);
         assert_eq!(st.notes()["shed_level_raises"], 2);
+    }
+
+    #[test]
+    fn admission_counts_sheds_and_stamps_health() {
+        let stats = std::sync::Arc::new(ShedStats::default());
+        let counters = std::sync::Arc::new(crate::counters::Counters::default());
+        let mut a = Admission::new(counters.clone(), stats.clone());
+        stats.set_level(3);
+        assert!(!a.admit(&mut connect(1, 80), S));
+        assert!(a.admit(&mut ev(Kind::ProcessExit, 1, &[]), S));
+        let mut h = ev(Kind::SensorHealth, 1, &[]);
+        h.health = Some(crate::event::Health {
+            mode: "ebpf".into(),
+            reason: String::new(),
+            uptime_s: 0.0,
+            drops: BTreeMap::new(),
+            events: BTreeMap::new(),
+            cpu: 0.0,
+            rss_bytes: 0,
+            lag_ms: 0.0,
+        });
+        assert!(a.admit(&mut h, S));
+        let health = h.health.unwrap();
+        assert_eq!(health.drops["shed_kind_net_connect"], 1);
+        assert_eq!(health.events["shed_level"], 3);
+        assert_eq!(counters.by_source()["ebpf"]["net_connect"], 1);
+        assert_eq!(counters.by_source()["ebpf"]["process_exit"], 1);
     }
 
     #[test]

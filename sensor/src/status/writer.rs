@@ -36,6 +36,8 @@ pub struct StatusWriter {
     prev_drops: BTreeMap<String, u64>,
     prev_cpu: (Instant, f64),
     disconnected_since: Option<Instant>,
+    /// The status directory did not exist at start: remove it again at exit.
+    created_dir: bool,
 }
 
 fn unix_now() -> f64 {
@@ -48,8 +50,11 @@ fn unix_now() -> f64 {
 impl StatusWriter {
     pub fn new(cfg: StatusConfig, inputs: StatusInputs) -> Self {
         let pid = std::process::id();
+        let path = PathBuf::from(&cfg.path);
+        let created_dir = path.parent().is_some_and(|d| !d.exists());
         Self {
-            path: PathBuf::from(&cfg.path),
+            created_dir,
+            path,
             cfg,
             pid,
             pid_start_ticks: file::live_start_ticks(pid).unwrap_or(0),
@@ -153,4 +158,10 @@ pub async fn run(mut writer: StatusWriter, mut stop: watch::Receiver<bool>) {
         }
     }
     file::remove(writer.path());
+    if writer.created_dir {
+        if let Some(dir) = writer.path().parent() {
+            // Only when empty: never remove anything but what this run created.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }

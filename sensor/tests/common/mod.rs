@@ -39,15 +39,21 @@ pub struct Sensor {
 
 impl Sensor {
     pub fn start(mode: &str, extra: &[&str]) -> Sensor {
-        Self::start_with(mode, extra, false)
+        Self::start_with(mode, extra, false, true)
     }
 
     /// Starts the sensor under a seccomp filter that denies bpf() with EPERM.
     pub fn start_without_bpf(mode: &str, extra: &[&str]) -> Sensor {
-        Self::start_with(mode, extra, true)
+        Self::start_with(mode, extra, true, true)
     }
 
-    fn start_with(mode: &str, extra: &[&str], deny_bpf: bool) -> Sensor {
+    /// Starts the sensor without `--output` (the config decides, e.g. gRPC) and waits for its
+    /// status file instead of a health event.
+    pub fn start_status_only(mode: &str, extra: &[&str]) -> Sensor {
+        Self::start_with(mode, extra, false, false)
+    }
+
+    fn start_with(mode: &str, extra: &[&str], deny_bpf: bool, to_file: bool) -> Sensor {
         use std::os::unix::process::CommandExt;
         let dir = std::env::temp_dir().join(marker("sensor-it"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -58,10 +64,14 @@ impl Sensor {
             // SAFETY: deny_bpf only calls prctl, which is async-signal-safe.
             unsafe { cmd.pre_exec(seccomp::deny_bpf) };
         }
+        cmd.args(["run", "--mode", mode]);
+        if to_file {
+            cmd.arg("--output").arg(&output);
+        }
         let child = cmd
-            .args(["run", "--mode", mode, "--output"])
-            .arg(&output)
             .args(["--health-interval", "1"])
+            .arg("--status")
+            .arg(dir.join("status.json"))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -73,17 +83,21 @@ impl Sensor {
             output,
             dir,
         };
-        s.wait_attached();
+        s.wait_attached(to_file);
         s
     }
 
-    fn wait_attached(&self) {
+    fn wait_attached(&self, to_file: bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if read_events(&self.output)
-                .iter()
-                .any(|e| e["kind"] == "sensor_health")
-            {
+            let ready = if to_file {
+                read_events(&self.output)
+                    .iter()
+                    .any(|e| e["kind"] == "sensor_health")
+            } else {
+                self.status_path().exists()
+            };
+            if ready {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -113,8 +127,26 @@ impl Sensor {
         self.child.as_ref().unwrap().id()
     }
 
+    /// The status file this sensor writes (`run --status`).
+    pub fn status_path(&self) -> PathBuf {
+        self.dir.join("status.json")
+    }
+
+    /// The private temp dir of this sensor (removed on drop).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL by pid and reap (a crash: nothing is cleaned up by the sensor itself).
+    pub fn kill_hard(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// SIGTERM, wait for a clean exit, return every event written.
