@@ -26,7 +26,14 @@ pub const DROP_SLOT_CONNECT: u32 = 2;
 /// Connect enter records that could not be stashed for the exit half (hash map full).
 pub const DROP_SLOT_CONNECT_STASH: u32 = 3;
 pub const DROP_SLOT_PRIVILEGE: u32 = 4;
+/// IPv4/IPv6 connects not recorded because userspace set the shedding level to
+/// [`SHED_LEVEL_KERNEL_CONNECT`] or above (its CPU budget is exceeded).
+pub const DROP_SLOT_SHED_CONNECT: u32 = 5;
 pub const DROP_SLOTS: u32 = 8;
+
+/// The load-shedding level from which connects are dropped in the kernel (userspace drops
+/// them from this level on too: "level 3, drop every file and net_connect event").
+pub const SHED_LEVEL_KERNEL_CONNECT: u32 = 3;
 
 pub const COMM_LEN: usize = 16;
 pub const TTY_LEN: usize = 32;

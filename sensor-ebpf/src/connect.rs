@@ -7,11 +7,11 @@ use aya_ebpf::{
 };
 use sensor_common::{
     offsets::OFFSETS_MAGIC, ConnectEvent, ConnectStash, ProcessInfo, DROP_SLOT_CONNECT,
-    DROP_SLOT_CONNECT_STASH, KIND_CONNECT,
+    DROP_SLOT_CONNECT_STASH, DROP_SLOT_SHED_CONNECT, KIND_CONNECT, SHED_LEVEL_KERNEL_CONNECT,
 };
 
 use crate::{
-    maps::{count_drop, off, CONNECT_STASH, EVENTS},
+    maps::{count_drop, off, shed_level, CONNECT_STASH, EVENTS},
     task::{current_task, fill_process, header, read, read_ptr, Ptr},
 };
 
@@ -66,6 +66,11 @@ fn try_enter(ctx: &TracePointContext) -> Result<u32, u32> {
                     .map_err(|_| 0u32)?;
         }
         _ => return Ok(0),
+    }
+    // Over its CPU budget, userspace sheds connects: count them here instead of recording.
+    if shed_level() >= SHED_LEVEL_KERNEL_CONNECT {
+        count_drop(DROP_SLOT_SHED_CONNECT);
+        return Ok(0);
     }
     let key = bpf_get_current_pid_tgid();
     if CONNECT_STASH.insert(key, stash, 0).is_err() {

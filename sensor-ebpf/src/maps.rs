@@ -1,7 +1,7 @@
 //! Maps shared by the programs, and the offsets global.
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_common::{
     ConnectStash, CredSnap, ExecEvent, ExecState, KernelOffsets, DROP_SLOTS, NOISE_RULES_MAX,
@@ -42,6 +42,15 @@ pub static NOISE_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(NOISE_R
 /// Whether each live process's exec was dropped, so its exit follows the same decision.
 #[map]
 pub static EXEC_STATE: LruHashMap<u32, ExecState> = LruHashMap::with_max_entries(65536, 0);
+
+/// Slot 0: the load-shedding level userspace is at (its CPU budget governor writes it).
+#[map]
+pub static SHED: Array<u32> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn shed_level() -> u32 {
+    SHED.get(0).copied().unwrap_or(0)
+}
 
 /// Non-zero when NOISE_COMMS has entries (set by userspace).
 #[unsafe(no_mangle)]

@@ -99,6 +99,7 @@ struct Started {
 fn start_ebpf(
     cfg: &Config,
     filter_stats: &Arc<FilterStats>,
+    shed_stats: &Arc<ShedStats>,
     offsets: Result<sensor_common::KernelOffsets, ebpf::EbpfError>,
     tx: &mpsc::Sender<Event>,
     counters: &Arc<Counters>,
@@ -111,7 +112,15 @@ fn start_ebpf(
         ring,
         drops,
         noise,
+        shed,
     } = capture;
+    // The governor's level reaches the programs, which then drop connects at the source.
+    let shed = Mutex::new(shed);
+    shed_stats.set_hook(Box::new(move |level| {
+        if let Err(e) = shed.lock().unwrap_or_else(|e| e.into_inner()).set(level) {
+            tracing::warn!(error = %e, "cannot publish the shedding level to the kernel");
+        }
+    }));
     // The kernel's noise counts are published into the filter's stats at each health event.
     let fstats = filter_stats.clone();
     let publish_noise = move || {
@@ -189,6 +198,7 @@ fn start_audit(
 async fn start(
     cfg: &Config,
     filter_stats: &Arc<FilterStats>,
+    shed_stats: &Arc<ShedStats>,
     offsets: Result<sensor_common::KernelOffsets, ebpf::EbpfError>,
     decision: &ModeDecision,
     requested: RequestedMode,
@@ -204,7 +214,7 @@ async fn start(
         .iter()
         .any(|r| r.mode == Mode::Audit && r.usable);
     if mode == Mode::Ebpf {
-        match start_ebpf(cfg, filter_stats, offsets, tx, counters, host) {
+        match start_ebpf(cfg, filter_stats, shed_stats, offsets, tx, counters, host) {
             Ok((capture, drops)) => {
                 return Ok(Started {
                     mode,
@@ -337,6 +347,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let started = start(
         &cfg,
         &filter_stats,
+        &shed_stats,
         offsets,
         &decision,
         opts.requested,

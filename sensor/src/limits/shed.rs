@@ -63,11 +63,24 @@ pub fn never_shed(kind: Kind) -> bool {
 
 /// The shedding level in force and what was shed, shared by the governor, the pipeline and
 /// health/status.
-#[derive(Debug, Default)]
+/// Called with the new level whenever it changes (the eBPF capture publishes it to the kernel
+/// programs, which then drop connects at source).
+pub type LevelHook = Box<dyn Fn(u8) + Send + Sync>;
+
+#[derive(Default)]
 pub struct ShedStats {
     level: AtomicU8,
     raises: AtomicU64,
     counts: [[AtomicU64; KINDS.len()]; REASONS.len()],
+    hook: std::sync::Mutex<Option<LevelHook>>,
+}
+
+impl std::fmt::Debug for ShedStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShedStats")
+            .field("level", &self.level())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ShedStats {
@@ -82,7 +95,16 @@ impl ShedStats {
         }
         if level != old {
             tracing::warn!(from = old, to = level, "load shedding level changed");
+            if let Some(hook) = self.hook.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                hook(level);
+            }
         }
+    }
+
+    /// Registers the function told about level changes (called at once with the current one).
+    pub fn set_hook(&self, hook: LevelHook) {
+        hook(self.level());
+        *self.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
     pub fn count(&self, reason: Reason, kind: Kind) {

@@ -13,7 +13,7 @@ use aya::{
 };
 use sensor_common::{
     DROP_SLOTS, DROP_SLOT_CONNECT, DROP_SLOT_CONNECT_STASH, DROP_SLOT_EXEC, DROP_SLOT_EXIT,
-    DROP_SLOT_PRIVILEGE,
+    DROP_SLOT_PRIVILEGE, DROP_SLOT_SHED_CONNECT,
 };
 
 pub use reader::run_reader;
@@ -93,6 +93,21 @@ pub struct EbpfCapture {
     pub ring: RingBuf<MapData>,
     pub drops: KernelDrops,
     pub noise: KernelNoise,
+    pub shed: KernelShed,
+}
+
+/// The shedding level as the programs see it.
+pub struct KernelShed(aya::maps::Array<MapData, u32>);
+
+impl KernelShed {
+    pub fn set(&mut self, level: u8) -> Result<(), EbpfError> {
+        self.0
+            .set(0, u32::from(level), 0)
+            .map_err(|e| EbpfError::Map {
+                name: "SHED",
+                reason: e.to_string(),
+            })
+    }
 }
 
 /// Counts of the in-kernel noise filter.
@@ -119,6 +134,7 @@ impl KernelDrops {
             DROP_SLOT_CONNECT => Some("ringbuf_net_connect"),
             DROP_SLOT_CONNECT_STASH => Some("connect_stash"),
             DROP_SLOT_PRIVILEGE => Some("ringbuf_privilege_change"),
+            DROP_SLOT_SHED_CONNECT => Some("shed_kind_net_connect_kernel"),
             _ => None,
         };
         (0..DROP_SLOTS)
@@ -207,10 +223,15 @@ pub fn load(
         .take_map("DROPS")
         .ok_or_else(|| map_err("DROPS", "missing".into()))?;
     let drops = PerCpuArray::try_from(drops).map_err(|e| map_err("DROPS", e.to_string()))?;
+    let shed = ebpf
+        .take_map("SHED")
+        .ok_or_else(|| map_err("SHED", "missing".into()))?;
+    let shed = aya::maps::Array::try_from(shed).map_err(|e| map_err("SHED", e.to_string()))?;
     Ok(EbpfCapture {
         ebpf,
         ring,
         drops: KernelDrops(drops),
         noise: KernelNoise(noise),
+        shed: KernelShed(shed),
     })
 }
