@@ -29,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Capture events and write them as JSON lines.
+    /// Capture events and write them as JSON lines or ship them to a collector.
     Run {
         /// auto (probe and choose), ebpf or audit. Overrides the config file.
         #[arg(long)]
