@@ -18,6 +18,11 @@ pub fn write_atomic(path: &Path, status: &Status) -> Result<(), StatusError> {
     let tmp = path.with_extension("json.tmp");
     let body = serde_json::to_vec_pretty(status).map_err(|e| err(std::io::Error::other(e)))?;
     let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    // Explicitly world-readable, whatever the umask (the systemd unit sets 0077), so that
+    // `sensor status` works for any user.
+    use std::os::unix::fs::PermissionsExt as _;
+    f.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(err)?;
     f.write_all(&body).map_err(err)?;
     f.write_all(b"\n").map_err(err)?;
     drop(f);
@@ -99,6 +104,9 @@ mod tests {
         };
         write_atomic(&path, &s).unwrap();
         assert_eq!(read(&path).unwrap(), s);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
         assert!(!path.with_extension("json.tmp").exists());
         remove(&path);
         assert!(matches!(read(&path), Err(StatusError::Missing { .. })));
