@@ -82,6 +82,13 @@ fn collector_and_node_failures_lose_and_duplicate_nothing() {
             format!("{}\n{}", b.log(), cluster.logs())
         })
         .await;
+        println!(
+            "sensor: {} connects, {} events acknowledged as JetStream duplicates (resends)",
+            s.stats.connects.load(std::sync::atomic::Ordering::Relaxed),
+            s.stats
+                .duplicates
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
         s.stop().await;
 
         // The stream itself holds every event exactly once.

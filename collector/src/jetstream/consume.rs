@@ -61,12 +61,34 @@ pub struct Options {
     pub report_every: Duration,
 }
 
+/// How long `consume` keeps trying to reach the stream and its consumer at start (a
+/// cluster that is electing leaders answers with errors or timeouts for a while).
+const START_PATIENCE: Duration = Duration::from_secs(60);
+
 async fn consumer(cfg: &CollectorConfig) -> Result<(async_nats::Client, PullConsumer), JsError> {
     let j = &cfg.jetstream;
     let client = super::connect(j, "collector-consume").await?;
     let js = super::context(client.clone(), j);
-    let stream = super::ensure_stream(&js, j).await?;
-    let c = stream
+    let deadline = Instant::now() + START_PATIENCE;
+    loop {
+        match try_consumer(&js, cfg).await {
+            Ok(c) => return Ok((client, c)),
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %e, "JetStream not ready; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn try_consumer(
+    js: &async_nats::jetstream::Context,
+    cfg: &CollectorConfig,
+) -> Result<PullConsumer, JsError> {
+    let j = &cfg.jetstream;
+    let stream = super::ensure_stream(js, j).await?;
+    stream
         .get_or_create_consumer(
             &j.durable,
             pull::Config {
@@ -84,8 +106,7 @@ async fn consumer(cfg: &CollectorConfig) -> Result<(async_nats::Client, PullCons
         .map_err(|e| JsError::Consumer {
             durable: j.durable.clone(),
             detail: error_text(&e),
-        })?;
-    Ok((client, c))
+        })
 }
 
 fn status_of(

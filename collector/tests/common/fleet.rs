@@ -97,24 +97,41 @@ pub async fn read_stream(urls: &[String]) -> StreamContents {
             }
         }
     };
-    let mut c = stream
-        .create_consumer(pull::Config {
-            deliver_policy: consumer::DeliverPolicy::All,
-            ack_policy: consumer::AckPolicy::None,
-            inactive_threshold: Duration::from_secs(60),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    // A node that was just restarted may still be catching up: retry API calls (reads
+    // of messages are never retried, so nothing is counted twice).
+    let mut c = loop {
+        match stream
+            .create_consumer(pull::Config {
+                deliver_policy: consumer::DeliverPolicy::All,
+                ack_policy: consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "create consumer: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
     let mut out = StreamContents::default();
     loop {
-        let mut batch = c
+        let mut batch = match c
             .fetch()
             .max_messages(500)
             .expires(Duration::from_secs(2))
             .messages()
             .await
-            .unwrap();
+        {
+            Ok(b) => b,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "fetch: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+        };
         let mut got = 0;
         while let Some(m) = batch.next().await {
             let m = m.unwrap();
@@ -132,8 +149,12 @@ pub async fn read_stream(urls: &[String]) -> StreamContents {
                 }
             }
         }
-        if got == 0 && c.info().await.unwrap().num_pending == 0 {
-            return out;
+        if got == 0 {
+            match c.info().await {
+                Ok(i) if i.num_pending == 0 => return out,
+                Ok(_) => {}
+                Err(e) => assert!(Instant::now() < deadline, "consumer info: {e}"),
+            }
         }
     }
 }
