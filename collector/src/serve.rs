@@ -85,7 +85,7 @@ async fn open_sink(cfg: &CollectorConfig) -> Result<(Sink, Opened), ServeError> 
         tracing::info!(servers = %j.servers.join(","), stream = %j.stream, granularity = %j.granularity,
             "sink: JetStream");
         return Ok((
-            Sink::JetStream(publisher),
+            Sink::JetStream(Box::new(publisher)),
             Opened::JetStream(client, ensure),
         ));
     }

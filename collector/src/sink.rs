@@ -23,7 +23,7 @@ pub type Receipt = Pin<Box<dyn Future<Output = Result<Outcome, SinkError>> + Sen
 #[derive(Clone)]
 pub enum Sink {
     Sqlite(Writer),
-    JetStream(Publisher),
+    JetStream(Box<Publisher>),
 }
 
 impl Sink {

@@ -160,9 +160,11 @@ mod tests {
 
     #[test]
     fn stream_config_follows_the_section() {
-        let mut j = JetStreamSection::default();
-        j.max_bytes = 0;
-        j.discard = "new".into();
+        let mut j = JetStreamSection {
+            max_bytes: 0,
+            discard: "new".into(),
+            ..Default::default()
+        };
         let c = stream_config(&j);
         assert_eq!(c.subjects, ["sensor.>"]);
         assert_eq!(c.num_replicas, 3);

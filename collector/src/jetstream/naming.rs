@@ -12,8 +12,9 @@
 //!     set, i.e. the same events; so a replayed message is dropped by JetStream and a
 //!     different grouping of the same events is stored again (a duplicate the consumer
 //!     removes by (sensor, boot, seq)), never lost.
-//!   Ids escape every byte outside `[A-Za-z0-9._-]` as `%XX`, so any sensor or boot id is
-//!   a safe header value and the mapping stays one to one.
+//!
+//! Ids escape every byte outside `[A-Za-z0-9._-]` as `%XX`, so any sensor or boot id is a
+//! safe header value and the mapping stays one to one.
 use prost::Message as _;
 use sensor_proto::v1::{Batch, Event, Kind};
 

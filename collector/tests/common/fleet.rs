@@ -171,7 +171,7 @@ pub fn marked_event(i: u64) -> Event {
         time: rfc3339_nanos(unix_now_ns()),
         host: "fleet-test.example".into(),
         source: Source::Ebpf,
-        kind: if i % 3 == 0 {
+        kind: if i.is_multiple_of(3) {
             Kind::ProcessExit
         } else {
             Kind::ProcessExec
