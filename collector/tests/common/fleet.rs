@@ -30,10 +30,14 @@ pub fn jetstream_section(urls: &[String]) -> JetStreamSection {
 
 /// Writes a `collector serve` config with the JetStream sink; returns its path.
 pub fn write_config(dir: &Path, name: &str, urls: &[String]) -> PathBuf {
+    write_config_with(dir, name, jetstream_section(urls))
+}
+
+pub fn write_config_with(dir: &Path, name: &str, j: JetStreamSection) -> PathBuf {
     let mut cfg = CollectorConfig::default();
     cfg.storage.sink = "jetstream".into();
     cfg.storage.path = dir.join(format!("{name}.db"));
-    cfg.jetstream = jetstream_section(urls);
+    cfg.jetstream = j;
     let p = dir.join(format!("{name}.toml"));
     std::fs::write(&p, toml::to_string(&cfg).unwrap()).unwrap();
     p

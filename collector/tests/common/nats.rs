@@ -134,17 +134,19 @@ impl Cluster {
                 .map(|(_, (_, c))| format!("\"nats-route://127.0.0.1:{c}\""))
                 .collect();
             let conf = dir.join(format!("{name}.conf"));
-            std::fs::write(
-                &conf,
-                format!(
-                    "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\n\
-                     jetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 64MB\n  max_file_store: 2GB\n}}\n\
-                     cluster {{\n  name: \"sensor-test\"\n  listen: \"127.0.0.1:{cport}\"\n  routes: [{}]\n}}\n",
-                    store.display(),
+            let mut text = format!(
+                "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\n\
+                 jetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 64MB\n  max_file_store: 2GB\n}}\n",
+                store.display()
+            );
+            // One node runs JetStream standalone; more form a cluster.
+            if n > 1 {
+                text.push_str(&format!(
+                    "cluster {{\n  name: \"sensor-test\"\n  listen: \"127.0.0.1:{cport}\"\n  routes: [{}]\n}}\n",
                     routes.join(", ")
-                ),
-            )
-            .unwrap();
+                ));
+            }
+            std::fs::write(&conf, text).unwrap();
             nodes.push(Node {
                 name,
                 port: *port,
