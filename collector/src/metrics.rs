@@ -107,7 +107,7 @@ impl Metrics {
         );
         counter(
             "collector_store_errors_total",
-            "Batches whose commit failed (not acknowledged; the sensor resends).",
+            "Batches not stored (SQLite commit or JetStream publish failed; not acknowledged, the sensor resends).",
             self.store_errors.load(Relaxed),
         );
         counter(

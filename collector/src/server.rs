@@ -1,6 +1,7 @@
 //! The gRPC `Ingest` service: one task per sensor stream. Batches are validated, handed to
-//! the sink (SQLite writer or JetStream), and acknowledged in order once stored. A bad message ends that stream
-//! only, with a readable status; other streams and stored data are untouched.
+//! the sink (SQLite writer or JetStream), and acknowledged in order once stored. A bad
+//! message ends that stream only, with a readable status; other streams and stored data are
+//! untouched.
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -134,8 +135,13 @@ impl IngestService {
                             let rx = match self.sink.submit(b, now_ns()).await {
                                 Ok(rx) => rx,
                                 Err(e) => {
+                                    self.metrics.store_errors.fetch_add(1, Relaxed);
+                                    tracing::warn!(%sensor_id, batch_id, error = %e,
+                                        "batch not stored: not acknowledged; ending the stream so the sensor resends");
                                     let _ = pend_tx
-                                        .send(Pending::Fail(Status::unavailable(e.to_string())))
+                                        .send(Pending::Fail(Status::unavailable(format!(
+                                            "storage failed: {e}"
+                                        ))))
                                         .await;
                                     break;
                                 }

@@ -40,7 +40,7 @@ impl Sink {
                 }))
             }
             Sink::JetStream(p) => {
-                let acks = p.submit(&batch).await?;
+                let acks = p.submit(batch).await?;
                 Ok(Box::pin(async move {
                     let r = acks.await?;
                     Ok(Outcome {

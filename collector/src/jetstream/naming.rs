@@ -129,11 +129,13 @@ const HEADROOM: usize = 1024;
 /// headers); a group is cut into chunks whose payload stays under it (deterministically:
 /// the same events and limit give the same chunks, hence the same ids).
 pub fn plan(
-    batch: &Batch,
+    mut batch: Batch,
     prefix: &str,
     granularity: Granularity,
     max_payload: usize,
 ) -> Vec<Planned> {
+    let all = std::mem::take(&mut batch.events);
+    let batch = &batch;
     let envelope = |events: Vec<Event>| Batch {
         sensor_id: batch.sensor_id.clone(),
         boot_id: batch.boot_id.clone(),
@@ -145,30 +147,33 @@ pub fn plan(
     let mut out = Vec::new();
     match granularity {
         Granularity::Event => {
-            for e in &batch.events {
-                let subject = subject(prefix, &e.host, kind_of(e));
+            for e in all {
+                let subject = subject(prefix, &e.host, kind_of(&e));
                 let msg_id = event_msg_id(&batch.sensor_id, &batch.boot_id, e.seq);
                 out.push(Planned {
                     subject,
                     msg_id,
                     events: 1,
-                    payload: envelope(vec![e.clone()]).encode_to_vec(),
+                    payload: envelope(vec![e]).encode_to_vec(),
                 });
             }
         }
         Granularity::Batch => {
             // Groups in order of first appearance; each keeps its events' seq order.
-            let mut groups: Vec<((&str, &'static str), Vec<Event>)> = Vec::new();
-            for e in &batch.events {
-                let key = (e.host.as_str(), kind_of(e));
-                match groups.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, v)) => v.push(e.clone()),
-                    None => groups.push((key, vec![e.clone()])),
+            let mut groups: Vec<((String, &'static str), Vec<Event>)> = Vec::new();
+            for e in all {
+                let kind = kind_of(&e);
+                match groups
+                    .iter_mut()
+                    .find(|((h, k), _)| *k == kind && *h == e.host)
+                {
+                    Some((_, v)) => v.push(e),
+                    None => groups.push(((e.host.clone(), kind), vec![e])),
                 }
             }
             let limit = max_payload.saturating_sub(HEADROOM).max(1);
             for ((host, kind), events) in groups {
-                let subject = subject(prefix, host, kind);
+                let subject = subject(prefix, &host, kind);
                 let mut chunk: Vec<Event> = Vec::new();
                 let mut bytes = 0usize;
                 for e in events {
@@ -253,7 +258,7 @@ mod tests {
             ev(12, "h", Kind::ProcessExec),
             ev(13, "g", Kind::ProcessExec),
         ]);
-        let p = plan(&b, "sensor", Granularity::Batch, 1 << 20);
+        let p = plan(b.clone(), "sensor", Granularity::Batch, 1 << 20);
         let got: Vec<(&str, u32)> = p.iter().map(|m| (m.subject.as_str(), m.events)).collect();
         assert_eq!(
             got,
@@ -290,7 +295,7 @@ mod tests {
         let mut replay = b.clone();
         replay.batch_id = 999; // a resend gets another spool id; the events are the same
         let ids = |b: &Batch| -> Vec<String> {
-            plan(b, "p", Granularity::Batch, 1 << 20)
+            plan(b.clone(), "p", Granularity::Batch, 1 << 20)
                 .into_iter()
                 .map(|m| m.msg_id)
                 .collect()
@@ -321,7 +326,7 @@ mod tests {
         let events: Vec<Event> = (1..=200).map(|s| ev(s, "h", Kind::ProcessExec)).collect();
         let b = batch(events);
         let limit = 8 * 1024;
-        let p = plan(&b, "p", Granularity::Batch, limit);
+        let p = plan(b.clone(), "p", Granularity::Batch, limit);
         assert!(p.len() > 2, "{}", p.len());
         for m in &p {
             assert!(
@@ -336,7 +341,11 @@ mod tests {
             .map(|e| e.seq)
             .collect();
         assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
-        assert_eq!(p, plan(&b, "p", Granularity::Batch, limit), "deterministic");
+        assert_eq!(
+            p,
+            plan(b.clone(), "p", Granularity::Batch, limit),
+            "deterministic"
+        );
     }
 
     #[test]
@@ -345,7 +354,7 @@ mod tests {
             ev(5, "h", Kind::ProcessExec),
             ev(6, "h", Kind::NetConnect),
         ]);
-        let p = plan(&b, "p", Granularity::Event, 1 << 20);
+        let p = plan(b.clone(), "p", Granularity::Event, 1 << 20);
         assert_eq!(p.len(), 2);
         assert_eq!(p[1].msg_id, "sensor%201:b-1:6");
         assert_eq!(p[1].subject, "p.h.net_connect");

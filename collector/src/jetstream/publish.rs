@@ -62,7 +62,7 @@ impl Publisher {
     /// (or with the first failure).
     pub async fn submit(
         &self,
-        batch: &Batch,
+        batch: Batch,
     ) -> Result<impl Future<Output = Result<Published, JsError>> + Send + 'static, JsError> {
         let planned = naming::plan(batch, &self.prefix, self.granularity, self.max_payload());
         let mut acks: Vec<(u32, PublishAckFuture)> = Vec::with_capacity(planned.len());

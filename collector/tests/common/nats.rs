@@ -27,14 +27,6 @@ pub fn skip_without_server(test: &str) -> bool {
     true
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub struct Node {
     pub name: String,
     pub port: u16,
@@ -121,7 +113,13 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(dir: &Path, n: usize) -> Cluster {
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        // Hold every probe listener until all ports are chosen, so no two are the same.
+        let probes: Vec<std::net::TcpListener> = (0..2 * n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let port = |i: usize| probes[i].local_addr().unwrap().port();
+        let ports: Vec<(u16, u16)> = (0..n).map(|i| (port(2 * i), port(2 * i + 1))).collect();
+        drop(probes);
         let mut nodes = Vec::new();
         for (i, (port, cport)) in ports.iter().enumerate() {
             let name = format!("n{}", i + 1);
