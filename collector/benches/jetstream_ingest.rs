@@ -235,18 +235,20 @@ fn main() {
     let per_event_n = (n / 10).max(1000);
     let root = tmpdir("root");
     println!(
-        "fleet ingest benchmark: shipper -> one collector -> Ack, loopback, gzip, \
+        "fleet ingest benchmark: shipper -> one collector -> Ack, loopback, \
          2 cores shared by everything (3 nats-servers included)"
     );
-    println!("{:<64} {:>12}", "sink", "events/s");
-    let d = root.join("sqlite");
-    std::fs::create_dir_all(&d).unwrap();
-    let r = pipeline(&d, collector_config(&d, None), n);
-    println!(
-        "{:<64} {:>12.0}",
-        format!("SQLite, synchronous=FULL ({n} events)"),
-        r
-    );
+    println!("{:<72} {:>12}", "sink", "events/s");
+    for comp in ["gzip", "none"] {
+        let d = root.join(format!("sqlite-{comp}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let r = pipeline(&d, collector_config(&d, None), n, comp);
+        println!(
+            "{:<72} {:>12.0}",
+            format!("SQLite synchronous=FULL, compression={comp} ({n} events)"),
+            r
+        );
+    }
 
     let cluster = nats::Cluster::start(&root, 3);
     let urls = cluster.urls();
@@ -254,9 +256,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    for (name, granularity, count) in [
-        ("bench_batch", "batch", n),
-        ("bench_event", "event", per_event_n),
+    for (name, granularity, count, comp) in [
+        ("bench_batch", "batch", n, "gzip"),
+        ("bench_batch_raw", "batch", n, "none"),
+        ("bench_event", "event", per_event_n, "gzip"),
     ] {
         let j = js_section(&urls, name, granularity);
         // Create the stream first (the cluster may still be electing its meta leader).
@@ -271,16 +274,18 @@ fn main() {
         });
         let d = root.join(name);
         std::fs::create_dir_all(&d).unwrap();
-        let r = pipeline(&d, collector_config(&d, Some(j.clone())), count);
+        let r = pipeline(&d, collector_config(&d, Some(j.clone())), count, comp);
         println!(
-            "{:<64} {:>12.0}",
-            format!("JetStream R3 file, one message per {granularity} ({count} events)"),
+            "{:<72} {:>12.0}",
+            format!(
+                "JetStream R3 file, message per {granularity}, compression={comp} ({count} events)"
+            ),
             r
         );
-        if granularity == "batch" {
+        if name == "bench_batch" {
             let (events, rate) = consume(&d, j);
             println!(
-                "{:<64} {:>12.0}",
+                "{:<72} {:>12.0}",
                 format!("collector consume: R3 stream -> SQLite FULL ({events} events)"),
                 rate
             );
