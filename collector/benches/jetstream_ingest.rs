@@ -1,5 +1,5 @@
 //! Fleet-mode ingest throughput on this machine, in one run: the real shipper (seq,
-//! protobuf, batch, spool, gzip, gRPC) -> one collector -> Ack, with the SQLite sink and
+//! protobuf, batch, spool, gzip or not, gRPC) -> one collector -> Ack, with the SQLite sink and
 //! with the JetStream sink into a 3-replica stream on a local 3-node cluster of Debian's
 //! nats-server (both message granularities), then `collector consume` from the stream
 //! into SQLite.
@@ -139,7 +139,7 @@ fn js_section(urls: &[String], name: &str, granularity: &str) -> JetStreamSectio
 }
 
 /// Shipper -> collector -> Ack; events/s.
-fn pipeline(dir: &Path, cfg: CollectorConfig, n: u64) -> f64 {
+fn pipeline(dir: &Path, cfg: CollectorConfig, n: u64, compression: &str) -> f64 {
     let col = Collector::start(cfg);
     let events: Vec<Event> = (0..n).map(event).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -151,6 +151,7 @@ fn pipeline(dir: &Path, cfg: CollectorConfig, n: u64) -> f64 {
         address: col.addr.clone(),
         allow_plaintext_loopback: true,
         spool_dir: dir.join("spool"),
+        compression: compression.into(),
         ..Default::default()
     };
     let rate = rt.block_on(async move {
