@@ -70,9 +70,6 @@ pub async fn connect(cfg: &JetStreamSection, name: &str) -> Result<async_nats::C
             // 100 ms doubling to 2 s: a restarted node is found quickly.
             Duration::from_millis(100u64 << attempts.min(5) as u32).min(Duration::from_secs(2))
         })
-        .event_callback(|ev| async move {
-            tracing::info!(event = %ev, "NATS connection");
-        })
         .connect(servers)
         .await
         .map_err(|source| JsError::Connect {
