@@ -2,7 +2,8 @@
 //! batch sent through one collector and then through another (what a sensor does when its
 //! collector dies after publishing but before acknowledging) is acknowledged both times,
 //! the second time as duplicates, and the stream holds its events once. Both message
-//! granularities ("batch" and "event") are checked.
+//! granularities ("batch" and "event") are checked. `collector consume` then skips a
+//! message that is not a sensor batch instead of stopping on it.
 mod common;
 
 use common::fleet;
@@ -66,7 +67,26 @@ fn a_batch_resent_through_another_collector_is_stored_once() {
         assert_eq!(got.events, 100, "each event once in the stream");
         assert!(got.markers.values().all(|n| *n == 1), "{:?}", got.markers);
         assert_eq!(got.markers.len(), 100);
+
+        // Something that is not a sensor batch on the stream's subjects.
+        let j = fleet::jetstream_section(&urls);
+        let client = collector::jetstream::connect(&j, "junk").await.unwrap();
+        let js = collector::jetstream::context(client, &j);
+        js.publish("sensor.junk.process_exec", vec![0xff, 0xff, 0xff].into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     });
+    // `collector consume` stores the 100 events once, skips (and counts) the junk instead of
+    // stopping on it, and is caught up.
+    let cfg = dir.path().join("a.toml");
+    let db = dir.path().join("consumed.db");
+    let r = fleet::consume(&cfg, &db, &["--until-caught-up"]);
+    assert_eq!(r["events_stored"].as_u64(), Some(100), "{r}");
+    assert_eq!(r["skipped"].as_u64(), Some(1), "{r}");
+    assert_eq!(r["lag_messages"].as_u64(), Some(0), "{r}");
+    assert_eq!(common::query(&db, &["--text", "fleet-mark-"]).len(), 100);
     for c in cols {
         c.stop();
     }

@@ -22,6 +22,7 @@ use crate::config::CollectorConfig;
 use crate::metrics::Metrics;
 use crate::server::now_ns;
 use crate::store::{self, writer::Writer, Synchronous};
+use crate::validate::{check_id, validate_batch, Limits};
 
 /// What one `consume` run did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -34,6 +35,8 @@ pub struct Report {
     pub events: u64,
     pub events_stored: u64,
     pub duplicates: u64,
+    /// Messages that were not sensor batches (logged and acknowledged, not stored).
+    pub skipped: u64,
     /// Messages of the stream not yet acknowledged by this consumer, at the end.
     pub lag_messages: u64,
     pub seconds: f64,
@@ -259,18 +262,56 @@ async fn store_and_ack(
     let mut pending = Vec::with_capacity(msgs.len());
     for m in msgs {
         let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+        let skip = |reason: String| {
+            // Not a sensor message (something else published on our subjects): it can never
+            // be stored, so it is counted, logged and acknowledged instead of blocking the
+            // consumer forever.
+            tracing::error!(stream_seq = seq, subject = %m.subject, %reason, "skipping a message that is not a sensor batch");
+        };
         if m.subject.as_str().ends_with(".sensor_hello") {
-            let h = Hello::decode(m.payload.as_ref()).map_err(|source| JsError::Decode {
-                stream_seq: seq,
-                source,
-            })?;
-            writer.record_hello(h, now_ns()).await?;
+            match Hello::decode(m.payload.as_ref()) {
+                Ok(h) if check_id("sensor_id", &h.sensor_id).is_ok() => {
+                    writer.record_hello(h, now_ns()).await?;
+                }
+                Ok(_) => {
+                    skip("Hello without a sensor id".into());
+                    report.skipped += 1;
+                }
+                Err(e) => {
+                    skip(
+                        JsError::Decode {
+                            stream_seq: seq,
+                            source: e,
+                        }
+                        .to_string(),
+                    );
+                    report.skipped += 1;
+                }
+            }
             continue;
         }
-        let b = Batch::decode(m.payload.as_ref()).map_err(|source| JsError::Decode {
-            stream_seq: seq,
-            source,
-        })?;
+        let b = match Batch::decode(m.payload.as_ref()) {
+            Ok(b) => b,
+            Err(e) => {
+                skip(
+                    JsError::Decode {
+                        stream_seq: seq,
+                        source: e,
+                    }
+                    .to_string(),
+                );
+                report.skipped += 1;
+                continue;
+            }
+        };
+        let limits = Limits {
+            max_batch_events: u32::MAX,
+        };
+        if let Err(e) = validate_batch(&b, Some(&b.sensor_id), limits) {
+            skip(e.to_string());
+            report.skipped += 1;
+            continue;
+        }
         let n = b.events.len() as u64;
         let rx = writer
             .submit_batch(b.sensor_id, b.boot_id, b.events, now_ns())
