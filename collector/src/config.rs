@@ -29,6 +29,7 @@ pub struct CollectorConfig {
     pub storage: StorageSection,
     pub tls: TlsSection,
     pub metrics: MetricsSection,
+    pub jetstream: JetStreamSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -50,6 +51,10 @@ pub struct ServerSection {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSection {
+    /// Where `collector serve` puts accepted batches: "sqlite" (the database below, the
+    /// default) or "jetstream" (the `[jetstream]` stream; the collector keeps no state and
+    /// `collector consume` fills the database from the stream).
+    pub sink: String,
     /// SQLite database file (created with its directory when missing).
     pub path: PathBuf,
     /// SQLite `synchronous` in WAL mode: "full" fsyncs the WAL on every commit, so an
@@ -79,6 +84,73 @@ pub struct MetricsSection {
     pub listen: String,
 }
 
+/// `[jetstream]`: fleet mode. Batches are published to a JetStream stream and acknowledged
+/// to the sensor only after JetStream acknowledged every message of the batch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct JetStreamSection {
+    /// NATS server URLs (any node of the cluster; the client learns the others).
+    pub servers: Vec<String>,
+    /// Stream name; created with the settings below when missing (an existing stream is
+    /// used as it is).
+    pub stream: String,
+    /// Subjects are `<subject_prefix>.<host>.<kind>`; the stream takes `<subject_prefix>.>`.
+    pub subject_prefix: String,
+    /// Copies of every message in the cluster (1..=5).
+    pub replicas: usize,
+    /// "limits", "interest" or "workqueue".
+    pub retention: String,
+    /// "file" or "memory".
+    pub storage: String,
+    /// Oldest message kept, seconds (0 = no limit).
+    pub max_age_secs: u64,
+    /// Largest stream size in bytes (0 = no limit).
+    pub max_bytes: i64,
+    /// When a limit is reached: "new" refuses new messages (the collector stops
+    /// acknowledging and sensors spool) or "old" deletes the oldest (unconsumed data may be
+    /// lost).
+    pub discard: String,
+    /// JetStream's de-duplication window, seconds: a message whose id was seen within it
+    /// is dropped. De-duplication in the stream holds only within this window (a sensor
+    /// replaying older batches creates duplicates there; `collector consume` still stores
+    /// each event once).
+    pub duplicate_window_secs: u64,
+    /// "batch": one message per (host, kind) of a batch (fast); "event": one message per
+    /// event (exact per-event ids, much slower). See README "Fleet mode".
+    pub granularity: String,
+    /// How long to wait for JetStream's acknowledgement of a publish, seconds. A timeout
+    /// means no ack to the sensor (it resends; the message id makes that safe).
+    pub publish_timeout_secs: u64,
+    /// Publishes awaiting their JetStream acknowledgement, over all streams.
+    pub max_ack_inflight: usize,
+    /// `collector consume`: durable consumer name (one `consume` process per name).
+    pub durable: String,
+    /// `collector consume`: messages fetched per request.
+    pub fetch_batch: usize,
+}
+
+impl Default for JetStreamSection {
+    fn default() -> Self {
+        Self {
+            servers: vec!["nats://127.0.0.1:4222".into()],
+            stream: "SENSOR_EVENTS".into(),
+            subject_prefix: "sensor".into(),
+            replicas: 3,
+            retention: "limits".into(),
+            storage: "file".into(),
+            max_age_secs: 7 * 24 * 3600,
+            max_bytes: 0,
+            discard: "new".into(),
+            duplicate_window_secs: 120,
+            granularity: "batch".into(),
+            publish_timeout_secs: 10,
+            max_ack_inflight: 16_384,
+            durable: "collector-sqlite".into(),
+            fetch_batch: 512,
+        }
+    }
+}
+
 impl Default for ServerSection {
     fn default() -> Self {
         Self {
@@ -94,6 +166,7 @@ impl Default for ServerSection {
 impl Default for StorageSection {
     fn default() -> Self {
         Self {
+            sink: "sqlite".into(),
             path: PathBuf::from("/var/lib/collector/events.db"),
             synchronous: "full".into(),
             max_events_per_commit: 50_000,
@@ -149,6 +222,13 @@ impl CollectorConfig {
                 self.storage.synchronous
             ));
         }
+        if !["sqlite", "jetstream"].contains(&self.storage.sink.as_str()) {
+            return bad(format!(
+                "storage.sink = {:?}: expected \"sqlite\" or \"jetstream\"",
+                self.storage.sink
+            ));
+        }
+        self.jetstream.validate()?;
         let t = &self.tls;
         if t.cert_file.is_some() != t.key_file.is_some() {
             return bad("tls.cert_file and tls.key_file go together".into());
@@ -171,6 +251,73 @@ impl CollectorConfig {
 
     pub fn defaults_toml() -> String {
         toml::to_string_pretty(&Self::default()).unwrap_or_default()
+    }
+}
+
+impl JetStreamSection {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let one_of = |field: &str, v: &str, allowed: &[&str]| {
+            if allowed.contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "jetstream.{field} = {v:?}: expected one of {}",
+                    allowed.join(", ")
+                )))
+            }
+        };
+        if self.servers.is_empty() {
+            return bad("jetstream.servers must name at least one server".into());
+        }
+        let token_ok = |s: &str| {
+            !s.is_empty()
+                && !s
+                    .chars()
+                    .any(|c| c == '*' || c == '>' || c.is_whitespace() || c.is_control())
+        };
+        if !token_ok(&self.stream) || self.stream.contains('.') {
+            return bad(format!(
+                "jetstream.stream = {:?} is not a valid stream name",
+                self.stream
+            ));
+        }
+        if !token_ok(&self.subject_prefix) || self.subject_prefix.split('.').any(str::is_empty) {
+            return bad(format!(
+                "jetstream.subject_prefix = {:?} is not a valid subject prefix",
+                self.subject_prefix
+            ));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return bad("jetstream.replicas must be 1..=5".into());
+        }
+        one_of(
+            "retention",
+            &self.retention,
+            &["limits", "interest", "workqueue"],
+        )?;
+        one_of("storage", &self.storage, &["file", "memory"])?;
+        one_of("discard", &self.discard, &["new", "old"])?;
+        one_of("granularity", &self.granularity, &["batch", "event"])?;
+        if self.max_bytes < 0 {
+            return bad("jetstream.max_bytes must be >= 0 (0 = no limit)".into());
+        }
+        if self.duplicate_window_secs == 0 {
+            return bad("jetstream.duplicate_window_secs must be > 0".into());
+        }
+        if self.publish_timeout_secs == 0 || self.max_ack_inflight == 0 || self.fetch_batch == 0 {
+            return bad(
+                "jetstream.publish_timeout_secs, max_ack_inflight and fetch_batch must be > 0"
+                    .into(),
+            );
+        }
+        if !token_ok(&self.durable) || self.durable.contains('.') {
+            return bad(format!(
+                "jetstream.durable = {:?} is not a valid consumer name",
+                self.durable
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +361,37 @@ mod tests {
         let mut c = CollectorConfig::default();
         c.tls.cert_file = Some("x".into());
         assert!(c.validate().is_err());
+        let mut c = CollectorConfig::default();
+        c.storage.sink = "kafka".into();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn jetstream_section() {
+        let c = CollectorConfig::parse(
+            "[storage]\nsink = \"jetstream\"\n[jetstream]\nservers = [\"nats://10.0.0.1:4222\"]\nreplicas = 1\n",
+            "j",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.jetstream.replicas, 1);
+        assert_eq!(c.jetstream.granularity, "batch");
+        for f in [
+            |j: &mut JetStreamSection| j.replicas = 0,
+            |j: &mut JetStreamSection| j.stream = "a.b".into(),
+            |j: &mut JetStreamSection| j.subject_prefix = "a.>".into(),
+            |j: &mut JetStreamSection| j.subject_prefix = "a..b".into(),
+            |j: &mut JetStreamSection| j.retention = "forever".into(),
+            |j: &mut JetStreamSection| j.discard = "both".into(),
+            |j: &mut JetStreamSection| j.granularity = "kind".into(),
+            |j: &mut JetStreamSection| j.servers.clear(),
+            |j: &mut JetStreamSection| j.duplicate_window_secs = 0,
+            |j: &mut JetStreamSection| j.max_bytes = -1,
+        ] {
+            let mut j = JetStreamSection::default();
+            f(&mut j);
+            assert!(j.validate().is_err(), "{j:?}");
+        }
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! The collector: receives sensor batches over one gRPC stream per sensor, stores them in
-//! SQLite (de-duplicated by (sensor id, boot id, seq), acknowledged after commit), answers
-//! queries and session timelines, and exposes Prometheus metrics.
+//! SQLite (de-duplicated by (sensor id, boot id, seq), acknowledged after commit) or, in
+//! fleet mode, publishes them to a NATS JetStream stream (acknowledged after JetStream's
+//! acks) that `collector consume` copies into SQLite; answers queries and session
+//! timelines, and exposes Prometheus metrics.
 pub mod config;
 pub mod http;
+pub mod jetstream;
 pub mod metrics;
 pub mod render;
 pub mod serve;
 pub mod server;
 pub mod sessions;
+pub mod sink;
 pub mod store;
 pub mod timearg;
 pub mod validate;

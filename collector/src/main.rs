@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use collector::{
     config::CollectorConfig,
-    render, serve,
+    jetstream, render, serve,
     server::now_ns,
     sessions,
     store::{self, query::Filter},
@@ -31,8 +31,36 @@ enum Command {
     Query(QueryArgs),
     /// Per-session timelines: the login and the commands run under each session id.
     Sessions(SessionArgs),
+    /// Fleet mode: copy the JetStream stream into the SQLite database with a durable
+    /// consumer (resumes where it stopped; reports its lag).
+    Consume(ConsumeArgs),
     /// Print the built-in configuration defaults as TOML.
     Config,
+}
+
+#[derive(Args)]
+struct ConsumeArgs {
+    /// TOML config file (its [jetstream] and [storage] sections); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// SQLite database file to fill.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// NATS server URLs, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    servers: Vec<String>,
+    /// Durable consumer name (one running `consume` per name).
+    #[arg(long)]
+    durable: Option<String>,
+    /// Exit once nothing is left to read, printing a JSON report on stdout.
+    #[arg(long)]
+    until_caught_up: bool,
+    /// Print the consumer's position and lag as JSON and exit.
+    #[arg(long)]
+    status: bool,
+    /// Prometheus metrics address (collector_consume_lag_messages, ...); empty = off.
+    #[arg(long, default_value = "")]
+    metrics_listen: String,
 }
 
 #[derive(Args)]
@@ -163,6 +191,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(a) => run_serve(a),
         Command::Query(a) => run_query(a),
         Command::Sessions(a) => run_sessions(a),
+        Command::Consume(a) => run_consume(a),
         Command::Config => {
             print!("{}", CollectorConfig::defaults_toml());
             Ok(())
@@ -236,6 +265,74 @@ fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
         if let Some(e) = ready_err {
             return Err(e);
         }
+        anyhow::Ok(())
+    })
+}
+
+fn run_consume(a: ConsumeArgs) -> anyhow::Result<()> {
+    let mut cfg = match &a.config {
+        Some(p) => CollectorConfig::load(p)?,
+        None => CollectorConfig::default(),
+    };
+    if let Some(v) = a.db {
+        cfg.storage.path = v;
+    }
+    if !a.servers.is_empty() {
+        cfg.jetstream.servers = a.servers;
+    }
+    if let Some(v) = a.durable {
+        cfg.jetstream.durable = v;
+    }
+    cfg.jetstream.validate()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        if a.status {
+            let s = jetstream::consume::status(&cfg).await?;
+            println!("{}", serde_json::to_string(&s)?);
+            return anyhow::Ok(());
+        }
+        let metrics = std::sync::Arc::new(collector::metrics::Metrics::default());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let http = if a.metrics_listen.is_empty() {
+            None
+        } else {
+            let l = collector::http::bind(&a.metrics_listen).await?;
+            tracing::info!(metrics = ?l.local_addr().ok(), "metrics endpoint");
+            Some(tokio::spawn(collector::http::serve(
+                l,
+                metrics.clone(),
+                stop_rx,
+            )))
+        };
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM"),
+                _ = int.recv() => tracing::info!("SIGINT"),
+            }
+        };
+        let opts = jetstream::consume::Options {
+            until_caught_up: a.until_caught_up,
+            report_every: std::time::Duration::from_secs(5),
+        };
+        let report = jetstream::consume::run(&cfg, opts, metrics, shutdown).await?;
+        let _ = stop_tx.send(true);
+        if let Some(h) = http {
+            let _ = h.await;
+        }
+        tracing::info!(
+            messages = report.messages,
+            events = report.events,
+            stored = report.events_stored,
+            duplicates = report.duplicates,
+            lag_messages = report.lag_messages,
+            "consume stopped"
+        );
+        println!("{}", serde_json::to_string(&report)?);
         anyhow::Ok(())
     })
 }

@@ -14,6 +14,8 @@ pub struct Metrics {
     pub store_errors: AtomicU64,
     pub streams_active: AtomicI64,
     pub streams_total: AtomicU64,
+    /// `collector consume`: stream messages this consumer has not acknowledged yet.
+    pub consume_lag_messages: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     sensors: Mutex<HashMap<String, SensorStats>>,
 }
@@ -105,13 +107,20 @@ impl Metrics {
         );
         counter(
             "collector_store_errors_total",
-            "Batches whose commit failed (not acknowledged; the sensor resends).",
+            "Batches not stored (SQLite commit or JetStream publish failed; not acknowledged, the sensor resends).",
             self.store_errors.load(Relaxed),
         );
         counter(
             "collector_streams_total",
             "Sensor streams opened.",
             self.streams_total.load(Relaxed),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP collector_consume_lag_messages Stream messages `collector consume` has not \
+             acknowledged yet (fleet mode).\n# TYPE collector_consume_lag_messages gauge\n\
+             collector_consume_lag_messages {}",
+            self.consume_lag_messages.load(Relaxed)
         );
         let _ = writeln!(
             o,

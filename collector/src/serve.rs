@@ -1,5 +1,6 @@
-//! `collector serve`: open the database, start the writer, the gRPC server (TLS when
-//! configured) and the metrics endpoint; stop on the shutdown future, ending open streams.
+//! `collector serve`: open the sink (the SQLite database and its writer, or in fleet mode a
+//! NATS connection and the JetStream stream), start the gRPC server (TLS when configured)
+//! and the metrics endpoint; stop on the shutdown future, ending open streams.
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +12,10 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::{CollectorConfig, ConfigError};
+use crate::jetstream::{self, publish::Publisher};
 use crate::metrics::Metrics;
 use crate::server::IngestService;
+use crate::sink::Sink;
 use crate::store::{self, writer::Writer, StoreError, Synchronous};
 use crate::validate::Limits;
 
@@ -43,6 +46,61 @@ pub enum ServeError {
     Transport(#[source] tonic::transport::Error),
     #[error("cannot start the writer thread: {0}")]
     Thread(#[source] std::io::Error),
+    #[error(transparent)]
+    JetStream(#[from] crate::jetstream::JsError),
+}
+
+/// The opened sink, and what to wait for when stopping.
+enum Opened {
+    Sqlite(std::thread::JoinHandle<()>),
+    JetStream(async_nats::Client, tokio::task::JoinHandle<()>),
+}
+
+async fn open_sink(cfg: &CollectorConfig) -> Result<(Sink, Opened), ServeError> {
+    if cfg.storage.sink == "jetstream" {
+        let j = &cfg.jetstream;
+        let client = jetstream::connect(j, "collector").await?;
+        let publisher = Publisher::new(client.clone(), j);
+        // Until the stream exists publishes fail (no ack), so this may run in the background
+        // while the cluster comes up.
+        let js = publisher.context().clone();
+        let j2 = j.clone();
+        let ensure = tokio::spawn(async move {
+            let mut delay = Duration::from_millis(200);
+            loop {
+                match jetstream::ensure_stream(&js, &j2).await {
+                    Ok(_) => {
+                        tracing::info!(stream = %j2.stream, replicas = j2.replicas, "JetStream stream ready");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
+                            "JetStream stream not ready; batches are not acknowledged");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+        tracing::info!(servers = %j.servers.join(","), stream = %j.stream, granularity = %j.granularity,
+            "sink: JetStream");
+        return Ok((
+            Sink::JetStream(Box::new(publisher)),
+            Opened::JetStream(client, ensure),
+        ));
+    }
+    let sync = Synchronous::parse(&cfg.storage.synchronous).unwrap_or(Synchronous::Full);
+    let conn = store::open_rw(&cfg.storage.path, sync)?;
+    let existing = store::query::count(&conn)?;
+    tracing::info!(db = %cfg.storage.path.display(), synchronous = %cfg.storage.synchronous,
+        stored_events = existing, "sink: SQLite");
+    let (writer, writer_thread) = Writer::spawn(
+        conn,
+        cfg.storage.max_events_per_commit,
+        cfg.storage.path.clone(),
+    )
+    .map_err(ServeError::Thread)?;
+    Ok((Sink::Sqlite(writer), Opened::Sqlite(writer_thread)))
 }
 
 /// Where the servers listen once bound (port 0 in the config picks a free port).
@@ -82,15 +140,7 @@ pub async fn serve(
     on_ready: impl FnOnce(Bound),
 ) -> Result<(), ServeError> {
     cfg.validate()?;
-    let sync = Synchronous::parse(&cfg.storage.synchronous).unwrap_or(Synchronous::Full);
-    let conn = store::open_rw(&cfg.storage.path, sync)?;
-    let existing = store::query::count(&conn)?;
-    let (writer, writer_thread) = Writer::spawn(
-        conn,
-        cfg.storage.max_events_per_commit,
-        cfg.storage.path.clone(),
-    )
-    .map_err(ServeError::Thread)?;
+    let (sink, opened) = open_sink(&cfg).await?;
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -114,7 +164,7 @@ pub async fn serve(
     };
 
     let svc = IngestService {
-        writer,
+        sink,
         metrics: metrics.clone(),
         limits: Limits {
             max_batch_events: cfg.server.max_batch_events,
@@ -146,9 +196,7 @@ pub async fn serve(
         metrics = ?bound.metrics,
         tls = tls_on,
         client_cert_required = cfg.tls.require_client_cert,
-        db = %cfg.storage.path.display(),
-        synchronous = %cfg.storage.synchronous,
-        stored_events = existing,
+        sink = %cfg.storage.sink,
         "collector listening"
     );
     on_ready(bound);
@@ -180,12 +228,21 @@ pub async fn serve(
     if let Some((_, task)) = metrics_task {
         let _ = task.await;
     }
-    // The writer thread ends when the last stream task has dropped its handle.
-    let _ = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::task::spawn_blocking(move || writer_thread.join()),
-    )
-    .await;
+    match opened {
+        // The writer thread ends when the last stream task has dropped its handle.
+        Opened::Sqlite(writer_thread) => {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio::task::spawn_blocking(move || writer_thread.join()),
+            )
+            .await;
+        }
+        // Unacknowledged publishes stay unacknowledged to the sensors (they resend).
+        Opened::JetStream(client, ensure) => {
+            ensure.abort();
+            let _ = tokio::time::timeout(Duration::from_secs(5), client.flush()).await;
+        }
+    }
     tracing::info!("collector stopped");
     result
 }

@@ -1,6 +1,7 @@
-//! The gRPC `Ingest` service: one task per sensor stream. Batches are validated, queued to
-//! the writer, and acknowledged in order once committed. A bad message ends that stream
-//! only, with a readable status; other streams and stored data are untouched.
+//! The gRPC `Ingest` service: one task per sensor stream. Batches are validated, handed to
+//! the sink (SQLite writer or JetStream), and acknowledged in order once stored. A bad
+//! message ends that stream only, with a readable status; other streams and stored data are
+//! untouched.
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -8,12 +9,12 @@ use sensor_proto::v1::{
     collector_message, ingest_server::Ingest, sensor_message, Ack, CollectorMessage,
     ProtocolVersion, SensorMessage, Welcome,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::metrics::Metrics;
-use crate::store::{writer::Outcome, writer::Writer, StoreError};
+use crate::sink::{Receipt, Sink};
 use crate::validate::{check_id, validate_batch, BatchError, Limits};
 
 /// Batches of one stream waiting for their commit, acknowledged in this order.
@@ -21,7 +22,7 @@ const MAX_PENDING: usize = 64;
 
 #[derive(Clone)]
 pub struct IngestService {
-    pub writer: Writer,
+    pub sink: Sink,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     pub max_message_bytes: usize,
@@ -37,7 +38,7 @@ enum Pending {
         sensor_id: String,
         host: String,
         newest_event_ns: i64,
-        rx: oneshot::Receiver<Result<Outcome, StoreError>>,
+        rx: Receipt,
     },
     Fail(Status),
 }
@@ -130,22 +131,24 @@ impl IngestService {
                             let newest_event_ns =
                                 b.events.iter().map(|e| e.time_unix_ns).max().unwrap_or(0);
                             let host = sensor.as_ref().map(|s| s.1.clone()).unwrap_or_default();
-                            let rx = match self
-                                .writer
-                                .submit_batch(b.sensor_id.clone(), b.boot_id, b.events, now_ns())
-                                .await
-                            {
+                            let (batch_id, sensor_id) = (b.batch_id, b.sensor_id.clone());
+                            let rx = match self.sink.submit(b, now_ns()).await {
                                 Ok(rx) => rx,
                                 Err(e) => {
+                                    self.metrics.store_errors.fetch_add(1, Relaxed);
+                                    tracing::warn!(%sensor_id, batch_id, error = %e,
+                                        "batch not stored: not acknowledged; ending the stream so the sensor resends");
                                     let _ = pend_tx
-                                        .send(Pending::Fail(Status::unavailable(e.to_string())))
+                                        .send(Pending::Fail(Status::unavailable(format!(
+                                            "storage failed: {e}"
+                                        ))))
                                         .await;
                                     break;
                                 }
                             };
                             let p = Pending::Ack {
-                                batch_id: b.batch_id,
-                                sensor_id: b.sensor_id,
+                                batch_id,
+                                sensor_id,
                                 host,
                                 newest_event_ns,
                                 rx,
@@ -211,7 +214,7 @@ impl IngestService {
         tracing::info!(%peer, sensor_id = %h.sensor_id, host = %h.host, version = %h.version,
             kernel = %h.kernel, mode = %h.mode, "sensor hello");
         let s = (h.sensor_id.clone(), h.host.clone());
-        self.writer
+        self.sink
             .record_hello(h, now_ns())
             .await
             .map_err(|e| (Status::unavailable(e.to_string()), "store"))?;
@@ -228,38 +231,37 @@ async fn ack_loop(mut pending: mpsc::Receiver<Pending>, out: Out, metrics: Arc<M
                 host,
                 newest_event_ns,
                 rx,
-            } => {
-                let res = rx.await.unwrap_or(Err(StoreError::WriterGone));
-                match res {
-                    Ok(o) => {
-                        metrics.batch_stored(
-                            &sensor_id,
-                            &host,
-                            o.stored.into(),
-                            o.duplicates.into(),
-                            newest_event_ns,
-                            now_ns(),
-                        );
-                        let ack = CollectorMessage {
-                            msg: Some(collector_message::Msg::Ack(Ack {
-                                batch_id,
-                                stored: o.stored,
-                                duplicates: o.duplicates,
-                            })),
-                        };
-                        if out.send(Ok(ack)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        metrics.store_errors.fetch_add(1, Relaxed);
-                        let _ = out
-                            .send(Err(Status::unavailable(format!("storage failed: {e}"))))
-                            .await;
+            } => match rx.await {
+                Ok(o) => {
+                    metrics.batch_stored(
+                        &sensor_id,
+                        &host,
+                        o.stored.into(),
+                        o.duplicates.into(),
+                        newest_event_ns,
+                        now_ns(),
+                    );
+                    let ack = CollectorMessage {
+                        msg: Some(collector_message::Msg::Ack(Ack {
+                            batch_id,
+                            stored: o.stored,
+                            duplicates: o.duplicates,
+                        })),
+                    };
+                    if out.send(Ok(ack)).await.is_err() {
                         return;
                     }
                 }
-            }
+                Err(e) => {
+                    metrics.store_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(%sensor_id, batch_id, error = %e,
+                            "batch not stored: not acknowledged; ending the stream so the sensor resends");
+                    let _ = out
+                        .send(Err(Status::unavailable(format!("storage failed: {e}"))))
+                        .await;
+                    return;
+                }
+            },
             Pending::Fail(status) => {
                 let _ = out.send(Err(status)).await;
                 return;

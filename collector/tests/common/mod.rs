@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod fleet;
+pub mod nats;
 pub mod raw;
 
 use std::path::{Path, PathBuf};
@@ -118,6 +120,15 @@ impl Collector {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL by pid (a crash) and wait.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+            let _ = c.wait();
+        }
     }
 
     /// SIGTERM and wait; panics when it does not stop cleanly.

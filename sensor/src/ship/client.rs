@@ -68,7 +68,20 @@ pub fn is_loopback_host(host: &str) -> bool {
 impl Target {
     /// Parses `address` and applies the TLS policy.
     pub fn from_config(cfg: &ShipConfig) -> Result<Target, ClientError> {
-        let addr = cfg.address.trim();
+        Self::parse(&cfg.address, cfg)
+    }
+
+    /// `address`, then each of `fallback_addresses`, in the order they are tried.
+    pub fn all_from_config(cfg: &ShipConfig) -> Result<Vec<Target>, ClientError> {
+        std::iter::once(&cfg.address)
+            .chain(&cfg.fallback_addresses)
+            .map(|a| Self::parse(a, cfg))
+            .collect()
+    }
+
+    /// Parses one collector address under `cfg`'s TLS policy.
+    pub fn parse(address: &str, cfg: &ShipConfig) -> Result<Target, ClientError> {
+        let addr = address.trim();
         let bad = |reason: &str| ClientError::Address {
             addr: addr.to_string(),
             reason: reason.to_string(),
@@ -154,8 +167,7 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, ClientError> {
 impl TlsFiles {
     /// `None` when the target is plaintext.
     pub fn load(cfg: &ShipConfig) -> Result<Option<TlsFiles>, ClientError> {
-        let target = Target::from_config(cfg)?;
-        if !target.tls {
+        if !Target::all_from_config(cfg)?.iter().any(|t| t.tls) {
             return Ok(None);
         }
         let ca_path = cfg.ca_file.as_deref().ok_or_else(|| ClientError::NoCa {
@@ -449,15 +461,53 @@ pub fn failure_hint(
     None
 }
 
-/// Runs the connection until `events` is closed (the stage is gone).
+/// One collector the link may connect to.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub uri: String,
+    pub tls: bool,
+    pub endpoint: Endpoint,
+}
+
+/// Which collector to try: stays on one while it works, moves to the next (wrapping
+/// around) when an attempt fails or its stream breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    current: usize,
+    len: usize,
+}
+
+impl Rotation {
+    pub fn new(len: usize) -> Self {
+        Self {
+            current: 0,
+            len: len.max(1),
+        }
+    }
+
+    pub fn current(&self) -> usize {
+        self.current
+    }
+
+    /// Moves to the next collector.
+    pub fn fail(&mut self) {
+        self.current = (self.current + 1) % self.len;
+    }
+}
+
+/// Runs the connection until `events` is closed (the stage is gone): one stream at a time,
+/// to the current collector of `links`, moving to the next one after a failure, with the
+/// jittered backoff between attempts.
 pub async fn run_link(
     cfg: ShipConfig,
-    endpoint: Endpoint,
-    uri: String,
+    links: Vec<Link>,
     events: mpsc::Sender<LinkEvent>,
     stats: Arc<ShipStats>,
 ) {
-    let tls = Target::from_config(&cfg).is_ok_and(|t| t.tls);
+    if links.is_empty() {
+        return;
+    }
+    let mut rotation = Rotation::new(links.len());
     let has_identity = cfg.client_cert_file.is_some();
     let mut backoff = Backoff::new(
         Duration::from_millis(cfg.backoff_initial_ms),
@@ -467,8 +517,10 @@ pub async fn run_link(
     let mut attempt: u64 = 0;
     loop {
         attempt += 1;
+        let Link { uri, tls, endpoint } = &links[rotation.current()];
+        let tls = *tls;
         let started = Instant::now();
-        let (phase, error) = match open_stream(&cfg, &endpoint).await {
+        let (phase, error) = match open_stream(&cfg, endpoint).await {
             Ok((tx, mut inbound)) => {
                 if events.send(LinkEvent::Up(tx)).await.is_err() {
                     return;
@@ -529,6 +581,10 @@ pub async fn run_link(
         }
         if events.send(LinkEvent::Down(error)).await.is_err() {
             return;
+        }
+        rotation.fail();
+        if links.len() > 1 {
+            tracing::info!(next = %links[rotation.current()].uri, "trying the next collector");
         }
         tokio::time::sleep(delay).await;
     }
@@ -627,6 +683,33 @@ mod tests {
         // https without a CA is an error, not a silent downgrade.
         let e = Target::from_config(&cfg("https://h:1")).unwrap_err();
         assert!(matches!(e, ClientError::NoCa { .. }));
+    }
+
+    #[test]
+    fn fallback_addresses_are_tried_in_order_and_wrap() {
+        let mut c = cfg("127.0.0.1:1");
+        c.allow_plaintext_loopback = true;
+        c.fallback_addresses = vec!["127.0.0.1:2".into(), "localhost:3".into()];
+        let all = Target::all_from_config(&c).unwrap();
+        let ports: Vec<u16> = all.iter().map(|t| t.port).collect();
+        assert_eq!(ports, [1, 2, 3]);
+        let mut r = Rotation::new(all.len());
+        let mut seen = vec![r.current()];
+        for _ in 0..4 {
+            r.fail();
+            seen.push(r.current());
+        }
+        assert_eq!(seen, [0, 1, 2, 0, 1]);
+        // Each fallback is held to the same TLS policy as the primary.
+        c.fallback_addresses.push("10.1.1.1:4317".into());
+        assert!(matches!(
+            Target::all_from_config(&c),
+            Err(ClientError::PlaintextRefused { .. })
+        ));
+        // No fallbacks: one address, and a failure stays on it.
+        let mut r = Rotation::new(1);
+        r.fail();
+        assert_eq!(r.current(), 0);
     }
 
     #[test]

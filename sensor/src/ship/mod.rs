@@ -49,6 +49,10 @@ pub struct ShipConfig {
     /// Collector address: `host:port`, `grpc://host:port`, `https://host:port` (TLS), or
     /// `http://host:port` (plaintext, loopback only, see `allow_plaintext_loopback`).
     pub address: String,
+    /// Other collectors, tried in order after `address` when a connection attempt fails or
+    /// the stream breaks (fleet mode: stateless collectors in front of JetStream). Still
+    /// one connection at a time; the sensor stays on a collector until it fails.
+    pub fallback_addresses: Vec<String>,
     /// PEM CA the collector's certificate must chain to (pinned: no system roots are
     /// trusted). Setting it turns TLS on; without it the connection is plaintext.
     pub ca_file: Option<PathBuf>,
@@ -101,6 +105,7 @@ impl Default for ShipConfig {
     fn default() -> Self {
         Self {
             address: "127.0.0.1:4317".into(),
+            fallback_addresses: Vec::new(),
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
@@ -131,7 +136,7 @@ impl ShipConfig {
     /// Checks values and the TLS policy (no file access).
     pub fn validate(&self) -> Result<(), ShipError> {
         let bad = |m: String| Err(ShipError::Config(m));
-        client::Target::from_config(self)?;
+        client::Target::all_from_config(self)?;
         if self.spool_max_bytes < 1024 * 1024 {
             return bad("ship.spool_max_bytes must be >= 1 MiB".into());
         }
@@ -303,6 +308,7 @@ mod tests {
             |c: &mut ShipConfig| c.max_in_flight = 0,
             |c: &mut ShipConfig| c.client_cert_file = Some("x".into()),
             |c: &mut ShipConfig| c.backoff_max_ms = 1,
+            |c: &mut ShipConfig| c.fallback_addresses = vec!["10.0.0.9:4317".into()],
         ] {
             let mut c = ok.clone();
             f(&mut c);

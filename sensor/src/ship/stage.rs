@@ -46,9 +46,17 @@ pub async fn run_shipper(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ShipError> {
     cfg.validate()?;
-    let target = Target::from_config(&cfg)?;
+    let targets = Target::all_from_config(&cfg)?;
     let tls = TlsFiles::load(&cfg)?;
-    let endpoint = client::endpoint(&cfg, &target, tls.as_ref())?;
+    let mut links = Vec::with_capacity(targets.len());
+    for t in &targets {
+        let files = if t.tls { tls.as_ref() } else { None };
+        links.push(client::Link {
+            uri: t.uri(),
+            tls: t.tls,
+            endpoint: client::endpoint(&cfg, t, files)?,
+        });
+    }
     let dir = cfg.spool_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| super::spool::SpoolError::Io {
         op: "create",
@@ -86,18 +94,12 @@ pub async fn run_shipper(
         );
     }
     let seqs = SeqAllocator::open(&dir, &boot_id, spool.max_seq_for_boot(&boot_id))?;
-    let uri = target.uri();
-    tracing::info!(collector = %uri, tls = target.tls, sensor_id = %sensor_id, boot_id = %boot_id,
+    let uris: Vec<&str> = links.iter().map(|l| l.uri.as_str()).collect();
+    tracing::info!(collector = %uris.join(","), tls = links[0].tls, sensor_id = %sensor_id, boot_id = %boot_id,
         spool = %dir.display(), "shipping events over gRPC");
 
     let (link_tx, link_rx) = mpsc::channel(256);
-    let link = tokio::spawn(client::run_link(
-        cfg.clone(),
-        endpoint,
-        uri,
-        link_tx,
-        stats.clone(),
-    ));
+    let link = tokio::spawn(client::run_link(cfg.clone(), links, link_tx, stats.clone()));
     let (caps_tx, caps_rx) = oneshot::channel();
     std::thread::Builder::new()
         .name("ship-probe".into())

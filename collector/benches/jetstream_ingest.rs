@@ -1,0 +1,298 @@
+//! Fleet-mode ingest throughput on this machine, in one run: the real shipper (seq,
+//! protobuf, batch, spool, gzip or not, gRPC) -> one collector -> Ack, with the SQLite sink and
+//! with the JetStream sink into a 3-replica stream on a local 3-node cluster of Debian's
+//! nats-server (both message granularities), then `collector consume` from the stream
+//! into SQLite.
+//!
+//! `cargo bench -p collector --bench jetstream_ingest` (BENCH_EVENTS=N; needs nats-server,
+//! skipped with a message without it).
+#[path = "../tests/common/nats.rs"]
+#[allow(dead_code)]
+mod nats;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use collector::config::{CollectorConfig, JetStreamSection};
+use sensor::event::{Event, Kind, Process, Source};
+use sensor::ship::{ShipConfig, ShipStats};
+use sensor::timefmt::{monotonic_now_ns, rfc3339_nanos, unix_now_ns};
+
+fn event(i: u64) -> Event {
+    let exec = i.is_multiple_of(2);
+    Event {
+        seq: 0,
+        time: rfc3339_nanos(unix_now_ns()),
+        host: "bench-host.example".into(),
+        source: Source::Ebpf,
+        kind: if exec {
+            Kind::ProcessExec
+        } else {
+            Kind::ProcessExit
+        },
+        process: Some(Process {
+            pid: 20_000 + (i / 2) as u32,
+            ppid: 1234,
+            start_time: rfc3339_nanos(unix_now_ns()),
+            start_boottime_ns: 1_000_000 + i,
+            uid: 1000,
+            euid: 1000,
+            gid: 1000,
+            egid: 1000,
+            auid: Some(1000),
+            session: Some(7),
+            tty: Some("pts/2".into()),
+            comm: "python3".into(),
+            exe: Some("/usr/bin/python3.11".into()),
+            cwd: Some("/home/user/project".into()),
+            argv: exec.then(|| {
+                vec![
+                    "/usr/bin/python3".into(),
+                    "-m".into(),
+                    "http.server".into(),
+                    format!("--bind=127.0.0.{}", i % 200),
+                    format!("job-{i}"),
+                ]
+            }),
+            cgroup_id: 4242,
+            ..Default::default()
+        }),
+        exit: (!exec).then_some(sensor::event::Exit {
+            code: Some(0),
+            signal: None,
+            core_dumped: false,
+        }),
+        connect: None,
+        health: None,
+        ktime_ns: Some(monotonic_now_ns()),
+        extra: Default::default(),
+    }
+}
+
+/// `collector serve` in this process, on its own 2-thread runtime.
+struct Collector {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    addr: String,
+}
+
+impl Collector {
+    fn start(cfg: CollectorConfig) -> Collector {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(collector::serve::serve(
+                cfg,
+                async move {
+                    let _ = stop_rx.await;
+                },
+                |b| {
+                    let _ = ready_tx.send(b.grpc.to_string());
+                },
+            ))
+            .unwrap();
+        });
+        let addr = ready_rx.recv().unwrap();
+        Collector {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            addr,
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let _ = self.thread.take().unwrap().join();
+    }
+}
+
+fn collector_config(dir: &Path, js: Option<JetStreamSection>) -> CollectorConfig {
+    let mut cfg = CollectorConfig::default();
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.storage.path = dir.join("events.db");
+    cfg.metrics.listen = String::new();
+    if let Some(j) = js {
+        cfg.storage.sink = "jetstream".into();
+        cfg.jetstream = j;
+    }
+    cfg
+}
+
+fn js_section(urls: &[String], name: &str, granularity: &str) -> JetStreamSection {
+    JetStreamSection {
+        servers: urls.to_vec(),
+        stream: name.to_uppercase(),
+        subject_prefix: name.into(),
+        replicas: 3,
+        granularity: granularity.into(),
+        ..Default::default()
+    }
+}
+
+/// Shipper -> collector -> Ack; events/s.
+fn pipeline(dir: &Path, cfg: CollectorConfig, n: u64, compression: &str) -> f64 {
+    let col = Collector::start(cfg);
+    let events: Vec<Event> = (0..n).map(event).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ship = ShipConfig {
+        address: col.addr.clone(),
+        allow_plaintext_loopback: true,
+        spool_dir: dir.join("spool"),
+        compression: compression.into(),
+        ..Default::default()
+    };
+    let rate = rt.block_on(async move {
+        let (tx, rx) = tokio::sync::mpsc::channel(65_536);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stats = Arc::new(ShipStats::default());
+        let h = tokio::spawn(sensor::ship::run_shipper(
+            rx,
+            ship,
+            Default::default(),
+            stats.clone(),
+            stop_rx,
+        ));
+        while !stats.connected.load(Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let t = Instant::now();
+        for ev in events {
+            tx.send(ev).await.unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while stats.events_acked.load(Relaxed) < n {
+            assert!(
+                Instant::now() < deadline,
+                "not all acked: {}",
+                stats.last_error()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let _ = stop_tx.send(true);
+        drop(tx);
+        h.await.unwrap().unwrap();
+        n as f64 / secs
+    });
+    drop(col);
+    rate
+}
+
+/// `collector consume` of a stream into a fresh database; (events, events/s).
+fn consume(dir: &Path, j: JetStreamSection) -> (u64, f64) {
+    let mut cfg = collector_config(dir, Some(j));
+    cfg.storage.path = dir.join("consumed.db");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt
+        .block_on(collector::jetstream::consume::run(
+            &cfg,
+            collector::jetstream::consume::Options {
+                until_caught_up: true,
+                report_every: Duration::from_secs(3600),
+            },
+            Default::default(),
+            std::future::pending::<()>(),
+        ))
+        .unwrap();
+    (r.events, r.events as f64 / r.seconds)
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("js-bench-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    if nats::server_binary().is_none() {
+        println!("jetstream ingest benchmark SKIPPED: nats-server is not installed (scripts/setup installs it)");
+        return;
+    }
+    let n: u64 = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200_000);
+    let per_event_n = (n / 10).max(1000);
+    let root = tmpdir("root");
+    println!(
+        "fleet ingest benchmark: shipper -> one collector -> Ack, loopback, \
+         2 cores shared by everything (3 nats-servers included)"
+    );
+    println!("{:<72} {:>12}", "sink", "events/s");
+    for comp in ["gzip", "none"] {
+        let d = root.join(format!("sqlite-{comp}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let r = pipeline(&d, collector_config(&d, None), n, comp);
+        println!(
+            "{:<72} {:>12.0}",
+            format!("SQLite synchronous=FULL, compression={comp} ({n} events)"),
+            r
+        );
+    }
+
+    let cluster = nats::Cluster::start(&root, 3);
+    let urls = cluster.urls();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, granularity, count, comp) in [
+        ("bench_batch", "batch", n, "gzip"),
+        ("bench_batch_raw", "batch", n, "none"),
+        ("bench_event", "event", per_event_n, "gzip"),
+    ] {
+        let j = js_section(&urls, name, granularity);
+        // Create the stream first (the cluster may still be electing its meta leader).
+        rt.block_on(async {
+            let client = collector::jetstream::connect(&j, "bench").await.unwrap();
+            let js = collector::jetstream::context(client, &j);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while let Err(e) = collector::jetstream::ensure_stream(&js, &j).await {
+                assert!(Instant::now() < deadline, "stream: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        let d = root.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let r = pipeline(&d, collector_config(&d, Some(j.clone())), count, comp);
+        println!(
+            "{:<72} {:>12.0}",
+            format!(
+                "JetStream R3 file, message per {granularity}, compression={comp} ({count} events)"
+            ),
+            r
+        );
+        if name == "bench_batch" {
+            let (events, rate) = consume(&d, j);
+            println!(
+                "{:<72} {:>12.0}",
+                format!("collector consume: R3 stream -> SQLite FULL ({events} events)"),
+                rate
+            );
+        }
+    }
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&root);
+    println!("target: >= 200000 events/s to ack through one collector");
+}
