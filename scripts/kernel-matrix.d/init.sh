@@ -16,7 +16,8 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /tmp
-mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+# Report the tracefs mount: lockdown=confidentiality refuses it (the sensor must cope).
+if tf=$(mount -t tracefs tracefs /sys/kernel/tracing 2>&1); then tf=ok; else tf="refused (${tf:-no message})"; fi
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
 # Keep kernel messages off the console: results travel over it.
@@ -33,7 +34,7 @@ err=/tmp/sensor.err
 : >"$out"
 set -- /sensor run --mode auto --output "$out" --health-interval 2
 [ "$config" = seccomp ] && set -- /deny_bpf_exec "$@"
-echo "@@KM start config=$config kernel=$(uname -r) cmd=$*"
+echo "@@KM start config=$config kernel=$(uname -r) tracefs=$tf cmd=$*"
 "$@" </dev/null >/dev/null 2>"$err" &
 sensor=$!
 

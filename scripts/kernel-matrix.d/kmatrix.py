@@ -81,11 +81,14 @@ def judge(events, marker, port, expect_mode):
     elif any(m != mode for m in modes):
         reasons.append("mode changed during the run: {}".format(" -> ".join(map(str, modes))))
 
+    # The marker exec is `busybox sh -c 'exit 7' MARKER`: its argv must end exactly so (the
+    # workload script's own exec also carries the marker, as an argument).
+    want = ["-c", "exit {}".format(MARKER_EXIT_CODE), marker]
     execs = [e for e in events if e.get("kind") == "process_exec"
-             and marker in (_get(e, "process", "argv") or [])]
+             and (_get(e, "process", "argv") or [])[-3:] == want]
     if len(execs) != 1:
-        reasons.append("{} exec events with marker {} in argv (expected 1)".format(
-            len(execs), marker))
+        reasons.append("{} exec events with argv ending {} (expected 1)".format(
+            len(execs), json.dumps(want)))
     else:
         pid = _get(execs[0], "process", "pid")
         exits = [e for e in events if e.get("kind") == "process_exit"

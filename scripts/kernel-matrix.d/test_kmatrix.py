@@ -55,7 +55,7 @@ class Verdict(unittest.TestCase):
     def test_other_marker_or_port_fails(self):
         rc, line = verdict("ebpf_pass.log", "km-other-run", EBPF[1], "ebpf")
         self.assertEqual(rc, 1)
-        self.assertIn("0 exec events with marker km-other-run", line)
+        self.assertIn('0 exec events with argv ending ["-c", "exit 7", "km-other-run"]', line)
         rc, line = verdict("ebpf_pass.log", EBPF[0], 23457, "ebpf")
         self.assertEqual(rc, 1)
         self.assertIn("no tcp connect to 127.0.0.1:23457", line)
@@ -77,6 +77,17 @@ class Verdict(unittest.TestCase):
             self.assertEqual(mode, "ebpf")
             self.assertEqual(len(reasons), 1, reasons)
             self.assertIn(reason, reasons[0])
+
+    def test_marker_elsewhere_in_argv_does_not_count(self):
+        events, _, _ = load("ebpf_pass.log")
+        script = {"kind": "process_exec", "process": {"pid": 60, "argv": [
+            "sh", "/workload.sh", "/bin/busybox", EBPF[0], str(EBPF[1])]}}
+        _, reasons = kmatrix.judge(events + [script], EBPF[0], EBPF[1], "ebpf")
+        self.assertEqual(reasons, [])
+        _, reasons = kmatrix.judge([e for e in events if e["kind"] != "process_exec"] + [script],
+                                   EBPF[0], EBPF[1], "ebpf")
+        self.assertEqual(len(reasons), 1, reasons)
+        self.assertIn("0 exec events", reasons[0])
 
     def test_wrong_exit_code_or_udp_connect_fails(self):
         events, _, _ = load("ebpf_pass.log")
