@@ -942,8 +942,8 @@ fn audit_get_status() -> Result<AuditStatus, ProbeError> {
     let fd = sock.as_raw_fd();
 
     let tv = libc::timeval {
-        tv_sec: AUDIT_REPLY_TIMEOUT.as_secs() as libc::time_t,
-        tv_usec: AUDIT_REPLY_TIMEOUT.subsec_micros() as libc::suseconds_t,
+        tv_sec: AUDIT_REPLY_TIMEOUT.as_secs() as _,
+        tv_usec: AUDIT_REPLY_TIMEOUT.subsec_micros() as _,
     };
     // SAFETY: valid fd, pointer to a timeval of the given size.
     let rc = unsafe {
