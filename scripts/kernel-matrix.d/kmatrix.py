@@ -5,7 +5,8 @@
       Write the uncompressed ELF kernel found inside a bzImage (boots faster under TCG).
   kmatrix.py verdict LOG --marker M --port P --expect MODE
       Judge one cell from its console log (or a plain JSON-lines file): prints
-      "<mode> PASS" or "<mode> FAIL: reasons" and exits 0 on pass, 1 on fail.
+      "<mode> PASS: <the sensor's reason for the mode>" or "<mode> FAIL: reasons" and
+      exits 0 on pass, 1 on fail.
 
 Kept compatible with Python 3.5 (Ubuntu 16.04 runs it too): no f-strings.
 """
@@ -165,7 +166,8 @@ def main(argv):
         if reasons:
             print("{} FAIL: {}".format(mode or "-", "; ".join(reasons)))
             return 1
-        print("{} PASS".format(mode))
+        health = [e for e in events if e.get("kind") == "sensor_health"]
+        print("{} PASS: {}".format(mode, _get(health[0], "health", "reason")))
         return 0
     ap.print_help()
     return 2

@@ -35,13 +35,15 @@ def verdict(name, marker, port, expect):
 
 class Verdict(unittest.TestCase):
     def test_ebpf_cell_passes(self):
-        self.assertEqual(verdict("ebpf_pass.log", EBPF[0], EBPF[1], "ebpf"), (0, "ebpf PASS"))
+        self.assertEqual(verdict("ebpf_pass.log", EBPF[0], EBPF[1], "ebpf"),
+                         (0, "ebpf PASS: auto: ebpf is the first usable rung"))
 
     def test_audit_cell_with_crlf_and_kernel_noise_passes(self):
         events, complete, bad = load("audit_pass.log")
         self.assertTrue(complete)
         self.assertEqual((len(events), bad), (4, 1))
-        self.assertEqual(verdict("audit_pass.log", AUDIT[0], AUDIT[1], "audit"), (0, "audit PASS"))
+        self.assertEqual(verdict("audit_pass.log", AUDIT[0], AUDIT[1], "audit"),
+                         (0, "audit PASS: ebpf load failed: Operation not permitted"))
 
     def test_wrong_mode_fails_and_names_the_reason(self):
         rc, line = verdict("ebpf_pass.log", EBPF[0], EBPF[1], "audit")
