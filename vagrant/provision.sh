@@ -1,9 +1,9 @@
 #!/bin/sh
 # Runs inside a Vagrant box as root: the kernel-matrix workload under the static sensor in
 # --mode auto, judged by kmatrix.py. Environment: KM_EXPECT (ebpf|audit), KM_KERNEL (label).
-# Files come from the host's target/kernel-matrix/dist, synced to /km.
+# Files come from the host's target/kernel-matrix/dist, synced to /km (KM_DIR overrides).
 set -eu
-km=/km
+km=${KM_DIR:-/km}
 expect=${KM_EXPECT:-audit}
 work=$(mktemp -d /tmp/km.XXXXXX)
 
