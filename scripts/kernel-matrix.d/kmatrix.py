@@ -87,6 +87,7 @@ def judge(events, marker, port, expect_mode):
     want = ["-c", "exit {}".format(MARKER_EXIT_CODE), marker]
     execs = [e for e in events if e.get("kind") == "process_exec"
              and (_get(e, "process", "argv") or [])[-3:] == want]
+    exits = []
     if len(execs) != 1:
         reasons.append("{} exec events with argv ending {} (expected 1)".format(
             len(execs), json.dumps(want)))
@@ -95,7 +96,8 @@ def judge(events, marker, port, expect_mode):
         exits = [e for e in events if e.get("kind") == "process_exit"
                  and _get(e, "process", "pid") == pid]
         codes = [_get(e, "exit", "code") for e in exits]
-        if MARKER_EXIT_CODE not in codes:
+        exits = [e for e in exits if _get(e, "exit", "code") == MARKER_EXIT_CODE]
+        if not exits:
             reasons.append("no exit with code {} for marker pid {} (exits seen: {})".format(
                 MARKER_EXIT_CODE, pid, codes))
 
@@ -105,6 +107,13 @@ def judge(events, marker, port, expect_mode):
                 and _get(e, "connect", "protocol") == "tcp"]
     if not connects:
         reasons.append("no tcp connect to 127.0.0.1:{}".format(port))
+
+    # The workload's events must come from the capture rung the sensor says it runs.
+    found = execs[:1] + exits[:1] + connects[:1] if len(execs) == 1 else connects[:1]
+    for e in found:
+        if e.get("source") != expect_mode:
+            reasons.append("{} event from source {} (expected {})".format(
+                e.get("kind"), e.get("source"), expect_mode))
     return mode, reasons
 
 

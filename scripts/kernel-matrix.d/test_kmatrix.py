@@ -99,6 +99,15 @@ class Verdict(unittest.TestCase):
         _, reasons = kmatrix.judge(events, EBPF[0], EBPF[1], "ebpf")
         self.assertEqual(len(reasons), 2, reasons)
 
+    def test_events_from_another_source_fail(self):
+        events, _, _ = load("ebpf_pass.log")
+        for i in (1, 2, 4):  # the marker exec, its exit, the connect
+            changed = json.loads(json.dumps(events))
+            changed[i]["source"] = "audit"
+            _, reasons = kmatrix.judge(changed, EBPF[0], EBPF[1], "ebpf")
+            self.assertEqual(len(reasons), 1, reasons)
+            self.assertIn("from source audit (expected ebpf)", reasons[0])
+
     def test_mode_change_during_run_fails(self):
         events, _, _ = load("ebpf_pass.log")
         events[-1]["health"]["mode"] = "audit"
@@ -110,6 +119,30 @@ class Verdict(unittest.TestCase):
         text = "\n".join(json.dumps(e) for e in events)
         parsed, complete, bad = kmatrix.parse_console(text)
         self.assertEqual((parsed, complete, bad), (events, True, 0))
+
+
+class RealCaptures(unittest.TestCase):
+    """Console logs captured from scripts/kernel-matrix runs (Debian 6.1 default, sid 7.2
+    under lockdown=confidentiality), with the marker and port those runs used."""
+
+    def test_ebpf_capture_from_6_1(self):
+        args = ("real_deb12-6.1_default.log", "kmddeddc92-deb12-6.1-default", 25423)
+        self.assertEqual(verdict(*args, expect="ebpf")[0], 0)
+        rc, line = verdict(*args, expect="audit")
+        self.assertEqual(rc, 1)
+        self.assertIn("mode ebpf (expected audit)", line)
+        rc, line = verdict(args[0], "kmddeddc92-deb12-6.1-lockdown", args[2], "ebpf")
+        self.assertEqual(rc, 1)
+
+    def test_audit_fallback_capture_from_7_2_lockdown(self):
+        args = ("real_sid-7.x_lockdown.log", "kme15897be-sid-7.x-lockdown", 20517)
+        rc, line = verdict(*args, expect="audit")
+        self.assertEqual(rc, 0, line)
+        self.assertIn("tracefs is mounted at /sys/kernel/tracing but", line)
+        events, complete, bad = load(args[0])
+        self.assertTrue(complete)
+        self.assertEqual(bad, 0)
+        self.assertEqual(verdict(args[0], args[1], 20518, "audit")[0], 1)
 
 
 class ExtractVmlinux(unittest.TestCase):
