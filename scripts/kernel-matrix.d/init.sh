@@ -6,8 +6,8 @@
 #
 # Kernel command line: km.config=default|lockdown|seccomp km.marker=STRING km.port=N
 # securityfs is deliberately not mounted: under lockdown=confidentiality the sensor cannot
-# read /sys/kernel/security/lockdown, so the cell proves the run-time fallback (the eBPF load
-# is refused and the sensor switches to audit by itself), not only the probe's check.
+# read /sys/kernel/security/lockdown and has to notice lockdown by its effects (tracefs mounts
+# but stays empty there, so the probe rules eBPF out and the sensor picks audit by itself).
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run /usr/bin /usr/sbin /sbin
 /bin/busybox --install -s
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
