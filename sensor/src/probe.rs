@@ -849,6 +849,7 @@ fn check_ringbuf() -> Result<String, ProbeError> {
 fn check_tracefs() -> Result<String, ProbeError> {
     let mut mounted_without_event = None;
     let mut denied = None;
+    let mut unreadable = None;
     for root in TRACEFS_ROOTS {
         let event = Path::new(root).join(SCHED_EXEC_EVENT);
         match fs::metadata(&event) {
@@ -862,14 +863,26 @@ fn check_tracefs() -> Result<String, ProbeError> {
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 denied.get_or_insert_with(|| ProbeError::io("stat", &event, e).to_string());
             }
-            Err(_) => {
+            Err(e) => {
                 if Path::new(root).join("events").is_dir() {
                     mounted_without_event.get_or_insert_with(|| root.to_string());
+                } else if is_mount_of(
+                    &fs::read_to_string("/proc/mounts").unwrap_or_default(),
+                    root,
+                    "tracefs",
+                ) {
+                    // lockdown=confidentiality leaves tracefs mountable but empty.
+                    unreadable.get_or_insert_with(|| {
+                        format!(
+                            "tracefs is mounted at {root} but {} cannot be read ({e}; kernel lockdown?)",
+                            event.display()
+                        )
+                    });
                 }
             }
         }
     }
-    if let Some(d) = denied {
+    if let Some(d) = denied.or(unreadable) {
         return Err(ProbeError::Unavailable(d));
     }
     if let Some(root) = mounted_without_event {
@@ -888,6 +901,14 @@ fn check_tracefs() -> Result<String, ProbeError> {
     Err(ProbeError::Unavailable(
         "tracefs not mounted (mount -t tracefs tracefs /sys/kernel/tracing)".to_string(),
     ))
+}
+
+/// Whether `/proc/mounts` text lists a mount of type `fstype` at `path`.
+pub fn is_mount_of(mounts: &str, path: &str, fstype: &str) -> bool {
+    mounts.lines().any(|l| {
+        let mut f = l.split_whitespace().skip(1);
+        f.next() == Some(path) && f.next() == Some(fstype)
+    })
 }
 
 fn read_lockdown() -> Option<String> {
@@ -942,8 +963,8 @@ fn audit_get_status() -> Result<AuditStatus, ProbeError> {
     let fd = sock.as_raw_fd();
 
     let tv = libc::timeval {
-        tv_sec: AUDIT_REPLY_TIMEOUT.as_secs() as libc::time_t,
-        tv_usec: AUDIT_REPLY_TIMEOUT.subsec_micros() as libc::suseconds_t,
+        tv_sec: AUDIT_REPLY_TIMEOUT.as_secs() as _,
+        tv_usec: AUDIT_REPLY_TIMEOUT.subsec_micros() as _,
     };
     // SAFETY: valid fd, pointer to a timeval of the given size.
     let rc = unsafe {
@@ -1031,6 +1052,17 @@ fn audit_get_status() -> Result<AuditStatus, ProbeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_mount_of_matches_path_and_type() {
+        let mounts = "sysfs /sys sysfs rw,nosuid 0 0\n\
+                      tracefs /sys/kernel/tracing tracefs rw,relatime 0 0\n\
+                      debugfs /sys/kernel/debug debugfs rw 0 0\n";
+        assert!(is_mount_of(mounts, "/sys/kernel/tracing", "tracefs"));
+        assert!(!is_mount_of(mounts, "/sys/kernel/debug/tracing", "tracefs"));
+        assert!(!is_mount_of(mounts, "/sys/kernel/debug", "tracefs"));
+        assert!(!is_mount_of("", "/sys/kernel/tracing", "tracefs"));
+    }
 
     fn good_caps() -> HostCapabilities {
         HostCapabilities {

@@ -69,8 +69,8 @@ impl NetlinkSocket {
     /// Receive timeout (SO_RCVTIMEO): `recv` returns `Ok(None)` after it.
     pub fn set_timeout(&self, timeout: Duration) -> std::io::Result<()> {
         let tv = libc::timeval {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+            tv_sec: timeout.as_secs() as _,
+            tv_usec: timeout.subsec_micros() as _,
         };
         // SAFETY: valid timeval option.
         let rc = unsafe {

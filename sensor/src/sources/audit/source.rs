@@ -517,6 +517,12 @@ fn exit_loop(
             let Some((_, ev)) = held.pop_front() else {
                 break;
             };
+            // Forget the process's sockets only now, not when the exit notice arrives: its last
+            // audit groups (a connect whose socket type was learned) can still be queued in
+            // kauditd then, and would be reported with protocol "unknown".
+            if let (Some(p), Ok(mut s)) = (ev.process.as_ref(), sockets.lock()) {
+                s.forget_pid(p.pid);
+            }
             counters.count_event(ev.kind);
             if tx.blocking_send(ev).is_err() {
                 return false;
@@ -566,9 +572,6 @@ fn exit_loop(
         let Some(n) = notice.filter(|n| n.pid == n.tgid) else {
             continue;
         };
-        if let Ok(mut s) = sockets.lock() {
-            s.forget_pid(n.tgid);
-        }
         held.push_back((Instant::now(), exit_event(&n, host, &clocks)));
     }
 }

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Host side of the kernel matrix (scripts/kernel-matrix) and of the Vagrant runs (vagrant/).
+
+  kmatrix.py extract-vmlinux BZIMAGE OUT
+      Write the uncompressed ELF kernel found inside a bzImage (boots faster under TCG).
+  kmatrix.py verdict LOG --marker M --port P --expect MODE
+      Judge one cell from its console log (or a plain JSON-lines file): prints
+      "<mode> PASS: <the sensor's reason for the mode>" or "<mode> FAIL: reasons" and
+      exits 0 on pass, 1 on fail.
+
+Kept compatible with Python 3.5 (Ubuntu 16.04 runs it too): no f-strings.
+"""
+import argparse
+import json
+import lzma
+import subprocess
+import sys
+import zlib
+
+BEGIN = "@@KM-BEGIN events"
+END = "@@KM-END events"
+MARKER_EXIT_CODE = 7
+
+
+def parse_console(text):
+    """Return (events, complete, bad_lines) from a console log.
+
+    Events are the JSON objects between the BEGIN and END lines. A log without a BEGIN line
+    is taken as plain JSON lines (the Vagrant runs read the sensor's output file directly).
+    `complete` says whether the END line was seen.
+    """
+    lines = [l.rstrip("\r") for l in text.splitlines()]
+    if BEGIN in lines:
+        start = lines.index(BEGIN) + 1
+        try:
+            end = lines.index(END, start)
+            complete = True
+        except ValueError:
+            end = len(lines)
+            complete = False
+        body = lines[start:end]
+    else:
+        body, complete = lines, True
+    events, bad = [], 0
+    for line in body:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(ev, dict):
+            events.append(ev)
+        else:
+            bad += 1
+    return events, complete, bad
+
+
+def _get(obj, *path):
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def judge(events, marker, port, expect_mode):
+    """Decide one cell. Returns (mode, reasons); an empty reasons list means pass."""
+    reasons = []
+    health = [e for e in events if e.get("kind") == "sensor_health"]
+    modes = [_get(e, "health", "mode") for e in health]
+    mode = modes[0] if modes else None
+    if not events:
+        return None, ["no events at all"]
+    if not health:
+        reasons.append("no sensor_health event")
+    elif mode != expect_mode:
+        reasons.append("mode {} (expected {}): {}".format(
+            mode, expect_mode, _get(health[0], "health", "reason")))
+    elif any(m != mode for m in modes):
+        reasons.append("mode changed during the run: {}".format(" -> ".join(map(str, modes))))
+
+    # The marker exec is `busybox sh -c 'exit 7' MARKER`: its argv must end exactly so (the
+    # workload script's own exec also carries the marker, as an argument).
+    want = ["-c", "exit {}".format(MARKER_EXIT_CODE), marker]
+    execs = [e for e in events if e.get("kind") == "process_exec"
+             and (_get(e, "process", "argv") or [])[-3:] == want]
+    exits = []
+    if len(execs) != 1:
+        reasons.append("{} exec events with argv ending {} (expected 1)".format(
+            len(execs), json.dumps(want)))
+    else:
+        pid = _get(execs[0], "process", "pid")
+        exits = [e for e in events if e.get("kind") == "process_exit"
+                 and _get(e, "process", "pid") == pid]
+        codes = [_get(e, "exit", "code") for e in exits]
+        exits = [e for e in exits if _get(e, "exit", "code") == MARKER_EXIT_CODE]
+        if not exits:
+            reasons.append("no exit with code {} for marker pid {} (exits seen: {})".format(
+                MARKER_EXIT_CODE, pid, codes))
+
+    connects = [e for e in events if e.get("kind") == "net_connect"
+                and _get(e, "connect", "dst_addr") == "127.0.0.1"
+                and _get(e, "connect", "dst_port") == port
+                and _get(e, "connect", "protocol") == "tcp"]
+    if not connects:
+        reasons.append("no tcp connect to 127.0.0.1:{}".format(port))
+
+    # The workload's events must come from the capture rung the sensor says it runs.
+    found = execs[:1] + exits[:1] + connects[:1] if len(execs) == 1 else connects[:1]
+    for e in found:
+        if e.get("source") != expect_mode:
+            reasons.append("{} event from source {} (expected {})".format(
+                e.get("kind"), e.get("source"), expect_mode))
+    return mode, reasons
+
+
+def find_magic(data, magic):
+    pos = data.find(magic)
+    while pos != -1:
+        yield pos
+        pos = data.find(magic, pos + 1)
+
+
+def extract_vmlinux(data):
+    """Return the ELF kernel inside a bzImage, trying every compressed stream found in it."""
+    def xz(blob):
+        return lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(blob)
+
+    def gz(blob):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(blob)
+
+    def zstd(blob):
+        proc = subprocess.run(["zstd", "-dcq"], input=blob, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
+        return proc.stdout
+
+    for magic, fn in ((b"\xfd7zXZ\x00", xz), (b"\x28\xb5\x2f\xfd", zstd), (b"\x1f\x8b\x08", gz)):
+        for off in find_magic(data, magic):
+            try:
+                out = fn(data[off:])
+            except Exception:  # a false magic match: try the next one
+                continue
+            if out[:4] == b"\x7fELF":
+                return out
+    raise ValueError("no compressed ELF kernel found in the image")
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd")
+    ex = sub.add_parser("extract-vmlinux")
+    ex.add_argument("bzimage")
+    ex.add_argument("out")
+    vd = sub.add_parser("verdict")
+    vd.add_argument("log")
+    vd.add_argument("--marker", required=True)
+    vd.add_argument("--port", required=True, type=int)
+    vd.add_argument("--expect", required=True, choices=["ebpf", "audit"])
+    args = ap.parse_args(argv)
+    if args.cmd == "extract-vmlinux":
+        with open(args.bzimage, "rb") as f:
+            elf = extract_vmlinux(f.read())
+        with open(args.out, "wb") as f:
+            f.write(elf)
+        return 0
+    if args.cmd == "verdict":
+        with open(args.log, "r", encoding="utf-8", errors="replace") as f:
+            events, complete, bad = parse_console(f.read())
+        mode, reasons = judge(events, args.marker, args.port, args.expect)
+        if not complete:
+            reasons.append("console output ended before the END line")
+        if reasons:
+            print("{} FAIL: {}".format(mode or "-", "; ".join(reasons)))
+            return 1
+        health = [e for e in events if e.get("kind") == "sensor_health"]
+        print("{} PASS: {}".format(mode, _get(health[0], "health", "reason")))
+        return 0
+    ap.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Tests of the kernel-matrix verdict from captured console logs (no qemu needed).
+
+    python3 scripts/kernel-matrix.d/test_kmatrix.py
+"""
+import gzip
+import io
+import json
+import lzma
+import os
+import sys
+import unittest
+from contextlib import redirect_stdout
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kmatrix  # noqa: E402
+
+FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+EBPF = ("kmabc-deb12-6.1-default", 23456)
+AUDIT = ("kmxyz-sid-7.x-lockdown", 31000)
+
+
+def load(name):
+    with open(os.path.join(FIX, name)) as f:
+        return kmatrix.parse_console(f.read())
+
+
+def verdict(name, marker, port, expect):
+    out = io.StringIO()
+    with redirect_stdout(out):
+        rc = kmatrix.main(["verdict", os.path.join(FIX, name), "--marker", marker,
+                           "--port", str(port), "--expect", expect])
+    return rc, out.getvalue().strip()
+
+
+class Verdict(unittest.TestCase):
+    def test_ebpf_cell_passes(self):
+        self.assertEqual(verdict("ebpf_pass.log", EBPF[0], EBPF[1], "ebpf"),
+                         (0, "ebpf PASS: auto: ebpf is the first usable rung"))
+
+    def test_audit_cell_with_crlf_and_kernel_noise_passes(self):
+        events, complete, bad = load("audit_pass.log")
+        self.assertTrue(complete)
+        self.assertEqual((len(events), bad), (4, 1))
+        self.assertEqual(verdict("audit_pass.log", AUDIT[0], AUDIT[1], "audit"),
+                         (0, "audit PASS: ebpf load failed: Operation not permitted"))
+
+    def test_wrong_mode_fails_and_names_the_reason(self):
+        rc, line = verdict("ebpf_pass.log", EBPF[0], EBPF[1], "audit")
+        self.assertEqual(rc, 1)
+        self.assertIn("mode ebpf (expected audit)", line)
+
+    def test_no_events_fails(self):
+        rc, line = verdict("no_events.log", "kmq", 20000, "audit")
+        self.assertEqual((rc, line), (1, "- FAIL: no events at all"))
+
+    def test_other_marker_or_port_fails(self):
+        rc, line = verdict("ebpf_pass.log", "km-other-run", EBPF[1], "ebpf")
+        self.assertEqual(rc, 1)
+        self.assertIn('0 exec events with argv ending ["-c", "exit 7", "km-other-run"]', line)
+        rc, line = verdict("ebpf_pass.log", EBPF[0], 23457, "ebpf")
+        self.assertEqual(rc, 1)
+        self.assertIn("no tcp connect to 127.0.0.1:23457", line)
+
+    def test_truncated_console_fails_even_if_prefix_looks_good(self):
+        rc, line = verdict("truncated.log", EBPF[0], EBPF[1], "ebpf")
+        self.assertEqual(rc, 1)
+        self.assertIn("no exit with code 7", line)
+        self.assertIn("no tcp connect", line)
+        self.assertIn("ended before the END line", line)
+
+    def test_each_missing_piece_is_reported(self):
+        events, _, _ = load("ebpf_pass.log")
+        for kind, reason in (("process_exit", "no exit with code 7"),
+                             ("net_connect", "no tcp connect"),
+                             ("process_exec", "0 exec events")):
+            kept = [e for e in events if e["kind"] != kind]
+            mode, reasons = kmatrix.judge(kept, EBPF[0], EBPF[1], "ebpf")
+            self.assertEqual(mode, "ebpf")
+            self.assertEqual(len(reasons), 1, reasons)
+            self.assertIn(reason, reasons[0])
+
+    def test_marker_elsewhere_in_argv_does_not_count(self):
+        events, _, _ = load("ebpf_pass.log")
+        script = {"kind": "process_exec", "process": {"pid": 60, "argv": [
+            "sh", "/workload.sh", "/bin/busybox", EBPF[0], str(EBPF[1])]}}
+        _, reasons = kmatrix.judge(events + [script], EBPF[0], EBPF[1], "ebpf")
+        self.assertEqual(reasons, [])
+        _, reasons = kmatrix.judge([e for e in events if e["kind"] != "process_exec"] + [script],
+                                   EBPF[0], EBPF[1], "ebpf")
+        self.assertEqual(len(reasons), 1, reasons)
+        self.assertIn("0 exec events", reasons[0])
+
+    def test_wrong_exit_code_or_udp_connect_fails(self):
+        events, _, _ = load("ebpf_pass.log")
+        events = json.loads(json.dumps(events))
+        events[2]["exit"]["code"] = 0
+        events[4]["connect"]["protocol"] = "udp"
+        _, reasons = kmatrix.judge(events, EBPF[0], EBPF[1], "ebpf")
+        self.assertEqual(len(reasons), 2, reasons)
+
+    def test_events_from_another_source_fail(self):
+        events, _, _ = load("ebpf_pass.log")
+        for i in (1, 2, 4):  # the marker exec, its exit, the connect
+            changed = json.loads(json.dumps(events))
+            changed[i]["source"] = "audit"
+            _, reasons = kmatrix.judge(changed, EBPF[0], EBPF[1], "ebpf")
+            self.assertEqual(len(reasons), 1, reasons)
+            self.assertIn("from source audit (expected ebpf)", reasons[0])
+
+    def test_mode_change_during_run_fails(self):
+        events, _, _ = load("ebpf_pass.log")
+        events[-1]["health"]["mode"] = "audit"
+        _, reasons = kmatrix.judge(events, EBPF[0], EBPF[1], "ebpf")
+        self.assertEqual(reasons, ["mode changed during the run: ebpf -> audit"])
+
+    def test_plain_json_lines_file_is_accepted(self):
+        events, _, _ = load("ebpf_pass.log")
+        text = "\n".join(json.dumps(e) for e in events)
+        parsed, complete, bad = kmatrix.parse_console(text)
+        self.assertEqual((parsed, complete, bad), (events, True, 0))
+
+
+class RealCaptures(unittest.TestCase):
+    """Console logs captured from scripts/kernel-matrix runs (Debian 6.1 default, sid 7.2
+    under lockdown=confidentiality), with the marker and port those runs used."""
+
+    def test_ebpf_capture_from_6_1(self):
+        args = ("real_deb12-6.1_default.log", "kmddeddc92-deb12-6.1-default", 25423)
+        self.assertEqual(verdict(*args, expect="ebpf")[0], 0)
+        rc, line = verdict(*args, expect="audit")
+        self.assertEqual(rc, 1)
+        self.assertIn("mode ebpf (expected audit)", line)
+        rc, line = verdict(args[0], "kmddeddc92-deb12-6.1-lockdown", args[2], "ebpf")
+        self.assertEqual(rc, 1)
+
+    def test_audit_fallback_capture_from_7_2_lockdown(self):
+        args = ("real_sid-7.x_lockdown.log", "kme15897be-sid-7.x-lockdown", 20517)
+        rc, line = verdict(*args, expect="audit")
+        self.assertEqual(rc, 0, line)
+        self.assertIn("tracefs is mounted at /sys/kernel/tracing but", line)
+        events, complete, bad = load(args[0])
+        self.assertTrue(complete)
+        self.assertEqual(bad, 0)
+        self.assertEqual(verdict(args[0], args[1], 20518, "audit")[0], 1)
+
+
+class ExtractVmlinux(unittest.TestCase):
+    ELF = b"\x7fELF" + bytes(range(256)) * 64
+
+    def image(self, payload):
+        # A bzImage-like blob: setup code, a false gzip magic, then the compressed kernel.
+        return b"MZ" + b"\x00" * 500 + b"\x1f\x8b\x08garbage" + payload + b"\x00" * 64
+
+    def test_xz_payload(self):
+        blob = self.image(lzma.compress(self.ELF, format=lzma.FORMAT_XZ))
+        self.assertEqual(kmatrix.extract_vmlinux(blob), self.ELF)
+
+    def test_gzip_payload(self):
+        self.assertEqual(kmatrix.extract_vmlinux(self.image(gzip.compress(self.ELF))), self.ELF)
+
+    def test_no_kernel_raises(self):
+        with self.assertRaises(ValueError):
+            kmatrix.extract_vmlinux(self.image(gzip.compress(b"not an elf")))
+
+
+if __name__ == "__main__":
+    unittest.main()
