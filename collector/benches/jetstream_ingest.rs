@@ -9,111 +9,13 @@
 #[path = "../tests/common/nats.rs"]
 #[allow(dead_code)]
 mod nats;
+mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use collector::config::{CollectorConfig, JetStreamSection};
-use sensor::event::{Event, Kind, Process, Source};
-use sensor::ship::{ShipConfig, ShipStats};
-use sensor::timefmt::{monotonic_now_ns, rfc3339_nanos, unix_now_ns};
-
-fn event(i: u64) -> Event {
-    let exec = i.is_multiple_of(2);
-    Event {
-        seq: 0,
-        time: rfc3339_nanos(unix_now_ns()),
-        host: "bench-host.example".into(),
-        source: Source::Ebpf,
-        kind: if exec {
-            Kind::ProcessExec
-        } else {
-            Kind::ProcessExit
-        },
-        process: Some(Process {
-            pid: 20_000 + (i / 2) as u32,
-            ppid: 1234,
-            start_time: rfc3339_nanos(unix_now_ns()),
-            start_boottime_ns: 1_000_000 + i,
-            uid: 1000,
-            euid: 1000,
-            gid: 1000,
-            egid: 1000,
-            auid: Some(1000),
-            session: Some(7),
-            tty: Some("pts/2".into()),
-            comm: "python3".into(),
-            exe: Some("/usr/bin/python3.11".into()),
-            cwd: Some("/home/user/project".into()),
-            argv: exec.then(|| {
-                vec![
-                    "/usr/bin/python3".into(),
-                    "-m".into(),
-                    "http.server".into(),
-                    format!("--bind=127.0.0.{}", i % 200),
-                    format!("job-{i}"),
-                ]
-            }),
-            cgroup_id: 4242,
-            ..Default::default()
-        }),
-        exit: (!exec).then_some(sensor::event::Exit {
-            code: Some(0),
-            signal: None,
-            core_dumped: false,
-        }),
-        connect: None,
-        health: None,
-        ktime_ns: Some(monotonic_now_ns()),
-        extra: Default::default(),
-    }
-}
-
-/// `collector serve` in this process, on its own 2-thread runtime.
-struct Collector {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    addr: String,
-}
-
-impl Collector {
-    fn start(cfg: CollectorConfig) -> Collector {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(collector::serve::serve(
-                cfg,
-                async move {
-                    let _ = stop_rx.await;
-                },
-                |b| {
-                    let _ = ready_tx.send(b.grpc.to_string());
-                },
-            ))
-            .unwrap();
-        });
-        let addr = ready_rx.recv().unwrap();
-        Collector {
-            stop: Some(stop_tx),
-            thread: Some(thread),
-            addr,
-        }
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = self.thread.take().unwrap().join();
-    }
-}
+use support::{event, InProcessCollector};
 
 fn collector_config(dir: &Path, js: Option<JetStreamSection>) -> CollectorConfig {
     let mut cfg = CollectorConfig::default();
@@ -140,53 +42,8 @@ fn js_section(urls: &[String], name: &str, granularity: &str) -> JetStreamSectio
 
 /// Shipper -> collector -> Ack; events/s.
 fn pipeline(dir: &Path, cfg: CollectorConfig, n: u64, compression: &str) -> f64 {
-    let col = Collector::start(cfg);
-    let events: Vec<Event> = (0..n).map(event).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let ship = ShipConfig {
-        address: col.addr.clone(),
-        allow_plaintext_loopback: true,
-        spool_dir: dir.join("spool"),
-        compression: compression.into(),
-        ..Default::default()
-    };
-    let rate = rt.block_on(async move {
-        let (tx, rx) = tokio::sync::mpsc::channel(65_536);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stats = Arc::new(ShipStats::default());
-        let h = tokio::spawn(sensor::ship::run_shipper(
-            rx,
-            ship,
-            Default::default(),
-            stats.clone(),
-            stop_rx,
-        ));
-        while !stats.connected.load(Relaxed) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let t = Instant::now();
-        for ev in events {
-            tx.send(ev).await.unwrap();
-        }
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while stats.events_acked.load(Relaxed) < n {
-            assert!(
-                Instant::now() < deadline,
-                "not all acked: {}",
-                stats.last_error()
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let secs = t.elapsed().as_secs_f64();
-        let _ = stop_tx.send(true);
-        drop(tx);
-        h.await.unwrap().unwrap();
-        n as f64 / secs
-    });
+    let col = InProcessCollector::start(cfg);
+    let rate = support::ship_all(&col.addr, dir, (0..n).map(event).collect(), compression);
     drop(col);
     rate
 }
@@ -215,10 +72,7 @@ fn consume(dir: &Path, j: JetStreamSection) -> (u64, f64) {
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("js-bench-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    support::tmpdir("js-bench", tag)
 }
 
 fn main() {

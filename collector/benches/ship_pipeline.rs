@@ -3,181 +3,36 @@
 //! stages alone, to show where the time goes.
 //!
 //! `cargo bench -p collector --bench ship_pipeline` (BENCH_EVENTS=N to change the count).
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use collector::config::CollectorConfig;
 use prost::Message as _;
-use sensor::event::{Ancestor, Event, Exit, Kind, Process, Source};
-use sensor::ship::{proto_conv::event_to_proto, ShipConfig, ShipStats};
-use sensor::timefmt::{monotonic_now_ns, rfc3339_nanos, unix_now_ns};
+use sensor::event::Event;
+use sensor::ship::proto_conv::event_to_proto;
+use support::{event, InProcessCollector};
 
-fn event(i: u64) -> Event {
-    let pid = 20_000 + (i / 2) as u32;
-    let args = [
-        "/usr/bin/python3".to_string(),
-        "-m".into(),
-        "http.server".into(),
-        format!("--bind=127.0.0.{}", i % 200),
-        format!("job-{i}"),
-    ];
-    let exec = i.is_multiple_of(2);
-    Event {
-        seq: 0,
-        time: rfc3339_nanos(unix_now_ns()),
-        host: "bench-host.example".into(),
-        source: Source::Ebpf,
-        kind: if exec {
-            Kind::ProcessExec
-        } else {
-            Kind::ProcessExit
-        },
-        process: Some(Process {
-            pid,
-            ppid: 1234,
-            start_time: rfc3339_nanos(unix_now_ns()),
-            start_boottime_ns: 1_000_000 + i,
-            uid: 1000,
-            euid: 1000,
-            gid: 1000,
-            egid: 1000,
-            auid: Some(1000),
-            session: Some(7),
-            tty: Some("pts/2".into()),
-            comm: "python3".into(),
-            exe: Some("/usr/bin/python3.11".into()),
-            cwd: Some("/home/user/project".into()),
-            argv: exec.then(|| args.to_vec()),
-            cgroup_id: 4242,
-            container_id: String::new(),
-            ancestors: vec![
-                Ancestor {
-                    pid: 1234,
-                    comm: "bash".into(),
-                    exe: "/usr/bin/bash".into(),
-                },
-                Ancestor {
-                    pid: 1200,
-                    comm: "sshd".into(),
-                    exe: "/usr/sbin/sshd".into(),
-                },
-            ],
-            ..Default::default()
-        }),
-        exit: (!exec).then_some(Exit {
-            code: Some(0),
-            signal: None,
-            core_dumped: false,
-        }),
-        connect: None,
-        health: None,
-        ktime_ns: Some(monotonic_now_ns()),
-        extra: Default::default(),
-    }
-}
-
-struct Collector {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    addr: String,
-}
-
-impl Collector {
-    fn start(db: &Path, sync: &str) -> Collector {
-        let mut cfg = CollectorConfig::default();
-        cfg.server.listen = "127.0.0.1:0".into();
-        cfg.storage.path = db.to_path_buf();
-        cfg.storage.synchronous = sync.into();
-        cfg.metrics.listen = String::new();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(collector::serve::serve(
-                cfg,
-                async move {
-                    let _ = stop_rx.await;
-                },
-                |b| {
-                    let _ = ready_tx.send(b.grpc.to_string());
-                },
-            ))
-            .unwrap();
-        });
-        let addr = ready_rx.recv().unwrap();
-        Collector {
-            stop: Some(stop_tx),
-            thread: Some(thread),
-            addr,
-        }
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = self.thread.take().unwrap().join();
-    }
+/// `collector serve` in this process with the SQLite sink at `db`.
+fn start_collector(db: &Path, sync: &str) -> InProcessCollector {
+    let mut cfg = CollectorConfig::default();
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.storage.path = db.to_path_buf();
+    cfg.storage.synchronous = sync.into();
+    cfg.metrics.listen = String::new();
+    InProcessCollector::start(cfg)
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ship-bench-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    support::tmpdir("ship-bench", tag)
 }
 
-/// End to end; returns (events/s, ack lag p50/p99 of batches is not measured here).
+/// End to end, in events/s.
 fn pipeline(n: u64, compression: &str, sync: &str) -> f64 {
     let dir = tmpdir("e2e");
-    let col = Collector::start(&dir.join("events.db"), sync);
-    let events: Vec<Event> = (0..n).map(event).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let cfg = ShipConfig {
-        address: col.addr.clone(),
-        allow_plaintext_loopback: true,
-        spool_dir: dir.join("spool"),
-        compression: compression.into(),
-        ..Default::default()
-    };
-    let rate = rt.block_on(async move {
-        let (tx, rx) = tokio::sync::mpsc::channel(65_536);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stats = Arc::new(ShipStats::default());
-        let h = tokio::spawn(sensor::ship::run_shipper(
-            rx,
-            cfg,
-            Default::default(),
-            stats.clone(),
-            stop_rx,
-        ));
-        // Wait for the stream so connection setup is not timed.
-        while !stats.connected.load(Relaxed) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let t = Instant::now();
-        for ev in events {
-            tx.send(ev).await.unwrap();
-        }
-        while stats.events_acked.load(Relaxed) < n {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let secs = t.elapsed().as_secs_f64();
-        let _ = stop_tx.send(true);
-        drop(tx);
-        h.await.unwrap().unwrap();
-        n as f64 / secs
-    });
+    let col = start_collector(&dir.join("events.db"), sync);
+    let rate = support::ship_all(&col.addr, &dir, (0..n).map(event).collect(), compression);
     drop(col);
     let _ = std::fs::remove_dir_all(&dir);
     rate

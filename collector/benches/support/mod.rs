@@ -1,0 +1,180 @@
+//! Shared by the collector benchmarks: a representative event, `collector serve` in this
+//! process, and the real shipper pushing events through it until every one is acknowledged.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use collector::config::CollectorConfig;
+use sensor::event::{Ancestor, Event, Exit, Kind, Process, Source};
+use sensor::ship::{ShipConfig, ShipStats};
+use sensor::timefmt::{monotonic_now_ns, rfc3339_nanos, unix_now_ns};
+
+/// Event `i`: execs and exits of a python3 job with argv and two ancestors, alternating.
+pub fn event(i: u64) -> Event {
+    let pid = 20_000 + (i / 2) as u32;
+    let args = [
+        "/usr/bin/python3".to_string(),
+        "-m".into(),
+        "http.server".into(),
+        format!("--bind=127.0.0.{}", i % 200),
+        format!("job-{i}"),
+    ];
+    let exec = i.is_multiple_of(2);
+    Event {
+        seq: 0,
+        time: rfc3339_nanos(unix_now_ns()),
+        host: "bench-host.example".into(),
+        source: Source::Ebpf,
+        kind: if exec {
+            Kind::ProcessExec
+        } else {
+            Kind::ProcessExit
+        },
+        process: Some(Process {
+            pid,
+            ppid: 1234,
+            start_time: rfc3339_nanos(unix_now_ns()),
+            start_boottime_ns: 1_000_000 + i,
+            uid: 1000,
+            euid: 1000,
+            gid: 1000,
+            egid: 1000,
+            auid: Some(1000),
+            session: Some(7),
+            tty: Some("pts/2".into()),
+            comm: "python3".into(),
+            exe: Some("/usr/bin/python3.11".into()),
+            cwd: Some("/home/user/project".into()),
+            argv: exec.then(|| args.to_vec()),
+            cgroup_id: 4242,
+            container_id: String::new(),
+            ancestors: vec![
+                Ancestor {
+                    pid: 1234,
+                    comm: "bash".into(),
+                    exe: "/usr/bin/bash".into(),
+                },
+                Ancestor {
+                    pid: 1200,
+                    comm: "sshd".into(),
+                    exe: "/usr/sbin/sshd".into(),
+                },
+            ],
+            ..Default::default()
+        }),
+        exit: (!exec).then_some(Exit {
+            code: Some(0),
+            signal: None,
+            core_dumped: false,
+        }),
+        connect: None,
+        health: None,
+        ktime_ns: Some(monotonic_now_ns()),
+        extra: Default::default(),
+    }
+}
+
+/// `collector serve` in this process, on its own 2-thread runtime.
+pub struct InProcessCollector {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub addr: String,
+}
+
+impl InProcessCollector {
+    pub fn start(cfg: CollectorConfig) -> InProcessCollector {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(collector::serve::serve(
+                cfg,
+                async move {
+                    let _ = stop_rx.await;
+                },
+                |b| {
+                    let _ = ready_tx.send(b.grpc.to_string());
+                },
+            ))
+            .unwrap();
+        });
+        let addr = ready_rx.recv().unwrap();
+        InProcessCollector {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            addr,
+        }
+    }
+}
+
+impl Drop for InProcessCollector {
+    fn drop(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let _ = self.thread.take().unwrap().join();
+    }
+}
+
+/// A fresh directory under the temp dir.
+pub fn tmpdir(prefix: &str, tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("{prefix}-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Ships `events` with the real shipper (spool in `dir`) to the collector at `addr` and
+/// returns events/s from the first send to the last acknowledgement (connection set-up is not
+/// timed).
+pub fn ship_all(addr: &str, dir: &Path, events: Vec<Event>, compression: &str) -> f64 {
+    let n = events.len() as u64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = ShipConfig {
+        address: addr.to_string(),
+        allow_plaintext_loopback: true,
+        spool_dir: dir.join("spool"),
+        compression: compression.into(),
+        ..Default::default()
+    };
+    rt.block_on(async move {
+        let (tx, rx) = tokio::sync::mpsc::channel(65_536);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stats = Arc::new(ShipStats::default());
+        let h = tokio::spawn(sensor::ship::run_shipper(
+            rx,
+            cfg,
+            Default::default(),
+            stats.clone(),
+            stop_rx,
+        ));
+        while !stats.connected.load(Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let t = Instant::now();
+        for ev in events {
+            tx.send(ev).await.unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while stats.events_acked.load(Relaxed) < n {
+            assert!(
+                Instant::now() < deadline,
+                "not all acked: {}",
+                stats.last_error()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let _ = stop_tx.send(true);
+        drop(tx);
+        h.await.unwrap().unwrap();
+        n as f64 / secs
+    })
+}
