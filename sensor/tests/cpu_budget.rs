@@ -21,8 +21,8 @@ fn storm_over_budget_is_shed_in_order_and_accounted() {
     if !privileged() {
         return;
     }
-    let dir = std::env::temp_dir().join(marker("budget"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::TempDir::new("budget");
+    let dir = tmp.0.clone();
     let cfg = dir.join("sensor.toml");
     // Nothing else may remove events, so the accounting is exact: no noise rules, no file or
     // login sources (their events are counted too, but keep the test about the storm).
@@ -68,7 +68,6 @@ fn storm_over_budget_is_shed_in_order_and_accounted() {
     let accepted = acceptor.join().unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let events = sensor.stop();
-    std::fs::remove_dir_all(&dir).unwrap();
 
     let health = events
         .iter()

@@ -53,8 +53,8 @@ fn status_of_a_running_then_crashed_sensor() {
     if !privileged() {
         return;
     }
-    let dir = std::env::temp_dir().join(common::marker("status-cfg"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::TempDir::new("status-cfg");
+    let dir = tmp.0.clone();
     let cfg = config(&dir, "");
     let mut sensor = Sensor::start("ebpf", &["--config", &cfg]);
     let path = sensor.status_path();
@@ -101,7 +101,6 @@ fn status_of_a_running_then_crashed_sensor() {
     let out = wait_status(&path, 3, 5);
     assert!(out.contains("not running") && out.contains("gone"), "{out}");
     drop(sensor);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -123,8 +122,8 @@ fn status_is_degraded_while_the_collector_is_unreachable() {
     if !privileged() {
         return;
     }
-    let dir = std::env::temp_dir().join(common::marker("status-deg"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::TempDir::new("status-deg");
+    let dir = tmp.0.clone();
     // A loopback port with nothing listening: bind, note the port, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -145,5 +144,4 @@ fn status_is_degraded_while_the_collector_is_unreachable() {
     assert!(out.contains("not connected to the collector"), "{out}");
     assert!(out.contains("events pending"), "{out}");
     drop(sensor);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
