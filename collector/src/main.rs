@@ -80,6 +80,7 @@ struct ServeArgs {
     /// Server certificate chain (PEM); enables TLS together with --tls-key.
     #[arg(long)]
     tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of the server certificate.
     #[arg(long)]
     tls_key: Option<PathBuf>,
     /// CA (PEM) that client certificates must chain to.
@@ -91,8 +92,10 @@ struct ServeArgs {
     /// SQLite synchronous mode: full (default) or normal.
     #[arg(long)]
     synchronous: Option<String>,
+    /// Largest gRPC message accepted, in bytes (a bigger batch is refused with a clear error).
     #[arg(long)]
     max_message_bytes: Option<usize>,
+    /// Most events accepted in one batch.
     #[arg(long)]
     max_batch_events: Option<u32>,
     /// Allow plaintext gRPC on a non-loopback address.
@@ -158,14 +161,20 @@ struct QueryArgs {
 struct SessionArgs {
     #[command(flatten)]
     db: DbArgs,
+    /// Only sessions of this host (repeatable).
     #[arg(long)]
     host: Vec<String>,
+    /// Only this audit session id.
     #[arg(long)]
     session: Option<u32>,
+    /// Only sessions of this user.
     #[arg(long)]
     user: Option<String>,
+    /// Build sessions from events at or after this time: RFC 3339, Unix seconds, or a duration
+    /// ago (15m, 2h, 7d).
     #[arg(long)]
     since: Option<String>,
+    /// Build sessions from events before this time (same forms as --since).
     #[arg(long)]
     until: Option<String>,
     /// One JSON object per session instead of text.
