@@ -7,23 +7,20 @@
 mod common;
 
 use common::fleet;
-use common::nats::{skip_without_server, Cluster};
-use common::{exec_event, raw, Collector, TempDir};
+use common::nats::skip_without_server;
+use common::{exec_event, raw, Collector};
 
 #[test]
 fn a_batch_resent_through_another_collector_is_stored_once() {
     if skip_without_server("a_batch_resent_through_another_collector_is_stored_once") {
         return;
     }
-    let dir = TempDir::new("js-dedup");
-    let cluster = Cluster::start(dir.path(), 3);
-    let urls = cluster.urls();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(fleet::create_stream(&urls));
+    let fleet::TestCluster {
+        dir,
+        cluster,
+        urls,
+        rt,
+    } = fleet::TestCluster::start("js-dedup", 3, true);
     let mut cols = Vec::new();
     for (name, granularity) in [
         ("a", "batch"),

@@ -10,8 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::fleet::{self, Shipper};
-use common::nats::{skip_without_server, Cluster};
-use common::{Collector, TempDir};
+use common::nats::skip_without_server;
+use common::Collector;
 
 const TOTAL: u64 = 12_000;
 
@@ -20,15 +20,12 @@ fn collector_and_node_failures_lose_and_duplicate_nothing() {
     if skip_without_server("collector_and_node_failures_lose_and_duplicate_nothing") {
         return;
     }
-    let dir = TempDir::new("js-failover");
-    let mut cluster = Cluster::start(dir.path(), 3);
-    let urls = cluster.urls();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(fleet::create_stream(&urls));
+    let fleet::TestCluster {
+        dir,
+        mut cluster,
+        urls,
+        rt,
+    } = fleet::TestCluster::start("js-failover", 3, true);
 
     let cfg_a = fleet::write_config(dir.path(), "a", &urls);
     let cfg_b = fleet::write_config(dir.path(), "b", &urls);

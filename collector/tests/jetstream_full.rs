@@ -4,17 +4,20 @@
 mod common;
 
 use common::fleet;
-use common::nats::{skip_without_server, Cluster};
-use common::{exec_event, raw, Collector, TempDir};
+use common::nats::skip_without_server;
+use common::{exec_event, raw, Collector};
 
 #[test]
 fn a_full_stream_acknowledges_nothing() {
     if skip_without_server("a_full_stream_acknowledges_nothing") {
         return;
     }
-    let dir = TempDir::new("js-full");
-    let cluster = Cluster::start(dir.path(), 1);
-    let urls = cluster.urls();
+    let fleet::TestCluster {
+        dir,
+        cluster,
+        urls,
+        rt,
+    } = fleet::TestCluster::start("js-full", 1, false);
     let mut j = fleet::jetstream_section(&urls);
     j.replicas = 1;
     j.max_bytes = 64 * 1024;
@@ -23,11 +26,6 @@ fn a_full_stream_acknowledges_nothing() {
     let col_dir = dir.path().join("col");
     std::fs::create_dir_all(&col_dir).unwrap();
     let col = Collector::start(&col_dir, &["--config", cfg.to_str().unwrap()]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     rt.block_on(async {
         let events = |from: u64, n: u64| -> Vec<_> {
             (from..from + n)

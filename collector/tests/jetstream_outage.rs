@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::fleet::{self, Shipper};
-use common::nats::{skip_without_server, Cluster};
-use common::{Collector, TempDir};
+use common::nats::skip_without_server;
+use common::Collector;
 
 const BEFORE: u64 = 3_000;
 const DURING: u64 = 4_000;
@@ -18,15 +18,12 @@ fn nothing_is_acknowledged_while_jetstream_is_down() {
     if skip_without_server("nothing_is_acknowledged_while_jetstream_is_down") {
         return;
     }
-    let dir = TempDir::new("js-outage");
-    let mut cluster = Cluster::start(dir.path(), 3);
-    let urls = cluster.urls();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(fleet::create_stream(&urls));
+    let fleet::TestCluster {
+        dir,
+        mut cluster,
+        urls,
+        rt,
+    } = fleet::TestCluster::start("js-outage", 3, true);
     let cfg = fleet::write_config(dir.path(), "c", &urls);
     let col_dir = dir.path().join("col");
     std::fs::create_dir_all(&col_dir).unwrap();

@@ -17,6 +17,43 @@ use tokio_stream::StreamExt as _;
 
 pub const STREAM: &str = "TEST_EVENTS";
 
+/// A 2-worker runtime for a test's async steps.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A cluster of `nodes` nats-servers in a new temp dir, its URLs and a runtime, with the test
+/// stream created when asked. Destructure it as `{ dir, cluster, urls, rt }` so the cluster
+/// stops before its directory is removed.
+pub struct TestCluster {
+    pub dir: super::TempDir,
+    pub cluster: super::nats::Cluster,
+    pub urls: Vec<String>,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl TestCluster {
+    pub fn start(tag: &str, nodes: usize, with_stream: bool) -> TestCluster {
+        let dir = super::TempDir::new(tag);
+        let cluster = super::nats::Cluster::start(dir.path(), nodes);
+        let urls = cluster.urls();
+        let rt = runtime();
+        if with_stream {
+            rt.block_on(create_stream(&urls));
+        }
+        TestCluster {
+            dir,
+            cluster,
+            urls,
+            rt,
+        }
+    }
+}
+
 pub fn jetstream_section(urls: &[String]) -> JetStreamSection {
     JetStreamSection {
         servers: urls.to_vec(),
