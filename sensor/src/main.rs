@@ -93,9 +93,7 @@ fn status(path: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> anyhow:
         }
         Err(e) => return Err(e.into()),
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs_f64();
+    let now = sensor::timefmt::unix_now_ns() as f64 / 1e9;
     let verdict = status::assess(&s, file::live_start_ticks(s.pid), now);
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);

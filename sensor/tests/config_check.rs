@@ -1,15 +1,11 @@
 //! `sensor config --check FILE` on the real binary: a valid file passes; an unknown key, a
 //! wrong type, a syntax error and an out-of-range value fail with exit 1 and a message that
 //! names the key and the line. Unprivileged.
+mod common;
+
 use std::process::Command;
 
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
 
 fn check(dir: &TempDir, name: &str, text: &str) -> (i32, String) {
     let path = dir.0.join(name);
@@ -29,8 +25,7 @@ fn check(dir: &TempDir, name: &str, text: &str) -> (i32, String) {
 
 #[test]
 fn config_check_names_key_and_line() {
-    let dir = TempDir(std::env::temp_dir().join(format!("sensor-cfgcheck-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = TempDir::new("cfgcheck");
 
     let (code, out) = check(
         &dir,

@@ -788,7 +788,7 @@ fn system_time_ms(t: std::time::SystemTime) -> u64 {
 }
 
 fn now_unix_ms() -> u64 {
-    system_time_ms(std::time::SystemTime::now())
+    (crate::timefmt::unix_now_ns() / 1_000_000) as u64
 }
 
 #[cfg(test)]

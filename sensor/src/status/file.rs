@@ -61,30 +61,16 @@ pub fn remove(path: &Path) {
     }
 }
 
-/// Field 22 (starttime, clock ticks since boot) of /proc/<pid>/stat text.
-pub fn parse_start_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After comm: state is field 3 overall, so starttime (22) is index 19 here.
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// The start time of `pid` now, or None when no such process exists.
+/// The start time of `pid` now (clock ticks since boot), or None when no such process exists.
 pub fn live_start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_ticks(&stat)
+    crate::enrich::procfs::read_stat(Path::new("/proc"), pid)
+        .ok()
+        .map(|s| s.start_ticks)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn start_ticks_after_an_odd_comm() {
-        let stat = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 25 17 0 0 20 0 1 0 98765 1000 200";
-        assert_eq!(parse_start_ticks(stat), Some(98765));
-        assert_eq!(parse_start_ticks("1 (x) S 1"), None);
-        assert_eq!(parse_start_ticks("no paren"), None);
-    }
 
     #[test]
     fn own_process_is_live() {
