@@ -132,15 +132,8 @@ pub fn run(group: FdGroup, mut sink: Sink, stop: &AtomicBool) {
         || true,
         |buf| {
             for ev in fanotify_parse::events(buf) {
-                let ev = match ev {
-                    Ok(ev) => ev,
-                    Err(e) => {
-                        let n = sink.stats().parse_errors.fetch_add(1, Relaxed);
-                        if n < 10 {
-                            tracing::warn!(error = %e, "malformed fanotify event skipped");
-                        }
-                        continue;
-                    }
+                let Some(ev) = sink.stats().parsed(ev) else {
+                    continue;
                 };
                 // Own the fd first so every path below closes it.
                 // SAFETY: the kernel gave us this fd; nothing else owns it.

@@ -291,6 +291,20 @@ pub struct FileStats {
 }
 
 impl FileStats {
+    /// A fanotify read's parse result: the event, or `None` after counting the malformed
+    /// event as a loss (logged for the first ten).
+    pub fn parsed<T, E: std::fmt::Display>(&self, r: Result<T, E>) -> Option<T> {
+        match r {
+            Ok(ev) => Some(ev),
+            Err(e) => {
+                if self.parse_errors.fetch_add(1, Relaxed) < 10 {
+                    tracing::warn!(error = %e, "malformed fanotify event skipped");
+                }
+                None
+            }
+        }
+    }
+
     pub fn drops(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("files_queue_overflows", self.queue_overflows.load(Relaxed)),
