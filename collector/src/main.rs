@@ -183,8 +183,11 @@ struct SessionArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only at a terminal: a log in a file, a pipe or the journal has none.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COLLECTOR_LOG")
                 // tonic reports refused TLS handshakes (no or untrusted client certificate)

@@ -44,6 +44,7 @@ pub fn init(cfg: &LogConfig) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour_stderr())
         .with_env_filter(filter);
     if cfg.format == "json" {
         builder.json().flatten_event(true).init();
@@ -52,9 +53,30 @@ pub fn init(cfg: &LogConfig) {
     }
 }
 
+/// Colour codes only for a person at a terminal: a log written to a file, a pipe or the
+/// journal carries none. `NO_COLOR` (any value) turns colour off everywhere.
+pub fn colour_stderr() -> bool {
+    use std::io::IsTerminal;
+    wants_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").is_some(),
+    )
+}
+
+fn wants_colour(stderr_is_terminal: bool, no_color: bool) -> bool {
+    stderr_is_terminal && !no_color
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal() {
+        assert!(wants_colour(true, false));
+        assert!(!wants_colour(false, false));
+        assert!(!wants_colour(true, true));
+    }
 
     #[test]
     fn validation_names_the_key() {

@@ -162,6 +162,12 @@ impl Sensor {
                     "sensor exited with {status}: {}",
                     self.stderr()
                 );
+                // stderr went to a file: the log must carry no ANSI colour codes.
+                assert!(
+                    !self.stderr().contains('\u{1b}'),
+                    "escape codes in a log written to a file: {:?}",
+                    self.stderr()
+                );
                 break;
             }
             if Instant::now() > deadline {
