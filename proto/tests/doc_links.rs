@@ -113,7 +113,11 @@ fn every_design_pointer_names_an_existing_section_in_the_repo() {
         let Ok(text) = std::fs::read_to_string(path) else {
             continue; // not UTF-8: a binary fixture
         };
-        let rel = path.strip_prefix(&root).unwrap_or(path).display().to_string();
+        let rel = path
+            .strip_prefix(&root)
+            .unwrap_or(path)
+            .display()
+            .to_string();
         for (n, line) in text.lines().enumerate() {
             if line.contains(&outside) {
                 problems.push(format!("{rel}:{}: points outside the repo: {line}", n + 1));
