@@ -1,4 +1,5 @@
-//! Builds the eBPF object with the pinned nightly toolchain (see DESIGN.md) and embeds it.
+//! Builds the eBPF object with the pinned nightly toolchain and embeds it (why that toolchain:
+//! docs/ARCHITECTURE.md#build-toolchain).
 //! `AYA_BUILD_SKIP=1` skips it (clippy, docs); the binary then refuses eBPF mode at run time.
 use anyhow::{anyhow, Context as _};
 

@@ -1,7 +1,8 @@
-//! An [`Event`] as the JSON object of DESIGN.md's schema: the same field names and the same
-//! presence rules as the sensor's `--output json` (absent optional fields are omitted or
-//! null exactly where the sensor omits them or writes null), so a JSON consumer cannot tell
-//! whether an event came through the collector or straight from the sensor.
+//! An [`Event`] as the JSON object of the event model (docs/ARCHITECTURE.md#event-model): the
+//! same field names and the same presence rules as the sensor's `--output json` (absent
+//! optional fields are omitted or null exactly where the sensor omits them or writes null), so
+//! a JSON consumer cannot tell whether an event came through the collector or straight from
+//! the sensor.
 use serde_json::{json, Map, Value};
 
 use crate::names::{kind_name, source_name};

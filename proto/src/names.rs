@@ -1,4 +1,5 @@
-//! The JSON names of the proto enums (DESIGN.md's schema: `process_exec`, `ebpf`, ...).
+//! The JSON names of the proto enums (`process_exec`, `ebpf`, ...): see
+//! docs/ARCHITECTURE.md#event-model.
 use crate::v1::{Kind, Source};
 
 /// Every kind, for tables, metrics and tests.

@@ -1,5 +1,5 @@
 //! The normalized event: one shape for every capture path. Serialized as one JSON object per
-//! line; field names are the contract in DESIGN.md.
+//! line; field names are the contract (docs/ARCHITECTURE.md#event-model).
 use std::collections::BTreeMap;
 
 use serde::Serialize;

@@ -87,7 +87,8 @@ pub fn messages(buf: &[u8]) -> Vec<Result<NlMsg<'_>, NlError>> {
 }
 
 /// An audit record datagram: exactly one message, whose payload is the rest of the datagram.
-/// The kernel's `nlmsg_len` for audit records is not trusted (DESIGN.md).
+/// The kernel's `nlmsg_len` for audit records is not trusted
+/// (docs/ARCHITECTURE.md#audit-netlink).
 pub fn record(buf: &[u8]) -> Result<NlMsg<'_>, NlError> {
     if buf.len() < NLMSG_HDRLEN {
         return Err(NlError::Truncated {

@@ -5,7 +5,7 @@
 //! fanotify_parse.rs`).
 //!
 //! Written here rather than taken from a crate: fanotify-rs 0.3.1 misparses FID records
-//! (DESIGN.md), and the format is small and stable (uapi `linux/fanotify.h`):
+//! (docs/ARCHITECTURE.md#files), and the format is small and stable (uapi `linux/fanotify.h`):
 //!
 //! ```text
 //! metadata  u32 event_len | u8 vers (3) | u8 reserved | u16 metadata_len | u64 mask | s32 fd | s32 pid
