@@ -146,7 +146,9 @@ async fn bad_streams_fail_alone() {
     assert_eq!(good.next_ack().await.unwrap().stored, 1);
     let all = query(&c.db, &[]);
     assert_eq!(all.len(), 2, "{all:#?}");
-    assert!(all.iter().all(|e| e["sensor_id"] == "good"));
+    assert!(all
+        .iter()
+        .all(|e| e["sensor_id"] == "good@unauthenticated:"));
 
     let m = c.metrics_text();
     for reason in [

@@ -124,7 +124,8 @@ async fn ingest_dedup_query_sessions_metrics() {
     let ls = query(&c.db, &["--text", "pass wd"]);
     assert_eq!(ls.len(), 1);
     let mut expected = event_to_json(&first[2]);
-    expected["sensor_id"] = Value::from("sensor-a");
+    // Sent over plaintext loopback TCP: stored under the unauthenticated identity.
+    expected["sensor_id"] = Value::from("sensor-a@unauthenticated:");
     expected["boot_id"] = Value::from("boot-1");
     assert_eq!(ls[0], expected);
 

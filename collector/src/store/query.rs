@@ -109,7 +109,15 @@ pub fn build_sql(f: &Filter) -> (String, Vec<Value>) {
         );
     }
     if let Some(s) = &f.sensor_id {
-        push("s.sensor_id = #", vec![Value::Text(s.clone())], &mut params);
+        // The stored id, or the sensor's own id under any identity (`<id>@<identity>`).
+        push(
+            "(s.sensor_id = # OR s.sensor_id LIKE # ESCAPE '\\')",
+            vec![
+                Value::Text(s.clone()),
+                Value::Text(format!("{}@%", like_escape(s))),
+            ],
+            &mut params,
+        );
     }
     if !conds.is_empty() {
         sql.push_str(" WHERE ");
