@@ -73,10 +73,11 @@ pub fn init_ca(dir: &Path) -> Result<PathBuf, CertError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let (cert, key_path) = ca_files(dir);
     let key = KeyPair::generate()?;
+    let key_pem = key.serialize_pem();
     let mut p = ca_params()?;
     validity(&mut p);
-    let ca = CertifiedIssuer::self_signed(p, &key)?;
-    write_new(&key_path, &key.serialize_pem(), 0o600)?;
+    let ca = CertifiedIssuer::self_signed(p, key)?;
+    write_new(&key_path, &key_pem, 0o600)?;
     write_new(&cert, &ca.pem(), 0o644)?;
     Ok(cert)
 }

@@ -1,5 +1,5 @@
 //! The collector: receives sensor batches over one gRPC stream per sensor, stores them in
-//! SQLite (de-duplicated by (sensor id, boot id, seq), acknowledged after commit) or, in
+//! SQLite (de-duplicated by (identity, sensor id, boot id, seq), acknowledged after commit) or, in
 //! fleet mode, publishes them to a NATS JetStream stream (acknowledged after JetStream's
 //! acks) that `collector consume` copies into SQLite; answers queries and session
 //! timelines, and exposes Prometheus metrics.

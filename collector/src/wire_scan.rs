@@ -215,13 +215,22 @@ mod tests {
             }),
             ..Default::default()
         };
-        let c = scan(&batch_msg(vec![ev.clone(), ev]), L).unwrap();
+        let wide = ScanLimits {
+            max_events: 3,
+            max_elements: 12,
+        };
+        let c = scan(&batch_msg(vec![ev.clone(), ev.clone()]), wide).unwrap();
         assert_eq!(
             c,
             Counts {
                 events: 2,
                 elements: 12
             }
+        );
+        // One element more than allowed: refused.
+        assert_eq!(
+            scan(&batch_msg(vec![ev.clone(), ev.clone(), ev]), wide),
+            Err(ScanError::TooManyElements { limit: 12 })
         );
     }
 

@@ -74,7 +74,7 @@ fn nobody_cannot_write_to_or_pose_as_the_local_collector() {
     assert_eq!(stored.len(), 10, "only root's events: {stored:#?}");
     assert!(stored
         .iter()
-        .all(|e| e["argv"][0].as_str().unwrap().ends_with("-root")));
+        .all(|e| e["process"]["argv"][0].as_str().unwrap().ends_with("-root")));
     // The local root sensor keeps its own id (no identity suffix).
     assert_eq!(stored[0]["sensor_id"], "attack-sensor");
     c.stop();

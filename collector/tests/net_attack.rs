@@ -180,7 +180,7 @@ fn a_certificate_for_host_a_cannot_write_or_occupy_host_b_sqlite() {
     assert!(b.iter().all(|e| e["sensor_id"] == "sensor-b@host-b"));
     assert!(b
         .iter()
-        .all(|e| e["argv"][0].as_str().unwrap() == "real-sqlite"));
+        .all(|e| e["process"]["argv"][0].as_str().unwrap() == "real-sqlite"));
     let a = query(&c.db, &["--host", "host-a"]);
     assert_eq!(a.len(), 10);
     assert!(a.iter().all(|e| e["sensor_id"] == "sensor-b@host-a"));
@@ -244,7 +244,7 @@ fn a_certificate_for_host_a_cannot_occupy_host_b_jetstream() {
     assert!(b
         .iter()
         .all(|e| e["sensor_id"] == "sensor-b@host-b"
-            && e["argv"][0].as_str().unwrap() == "real-js"));
+            && e["process"]["argv"][0].as_str().unwrap() == "real-js"));
     assert_eq!(query(&db, &["--host", "host-a"]).len(), 10);
 }
 

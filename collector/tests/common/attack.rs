@@ -2,7 +2,6 @@
 //! scripts/setup installs (grpcio, grpcio-tools; `SENSOR_TEST_VENV` overrides its path),
 //! with stubs generated from proto/sensor.proto at test time. Optionally as user `nobody`
 //! (setpriv), from copies in a directory `nobody` can read.
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -164,14 +163,6 @@ impl Held {
         let err = String::from_utf8_lossy(&o.stderr);
         let line = err.lines().last().unwrap_or_default();
         serde_json::from_str(line).unwrap_or_else(|_| panic!("no summary: {err}"))
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Some(mut s) = self.child.stdin.take() {
-            let _ = s.flush();
-        }
     }
 }
 
