@@ -76,7 +76,7 @@ pub fn mtls_serve_args(pki: &Path) -> Vec<String> {
 }
 
 /// The collector's stated memory bound under these attacks (README "Security model").
-const RSS_BOUND_MIB: u64 = 256;
+const RSS_BOUND_MIB: u64 = 128;
 
 fn metric(c: &Collector, line_prefix: &str) -> u64 {
     let text = c.metrics_text();
