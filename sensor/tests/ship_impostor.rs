@@ -38,7 +38,7 @@ fn fake_acks_for_batches_never_sent_empty_nothing_and_are_counted() {
         return;
     }
     let dir = TempDir::new("fake-acks");
-    let py = attack::Py::new(dir.path());
+    let py = attack::Py::new(dir.0.as_path());
     let fake = py.hold(
         &[
             "fake-collector",
@@ -50,14 +50,14 @@ fn fake_acks_for_batches_never_sent_empty_nothing_and_are_counted() {
         false,
     );
     let port = fake.first["port"].as_u64().unwrap();
-    let cfg = dir.path().join("sensor.toml");
+    let cfg = dir.0.as_path().join("sensor.toml");
     // One batch in flight: everything after batch 1 stays in the spool, unsent; the
     // impostor acks those ids (2..=201) without ever receiving them.
     std::fs::write(
         &cfg,
         format!(
             "[ship]\nallow_plaintext_loopback = true\nmax_in_flight = 1\nbatch_max_delay_ms = 20\nspool_dir = {:?}\n",
-            dir.path().join("spool")
+            dir.0.as_path().join("spool")
         ),
     )
     .unwrap();
@@ -94,7 +94,7 @@ fn fake_acks_for_batches_never_sent_empty_nothing_and_are_counted() {
     assert_eq!(seen["received"], serde_json::json!([1]), "{seen}");
     assert!(seen["faked"].as_u64().unwrap() >= 200, "{seen}");
     // Everything the sensor spooled is still there: no segment was emptied by a fake ack.
-    let spooled: u64 = std::fs::read_dir(dir.path().join("spool/segments"))
+    let spooled: u64 = std::fs::read_dir(dir.0.as_path().join("spool/segments"))
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum();
@@ -108,10 +108,10 @@ fn a_socket_planted_by_nobody_receives_nothing() {
     }
     let dir = TempDir::new("impostor-sock");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let py = attack::Py::new(dir.path());
+    std::fs::set_permissions(dir.0.as_path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let py = attack::Py::new(dir.0.as_path());
     // nobody's own directory and listening socket (what an impostor controls).
-    let planted = dir.path().join("nobody");
+    let planted = dir.0.as_path().join("nobody");
     std::fs::create_dir(&planted).unwrap();
     let ok = std::process::Command::new("chown")
         .args(["nobody:nogroup", planted.to_str().unwrap()])
@@ -122,12 +122,12 @@ fn a_socket_planted_by_nobody_receives_nothing() {
     let listener = py.hold(&["listen", "--socket", sock.to_str().unwrap()], true);
     assert_eq!(listener.first["bound"], true, "{}", listener.first);
 
-    let cfg = dir.path().join("sensor.toml");
+    let cfg = dir.0.as_path().join("sensor.toml");
     std::fs::write(
         &cfg,
         format!(
             "[ship]\nbatch_max_delay_ms = 20\nspool_dir = {:?}\n",
-            dir.path().join("spool")
+            dir.0.as_path().join("spool")
         ),
     )
     .unwrap();

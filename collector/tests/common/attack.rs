@@ -2,6 +2,8 @@
 //! scripts/setup installs (grpcio, grpcio-tools; `SENSOR_TEST_VENV` overrides its path),
 //! with stubs generated from proto/sensor.proto at test time. Optionally as user `nobody`
 //! (setpriv), from copies in a directory `nobody` can read.
+#![allow(dead_code)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
