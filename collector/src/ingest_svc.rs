@@ -52,11 +52,14 @@ impl Encoder for MsgEncoder {
     }
 }
 
+/// How the message of a status for a message refused by its counts starts.
+pub const COUNT_REJECTED: &str = "rejected batch: ";
+
 /// The status a refused message ends its stream with.
 pub fn scan_status(e: &ScanError) -> Status {
     match e {
         ScanError::Malformed { .. } => Status::invalid_argument(format!("malformed message: {e}")),
-        _ => Status::resource_exhausted(format!("rejected batch: {e}")),
+        _ => Status::resource_exhausted(format!("{COUNT_REJECTED}{e}")),
     }
 }
 

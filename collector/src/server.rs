@@ -93,10 +93,20 @@ pub fn inbound_error_status(status: &Status) -> Option<(Status, &'static str)> {
     match status.code() {
         Code::OutOfRange | Code::ResourceExhausted => Some((
             Status::resource_exhausted(format!("rejected message: {}", status.message())),
-            "too_large",
+            // The bounded decoder's counts (see `ingest_svc::scan_status`), or the size.
+            if status.message().starts_with(crate::ingest_svc::COUNT_REJECTED) {
+                "too_many_events"
+            } else {
+                "too_large"
+            },
         )),
         Code::Internal => Some((
             Status::invalid_argument(format!("malformed message: {}", status.message())),
+            "malformed",
+        )),
+        // The bounded decoder's own verdict (see `ingest_svc`), already worded.
+        Code::InvalidArgument => Some((
+            Status::invalid_argument(status.message().to_string()),
             "malformed",
         )),
         _ => None,
@@ -359,6 +369,9 @@ mod tests {
         let (s, _) = inbound_error_status(&Status::internal("failed to decode")).unwrap();
         assert_eq!(s.code(), Code::InvalidArgument);
         assert!(s.message().starts_with("malformed message"));
+        let (s, r) =
+            inbound_error_status(&Status::invalid_argument("malformed message: x")).unwrap();
+        assert_eq!((s.code(), r), (Code::InvalidArgument, "malformed"));
         assert!(inbound_error_status(&Status::cancelled("gone")).is_none());
         assert!(inbound_error_status(&Status::unknown("h2 reset")).is_none());
     }

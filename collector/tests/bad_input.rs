@@ -90,7 +90,8 @@ async fn bad_streams_fail_alone() {
                 )),
             ],
             Code::ResourceExhausted,
-            "exceeds the limit of 100",
+            // Counted on the wire bytes, before anything is decoded.
+            "batch of more than 100 events",
         ),
         (
             "seq going backwards",

@@ -198,7 +198,9 @@ async fn ingest_dedup_query_sessions_metrics() {
     assert!(m.contains("collector_events_duplicate_total 6"), "{m}");
     assert!(m.contains("collector_events_stored_total 9"), "{m}");
     assert!(
-        m.contains("collector_sensor_lag_seconds{sensor_id=\"sensor-a\",host=\"web1\"}"),
+        m.contains(
+            "collector_sensor_lag_seconds{sensor_id=\"sensor-a@unauthenticated:\",host=\"web1\"}"
+        ),
         "{m}"
     );
     assert!(m.contains("collector_streams_active 2"), "{m}");

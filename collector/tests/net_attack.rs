@@ -326,7 +326,7 @@ fn amplification_and_idle_connections_leave_the_collector_serving_under_its_boun
         peak / 1024
     );
     assert_eq!(
-        metric(&c, "collector_batches_rejected_total{reason=\"too_large\"} "),
+        metric(&c, "collector_batches_rejected_total{reason=\"too_many_events\"} "),
         2
     );
     assert_eq!(query(&c.db, &["--host", "host-b"]).len(), 40);
