@@ -294,11 +294,24 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_round_trip() {
-        let mut d = ShipConfig::default();
-        // Defaults are plaintext to loopback, which needs the explicit opt-in.
-        assert!(d.validate().is_err());
-        d.allow_plaintext_loopback = true;
+        let d = ShipConfig::default();
+        // The default is the collector's local socket: valid without any opt-in.
+        assert!(d.address.starts_with("unix:/"));
         d.validate().unwrap();
+        // Plaintext loopback TCP needs the explicit opt-in.
+        let mut tcp = ShipConfig {
+            address: "127.0.0.1:4317".into(),
+            ..ShipConfig::default()
+        };
+        assert!(tcp.validate().is_err());
+        tcp.allow_plaintext_loopback = true;
+        tcp.validate().unwrap();
+        assert!(ShipConfig {
+            address: "unix:relative.sock".into(),
+            ..ShipConfig::default()
+        }
+        .validate()
+        .is_err());
         let text = toml::to_string_pretty(&d).unwrap();
         let back: ShipConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, d);
