@@ -132,7 +132,8 @@ pub fn issue(dir: &Path, names: &[String], role: Role) -> Result<(PathBuf, PathB
     let ca_key = KeyPair::from_pem(&key_pem)?;
     let issuer = Issuer::new(ca_params()?, ca_key);
     let mut p = CertificateParams::new(names.to_vec())?;
-    p.distinguished_name.push(DnType::CommonName, first.as_str());
+    p.distinguished_name
+        .push(DnType::CommonName, first.as_str());
     p.extended_key_usages = vec![match role {
         Role::Sensor => ExtendedKeyUsagePurpose::ClientAuth,
         Role::Collector => ExtendedKeyUsagePurpose::ServerAuth,
@@ -146,9 +147,18 @@ pub fn issue(dir: &Path, names: &[String], role: Role) -> Result<(PathBuf, PathB
     let cert = p.signed_by(&key, &issuer)?;
     let safe: String = first
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    let (cp, kp) = (dir.join(format!("{safe}.pem")), dir.join(format!("{safe}.key")));
+    let (cp, kp) = (
+        dir.join(format!("{safe}.pem")),
+        dir.join(format!("{safe}.key")),
+    );
     write_new(&kp, &key.serialize_pem(), 0o600)?;
     write_new(&cp, &cert.pem(), 0o644)?;
     Ok((cp, kp))
@@ -174,8 +184,12 @@ mod tests {
         let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         let der = b64_decode(&b64);
         assert_eq!(crate::peer::cert_host(&der).unwrap(), "web-1.example.org");
-        issue(&dir, &["collector.example.org".into(), "10.0.0.5".into()], Role::Collector)
-            .unwrap();
+        issue(
+            &dir,
+            &["collector.example.org".into(), "10.0.0.5".into()],
+            Role::Collector,
+        )
+        .unwrap();
         assert!(issue(&dir, &["a b".into()], Role::Sensor).is_err());
         assert!(issue(&dir, &["a".into(), "b".into()], Role::Sensor).is_err());
         let _ = std::fs::remove_dir_all(&dir);

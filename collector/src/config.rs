@@ -256,11 +256,9 @@ impl CollectorConfig {
             || sv.max_streams_per_connection == 0
             || sv.tls_handshake_timeout_secs == 0
         {
-            return bad(
-                "server.max_connections, max_streams_per_connection and \
+            return bad("server.max_connections, max_streams_per_connection and \
                  tls_handshake_timeout_secs must be > 0"
-                    .into(),
-            );
+                .into());
         }
         if sv.max_inflight_events < sv.max_batch_events as usize {
             return bad("server.max_inflight_events must be >= server.max_batch_events".into());

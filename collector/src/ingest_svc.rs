@@ -9,8 +9,7 @@ use prost::Message as _;
 use sensor_proto::v1::{ingest_server::Ingest, CollectorMessage, SensorMessage};
 use tonic::body::Body;
 use tonic::codec::{
-    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf,
-    Encoder,
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
 };
 use tonic::codegen::{http, Body as HttpBody, BoxFuture, Service, StdError};
 use tonic::Status;
@@ -124,9 +123,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         if req.uri().path() != "/sensor.v1.Ingest/Stream" {
-            return Box::pin(async {
-                Ok(Status::unimplemented("unknown method").into_http())
-            });
+            return Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) });
         }
         let inner = self.inner.clone();
         let codec = self.codec;

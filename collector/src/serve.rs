@@ -11,8 +11,8 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::{CollectorConfig, ConfigError};
 use crate::ingest_svc::IngestServer;
-use crate::listen::{self, ListenAddr, Listener};
 use crate::jetstream::{self, publish::Publisher};
+use crate::listen::{self, ListenAddr, Listener};
 use crate::metrics::Metrics;
 use crate::server::IngestService;
 use crate::sink::Sink;
@@ -147,8 +147,11 @@ pub async fn serve(
     let want = cfg.server.max_connections as u64 + 256;
     let fds = listen::raise_fd_limit(want);
     if fds < want {
-        tracing::warn!(open_files = fds, max_connections = cfg.server.max_connections,
-            "the open-file limit is below server.max_connections + 256; raise LimitNOFILE");
+        tracing::warn!(
+            open_files = fds,
+            max_connections = cfg.server.max_connections,
+            "the open-file limit is below server.max_connections + 256; raise LimitNOFILE"
+        );
     }
     let listener = Listener::bind(&ListenAddr::parse(&cfg.server.listen)).await?;
     let grpc = listener.describe();

@@ -94,7 +94,10 @@ pub fn inbound_error_status(status: &Status) -> Option<(Status, &'static str)> {
         Code::OutOfRange | Code::ResourceExhausted => Some((
             Status::resource_exhausted(format!("rejected message: {}", status.message())),
             // The bounded decoder's counts (see `ingest_svc::scan_status`), or the size.
-            if status.message().starts_with(crate::ingest_svc::COUNT_REJECTED) {
+            if status
+                .message()
+                .starts_with(crate::ingest_svc::COUNT_REJECTED)
+            {
                 "too_many_events"
             } else {
                 "too_large"
@@ -168,7 +171,9 @@ impl IngestService {
                             return Ok(());
                         };
                         check_event_hosts(&b, host).map_err(|(e, n)| {
-                            self.metrics.events_refused_host.fetch_add(n as u64, Relaxed);
+                            self.metrics
+                                .events_refused_host
+                                .fetch_add(n as u64, Relaxed);
                             e
                         })
                     });

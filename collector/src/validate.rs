@@ -14,7 +14,9 @@ const MAX_ID_LEN: usize = 128;
 pub enum BatchError {
     #[error("first message must be a Hello")]
     NoHello,
-    #[error("{field} must be 1..={MAX_ID_LEN} bytes (stored ids 1..={MAX_STORAGE_ID_LEN}), got {len}")]
+    #[error(
+        "{field} must be 1..={MAX_ID_LEN} bytes (stored ids 1..={MAX_STORAGE_ID_LEN}), got {len}"
+    )]
     BadId { field: &'static str, len: usize },
     #[error("batch sensor_id {batch:?} differs from the stream's Hello sensor_id {hello:?}")]
     SensorMismatch { batch: String, hello: String },
@@ -125,7 +127,10 @@ pub fn check_sensor_id(id: &str) -> Result<(), BatchError> {
 
 /// Checks every field of a Hello for its length, and its host against the authenticated
 /// one (when the transport proved one).
-pub fn check_hello(h: &sensor_proto::v1::Hello, authenticated_host: Option<&str>) -> Result<(), BatchError> {
+pub fn check_hello(
+    h: &sensor_proto::v1::Hello,
+    authenticated_host: Option<&str>,
+) -> Result<(), BatchError> {
     check_sensor_id(&h.sensor_id)?;
     check_id("boot_id", &h.boot_id)?;
     let long = |field: &'static str, v: &str| {

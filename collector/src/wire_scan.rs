@@ -247,15 +247,15 @@ mod tests {
         }
         msg.push(len as u8);
         msg.extend_from_slice(&inner);
-        assert_eq!(
-            scan(&msg, L),
-            Err(ScanError::TooManyEvents { limit: 3 })
-        );
+        assert_eq!(scan(&msg, L), Err(ScanError::TooManyEvents { limit: 3 }));
         // Within the limit it decodes to exactly what was counted.
-        let ok = scan(&msg, ScanLimits {
-            max_events: n,
-            max_elements: 0,
-        })
+        let ok = scan(
+            &msg,
+            ScanLimits {
+                max_events: n,
+                max_elements: 0,
+            },
+        )
         .unwrap();
         assert_eq!(ok.events, n);
         let decoded = SensorMessage::decode(msg.as_slice()).unwrap();
@@ -298,7 +298,9 @@ mod tests {
             &[0x0b],
             &[0x00, 0x00],
             &[0x09, 1, 2],
-            &[0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            &[
+                0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ],
         ] {
             assert!(
                 matches!(scan(bad, L), Err(ScanError::Malformed { .. })),

@@ -50,10 +50,7 @@ pub fn fleet_pki(dir: &Path, hosts: &[&str]) -> PathBuf {
 
 /// Client arguments for a TLS connection with `host`'s certificate (`None`: no certificate).
 pub fn tls_args(pki: &Path, host: Option<&str>) -> Vec<String> {
-    let mut v = vec![
-        "--ca".to_string(),
-        pki.join("ca.pem").display().to_string(),
-    ];
+    let mut v = vec!["--ca".to_string(), pki.join("ca.pem").display().to_string()];
     if let Some(h) = host {
         v.push("--cert".into());
         v.push(pki.join(format!("{h}.pem")).display().to_string());
@@ -105,14 +102,27 @@ fn impersonation(py: &Py, target: &str, pki: &Path, tag: &str) -> (Value, Value)
         &["--host", "host-b", "--sensor-id", "sensor-b"],
     );
     assert_eq!(r["code"], "PERMISSION_DENIED", "{r}");
-    assert!(r["details"].as_str().unwrap().contains("authenticated host"), "{r}");
+    assert!(
+        r["details"]
+            .as_str()
+            .unwrap()
+            .contains("authenticated host"),
+        "{r}"
+    );
     // Hello as A, events claiming B: refused, nothing stored.
     let r = send(
         py,
         target,
         pki,
         Some("host-a"),
-        &["--host", "host-a", "--event-host", "host-b", "--events", "7"],
+        &[
+            "--host",
+            "host-a",
+            "--event-host",
+            "host-b",
+            "--events",
+            "7",
+        ],
     );
     assert_eq!(r["code"], "PERMISSION_DENIED", "{r}");
     assert!(r["acks"].as_array().unwrap().is_empty(), "{r}");
@@ -200,7 +210,10 @@ fn a_certificate_for_host_a_cannot_write_or_occupy_host_b_sqlite() {
         "refused events are counted"
     );
     assert_eq!(
-        metric(&c, "collector_batches_rejected_total{reason=\"host_mismatch\"} "),
+        metric(
+            &c,
+            "collector_batches_rejected_total{reason=\"host_mismatch\"} "
+        ),
         2
     );
     c.stop();
@@ -241,10 +254,8 @@ fn a_certificate_for_host_a_cannot_occupy_host_b_jetstream() {
     assert_eq!(report["duplicates"], 0, "{report}");
     let b = query(&db, &["--host", "host-b"]);
     assert_eq!(b.len(), 10, "{report} {b:#?}");
-    assert!(b
-        .iter()
-        .all(|e| e["sensor_id"] == "sensor-b@host-b"
-            && e["process"]["argv"][0].as_str().unwrap() == "real-js"));
+    assert!(b.iter().all(|e| e["sensor_id"] == "sensor-b@host-b"
+        && e["process"]["argv"][0].as_str().unwrap() == "real-js"));
     assert_eq!(query(&db, &["--host", "host-a"]).len(), 10);
 }
 
@@ -296,7 +307,10 @@ fn amplification_and_idle_connections_leave_the_collector_serving_under_its_boun
         eprintln!("amplification (gzip {gzip}): {r}");
         assert_eq!(r["code"], "RESOURCE_EXHAUSTED", "{r}");
         assert!(
-            r["details"].as_str().unwrap().contains("more than 20000 events"),
+            r["details"]
+                .as_str()
+                .unwrap()
+                .contains("more than 20000 events"),
             "{r}"
         );
         assert!(r["message_bytes"].as_u64().unwrap() > 16_000_000);
@@ -326,7 +340,10 @@ fn amplification_and_idle_connections_leave_the_collector_serving_under_its_boun
         peak / 1024
     );
     assert_eq!(
-        metric(&c, "collector_batches_rejected_total{reason=\"too_many_events\"} "),
+        metric(
+            &c,
+            "collector_batches_rejected_total{reason=\"too_many_events\"} "
+        ),
         2
     );
     assert_eq!(query(&c.db, &["--host", "host-b"]).len(), 40);

@@ -34,5 +34,9 @@ fn every_option_is_documented_in_the_shipped_config() {
             }
         }
     }
-    assert!(missing.is_empty(), "not documented in {}: {missing:?}", path.display());
+    assert!(
+        missing.is_empty(),
+        "not documented in {}: {missing:?}",
+        path.display()
+    );
 }

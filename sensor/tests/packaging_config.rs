@@ -23,7 +23,10 @@ fn shipped_config_loads_and_validates() {
 fn shipped_config_differs_from_defaults_only_where_intended() {
     let mut cfg = shipped();
     // Local mode: the collector's root-only Unix socket, no TCP, no plaintext allowance.
-    assert_eq!(cfg.ship.address, "unix:/run/sensor-collector/collector.sock");
+    assert_eq!(
+        cfg.ship.address,
+        "unix:/run/sensor-collector/collector.sock"
+    );
     assert!(!cfg.ship.allow_plaintext_loopback);
     cfg.output.target = Config::default().output.target;
     assert_eq!(cfg, Config::default());

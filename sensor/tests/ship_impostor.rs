@@ -98,7 +98,10 @@ fn fake_acks_for_batches_never_sent_empty_nothing_and_are_counted() {
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum();
-    assert!(spooled > 0, "the spool still holds the unacknowledged batches");
+    assert!(
+        spooled > 0,
+        "the spool still holds the unacknowledged batches"
+    );
 }
 
 #[test]

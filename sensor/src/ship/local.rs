@@ -24,7 +24,9 @@ pub enum LocalError {
     Owner { path: String, uid: u32 },
     #[error("{path} has mode {mode:o}: group or others can use it; refusing to send events there")]
     Mode { path: String, mode: u32 },
-    #[error("the process listening on {path} is uid {uid}, not root; refusing to send events there")]
+    #[error(
+        "the process listening on {path} is uid {uid}, not root; refusing to send events there"
+    )]
     PeerNotRoot { path: String, uid: u32 },
     #[error("connect {path}: {source}")]
     Connect {
@@ -83,13 +85,7 @@ pub fn check_socket(path: &Path) -> Result<(), LocalError> {
         })
     };
     let md = stat(path)?;
-    check_meta(
-        path,
-        md.file_type().is_socket(),
-        md.uid(),
-        md.mode(),
-        true,
-    )?;
+    check_meta(path, md.file_type().is_socket(), md.uid(), md.mode(), true)?;
     let dir = path.parent().unwrap_or(Path::new("/"));
     let d = stat(dir)?;
     if !d.is_dir() {
