@@ -3,10 +3,12 @@
 //! - acks for batch ids the sensor never sent delete nothing from its spool, and are counted
 //!   (`acks_unknown` in its status);
 //! - a Unix socket owned by `nobody` where the collector's should be receives nothing: the
-//!   sensor refuses it (owner not root) before sending a byte, and keeps its events spooled.
+//!   sensor refuses it (owner not root) before sending a byte, and keeps its events spooled;
+//! - and the default local mode works: the real sensor delivers over root's socket.
 //!
 //! Privileged (the sensor runs as root; `nobody` via setpriv).
 mod common;
+mod ship_support;
 
 #[path = "../../collector/tests/common/attack.rs"]
 mod attack;
@@ -164,4 +166,61 @@ fn a_socket_planted_by_nobody_receives_nothing() {
     eprintln!("impostor listener: {got}");
     assert_eq!(got["connections"], 0, "{got}");
     assert_eq!(got["bytes"], 0, "{got}");
+}
+
+#[test]
+fn local_mode_delivers_over_roots_socket() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("local-mode");
+    let sock = dir.0.join("run/collector.sock");
+    let col = ship_support::InProcCollector::start(
+        &dir.0,
+        &format!("unix:{}", sock.display()),
+        None,
+    );
+    let cfg = dir.0.join("sensor.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[ship]\nbatch_max_delay_ms = 20\nspool_dir = {:?}\n",
+            dir.0.join("spool")
+        ),
+    )
+    .unwrap();
+    let s = Sensor::start_status_only(
+        "auto",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--output",
+            &format!("unix:{}", sock.display()),
+        ],
+    );
+    let m = marker("localmode");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = std::process::Command::new("/bin/echo")
+            .arg(&m)
+            .stdout(std::process::Stdio::null())
+            .status();
+        if !ship_support::stored_with(&col.db, &m).is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing stored over the local socket: {} {}",
+            collector_status(&s),
+            s.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let c = collector_status(&s);
+    assert_eq!(c["connected"], true, "{c}");
+    s.stop();
+    let got = ship_support::stored_with(&col.db, &m);
+    // The local root sensor keeps its own id (no identity suffix).
+    assert!(!got[0].sensor_id.contains('@'), "{}", got[0].sensor_id);
+    col.stop();
 }
