@@ -175,11 +175,8 @@ fn local_mode_delivers_over_roots_socket() {
     }
     let dir = TempDir::new("local-mode");
     let sock = dir.0.join("run/collector.sock");
-    let col = ship_support::InProcCollector::start(
-        &dir.0,
-        &format!("unix:{}", sock.display()),
-        None,
-    );
+    let col =
+        ship_support::InProcCollector::start(&dir.0, &format!("unix:{}", sock.display()), None);
     let cfg = dir.0.join("sensor.toml");
     std::fs::write(
         &cfg,
