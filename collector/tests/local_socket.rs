@@ -97,3 +97,79 @@ fn nobody_cannot_write_to_or_pose_as_the_local_collector() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("lets group or others in"), "{err}");
 }
+
+/// Socket activation as the package's collector.socket does it: the socket arrives bound as
+/// fd 3 with LISTEN_FDS/LISTEN_PID, and the collector serves on it instead of binding its own.
+#[test]
+fn the_collector_serves_on_a_socket_passed_by_systemd() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("activation");
+    let py = Py::new(dir.path());
+    let sock = dir.path().join("passed.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ino = std::fs::symlink_metadata(&sock).unwrap().ino();
+    let fd = listener.as_raw_fd();
+    let target = format!("unix:{}", sock.display());
+    let log = dir.path().join("collector.log");
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["serve", "--listen", &target, "--metrics-listen", ""])
+        .arg("--db")
+        .arg(dir.path().join("e.db"))
+        .stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: between fork and exec only async-signal-safe calls (dup2, getpid, setenv on
+    // the child's own copy of the environment, which nothing else touches there).
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == 3 {
+                // dup2 onto itself keeps close-on-exec: clear it.
+                libc::fcntl(3, libc::F_SETFD, 0);
+            } else if libc::dup2(fd, 3) != 3 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The pid in decimal without allocating (we are between fork and exec).
+            let mut buf = [0u8; 16];
+            let mut n = libc::getpid() as u32;
+            let mut i = buf.len() - 1; // buf[15] stays 0: the terminator
+            loop {
+                i -= 1;
+                buf[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            libc::setenv(c"LISTEN_FDS".as_ptr(), c"1".as_ptr(), 1);
+            libc::setenv(c"LISTEN_PID".as_ptr(), buf[i..].as_ptr().cast(), 1);
+            Ok(())
+        })
+    };
+    let mut child = cmd.spawn().unwrap();
+    drop(listener);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let r = loop {
+        let r = py.client(
+            "send",
+            &target,
+            &["--host", "activated", "--timeout", "5"],
+            false,
+        );
+        if r["code"] == "OK" || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(r["code"], "OK", "{r} {text}");
+    assert_eq!(r["acks"][0]["stored"], 10, "{r}");
+    assert!(
+        text.contains("using the socket passed by systemd"),
+        "{text}"
+    );
+    // The same socket file: not unlinked and bound again.
+    assert_eq!(std::fs::symlink_metadata(&sock).unwrap().ino(), ino);
+}
