@@ -35,7 +35,8 @@ pub struct CollectorConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSection {
-    /// gRPC listen address.
+    /// gRPC listen address: `unix:/path` (local mode: a socket only root can use, the
+    /// default) or `host:port` (TCP; plaintext only on loopback unless `allow_plaintext`).
     pub listen: String,
     /// Largest encoded message (one batch) accepted, in bytes; larger ones end that stream
     /// with RESOURCE_EXHAUSTED.
@@ -46,6 +47,18 @@ pub struct ServerSection {
     pub keepalive_secs: u64,
     /// Plaintext (no TLS) is allowed only on a loopback listen address unless this is true.
     pub allow_plaintext: bool,
+    /// Elements of repeated fields inside one message (argv strings, ancestors, file ops,
+    /// health entries, capabilities), summed; counted on the wire before decoding.
+    pub max_message_elements: usize,
+    /// Connections open at once; a connection over it is closed at accept and counted.
+    pub max_connections: usize,
+    /// Concurrent gRPC streams on one connection (a sensor uses one).
+    pub max_streams_per_connection: u32,
+    /// Events decoded and waiting to be stored, over all streams; a stream waits (reads
+    /// nothing more) while the budget is used up.
+    pub max_inflight_events: usize,
+    /// A TLS handshake not finished within this many seconds closes the connection.
+    pub tls_handshake_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,7 +78,7 @@ pub struct StorageSection {
     pub max_events_per_commit: usize,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsSection {
     /// PEM certificate chain of the server; TLS is on when this and `key_file` are set.
@@ -73,8 +86,25 @@ pub struct TlsSection {
     pub key_file: Option<PathBuf>,
     /// PEM CA that client certificates must chain to.
     pub client_ca_file: Option<PathBuf>,
-    /// Refuse clients without a certificate signed by `client_ca_file`.
+    /// Refuse clients without a certificate signed by `client_ca_file` (with a CA set; the
+    /// default). A sensor's host is the DNS name in its certificate.
     pub require_client_cert: bool,
+    /// Allow TLS without client certificates on a non-loopback address (every sensor is
+    /// then unauthenticated: its batches are kept apart from authenticated ones, but any
+    /// client can send events claiming any host).
+    pub allow_anonymous_clients: bool,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            require_client_cert: true,
+            allow_anonymous_clients: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -151,14 +181,22 @@ impl Default for JetStreamSection {
     }
 }
 
+/// The local-mode socket of the package (its directory is the unit's RuntimeDirectory).
+pub const DEFAULT_SOCKET: &str = "/run/sensor-collector/collector.sock";
+
 impl Default for ServerSection {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:4317".into(),
+            listen: format!("unix:{DEFAULT_SOCKET}"),
             max_message_bytes: 16 * 1024 * 1024,
             max_batch_events: 20_000,
             keepalive_secs: 30,
             allow_plaintext: false,
+            max_message_elements: 320_000,
+            max_connections: 4096,
+            max_streams_per_connection: 4,
+            max_inflight_events: 200_000,
+            tls_handshake_timeout_secs: 10,
         }
     }
 }
@@ -213,6 +251,18 @@ impl CollectorConfig {
         if self.server.max_batch_events == 0 {
             return bad("server.max_batch_events must be > 0".into());
         }
+        let sv = &self.server;
+        if sv.max_connections == 0
+            || sv.max_streams_per_connection == 0
+            || sv.tls_handshake_timeout_secs == 0
+        {
+            return bad("server.max_connections, max_streams_per_connection and \
+                 tls_handshake_timeout_secs must be > 0"
+                .into());
+        }
+        if sv.max_inflight_events < sv.max_batch_events as usize {
+            return bad("server.max_inflight_events must be >= server.max_batch_events".into());
+        }
         if self.storage.max_events_per_commit == 0 {
             return bad("storage.max_events_per_commit must be > 0".into());
         }
@@ -233,13 +283,31 @@ impl CollectorConfig {
         if t.cert_file.is_some() != t.key_file.is_some() {
             return bad("tls.cert_file and tls.key_file go together".into());
         }
-        if t.require_client_cert && t.client_ca_file.is_none() {
-            return bad("tls.require_client_cert needs tls.client_ca_file".into());
+        let loopback = is_loopback_addr(&self.server.listen);
+        if t.enabled()
+            && !loopback
+            && !unix_listen(&self.server.listen)
+            && !t.allow_anonymous_clients
+            && (t.client_ca_file.is_none() || !t.require_client_cert)
+        {
+            return bad(format!(
+                "mutual TLS is required on non-loopback address {}: set tls.client_ca_file \
+                 (and keep tls.require_client_cert = true), or set tls.allow_anonymous_clients = true",
+                self.server.listen
+            ));
         }
         if t.client_ca_file.is_some() && !t.enabled() {
             return bad("tls.client_ca_file needs tls.cert_file and tls.key_file".into());
         }
-        if !t.enabled() && !self.server.allow_plaintext && !is_loopback_addr(&self.server.listen) {
+        let unix = unix_listen(&self.server.listen);
+        if unix && t.enabled() {
+            return bad("[tls] does not apply to a unix: listen address (local mode)".into());
+        }
+        if !unix
+            && !t.enabled()
+            && !self.server.allow_plaintext
+            && !is_loopback_addr(&self.server.listen)
+        {
             return bad(format!(
                 "refusing plaintext gRPC on non-loopback address {}: configure [tls] or set \
                  server.allow_plaintext = true",
@@ -321,6 +389,11 @@ impl JetStreamSection {
     }
 }
 
+/// True for a `unix:/path` listen address (local mode).
+pub fn unix_listen(addr: &str) -> bool {
+    addr.starts_with("unix:")
+}
+
 /// True for `127.x.y.z:port`, `[::1]:port` and `localhost:port`.
 pub fn is_loopback_addr(addr: &str) -> bool {
     if let Ok(sa) = addr.parse::<std::net::SocketAddr>() {
@@ -338,6 +411,7 @@ mod tests {
     fn defaults_are_valid_and_round_trip() {
         let d = CollectorConfig::default();
         d.validate().unwrap();
+        assert_eq!(d.server.listen, format!("unix:{DEFAULT_SOCKET}"));
         let text = CollectorConfig::defaults_toml();
         assert_eq!(CollectorConfig::parse(&text, "d").unwrap(), d);
         assert_eq!(CollectorConfig::parse("", "e").unwrap(), d);
@@ -353,7 +427,24 @@ mod tests {
         assert!(e.contains("refusing plaintext"), "{e}");
         c.server.allow_plaintext = true;
         c.validate().unwrap();
-        c.tls.require_client_cert = true;
+        // Off loopback, TLS means mutual TLS unless anonymous clients are allowed.
+        c.tls.cert_file = Some("c".into());
+        c.tls.key_file = Some("k".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("mutual TLS is required"), "{e}");
+        c.tls.client_ca_file = Some("ca".into());
+        c.validate().unwrap();
+        c.tls.require_client_cert = false;
+        assert!(c.validate().is_err());
+        c.tls.allow_anonymous_clients = true;
+        c.validate().unwrap();
+        let mut c = CollectorConfig::default();
+        c.tls.cert_file = Some("c".into());
+        c.tls.key_file = Some("k".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("unix:"), "{e}");
+        let mut c = CollectorConfig::default();
+        c.server.max_inflight_events = 10;
         assert!(c.validate().is_err());
         let mut c = CollectorConfig::default();
         c.storage.synchronous = "off".into();

@@ -36,6 +36,34 @@ enum Command {
     Consume(ConsumeArgs),
     /// Print the built-in configuration defaults as TOML.
     Config,
+    /// A small CA and the certificates it signs (one per sensor host, one for the collector).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create DIR/ca.pem and DIR/ca.key (mode 0600); an existing CA is never replaced.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Sign a sensor's client certificate: its only DNS name is HOST, the host its events
+    /// must carry. Writes DIR/HOST.pem and DIR/HOST.key.
+    Sensor {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        host: String,
+    },
+    /// Sign the collector's server certificate for every NAME sensors connect to (DNS names
+    /// or IP addresses). Writes DIR/<first NAME>.pem and .key.
+    Collector {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -68,7 +96,7 @@ struct ServeArgs {
     /// TOML config file; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// gRPC listen address (host:port).
+    /// gRPC listen address: unix:/path (local mode) or host:port.
     #[arg(long)]
     listen: Option<String>,
     /// SQLite database file.
@@ -204,6 +232,7 @@ fn main() -> anyhow::Result<()> {
         Command::Query(a) => run_query(a),
         Command::Sessions(a) => run_sessions(a),
         Command::Consume(a) => run_consume(a),
+        Command::Certs(c) => run_certs(c),
         Command::Config => {
             print!("{}", CollectorConfig::defaults_toml());
             Ok(())
@@ -264,7 +293,7 @@ fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
         serve::serve(cfg, shutdown, |bound| {
             if let Some(path) = &ready_file {
                 let text = serde_json::json!({
-                    "grpc": bound.grpc.to_string(),
+                    "grpc": bound.grpc,
                     "metrics": bound.metrics.map(|m| m.to_string()),
                 })
                 .to_string();
@@ -279,6 +308,25 @@ fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+fn run_certs(c: CertsCommand) -> anyhow::Result<()> {
+    use collector::certs::{init_ca, issue, Role};
+    match c {
+        CertsCommand::Init { dir } => {
+            let p = init_ca(&dir)?;
+            println!("{}", p.display());
+        }
+        CertsCommand::Sensor { dir, host } => {
+            let (c, k) = issue(&dir, &[host], Role::Sensor)?;
+            println!("{}\n{}", c.display(), k.display());
+        }
+        CertsCommand::Collector { dir, names } => {
+            let (c, k) = issue(&dir, &names, Role::Collector)?;
+            println!("{}\n{}", c.display(), k.display());
+        }
+    }
+    Ok(())
 }
 
 fn run_consume(a: ConsumeArgs) -> anyhow::Result<()> {

@@ -16,9 +16,20 @@ pub struct Metrics {
     pub streams_total: AtomicU64,
     /// `collector consume`: stream messages this consumer has not acknowledged yet.
     pub consume_lag_messages: AtomicU64,
+    /// Connections closed at accept: over `server.max_connections`, or (local socket) a
+    /// peer that is not root.
+    pub connections_refused: AtomicU64,
+    /// Events in batches refused because their host was not the stream's host.
+    pub events_refused_host: AtomicU64,
+    /// Stored batches of sensors beyond [`MAX_SENSORS`] (counted, not broken out).
+    pub untracked_sensor_batches: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     sensors: Mutex<HashMap<String, SensorStats>>,
 }
+
+/// Most sensors with their own series; batches of further sensors only add to the totals
+/// (and to `collector_untracked_sensor_batches_total`), so the map cannot grow without bound.
+pub const MAX_SENSORS: usize = 10_000;
 
 /// Per-sensor figures.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -63,6 +74,10 @@ impl Metrics {
         self.duplicates.fetch_add(duplicates, Relaxed);
         self.batches_acked.fetch_add(1, Relaxed);
         let mut sensors = lock(&self.sensors);
+        if sensors.len() >= MAX_SENSORS && !sensors.contains_key(sensor_id) {
+            self.untracked_sensor_batches.fetch_add(1, Relaxed);
+            return;
+        }
         let s = sensors.entry(sensor_id.to_string()).or_default();
         if !host.is_empty() {
             s.host = host.to_string();
@@ -109,6 +124,21 @@ impl Metrics {
             "collector_store_errors_total",
             "Batches not stored (SQLite commit or JetStream publish failed; not acknowledged, the sensor resends).",
             self.store_errors.load(Relaxed),
+        );
+        counter(
+            "collector_connections_refused_total",
+            "Connections closed at accept (over server.max_connections, or a local peer that is not root).",
+            self.connections_refused.load(Relaxed),
+        );
+        counter(
+            "collector_events_refused_host_total",
+            "Events in batches refused because their host differs from the authenticated one.",
+            self.events_refused_host.load(Relaxed),
+        );
+        counter(
+            "collector_untracked_sensor_batches_total",
+            "Stored batches of sensors beyond the per-sensor series limit.",
+            self.untracked_sensor_batches.load(Relaxed),
         );
         counter(
             "collector_streams_total",
@@ -232,5 +262,19 @@ mod tests {
         );
         assert_eq!(m.sensor("s1").unwrap().events, 10);
         assert_eq!(m.rejected_total(), 1);
+    }
+
+    #[test]
+    fn the_per_sensor_map_is_bounded() {
+        let m = Metrics::default();
+        for i in 0..MAX_SENSORS + 5 {
+            m.batch_stored(&format!("s{i}"), "h", 1, 0, 0, 0);
+        }
+        assert_eq!(lock(&m.sensors).len(), MAX_SENSORS);
+        assert_eq!(m.untracked_sensor_batches.load(Relaxed), 5);
+        assert_eq!(m.events_stored.load(Relaxed), MAX_SENSORS as u64 + 5);
+        // A known sensor keeps being counted.
+        m.batch_stored("s0", "h", 1, 0, 0, 0);
+        assert_eq!(m.sensor("s0").unwrap().events, 2);
     }
 }

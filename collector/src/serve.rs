@@ -5,19 +5,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sensor_proto::v1::ingest_server::IngestServer;
-use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::codec::CompressionEncoding;
+use tokio::sync::{watch, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::{CollectorConfig, ConfigError};
+use crate::ingest_svc::IngestServer;
 use crate::jetstream::{self, publish::Publisher};
+use crate::listen::{self, ListenAddr, Listener};
 use crate::metrics::Metrics;
 use crate::server::IngestService;
 use crate::sink::Sink;
 use crate::store::{self, writer::Writer, StoreError, Synchronous};
 use crate::validate::Limits;
+use crate::wire_scan::ScanLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -32,12 +33,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] listen::ListenError),
     #[error(transparent)]
     Metrics(#[from] crate::http::HttpError),
     #[error("TLS setup: {0}")]
@@ -104,9 +101,10 @@ async fn open_sink(cfg: &CollectorConfig) -> Result<(Sink, Opened), ServeError> 
 }
 
 /// Where the servers listen once bound (port 0 in the config picks a free port).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Bound {
-    pub grpc: SocketAddr,
+    /// `host:port`, or `unix:/path` in local mode.
+    pub grpc: String,
     pub metrics: Option<SocketAddr>,
 }
 
@@ -124,7 +122,9 @@ fn tls_config(cfg: &CollectorConfig) -> Result<Option<ServerTlsConfig>, ServeErr
         return Ok(None);
     };
     let identity = Identity::from_pem(read("certificate", cert)?, read("key", key)?);
-    let mut tls = ServerTlsConfig::new().identity(identity);
+    let mut tls = ServerTlsConfig::new()
+        .identity(identity)
+        .timeout(Duration::from_secs(cfg.server.tls_handshake_timeout_secs));
     if let Some(ca) = &t.client_ca_file {
         tls = tls
             .client_ca_root(Certificate::from_pem(read("client CA", ca)?))
@@ -144,16 +144,17 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: cfg.server.listen.clone(),
-            source,
-        })?;
-    let grpc = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: cfg.server.listen.clone(),
-        source,
-    })?;
+    let want = cfg.server.max_connections as u64 + 256;
+    let fds = listen::raise_fd_limit(want);
+    if fds < want {
+        tracing::warn!(
+            open_files = fds,
+            max_connections = cfg.server.max_connections,
+            "the open-file limit is below server.max_connections + 256; raise LimitNOFILE"
+        );
+    }
+    let listener = Listener::bind(&ListenAddr::parse(&cfg.server.listen)).await?;
+    let grpc = listener.describe();
     let metrics_task = if cfg.metrics.listen.is_empty() {
         None
     } else {
@@ -171,12 +172,16 @@ pub async fn serve(
         },
         max_message_bytes: cfg.server.max_message_bytes,
         shutdown: stop_rx.clone(),
+        inflight: Arc::new(Semaphore::new(cfg.server.max_inflight_events)),
     };
-    let service = IngestServer::new(svc)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(cfg.server.max_message_bytes);
+    let scan = ScanLimits {
+        max_events: cfg.server.max_batch_events as usize,
+        max_elements: cfg.server.max_message_elements,
+    };
+    let service = IngestServer::new(svc, scan, cfg.server.max_message_bytes);
 
-    let mut builder = Server::builder();
+    let mut builder =
+        Server::builder().max_concurrent_streams(Some(cfg.server.max_streams_per_connection));
     if cfg.server.keepalive_secs > 0 {
         builder = builder
             .http2_keepalive_interval(Some(Duration::from_secs(cfg.server.keepalive_secs)))
@@ -188,7 +193,7 @@ pub async fn serve(
         builder = builder.tls_config(tls).map_err(ServeError::Tls)?;
     }
     let bound = Bound {
-        grpc,
+        grpc: grpc.clone(),
         metrics: metrics_task.as_ref().and_then(|(a, _)| *a),
     };
     tracing::info!(
@@ -202,12 +207,21 @@ pub async fn serve(
     on_ready(bound);
 
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
-        async move {
-            let _ = server_stop_rx.await;
-        },
-    ));
+    let stop = async move {
+        let _ = server_stop_rx.await;
+    };
+    let max_conn = cfg.server.max_connections;
+    let router = builder.add_service(service);
+    let server = match listener {
+        Listener::Tcp(l) => tokio::spawn(router.serve_with_incoming_shutdown(
+            ReceiverStream::new(listen::tcp_incoming(l, max_conn, metrics.clone())),
+            stop,
+        )),
+        Listener::Unix(l, _) => tokio::spawn(router.serve_with_incoming_shutdown(
+            ReceiverStream::new(listen::unix_incoming(l, max_conn, metrics.clone())),
+            stop,
+        )),
+    };
     shutdown.await;
     tracing::info!("collector stopping");
     // Open streams end first (they would keep a graceful HTTP/2 shutdown waiting), then the

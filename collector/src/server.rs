@@ -9,13 +9,23 @@ use sensor_proto::v1::{
     collector_message, ingest_server::Ingest, sensor_message, Ack, CollectorMessage,
     ProtocolVersion, SensorMessage, Welcome,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::metrics::Metrics;
+use crate::peer::Peer;
 use crate::sink::{Receipt, Sink};
-use crate::validate::{check_id, validate_batch, BatchError, Limits};
+use crate::validate::{check_event_hosts, check_hello, validate_batch, BatchError, Limits};
+
+/// What a stream's Hello established.
+struct Sensor {
+    /// The id the sensor gave.
+    sensor_id: String,
+    /// The id its batches are stored and de-duplicated under (qualified by the peer).
+    storage_id: String,
+    host: String,
+}
 
 /// Batches of one stream waiting for their commit, acknowledged in this order.
 const MAX_PENDING: usize = 64;
@@ -28,6 +38,8 @@ pub struct IngestService {
     pub max_message_bytes: usize,
     /// Turns true when the collector stops: open streams end with UNAVAILABLE.
     pub shutdown: watch::Receiver<bool>,
+    /// Events decoded and not yet stored, over all streams (`server.max_inflight_events`).
+    pub inflight: Arc<Semaphore>,
 }
 
 type Out = mpsc::Sender<Result<CollectorMessage, Status>>;
@@ -39,6 +51,8 @@ enum Pending {
         host: String,
         newest_event_ns: i64,
         rx: Receipt,
+        /// Its share of the in-flight budget, returned once it is stored (or failed).
+        _permit: OwnedSemaphorePermit,
     },
     Fail(Status),
 }
@@ -51,10 +65,14 @@ impl Ingest for IngestService {
         &self,
         request: Request<Streaming<SensorMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let peer = request
-            .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "unknown".into());
+        let auth = Peer::of(&request).map_err(|e| {
+            self.metrics.reject("bad_certificate");
+            Status::unauthenticated(e.to_string())
+        })?;
+        let peer = match request.remote_addr() {
+            Some(a) => format!("{a} ({})", auth.describe()),
+            None => auth.describe(),
+        };
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(MAX_PENDING * 2);
         let svc = self.clone();
@@ -62,7 +80,7 @@ impl Ingest for IngestService {
             svc.metrics.streams_active.fetch_add(1, Relaxed);
             svc.metrics.streams_total.fetch_add(1, Relaxed);
             tracing::info!(%peer, "sensor stream opened");
-            svc.handle(inbound, tx, &peer).await;
+            svc.handle(inbound, tx, &peer, &auth).await;
             svc.metrics.streams_active.fetch_sub(1, Relaxed);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -75,10 +93,23 @@ pub fn inbound_error_status(status: &Status) -> Option<(Status, &'static str)> {
     match status.code() {
         Code::OutOfRange | Code::ResourceExhausted => Some((
             Status::resource_exhausted(format!("rejected message: {}", status.message())),
-            "too_large",
+            // The bounded decoder's counts (see `ingest_svc::scan_status`), or the size.
+            if status
+                .message()
+                .starts_with(crate::ingest_svc::COUNT_REJECTED)
+            {
+                "too_many_events"
+            } else {
+                "too_large"
+            },
         )),
         Code::Internal => Some((
             Status::invalid_argument(format!("malformed message: {}", status.message())),
+            "malformed",
+        )),
+        // The bounded decoder's own verdict (see `ingest_svc`), already worded.
+        Code::InvalidArgument => Some((
+            Status::invalid_argument(status.message().to_string()),
             "malformed",
         )),
         _ => None,
@@ -86,7 +117,13 @@ pub fn inbound_error_status(status: &Status) -> Option<(Status, &'static str)> {
 }
 
 impl IngestService {
-    async fn handle(&self, mut inbound: Streaming<SensorMessage>, out: Out, peer: &str) {
+    async fn handle(
+        &self,
+        mut inbound: Streaming<SensorMessage>,
+        out: Out,
+        peer: &str,
+        auth: &Peer,
+    ) {
         let welcome = CollectorMessage {
             msg: Some(collector_message::Msg::Welcome(Welcome {
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -100,7 +137,7 @@ impl IngestService {
         }
         let (pend_tx, pend_rx) = mpsc::channel(MAX_PENDING);
         let acker = tokio::spawn(ack_loop(pend_rx, out.clone(), self.metrics.clone()));
-        let mut sensor: Option<(String, String)> = None; // (sensor_id, host)
+        let mut sensor: Option<Sensor> = None;
         let mut shutdown = self.shutdown.clone();
         loop {
             let msg = tokio::select! {
@@ -115,7 +152,7 @@ impl IngestService {
             let fail = match msg {
                 Ok(Some(SensorMessage {
                     msg: Some(sensor_message::Msg::Hello(h)),
-                })) => match self.hello(h, sensor.as_ref(), peer).await {
+                })) => match self.hello(h, sensor.as_ref(), peer, auth).await {
                     Ok(s) => {
                         sensor = Some(s);
                         continue;
@@ -125,13 +162,40 @@ impl IngestService {
                 Ok(Some(SensorMessage {
                     msg: Some(sensor_message::Msg::Batch(b)),
                 })) => {
-                    let id = sensor.as_ref().map(|s| s.0.as_str());
-                    match validate_batch(&b, id, self.limits) {
+                    let id = sensor.as_ref().map(|s| s.sensor_id.as_str());
+                    // With a certificate, every event must carry its host; the local root
+                    // sensor is trusted, and an unauthenticated one is kept apart by its
+                    // storage id.
+                    let checked = validate_batch(&b, id, self.limits).and_then(|()| {
+                        let Some(host) = auth.host() else {
+                            return Ok(());
+                        };
+                        check_event_hosts(&b, host).map_err(|(e, n)| {
+                            self.metrics
+                                .events_refused_host
+                                .fetch_add(n as u64, Relaxed);
+                            e
+                        })
+                    });
+                    match checked {
                         Ok(()) => {
+                            let mut b = b;
                             let newest_event_ns =
                                 b.events.iter().map(|e| e.time_unix_ns).max().unwrap_or(0);
-                            let host = sensor.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+                            let s = sensor.as_ref().expect("checked above");
+                            let host = s.host.clone();
+                            b.sensor_id = s.storage_id.clone();
                             let (batch_id, sensor_id) = (b.batch_id, b.sensor_id.clone());
+                            // Waits (reading nothing more from this stream) while other
+                            // batches use up the budget.
+                            let Ok(permit) = self
+                                .inflight
+                                .clone()
+                                .acquire_many_owned(b.events.len() as u32)
+                                .await
+                            else {
+                                break;
+                            };
                             let rx = match self.sink.submit(b, now_ns()).await {
                                 Ok(rx) => rx,
                                 Err(e) => {
@@ -152,6 +216,7 @@ impl IngestService {
                                 host,
                                 newest_event_ns,
                                 rx,
+                                _permit: permit,
                             };
                             if pend_tx.send(p).await.is_err() {
                                 break;
@@ -187,18 +252,18 @@ impl IngestService {
 
     async fn hello(
         &self,
-        h: sensor_proto::v1::Hello,
-        current: Option<&(String, String)>,
+        mut h: sensor_proto::v1::Hello,
+        current: Option<&Sensor>,
         peer: &str,
-    ) -> Result<(String, String), (Status, &'static str)> {
+        auth: &Peer,
+    ) -> Result<Sensor, (Status, &'static str)> {
         let bad = |e: BatchError| (e.status(), e.reason());
-        check_id("sensor_id", &h.sensor_id).map_err(bad)?;
-        check_id("boot_id", &h.boot_id).map_err(bad)?;
-        if let Some((id, _)) = current {
-            if *id != h.sensor_id {
+        check_hello(&h, auth.host()).map_err(bad)?;
+        if let Some(s) = current {
+            if s.sensor_id != h.sensor_id {
                 return Err(bad(BatchError::SensorMismatch {
                     batch: h.sensor_id.clone(),
-                    hello: id.clone(),
+                    hello: s.sensor_id.clone(),
                 }));
             }
         }
@@ -213,7 +278,13 @@ impl IngestService {
         }
         tracing::info!(%peer, sensor_id = %h.sensor_id, host = %h.host, version = %h.version,
             kernel = %h.kernel, mode = %h.mode, "sensor hello");
-        let s = (h.sensor_id.clone(), h.host.clone());
+        let s = Sensor {
+            sensor_id: h.sensor_id.clone(),
+            storage_id: auth.storage_id(&h.sensor_id),
+            host: h.host.clone(),
+        };
+        // The stored record is the identity's own: another identity's Hello cannot touch it.
+        h.sensor_id = s.storage_id.clone();
         self.sink
             .record_hello(h, now_ns())
             .await
@@ -231,6 +302,7 @@ async fn ack_loop(mut pending: mpsc::Receiver<Pending>, out: Out, metrics: Arc<M
                 host,
                 newest_event_ns,
                 rx,
+                _permit,
             } => match rx.await {
                 Ok(o) => {
                     metrics.batch_stored(
@@ -302,6 +374,9 @@ mod tests {
         let (s, _) = inbound_error_status(&Status::internal("failed to decode")).unwrap();
         assert_eq!(s.code(), Code::InvalidArgument);
         assert!(s.message().starts_with("malformed message"));
+        let (s, r) =
+            inbound_error_status(&Status::invalid_argument("malformed message: x")).unwrap();
+        assert_eq!((s.code(), r), (Code::InvalidArgument, "malformed"));
         assert!(inbound_error_status(&Status::cancelled("gone")).is_none());
         assert!(inbound_error_status(&Status::unknown("h2 reset")).is_none());
     }

@@ -124,7 +124,8 @@ async fn ingest_dedup_query_sessions_metrics() {
     let ls = query(&c.db, &["--text", "pass wd"]);
     assert_eq!(ls.len(), 1);
     let mut expected = event_to_json(&first[2]);
-    expected["sensor_id"] = Value::from("sensor-a");
+    // Sent over plaintext loopback TCP: stored under the unauthenticated identity.
+    expected["sensor_id"] = Value::from("sensor-a@unauthenticated:");
     expected["boot_id"] = Value::from("boot-1");
     assert_eq!(ls[0], expected);
 
@@ -197,7 +198,9 @@ async fn ingest_dedup_query_sessions_metrics() {
     assert!(m.contains("collector_events_duplicate_total 6"), "{m}");
     assert!(m.contains("collector_events_stored_total 9"), "{m}");
     assert!(
-        m.contains("collector_sensor_lag_seconds{sensor_id=\"sensor-a\",host=\"web1\"}"),
+        m.contains(
+            "collector_sensor_lag_seconds{sensor_id=\"sensor-a@unauthenticated:\",host=\"web1\"}"
+        ),
         "{m}"
     );
     assert!(m.contains("collector_streams_active 2"), "{m}");

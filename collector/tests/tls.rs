@@ -27,12 +27,12 @@ async fn tls_and_required_client_cert() {
         .await
         .unwrap();
     let mut s = raw::open(ch).await.unwrap();
-    s.send_hello(hello("s", "b", "h")).await;
+    s.send_hello(hello("s", "b", certs::CLIENT_HOST)).await;
     s.send_batch(batch(
         "s",
         "b",
         1,
-        vec![exec_event(1, "h", 1, None, &["x"])],
+        vec![exec_event(1, certs::CLIENT_HOST, 1, None, &["x"])],
     ))
     .await;
     assert_eq!(s.next_ack().await.unwrap().stored, 1);

@@ -34,7 +34,7 @@ enum Command {
         /// auto (probe and choose), ebpf or audit. Overrides the config file.
         #[arg(long)]
         mode: Option<String>,
-        /// `json` or `-` for stdout, a file path, or `grpc://host:port` / `https://host:port` to
+        /// `json` or `-` for stdout, a file path, or `unix:/path` / `grpc://host:port` / `https://host:port` to
         /// ship to a collector. Overrides the config file.
         #[arg(long)]
         output: Option<String>,
@@ -137,7 +137,7 @@ fn main() -> anyhow::Result<()> {
                 cfg.sensor.mode = m;
             }
             if let Some(o) = output {
-                if ["grpc://", "grpcs://", "https://", "http://"]
+                if ["grpc://", "grpcs://", "https://", "http://", "unix:"]
                     .iter()
                     .any(|p| o.starts_with(p))
                 {

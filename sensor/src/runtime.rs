@@ -308,7 +308,8 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let sink = if cfg.output.target == "grpc" {
         // Fail fast on TLS files, spool directory and the plaintext policy.
         cfg.ship.check()?;
-        let (c, st, ship_cfg) = (counters.clone(), ship_stats.clone(), cfg.ship.clone());
+        let (c, st, mut ship_cfg) = (counters.clone(), ship_stats.clone(), cfg.ship.clone());
+        ship_cfg.host = host.clone();
         tracing::info!(address = %cfg.ship.address, "shipping to the collector");
         tokio::spawn(async move {
             if let Err(e) = crate::ship::run_shipper(rx, ship_cfg, c, st, ship_stop_rx).await {

@@ -22,8 +22,12 @@ fn shipped_config_loads_and_validates() {
 #[test]
 fn shipped_config_differs_from_defaults_only_where_intended() {
     let mut cfg = shipped();
-    assert!(cfg.ship.allow_plaintext_loopback);
+    // Local mode: the collector's root-only Unix socket, no TCP, no plaintext allowance.
+    assert_eq!(
+        cfg.ship.address,
+        "unix:/run/sensor-collector/collector.sock"
+    );
+    assert!(!cfg.ship.allow_plaintext_loopback);
     cfg.output.target = Config::default().output.target;
-    cfg.ship.allow_plaintext_loopback = false;
     assert_eq!(cfg, Config::default());
 }

@@ -45,7 +45,9 @@ async fn round_trip_fields_intact() {
     for (i, s) in stored.iter().enumerate() {
         let mut expected = serde_json::to_value(&sent[i]).unwrap();
         expected["seq"] = serde_json::Value::from(i as u64 + 1);
-        expected["sensor_id"] = serde_json::Value::from(sensor_id.trim());
+        // Plaintext loopback TCP: the collector stores it under the unauthenticated identity.
+        expected["sensor_id"] =
+            serde_json::Value::from(format!("{}@unauthenticated:", sensor_id.trim()));
         expected["boot_id"] = serde_json::Value::from(sensor::ship::ids::boot_id());
         assert_eq!(stored_json(s), expected, "event {i}");
     }

@@ -42,6 +42,7 @@ async fn wrong_ca_and_missing_client_cert_are_refused() {
             key_file: Some(pki.server_key.clone()),
             client_ca_file: Some(pki.ca.clone()),
             require_client_cert: true,
+            allow_anonymous_clients: false,
         }),
     );
     let marker = format!("tls{}", std::process::id());
@@ -50,6 +51,7 @@ async fn wrong_ca_and_missing_client_cert_are_refused() {
         ca_file: Some(ca.to_path_buf()),
         drain_timeout_secs: 1,
         server_name: "localhost".into(),
+        host: certs::CLIENT_HOST.into(),
         ..ship_cfg(&spool, &format!("grpcs://{}", col.addr))
     };
 

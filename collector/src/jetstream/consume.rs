@@ -22,7 +22,7 @@ use crate::config::CollectorConfig;
 use crate::metrics::Metrics;
 use crate::server::now_ns;
 use crate::store::{self, writer::Writer, Synchronous};
-use crate::validate::{check_id, validate_batch, Limits};
+use crate::validate::{check_storage_id, validate_batch, Limits};
 
 /// What one `consume` run did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -270,7 +270,7 @@ async fn store_and_ack(
         };
         if m.subject.as_str().ends_with(".sensor_hello") {
             match Hello::decode(m.payload.as_ref()) {
-                Ok(h) if check_id("sensor_id", &h.sensor_id).is_ok() => {
+                Ok(h) if check_storage_id(&h.sensor_id).is_ok() => {
                     writer.record_hello(h, now_ns()).await?;
                 }
                 Ok(_) => {

@@ -4,7 +4,9 @@
 //! - Subject: `<prefix>.<host>.<kind>`, each token sanitised (no `.`, spaces, `*`, `>` or
 //!   control characters), so consumers can filter by host or kind with NATS wildcards.
 //! - Message id (`Nats-Msg-Id`, JetStream's de-duplication key), derived from
-//!   (sensor id, boot id, seq):
+//!   (sensor id, boot id, seq), where the sensor id is the storage id the collector gave the
+//!   batch (qualified by the stream's authenticated identity, see `peer::Peer::storage_id`),
+//!   so one identity's messages never share an id with another's:
 //!   - per event: `<sensor>:<boot>:<seq>`;
 //!   - per group: `<sensor>:<boot>:<first>-<last>:<count>:<digest>`, where the group is a
 //!     set of events of one (host, kind) from one batch and `digest` is FNV-1a over their

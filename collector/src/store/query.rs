@@ -109,7 +109,15 @@ pub fn build_sql(f: &Filter) -> (String, Vec<Value>) {
         );
     }
     if let Some(s) = &f.sensor_id {
-        push("s.sensor_id = #", vec![Value::Text(s.clone())], &mut params);
+        // The stored id, or the sensor's own id under any identity (`<id>@<identity>`).
+        push(
+            "(s.sensor_id = # OR s.sensor_id LIKE # ESCAPE '\\')",
+            vec![
+                Value::Text(s.clone()),
+                Value::Text(format!("{}@%", like_escape(s))),
+            ],
+            &mut params,
+        );
     }
     if !conds.is_empty() {
         sql.push_str(" WHERE ");
@@ -193,8 +201,13 @@ mod tests {
         assert!(sql.contains("(e.uid = ?7 OR e.auid = ?8)"), "{sql}");
         assert!(sql.contains("e.text LIKE ?10 ESCAPE"), "{sql}");
         assert!(sql.contains("e.session IS NOT NULL"), "{sql}");
-        assert!(sql.contains("DESC LIMIT ?12"), "{sql}");
-        assert_eq!(p.len(), 12);
+        assert!(
+            sql.contains("(s.sensor_id = ?11 OR s.sensor_id LIKE ?12 ESCAPE"),
+            "{sql}"
+        );
+        assert_eq!(p[11], Value::Text("s@%".into()));
+        assert!(sql.contains("DESC LIMIT ?13"), "{sql}");
+        assert_eq!(p.len(), 13);
         assert_eq!(p[9], Value::Text("%50\\%\\_x%".into()));
         let (sql, p) = build_sql(&Filter {
             user: Some("alice".into()),

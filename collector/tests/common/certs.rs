@@ -1,11 +1,15 @@
-//! A CA, a server certificate (localhost, 127.0.0.1, ::1) and a client certificate, as PEM
-//! files in a directory.
+//! A CA, a server certificate (localhost, 127.0.0.1, ::1) and a client certificate (for host
+//! [`CLIENT_HOST`], the sensor identity the collector reads from it), as PEM files in a
+//! directory.
 use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
+
+/// The host the client certificate names (its DNS subject alternative name).
+pub const CLIENT_HOST: &str = "synthetic-host";
 
 pub struct Pki {
     pub ca: PathBuf,
@@ -43,7 +47,11 @@ pub fn make(dir: &Path, tag: &str) -> Pki {
         "collector",
         ExtendedKeyUsagePurpose::ServerAuth,
     );
-    let (cc, ck) = leaf(vec![], "sensor", ExtendedKeyUsagePurpose::ClientAuth);
+    let (cc, ck) = leaf(
+        vec![CLIENT_HOST.into()],
+        "sensor",
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
     let w = |name: &str, data: &str| {
         let p = dir.join(format!("{tag}-{name}"));
         std::fs::write(&p, data).unwrap();

@@ -2,6 +2,7 @@
 //! binary as a child process, synthetic events, a raw gRPC client, and test certificates.
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod certs;
 pub mod fleet;
 pub mod nats;

@@ -50,6 +50,8 @@ pub struct Target {
     pub host: String,
     pub port: u16,
     pub tls: bool,
+    /// Local mode: the collector's Unix socket (host and port are then unused).
+    pub unix: Option<std::path::PathBuf>,
 }
 
 /// True for 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`.
@@ -86,6 +88,17 @@ impl Target {
             addr: addr.to_string(),
             reason: reason.to_string(),
         };
+        if let Some(path) = addr.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(bad("unix: needs an absolute socket path"));
+            }
+            return Ok(Target {
+                host: "localhost".into(),
+                port: 0,
+                tls: false,
+                unix: Some(path.into()),
+            });
+        }
         let (scheme, rest) = match addr.split_once("://") {
             Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
             None => (None, addr),
@@ -128,10 +141,18 @@ impl Target {
                 addr: addr.to_string(),
             });
         }
-        Ok(Target { host, port, tls })
+        Ok(Target {
+            host,
+            port,
+            tls,
+            unix: None,
+        })
     }
 
     pub fn uri(&self) -> String {
+        if let Some(p) = &self.unix {
+            return format!("unix:{}", p.display());
+        }
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}:{}", self.host, self.port)
     }
@@ -195,7 +216,13 @@ pub fn endpoint(
     tls: Option<&TlsFiles>,
 ) -> Result<Endpoint, ClientError> {
     let connect_timeout = Duration::from_secs(cfg.connect_timeout_secs.max(1));
-    let mut ep = Endpoint::from_shared(target.uri())
+    let uri = if target.unix.is_some() {
+        // Only the authority of the request; the connection is the Unix socket.
+        "http://localhost".to_string()
+    } else {
+        target.uri()
+    };
+    let mut ep = Endpoint::from_shared(uri)
         .map_err(|e| ClientError::Address {
             addr: cfg.address.clone(),
             reason: e.to_string(),
@@ -467,6 +494,8 @@ pub struct Link {
     pub uri: String,
     pub tls: bool,
     pub endpoint: Endpoint,
+    /// Local mode: connect to this socket (after its checks) instead of `uri`.
+    pub unix: Option<std::path::PathBuf>,
 }
 
 /// Which collector to try: stays on one while it works, moves to the next (wrapping
@@ -517,10 +546,15 @@ pub async fn run_link(
     let mut attempt: u64 = 0;
     loop {
         attempt += 1;
-        let Link { uri, tls, endpoint } = &links[rotation.current()];
+        let Link {
+            uri,
+            tls,
+            endpoint,
+            unix,
+        } = &links[rotation.current()];
         let tls = *tls;
         let started = Instant::now();
-        let (phase, error) = match open_stream(&cfg, endpoint).await {
+        let (phase, error) = match open_stream(&cfg, endpoint, unix.as_deref()).await {
             Ok((tx, mut inbound)) => {
                 if events.send(LinkEvent::Up(tx)).await.is_err() {
                     return;
@@ -597,11 +631,24 @@ const STREAM_PATH: &str = "/sensor.v1.Ingest/Stream";
 async fn open_stream(
     cfg: &ShipConfig,
     endpoint: &Endpoint,
+    unix: Option<&std::path::Path>,
 ) -> Result<(mpsc::Sender<Outbound>, Inbound), (Phase, String)> {
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| (Phase::Connect, error_chain(&e)))?;
+    let channel = match unix {
+        None => endpoint.connect().await,
+        Some(p) => {
+            let p = p.to_path_buf();
+            endpoint
+                .connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
+                    let p = p.clone();
+                    async move {
+                        let s = super::local::connect(p).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+                    }
+                }))
+                .await
+        }
+    }
+    .map_err(|e| (Phase::Connect, error_chain(&e)))?;
     let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(4 * 1024 * 1024);
     if cfg.compression == "gzip" {
         grpc = grpc.send_compressed(CompressionEncoding::Gzip);

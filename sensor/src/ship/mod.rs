@@ -18,6 +18,7 @@
 //! - [`stage`]: [`stage::run_shipper`], the pipeline stage the runtime spawns.
 pub mod client;
 pub mod ids;
+pub mod local;
 pub mod proto_conv;
 pub mod spool;
 pub mod stage;
@@ -46,8 +47,10 @@ pub enum ShipError {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShipConfig {
-    /// Collector address: `host:port`, `grpc://host:port`, `https://host:port` (TLS), or
-    /// `http://host:port` (plaintext, loopback only, see `allow_plaintext_loopback`).
+    /// Collector address: `unix:/path` (local mode, the default: the collector's socket on
+    /// this host, checked to be root's before anything is sent), `host:port`,
+    /// `grpc://host:port`, `https://host:port` (TLS), or `http://host:port` (plaintext,
+    /// loopback only, see `allow_plaintext_loopback`).
     pub address: String,
     /// Other collectors, tried in order after `address` when a connection attempt fails or
     /// the stream breaks (fleet mode: stateless collectors in front of JetStream). Still
@@ -63,6 +66,10 @@ pub struct ShipConfig {
     pub server_name: String,
     /// Allow plaintext gRPC, and only to a loopback address (127.0.0.0/8, ::1, localhost).
     pub allow_plaintext_loopback: bool,
+    /// The host the Hello names (set by the runtime from `sensor.host`; empty means the
+    /// kernel's hostname). With mutual TLS it must be the host of the client certificate.
+    #[serde(skip)]
+    pub host: String,
     /// Spool directory (segments, the sensor id, the seq reservation).
     pub spool_dir: PathBuf,
     /// Spool bound in bytes; when full the oldest segments are evicted (counted as drops).
@@ -104,13 +111,14 @@ pub struct ShipConfig {
 impl Default for ShipConfig {
     fn default() -> Self {
         Self {
-            address: "127.0.0.1:4317".into(),
+            address: "unix:/run/sensor-collector/collector.sock".into(),
             fallback_addresses: Vec::new(),
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
             server_name: String::new(),
             allow_plaintext_loopback: false,
+            host: String::new(),
             spool_dir: PathBuf::from("/var/lib/sensor/spool"),
             spool_max_bytes: 256 * 1024 * 1024,
             segment_bytes: 4 * 1024 * 1024,
@@ -226,6 +234,9 @@ pub struct ShipStats {
     /// Batches lost in corrupt or torn spool frames found at start (their event count is
     /// unknowable; a torn tail is the batch that was being written when the process died).
     pub spool_corrupt_batches: AtomicU64,
+    /// Acks for batch ids not in flight on the stream (never sent, or already acknowledged):
+    /// ignored, nothing is deleted.
+    pub acks_unknown: AtomicU64,
     last_error: Mutex<String>,
 }
 
@@ -260,6 +271,7 @@ impl ShipStats {
             ("spool_rescued_exits", self.rescued_exits.load(Relaxed)),
             ("ship_connects", self.connects.load(Relaxed)),
             ("ship_connect_failures", self.connect_failures.load(Relaxed)),
+            ("ship_acks_unknown", self.acks_unknown.load(Relaxed)),
         ]
     }
 
@@ -282,11 +294,24 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_round_trip() {
-        let mut d = ShipConfig::default();
-        // Defaults are plaintext to loopback, which needs the explicit opt-in.
-        assert!(d.validate().is_err());
-        d.allow_plaintext_loopback = true;
+        let d = ShipConfig::default();
+        // The default is the collector's local socket: valid without any opt-in.
+        assert!(d.address.starts_with("unix:/"));
         d.validate().unwrap();
+        // Plaintext loopback TCP needs the explicit opt-in.
+        let mut tcp = ShipConfig {
+            address: "127.0.0.1:4317".into(),
+            ..ShipConfig::default()
+        };
+        assert!(tcp.validate().is_err());
+        tcp.allow_plaintext_loopback = true;
+        tcp.validate().unwrap();
+        assert!(ShipConfig {
+            address: "unix:relative.sock".into(),
+            ..ShipConfig::default()
+        }
+        .validate()
+        .is_err());
         let text = toml::to_string_pretty(&d).unwrap();
         let back: ShipConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, d);

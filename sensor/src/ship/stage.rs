@@ -55,6 +55,7 @@ pub async fn run_shipper(
             uri: t.uri(),
             tls: t.tls,
             endpoint: client::endpoint(&cfg, t, files)?,
+            unix: t.unix.clone(),
         });
     }
     let dir = cfg.spool_dir.clone();
@@ -112,7 +113,11 @@ pub async fn run_shipper(
         sensor_id: sensor_id.clone(),
         boot_id: boot_id.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
-        host: crate::hostname::kernel_hostname(),
+        host: if cfg.host.is_empty() {
+            crate::hostname::kernel_hostname()
+        } else {
+            cfg.host.clone()
+        },
         kernel: String::new(),
         mode: String::new(),
         capabilities: Vec::new(),
@@ -426,9 +431,18 @@ impl Stage {
                 tracing::debug!(collector_version = %w.version, max_batch_events = w.max_batch_events, "collector welcome");
             }
             LinkEvent::Ack(a) => {
-                if let Some(pos) = self.in_flight.iter().position(|&id| id == a.batch_id) {
-                    self.in_flight.remove(pos);
-                }
+                // Only a batch sent on this stream and not yet acknowledged can be
+                // acknowledged: an ack for any other id (a collector impostor's, or a
+                // confused one's) deletes nothing and is counted.
+                let Some(pos) = self.in_flight.iter().position(|&id| id == a.batch_id) else {
+                    self.stats.acks_unknown.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        batch_id = a.batch_id,
+                        "ack for a batch id not in flight on this stream; ignored"
+                    );
+                    return;
+                };
+                self.in_flight.remove(pos);
                 match self.spool.ack(a.batch_id) {
                     Ok(Some(n)) => {
                         self.stats.batches_acked.fetch_add(1, Relaxed);

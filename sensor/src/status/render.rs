@@ -77,6 +77,13 @@ pub fn text(s: &Status, verdict: &Verdict) -> String {
                 "output: collector {} {state} (connects {}, failures {}, {} events acknowledged)",
                 c.address, c.connects, c.connect_failures, c.events_acked
             );
+            if c.acks_unknown > 0 {
+                let _ = writeln!(
+                    o,
+                    "  {} acks for batch ids never sent or already acknowledged (ignored)",
+                    c.acks_unknown
+                );
+            }
             if !c.connected && !c.last_error.is_empty() {
                 let _ = writeln!(o, "  last error: {}", c.last_error);
             }

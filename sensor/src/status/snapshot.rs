@@ -62,6 +62,8 @@ pub struct Collector {
     /// Age of the oldest batch not yet acknowledged (none when the spool is drained).
     pub spool_oldest_age_s: Option<f64>,
     pub events_acked: u64,
+    /// Acks for batch ids the sensor did not have in flight (ignored).
+    pub acks_unknown: u64,
 }
 
 /// Loss counters that grew between two readings.

@@ -102,6 +102,7 @@ impl StatusWriter {
                 spool_oldest_age_s: (oldest > 0)
                     .then(|| (unix_now() - oldest as f64 / 1000.0).max(0.0)),
                 events_acked: st.events_acked.load(Relaxed),
+                acks_unknown: st.acks_unknown.load(Relaxed),
             }
         });
         let mut s = Status {
