@@ -43,7 +43,7 @@ async fn round_trip_fields_intact() {
     stored.sort_by_key(index_of);
     let sensor_id = std::fs::read_to_string(spool.join("sensor_id")).unwrap();
     for (i, s) in stored.iter().enumerate() {
-        let mut expected = serde_json::to_value(&sent[i]).unwrap();
+        let mut expected = sent[i].to_json();
         expected["seq"] = serde_json::Value::from(i as u64 + 1);
         expected["sensor_id"] = serde_json::Value::from(sensor_id.trim());
         expected["boot_id"] = serde_json::Value::from(sensor::ship::ids::boot_id());
