@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::event::{Kind, Source};
 
 /// Every event kind, in the order of [`Counters::by_kind`] (the proto enum's list).
-pub const KINDS: [Kind; Kind::ALL.len()] = Kind::ALL;
+const KINDS: [Kind; Kind::ALL.len()] = Kind::ALL;
 
 fn kind_index(kind: Kind) -> usize {
     kind.index()
