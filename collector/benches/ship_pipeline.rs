@@ -42,7 +42,7 @@ fn conversion(n: u64) -> f64 {
     let events: Vec<Event> = (0..n).map(event).collect();
     let t = Instant::now();
     let mut bytes = 0usize;
-    for ev in &events {
+    for ev in events {
         bytes += event_to_proto(ev).encode_to_vec().len();
     }
     std::hint::black_box(bytes);
@@ -61,7 +61,7 @@ fn spool_only(n: u64) -> f64 {
         },
     )
     .unwrap();
-    let protos: Vec<_> = (0..n).map(|i| event_to_proto(&event(i))).collect();
+    let protos: Vec<_> = (0..n).map(|i| event_to_proto(event(i))).collect();
     let t = Instant::now();
     for (k, chunk) in protos.chunks(2000).enumerate() {
         let mut b = sensor_proto::v1::Batch {
@@ -87,7 +87,7 @@ fn store_only(n: u64, sync: &str) -> f64 {
     let (w, th) = Writer::spawn(conn, 50_000, dir.join("e.db")).unwrap();
     let protos: Vec<_> = (0..n)
         .map(|i| {
-            let mut p = event_to_proto(&event(i));
+            let mut p = event_to_proto(event(i));
             p.seq = i + 1;
             p
         })

@@ -453,7 +453,7 @@ fn run_query(a: QueryArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
     if a.json {
         for r in &rows {
-            writeln!(out, "{}", render::stored_json(r))?;
+            out.write_all(&render::stored_line(r))?;
         }
     } else {
         write!(out, "{}", render::table(&rows))?;

@@ -1,9 +1,9 @@
 //! Query output: a table for people, JSON lines (the sensor's event shape plus `sensor_id`
 //! and `boot_id`) for programs.
-use sensor_proto::json::event_to_json;
+use sensor_proto::json::{event_to_json, write_event_with};
 use sensor_proto::names::kind_name;
 use sensor_proto::time::format_rfc3339_nanos;
-use sensor_proto::v1::{Event, Kind};
+use sensor_proto::v1::{Event, Kind, Login};
 use serde_json::Value;
 
 use crate::store::query::Stored;
@@ -16,6 +16,19 @@ pub fn stored_json(s: &Stored) -> Value {
         m.insert("boot_id".into(), Value::String(s.boot_id.clone()));
     }
     v
+}
+
+/// One stored event as a JSON line, written by the sensor's own event writer (so the line is
+/// the sensor's `--output json` line of that event with `sensor_id` and `boot_id` appended).
+pub fn stored_line(s: &Stored) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let origin = [
+        ("sensor_id", s.sensor_id.as_str()),
+        ("boot_id", s.boot_id.as_str()),
+    ];
+    write_event_with(&s.event, &origin, &mut out);
+    out.push(b'\n');
+    out
 }
 
 /// `2024-05-01T12:00:00.123Z`: milliseconds are enough on a terminal.
@@ -34,6 +47,25 @@ pub fn shell_word(a: &str) -> String {
     } else {
         format!("'{}'", a.replace('\'', "'\\''"))
     }
+}
+
+/// `alice on pts/0 from host addr` (the parts that were recorded).
+pub fn login_text(l: &Login) -> String {
+    let mut s = format!("{} on {}", l.user, l.tty.as_deref().unwrap_or("?"));
+    let (host, addr) = (l.host.as_deref(), l.addr.as_deref());
+    let from: Vec<&str> = match (host, addr) {
+        (Some(h), Some(a)) if h == a => vec![h],
+        _ => host
+            .into_iter()
+            .chain(addr)
+            .filter(|x| !x.is_empty())
+            .collect(),
+    };
+    if !from.is_empty() {
+        s.push_str(" from ");
+        s.push_str(&from.join(" "));
+    }
+    s
 }
 
 pub fn command_line(ev: &Event) -> String {
@@ -86,13 +118,7 @@ pub fn detail(ev: &Event) -> String {
             None => String::new(),
         },
         Kind::Login | Kind::Logout | Kind::LoginFailed => match &ev.login {
-            Some(l) => {
-                let mut s = format!("{} on {}", l.user, l.tty);
-                if !l.host.is_empty() || !l.addr.is_empty() {
-                    s.push_str(&format!(" from {} {}", l.host, l.addr));
-                }
-                s.trim_end().to_string()
-            }
+            Some(l) => login_text(l),
             None => String::new(),
         },
         Kind::PrivilegeChange => match &ev.privilege {
@@ -111,8 +137,8 @@ pub fn detail(ev: &Event) -> String {
                 f.dst_addr,
                 f.dst_port,
                 f.state,
-                f.bytes_in,
-                f.bytes_out
+                f.bytes_in.map_or("?".into(), |b| b.to_string()),
+                f.bytes_out.map_or("?".into(), |b| b.to_string())
             ),
             None => String::new(),
         },
@@ -232,9 +258,12 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("TIME"));
         assert!(lines[1].contains("web1") && lines[1].contains("42"), "{t}");
-        let j = stored_json(&stored(exit));
+        let j = stored_json(&stored(exit.clone()));
         assert_eq!(j["sensor_id"], "s");
         assert_eq!(j["exit"]["signal"], 9);
+        let line = stored_line(&stored(exit));
+        assert_eq!(serde_json::from_slice::<Value>(&line).unwrap(), j);
+        assert!(line.ends_with(b"\"}\n"));
     }
 
     #[test]

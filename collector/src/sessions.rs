@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sensor_proto::v1::{Event, Kind};
 use serde_json::{json, Value};
 
-use crate::render::{command_line, short_time, stored_json};
+use crate::render::{command_line, login_text, short_time, stored_json};
 use crate::store::query::Stored;
 
 /// The kinds a timeline is made of.
@@ -85,17 +85,9 @@ pub fn render_text(sessions: &[Session<'_>]) -> String {
         ));
         match s.login.and_then(|l| l.event.login.as_ref().map(|x| (l, x))) {
             Some((st, l)) => o.push_str(&format!(
-                "  {}  login  {} on {}{}\n",
+                "  {}  login  {}\n",
                 short_time(st.event.time_unix_ns),
-                l.user,
-                l.tty,
-                if l.host.is_empty() && l.addr.is_empty() {
-                    String::new()
-                } else {
-                    format!(" from {} {}", l.host, l.addr)
-                        .trim_end()
-                        .to_string()
-                }
+                login_text(l)
             )),
             None => o.push_str("  (no login record for this session)\n"),
         }
@@ -170,7 +162,7 @@ mod tests {
             kind: Kind::Login as i32,
             login: Some(Login {
                 user: "alice".into(),
-                tty: "pts/0".into(),
+                tty: Some("pts/0".into()),
                 session: Some(5),
                 ..Default::default()
             }),

@@ -17,11 +17,12 @@ fn login_event(seq: u64, host: &str, user: &str, session: u32, pid: u32) -> pb::
         kind: pb::Kind::Login as i32,
         login: Some(pb::Login {
             user: user.into(),
-            tty: "pts/0".into(),
-            host: "laptop".into(),
-            addr: "192.0.2.7".into(),
+            tty: Some("pts/0".into()),
+            host: Some("laptop".into()),
+            addr: Some("192.0.2.7".into()),
             pid,
             session: Some(session),
+            session_key: None,
         }),
         ..Default::default()
     }

@@ -1,194 +1,396 @@
-//! An [`Event`] as the JSON object of the event model (docs/ARCHITECTURE.md#event-model): the
-//! same field names and the same presence rules as the sensor's `--output json` (absent
-//! optional fields are omitted or null exactly where the sensor omits them or writes null), so
-//! a JSON consumer cannot tell whether an event came through the collector or straight from
-//! the sensor.
-use serde_json::{json, Map, Value};
+//! The one JSON writer for events: an [`Event`] as the JSON object of the README's schema.
+//! The sensor's `--output json` and the collector's `query --json` both write through
+//! [`write_event`], so a JSON consumer cannot tell whether an event came through the
+//! collector or straight from the sensor. Times are integers until here and become RFC 3339
+//! text only in this writer.
+//!
+//! Presence rules: optional fields of the schema that are "unknown" are written as `null`
+//! (`auid`, `session`, `tty`, `exit.code`, the `login` strings, flow counters); optional
+//! details are omitted when absent (`tid`, `exe`, `argv`, `new_path`, ...); `argv_truncated`
+//! and `core_dumped` appear only when true. Object keys keep the order written here.
+use std::collections::BTreeMap;
 
-use crate::names::{kind_name, source_name};
+use serde::Serialize;
+use serde_json::Value;
+
 use crate::time::format_rfc3339_nanos;
 use crate::v1::{
     Ancestor, Connect, Event, Exit, File, Flow, Health, Kind, Login, Privilege, Process, Source,
 };
 
-pub fn event_to_json(ev: &Event) -> Value {
-    let mut m = Map::new();
-    m.insert("seq".into(), json!(ev.seq));
-    m.insert("time".into(), json!(format_rfc3339_nanos(ev.time_unix_ns)));
-    m.insert("host".into(), json!(ev.host));
+/// Appends `ev` as one JSON object (no newline) to `out`.
+pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
+    write_event_with(ev, &[], out);
+}
+
+/// [`write_event`] followed by extra top-level string fields (the collector adds
+/// `sensor_id` and `boot_id`).
+pub fn write_event_with(ev: &Event, extra: &[(&str, &str)], out: &mut Vec<u8>) {
+    let mut o = Obj::open(out);
+    o.num("seq", &ev.seq);
+    o.str("time", &format_rfc3339_nanos(ev.time_unix_ns));
+    o.str("host", &ev.host);
     let source = Source::try_from(ev.source).unwrap_or(Source::Unspecified);
-    m.insert("source".into(), json!(source_name(source)));
+    o.str("source", source.as_str());
     let kind = Kind::try_from(ev.kind).unwrap_or(Kind::Unspecified);
-    m.insert("kind".into(), json!(kind_name(kind)));
+    o.str("kind", kind.as_str());
     if let Some(p) = &ev.process {
-        m.insert("process".into(), process(p));
+        process(o.key("process"), p);
     }
     if let Some(x) = &ev.exit {
-        m.insert("exit".into(), exit(x));
+        exit(o.key("exit"), x);
     }
     if let Some(c) = &ev.connect {
-        m.insert("connect".into(), connect(c));
+        connect(o.key("connect"), c);
     }
     if let Some(h) = &ev.health {
-        m.insert("health".into(), health(h));
+        health(o.key("health"), h);
     }
     if let Some(f) = &ev.file {
-        m.insert("file".into(), file(f));
+        file(o.key("file"), f);
     }
     if let Some(l) = &ev.login {
-        m.insert("login".into(), login(l));
+        login(o.key("login"), l);
     }
     if let Some(p) = &ev.privilege {
-        m.insert("privilege".into(), privilege(p));
+        privilege(o.key("privilege"), p);
     }
     if let Some(f) = &ev.flow {
-        m.insert("flow".into(), flow(f));
+        flow(o.key("flow"), f);
     }
-    Value::Object(m)
+    for (k, v) in extra {
+        o.str(k, v);
+    }
+    o.close();
 }
 
-fn process(p: &Process) -> Value {
-    let mut m = Map::new();
-    m.insert("pid".into(), json!(p.pid));
-    if let Some(tid) = p.tid {
-        m.insert("tid".into(), json!(tid));
+/// The event as a JSON line (object plus `\n`).
+pub fn event_to_line(ev: &Event) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    write_event(ev, &mut out);
+    out.push(b'\n');
+    out
+}
+
+/// The event as a [`Value`] (for code that adds fields or compares), parsed from
+/// [`write_event`]'s output so there is still only one writer.
+pub fn event_to_json(ev: &Event) -> Value {
+    let mut out = Vec::with_capacity(512);
+    write_event(ev, &mut out);
+    // The writer emits only strings, integers, finite-or-null floats, arrays and objects.
+    serde_json::from_slice(&out).unwrap_or(Value::Null)
+}
+
+fn process(out: &mut Vec<u8>, p: &Process) {
+    let Process {
+        pid,
+        tid,
+        ppid,
+        start_time_unix_ns,
+        start_boottime_ns,
+        uid,
+        euid,
+        gid,
+        egid,
+        auid,
+        session,
+        tty,
+        comm,
+        exe,
+        cwd,
+        argv,
+        cgroup_id,
+        container_id,
+        ancestors,
+        incomplete,
+        user,
+        filename,
+    } = p;
+    let mut o = Obj::open(out);
+    o.num("pid", pid);
+    if let Some(tid) = tid {
+        o.num("tid", tid);
     }
-    m.insert("ppid".into(), json!(p.ppid));
-    m.insert(
-        "start_time".into(),
-        json!(p
-            .start_time_unix_ns
-            .map(format_rfc3339_nanos)
-            .unwrap_or_default()),
-    );
-    m.insert("start_boottime_ns".into(), json!(p.start_boottime_ns));
-    m.insert("uid".into(), json!(p.uid));
-    m.insert("euid".into(), json!(p.euid));
-    m.insert("gid".into(), json!(p.gid));
-    m.insert("egid".into(), json!(p.egid));
-    m.insert("auid".into(), json!(p.auid));
-    m.insert("session".into(), json!(p.session));
-    m.insert("tty".into(), json!(p.tty));
-    m.insert("comm".into(), json!(p.comm));
-    if let Some(exe) = &p.exe {
-        m.insert("exe".into(), json!(exe));
+    o.num("ppid", ppid);
+    // Empty text when unknown (audit has no start time).
+    let start = start_time_unix_ns.map(format_rfc3339_nanos);
+    o.str("start_time", start.as_deref().unwrap_or(""));
+    o.num("start_boottime_ns", start_boottime_ns);
+    o.num("uid", uid);
+    o.num("euid", euid);
+    o.num("gid", gid);
+    o.num("egid", egid);
+    o.num("auid", auid);
+    o.num("session", session);
+    o.num("tty", tty);
+    o.str("comm", comm);
+    if let Some(exe) = exe {
+        o.str("exe", exe);
     }
-    if let Some(f) = &p.filename {
-        m.insert("filename".into(), json!(f));
+    if let Some(f) = filename {
+        o.str("filename", f);
     }
-    if let Some(cwd) = &p.cwd {
-        m.insert("cwd".into(), json!(cwd));
+    if let Some(cwd) = cwd {
+        o.str("cwd", cwd);
     }
-    if let Some(argv) = &p.argv {
-        m.insert("argv".into(), json!(argv.args));
+    if let Some(argv) = argv {
+        o.num("argv", &argv.args);
         if argv.truncated {
-            m.insert("argv_truncated".into(), json!(true));
+            o.num("argv_truncated", &true);
         }
     }
-    m.insert("cgroup_id".into(), json!(p.cgroup_id));
-    m.insert("container_id".into(), json!(p.container_id));
-    m.insert(
-        "ancestors".into(),
-        Value::Array(p.ancestors.iter().map(ancestor).collect()),
-    );
-    if !p.incomplete.is_empty() {
-        m.insert("incomplete".into(), json!(p.incomplete));
+    o.num("cgroup_id", cgroup_id);
+    o.str("container_id", container_id);
+    let list = o.key("ancestors");
+    list.push(b'[');
+    for (i, a) in ancestors.iter().enumerate() {
+        if i > 0 {
+            list.push(b',');
+        }
+        ancestor(list, a);
     }
-    if let Some(user) = &p.user {
-        m.insert("user".into(), json!(user));
+    list.push(b']');
+    if !incomplete.is_empty() {
+        o.num("incomplete", incomplete);
     }
-    Value::Object(m)
+    if let Some(user) = user {
+        o.str("user", user);
+    }
+    o.close();
 }
 
-fn ancestor(a: &Ancestor) -> Value {
-    json!({"pid": a.pid, "comm": a.comm, "exe": a.exe})
+fn ancestor(out: &mut Vec<u8>, a: &Ancestor) {
+    let Ancestor { pid, comm, exe } = a;
+    let mut o = Obj::open(out);
+    o.num("pid", pid);
+    o.str("comm", comm);
+    o.str("exe", exe);
+    o.close();
 }
 
-fn exit(x: &Exit) -> Value {
-    let mut v = json!({"code": x.code, "signal": x.signal});
-    if x.core_dumped {
-        v["core_dumped"] = json!(true);
+fn exit(out: &mut Vec<u8>, x: &Exit) {
+    let Exit {
+        code,
+        signal,
+        core_dumped,
+    } = x;
+    let mut o = Obj::open(out);
+    o.num("code", code);
+    o.num("signal", signal);
+    if *core_dumped {
+        o.num("core_dumped", &true);
     }
-    v
+    o.close();
 }
 
-fn connect(c: &Connect) -> Value {
-    let mut v = json!({
-        "family": c.family,
-        "protocol": c.protocol,
-        "dst_addr": c.dst_addr,
-        "dst_port": c.dst_port,
-        "result": c.result,
-        "errno": c.errno,
-    });
-    if let Some(a) = &c.src_addr {
-        v["src_addr"] = json!(a);
+fn connect(out: &mut Vec<u8>, c: &Connect) {
+    let Connect {
+        family,
+        protocol,
+        dst_addr,
+        dst_port,
+        result,
+        errno,
+        src_addr,
+        src_port,
+    } = c;
+    let mut o = Obj::open(out);
+    o.str("family", family);
+    o.str("protocol", protocol);
+    o.str("dst_addr", dst_addr);
+    o.num("dst_port", dst_port);
+    o.str("result", result);
+    o.num("errno", errno);
+    if let Some(a) = src_addr {
+        o.str("src_addr", a);
     }
-    if let Some(p) = c.src_port {
-        v["src_port"] = json!(p);
+    if let Some(p) = src_port {
+        o.num("src_port", p);
     }
-    v
+    o.close();
 }
 
-fn health(h: &Health) -> Value {
-    // BTreeMap: stable key order, like the sensor's.
-    let drops: std::collections::BTreeMap<_, _> = h.drops.iter().collect();
-    let events: std::collections::BTreeMap<_, _> = h.events.iter().collect();
-    json!({
-        "mode": h.mode,
-        "reason": h.reason,
-        "uptime_s": h.uptime_s,
-        "drops": drops,
-        "events": events,
-        "cpu": h.cpu,
-        "rss_bytes": h.rss_bytes,
-        "lag_ms": h.lag_ms,
-    })
+fn health(out: &mut Vec<u8>, h: &Health) {
+    let Health {
+        mode,
+        reason,
+        uptime_s,
+        drops,
+        events,
+        cpu,
+        rss_bytes,
+        lag_ms,
+    } = h;
+    let mut o = Obj::open(out);
+    o.str("mode", mode);
+    o.str("reason", reason);
+    o.num("uptime_s", uptime_s);
+    // Sorted: a stable key order whatever map the message holds.
+    o.num("drops", &drops.iter().collect::<BTreeMap<_, _>>());
+    o.num("events", &events.iter().collect::<BTreeMap<_, _>>());
+    o.num("cpu", cpu);
+    o.num("rss_bytes", rss_bytes);
+    o.num("lag_ms", lag_ms);
+    o.close();
 }
 
-fn file(f: &File) -> Value {
-    let mut v = json!({"path": f.path, "ops": f.ops});
-    if let Some(n) = &f.new_path {
-        v["new_path"] = json!(n);
+fn file(out: &mut Vec<u8>, f: &File) {
+    let File {
+        path,
+        ops,
+        new_path,
+    } = f;
+    let mut o = Obj::open(out);
+    o.str("path", path);
+    o.num("ops", ops);
+    if let Some(n) = new_path {
+        o.str("new_path", n);
     }
-    v
+    o.close();
 }
 
-fn login(l: &Login) -> Value {
-    let mut v = json!({"user": l.user, "tty": l.tty, "host": l.host, "addr": l.addr});
-    if l.pid != 0 {
-        v["pid"] = json!(l.pid);
+fn login(out: &mut Vec<u8>, l: &Login) {
+    let Login {
+        user,
+        tty,
+        host,
+        addr,
+        pid,
+        session,
+        session_key,
+    } = l;
+    let mut o = Obj::open(out);
+    o.str("user", user);
+    o.num("tty", tty);
+    o.num("host", host);
+    o.num("addr", addr);
+    if let Some(k) = session_key {
+        o.str("session_key", k);
     }
-    if let Some(s) = l.session {
-        v["session"] = json!(s);
+    if *pid != 0 {
+        o.num("pid", pid);
     }
-    v
+    if let Some(s) = session {
+        o.num("session", s);
+    }
+    o.close();
 }
 
-fn privilege(p: &Privilege) -> Value {
-    json!({
-        "old_uid": p.old_uid, "new_uid": p.new_uid,
-        "old_euid": p.old_euid, "new_euid": p.new_euid,
-        "old_gid": p.old_gid, "new_gid": p.new_gid,
-        "via": p.via,
-    })
+fn privilege(out: &mut Vec<u8>, p: &Privilege) {
+    let Privilege {
+        old_uid,
+        new_uid,
+        old_euid,
+        new_euid,
+        old_gid,
+        new_gid,
+        via,
+        old_egid,
+        new_egid,
+        old_caps,
+        new_caps,
+    } = p;
+    let mut o = Obj::open(out);
+    o.num("old_uid", old_uid);
+    o.num("new_uid", new_uid);
+    o.num("old_euid", old_euid);
+    o.num("new_euid", new_euid);
+    o.num("old_gid", old_gid);
+    o.num("new_gid", new_gid);
+    if let Some(g) = old_egid {
+        o.num("old_egid", g);
+    }
+    if let Some(g) = new_egid {
+        o.num("new_egid", g);
+    }
+    if let Some(c) = old_caps {
+        o.str("old_caps", c);
+    }
+    if let Some(c) = new_caps {
+        o.str("new_caps", c);
+    }
+    o.str("via", via);
+    o.close();
 }
 
-fn flow(f: &Flow) -> Value {
-    json!({
-        "protocol": f.protocol,
-        "src_addr": f.src_addr, "src_port": f.src_port,
-        "dst_addr": f.dst_addr, "dst_port": f.dst_port,
-        "state": f.state,
-        "bytes_in": f.bytes_in, "bytes_out": f.bytes_out,
-        "packets_in": f.packets_in, "packets_out": f.packets_out,
-    })
+fn flow(out: &mut Vec<u8>, f: &Flow) {
+    let Flow {
+        protocol,
+        src_addr,
+        src_port,
+        dst_addr,
+        dst_port,
+        state,
+        bytes_in,
+        bytes_out,
+        packets_in,
+        packets_out,
+    } = f;
+    let mut o = Obj::open(out);
+    o.str("protocol", protocol);
+    o.str("src_addr", src_addr);
+    o.num("src_port", src_port);
+    o.str("dst_addr", dst_addr);
+    o.num("dst_port", dst_port);
+    o.str("state", state);
+    o.num("bytes_in", bytes_in);
+    o.num("bytes_out", bytes_out);
+    o.num("packets_in", packets_in);
+    o.num("packets_out", packets_out);
+    o.close();
+}
+
+/// A JSON object being written: keys in call order, values through serde_json's own
+/// escaping and number formatting.
+struct Obj<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Obj<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    /// Writes `"k":` and hands back the buffer for the value.
+    fn key(&mut self, k: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        put(self.out, k);
+        self.out.push(b':');
+        self.out
+    }
+
+    fn str(&mut self, k: &str, v: &str) {
+        let out = self.key(k);
+        put(out, v);
+    }
+
+    /// Any other plain value: numbers, bools, `Option` (None is `null`), lists, maps.
+    fn num<T: Serialize + ?Sized>(&mut self, k: &str, v: &T) {
+        let out = self.key(k);
+        put(out, v);
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Writing strings, numbers, lists and string-keyed maps into a Vec cannot fail (a
+    // non-finite float becomes null).
+    let _ = serde_json::to_writer(out, v);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::v1::Argv;
+    use serde_json::json;
 
     #[test]
     fn exec_event_shape() {
@@ -217,6 +419,7 @@ mod tests {
         assert_eq!(v["process"]["argv"], json!(["a", "b c"]));
         assert_eq!(v["process"]["auid"], Value::Null);
         assert_eq!(v["process"]["session"], 3);
+        assert_eq!(v["process"]["start_time"], "");
         assert!(v["process"].get("argv_truncated").is_none());
         assert!(v["process"].get("tid").is_none());
         assert!(v.get("exit").is_none());
@@ -235,12 +438,38 @@ mod tests {
                 user: "root".into(),
                 ..Default::default()
             }),
+            flow: Some(Flow {
+                bytes_in: Some(5),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let v = event_to_json(&ev);
         assert_eq!(v["kind"], "file");
         assert_eq!(v["file"]["new_path"], "/etc/y");
         assert_eq!(v["login"]["user"], "root");
+        assert_eq!(v["login"]["tty"], Value::Null);
         assert!(v["login"].get("pid").is_none());
+        assert_eq!(v["flow"]["bytes_in"], 5);
+        assert_eq!(v["flow"]["bytes_out"], Value::Null);
+    }
+
+    #[test]
+    fn escapes_and_key_order() {
+        let ev = Event {
+            host: "a\"b\\c\n\u{1}é".into(),
+            kind: 999,
+            ..Default::default()
+        };
+        let line = event_to_line(&ev);
+        let text = std::str::from_utf8(&line).unwrap();
+        assert!(text.ends_with("}\n"));
+        assert!(text.starts_with("{\"seq\":0,\"time\":\"1970-01-01T00:00:00.000000000Z\""));
+        let v: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v["host"], "a\"b\\c\n\u{1}é");
+        assert_eq!(v["kind"], "unspecified");
+        let mut with = Vec::new();
+        write_event_with(&ev, &[("sensor_id", "s")], &mut with);
+        assert!(with.ends_with(b",\"sensor_id\":\"s\"}"));
     }
 }

@@ -1,68 +1,100 @@
-//! The JSON names of the proto enums (`process_exec`, `ebpf`, ...): see
-//! docs/ARCHITECTURE.md#event-model.
+//! The JSON names of the proto enums (the README's schema: `process_exec`, `ebpf`, ...).
+//! The proto enums are the sensor's kinds and sources too: this file and `sensor.proto`
+//! are the only lists of them.
 use crate::v1::{Kind, Source};
 
-/// Every kind, for tables, metrics and tests.
-pub const ALL_KINDS: [Kind; 10] = [
-    Kind::ProcessExec,
-    Kind::ProcessExit,
-    Kind::NetConnect,
-    Kind::File,
-    Kind::Login,
-    Kind::Logout,
-    Kind::LoginFailed,
-    Kind::PrivilegeChange,
-    Kind::Flow,
-    Kind::SensorHealth,
-];
+impl Kind {
+    /// Every kind, for tables, counters, metrics and tests (a unit test checks that it
+    /// holds every value of the proto enum).
+    pub const ALL: [Kind; 10] = [
+        Kind::ProcessExec,
+        Kind::ProcessExit,
+        Kind::NetConnect,
+        Kind::File,
+        Kind::Login,
+        Kind::Logout,
+        Kind::LoginFailed,
+        Kind::PrivilegeChange,
+        Kind::Flow,
+        Kind::SensorHealth,
+    ];
 
-pub const ALL_SOURCES: [Source; 8] = [
-    Source::Ebpf,
-    Source::Audit,
-    Source::Fanotify,
-    Source::Inotify,
-    Source::Wtmp,
-    Source::Btmp,
-    Source::Conntrack,
-    Source::Sensor,
-];
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Unspecified => "unspecified",
+            Kind::ProcessExec => "process_exec",
+            Kind::ProcessExit => "process_exit",
+            Kind::NetConnect => "net_connect",
+            Kind::File => "file",
+            Kind::Login => "login",
+            Kind::Logout => "logout",
+            Kind::LoginFailed => "login_failed",
+            Kind::PrivilegeChange => "privilege_change",
+            Kind::Flow => "flow",
+            Kind::SensorHealth => "sensor_health",
+        }
+    }
+
+    /// Position in [`Kind::ALL`] (0 for `Unspecified`, which no event carries).
+    pub fn index(self) -> usize {
+        Kind::ALL.iter().position(|&k| k == self).unwrap_or(0)
+    }
+}
+
+impl Source {
+    /// Every source (a unit test checks that it holds every value of the proto enum).
+    pub const ALL: [Source; 8] = [
+        Source::Ebpf,
+        Source::Audit,
+        Source::Fanotify,
+        Source::Inotify,
+        Source::Wtmp,
+        Source::Btmp,
+        Source::Conntrack,
+        Source::Sensor,
+    ];
+
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Unspecified => "unspecified",
+            Source::Ebpf => "ebpf",
+            Source::Audit => "audit",
+            Source::Fanotify => "fanotify",
+            Source::Inotify => "inotify",
+            Source::Wtmp => "wtmp",
+            Source::Btmp => "btmp",
+            Source::Conntrack => "conntrack",
+            Source::Sensor => "sensor",
+        }
+    }
+
+    /// Position in [`Source::ALL`] (0 for `Unspecified`).
+    pub fn index(self) -> usize {
+        Source::ALL.iter().position(|&s| s == self).unwrap_or(0)
+    }
+}
+
+/// Every kind, for tables, metrics and tests.
+pub const ALL_KINDS: [Kind; 10] = Kind::ALL;
+
+pub const ALL_SOURCES: [Source; 8] = Source::ALL;
 
 pub fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Unspecified => "unspecified",
-        Kind::ProcessExec => "process_exec",
-        Kind::ProcessExit => "process_exit",
-        Kind::NetConnect => "net_connect",
-        Kind::File => "file",
-        Kind::Login => "login",
-        Kind::Logout => "logout",
-        Kind::LoginFailed => "login_failed",
-        Kind::PrivilegeChange => "privilege_change",
-        Kind::Flow => "flow",
-        Kind::SensorHealth => "sensor_health",
-    }
+    kind.as_str()
 }
 
 pub fn kind_from_name(name: &str) -> Option<Kind> {
-    ALL_KINDS.into_iter().find(|k| kind_name(*k) == name)
+    Kind::ALL.into_iter().find(|k| k.as_str() == name)
 }
 
 pub fn source_name(source: Source) -> &'static str {
-    match source {
-        Source::Unspecified => "unspecified",
-        Source::Ebpf => "ebpf",
-        Source::Audit => "audit",
-        Source::Fanotify => "fanotify",
-        Source::Inotify => "inotify",
-        Source::Wtmp => "wtmp",
-        Source::Btmp => "btmp",
-        Source::Conntrack => "conntrack",
-        Source::Sensor => "sensor",
-    }
+    source.as_str()
 }
 
 pub fn source_from_name(name: &str) -> Option<Source> {
-    ALL_SOURCES.into_iter().find(|s| source_name(*s) == name)
+    Source::ALL.into_iter().find(|s| s.as_str() == name)
 }
 
 #[cfg(test)]
@@ -79,5 +111,27 @@ mod tests {
         }
         assert_eq!(kind_from_name("nope"), None);
         assert_eq!(kind_from_name("unspecified"), None);
+    }
+
+    /// A kind or source added to sensor.proto but not to the lists above fails here.
+    #[test]
+    fn lists_hold_every_enum_value() {
+        for i in 1..1000 {
+            if let Ok(k) = Kind::try_from(i) {
+                assert!(Kind::ALL.contains(&k), "{k:?} missing from Kind::ALL");
+            }
+            if let Ok(s) = Source::try_from(i) {
+                assert!(Source::ALL.contains(&s), "{s:?} missing from Source::ALL");
+            }
+        }
+        for k in Kind::ALL {
+            assert_eq!(k.as_str().to_uppercase(), &k.as_str_name()["KIND_".len()..]);
+        }
+        for s in Source::ALL {
+            assert_eq!(
+                s.as_str().to_uppercase(),
+                &s.as_str_name()["SOURCE_".len()..]
+            );
+        }
     }
 }

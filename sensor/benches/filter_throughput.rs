@@ -58,7 +58,7 @@ fn event(i: usize) -> Event {
     };
     Event {
         seq: 0,
-        time: "2026-01-01T00:00:00.000000000Z".into(),
+        time_unix_ns: 1_767_225_600_000_000_000,
         host: "bench".into(),
         source: Source::Ebpf,
         kind,

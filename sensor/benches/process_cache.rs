@@ -172,7 +172,7 @@ fn connect_event(i: u32, dirs: &Dirs) -> Event {
 fn event(kind: Kind, p: Process) -> Event {
     Event {
         seq: 0,
-        time: String::new(),
+        time_unix_ns: 0,
         host: "bench".into(),
         source: Source::Ebpf,
         kind,

@@ -5,22 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::event::{Kind, Source};
 
-/// Every event kind, in the order of [`Counters::by_kind`].
-pub const KINDS: [Kind; 10] = [
-    Kind::ProcessExec,
-    Kind::ProcessExit,
-    Kind::NetConnect,
-    Kind::File,
-    Kind::Login,
-    Kind::Logout,
-    Kind::LoginFailed,
-    Kind::PrivilegeChange,
-    Kind::Flow,
-    Kind::SensorHealth,
-];
+/// Every event kind, in the order of [`Counters::by_kind`] (the proto enum's list).
+const KINDS: [Kind; Kind::ALL.len()] = Kind::ALL;
 
 fn kind_index(kind: Kind) -> usize {
-    KINDS.iter().position(|&k| k == kind).unwrap_or(0)
+    kind.index()
 }
 
 #[derive(Debug, Default)]
@@ -48,7 +37,7 @@ impl Counters {
 
     /// Counts an event entering the pipeline (the enrichment stage's input).
     pub fn count_source(&self, source: Source, kind: Kind) {
-        let s = Source::ALL.iter().position(|&x| x == source).unwrap_or(0);
+        let s = source.index();
         self.by_source_kind[s][kind_index(kind)].fetch_add(1, Relaxed);
     }
 

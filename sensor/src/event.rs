@@ -1,132 +1,80 @@
-//! The normalized event: one shape for every capture path. Serialized as one JSON object per
-//! line; field names are the contract (docs/ARCHITECTURE.md#event-model).
+//! The normalized event: one shape for every capture path, from normalization to the
+//! output. Kinds and sources are the wire contract's enums. `ship::proto_conv` maps an event
+//! onto the protobuf message field by field (every struct is destructured there, so a field
+//! added here and left unmapped does not compile), and the JSON of the README is written
+//! from that message by the one writer, `sensor_proto::json`, for stdout and the collector
+//! alike. Times are integer ns since the Unix epoch until that writer formats them.
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+pub use sensor_proto::v1::{Kind, Source};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    ProcessExec,
-    ProcessExit,
-    NetConnect,
-    File,
-    Login,
-    Logout,
-    LoginFailed,
-    PrivilegeChange,
-    Flow,
-    SensorHealth,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::ProcessExec => "process_exec",
-            Kind::ProcessExit => "process_exit",
-            Kind::NetConnect => "net_connect",
-            Kind::File => "file",
-            Kind::Login => "login",
-            Kind::Logout => "logout",
-            Kind::LoginFailed => "login_failed",
-            Kind::PrivilegeChange => "privilege_change",
-            Kind::Flow => "flow",
-            Kind::SensorHealth => "sensor_health",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    Ebpf,
-    Audit,
-    Fanotify,
-    Inotify,
-    Wtmp,
-    Btmp,
-    Conntrack,
-    Sensor,
-}
-
-impl Source {
-    pub const ALL: [Source; 8] = [
-        Source::Ebpf,
-        Source::Audit,
-        Source::Fanotify,
-        Source::Inotify,
-        Source::Wtmp,
-        Source::Btmp,
-        Source::Conntrack,
-        Source::Sensor,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Ebpf => "ebpf",
-            Source::Audit => "audit",
-            Source::Fanotify => "fanotify",
-            Source::Inotify => "inotify",
-            Source::Wtmp => "wtmp",
-            Source::Btmp => "btmp",
-            Source::Conntrack => "conntrack",
-            Source::Sensor => "sensor",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Event {
     /// Assigned by the output stage, strictly increasing per sensor run.
     pub seq: u64,
-    /// RFC 3339 with nanoseconds.
-    pub time: String,
+    /// Wall-clock time of the event, ns since the Unix epoch (RFC 3339 text in JSON).
+    pub time_unix_ns: i64,
     pub host: String,
     pub source: Source,
     pub kind: Kind,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<Process>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub exit: Option<Exit>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub connect: Option<Connect>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
-    /// CLOCK_MONOTONIC ns of the kernel event (for lag measurement); not serialized.
-    #[serde(skip)]
+    /// CLOCK_MONOTONIC ns of the kernel event (for lag measurement); not on the output.
     pub ktime_ns: Option<u64>,
-    /// Payloads of the other kinds (file, login, privilege, flow), flattened into the event.
-    #[serde(flatten)]
+    /// Payloads of the other kinds (file, login, privilege, flow); top-level objects in JSON.
     pub extra: Extra,
+}
+
+impl Event {
+    /// The one constructor: an event of `kind` from `source` with no payload yet; the
+    /// caller fills the payload of its kind. `seq` is assigned by the output stage.
+    pub fn new(kind: Kind, source: Source, time_unix_ns: i64, host: &str) -> Self {
+        Self {
+            seq: 0,
+            time_unix_ns,
+            host: host.to_string(),
+            source,
+            kind,
+            process: None,
+            exit: None,
+            connect: None,
+            health: None,
+            ktime_ns: None,
+            extra: Extra::default(),
+        }
+    }
+
+    /// The event's JSON object, from the one writer (for tests and diagnostics; the output
+    /// stages write bytes directly).
+    pub fn to_json(&self) -> serde_json::Value {
+        sensor_proto::json::event_to_json(&crate::ship::proto_conv::event_to_proto(self.clone()))
+    }
 }
 
 /// Payloads of the kinds beyond process lifecycle and connects. Kept in one defaulted struct
 /// so adding a kind does not touch every place that builds an event.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Extra {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<FileActivity>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub login: Option<Login>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub privilege: Option<Privilege>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub flow: Option<Flow>,
 }
 
 /// `file`: activity on a watched path.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileActivity {
     pub path: String,
     /// From create|modify|delete|rename|open|close_write|close|attrib.
     pub ops: Vec<String>,
     /// The new name of a rename.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub new_path: Option<String>,
 }
 
 /// `login` / `logout` / `login_failed`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Login {
     pub user: String,
     pub tty: Option<String>,
@@ -134,12 +82,11 @@ pub struct Login {
     pub host: Option<String>,
     pub addr: Option<String>,
     /// A stable key linking the login to the commands of its session.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub session_key: Option<String>,
 }
 
 /// `privilege_change`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Privilege {
     pub old_uid: u32,
     pub new_uid: u32,
@@ -147,14 +94,10 @@ pub struct Privilege {
     pub new_euid: u32,
     pub old_gid: u32,
     pub new_gid: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub old_egid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub new_egid: Option<u32>,
     /// Effective capabilities (hex) when they changed.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub old_caps: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub new_caps: Option<String>,
     /// How: "setuid", "setresuid", "setgid", "capset", "exec_setuid", "exec_setgid",
     /// "exec_file_caps", "pam", ...
@@ -162,7 +105,7 @@ pub struct Privilege {
 }
 
 /// `flow`: a conntrack connection.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Flow {
     pub protocol: String,
     pub src_addr: String,
@@ -176,15 +119,15 @@ pub struct Flow {
     pub packets_out: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Process {
     pub pid: u32,
     /// Thread that made the call, when it differs from `pid`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tid: Option<u32>,
     pub ppid: u32,
-    /// RFC 3339 start time of the process (thread-group leader).
-    pub start_time: String,
+    /// Start of the process (thread-group leader), ns since the Unix epoch; None when unknown
+    /// (audit mode). JSON: RFC 3339 text, empty when unknown.
+    pub start_time_unix_ns: Option<i64>,
     /// Start time in ns since boot, the process key together with `pid`.
     pub start_boottime_ns: u64,
     pub uid: u32,
@@ -199,44 +142,37 @@ pub struct Process {
     pub tty: Option<String>,
     pub comm: String,
     /// The executable (symlinks resolved, as /proc/<pid>/exe shows it).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
     /// process_exec: the path the caller passed to execve, as given (may be relative).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
     /// True when the kernel cut argv to its bound.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub argv_truncated: bool,
     pub cgroup_id: u64,
     pub container_id: String,
     pub ancestors: Vec<Ancestor>,
     /// Fields the sensor could not obtain (e.g. "cwd", "loginuid").
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub incomplete: Vec<&'static str>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Ancestor {
     pub pid: u32,
     pub comm: String,
     pub exe: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
     /// Exit status when the process exited normally.
     pub code: Option<i32>,
     /// Terminating signal when a signal killed it.
     pub signal: Option<i32>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub core_dumped: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connect {
     /// "ipv4" or "ipv6".
     pub family: &'static str,
@@ -250,7 +186,7 @@ pub struct Connect {
     pub errno: i32,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Health {
     pub mode: String,
     pub reason: String,

@@ -7,7 +7,7 @@ use crate::{
     counters::Counters,
     event::{Event, Health, Kind, Source},
     selfstat,
-    timefmt::{rfc3339_nanos, unix_now_ns},
+    timefmt::unix_now_ns,
 };
 
 /// Extra named drop counters from a capture path (e.g. in-kernel ring-buffer reserve failures).
@@ -54,27 +54,22 @@ impl HealthReporter {
         let usage = selfstat::read(None);
         self.counters.count_event(Kind::SensorHealth);
         let (drops, events) = self.counts();
-        Event {
-            seq: 0,
-            time: rfc3339_nanos(unix_now_ns()),
-            host: self.host.clone(),
-            source: Source::Sensor,
-            kind: Kind::SensorHealth,
-            process: None,
-            exit: None,
-            connect: None,
-            health: Some(Health {
-                mode: self.mode.clone(),
-                reason: self.reason.clone(),
-                uptime_s: self.started.elapsed().as_secs_f64(),
-                drops,
-                events,
-                cpu: usage.cpu_seconds,
-                rss_bytes: usage.rss_bytes,
-                lag_ms: self.counters.take_max_lag_us() as f64 / 1000.0,
-            }),
-            ktime_ns: None,
-            extra: Default::default(),
-        }
+        let mut ev = Event::new(
+            Kind::SensorHealth,
+            Source::Sensor,
+            unix_now_ns(),
+            &self.host,
+        );
+        ev.health = Some(Health {
+            mode: self.mode.clone(),
+            reason: self.reason.clone(),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            drops,
+            events,
+            cpu: usage.cpu_seconds,
+            rss_bytes: usage.rss_bytes,
+            lag_ms: self.counters.take_max_lag_us() as f64 / 1000.0,
+        });
+        ev
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use collector::config::CollectorConfig;
 use sensor::event::{Ancestor, Event, Exit, Kind, Process, Source};
 use sensor::ship::{ShipConfig, ShipStats};
-use sensor::timefmt::{monotonic_now_ns, rfc3339_nanos, unix_now_ns};
+use sensor::timefmt::{monotonic_now_ns, unix_now_ns};
 
 /// Event `i`: execs and exits of a python3 job with argv and two ancestors, alternating.
 pub fn event(i: u64) -> Event {
@@ -23,7 +23,7 @@ pub fn event(i: u64) -> Event {
     let exec = i.is_multiple_of(2);
     Event {
         seq: 0,
-        time: rfc3339_nanos(unix_now_ns()),
+        time_unix_ns: unix_now_ns(),
         host: "bench-host.example".into(),
         source: Source::Ebpf,
         kind: if exec {
@@ -34,7 +34,7 @@ pub fn event(i: u64) -> Event {
         process: Some(Process {
             pid,
             ppid: 1234,
-            start_time: rfc3339_nanos(unix_now_ns()),
+            start_time_unix_ns: Some(unix_now_ns()),
             start_boottime_ns: 1_000_000 + i,
             uid: 1000,
             euid: 1000,

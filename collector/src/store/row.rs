@@ -67,9 +67,11 @@ pub fn columns(ev: &Event) -> Columns<'_> {
         session: p
             .and_then(|p| p.session)
             .or_else(|| login.and_then(|l| l.session)),
-        tty: p
-            .and_then(|p| p.tty.as_deref())
-            .or_else(|| login.map(|l| l.tty.as_str()).filter(|t| !t.is_empty())),
+        tty: p.and_then(|p| p.tty.as_deref()).or_else(|| {
+            login
+                .and_then(|l| l.tty.as_deref())
+                .filter(|t| !t.is_empty())
+        }),
         text: (!text.is_empty()).then_some(text),
     }
 }
@@ -116,7 +118,7 @@ mod tests {
             kind: Kind::Login as i32,
             login: Some(Login {
                 user: "alice".into(),
-                tty: "pts/2".into(),
+                tty: Some("pts/2".into()),
                 pid: 77,
                 session: Some(9),
                 ..Default::default()

@@ -11,7 +11,7 @@ use collector::config::{CollectorConfig, JetStreamSection};
 use prost::Message as _;
 use sensor::event::{Event, Kind, Process, Source};
 use sensor::ship::{ShipConfig, ShipStats};
-use sensor::timefmt::{rfc3339_nanos, unix_now_ns};
+use sensor::timefmt::unix_now_ns;
 use sensor_proto::v1 as pb;
 use tokio_stream::StreamExt as _;
 
@@ -207,30 +207,21 @@ fn marker_of(e: &pb::Event) -> Option<u64> {
 
 /// An exec event carrying marker `i` in argv[1].
 pub fn marked_event(i: u64) -> Event {
-    Event {
-        seq: 0,
-        time: rfc3339_nanos(unix_now_ns()),
-        host: "fleet-test.example".into(),
-        source: Source::Ebpf,
-        kind: if i.is_multiple_of(3) {
-            Kind::ProcessExit
-        } else {
-            Kind::ProcessExec
-        },
-        process: Some(Process {
-            pid: 10_000 + i as u32,
-            ppid: 1,
-            comm: "worker".into(),
-            exe: Some("/usr/bin/worker".into()),
-            argv: Some(vec!["/usr/bin/worker".into(), format!("fleet-mark-{i}")]),
-            ..Default::default()
-        }),
-        exit: None,
-        connect: None,
-        health: None,
-        ktime_ns: None,
-        extra: Default::default(),
-    }
+    let kind = if i.is_multiple_of(3) {
+        Kind::ProcessExit
+    } else {
+        Kind::ProcessExec
+    };
+    let mut ev = Event::new(kind, Source::Ebpf, unix_now_ns(), "fleet-test.example");
+    ev.process = Some(Process {
+        pid: 10_000 + i as u32,
+        ppid: 1,
+        comm: "worker".into(),
+        exe: Some("/usr/bin/worker".into()),
+        argv: Some(vec!["/usr/bin/worker".into(), format!("fleet-mark-{i}")]),
+        ..Default::default()
+    });
+    ev
 }
 
 /// The real sensor shipper (spool, batches, one gRPC stream, failover) in this process.

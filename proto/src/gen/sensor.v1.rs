@@ -113,7 +113,7 @@ pub struct Ack {
     #[prost(uint32, tag = "3")]
     pub duplicates: u32,
 }
-/// The normalized event (docs/ARCHITECTURE.md#event-model); JSON field names map one to one, except
+/// The normalized event (README "Reading the output"); JSON field names map one to one, except
 /// that times are integers here (ns since the Unix epoch) and RFC 3339 text in JSON.
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -273,20 +273,24 @@ pub struct File {
 pub struct Login {
     #[prost(string, tag = "1")]
     pub user: ::prost::alloc::string::String,
-    #[prost(string, tag = "2")]
-    pub tty: ::prost::alloc::string::String,
-    /// Remote host name as recorded (utmp ut_host).
-    #[prost(string, tag = "3")]
-    pub host: ::prost::alloc::string::String,
+    /// Terminal line (utmp ut_line); absent when none was recorded.
+    #[prost(string, optional, tag = "2")]
+    pub tty: ::core::option::Option<::prost::alloc::string::String>,
+    /// Remote host name as recorded (utmp ut_host); absent for local logins.
+    #[prost(string, optional, tag = "3")]
+    pub host: ::core::option::Option<::prost::alloc::string::String>,
     /// Remote address, when recorded.
-    #[prost(string, tag = "4")]
-    pub addr: ::prost::alloc::string::String,
+    #[prost(string, optional, tag = "4")]
+    pub addr: ::core::option::Option<::prost::alloc::string::String>,
     /// Process of the login record (utmp ut_pid), 0 when unknown.
     #[prost(uint32, tag = "5")]
     pub pid: u32,
     /// Audit session id of the login, when known.
     #[prost(uint32, optional, tag = "6")]
     pub session: ::core::option::Option<u32>,
+    /// A stable key linking the login to the commands of its session.
+    #[prost(string, optional, tag = "7")]
+    pub session_key: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -306,6 +310,15 @@ pub struct Privilege {
     /// The call or program that changed it ("setuid", "setresuid", "sudo", ...).
     #[prost(string, tag = "7")]
     pub via: ::prost::alloc::string::String,
+    #[prost(uint32, optional, tag = "8")]
+    pub old_egid: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "9")]
+    pub new_egid: ::core::option::Option<u32>,
+    /// Effective capabilities (hex) when they changed.
+    #[prost(string, optional, tag = "10")]
+    pub old_caps: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "11")]
+    pub new_caps: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -323,14 +336,14 @@ pub struct Flow {
     /// Conntrack state ("new", "established", "destroy", ...).
     #[prost(string, tag = "6")]
     pub state: ::prost::alloc::string::String,
-    #[prost(uint64, tag = "7")]
-    pub bytes_in: u64,
-    #[prost(uint64, tag = "8")]
-    pub bytes_out: u64,
-    #[prost(uint64, tag = "9")]
-    pub packets_in: u64,
-    #[prost(uint64, tag = "10")]
-    pub packets_out: u64,
+    #[prost(uint64, optional, tag = "7")]
+    pub bytes_in: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "8")]
+    pub bytes_out: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "9")]
+    pub packets_in: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "10")]
+    pub packets_out: ::core::option::Option<u64>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]

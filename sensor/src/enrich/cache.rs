@@ -1251,7 +1251,7 @@ mod tests {
     fn ev(kind: Kind, pid: u32, ppid: u32, ticks: u64, comm: &str) -> Event {
         Event {
             seq: 0,
-            time: String::new(),
+            time_unix_ns: 0,
             host: "h".into(),
             source: Source::Ebpf,
             kind,

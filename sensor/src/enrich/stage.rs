@@ -90,7 +90,7 @@ mod tests {
     fn event(kind: Kind, pid: u32, exe: Option<&str>) -> Event {
         Event {
             seq: 0,
-            time: String::new(),
+            time_unix_ns: 0,
             host: "h".into(),
             source: Source::Ebpf,
             kind,

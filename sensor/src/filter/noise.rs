@@ -28,7 +28,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 use regex::RegexSet;
 use serde::{Deserialize, Serialize};
 
-use crate::counters::KINDS;
 use crate::event::{Event, Kind};
 
 /// `TASK_COMM_LEN - 1`: the kernel keeps at most 15 bytes of a command name.
@@ -317,11 +316,11 @@ fn globs(rule: &str, field: &str, pats: &[String]) -> Result<Vec<Glob>, FilterEr
 // ---------------------------------------------------------------------------------------
 
 fn kind_bit(k: Kind) -> u32 {
-    1 << KINDS.iter().position(|&x| x == k).unwrap_or(0)
+    1 << k.index()
 }
 
 pub fn parse_kind(s: &str) -> Option<Kind> {
-    KINDS.iter().copied().find(|k| k.as_str() == s)
+    Kind::ALL.iter().copied().find(|k| k.as_str() == s)
 }
 
 /// Kinds a rule may apply to.
@@ -859,7 +858,7 @@ mod tests {
     fn ev(kind: Kind, pid: u32, start: u64, comm: &str) -> Event {
         Event {
             seq: 0,
-            time: String::new(),
+            time_unix_ns: 0,
             host: "h".into(),
             source: Source::Ebpf,
             kind,

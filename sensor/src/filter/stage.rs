@@ -70,7 +70,7 @@ mod tests {
     fn ev(kind: Kind, pid: u32, comm: &str, argv: &[&str]) -> Event {
         Event {
             seq: 0,
-            time: String::new(),
+            time_unix_ns: 0,
             host: "h".into(),
             source: Source::Audit,
             kind,
@@ -132,7 +132,8 @@ mod tests {
                 (Kind::ProcessExit, "mysql"),
             ]
         );
-        let json = serde_json::to_string(&out).unwrap();
+        let json =
+            serde_json::to_string(&out.iter().map(Event::to_json).collect::<Vec<_>>()).unwrap();
         assert!(!json.contains("hunter2"), "{json}");
         assert!(json.contains("--password=[REDACTED]"));
         let n = stats.notes();

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
-use crate::counters::KINDS;
 use crate::event::{Event, Kind};
 
 /// Repeats within this window are coalesced.
@@ -71,7 +70,7 @@ pub type LevelHook = Box<dyn Fn(u8) + Send + Sync>;
 pub struct ShedStats {
     level: AtomicU8,
     raises: AtomicU64,
-    counts: [[AtomicU64; KINDS.len()]; REASONS.len()],
+    counts: [[AtomicU64; Kind::ALL.len()]; REASONS.len()],
     hook: std::sync::Mutex<Option<LevelHook>>,
 }
 
@@ -108,12 +107,12 @@ impl ShedStats {
     }
 
     pub fn count(&self, reason: Reason, kind: Kind) {
-        let k = KINDS.iter().position(|&x| x == kind).unwrap_or(0);
+        let k = kind.index();
         self.counts[reason.index()][k].fetch_add(1, Relaxed);
     }
 
     pub fn shed_of(&self, reason: Reason, kind: Kind) -> u64 {
-        let k = KINDS.iter().position(|&x| x == kind).unwrap_or(0);
+        let k = kind.index();
         self.counts[reason.index()][k].load(Relaxed)
     }
 
@@ -121,7 +120,7 @@ impl ShedStats {
     pub fn drops(&self) -> BTreeMap<String, u64> {
         let mut m = BTreeMap::new();
         for (r, row) in REASONS.iter().zip(self.counts.iter()) {
-            for (k, n) in KINDS.iter().zip(row.iter()) {
+            for (k, n) in Kind::ALL.iter().zip(row.iter()) {
                 let n = n.load(Relaxed);
                 if n > 0 {
                     m.insert(format!("shed_{}_{}", r.as_str(), k.as_str()), n);
@@ -289,7 +288,7 @@ mod tests {
     fn ev(kind: Kind, pid: u32, argv: &[&str]) -> Event {
         Event {
             seq: 0,
-            time: String::new(),
+            time_unix_ns: 0,
             host: "h".into(),
             source: Source::Ebpf,
             kind,

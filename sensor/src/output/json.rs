@@ -1,10 +1,14 @@
-//! JSON-lines sink: assigns sequence numbers, serializes, writes, flushes when idle.
+//! JSON-lines sink: assigns sequence numbers, writes through the one event JSON writer,
+//! flushes when idle.
 use std::io::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use sensor_proto::json::write_event;
+
+use crate::ship::proto_conv::event_to_proto;
 use crate::{counters::Counters, event::Event, timefmt::monotonic_now_ns};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,19 +37,11 @@ pub fn open(target: &str) -> Result<Box<dyn Write + Send>, OutputError> {
     Ok(Box::new(f))
 }
 
-/// Serializes one event as a JSON line.
-pub fn to_line(event: &Event) -> Vec<u8> {
-    let mut line = serde_json::to_vec(event).unwrap_or_else(|e| {
-        // Event contains only strings, numbers and maps: this cannot fail, but never lose it.
-        format!(
-            "{{\"seq\":{},\"kind\":\"serialization_error\",\"error\":{:?}}}",
-            event.seq,
-            e.to_string()
-        )
-        .into_bytes()
-    });
-    line.push(b'\n');
-    line
+/// Appends one event as a JSON line, written by the one event writer
+/// (`sensor_proto::json`, the collector's too) from the event's protobuf form.
+pub fn write_line(event: Event, buf: &mut Vec<u8>) {
+    write_event(&event_to_proto(event), buf);
+    buf.push(b'\n');
 }
 
 /// Longest an event waits in the output buffer before it is written.
@@ -84,7 +80,7 @@ pub async fn run_sink(
                     if let Some(k) = ev.ktime_ns {
                         sink.counters.observe_lag_us(now.saturating_sub(k) / 1000);
                     }
-                    sink.buf.extend_from_slice(&to_line(&ev));
+                    write_line(ev, &mut sink.buf);
                     sink.pending += 1;
                 }
                 if sink.buf.len() >= FLUSH_BYTES {

@@ -10,7 +10,7 @@
 //!                                   spool.ack -> segment deleted when fully acked
 //! ```
 //!
-//! - [`proto_conv`]: `Event` -> protobuf (pure).
+//! - [`proto_conv`]: `Event` -> protobuf (pure, exhaustive: the JSON output is written from it).
 //! - [`spool`]: the disk spool (survives kill -9; bounded; evicts oldest, rescuing exits).
 //! - [`client`]: connection, TLS policy, the stream task with jittered backoff.
 //! - [`ids`]: persistent sensor id, boot id, and the seq allocator that keeps
@@ -41,6 +41,12 @@ pub enum ShipError {
     Spool(#[from] spool::SpoolError),
     #[error(transparent)]
     Ids(#[from] ids::IdError),
+    #[error("cannot open ship.json_copy {path}: {source}")]
+    JsonCopy {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// `[ship]`: where and how events are shipped when the output is gRPC.
@@ -106,6 +112,10 @@ pub struct ShipConfig {
     /// At shutdown, wait this long for outstanding batches to be acknowledged (what is not
     /// is delivered after the next start, from the spool).
     pub drain_timeout_secs: u64,
+    /// Also append every shipped event, with the seq it is shipped with, as a JSON line to
+    /// this file (the same writer and shape as `--output json`). A local record of what was
+    /// sent; the end-to-end parity test compares it with the collector's. Off when unset.
+    pub json_copy: Option<PathBuf>,
 }
 
 impl Default for ShipConfig {
@@ -136,6 +146,7 @@ impl Default for ShipConfig {
             backoff_initial_ms: 200,
             backoff_max_ms: 30_000,
             drain_timeout_secs: 5,
+            json_copy: None,
         }
     }
 }

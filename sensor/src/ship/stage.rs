@@ -124,8 +124,22 @@ pub async fn run_shipper(
         protocol_version: pb::ProtocolVersion::ProtocolVersion1 as i32,
         sent_unix_ns: 0,
     };
+    let json_copy = match &cfg.json_copy {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| ShipError::JsonCopy {
+                    path: path.clone(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let max_events = cfg.batch_max_events;
     let mut stage = Stage {
+        json_copy,
         cfg,
         counters,
         stats,
@@ -181,6 +195,8 @@ fn host_facts() -> (String, Vec<String>) {
 }
 
 struct Stage {
+    /// `ship.json_copy`, open for append.
+    json_copy: Option<std::fs::File>,
     cfg: ShipConfig,
     counters: Arc<Counters>,
     stats: Arc<ShipStats>,
@@ -321,7 +337,7 @@ impl Stage {
         if let Some(k) = ev.ktime_ns {
             self.batch_min_ktime = Some(self.batch_min_ktime.map_or(k, |m| m.min(k)));
         }
-        let p = event_to_proto(&ev);
+        let p = event_to_proto(ev);
         self.batch_bytes += p.encoded_len() + 4;
         self.batch.push(p);
         if self.batch_started.is_none() {
@@ -357,7 +373,8 @@ impl Stage {
         for (i, e) in batch.events.iter_mut().enumerate() {
             e.seq = first + i as u64;
         }
-        batch.sent_unix_ns = unix_now_ns() as i64;
+        self.write_json_copy(&batch.events);
+        batch.sent_unix_ns = unix_now_ns();
         match self.spool.append(&mut batch) {
             Ok(a) => {
                 self.counters.written.fetch_add(n, Relaxed);
@@ -376,6 +393,21 @@ impl Stage {
             }
         }
         self.update_gauges();
+    }
+
+    /// `ship.json_copy`: the sealed events as JSON lines, seq included.
+    fn write_json_copy(&mut self, events: &[pb::Event]) {
+        let Some(f) = &mut self.json_copy else {
+            return;
+        };
+        let mut buf = Vec::with_capacity(events.len() * 512);
+        for e in events {
+            sensor_proto::json::write_event(e, &mut buf);
+            buf.push(b'\n');
+        }
+        if let Err(e) = std::io::Write::write_all(f, &buf) {
+            tracing::error!(error = %e, events = events.len(), "writing ship.json_copy failed");
+        }
     }
 
     fn on_eviction(&mut self, ev: &Eviction) {
@@ -403,7 +435,7 @@ impl Stage {
     fn send_hello(&mut self) {
         if let Some(out) = &self.out {
             let mut h = self.hello.clone();
-            h.sent_unix_ns = unix_now_ns() as i64;
+            h.sent_unix_ns = unix_now_ns();
             if out.try_send(Outbound::Hello(h)).is_err() {
                 tracing::debug!("could not queue a Hello update; it goes with the next connect");
             }

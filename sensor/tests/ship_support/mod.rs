@@ -16,7 +16,7 @@ use collector::store::{self, query::Filter, query::Stored};
 use sensor::counters::Counters;
 use sensor::event::{Connect, Event, Exit, Health, Kind, Process, Source};
 use sensor::ship::{ShipConfig, ShipError, ShipStats};
-use sensor::timefmt::{rfc3339_nanos, unix_now_ns};
+use sensor::timefmt::unix_now_ns;
 use tokio::sync::{mpsc, watch};
 
 /// A directory removed on drop.
@@ -239,7 +239,7 @@ pub fn process(pid: u32, argv: &[&str]) -> Process {
         pid,
         tid: None,
         ppid: 1,
-        start_time: rfc3339_nanos(1_700_000_000_000_000_000 + i128::from(pid)),
+        start_time_unix_ns: Some(1_700_000_000_000_000_000 + i64::from(pid)),
         start_boottime_ns: u64::from(pid) * 1000,
         uid: 1000,
         euid: 1000,
@@ -263,19 +263,14 @@ pub fn process(pid: u32, argv: &[&str]) -> Process {
 pub fn synth(marker: &str, i: u64) -> Event {
     let idx = i.to_string();
     let pid = 10_000 + i as u32;
-    let mut ev = Event {
-        seq: 0,
-        time: rfc3339_nanos(unix_now_ns()),
-        host: "synthetic-host".into(),
-        source: Source::Ebpf,
-        kind: Kind::ProcessExec,
-        process: Some(process(pid, &[marker, &idx, "two words", "bad\\xffbyte"])),
-        exit: None,
-        connect: None,
-        health: None,
-        ktime_ns: Some(sensor::timefmt::monotonic_now_ns()),
-        extra: Default::default(),
-    };
+    let mut ev = Event::new(
+        Kind::ProcessExec,
+        Source::Ebpf,
+        unix_now_ns(),
+        "synthetic-host",
+    );
+    ev.process = Some(process(pid, &[marker, &idx, "two words", "bad\\xffbyte"]));
+    ev.ktime_ns = Some(sensor::timefmt::monotonic_now_ns());
     match i % 4 {
         1 => {
             ev.kind = Kind::ProcessExit;

@@ -32,7 +32,7 @@
 //!   `sock_type(pid, fd)` resolver (fd is connect's a0); without an answer it is `"unknown"`.
 //!   The socket may already be closed when the group is normalized (short-lived processes).
 //! - **No thread id, start time or cgroup.** SYSCALL `pid=` is the thread-group id; `tid` is
-//!   None, `start_boottime_ns` is 0 and `start_time` empty, `cgroup_id` 0; `start_time` and
+//!   None, `start_boottime_ns` 0, the start time None (JSON `start_time` ""), `cgroup_id` 0; `start_time` and
 //!   `cgroup_id` are listed in `incomplete`. ANOM_ABEND also lacks ppid, euid, egid and tty
 //!   (listed in `incomplete`; ids set to 4294967295, ppid 0).
 //! - Time is the audit timestamp (wall clock, millisecond resolution); `ktime_ns` is None.
@@ -55,7 +55,6 @@ use crate::{
             tty_name as ebpf_tty_name,
         },
     },
-    timefmt::rfc3339_nanos,
 };
 
 /// Bytes of the NUL-separated argv area kept, as in eBPF mode.
@@ -201,19 +200,10 @@ fn syscall_event(
 }
 
 pub(crate) fn base(kind: Kind, group: &Group, host: &str) -> Event {
-    Event {
-        seq: 0,
-        time: rfc3339_nanos(i128::from(group.time_ms) * 1_000_000),
-        host: host.to_string(),
-        source: Source::Audit,
-        kind,
-        process: None,
-        exit: None,
-        connect: None,
-        health: None,
-        ktime_ns: None,
-        extra: Default::default(),
-    }
+    let unix_ns = i64::try_from(group.time_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000);
+    Event::new(kind, Source::Audit, unix_ns, host)
 }
 
 /// `auid`/`ses` as the kernel prints them: 4294967295 (or `unset`) means not set.
@@ -239,7 +229,7 @@ fn protocol(sock_type: Option<u16>) -> String {
 fn audit_process(pid: u32) -> Process {
     Process {
         pid,
-        start_time: String::new(),
+        start_time_unix_ns: None,
         start_boottime_ns: 0,
         incomplete: vec!["start_time", "cgroup_id"],
         ..Process::default()
@@ -519,7 +509,7 @@ mod tests {
         let ev = one(&groups()[&6]);
         assert_eq!(ev.kind, Kind::ProcessExec);
         assert_eq!(ev.source, Source::Audit);
-        assert_eq!(ev.time, "2026-11-27T18:49:22.236000000Z");
+        assert_eq!(ev.time_unix_ns, 1_795_805_362_236_000_000);
         assert_eq!(ev.ktime_ns, None);
         let p = ev.process.as_ref().unwrap();
         assert_eq!(
@@ -549,7 +539,7 @@ mod tests {
         assert_eq!(p.comm, "echo");
         assert_eq!((p.start_boottime_ns, p.tid, p.cgroup_id), (0, None, 0));
         assert_eq!(p.incomplete, vec!["start_time", "cgroup_id"]);
-        let json = serde_json::to_value(&ev).unwrap();
+        let json = ev.to_json();
         assert_eq!(json["source"], "audit");
         assert_eq!(json["kind"], "process_exec");
         assert_eq!(json["process"]["auid"], serde_json::Value::Null);

@@ -21,7 +21,7 @@ use super::{nlmsg, normalize};
 use crate::counters::Counters;
 use crate::event::{Event, Kind, Process, Source};
 use crate::sources::ebpf::normalize::exit_status;
-use crate::timefmt::{rfc3339_nanos, Clocks};
+use crate::timefmt::Clocks;
 
 const AUDIT_SYSCALL: u16 = 1300;
 const AUDIT_REPLACE: u16 = 1329;
@@ -594,19 +594,12 @@ fn exit_event(n: &proc_connector::ExitNotice, host: &str, clocks: &Clocks) -> Ev
         }
         None => p.incomplete.push("process"),
     }
-    Event {
-        seq: 0,
-        time: rfc3339_nanos(clocks.monotonic_to_unix(n.timestamp_ns)),
-        host: host.to_string(),
-        source: Source::Audit,
-        kind: Kind::ProcessExit,
-        process: Some(p),
-        exit: Some(exit_status(n.exit_code)),
-        connect: None,
-        health: None,
-        ktime_ns: Some(n.timestamp_ns),
-        extra: Default::default(),
-    }
+    let time = clocks.monotonic_to_unix(n.timestamp_ns);
+    let mut ev = Event::new(Kind::ProcessExit, Source::Audit, time, host);
+    ev.process = Some(p);
+    ev.exit = Some(exit_status(n.exit_code));
+    ev.ktime_ns = Some(n.timestamp_ns);
+    ev
 }
 
 type ZombieInfo = (String, u32, u32, u32, u32, u32);

@@ -14,7 +14,7 @@ use super::ConntrackConfig;
 use crate::event::{Event, Flow, Kind, Source};
 use crate::sources::audit::source::AuditCtx;
 use crate::sources::netlink::NetlinkSocket;
-use crate::timefmt::{monotonic_now_ns, rfc3339_nanos, unix_now_ns};
+use crate::timefmt::{monotonic_now_ns, unix_now_ns};
 
 pub const NETLINK_NETFILTER: i32 = 12;
 /// Legacy group bits for `bind` (NFNLGRP_CONNTRACK_NEW = 1, _UPDATE = 2, _DESTROY = 3).
@@ -292,35 +292,23 @@ fn read_loop(
 /// (initiator -> responder), `*_in` the reply direction's. The kernel sends counters with
 /// DESTROY only (final totals), and only when `nf_conntrack_acct = 1`; otherwise they are
 /// null. `state` is `new` or `destroy`.
-pub fn flow_event(ct: &CtEvent, host: &str, unix_ns: i128, mono_ns: u64) -> Event {
+pub fn flow_event(ct: &CtEvent, host: &str, unix_ns: i64, mono_ns: u64) -> Event {
     let o = &ct.orig;
-    Event {
-        seq: 0,
-        time: rfc3339_nanos(unix_ns),
-        host: host.to_string(),
-        source: Source::Conntrack,
-        kind: Kind::Flow,
-        process: None,
-        exit: None,
-        connect: None,
-        health: None,
-        ktime_ns: Some(mono_ns),
-        extra: crate::event::Extra {
-            flow: Some(Flow {
-                protocol: msg::proto_name(o.proto),
-                src_addr: o.src.to_string(),
-                src_port: o.src_port.unwrap_or(0),
-                dst_addr: o.dst.to_string(),
-                dst_port: o.dst_port.unwrap_or(0),
-                state: ct.event.as_str().to_string(),
-                bytes_in: ct.counters_reply.map(|c| c.bytes),
-                bytes_out: ct.counters_orig.map(|c| c.bytes),
-                packets_in: ct.counters_reply.map(|c| c.packets),
-                packets_out: ct.counters_orig.map(|c| c.packets),
-            }),
-            ..Default::default()
-        },
-    }
+    let mut ev = Event::new(Kind::Flow, Source::Conntrack, unix_ns, host);
+    ev.ktime_ns = Some(mono_ns);
+    ev.extra.flow = Some(Flow {
+        protocol: msg::proto_name(o.proto),
+        src_addr: o.src.to_string(),
+        src_port: o.src_port.unwrap_or(0),
+        dst_addr: o.dst.to_string(),
+        dst_port: o.dst_port.unwrap_or(0),
+        state: ct.event.as_str().to_string(),
+        bytes_in: ct.counters_reply.map(|c| c.bytes),
+        bytes_out: ct.counters_orig.map(|c| c.bytes),
+        packets_in: ct.counters_reply.map(|c| c.packets),
+        packets_out: ct.counters_orig.map(|c| c.packets),
+    });
+    ev
 }
 
 #[cfg(test)]
@@ -381,7 +369,7 @@ mod tests {
         let f = ev.extra.flow.as_ref().unwrap();
         assert_eq!((f.state.as_str(), f.protocol.as_str()), ("new", "udp"));
         assert_eq!((f.bytes_in, f.packets_out), (None, None));
-        let json = serde_json::to_value(&ev).unwrap();
+        let json = ev.to_json();
         assert_eq!(json["kind"], "flow");
         assert_eq!(json["source"], "conntrack");
         assert_eq!(json["flow"]["dst_addr"], "::1");

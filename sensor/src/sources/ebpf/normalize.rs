@@ -8,7 +8,7 @@ use super::decode::{ConnectRecord, ExecRecord, ExitRecord, PrivilegeRecord, Reco
 use crate::{
     escape::{escape_bytes, until_nul},
     event::{Connect, Event, Exit, Kind, Privilege, Process, Source},
-    timefmt::{rfc3339_nanos, Clocks},
+    timefmt::Clocks,
 };
 
 const AF_INET: u16 = 2;
@@ -24,19 +24,9 @@ pub fn normalize(record: &Record, clocks: &Clocks, host: &str) -> Event {
 }
 
 fn base(kind: Kind, ktime_ns: u64, clocks: &Clocks, host: &str) -> Event {
-    Event {
-        seq: 0,
-        time: rfc3339_nanos(clocks.monotonic_to_unix(ktime_ns)),
-        host: host.to_string(),
-        source: Source::Ebpf,
-        kind,
-        process: None,
-        exit: None,
-        connect: None,
-        health: None,
-        ktime_ns: Some(ktime_ns),
-        extra: Default::default(),
-    }
+    let mut ev = Event::new(kind, Source::Ebpf, clocks.monotonic_to_unix(ktime_ns), host);
+    ev.ktime_ns = Some(ktime_ns);
+    ev
 }
 
 /// Kernel tty names are `pts3`/`tty1`; users know them as `pts/3`.
@@ -68,7 +58,7 @@ pub fn process(p: &ProcessInfo, pid: u32, tid: u32, clocks: &Clocks) -> Process 
         pid,
         tid: (tid != pid).then_some(tid),
         ppid: p.ppid,
-        start_time: rfc3339_nanos(clocks.boottime_to_unix(p.start_boottime_ns)),
+        start_time_unix_ns: Some(clocks.boottime_to_unix(p.start_boottime_ns)),
         start_boottime_ns: p.start_boottime_ns,
         uid: p.uid,
         euid: p.euid,
@@ -265,7 +255,7 @@ mod tests {
         .unwrap();
         let ev = normalize(&rec, &clocks(), "h1");
         assert_eq!(ev.kind, Kind::ProcessExec);
-        assert_eq!(ev.time, "1970-01-01T00:00:01.000005000Z");
+        assert_eq!(ev.time_unix_ns, 1_000_005_000);
         let p = ev.process.unwrap();
         assert_eq!(p.exe.as_deref(), Some("/usr/bin/prog"));
         assert_eq!(p.filename.as_deref(), Some("./run.sh"));
@@ -277,7 +267,7 @@ mod tests {
             (42, 10, 1000, 0, Some(1000), Some(3))
         );
         assert_eq!(p.comm, "bash");
-        assert_eq!(p.start_time, "1970-01-01T00:00:02.000123456Z");
+        assert_eq!(p.start_time_unix_ns, Some(2_000_123_456));
         assert!(p.incomplete.is_empty());
     }
 

@@ -14,8 +14,8 @@ use super::{FileStats, OpSet};
 use crate::counters::Counters;
 use crate::enrich::procfs;
 use crate::escape::escape_bytes;
-use crate::event::{Event, Extra, FileActivity, Kind, Process, Source};
-use crate::timefmt::{monotonic_now_ns, rfc3339_nanos, unix_now_ns, Clocks};
+use crate::event::{Event, FileActivity, Kind, Process, Source};
+use crate::timefmt::{monotonic_now_ns, unix_now_ns, Clocks};
 
 /// One observed activity, before filtering.
 #[derive(Debug, Clone, Copy)]
@@ -113,26 +113,14 @@ impl Sink {
             }
             p
         });
-        let ev = Event {
-            seq: 0,
-            time: rfc3339_nanos(unix_now_ns()),
-            host: self.host.clone(),
-            source: self.source,
-            kind: Kind::File,
-            process,
-            exit: None,
-            connect: None,
-            health: None,
-            ktime_ns: Some(monotonic_now_ns()),
-            extra: Extra {
-                file: Some(FileActivity {
-                    path: escape_bytes(a.path),
-                    ops: ops.names(),
-                    new_path: a.new_path.map(escape_bytes),
-                }),
-                ..Extra::default()
-            },
-        };
+        let mut ev = Event::new(Kind::File, self.source, unix_now_ns(), &self.host);
+        ev.process = process;
+        ev.ktime_ns = Some(monotonic_now_ns());
+        ev.extra.file = Some(FileActivity {
+            path: escape_bytes(a.path),
+            ops: ops.names(),
+            new_path: a.new_path.map(escape_bytes),
+        });
         self.counters.count_event(Kind::File);
         if self.tx.blocking_send(ev).is_err() {
             return Outcome::Closed;
@@ -242,7 +230,7 @@ impl ProcCache {
             ppid: stat.ppid,
             comm: stat.comm.clone(),
             start_boottime_ns,
-            start_time: rfc3339_nanos(clocks.boot_to_unix + i128::from(start_boottime_ns)),
+            start_time_unix_ns: Some(clocks.boottime_to_unix(start_boottime_ns)),
             tty: procfs::tty_name(stat.tty_nr),
             ..Process::default()
         };

@@ -4,8 +4,7 @@ use std::collections::HashMap;
 
 use super::utmp::{self, UtmpRecord};
 use crate::escape::escape_bytes;
-use crate::event::{Event, Extra, Kind, Login, Process, Source};
-use crate::timefmt::rfc3339_nanos;
+use crate::event::{Event, Kind, Login, Process, Source};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFile {
@@ -106,23 +105,13 @@ impl Sessions {
             }
             _ => {}
         }
-        let unix_ns = i128::from(rec.tv_sec) * 1_000_000_000 + i128::from(rec.tv_usec) * 1_000;
-        Some(Event {
-            seq: 0,
-            time: rfc3339_nanos(unix_ns),
-            host: host.to_string(),
-            source,
-            kind,
-            process: Some(process),
-            exit: None,
-            connect: None,
-            health: None,
-            ktime_ns: None,
-            extra: Extra {
-                login: Some(login),
-                ..Extra::default()
-            },
-        })
+        let unix_ns = i64::from(rec.tv_sec)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(rec.tv_usec).saturating_mul(1_000));
+        let mut ev = Event::new(kind, source, unix_ns, host);
+        ev.process = Some(process);
+        ev.extra.login = Some(login);
+        Some(ev)
     }
 }
 
@@ -158,7 +147,7 @@ mod tests {
         );
         assert_eq!(l.session_key.as_deref(), Some("ses:42"));
         assert_eq!(ev.process.as_ref().unwrap().auid, Some(1000));
-        assert_eq!(ev.time, "2023-11-14T22:13:20.250000000Z");
+        assert_eq!(ev.time_unix_ns, 1_700_000_000_250_000_000);
         let logout = parse(&record(
             utmp::DEAD_PROCESS,
             4000,
