@@ -93,8 +93,10 @@ pub fn check_exec_creds(task: Ptr, tgid: u32) {
     }
 }
 
+/// Writes one privilege record; the process's ids are the new ones (at `commit_creds` the
+/// task still holds the old credentials).
 #[inline(always)]
-fn emit(task: Ptr, old: CredSnap, new: CredSnap, via: u32, nr: u32) {
+pub fn emit(task: Ptr, old: CredSnap, new: CredSnap, via: u32, nr: u32) {
     let Some(mut entry) = EVENTS.reserve::<PrivilegeEvent>(0) else {
         count_drop(DROP_SLOT_PRIVILEGE);
         return;
@@ -111,5 +113,9 @@ fn emit(task: Ptr, old: CredSnap, new: CredSnap, via: u32, nr: u32) {
         syscall_nr: nr,
     });
     fill_process(&mut ev.process, task);
+    ev.process.uid = new.uid;
+    ev.process.euid = new.euid;
+    ev.process.gid = new.gid;
+    ev.process.egid = new.egid;
     entry.submit(crate::maps::wakeup_flags());
 }

@@ -201,6 +201,10 @@ pub struct Process {
     /// The executable (symlinks resolved, as /proc/<pid>/exe shows it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
+    /// The executable was deleted or never had a name in a filesystem (a memfd): `exe` ends
+    /// in " (deleted)", as `/proc/<pid>/exe` shows it. Fileless malware looks like this.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exe_deleted: bool,
     /// process_exec: the path the caller passed to execve, as given (may be relative).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
@@ -208,15 +212,23 @@ pub struct Process {
     pub cwd: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
-    /// True when the kernel cut argv to its bound.
+    /// True when argv was cut to its bound (`sensor.argv_max_bytes`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub argv_truncated: bool,
+    /// Bytes of argv left out between the head and the last 1 KiB (argv then holds a
+    /// `[... N bytes omitted ...]` marker where they were).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub argv_omitted_bytes: u64,
     pub cgroup_id: u64,
     pub container_id: String,
     pub ancestors: Vec<Ancestor>,
     /// Fields the sensor could not obtain (e.g. "cwd", "loginuid").
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub incomplete: Vec<&'static str>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,7 +1,7 @@
 //! Decoded eBPF records to normalized [`Event`]s. Pure: clocks and host come in as arguments.
 use sensor_common::{
     ProcessInfo, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED,
-    FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_NO_LOGINUID, FLAG_READ_ERROR,
+    FLAG_EXE_DELETED, FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_NO_LOGINUID, FLAG_READ_ERROR,
 };
 
 use super::decode::{ConnectRecord, ExecRecord, ExitRecord, PrivilegeRecord, Record};
@@ -113,7 +113,12 @@ fn exec_event(e: &ExecRecord, clocks: &Clocks, host: &str) -> Event {
     let exe_ok = flags & (FLAG_EXE_ERROR | FLAG_EXE_TRUNCATED) == 0;
     let cwd_for_exe: &[u8] = if cwd_ok { &e.cwd } else { b"" };
     p.exe = Some(if exe_ok {
-        escape_bytes(&e.exe)
+        let mut exe = escape_bytes(&e.exe);
+        if flags & FLAG_EXE_DELETED != 0 {
+            exe.push_str(" (deleted)");
+            p.exe_deleted = true;
+        }
+        exe
     } else {
         p.incomplete.push("exe");
         escape_bytes(&resolve_exe(&e.filename, cwd_for_exe))
@@ -124,6 +129,7 @@ fn exec_event(e: &ExecRecord, clocks: &Clocks, host: &str) -> Event {
     }
     p.argv = Some(e.argv.iter().map(|a| escape_bytes(a)).collect());
     p.argv_truncated = flags & FLAG_ARGV_TRUNCATED != 0;
+    p.argv_omitted_bytes = e.argv_omitted as u64;
     ev.process = Some(p);
     ev
 }
@@ -222,6 +228,10 @@ fn privilege_event(r: &PrivilegeRecord, clocks: &Clocks, host: &str) -> Event {
         } else {
             "exec_file_caps".to_string()
         }
+    } else if r.via == sensor_common::VIA_COMMIT {
+        // Seen where credentials are committed, with no native call to name (an ia32
+        // `int 0x80` set*id, keyctl, ...).
+        "commit_creds".to_string()
     } else {
         cred_syscall_name(r.syscall_nr)
     };
