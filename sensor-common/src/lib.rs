@@ -212,6 +212,10 @@ pub struct ConnectEvent {
 }
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 96 + 16 + 16);
 
+/// `ConnectEvent::ret` of a connect seen before it was made (the cgroup connect hook, for the
+/// paths no syscall tracepoint sees): its result is not known.
+pub const CONNECT_RET_UNKNOWN: i32 = i32::MIN;
+
 /// The destination of a connect, stashed at syscall entry until its exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,9 +257,9 @@ const _: () = assert!(core::mem::size_of::<CredSnap>() == 24);
 /// How credentials changed (`PrivilegeEvent::via`).
 pub const VIA_SYSCALL: u32 = 1;
 pub const VIA_EXEC: u32 = 2;
-/// Seen at `commit_creds` with no native set*id/capset call or exec in progress on the thread
-/// (an ia32 `int 0x80` call, keyctl, ...).
-pub const VIA_COMMIT: u32 = 3;
+/// Found changed at the process's next exec or its exit, with no syscall tracepoint having
+/// reported it (an ia32 `int 0x80` set*id, ...).
+pub const VIA_OBSERVED: u32 = 3;
 
 /// A change of uid/euid/gid/egid or effective capabilities: by a set*id/capset call
 /// (`syscall_nr` says which) or by exec of a set-id / file-capability binary.

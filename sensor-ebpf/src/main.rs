@@ -7,9 +7,9 @@
 #[cfg(target_arch = "bpf")]
 mod connect;
 #[cfg(target_arch = "bpf")]
-mod connect_fexit;
+mod connect_cgroup;
 #[cfg(target_arch = "bpf")]
-mod cred_probe;
+mod cred_watch;
 #[cfg(target_arch = "bpf")]
 mod exec;
 #[cfg(target_arch = "bpf")]

@@ -1,8 +1,6 @@
 //! Which attacker-choosable paths this kernel lets the sensor see, per mode, for `sensor
 //! probe`. A path a kernel lacks the hook for is named, never silently missed. The assessment
 //! is pure; the kernel-facing part only reads `/proc/kallsyms` and one sysctl.
-use std::collections::HashSet;
-
 use serde::Serialize;
 
 /// One path an attacker can choose, and whether this host's kernel lets a mode see it.
@@ -14,42 +12,36 @@ pub struct Coverage {
     pub detail: String,
 }
 
-/// Kernel functions the hooks need, and the io_uring_disabled sysctl (6.6+) when present.
-pub struct KernelFacts<'a> {
-    pub has_function: &'a dyn Fn(&str) -> bool,
+/// What the hooks need: a cgroup v2 hierarchy (mounted, or mountable), the io_uring audit
+/// filter (5.16+, known by its kernel function), and the io_uring_disabled sysctl (6.6+).
+pub struct KernelFacts {
+    pub cgroup2: bool,
+    pub uring_audit: bool,
     pub io_uring_disabled: Option<u32>,
 }
 
 pub fn assess(k: &KernelFacts) -> Vec<Coverage> {
-    let has = k.has_function;
-    let mut out = Vec::new();
-    let connect = has("__sys_connect_file");
-    out.push(Coverage {
+    let mut out = vec![Coverage {
         what: "ebpf: ia32/io_uring connect".into(),
-        seen: connect,
-        detail: if connect {
-            "fexit on __sys_connect_file (native, ia32 and io_uring connects)".into()
-        } else {
-            "no __sys_connect_file: syscall tracepoints only, ia32 (int 0x80) and io_uring \
-             connects are not seen"
+        seen: k.cgroup2,
+        detail: if k.cgroup2 {
+            "cgroup connect4/connect6 on the cgroup v2 root (result `attempted`: seen before \
+             the connection is made)"
                 .into()
+        } else {
+            "no cgroup v2: ia32 (int 0x80) and io_uring connects are not seen in eBPF mode".into()
         },
-    });
-    let creds = has("commit_creds") && has("begin_new_exec");
+    }];
     out.push(Coverage {
         what: "ebpf: ia32 set*id".into(),
-        seen: creds,
-        detail: if creds {
-            "kprobes on commit_creds and begin_new_exec (every credential change)".into()
-        } else {
-            "no commit_creds/begin_new_exec kprobe: ia32 (int 0x80) set*id/capset not seen".into()
-        },
+        seen: true,
+        detail: "seen late: credentials compared at the process's next exec and at its exit"
+            .into(),
     });
-    let uring_audit = has("__audit_uring_exit");
     out.push(Coverage {
         what: "audit: io_uring connect".into(),
-        seen: uring_audit,
-        detail: if uring_audit {
+        seen: k.uring_audit,
+        detail: if k.uring_audit {
             "io_uring audit filter list (AUDIT_FILTER_URING_EXIT)".into()
         } else {
             "the kernel has no io_uring audit filter (5.16+): io_uring connects are not seen \
@@ -74,31 +66,25 @@ pub fn assess(k: &KernelFacts) -> Vec<Coverage> {
     out
 }
 
-/// Function names in `/proc/kallsyms` text.
-pub fn parse_kallsyms(text: &str, wanted: &[&str]) -> HashSet<String> {
+/// Whether `/proc/kallsyms` text names `function`.
+pub fn kallsyms_has(text: &str, function: &str) -> bool {
     text.lines()
-        .filter_map(|l| l.split_whitespace().nth(2))
-        .filter(|name| wanted.contains(name))
-        .map(str::to_string)
-        .collect()
+        .any(|l| l.split_whitespace().nth(2) == Some(function))
 }
-
-const FUNCTIONS: [&str; 4] = [
-    "__sys_connect_file",
-    "commit_creds",
-    "begin_new_exec",
-    "__audit_uring_exit",
-];
 
 /// Reads this host's facts and assesses them.
 pub fn probe() -> Vec<Coverage> {
-    let text = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-    let found = parse_kallsyms(&text, &FUNCTIONS);
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    let cgroup2 = crate::sources::ebpf::hooks::cgroup2_root(&mountinfo).is_some()
+        || filesystems.lines().any(|l| l.trim_end().ends_with("cgroup2"));
     let io_uring_disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .ok()
         .and_then(|s| s.trim().parse().ok());
     assess(&KernelFacts {
-        has_function: &|f| found.contains(f),
+        cgroup2,
+        uring_audit: kallsyms_has(&kallsyms, "__audit_uring_exit"),
         io_uring_disabled,
     })
 }
@@ -109,9 +95,9 @@ mod tests {
 
     #[test]
     fn modern_kernel_sees_everything_and_advises_the_sysctl() {
-        let all = |_: &str| true;
         let c = assess(&KernelFacts {
-            has_function: &all,
+            cgroup2: true,
+            uring_audit: true,
             io_uring_disabled: Some(0),
         });
         assert!(c.iter().all(|c| c.seen));
@@ -120,32 +106,24 @@ mod tests {
 
     #[test]
     fn old_kernel_names_each_blind_spot() {
-        // 5.10: no io_uring audit filter, no io_uring_disabled sysctl.
-        let has = |f: &str| f != "__audit_uring_exit";
+        // 5.10 on cgroup v1 only: no io_uring audit filter, no io_uring_disabled sysctl.
         let c = assess(&KernelFacts {
-            has_function: &has,
+            cgroup2: false,
+            uring_audit: false,
             io_uring_disabled: None,
         });
-        let audit = c.iter().find(|c| c.what.starts_with("audit")).unwrap();
-        assert!(!audit.seen);
-        assert!(audit.detail.contains("io_uring connects are not seen"));
-        assert!(c[3].detail.contains("cannot be turned off"));
-        let none = |_: &str| false;
-        let c = assess(&KernelFacts {
-            has_function: &none,
-            io_uring_disabled: None,
-        });
+        assert!(!c[0].seen);
         assert!(c[0].detail.contains("ia32 (int 0x80) and io_uring connects are not seen"));
-        assert!(!c[1].seen);
+        assert!(!c[2].seen);
+        assert!(c[2].detail.contains("io_uring connects are not seen in audit mode"));
+        assert!(c[3].detail.contains("cannot be turned off"));
     }
 
     #[test]
     fn kallsyms_lines() {
         let text = "ffffffff813a04b0 T commit_creds\n\
-                    ffffffff81e76ed0 T __sys_connect_file\n\
-                    0000000000000000 t __sys_connect_file_x [mod]\n";
-        let got = parse_kallsyms(text, &FUNCTIONS);
-        assert!(got.contains("commit_creds") && got.contains("__sys_connect_file"));
-        assert_eq!(got.len(), 2);
+                    0000000000000000 t __audit_uring_exit_x [mod]\n";
+        assert!(kallsyms_has(text, "commit_creds"));
+        assert!(!kallsyms_has(text, "__audit_uring_exit"));
     }
 }

@@ -256,7 +256,8 @@ pub struct Connect {
     pub protocol: String,
     pub dst_addr: String,
     pub dst_port: u16,
-    /// "success", "in_progress", "refused", "timeout", "unreachable", "denied", or "error".
+    /// "success", "in_progress", "refused", "timeout", "unreachable", "denied", "error", or
+    /// "attempted" (seen before it was made: eBPF mode's ia32 and io_uring connects).
     pub result: &'static str,
     /// The errno of a failed call, 0 on success.
     pub errno: i32,

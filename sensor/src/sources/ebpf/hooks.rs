@@ -1,32 +1,21 @@
 //! Which program attaches where, and what to do when a kernel lacks a hook.
 //!
-//! Connects and credential changes are captured below the syscall layer (fexit on
-//! `__sys_connect_file`, kprobes on `commit_creds` / `begin_new_exec`), where native, ia32
-//! (`int 0x80`) and io_uring paths all pass. Where those hooks cannot be attached, the syscall
-//! tracepoints take over and the blind spot that leaves is named (it goes into the health
-//! reason).
+//! The syscall tracepoints see native calls with their results, but ignore compat (ia32,
+//! `int 0x80`) syscalls and never see io_uring operations. Connects on those paths are caught
+//! by cgroup `connect4`/`connect6` programs on the cgroup v2 root, which every connect passes
+//! in the kernel; where they cannot be attached (no cgroup v2, no cgroup BPF), the blind spot
+//! that leaves is named in the health reason. Credential changes on those paths are found by
+//! the exec and exit programs themselves (see `sensor-ebpf/src/cred_watch.rs`).
+use std::path::{Path, PathBuf};
+
 use aya::{
-    programs::{FExit, KProbe, TracePoint},
-    Btf, Ebpf,
+    programs::{cgroup_sock_addr::CgroupSockAddr, CgroupAttachMode, TracePoint},
+    Ebpf,
 };
 
 use super::EbpfError;
 
-/// One attachment of one program.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Hook {
-    /// A tracepoint program on (category, event).
-    Tracepoint(&'static str, String),
-    /// A kprobe on a kernel function.
-    KProbe(&'static str),
-    /// An fexit program on a kernel function (needs its BTF).
-    FExit(&'static str),
-}
-
-/// Programs in attach order, each with its hooks.
-pub type Group = Vec<(&'static str, Vec<Hook>)>;
-
-/// Native credential-changing syscalls (their tracepoints only name the call).
+/// Native credential-changing syscalls.
 pub const CRED_SYSCALLS: [&str; 7] = [
     "setuid",
     "setgid",
@@ -37,141 +26,164 @@ pub const CRED_SYSCALLS: [&str; 7] = [
     "capset",
 ];
 
-fn sys(prefix: &str, names: &[&str]) -> Vec<Hook> {
-    names
-        .iter()
-        .map(|n| Hook::Tracepoint("syscalls", format!("{prefix}_{n}")))
-        .collect()
-}
-
-fn tp(category: &'static str, event: &str) -> Vec<Hook> {
-    vec![Hook::Tracepoint(category, event.to_string())]
-}
-
-/// Always attached: exits before execs, so no event whose start we report misses its end.
-pub fn core() -> Group {
+/// Tracepoint programs and their (category, event) attachments, in attach order: exit halves
+/// before entry halves, so no event whose start we report can miss its end.
+pub fn tracepoints() -> Vec<(&'static str, Vec<(&'static str, String)>)> {
+    let sys = |prefix: &str, names: &[&str]| -> Vec<(&'static str, String)> {
+        names
+            .iter()
+            .map(|n| ("syscalls", format!("{prefix}_{n}")))
+            .collect()
+    };
     vec![
-        ("sched_process_exit", tp("sched", "sched_process_exit")),
-        ("sched_process_exec", tp("sched", "sched_process_exec")),
+        (
+            "sched_process_exit",
+            vec![("sched", "sched_process_exit".into())],
+        ),
+        ("exec_cred_enter", sys("sys_enter", &["execve", "execveat"])),
+        (
+            "sched_process_exec",
+            vec![("sched", "sched_process_exec".into())],
+        ),
+        (
+            "sys_exit_connect",
+            vec![("syscalls", "sys_exit_connect".into())],
+        ),
+        (
+            "sys_enter_connect",
+            vec![("syscalls", "sys_enter_connect".into())],
+        ),
+        ("cred_change_exit", sys("sys_exit", &CRED_SYSCALLS)),
+        ("cred_change_enter", sys("sys_enter", &CRED_SYSCALLS)),
     ]
 }
 
-/// A capability with a preferred set of hooks and a fallback, and what the fallback misses.
-pub struct Layered {
-    pub what: &'static str,
-    pub primary: Group,
-    pub fallback: Group,
-    pub blind_spot: &'static str,
+/// The cgroup connect programs (attached after `sys_enter_connect`, which they rely on to skip
+/// native connects).
+pub const CGROUP_CONNECT: [&str; 2] = ["cgroup_connect4", "cgroup_connect6"];
+
+/// What is unseen when the cgroup connect programs cannot be attached.
+pub const CONNECT_BLIND_SPOT: &str =
+    "net_connect: connects through the ia32 entry (int 0x80) and io_uring are not seen";
+
+/// The root of a cgroup v2 hierarchy in `/proc/self/mountinfo` text (root "/" of the
+/// hierarchy mounted somewhere; a hybrid host has it at /sys/fs/cgroup/unified).
+pub fn cgroup2_root(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let fstype = right.split_whitespace().next()?;
+        let mut f = left.split_whitespace();
+        let root = f.nth(3)?;
+        let mount_point = f.next()?;
+        (fstype == "cgroup2" && root == "/").then(|| PathBuf::from(unescape(mount_point)))
+    })
 }
 
-pub fn layered() -> Vec<Layered> {
-    vec![
-        Layered {
-            what: "net_connect",
-            primary: vec![(
-                "connect_file_exit",
-                vec![Hook::FExit("__sys_connect_file")],
-            )],
-            fallback: vec![
-                ("sys_exit_connect", tp("syscalls", "sys_exit_connect")),
-                ("sys_enter_connect", tp("syscalls", "sys_enter_connect")),
-            ],
-            blind_spot: "connects through the ia32 entry (int 0x80) and io_uring are not seen",
-        },
-        Layered {
-            what: "privilege_change",
-            primary: vec![
-                ("cred_call_exit", sys("sys_exit", &CRED_SYSCALLS)),
-                ("commit_creds", vec![Hook::KProbe("commit_creds")]),
-                ("begin_new_exec", vec![Hook::KProbe("begin_new_exec")]),
-                ("cred_call_enter", sys("sys_enter", &CRED_SYSCALLS)),
-            ],
-            fallback: vec![
-                ("exec_cred_enter", sys("sys_enter", &["execve", "execveat"])),
-                ("cred_change_exit", sys("sys_exit", &CRED_SYSCALLS)),
-                ("cred_change_enter", sys("sys_enter", &CRED_SYSCALLS)),
-            ],
-            blind_spot: "set*id/capset through the ia32 entry (int 0x80) and ia32 execs of \
-                         set-id binaries are not seen",
-        },
-    ]
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
-/// Loads and attaches one program to its hooks. `btf` is parsed on first need (fexit only).
-fn attach(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-    hooks: &[Hook],
-    btf: &mut Option<Btf>,
-) -> Result<(), EbpfError> {
-    let err = |e| EbpfError::Program {
+/// Where the sensor mounts cgroup v2 when the host has no v2 mount (cgroup v1 only).
+const PRIVATE_CGROUP2: &str = "/run/sensor-cgroup2";
+
+/// Opens the cgroup v2 root, mounting the hierarchy privately when no mount exists.
+fn open_cgroup2_root() -> Result<std::fs::File, String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let root = match cgroup2_root(&mountinfo) {
+        Some(root) => root,
+        None => mount_cgroup2(Path::new(PRIVATE_CGROUP2))?,
+    };
+    std::fs::File::open(&root).map_err(|e| format!("{}: {e}", root.display()))
+}
+
+fn mount_cgroup2(at: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(at).map_err(|e| format!("{}: {e}", at.display()))?;
+    let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes())
+        .map_err(|e| e.to_string())?;
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            c"cgroup2".as_ptr(),
+            target.as_ptr(),
+            c"cgroup2".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "no cgroup v2 mount, and mounting one at {} failed: {}",
+            at.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(at.to_path_buf())
+}
+
+fn program_err(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> EbpfError {
+    move |e| EbpfError::Program {
         name,
         source: Box::new(e),
-    };
-    let prog = ebpf
-        .program_mut(name)
-        .ok_or(EbpfError::MissingProgram(name))?;
-    match hooks.first() {
-        Some(Hook::Tracepoint(..)) => {
-            let prog: &mut TracePoint = prog.try_into().map_err(err)?;
-            prog.load().map_err(err)?;
-            for hook in hooks {
-                if let Hook::Tracepoint(category, event) = hook {
-                    prog.attach(category, event).map_err(err)?;
-                }
+    }
+}
+
+fn attach_cgroup_connect(ebpf: &mut Ebpf) -> Result<(), String> {
+    let cgroup = open_cgroup2_root()?;
+    for name in CGROUP_CONNECT {
+        let err = |e: aya::programs::ProgramError| {
+            // The kernel's errno is at the end of the source chain.
+            let mut text = format!("program {name}: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
             }
-        }
-        Some(Hook::KProbe(function)) => {
-            let prog: &mut KProbe = prog.try_into().map_err(err)?;
-            prog.load().map_err(err)?;
-            prog.attach(function, 0).map_err(err)?;
-        }
-        Some(Hook::FExit(function)) => {
-            if btf.is_none() {
-                *btf = Some(Btf::from_sys_fs().map_err(|e| EbpfError::Map {
-                    name: "kernel BTF",
-                    reason: e.to_string(),
-                })?);
-            }
-            let prog: &mut FExit = prog.try_into().map_err(err)?;
-            prog.load(function, btf.as_ref().expect("parsed above"))
-                .map_err(err)?;
-            prog.attach().map_err(err)?;
-        }
-        None => {}
+            text
+        };
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("program {name} missing from the object"))?
+            .try_into()
+            .map_err(err)?;
+        prog.load().map_err(err)?;
+        // On 5.7+ aya attaches through a bpf link, which the kernel always adds beside other
+        // programs (systemd's, a container runtime's) and which takes no flags: `Single`
+        // means flags 0 there (any other mode makes the kernel answer EINVAL).
+        prog.attach(&cgroup, CgroupAttachMode::Single)
+            .map_err(err)?;
     }
     Ok(())
 }
 
-/// Unloads (and so detaches) the programs of a group that failed half-way.
-fn unload(ebpf: &mut Ebpf, group: &Group) {
-    for (name, _) in group {
-        if let Some(prog) = ebpf.program_mut(name) {
-            let _ = prog.unload();
-        }
-    }
-}
-
-/// Attaches everything; returns the blind spots left by hooks this kernel lacks.
+/// Attaches everything; returns the blind spots left by hooks this host lacks.
 pub fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<String>, EbpfError> {
-    let mut btf = None;
-    for (name, hooks) in core() {
-        attach(ebpf, name, &hooks, &mut btf)?;
+    for (name, points) in tracepoints() {
+        let err = program_err(name);
+        let prog: &mut TracePoint = ebpf
+            .program_mut(name)
+            .ok_or(EbpfError::MissingProgram(name))?
+            .try_into()
+            .map_err(&err)?;
+        prog.load().map_err(&err)?;
+        for (category, event) in points {
+            prog.attach(category, &event).map_err(&err)?;
+        }
     }
     let mut blind = Vec::new();
-    for layer in layered() {
-        let primary = layer
-            .primary
-            .iter()
-            .try_for_each(|(name, hooks)| attach(ebpf, name, hooks, &mut btf));
-        if let Err(e) = primary {
-            tracing::warn!(what = layer.what, error = %e, "falling back to syscall tracepoints");
-            unload(ebpf, &layer.primary);
-            for (name, hooks) in &layer.fallback {
-                attach(ebpf, name, hooks, &mut btf)?;
+    if let Err(e) = attach_cgroup_connect(ebpf) {
+        tracing::warn!(error = %e, "cgroup connect hooks unavailable");
+        for name in CGROUP_CONNECT {
+            if let Some(p) = ebpf.program_mut(name) {
+                if let Ok(p) = <&mut CgroupSockAddr>::try_from(p) {
+                    let _ = p.unload();
+                }
             }
-            blind.push(format!("{}: {} ({e})", layer.what, layer.blind_spot));
         }
+        blind.push(format!("{CONNECT_BLIND_SPOT} ({e})"));
     }
     Ok(blind)
 }
@@ -181,25 +193,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_layer_has_hooks_of_one_kind_per_program() {
-        for layer in layered() {
-            for (name, hooks) in layer.primary.iter().chain(&layer.fallback) {
-                assert!(!hooks.is_empty(), "{name}");
-                let kind = std::mem::discriminant(&hooks[0]);
-                assert!(hooks.iter().all(|h| std::mem::discriminant(h) == kind), "{name}");
-            }
-        }
+    fn cgroup2_root_on_hybrid_and_v1_hosts() {
+        let hybrid = "30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+                      35 30 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                      31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup2_root(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        // A container's view: a v2 mount of a sub-cgroup is not the root.
+        let sub = "40 30 0:27 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_root(sub), None);
+        let v1 = "35 30 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        assert_eq!(cgroup2_root(v1), None);
+        let spaced = "31 30 0:27 / /mnt/cg\\0402 rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_root(spaced), Some(PathBuf::from("/mnt/cg 2")));
     }
 
     #[test]
     fn exit_halves_attach_before_entry_halves() {
-        for layer in layered() {
-            for group in [&layer.primary, &layer.fallback] {
-                let pos = |needle: &str| group.iter().position(|(n, _)| n.contains(needle));
-                if let (Some(exit), Some(enter)) = (pos("exit"), pos("enter")) {
-                    assert!(exit < enter, "{}", layer.what);
-                }
-            }
-        }
+        let names: Vec<&str> = tracepoints().iter().map(|(n, _)| *n).collect();
+        let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        assert!(pos("sys_exit_connect") < pos("sys_enter_connect"));
+        assert!(pos("cred_change_exit") < pos("cred_change_enter"));
+        assert!(pos("sched_process_exit") < pos("sched_process_exec"));
     }
 }

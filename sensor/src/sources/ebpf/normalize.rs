@@ -1,6 +1,6 @@
 //! Decoded eBPF records to normalized [`Event`]s. Pure: clocks and host come in as arguments.
 use sensor_common::{
-    ProcessInfo, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED,
+    ProcessInfo, CONNECT_RET_UNKNOWN, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED,
     FLAG_EXE_DELETED, FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_NO_LOGINUID, FLAG_READ_ERROR,
 };
 
@@ -159,7 +159,12 @@ fn exit_event(e: &ExitRecord, clocks: &Clocks, host: &str) -> Event {
     ev
 }
 
+/// The result of a connect: `attempted` when it was seen before it was made (ia32 and io_uring
+/// connects, at the cgroup connect hook).
 pub fn connect_result(ret: i32) -> &'static str {
+    if ret == CONNECT_RET_UNKNOWN {
+        return "attempted";
+    }
     match -ret {
         0 => "success",
         libc::EINPROGRESS | libc::EALREADY | libc::EAGAIN => "in_progress",
@@ -197,7 +202,11 @@ fn connect_event(c: &ConnectRecord, clocks: &Clocks, host: &str) -> Event {
         dst_addr: format_addr(c.family, &c.dst_addr),
         dst_port: c.dst_port,
         result: connect_result(c.ret),
-        errno: -c.ret.min(0),
+        errno: if c.ret == CONNECT_RET_UNKNOWN {
+            0
+        } else {
+            -c.ret.min(0)
+        },
     });
     ev
 }
@@ -228,10 +237,10 @@ fn privilege_event(r: &PrivilegeRecord, clocks: &Clocks, host: &str) -> Event {
         } else {
             "exec_file_caps".to_string()
         }
-    } else if r.via == sensor_common::VIA_COMMIT {
-        // Seen where credentials are committed, with no native call to name (an ia32
-        // `int 0x80` set*id, keyctl, ...).
-        "commit_creds".to_string()
+    } else if r.via == sensor_common::VIA_OBSERVED {
+        // Found changed at the process's next exec or exit, with no syscall tracepoint
+        // having seen the call (an ia32 `int 0x80` set*id, ...).
+        "observed".to_string()
     } else {
         cred_syscall_name(r.syscall_nr)
     };
