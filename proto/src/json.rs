@@ -72,6 +72,9 @@ fn process(p: &Process) -> Value {
     if let Some(exe) = &p.exe {
         m.insert("exe".into(), json!(exe));
     }
+    if p.exe_deleted {
+        m.insert("exe_deleted".into(), json!(true));
+    }
     if let Some(f) = &p.filename {
         m.insert("filename".into(), json!(f));
     }
@@ -82,6 +85,9 @@ fn process(p: &Process) -> Value {
         m.insert("argv".into(), json!(argv.args));
         if argv.truncated {
             m.insert("argv_truncated".into(), json!(true));
+        }
+        if argv.omitted_bytes > 0 {
+            m.insert("argv_omitted_bytes".into(), json!(argv.omitted_bytes));
         }
     }
     m.insert("cgroup_id".into(), json!(p.cgroup_id));
@@ -202,6 +208,7 @@ mod tests {
                 argv: Some(Argv {
                     args: vec!["a".into(), "b c".into()],
                     truncated: false,
+                    omitted_bytes: 0,
                 }),
                 auid: None,
                 session: Some(3),

@@ -174,9 +174,8 @@ pub struct ExecEvent {
     pub argv: [u8; ARGV_BUF],
 }
 pub const EXEC_FIXED_LEN: usize = core::mem::size_of::<ExecEvent>() - ARGV_BUF;
-const _: () = assert!(
-    core::mem::size_of::<ExecEvent>() == 24 + 96 + 16 + 256 + 2 * (8 + 1536) + ARGV_BUF
-);
+const _: () =
+    assert!(core::mem::size_of::<ExecEvent>() == 24 + 96 + 16 + 256 + 2 * (8 + 1536) + ARGV_BUF);
 const _: () = assert!(EXEC_FIXED_LEN.is_multiple_of(8));
 
 /// `sched_process_exit` of the last thread of a thread group (the process exit).

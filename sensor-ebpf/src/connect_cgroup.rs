@@ -80,5 +80,10 @@ fn observe(ctx: &SockAddrContext, family: u16) {
             stash.dst_addr[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
         }
     }
-    emit(current_task(), &stash, sock_type as u16, CONNECT_RET_UNKNOWN);
+    emit(
+        current_task(),
+        &stash,
+        sock_type as u16,
+        CONNECT_RET_UNKNOWN,
+    );
 }

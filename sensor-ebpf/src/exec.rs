@@ -9,9 +9,9 @@ use aya_ebpf::{
 };
 use sensor_common::{
     offsets::OFFSETS_MAGIC, ExecEvent, PathWalk, ARGV_BUF, ARGV_LEN, ARGV_MIN_BOUND, ARGV_TAIL,
-    CWD_PARTS, DROP_SLOT_EXEC,
-    EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR,
-    FLAG_CWD_TRUNCATED, FLAG_EXE_DELETED, FLAG_EXE_DETACHED, FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_FILENAME_TRUNCATED, KIND_EXEC,
+    CWD_PARTS, DROP_SLOT_EXEC, EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED,
+    FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED, FLAG_EXE_DELETED, FLAG_EXE_DETACHED, FLAG_EXE_ERROR,
+    FLAG_EXE_TRUNCATED, FLAG_FILENAME_TRUNCATED, KIND_EXEC,
 };
 
 use crate::{
@@ -157,9 +157,7 @@ fn read_argv(task: Ptr, ev: &mut ExecEvent) {
     if total <= bound {
         // 1..=ARGV_LEN, in a form the verifier can bound.
         let len = (((total - 1) as u32) & (ARGV_LEN as u32 - 1)) + 1;
-        let ret = unsafe {
-            bpf_probe_read_user(base as *mut c_void, len, start as *const c_void)
-        };
+        let ret = unsafe { bpf_probe_read_user(base as *mut c_void, len, start as *const c_void) };
         if ret < 0 {
             ev.process.flags |= FLAG_ARGV_ERROR;
             return;

@@ -35,8 +35,7 @@ pub fn assess(k: &KernelFacts) -> Vec<Coverage> {
     out.push(Coverage {
         what: "ebpf: ia32 set*id".into(),
         seen: true,
-        detail: "seen late: credentials compared at the process's next exec and at its exit"
-            .into(),
+        detail: "seen late: credentials compared at the process's next exec and at its exit".into(),
     });
     out.push(Coverage {
         what: "audit: io_uring connect".into(),
@@ -78,7 +77,9 @@ pub fn probe() -> Vec<Coverage> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     let cgroup2 = crate::sources::ebpf::hooks::cgroup2_root(&mountinfo).is_some()
-        || filesystems.lines().any(|l| l.trim_end().ends_with("cgroup2"));
+        || filesystems
+            .lines()
+            .any(|l| l.trim_end().ends_with("cgroup2"));
     let io_uring_disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .ok()
         .and_then(|s| s.trim().parse().ok());
@@ -113,9 +114,13 @@ mod tests {
             io_uring_disabled: None,
         });
         assert!(!c[0].seen);
-        assert!(c[0].detail.contains("ia32 (int 0x80) and io_uring connects are not seen"));
+        assert!(c[0]
+            .detail
+            .contains("ia32 (int 0x80) and io_uring connects are not seen"));
         assert!(!c[2].seen);
-        assert!(c[2].detail.contains("io_uring connects are not seen in audit mode"));
+        assert!(c[2]
+            .detail
+            .contains("io_uring connects are not seen in audit mode"));
         assert!(c[3].detail.contains("cannot be turned off"));
     }
 

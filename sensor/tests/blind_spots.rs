@@ -114,12 +114,19 @@ fn all_rows(mode: &str) {
     let memfd = run(&["memfd_exec", "innocent", "/bin/echo", &m]);
     // sh -c '<6,000 spaces>true payload'
     let script = format!("{}true {m}-padded", " ".repeat(6000));
-    let padded = Command::new("/bin/sh").args(["-c", &script]).status().unwrap();
+    let padded = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
     assert!(padded.success());
     // 60 arguments of 100 bytes before the one that matters.
     let mut many: Vec<String> = (0..60).map(|i| format!("{i:0>100}")).collect();
     many.push(format!("{m}-last"));
-    assert!(Command::new("/bin/true").args(&many).status().unwrap().success());
+    assert!(Command::new("/bin/true")
+        .args(&many)
+        .status()
+        .unwrap()
+        .success());
 
     if mode == "audit" {
         std::thread::sleep(Duration::from_millis(500));
@@ -129,7 +136,11 @@ fn all_rows(mode: &str) {
 
     assert!(c32.stdout.contains("ret=0"), "{}", c32.stdout);
     let ebpf = mode == "ebpf";
-    let c32_expect = if ebpf { ("attempted", "tcp") } else { ("success", "tcp") };
+    let c32_expect = if ebpf {
+        ("attempted", "tcp")
+    } else {
+        ("success", "tcp")
+    };
     assert_connect_seen(&events, &c32, port, "int 0x80 connect", mode, c32_expect);
     assert!(uring.stdout.contains("res=0"), "{}", uring.stdout);
     let uring_expect = if ebpf {
@@ -137,7 +148,14 @@ fn all_rows(mode: &str) {
     } else {
         ("success", "unknown")
     };
-    assert_connect_seen(&events, &uring, port, "io_uring connect", mode, uring_expect);
+    assert_connect_seen(
+        &events,
+        &uring,
+        port,
+        "io_uring connect",
+        mode,
+        uring_expect,
+    );
 
     assert!(su32.stdout.contains("ret=0"), "{}", su32.stdout);
     let changes: Vec<&Value> = of_kind(&events, "privilege_change")
@@ -213,7 +231,11 @@ fn small_bound_keeps_the_tail(mode: &str) {
         .success());
     let mut many: Vec<String> = (0..60).map(|i| format!("{i:0>100}")).collect();
     many.push(format!("{m}-last"));
-    assert!(Command::new("/bin/true").args(&many).status().unwrap().success());
+    assert!(Command::new("/bin/true")
+        .args(&many)
+        .status()
+        .unwrap()
+        .success());
     if mode == "audit" {
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -233,7 +255,11 @@ fn small_bound_keeps_the_tail(mode: &str) {
     let p = &sh["process"];
     assert_eq!(p["argv_truncated"], true);
     let total = area(&["/bin/sh", "-c", &script]);
-    assert_eq!(p["argv_omitted_bytes"], (total - 4096) as u64, "{mode}: {p}");
+    assert_eq!(
+        p["argv_omitted_bytes"],
+        (total - 4096) as u64,
+        "{mode}: {p}"
+    );
     assert_eq!(p["argv"][0], "/bin/sh");
     let marker_text = format!("[... {} bytes omitted ...]", total - 4096);
     assert!(p["argv"]
@@ -304,7 +330,10 @@ fn io_uring_file_write_is_seen_by_fanotify() {
         .filter_map(Value::as_str)
         .collect();
     assert!(ops.contains(&"create"), "{ops:?} in {files:?}");
-    assert!(ops.contains(&"modify") || ops.contains(&"close_write"), "{ops:?}");
+    assert!(
+        ops.contains(&"modify") || ops.contains(&"close_write"),
+        "{ops:?}"
+    );
     assert!(
         files.iter().any(|e| e["process"]["pid"] == ran.pid),
         "pid {} in {files:?}",

@@ -74,11 +74,13 @@ fn process(p: &Process) -> pb::Process {
         tty: p.tty.clone(),
         comm: p.comm.clone(),
         exe: p.exe.clone(),
+        exe_deleted: p.exe_deleted,
         filename: p.filename.clone(),
         cwd: p.cwd.clone(),
         argv: p.argv.as_ref().map(|a| pb::Argv {
             args: a.clone(),
             truncated: p.argv_truncated,
+            omitted_bytes: p.argv_omitted_bytes,
         }),
         cgroup_id: p.cgroup_id,
         container_id: p.container_id.clone(),
@@ -164,6 +166,8 @@ pub(crate) mod tests {
                 "\"q\" 'q'".into(),
             ]),
             argv_truncated: true,
+            argv_omitted_bytes: 12345,
+            exe_deleted: true,
             cgroup_id: 9876,
             container_id: "abc123".into(),
             ancestors: vec![Ancestor {

@@ -10,6 +10,6 @@ pub mod proc_connector;
 pub mod record;
 pub mod rules;
 pub mod session;
-pub mod uring;
 pub mod socket_types;
 pub mod source;
+pub mod uring;

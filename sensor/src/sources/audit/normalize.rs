@@ -48,15 +48,12 @@ use super::{
 use crate::{
     escape::escape_bytes,
     event::{Connect, Event, Exit, Kind, Process, Source},
-    sources::ebpf::{
-        normalize::{
-            connect_result, format_addr, protocol as ebpf_protocol, resolve_exe,
-            tty_name as ebpf_tty_name,
-        },
+    sources::ebpf::normalize::{
+        connect_result, format_addr, protocol as ebpf_protocol, resolve_exe,
+        tty_name as ebpf_tty_name,
     },
     timefmt::rfc3339_nanos,
 };
-
 
 const AUDIT_ARCH_X86_64: u64 = 0xC000_003E;
 const AUDIT_ARCH_I386: u64 = 0x4000_0003;

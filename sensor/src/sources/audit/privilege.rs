@@ -35,9 +35,8 @@ fn is_exec(arch: u64, nr: u64) -> bool {
 /// 32-bit-id calls (213..) and the legacy 16-bit-id ones (23, 46, 70, 71, 164, 170), then capset
 /// (185; 184 is capget).
 pub const RULE_SYSCALLS_64: [u32; 7] = [105, 106, 113, 114, 117, 119, 126];
-pub const RULE_SYSCALLS_32: [u32; 13] = [
-    213, 214, 203, 204, 208, 210, 23, 46, 70, 71, 164, 170, 185,
-];
+pub const RULE_SYSCALLS_32: [u32; 13] =
+    [213, 214, 203, 204, 208, 210, 23, 46, 70, 71, 164, 170, 185];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Creds {

@@ -320,7 +320,10 @@ mod tests {
         let b32 = &r[1];
         assert_eq!(b32.fields[0], (AUDIT_ARCH, AUDIT_EQUAL, AUDIT_ARCH_I386));
         assert!(b32.syscalls.contains(&185), "capset");
-        assert!(!b32.syscalls.contains(&184), "capget is not a credential change");
+        assert!(
+            !b32.syscalls.contains(&184),
+            "capget is not a credential change"
+        );
         // 16-bit-id set*id, 32-bit-id set*id, socketcall.
         for nr in [23, 46, 70, 71, 164, 170, 213, 214, 203, 204, 208, 210, 102] {
             assert!(b32.syscalls.contains(&nr), "i386 syscall {nr}");

@@ -412,6 +412,51 @@ mod tests {
         assert_eq!(e.process.auid, 1000);
     }
 
+    /// The kernel's head-and-tail layout: `argv_head_len` bytes of head, then the tail, with
+    /// the count left out between them.
+    #[test]
+    fn exec_head_and_tail() {
+        let script = format!("{}true payload", " ".repeat(6000));
+        let area = crate::argv::join(&[b"sh".to_vec(), b"-c".to_vec(), script.into_bytes()]);
+        let cut = crate::argv::cut(&area, 4096);
+        let mut kept = cut.head.to_vec();
+        kept.extend_from_slice(cut.tail);
+        let mut bytes = exec(b"/bin/sh", &kept, &[], FLAG_ARGV_TRUNCATED);
+        let put = |bytes: &mut Vec<u8>, off: usize, v: u32| {
+            bytes[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        };
+        put(
+            &mut bytes,
+            std::mem::offset_of!(ExecEvent, argv_omitted),
+            cut.omitted as u32,
+        );
+        put(
+            &mut bytes,
+            std::mem::offset_of!(ExecEvent, argv_head_len),
+            cut.head.len() as u32,
+        );
+        let Record::Exec(e) = decode(&bytes).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.argv_omitted, cut.omitted);
+        assert_eq!(e.argv.len(), 5);
+        assert_eq!(e.argv[3], crate::argv::omitted_marker(cut.omitted));
+        assert!(e.argv[4].ends_with(b"true payload"));
+        // A head length past the bytes used is refused, not trusted.
+        put(
+            &mut bytes,
+            std::mem::offset_of!(ExecEvent, argv_head_len),
+            kept.len() as u32 + 1,
+        );
+        assert!(matches!(
+            decode(&bytes),
+            Err(DecodeError::OutOfBounds {
+                field: "argv_head_len",
+                ..
+            })
+        ));
+    }
+
     #[test]
     fn exec_root_cwd_and_no_args() {
         let bytes = exec(b"/bin/true", b"", &[], 0);

@@ -102,8 +102,8 @@ fn open_cgroup2_root() -> Result<std::fs::File, String> {
 
 fn mount_cgroup2(at: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(at).map_err(|e| format!("{}: {e}", at.display()))?;
-    let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes())
-        .map_err(|e| e.to_string())?;
+    let target =
+        std::ffi::CString::new(at.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe {
         libc::mount(

@@ -1,7 +1,8 @@
 //! Decoded eBPF records to normalized [`Event`]s. Pure: clocks and host come in as arguments.
 use sensor_common::{
-    ProcessInfo, CONNECT_RET_UNKNOWN, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED,
-    FLAG_EXE_DELETED, FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_NO_LOGINUID, FLAG_READ_ERROR,
+    ProcessInfo, CONNECT_RET_UNKNOWN, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR,
+    FLAG_CWD_TRUNCATED, FLAG_EXE_DELETED, FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_NO_LOGINUID,
+    FLAG_READ_ERROR,
 };
 
 use super::decode::{ConnectRecord, ExecRecord, ExitRecord, PrivilegeRecord, Record};
@@ -312,6 +313,36 @@ mod tests {
     }
 
     #[test]
+    fn memfd_exe_is_marked_deleted() {
+        use sensor_common::{FLAG_EXE_DELETED, FLAG_EXE_DETACHED};
+        let mut bytes = fixtures::exec(b"", b"echo\0", &[], FLAG_EXE_DELETED | FLAG_EXE_DETACHED);
+        // The exe walk of a memfd: one component, its name.
+        let exe = std::mem::offset_of!(sensor_common::ExecEvent, exe);
+        bytes[exe..exe + 4].copy_from_slice(&1u32.to_ne_bytes());
+        bytes[exe + 4..exe + 8].copy_from_slice(&0u32.to_ne_bytes());
+        let name = b"memfd:innocent\0";
+        bytes[exe + 8..exe + 8 + name.len()].copy_from_slice(name);
+        let rec = decode(&bytes).unwrap();
+        let p = normalize(&rec, &clocks(), "h").process.unwrap();
+        assert_eq!(p.exe.as_deref(), Some("/memfd:innocent (deleted)"));
+        assert!(p.exe_deleted);
+    }
+
+    #[test]
+    fn connect_seen_before_it_was_made_is_attempted() {
+        let rec = decode(&fixtures::connect(
+            2,
+            1,
+            &[10, 0, 0, 1],
+            443,
+            sensor_common::CONNECT_RET_UNKNOWN,
+        ))
+        .unwrap();
+        let c = normalize(&rec, &clocks(), "h").connect.unwrap();
+        assert_eq!((c.result, c.errno), ("attempted", 0));
+    }
+
+    #[test]
     fn exit_status_decoding() {
         assert_eq!(
             exit_status(0),
@@ -414,6 +445,15 @@ mod tests {
         let rec = decode(&fixtures::privilege(VIA_EXEC, 0, old, new)).unwrap();
         let p = normalize(&rec, &clocks(), "h").extra.privilege.unwrap();
         assert_eq!((p.via.as_str(), p.old_caps), ("exec_setuid", None));
+        let rec = decode(&fixtures::privilege(
+            sensor_common::VIA_OBSERVED,
+            0,
+            old,
+            new,
+        ))
+        .unwrap();
+        let p = normalize(&rec, &clocks(), "h").extra.privilege.unwrap();
+        assert_eq!(p.via, "observed");
     }
 
     #[test]
