@@ -14,33 +14,33 @@ mod common;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
 
-/// Builds the attack helper once per test binary, into a directory every user can read.
-fn attacks() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = PathBuf::from("/var/tmp").join(marker("attacks"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let bin = dir.join("attacks");
-        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/attacks/attacks.c");
-        let out = Command::new("gcc")
-            .args(["-O1", "-Wall", "-o"])
-            .arg(&bin)
-            .arg(src)
-            .output()
-            .expect("gcc (scripts/setup installs it)");
-        assert!(
-            out.status.success(),
-            "gcc: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        bin
-    })
+/// The attack helper, built with gcc into a temp dir removed when the test ends.
+struct Attacks {
+    _dir: TempDir,
+    bin: PathBuf,
+}
+
+fn build_attacks() -> Attacks {
+    let dir = TempDir::new("attacks");
+    let bin = dir.0.join("attacks");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/attacks/attacks.c");
+    let out = Command::new("gcc")
+        .args(["-O1", "-Wall", "-o"])
+        .arg(&bin)
+        .arg(src)
+        .output()
+        .expect("gcc (scripts/setup installs it)");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Attacks { _dir: dir, bin }
 }
 
 struct Ran {
@@ -48,8 +48,8 @@ struct Ran {
     stdout: String,
 }
 
-fn run(args: &[&str]) -> Ran {
-    let child = Command::new(attacks())
+fn run(attacks: &Attacks, args: &[&str]) -> Ran {
+    let child = Command::new(&attacks.bin)
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -106,12 +106,13 @@ fn all_rows(mode: &str) {
     let port = listener.local_addr().unwrap().port();
     let p = port.to_string();
     let m = marker("bs");
+    let attacks = build_attacks();
     let sensor = Sensor::start(mode, &[]);
 
-    let c32 = run(&["connect32", "127.0.0.1", &p]);
-    let uring = run(&["uring_connect", "127.0.0.1", &p]);
-    let su32 = run(&["setuid32", "65534"]);
-    let memfd = run(&["memfd_exec", "innocent", "/bin/echo", &m]);
+    let c32 = run(&attacks, &["connect32", "127.0.0.1", &p]);
+    let uring = run(&attacks, &["uring_connect", "127.0.0.1", &p]);
+    let su32 = run(&attacks, &["setuid32", "65534"]);
+    let memfd = run(&attacks, &["memfd_exec", "innocent", "/bin/echo", &m]);
     // sh -c '<6,000 spaces>true payload'
     let script = format!("{}true {m}-padded", " ".repeat(6000));
     let padded = Command::new("/bin/sh")
@@ -308,9 +309,13 @@ fn io_uring_file_write_is_seen_by_fanotify() {
         ),
     )
     .unwrap();
+    let attacks = build_attacks();
     let sensor = Sensor::start("ebpf", &["--config", cfg.to_str().unwrap()]);
     let target = dir.join("tree").join("uring-dropped");
-    let ran = run(&["uring_write", target.to_str().unwrap(), "payload"]);
+    let ran = run(
+        &attacks,
+        &["uring_write", target.to_str().unwrap(), "payload"],
+    );
     std::thread::sleep(Duration::from_millis(500));
     let reason = sensor.reason();
     let events = sensor.stop();
