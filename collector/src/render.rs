@@ -234,6 +234,7 @@ mod tests {
                 argv: Some(Argv {
                     args: vec!["echo".into(), "two words".into(), "it's".into()],
                     truncated: false,
+                    omitted_bytes: 0,
                 }),
                 ..Default::default()
             }),

@@ -147,6 +147,7 @@ mod tests {
                 argv: Some(Argv {
                     args: vec![arg.into()],
                     truncated: false,
+                    omitted_bytes: 0,
                 }),
                 ..Default::default()
             }),

@@ -200,6 +200,7 @@ mod tests {
                 argv: Some(Argv {
                     args: vec!["a".into(), "b".into()],
                     truncated: false,
+                    omitted_bytes: 0,
                 }),
                 ancestors: vec![Ancestor::default()],
                 incomplete: vec!["cwd".into()],

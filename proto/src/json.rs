@@ -105,6 +105,7 @@ fn process(out: &mut Vec<u8>, p: &Process) {
         incomplete,
         user,
         filename,
+        exe_deleted,
     } = p;
     let mut o = Obj::open(out);
     o.num("pid", pid);
@@ -127,6 +128,9 @@ fn process(out: &mut Vec<u8>, p: &Process) {
     if let Some(exe) = exe {
         o.str("exe", exe);
     }
+    if *exe_deleted {
+        o.num("exe_deleted", &true);
+    }
     if let Some(f) = filename {
         o.str("filename", f);
     }
@@ -137,6 +141,9 @@ fn process(out: &mut Vec<u8>, p: &Process) {
         o.num("argv", &argv.args);
         if argv.truncated {
             o.num("argv_truncated", &true);
+        }
+        if argv.omitted_bytes > 0 {
+            o.num("argv_omitted_bytes", &argv.omitted_bytes);
         }
     }
     o.num("cgroup_id", cgroup_id);
@@ -405,6 +412,7 @@ mod tests {
                 argv: Some(Argv {
                     args: vec!["a".into(), "b c".into()],
                     truncated: false,
+                    omitted_bytes: 0,
                 }),
                 auid: None,
                 session: Some(3),

@@ -10,7 +10,7 @@ pub mod offsets;
 pub use offsets::KernelOffsets;
 
 /// Bumped whenever a record layout changes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Record kinds. 1..=15 process lifecycle, 16..=31 network, 32..=47 credentials (reserved),
 /// 48..=63 files (reserved).
@@ -39,8 +39,16 @@ pub const COMM_LEN: usize = 16;
 pub const TTY_LEN: usize = 32;
 /// Bytes kept of the exec'd filename (bprm->filename).
 pub const FILENAME_LEN: usize = 256;
-/// Bytes of argv kept (NUL-separated as in the process's memory). Must be a power of two.
-pub const ARGV_LEN: usize = 4096;
+/// Most bytes of argv kept (NUL-separated as in the process's memory); the configured bound
+/// (`sensor.argv_max_bytes`) is at most this. A power of two.
+pub const ARGV_LEN: usize = 32 * 1024;
+/// Least configurable argv bound.
+pub const ARGV_MIN_BOUND: usize = 4096;
+/// When argv is longer than the bound, the head fills `bound - ARGV_TAIL` bytes and the last
+/// `ARGV_TAIL` bytes follow it, so padding cannot push the end of a command line out of sight.
+pub const ARGV_TAIL: usize = 1024;
+/// The argv buffer: room for a head of up to `ARGV_LEN - 1` bytes at any offset plus the tail.
+pub const ARGV_BUF: usize = ARGV_LEN + ARGV_TAIL;
 /// Steps of the cwd walk kept, innermost first: one path component or one mount crossing
 /// each (see [`ExecEvent::cwd_mounts`]).
 pub const CWD_PARTS: usize = 24;
@@ -62,6 +70,12 @@ pub const FLAG_CWD_ERROR: u32 = 1 << 6;
 pub const FLAG_EXE_TRUNCATED: u32 = 1 << 7;
 /// The executable's path could not be walked.
 pub const FLAG_EXE_ERROR: u32 = 1 << 8;
+/// The executable was deleted, or never had a name in a filesystem (a memfd): its path is
+/// what `d_path` prints, with " (deleted)".
+pub const FLAG_EXE_DELETED: u32 = 1 << 9;
+/// The exe walk ended at a dentry that is its own parent without reaching a mount root (a
+/// pseudo file such as a memfd): the one component is the file's name, e.g. `memfd:x`.
+pub const FLAG_EXE_DETACHED: u32 = 1 << 10;
 
 /// Common record header.
 #[repr(C)]
@@ -145,18 +159,23 @@ pub struct ExecEvent {
     pub header: EventHeader,
     pub process: ProcessInfo,
     pub filename_len: u32,
+    /// Bytes of `argv` used (head and tail).
     pub argv_len: u32,
+    /// argv bytes left out between the head and the tail; 0 when argv is complete.
+    pub argv_omitted: u32,
+    /// Where the tail starts in `argv` when `argv_omitted` is non-zero.
+    pub argv_head_len: u32,
     /// The path the caller passed to execve (bprm->filename), possibly relative.
     pub filename: [u8; FILENAME_LEN],
     /// The working directory (`current->fs->pwd`).
     pub cwd: PathWalk,
     /// The executable actually mapped (`current->mm->exe_file`), symlinks resolved.
     pub exe: PathWalk,
-    pub argv: [u8; ARGV_LEN],
+    pub argv: [u8; ARGV_BUF],
 }
-pub const EXEC_FIXED_LEN: usize = core::mem::size_of::<ExecEvent>() - ARGV_LEN;
+pub const EXEC_FIXED_LEN: usize = core::mem::size_of::<ExecEvent>() - ARGV_BUF;
 const _: () =
-    assert!(core::mem::size_of::<ExecEvent>() == 24 + 96 + 8 + 256 + 2 * (8 + 1536) + 4096);
+    assert!(core::mem::size_of::<ExecEvent>() == 24 + 96 + 16 + 256 + 2 * (8 + 1536) + ARGV_BUF);
 const _: () = assert!(EXEC_FIXED_LEN.is_multiple_of(8));
 
 /// `sched_process_exit` of the last thread of a thread group (the process exit).
@@ -191,6 +210,10 @@ pub struct ConnectEvent {
     pub dst_addr: [u8; 16],
 }
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 24 + 96 + 16 + 16);
+
+/// `ConnectEvent::ret` of a connect seen before it was made (the cgroup connect hook, for the
+/// paths no syscall tracepoint sees): its result is not known.
+pub const CONNECT_RET_UNKNOWN: i32 = i32::MIN;
 
 /// The destination of a connect, stashed at syscall entry until its exit.
 #[repr(C)]
@@ -233,6 +256,9 @@ const _: () = assert!(core::mem::size_of::<CredSnap>() == 24);
 /// How credentials changed (`PrivilegeEvent::via`).
 pub const VIA_SYSCALL: u32 = 1;
 pub const VIA_EXEC: u32 = 2;
+/// Found changed at the process's next exec or its exit, with no syscall tracepoint having
+/// reported it (an ia32 `int 0x80` set*id, ...).
+pub const VIA_OBSERVED: u32 = 3;
 
 /// A change of uid/euid/gid/egid or effective capabilities: by a set*id/capset call
 /// (`syscall_nr` says which) or by exec of a set-id / file-capability binary.

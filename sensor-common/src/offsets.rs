@@ -66,8 +66,12 @@ pub struct KernelOffsets {
     pub fdtable_fd: u32,
     pub file_private_data: u32,
     pub socket_type: u32,
+    /// `dentry.d_hash.pprev`: null when the dentry is unhashed (its file was deleted).
+    pub dentry_hash_pprev: u32,
+    /// Pad to a multiple of 8 bytes.
+    pub _pad: u32,
     // tracepoint context
     /// Offset of the `__data_loc char[] filename` field in `sched_process_exec`'s context.
     pub tp_exec_filename: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 42 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 44 * 4);

@@ -1,5 +1,7 @@
 //! connect(2) on AF_INET/AF_INET6 sockets, from the syscall enter/exit tracepoints, so TCP and
-//! UDP (and non-blocking connects) are all seen with the call's result.
+//! UDP (and non-blocking connects) are all seen with the call's result. These are the fallback
+//! for kernels where `connect_fexit` cannot attach: they do not see ia32 (`int 0x80`) or
+//! io_uring connects.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::tracepoint,
@@ -15,8 +17,8 @@ use crate::{
     task::{current_task, fill_process, header, read, read_ptr, Ptr},
 };
 
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
 /// Syscall tracepoint arguments are `unsigned long`s after the 8-byte common header and the
 /// syscall number: this layout is the tracepoint ABI and the same on every kernel.
 const SYSCALL_ARG0: usize = 16;
@@ -89,9 +91,16 @@ fn try_exit(ctx: &TracePointContext) -> Result<u32, u32> {
     let ret: i64 = unsafe { ctx.read_at(SYSCALL_RET) }.map_err(|_| 0u32)?;
     let task = current_task();
     let sock_type = socket_type(task, stash.fd).unwrap_or(0);
+    emit(task, &stash, sock_type, ret as i32);
+    Ok(0)
+}
+
+/// Writes one connect record for the current task.
+#[inline(always)]
+pub fn emit(task: Ptr, stash: &ConnectStash, sock_type: u16, ret: i32) {
     let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
         count_drop(DROP_SLOT_CONNECT);
-        return Ok(0);
+        return;
     };
     let ev = entry.write(ConnectEvent {
         header: header(KIND_CONNECT, core::mem::size_of::<ConnectEvent>() as u32),
@@ -100,13 +109,12 @@ fn try_exit(ctx: &TracePointContext) -> Result<u32, u32> {
         sock_type,
         dst_port: stash.dst_port,
         _pad0: 0,
-        ret: ret as i32,
+        ret,
         fd: stash.fd,
         dst_addr: stash.dst_addr,
     });
     fill_process(&mut ev.process, task);
     entry.submit(crate::maps::wakeup_flags());
-    Ok(0)
 }
 
 /// `current->files->fdt->fd[fd]->private_data` is the `struct socket`; its `type` says

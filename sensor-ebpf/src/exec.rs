@@ -1,4 +1,6 @@
 //! `sched/sched_process_exec`: the new program image, its argv, cwd and credentials.
+use core::ffi::c_void;
+
 use aya_ebpf::{
     helpers::{bpf_probe_read_kernel_str_bytes, generated::bpf_probe_read_user},
     macros::tracepoint,
@@ -6,9 +8,10 @@ use aya_ebpf::{
     EbpfContext,
 };
 use sensor_common::{
-    offsets::OFFSETS_MAGIC, ExecEvent, PathWalk, ARGV_LEN, CWD_PARTS, DROP_SLOT_EXEC,
-    EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR,
-    FLAG_CWD_TRUNCATED, FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_FILENAME_TRUNCATED, KIND_EXEC,
+    offsets::OFFSETS_MAGIC, ExecEvent, PathWalk, ARGV_BUF, ARGV_LEN, ARGV_MIN_BOUND, ARGV_TAIL,
+    CWD_PARTS, DROP_SLOT_EXEC, EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED,
+    FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED, FLAG_EXE_DELETED, FLAG_EXE_DETACHED, FLAG_EXE_ERROR,
+    FLAG_EXE_TRUNCATED, FLAG_FILENAME_TRUNCATED, KIND_EXEC,
 };
 
 use crate::{
@@ -27,7 +30,8 @@ fn try_exec(ctx: &TracePointContext) -> Result<u32, u32> {
     if off!(magic) != OFFSETS_MAGIC {
         return Ok(0);
     }
-    let ev = match EXEC_SCRATCH.get_ptr_mut(0) {
+    let cpu = unsafe { aya_ebpf::helpers::bpf_get_smp_processor_id() };
+    let ev = match EXEC_SCRATCH.get_ptr_mut(cpu) {
         Some(p) => unsafe { &mut *p },
         None => return Err(0),
     };
@@ -44,7 +48,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<u32, u32> {
     read_cwd(task, ev);
     read_exe(task, ev);
 
-    let argv_len = (ev.argv_len as usize).min(ARGV_LEN);
+    let argv_len = (ev.argv_len as usize).min(ARGV_BUF);
     let size = EXEC_FIXED_LEN + ((argv_len + 7) & !7);
     if size > core::mem::size_of::<ExecEvent>() {
         return Err(0);
@@ -116,8 +120,23 @@ fn read_filename(ctx: &TracePointContext, ev: &mut ExecEvent) {
     }
 }
 
+/// The argv bound (`sensor.argv_max_bytes`), set by userspace; clamped to
+/// [`ARGV_MIN_BOUND`, `ARGV_LEN`].
+#[unsafe(no_mangle)]
+pub static ARGV_BOUND: u32 = ARGV_LEN as u32;
+
+#[inline(always)]
+fn argv_bound() -> u64 {
+    let b = unsafe { core::ptr::read_volatile(&raw const ARGV_BOUND) } as u64;
+    b.clamp(ARGV_MIN_BOUND as u64, ARGV_LEN as u64)
+}
+
+/// Copies argv from the new image's memory: whole when it fits the bound, else the head
+/// (`bound - ARGV_TAIL` bytes) and the last `ARGV_TAIL` bytes, with the count left out.
 fn read_argv(task: Ptr, ev: &mut ExecEvent) {
     ev.argv_len = 0;
+    ev.argv_omitted = 0;
+    ev.argv_head_len = 0;
     let Ok(mm) = read_ptr(task, off!(task_mm)) else {
         ev.process.flags |= FLAG_ARGV_ERROR;
         return;
@@ -133,25 +152,43 @@ fn read_argv(task: Ptr, ev: &mut ExecEvent) {
         return;
     }
     let total = end - start;
-    let dst = ev.argv.as_mut_ptr() as *mut core::ffi::c_void;
-    let src = start as *const core::ffi::c_void;
-    let (ret, len) = if total >= ARGV_LEN as u64 {
-        if total > ARGV_LEN as u64 {
-            ev.process.flags |= FLAG_ARGV_TRUNCATED;
+    let bound = argv_bound();
+    let base = ev.argv.as_mut_ptr();
+    if total <= bound {
+        // 1..=ARGV_LEN, in a form the verifier can bound.
+        let len = (((total - 1) as u32) & (ARGV_LEN as u32 - 1)) + 1;
+        let ret = unsafe { bpf_probe_read_user(base as *mut c_void, len, start as *const c_void) };
+        if ret < 0 {
+            ev.process.flags |= FLAG_ARGV_ERROR;
+            return;
         }
-        (
-            unsafe { bpf_probe_read_user(dst, ARGV_LEN as u32, src) },
-            ARGV_LEN as u32,
-        )
-    } else {
-        let len = (total as u32) & (ARGV_LEN as u32 - 1);
-        (unsafe { bpf_probe_read_user(dst, len, src) }, len)
-    };
+        ev.argv_len = len;
+        return;
+    }
+    ev.process.flags |= FLAG_ARGV_TRUNCATED;
+    let head = ((bound as u32) - ARGV_TAIL as u32) & (ARGV_LEN as u32 - 1);
+    let ret = unsafe { bpf_probe_read_user(base as *mut c_void, head, start as *const c_void) };
     if ret < 0 {
         ev.process.flags |= FLAG_ARGV_ERROR;
         return;
     }
-    ev.argv_len = len;
+    let tail_dst = base.wrapping_add(head as usize);
+    let tail_src = end - ARGV_TAIL as u64;
+    let ret = unsafe {
+        bpf_probe_read_user(
+            tail_dst as *mut c_void,
+            ARGV_TAIL as u32,
+            tail_src as *const c_void,
+        )
+    };
+    if ret < 0 {
+        // Keep the head alone, cut as before.
+        ev.argv_len = head;
+        return;
+    }
+    ev.argv_head_len = head;
+    ev.argv_len = head + ARGV_TAIL as u32;
+    ev.argv_omitted = (total - (head as u64 + ARGV_TAIL as u64)) as u32;
 }
 
 /// Walks `current->fs->pwd` into `ev.cwd`.
@@ -163,7 +200,7 @@ fn read_cwd(task: Ptr, ev: &mut ExecEvent) {
         return;
     };
     match walk(fs.wrapping_add(off!(fs_pwd) as usize), &mut ev.cwd) {
-        Walk::Done => {}
+        Walk::Done | Walk::Detached => {}
         Walk::Truncated => ev.process.flags |= FLAG_CWD_TRUNCATED,
         Walk::Error => ev.process.flags |= FLAG_CWD_ERROR,
     }
@@ -182,15 +219,39 @@ fn read_exe(task: Ptr, ev: &mut ExecEvent) {
         ev.process.flags |= FLAG_EXE_ERROR;
         return;
     }
-    match walk(file.wrapping_add(off!(file_f_path) as usize), &mut ev.exe) {
+    let path = file.wrapping_add(off!(file_f_path) as usize);
+    if exe_unlinked(path) {
+        ev.process.flags |= FLAG_EXE_DELETED;
+    }
+    match walk(path, &mut ev.exe) {
         Walk::Done => {}
+        Walk::Detached => ev.process.flags |= FLAG_EXE_DELETED | FLAG_EXE_DETACHED,
         Walk::Truncated => ev.process.flags |= FLAG_EXE_TRUNCATED,
         Walk::Error => ev.process.flags |= FLAG_EXE_ERROR,
     }
 }
 
+/// Whether the dentry of `path` is unhashed but still has a parent: its file was deleted
+/// (what `d_unlinked` tests, and why `d_path` appends " (deleted)").
+#[inline(always)]
+fn exe_unlinked(path: Ptr) -> bool {
+    let Ok(dentry) = read_ptr(path, off!(path_dentry)) else {
+        return false;
+    };
+    let (Ok(pprev), Ok(parent)) = (
+        read::<u64>(dentry, off!(dentry_hash_pprev)),
+        read_ptr(dentry, off!(dentry_parent)),
+    ) else {
+        return false;
+    };
+    pprev == 0 && parent != dentry
+}
+
 enum Walk {
     Done,
+    /// Ended at a dentry that is its own parent but no mount's root: a pseudo file (memfd)
+    /// whose one component is its name.
+    Detached,
     Truncated,
     Error,
 }
@@ -234,7 +295,15 @@ fn walk(path: Ptr, out: &mut PathWalk) -> Walk {
             return Walk::Error;
         };
         if parent == dentry {
-            return Walk::Done;
+            // A pseudo dentry (memfd, anonymous file): keep its name, as d_path would.
+            let Ok(name) = read_ptr(dentry, off!(dentry_name) + off!(qstr_name)) else {
+                return Walk::Error;
+            };
+            if unsafe { bpf_probe_read_kernel_str_bytes(name, &mut out.parts[i]) }.is_err() {
+                out.parts[i][0] = 0;
+            }
+            out.depth = i as u32 + 1;
+            return Walk::Detached;
         }
         let Ok(name) = read_ptr(dentry, off!(dentry_name) + off!(qstr_name)) else {
             return Walk::Error;

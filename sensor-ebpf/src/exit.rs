@@ -25,8 +25,9 @@ fn try_exit(_ctx: &TracePointContext) -> Result<u32, u32> {
     if live != 0 {
         return Ok(0);
     }
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    crate::cred_watch::check(task, tgid, true);
     if crate::maps::noise_enabled() {
-        let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
         if let Some(state) = unsafe { crate::maps::EXEC_STATE.get(tgid) }.copied() {
             let _ = crate::maps::EXEC_STATE.remove(tgid);
             let start = read_ptr(task, off!(task_group_leader))

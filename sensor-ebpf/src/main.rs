@@ -7,6 +7,10 @@
 #[cfg(target_arch = "bpf")]
 mod connect;
 #[cfg(target_arch = "bpf")]
+mod connect_cgroup;
+#[cfg(target_arch = "bpf")]
+mod cred_watch;
+#[cfg(target_arch = "bpf")]
 mod exec;
 #[cfg(target_arch = "bpf")]
 mod exit;

@@ -15,9 +15,11 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 #[map]
 pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
 
-/// Per-CPU scratch space to build an exec record (too big for the 512-byte stack).
+/// Scratch space to build an exec record (too big for the 512-byte stack), one slot per CPU
+/// indexed by the current CPU: a per-CPU array value is limited to 32 KiB, and a record with
+/// the full argv bound is larger. Userspace sets max_entries to the number of possible CPUs.
 #[map]
-pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+pub static EXEC_SCRATCH: Array<ExecEvent> = Array::with_max_entries(1, 0);
 
 /// connect(2) destinations between syscall entry and exit, keyed by pid_tgid.
 #[map]

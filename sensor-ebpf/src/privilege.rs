@@ -60,6 +60,7 @@ pub fn cred_change_exit(ctx: TracePointContext) -> u32 {
     };
     if new != old {
         emit(task, old, new, VIA_SYSCALL, nr as u32);
+        crate::cred_watch::remember((key >> 32) as u32, &new);
     }
     0
 }
@@ -79,22 +80,30 @@ pub fn exec_cred_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Called from the exec program once the new credentials are committed.
+/// Called from the exec program once the new credentials are committed. A native execve left
+/// the credentials before it in a stash; an exec that no syscall tracepoint saw (ia32) is
+/// compared with the process's last known credentials instead.
 #[inline(always)]
 pub fn check_exec_creds(task: Ptr, tgid: u32) {
     let old = match unsafe { EXEC_CRED_STASH.get(tgid) } {
         Some(s) => *s,
-        None => return,
+        None => {
+            crate::cred_watch::check(task, tgid, false);
+            return;
+        }
     };
     let _ = EXEC_CRED_STASH.remove(tgid);
     let Ok(new) = cred_snapshot(task) else { return };
     if new.euid != old.euid || new.egid != old.egid || new.cap_effective != old.cap_effective {
         emit(task, old, new, VIA_EXEC, 0);
     }
+    crate::cred_watch::remember(tgid, &new);
 }
 
+/// Writes one privilege record; the process's ids are the new ones (at `commit_creds` the
+/// task still holds the old credentials).
 #[inline(always)]
-fn emit(task: Ptr, old: CredSnap, new: CredSnap, via: u32, nr: u32) {
+pub fn emit(task: Ptr, old: CredSnap, new: CredSnap, via: u32, nr: u32) {
     let Some(mut entry) = EVENTS.reserve::<PrivilegeEvent>(0) else {
         count_drop(DROP_SLOT_PRIVILEGE);
         return;
@@ -111,5 +120,9 @@ fn emit(task: Ptr, old: CredSnap, new: CredSnap, via: u32, nr: u32) {
         syscall_nr: nr,
     });
     fill_process(&mut ev.process, task);
+    ev.process.uid = new.uid;
+    ev.process.euid = new.euid;
+    ev.process.gid = new.gid;
+    ev.process.egid = new.egid;
     entry.submit(crate::maps::wakeup_flags());
 }

@@ -59,6 +59,9 @@ pub struct SensorSection {
     pub mode: String,
     /// Capacity of the bounded channel between capture and output, in events.
     pub channel_capacity: usize,
+    /// Bytes of an exec's argv kept, in both modes (4096..=32768). A longer argv keeps its
+    /// head and its last 1 KiB, and says how many bytes were left out between them.
+    pub argv_max_bytes: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -89,6 +92,7 @@ impl Default for SensorSection {
             host: String::new(),
             mode: "auto".into(),
             channel_capacity: 65_536,
+            argv_max_bytes: crate::argv::DEFAULT_BOUND as u32,
         }
     }
 }
@@ -150,6 +154,14 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "sensor.mode = {:?}: expected auto, ebpf or audit",
                 self.sensor.mode
+            )));
+        }
+        let argv = self.sensor.argv_max_bytes as usize;
+        if !(crate::argv::ARGV_MIN_BOUND..=crate::argv::ARGV_MAX_BOUND).contains(&argv) {
+            return Err(ConfigError::Invalid(format!(
+                "sensor.argv_max_bytes = {argv}: must be between {} and {}",
+                crate::argv::ARGV_MIN_BOUND,
+                crate::argv::ARGV_MAX_BOUND
             )));
         }
         if self.sensor.channel_capacity == 0 {

@@ -143,12 +143,18 @@ pub struct Process {
     pub comm: String,
     /// The executable (symlinks resolved, as /proc/<pid>/exe shows it).
     pub exe: Option<String>,
+    /// The executable was deleted or never had a name in a filesystem (a memfd): `exe` ends
+    /// in " (deleted)", as `/proc/<pid>/exe` shows it. Fileless malware looks like this.
+    pub exe_deleted: bool,
     /// process_exec: the path the caller passed to execve, as given (may be relative).
     pub filename: Option<String>,
     pub cwd: Option<String>,
     pub argv: Option<Vec<String>>,
-    /// True when the kernel cut argv to its bound.
+    /// True when argv was cut to its bound (`sensor.argv_max_bytes`).
     pub argv_truncated: bool,
+    /// Bytes of argv left out between the head and the last 1 KiB (argv then holds a
+    /// `[... N bytes omitted ...]` marker where they were).
+    pub argv_omitted_bytes: u64,
     pub cgroup_id: u64,
     pub container_id: String,
     pub ancestors: Vec<Ancestor>,
@@ -180,7 +186,8 @@ pub struct Connect {
     pub protocol: String,
     pub dst_addr: String,
     pub dst_port: u16,
-    /// "success", "in_progress", "refused", "timeout", "unreachable", "denied", or "error".
+    /// "success", "in_progress", "refused", "timeout", "unreachable", "denied", "error", or
+    /// "attempted" (seen before it was made: eBPF mode's ia32 and io_uring connects).
     pub result: &'static str,
     /// The errno of a failed call, 0 on success.
     pub errno: i32,

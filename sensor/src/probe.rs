@@ -82,6 +82,8 @@ pub struct HostCapabilities {
     pub fanotify_fd: Check,
     /// `/proc/sys/net/netfilter/nf_conntrack_max` exists.
     pub conntrack: Check,
+    /// Attacker-choosable paths (ia32 entry, io_uring) and whether each mode sees them here.
+    pub coverage: Vec<crate::blind_spots::Coverage>,
 }
 
 /// A capture mode the sensor can run in.
@@ -631,6 +633,10 @@ pub fn render_report(caps: &HostCapabilities, decision: &ModeDecision) -> String
     line(&mut out, "fanotify fid", &caps.fanotify_fid);
     line(&mut out, "fanotify fd", &caps.fanotify_fd);
     line(&mut out, "conntrack", &caps.conntrack);
+    for c in &caps.coverage {
+        let status = if c.seen { "seen" } else { "BLIND" };
+        let _ = writeln!(out, "{:<28} {status:<5}  {}", c.what, c.detail);
+    }
     for r in &decision.rungs {
         let state = if r.usable { "usable" } else { "skipped" };
         let _ = writeln!(out, "rung {:<11} {state:<7}  {}", r.mode.as_str(), r.reason);
@@ -686,6 +692,7 @@ pub fn probe() -> HostCapabilities {
         )
         .into(),
         conntrack: check_conntrack().into(),
+        coverage: crate::blind_spots::probe(),
     };
     tracing::debug!(?caps, "host capability probe");
     caps
@@ -1076,6 +1083,7 @@ mod tests {
             fanotify_fid: Check::pass("ok"),
             fanotify_fd: Check::pass("ok"),
             conntrack: Check::pass("nf_conntrack_max=1 nf_conntrack_acct=0"),
+            coverage: Vec::new(),
         }
     }
 

@@ -104,15 +104,21 @@ fn start_ebpf(
     tx: &mpsc::Sender<Event>,
     counters: &Arc<Counters>,
     host: &str,
-) -> Result<(Capture, DropSource), ebpf::EbpfError> {
+) -> Result<(Capture, DropSource, Vec<String>), ebpf::EbpfError> {
     let noise_comms = crate::filter::noise::kernel_comm_rules(&cfg.filter.noise);
-    let capture = ebpf::load(offsets, cfg.ebpf.ring_buffer_bytes, &noise_comms)?;
+    let capture = ebpf::load(
+        offsets,
+        cfg.ebpf.ring_buffer_bytes,
+        &noise_comms,
+        cfg.sensor.argv_max_bytes,
+    )?;
     let ebpf::EbpfCapture {
         ebpf: loaded,
         ring,
         drops,
         noise,
         shed,
+        blind_spots,
     } = capture;
     // The governor's level reaches the programs, which then drop connects at the source.
     let shed = Mutex::new(shed);
@@ -152,6 +158,7 @@ fn start_ebpf(
             publish_noise();
             drops.snapshot()
         }),
+        blind_spots,
     ))
 }
 
@@ -163,8 +170,12 @@ fn start_audit(
     counters: &Arc<Counters>,
     host: &str,
 ) -> Result<AuditStart, RunError> {
+    let audit_cfg = crate::sources::audit::source::AuditConfig {
+        argv_bound: cfg.sensor.argv_max_bytes as usize,
+        ..cfg.audit.clone()
+    };
     let capture = AuditCapture::start(
-        &cfg.audit,
+        &audit_cfg,
         AuditCtx {
             tx: tx.clone(),
             counters: counters.clone(),
@@ -179,6 +190,9 @@ fn start_audit(
             format!("reading the audit multicast group beside the audit daemon (pid {daemon_pid})")
         }
     };
+    for b in &capture.blind_spots {
+        note.push_str(&format!("; blind spot: {b}"));
+    }
     if !capture.exits_from_proc_connector {
         note.push_str(
             "; proc connector unavailable: exits from exit_group only, deaths by signal not seen",
@@ -215,10 +229,15 @@ async fn start(
         .any(|r| r.mode == Mode::Audit && r.usable);
     if mode == Mode::Ebpf {
         match start_ebpf(cfg, filter_stats, shed_stats, offsets, tx, counters, host) {
-            Ok((capture, drops)) => {
+            Ok((capture, drops, blind_spots)) => {
+                // A hook this kernel lacks leaves a named blind spot in the health reason.
+                let reason = std::iter::once(decision.reason.clone())
+                    .chain(blind_spots.iter().map(|b| format!("blind spot: {b}")))
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 return Ok(Started {
                     mode,
-                    reason: decision.reason.clone(),
+                    reason,
                     capture,
                     drops,
                     notes: None,

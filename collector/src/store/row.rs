@@ -98,6 +98,7 @@ mod tests {
                 argv: Some(Argv {
                     args: vec!["ls".into(), "-l".into()],
                     truncated: false,
+                    omitted_bytes: 0,
                 }),
                 ..Default::default()
             }),

@@ -238,6 +238,7 @@ pub fn exec_event(
             argv: Some(pb::Argv {
                 args: argv.iter().map(|s| s.to_string()).collect(),
                 truncated: false,
+                omitted_bytes: 0,
             }),
             container_id: String::new(),
             ..Default::default()

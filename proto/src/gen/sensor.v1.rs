@@ -203,6 +203,9 @@ pub struct Process {
     /// process_exec: the path the caller passed to execve, as given (may be relative).
     #[prost(string, optional, tag = "22")]
     pub filename: ::core::option::Option<::prost::alloc::string::String>,
+    /// The executable was deleted or is a memfd (fileless): exe ends in " (deleted)".
+    #[prost(bool, tag = "23")]
+    pub exe_deleted: bool,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -213,6 +216,10 @@ pub struct Argv {
     /// The kernel cut argv to its bound.
     #[prost(bool, tag = "2")]
     pub truncated: bool,
+    /// Bytes left out between the kept head and the last 1 KiB (args then holds a
+    /// "\[... N bytes omitted ...\]" element where they were).
+    #[prost(uint64, tag = "3")]
+    pub omitted_bytes: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

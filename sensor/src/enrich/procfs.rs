@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use crate::escape::escape_bytes;
 
-/// Longest command line read from /proc, the same bound the kernel path uses for argv.
-pub const CMDLINE_MAX: usize = sensor_common::ARGV_LEN;
+/// Longest command line read from /proc for enrichment (the process cache keeps one per
+/// process; exec events carry the full bounded argv, `sensor.argv_max_bytes`).
+pub const CMDLINE_MAX: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {

@@ -12,3 +12,4 @@ pub mod rules;
 pub mod session;
 pub mod socket_types;
 pub mod source;
+pub mod uring;

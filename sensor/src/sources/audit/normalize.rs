@@ -48,17 +48,11 @@ use super::{
 use crate::{
     escape::escape_bytes,
     event::{Connect, Event, Exit, Kind, Process, Source},
-    sources::ebpf::{
-        decode::split_argv,
-        normalize::{
-            connect_result, format_addr, protocol as ebpf_protocol, resolve_exe,
-            tty_name as ebpf_tty_name,
-        },
+    sources::ebpf::normalize::{
+        connect_result, format_addr, protocol as ebpf_protocol, resolve_exe,
+        tty_name as ebpf_tty_name,
     },
 };
-
-/// Bytes of the NUL-separated argv area kept, as in eBPF mode.
-pub const ARGV_MAX: usize = sensor_common::ARGV_LEN;
 
 const AUDIT_ARCH_X86_64: u64 = 0xC000_003E;
 const AUDIT_ARCH_I386: u64 = 0x4000_0003;
@@ -126,7 +120,17 @@ pub fn to_events(
     host: &str,
     sock_type: &dyn Fn(u32, i32) -> Option<u16>,
 ) -> Vec<Event> {
-    try_to_events(group, host, sock_type).unwrap_or_default()
+    to_events_bounded(group, host, sock_type, crate::argv::DEFAULT_BOUND)
+}
+
+/// [`to_events`] with argv cut to `argv_bound` bytes (head and tail, as in eBPF mode).
+pub fn to_events_bounded(
+    group: &Group,
+    host: &str,
+    sock_type: &dyn Fn(u32, i32) -> Option<u16>,
+    argv_bound: usize,
+) -> Vec<Event> {
+    try_to_events_bounded(group, host, sock_type, argv_bound).unwrap_or_default()
 }
 
 /// Like [`to_events`], but says why a group that should have given an event did not.
@@ -136,11 +140,23 @@ pub fn try_to_events(
     host: &str,
     sock_type: &dyn Fn(u32, i32) -> Option<u16>,
 ) -> Result<Vec<Event>, NormalizeError> {
+    try_to_events_bounded(group, host, sock_type, crate::argv::DEFAULT_BOUND)
+}
+
+fn try_to_events_bounded(
+    group: &Group,
+    host: &str,
+    sock_type: &dyn Fn(u32, i32) -> Option<u16>,
+    argv_bound: usize,
+) -> Result<Vec<Event>, NormalizeError> {
     let mut events = Vec::new();
     if let Some(sys) = group.first(types::SYSCALL) {
-        if let Some(ev) = syscall_event(group, sys, host, sock_type)? {
+        if let Some(ev) = syscall_event(group, sys, host, sock_type, argv_bound)? {
             events.push(ev);
         }
+    }
+    if let Some(ev) = super::uring::connect_event(group, host)? {
+        events.push(ev);
     }
     for abend in group.all(types::ANOM_ABEND) {
         events.push(abend_event(group, abend, host)?);
@@ -153,6 +169,7 @@ fn syscall_event(
     sys: &Record,
     host: &str,
     sock_type: &dyn Fn(u32, i32) -> Option<u16>,
+    argv_bound: usize,
 ) -> Result<Option<Event>, NormalizeError> {
     let field = |field| NormalizeError::Field {
         rtype: types::SYSCALL,
@@ -165,7 +182,7 @@ fn syscall_event(
             if sys.get("success") != Some(b"yes") {
                 return Ok(None);
             }
-            Ok(Some(exec_event(group, sys, host)?))
+            Ok(Some(exec_event(group, sys, host, argv_bound)?))
         }
         Call::ExitGroup => {
             let code = sys.get_hex_u64("a0").ok_or(field("a0"))?;
@@ -262,7 +279,12 @@ pub(crate) fn process(sys: &Record) -> Result<Process, NormalizeError> {
     Ok(p)
 }
 
-fn exec_event(group: &Group, sys: &Record, host: &str) -> Result<Event, NormalizeError> {
+fn exec_event(
+    group: &Group,
+    sys: &Record,
+    host: &str,
+    argv_bound: usize,
+) -> Result<Event, NormalizeError> {
     let mut ev = base(Kind::ProcessExec, group, host);
     let mut p = process(sys)?;
     let cwd = group.first(types::CWD).and_then(|r| r.get("cwd"));
@@ -289,6 +311,8 @@ fn exec_event(group: &Group, sys: &Record, host: &str) -> Result<Event, Normaliz
             None
         }
     };
+    // The kernel's d_path marks a deleted file, or a memfd, this way.
+    p.exe_deleted = sys.get("exe").is_some_and(|e| e.ends_with(b" (deleted)"));
     let argv = argv_from_execve(group).or_else(|| {
         let title = group.first(types::PROCTITLE)?.get("proctitle")?;
         // The kernel keeps 128 bytes of the title: a full one was probably cut.
@@ -296,9 +320,10 @@ fn exec_event(group: &Group, sys: &Record, host: &str) -> Result<Event, Normaliz
     });
     match argv {
         Some((args, truncated)) => {
-            let (args, capped) = cap_argv(args);
+            let (args, omitted, capped) = crate::argv::bound_list(args, argv_bound);
             p.argv = Some(args.iter().map(|a| escape_bytes(a)).collect());
             p.argv_truncated = truncated || capped;
+            p.argv_omitted_bytes = omitted as u64;
         }
         None => p.incomplete.push("argv"),
     }
@@ -308,25 +333,6 @@ fn exec_event(group: &Group, sys: &Record, host: &str) -> Result<Event, Normaliz
 
 fn split_nul(b: &[u8]) -> Vec<Vec<u8>> {
     b.split(|&c| c == 0).map(<[u8]>::to_vec).collect()
-}
-
-/// Applies eBPF mode's bound: at most [`ARGV_MAX`] bytes of `arg\0arg\0...`, the last argument
-/// possibly cut.
-fn cap_argv(args: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, bool) {
-    let area: usize = args.iter().map(|a| a.len() + 1).sum();
-    if area <= ARGV_MAX {
-        return (args, false);
-    }
-    let mut buf = Vec::with_capacity(ARGV_MAX);
-    for a in &args {
-        buf.extend_from_slice(a);
-        buf.push(0);
-        if buf.len() >= ARGV_MAX {
-            break;
-        }
-    }
-    buf.truncate(ARGV_MAX);
-    (split_argv(&buf, true), true)
 }
 
 /// argv from the group's EXECVE records, and whether it is incomplete.
@@ -393,6 +399,36 @@ fn connect_event(
     host: &str,
     sock_type: &dyn Fn(u32, i32) -> Option<u16>,
 ) -> Result<Option<Event>, NormalizeError> {
+    let Some((family, dst_addr, dst_port)) = connect_parts(group)? else {
+        return Ok(None);
+    };
+    let ret = sys
+        .get_dec::<i64>("exit")
+        .and_then(|v| i32::try_from(v).ok())
+        .ok_or(NormalizeError::Field {
+            rtype: types::SYSCALL,
+            field: "exit",
+        })?;
+    let p = process(sys)?;
+    let fd = i32::try_from(fd).unwrap_or(-1);
+    let mut ev = base(Kind::NetConnect, group, host);
+    ev.connect = Some(Connect {
+        family,
+        protocol: protocol(sock_type(p.pid, fd)),
+        dst_addr,
+        dst_port,
+        result: connect_result(ret),
+        errno: -ret.min(0),
+    });
+    ev.process = Some(p);
+    Ok(Some(ev))
+}
+
+/// The destination in the group's SOCKADDR: ("ipv4"|"ipv6", address, port), or None for
+/// other families.
+pub(crate) fn connect_parts(
+    group: &Group,
+) -> Result<Option<(&'static str, String, u16)>, NormalizeError> {
     let saddr = group
         .first(types::SOCKADDR)
         .and_then(|r| r.get("saddr"))
@@ -423,26 +459,8 @@ fn connect_event(
         _ => addr.copy_from_slice(&saddr[8..24]),
     }
     let port = u16::from_be_bytes([port_bytes[0].unwrap_or(0), port_bytes[1].unwrap_or(0)]);
-    let ret = sys
-        .get_dec::<i64>("exit")
-        .and_then(|v| i32::try_from(v).ok())
-        .ok_or(NormalizeError::Field {
-            rtype: types::SYSCALL,
-            field: "exit",
-        })?;
-    let p = process(sys)?;
-    let fd = i32::try_from(fd).unwrap_or(-1);
-    let mut ev = base(Kind::NetConnect, group, host);
-    ev.connect = Some(Connect {
-        family: if family == AF_INET6 { "ipv6" } else { "ipv4" },
-        protocol: protocol(sock_type(p.pid, fd)),
-        dst_addr: format_addr(family, &addr),
-        dst_port: port,
-        result: connect_result(ret),
-        errno: -ret.min(0),
-    });
-    ev.process = Some(p);
-    Ok(Some(ev))
+    let name = if family == AF_INET6 { "ipv6" } else { "ipv4" };
+    Ok(Some((name, format_addr(family, &addr), port)))
 }
 
 /// A core-dumping signal: `auid uid gid ses [subj] pid comm exe sig res`.
@@ -551,12 +569,18 @@ mod tests {
         let ev = one(g);
         let p = ev.process.unwrap();
         let args = p.argv.unwrap();
-        // Capped like eBPF: 4096 bytes of "/bin/true\0xxxx...", the long arg cut.
+        // Bounded like eBPF: the head of the area, a marker, and its last 1 KiB.
+        let (full, _) = argv_from_execve(g).unwrap();
+        let area = crate::argv::join(&full).len();
+        let bound = crate::argv::DEFAULT_BOUND;
         assert!(p.argv_truncated);
-        assert_eq!(args.len(), 2);
+        assert_eq!(p.argv_omitted_bytes, (area - bound) as u64);
         assert_eq!(args[0], "/bin/true");
-        assert_eq!(args[1].len(), ARGV_MAX - "/bin/true".len() - 1);
-        assert!(args[1].bytes().all(|b| b == b'x'));
+        assert_eq!(args[1], "x".repeat(10000));
+        let marker = format!("[... {} bytes omitted ...]", area - bound);
+        assert!(args.contains(&marker), "{:?}", &args[args.len() - 5..]);
+        let last = String::from_utf8(full.last().unwrap().clone()).unwrap();
+        assert_eq!(args.last(), Some(&last));
 
         // Uncapped, the reassembly is exact: 3003 args, both split ones whole.
         let (full, truncated) = argv_from_execve(g).unwrap();

@@ -22,7 +22,7 @@ pub fn cred_call(arch: u64, nr: u64) -> Option<&'static str> {
         (ARCH_X86_64, 114) | (ARCH_I386, 204) | (ARCH_I386, 71) => Some("setregid"),
         (ARCH_X86_64, 117) | (ARCH_I386, 208) | (ARCH_I386, 164) => Some("setresuid"),
         (ARCH_X86_64, 119) | (ARCH_I386, 210) | (ARCH_I386, 170) => Some("setresgid"),
-        (ARCH_X86_64, 126) | (ARCH_I386, 184) => Some("capset"),
+        (ARCH_X86_64, 126) | (ARCH_I386, 185) => Some("capset"),
         _ => None,
     }
 }
@@ -31,9 +31,12 @@ fn is_exec(arch: u64, nr: u64) -> bool {
     matches!((arch, nr), (ARCH_X86_64, 59 | 322) | (ARCH_I386, 11 | 358))
 }
 
-/// The syscall numbers the audit rules must cover: (x86_64, i386).
+/// The syscall numbers the audit rules must cover: (x86_64, i386). The i386 list has the
+/// 32-bit-id calls (213..) and the legacy 16-bit-id ones (23, 46, 70, 71, 164, 170), then capset
+/// (185; 184 is capget).
 pub const RULE_SYSCALLS_64: [u32; 7] = [105, 106, 113, 114, 117, 119, 126];
-pub const RULE_SYSCALLS_32: [u32; 7] = [213, 214, 203, 204, 208, 210, 184];
+pub const RULE_SYSCALLS_32: [u32; 13] =
+    [213, 214, 203, 204, 208, 210, 23, 46, 70, 71, 164, 170, 185];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Creds {

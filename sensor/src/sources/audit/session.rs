@@ -24,6 +24,9 @@ pub mod nr32 {
     pub const EXECVEAT: u32 = 358;
     pub const SOCKET: u32 = 359;
     pub const CONNECT: u32 = 362;
+    /// socketcall(2): how 32-bit programs reach connect/socket on kernels before 4.3 (and
+    /// still can on any kernel).
+    pub const SOCKETCALL: u32 = 102;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,13 +60,20 @@ pub struct AuditSession {
     prev: Previous,
     last_lost: u32,
     restored: bool,
+    /// What this kernel's audit cannot see (e.g. io_uring before 5.16).
+    pub blind_spots: Vec<String>,
 }
 
 /// The rules the sensor needs, tagged with `key`. `exit_group` only when the proc connector
 /// (which also sees deaths by signal) is unavailable.
 pub fn wanted_rules(key: &str, with_exit_group: bool) -> Vec<Rule> {
     let mut v64 = vec![nr64::EXECVE, nr64::EXECVEAT, nr64::CONNECT];
-    let mut v32 = vec![nr32::EXECVE, nr32::EXECVEAT, nr32::CONNECT];
+    let mut v32 = vec![
+        nr32::EXECVE,
+        nr32::EXECVEAT,
+        nr32::CONNECT,
+        nr32::SOCKETCALL,
+    ];
     v64.extend(super::privilege::RULE_SYSCALLS_64);
     v32.extend(super::privilege::RULE_SYSCALLS_32);
     if with_exit_group {
@@ -171,10 +181,23 @@ impl AuditSession {
             prev,
             last_lost: status.lost,
             restored: false,
+            blind_spots: Vec::new(),
         };
         session.remove_rules_with_key(key)?;
         for rule in session.rules.clone() {
             session.ctl.add_rule(&rule)?;
+        }
+        // io_uring connects: the io_uring filter list exists from 5.16 on; before, the kernel
+        // rejects the rule and the blind spot is named.
+        let uring = super::uring::connect_rule(key);
+        match session.ctl.add_rule(&uring) {
+            Ok(()) => session.rules.push(uring),
+            Err(e) => {
+                tracing::warn!(error = %e, "io_uring audit rule rejected");
+                session
+                    .blind_spots
+                    .push(format!("{} ({e})", super::uring::BLIND_SPOT));
+            }
         }
         Ok(session)
     }
@@ -277,6 +300,7 @@ pub fn same_rule(a: &Rule, b: &Rule) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::rules::{AUDIT_ARCH, AUDIT_EQUAL};
     use super::*;
 
     #[test]
@@ -288,6 +312,22 @@ mod tests {
         let r = wanted_rules("sensor", true);
         assert!(r[0].syscalls.contains(&nr64::EXIT_GROUP));
         assert!(r[1].syscalls.contains(&nr32::EXIT_GROUP));
+    }
+
+    #[test]
+    fn b32_rule_has_capset_not_capget_and_the_legacy_calls() {
+        let r = wanted_rules("sensor", false);
+        let b32 = &r[1];
+        assert_eq!(b32.fields[0], (AUDIT_ARCH, AUDIT_EQUAL, AUDIT_ARCH_I386));
+        assert!(b32.syscalls.contains(&185), "capset");
+        assert!(
+            !b32.syscalls.contains(&184),
+            "capget is not a credential change"
+        );
+        // 16-bit-id set*id, 32-bit-id set*id, socketcall.
+        for nr in [23, 46, 70, 71, 164, 170, 213, 214, 203, 204, 208, 210, 102] {
+            assert!(b32.syscalls.contains(&nr), "i386 syscall {nr}");
+        }
     }
 
     #[test]

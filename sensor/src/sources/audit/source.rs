@@ -42,6 +42,9 @@ pub struct AuditConfig {
     /// Exits from the proc connector arrive before kauditd delivers the same process's exec
     /// and connect records; holding them this long keeps each process's events in order.
     pub exit_delay_ms: u64,
+    /// The argv bound, copied from `sensor.argv_max_bytes` (one setting for both modes).
+    #[serde(skip)]
+    pub argv_bound: usize,
 }
 
 impl Default for AuditConfig {
@@ -53,6 +56,7 @@ impl Default for AuditConfig {
             max_open_groups: 4096,
             check_interval_secs: 5,
             exit_delay_ms: 300,
+            argv_bound: crate::argv::DEFAULT_BOUND,
         }
     }
 }
@@ -116,6 +120,8 @@ impl AuditStats {
 /// A running audit capture. `stop` drains, removes our rules and restores the audit state.
 pub struct AuditCapture {
     pub role: Role,
+    /// What this kernel's audit cannot see (named in the health reason).
+    pub blind_spots: Vec<String>,
     pub exits_from_proc_connector: bool,
     pub stats: Arc<AuditStats>,
     stop: Arc<AtomicBool>,
@@ -151,6 +157,7 @@ impl AuditCapture {
             proc_conn.is_none(),
         )?;
         let role = session.role;
+        let blind_spots = session.blind_spots.clone();
         if let Role::Multicast { daemon_pid } = role {
             tracing::warn!(daemon_pid, "another audit daemon holds the audit pid; reading the multicast log group alongside it");
             reader = AuditSocket::open_multicast()?;
@@ -202,6 +209,7 @@ impl AuditCapture {
                             tx,
                             counters,
                             host,
+                            argv_bound: cfg.argv_bound,
                             drop_exits,
                             seen_gaps: 0,
                             seen_overflows: 0,
@@ -224,6 +232,7 @@ impl AuditCapture {
         }
         Ok(Self {
             role,
+            blind_spots,
             exits_from_proc_connector,
             stats,
             stop,
@@ -290,6 +299,7 @@ struct RecordLoop {
     tx: mpsc::Sender<Event>,
     counters: Arc<Counters>,
     host: String,
+    argv_bound: usize,
     /// Exits come from the proc connector; exit events derived from audit would be duplicates.
     drop_exits: bool,
     seen_gaps: u64,
@@ -435,7 +445,7 @@ impl RecordLoop {
                 let known = sockets.lock().ok().and_then(|s| s.get(pid, fd));
                 known.or_else(|| socket_types::from_proc(pid, fd))
             };
-            for ev in normalize::to_events(&g, &self.host, &resolver) {
+            for ev in normalize::to_events_bounded(&g, &self.host, &resolver, self.argv_bound) {
                 if self.drop_exits && ev.kind == Kind::ProcessExit {
                     continue;
                 }

@@ -2,7 +2,7 @@
 //! Nothing here touches the kernel, so every case is unit-tested from byte fixtures.
 use sensor_common::{
     ConnectEvent, CredSnap, EventHeader, ExecEvent, ExitEvent, PathWalk, PrivilegeEvent,
-    ProcessInfo, ARGV_LEN, CWD_PARTS, EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_TRUNCATED,
+    ProcessInfo, ARGV_BUF, CWD_PARTS, EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_TRUNCATED,
     KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_PRIVILEGE,
 };
 
@@ -35,8 +35,11 @@ pub struct ExecRecord {
     pub header: EventHeader,
     pub process: ProcessInfo,
     pub filename: Vec<u8>,
-    /// Arguments as the process received them; the last one may be cut when `argv_truncated`.
+    /// Arguments as the process received them; the last one may be cut when `argv_truncated`,
+    /// or, when `argv_omitted` > 0, head and tail around a marker (see [`crate::argv`]).
     pub argv: Vec<Vec<u8>>,
+    /// argv bytes left out between head and tail.
+    pub argv_omitted: usize,
     /// Working directory, absolute (complete only when the cwd flags are clear).
     pub cwd: Vec<u8>,
     /// The executable's resolved path (complete only when the exe flags are clear).
@@ -188,21 +191,31 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecRecord, DecodeError> {
         }
     };
     let filename_len = bound("filename_len", ev.filename_len, FILENAME_LEN)?;
-    let argv_len = bound("argv_len", ev.argv_len, ARGV_LEN)?;
+    let argv_len = bound("argv_len", ev.argv_len, ARGV_BUF)?;
     let argv_len = bound("argv_len", argv_len as u32, bytes.len() - EXEC_FIXED_LEN)?;
+    let head_len = bound("argv_head_len", ev.argv_head_len, argv_len)?;
     let cwd = walk_to_path(&ev.cwd, "cwd.depth")?;
     let exe = walk_to_path(&ev.exe, "exe.depth")?;
 
     let filename = until_nul(&ev.filename[..filename_len]).to_vec();
-    let argv = split_argv(
-        &ev.argv[..argv_len],
-        ev.process.flags & FLAG_ARGV_TRUNCATED != 0,
-    );
+    let truncated = ev.process.flags & FLAG_ARGV_TRUNCATED != 0;
+    let argv_omitted = ev.argv_omitted as usize;
+    let argv = if argv_omitted > 0 {
+        crate::argv::to_list(
+            &ev.argv[..head_len],
+            &ev.argv[head_len..argv_len],
+            argv_omitted,
+            true,
+        )
+    } else {
+        split_argv(&ev.argv[..argv_len], truncated)
+    };
     Ok(ExecRecord {
         header: ev.header,
         process: ev.process,
         filename,
         argv,
+        argv_omitted,
         cwd,
         exe,
     })
@@ -397,6 +410,51 @@ mod tests {
         assert_eq!(e.exe, b"/usr/bin/prog");
         assert_eq!(e.header.tgid, 42);
         assert_eq!(e.process.auid, 1000);
+    }
+
+    /// The kernel's head-and-tail layout: `argv_head_len` bytes of head, then the tail, with
+    /// the count left out between them.
+    #[test]
+    fn exec_head_and_tail() {
+        let script = format!("{}true payload", " ".repeat(6000));
+        let area = crate::argv::join(&[b"sh".to_vec(), b"-c".to_vec(), script.into_bytes()]);
+        let cut = crate::argv::cut(&area, 4096);
+        let mut kept = cut.head.to_vec();
+        kept.extend_from_slice(cut.tail);
+        let mut bytes = exec(b"/bin/sh", &kept, &[], FLAG_ARGV_TRUNCATED);
+        let put = |bytes: &mut Vec<u8>, off: usize, v: u32| {
+            bytes[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        };
+        put(
+            &mut bytes,
+            std::mem::offset_of!(ExecEvent, argv_omitted),
+            cut.omitted as u32,
+        );
+        put(
+            &mut bytes,
+            std::mem::offset_of!(ExecEvent, argv_head_len),
+            cut.head.len() as u32,
+        );
+        let Record::Exec(e) = decode(&bytes).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.argv_omitted, cut.omitted);
+        assert_eq!(e.argv.len(), 5);
+        assert_eq!(e.argv[3], crate::argv::omitted_marker(cut.omitted));
+        assert!(e.argv[4].ends_with(b"true payload"));
+        // A head length past the bytes used is refused, not trusted.
+        put(
+            &mut bytes,
+            std::mem::offset_of!(ExecEvent, argv_head_len),
+            kept.len() as u32 + 1,
+        );
+        assert!(matches!(
+            decode(&bytes),
+            Err(DecodeError::OutOfBounds {
+                field: "argv_head_len",
+                ..
+            })
+        ));
     }
 
     #[test]

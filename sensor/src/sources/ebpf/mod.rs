@@ -1,6 +1,7 @@
 //! The eBPF capture path: resolve offsets, load the embedded object, attach the tracepoints,
 //! and stream decoded records from the ring buffer.
 pub mod decode;
+pub mod hooks;
 pub mod normalize;
 pub mod offsets;
 pub mod reader;
@@ -8,7 +9,6 @@ pub mod tracefs;
 
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
     Ebpf, EbpfLoader,
 };
 use sensor_common::{
@@ -20,49 +20,6 @@ pub use reader::run_reader;
 
 /// The object built by `build.rs` from `sensor-ebpf` (empty when built with AYA_BUILD_SKIP=1).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
-
-/// Credential-changing syscalls watched for privilege changes.
-const CRED_SYSCALLS: [&str; 7] = [
-    "setuid",
-    "setgid",
-    "setreuid",
-    "setregid",
-    "setresuid",
-    "setresgid",
-    "capset",
-];
-
-/// Programs and the tracepoints each attaches to, in attach order: exit halves before entry
-/// halves, so no event whose start we report can miss its end.
-fn programs() -> Vec<(&'static str, Vec<(&'static str, String)>)> {
-    let sys = |prefix: &str, names: &[&str]| -> Vec<(&'static str, String)> {
-        names
-            .iter()
-            .map(|n| ("syscalls", format!("{prefix}_{n}")))
-            .collect()
-    };
-    vec![
-        (
-            "sched_process_exit",
-            vec![("sched", "sched_process_exit".into())],
-        ),
-        ("exec_cred_enter", sys("sys_enter", &["execve", "execveat"])),
-        (
-            "sched_process_exec",
-            vec![("sched", "sched_process_exec".into())],
-        ),
-        (
-            "sys_exit_connect",
-            vec![("syscalls", "sys_exit_connect".into())],
-        ),
-        (
-            "sys_enter_connect",
-            vec![("syscalls", "sys_enter_connect".into())],
-        ),
-        ("cred_change_exit", sys("sys_exit", &CRED_SYSCALLS)),
-        ("cred_change_enter", sys("sys_enter", &CRED_SYSCALLS)),
-    ]
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
@@ -94,6 +51,8 @@ pub struct EbpfCapture {
     pub drops: KernelDrops,
     pub noise: KernelNoise,
     pub shed: KernelShed,
+    /// What this kernel's missing hooks leave unseen (empty when every hook attached).
+    pub blind_spots: Vec<String>,
 }
 
 /// The shedding level as the programs see it.
@@ -163,6 +122,7 @@ pub fn load(
     offsets: Result<sensor_common::KernelOffsets, EbpfError>,
     ring_bytes: u32,
     noise_comms: &[([u8; 16], u32)],
+    argv_bound: u32,
 ) -> Result<EbpfCapture, EbpfError> {
     let offsets = offsets?;
     let noise_enabled = u32::from(!noise_comms.is_empty());
@@ -170,6 +130,13 @@ pub fn load(
         return Err(EbpfError::NotBuilt);
     }
     let wakeup_bytes = u64::from(ring_bytes / 4);
+    // One exec scratch slot per possible CPU (the program indexes it by CPU id).
+    let scratch_slots = aya::util::nr_cpus()
+        .map_err(|(path, e)| EbpfError::Map {
+            name: "EXEC_SCRATCH",
+            reason: format!("{path}: {e}"),
+        })?
+        .max(1) as u32;
     // No CO-RE relocations to apply (offsets come from our own BTF resolution), so aya need
     // not parse the kernel's BTF a second time: that saves tens of MB at start-up.
     let mut ebpf = EbpfLoader::new()
@@ -177,24 +144,12 @@ pub fn load(
         .override_global("OFFSETS", &offsets, true)
         .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
         .override_global("NOISE_ENABLED", &noise_enabled, true)
+        .override_global("ARGV_BOUND", &argv_bound, true)
         .map_max_entries("EVENTS", ring_bytes)
+        .map_max_entries("EXEC_SCRATCH", scratch_slots)
         .load(OBJECT)
         .map_err(|e| EbpfError::Load(Box::new(e)))?;
-    for (name, points) in programs() {
-        let err = |e| EbpfError::Program {
-            name,
-            source: Box::new(e),
-        };
-        let prog: &mut TracePoint = ebpf
-            .program_mut(name)
-            .ok_or(EbpfError::MissingProgram(name))?
-            .try_into()
-            .map_err(err)?;
-        prog.load().map_err(err)?;
-        for (category, event) in points {
-            prog.attach(category, &event).map_err(err)?;
-        }
-    }
+    let blind_spots = hooks::attach_all(&mut ebpf)?;
     let map_err = |name: &'static str, reason: String| EbpfError::Map { name, reason };
     {
         let comms = ebpf
@@ -233,5 +188,6 @@ pub fn load(
         drops: KernelDrops(drops),
         noise: KernelNoise(noise),
         shed: KernelShed(shed),
+        blind_spots,
     })
 }

@@ -1,7 +1,8 @@
 //! Decoded eBPF records to normalized [`Event`]s. Pure: clocks and host come in as arguments.
 use sensor_common::{
-    ProcessInfo, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED,
-    FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_NO_LOGINUID, FLAG_READ_ERROR,
+    ProcessInfo, CONNECT_RET_UNKNOWN, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR,
+    FLAG_CWD_TRUNCATED, FLAG_EXE_DELETED, FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_NO_LOGINUID,
+    FLAG_READ_ERROR,
 };
 
 use super::decode::{ConnectRecord, ExecRecord, ExitRecord, PrivilegeRecord, Record};
@@ -103,7 +104,12 @@ fn exec_event(e: &ExecRecord, clocks: &Clocks, host: &str) -> Event {
     let exe_ok = flags & (FLAG_EXE_ERROR | FLAG_EXE_TRUNCATED) == 0;
     let cwd_for_exe: &[u8] = if cwd_ok { &e.cwd } else { b"" };
     p.exe = Some(if exe_ok {
-        escape_bytes(&e.exe)
+        let mut exe = escape_bytes(&e.exe);
+        if flags & FLAG_EXE_DELETED != 0 {
+            exe.push_str(" (deleted)");
+            p.exe_deleted = true;
+        }
+        exe
     } else {
         p.incomplete.push("exe");
         escape_bytes(&resolve_exe(&e.filename, cwd_for_exe))
@@ -114,6 +120,7 @@ fn exec_event(e: &ExecRecord, clocks: &Clocks, host: &str) -> Event {
     }
     p.argv = Some(e.argv.iter().map(|a| escape_bytes(a)).collect());
     p.argv_truncated = flags & FLAG_ARGV_TRUNCATED != 0;
+    p.argv_omitted_bytes = e.argv_omitted as u64;
     ev.process = Some(p);
     ev
 }
@@ -143,7 +150,12 @@ fn exit_event(e: &ExitRecord, clocks: &Clocks, host: &str) -> Event {
     ev
 }
 
+/// The result of a connect: `attempted` when it was seen before it was made (ia32 and io_uring
+/// connects, at the cgroup connect hook).
 pub fn connect_result(ret: i32) -> &'static str {
+    if ret == CONNECT_RET_UNKNOWN {
+        return "attempted";
+    }
     match -ret {
         0 => "success",
         libc::EINPROGRESS | libc::EALREADY | libc::EAGAIN => "in_progress",
@@ -181,7 +193,11 @@ fn connect_event(c: &ConnectRecord, clocks: &Clocks, host: &str) -> Event {
         dst_addr: format_addr(c.family, &c.dst_addr),
         dst_port: c.dst_port,
         result: connect_result(c.ret),
-        errno: -c.ret.min(0),
+        errno: if c.ret == CONNECT_RET_UNKNOWN {
+            0
+        } else {
+            -c.ret.min(0)
+        },
     });
     ev
 }
@@ -212,6 +228,10 @@ fn privilege_event(r: &PrivilegeRecord, clocks: &Clocks, host: &str) -> Event {
         } else {
             "exec_file_caps".to_string()
         }
+    } else if r.via == sensor_common::VIA_OBSERVED {
+        // Found changed at the process's next exec or exit, with no syscall tracepoint
+        // having seen the call (an ia32 `int 0x80` set*id, ...).
+        "observed".to_string()
     } else {
         cred_syscall_name(r.syscall_nr)
     };
@@ -280,6 +300,36 @@ mod tests {
         assert_eq!(p.exe.as_deref(), Some("rel"));
         assert!(p.argv_truncated);
         assert_eq!(p.incomplete, vec!["loginuid", "cwd", "exe"]);
+    }
+
+    #[test]
+    fn memfd_exe_is_marked_deleted() {
+        use sensor_common::{FLAG_EXE_DELETED, FLAG_EXE_DETACHED};
+        let mut bytes = fixtures::exec(b"", b"echo\0", &[], FLAG_EXE_DELETED | FLAG_EXE_DETACHED);
+        // The exe walk of a memfd: one component, its name.
+        let exe = std::mem::offset_of!(sensor_common::ExecEvent, exe);
+        bytes[exe..exe + 4].copy_from_slice(&1u32.to_ne_bytes());
+        bytes[exe + 4..exe + 8].copy_from_slice(&0u32.to_ne_bytes());
+        let name = b"memfd:innocent\0";
+        bytes[exe + 8..exe + 8 + name.len()].copy_from_slice(name);
+        let rec = decode(&bytes).unwrap();
+        let p = normalize(&rec, &clocks(), "h").process.unwrap();
+        assert_eq!(p.exe.as_deref(), Some("/memfd:innocent (deleted)"));
+        assert!(p.exe_deleted);
+    }
+
+    #[test]
+    fn connect_seen_before_it_was_made_is_attempted() {
+        let rec = decode(&fixtures::connect(
+            2,
+            1,
+            &[10, 0, 0, 1],
+            443,
+            sensor_common::CONNECT_RET_UNKNOWN,
+        ))
+        .unwrap();
+        let c = normalize(&rec, &clocks(), "h").connect.unwrap();
+        assert_eq!((c.result, c.errno), ("attempted", 0));
     }
 
     #[test]
@@ -385,6 +435,15 @@ mod tests {
         let rec = decode(&fixtures::privilege(VIA_EXEC, 0, old, new)).unwrap();
         let p = normalize(&rec, &clocks(), "h").extra.privilege.unwrap();
         assert_eq!((p.via.as_str(), p.old_caps), ("exec_setuid", None));
+        let rec = decode(&fixtures::privilege(
+            sensor_common::VIA_OBSERVED,
+            0,
+            old,
+            new,
+        ))
+        .unwrap();
+        let p = normalize(&rec, &clocks(), "h").extra.privilege.unwrap();
+        assert_eq!(p.via, "observed");
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub fn resolve_btf(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         fdtable_fd: r.get("fdtable", "fd")?,
         file_private_data: r.get("file", "private_data")?,
         socket_type: r.get("socket", "type")?,
+        dentry_hash_pprev: r.get("dentry", "d_hash")? + r.get("hlist_bl_node", "pprev")?,
+        _pad: 0,
         tp_exec_filename: 0,
     })
 }

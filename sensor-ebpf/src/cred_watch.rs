@@ -1,0 +1,40 @@
+//! Credential changes no syscall tracepoint sees: the `syscalls:sys_enter_*` tracepoints ignore
+//! compat (ia32, `int 0x80`) syscalls, so a 32-bit `setuid32` leaves no record there. Every
+//! process's credentials are remembered at each exec and each reported change; at its next
+//! exec and at its exit they are compared, and a difference nobody reported is emitted
+//! (`VIA_OBSERVED`). Such a change is seen late (at that exec or exit), never missed.
+use aya_ebpf::{macros::map, maps::LruHashMap};
+use sensor_common::{CredSnap, VIA_OBSERVED};
+
+use crate::{
+    privilege::{cred_snapshot, emit},
+    task::Ptr,
+};
+
+/// Last known credentials per process (tgid).
+#[map]
+static LAST_CREDS: LruHashMap<u32, CredSnap> = LruHashMap::with_max_entries(65536, 0);
+
+/// Records `snap` as the credentials of `tgid` that the sensor has accounted for.
+#[inline(always)]
+pub fn remember(tgid: u32, snap: &CredSnap) {
+    let _ = LAST_CREDS.insert(tgid, *snap, 0);
+}
+
+/// Emits a change since the last known credentials of `tgid`, if any, and returns the current
+/// ones. `forget` drops the entry (the process is exiting).
+#[inline(always)]
+pub fn check(task: Ptr, tgid: u32, forget: bool) -> Option<CredSnap> {
+    let now = cred_snapshot(task).ok()?;
+    if let Some(last) = unsafe { LAST_CREDS.get(tgid) }.copied() {
+        if last != now {
+            emit(task, last, now, VIA_OBSERVED, 0);
+        }
+    }
+    if forget {
+        let _ = LAST_CREDS.remove(tgid);
+    } else {
+        remember(tgid, &now);
+    }
+    Some(now)
+}

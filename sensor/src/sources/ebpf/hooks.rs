@@ -1,0 +1,221 @@
+//! Which program attaches where, and what to do when a kernel lacks a hook.
+//!
+//! The syscall tracepoints see native calls with their results, but ignore compat (ia32,
+//! `int 0x80`) syscalls and never see io_uring operations. Connects on those paths are caught
+//! by cgroup `connect4`/`connect6` programs on the cgroup v2 root, which every connect passes
+//! in the kernel; where they cannot be attached (no cgroup v2, no cgroup BPF), the blind spot
+//! that leaves is named in the health reason. Credential changes on those paths are found by
+//! the exec and exit programs themselves (see `sensor-ebpf/src/cred_watch.rs`).
+use std::path::{Path, PathBuf};
+
+use aya::{
+    programs::{cgroup_sock_addr::CgroupSockAddr, CgroupAttachMode, TracePoint},
+    Ebpf,
+};
+
+use super::EbpfError;
+
+/// Native credential-changing syscalls.
+pub const CRED_SYSCALLS: [&str; 7] = [
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "capset",
+];
+
+/// Tracepoint programs and their (category, event) attachments, in attach order: exit halves
+/// before entry halves, so no event whose start we report can miss its end.
+pub fn tracepoints() -> Vec<(&'static str, Vec<(&'static str, String)>)> {
+    let sys = |prefix: &str, names: &[&str]| -> Vec<(&'static str, String)> {
+        names
+            .iter()
+            .map(|n| ("syscalls", format!("{prefix}_{n}")))
+            .collect()
+    };
+    vec![
+        (
+            "sched_process_exit",
+            vec![("sched", "sched_process_exit".into())],
+        ),
+        ("exec_cred_enter", sys("sys_enter", &["execve", "execveat"])),
+        (
+            "sched_process_exec",
+            vec![("sched", "sched_process_exec".into())],
+        ),
+        (
+            "sys_exit_connect",
+            vec![("syscalls", "sys_exit_connect".into())],
+        ),
+        (
+            "sys_enter_connect",
+            vec![("syscalls", "sys_enter_connect".into())],
+        ),
+        ("cred_change_exit", sys("sys_exit", &CRED_SYSCALLS)),
+        ("cred_change_enter", sys("sys_enter", &CRED_SYSCALLS)),
+    ]
+}
+
+/// The cgroup connect programs (attached after `sys_enter_connect`, which they rely on to skip
+/// native connects).
+pub const CGROUP_CONNECT: [&str; 2] = ["cgroup_connect4", "cgroup_connect6"];
+
+/// What is unseen when the cgroup connect programs cannot be attached.
+pub const CONNECT_BLIND_SPOT: &str =
+    "net_connect: connects through the ia32 entry (int 0x80) and io_uring are not seen";
+
+/// The root of a cgroup v2 hierarchy in `/proc/self/mountinfo` text (root "/" of the
+/// hierarchy mounted somewhere; a hybrid host has it at /sys/fs/cgroup/unified).
+pub fn cgroup2_root(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let fstype = right.split_whitespace().next()?;
+        let mut f = left.split_whitespace();
+        let root = f.nth(3)?;
+        let mount_point = f.next()?;
+        (fstype == "cgroup2" && root == "/").then(|| PathBuf::from(unescape(mount_point)))
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Where the sensor mounts cgroup v2 when the host has no v2 mount (cgroup v1 only).
+const PRIVATE_CGROUP2: &str = "/run/sensor-cgroup2";
+
+/// Opens the cgroup v2 root, mounting the hierarchy privately when no mount exists.
+fn open_cgroup2_root() -> Result<std::fs::File, String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let root = match cgroup2_root(&mountinfo) {
+        Some(root) => root,
+        None => mount_cgroup2(Path::new(PRIVATE_CGROUP2))?,
+    };
+    std::fs::File::open(&root).map_err(|e| format!("{}: {e}", root.display()))
+}
+
+fn mount_cgroup2(at: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(at).map_err(|e| format!("{}: {e}", at.display()))?;
+    let target =
+        std::ffi::CString::new(at.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            c"cgroup2".as_ptr(),
+            target.as_ptr(),
+            c"cgroup2".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "no cgroup v2 mount, and mounting one at {} failed: {}",
+            at.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(at.to_path_buf())
+}
+
+fn program_err(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> EbpfError {
+    move |e| EbpfError::Program {
+        name,
+        source: Box::new(e),
+    }
+}
+
+fn attach_cgroup_connect(ebpf: &mut Ebpf) -> Result<(), String> {
+    let cgroup = open_cgroup2_root()?;
+    for name in CGROUP_CONNECT {
+        let err = |e: aya::programs::ProgramError| {
+            // The kernel's errno is at the end of the source chain.
+            let mut text = format!("program {name}: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        };
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("program {name} missing from the object"))?
+            .try_into()
+            .map_err(err)?;
+        prog.load().map_err(err)?;
+        // On 5.7+ aya attaches through a bpf link, which the kernel always adds beside other
+        // programs (systemd's, a container runtime's) and which takes no flags: `Single`
+        // means flags 0 there (any other mode makes the kernel answer EINVAL).
+        prog.attach(&cgroup, CgroupAttachMode::Single)
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Attaches everything; returns the blind spots left by hooks this host lacks.
+pub fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<String>, EbpfError> {
+    for (name, points) in tracepoints() {
+        let err = program_err(name);
+        let prog: &mut TracePoint = ebpf
+            .program_mut(name)
+            .ok_or(EbpfError::MissingProgram(name))?
+            .try_into()
+            .map_err(&err)?;
+        prog.load().map_err(&err)?;
+        for (category, event) in points {
+            prog.attach(category, &event).map_err(&err)?;
+        }
+    }
+    let mut blind = Vec::new();
+    if let Err(e) = attach_cgroup_connect(ebpf) {
+        tracing::warn!(error = %e, "cgroup connect hooks unavailable");
+        for name in CGROUP_CONNECT {
+            if let Some(p) = ebpf.program_mut(name) {
+                if let Ok(p) = <&mut CgroupSockAddr>::try_from(p) {
+                    let _ = p.unload();
+                }
+            }
+        }
+        blind.push(format!("{CONNECT_BLIND_SPOT} ({e})"));
+    }
+    Ok(blind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup2_root_on_hybrid_and_v1_hosts() {
+        let hybrid = "30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+                      35 30 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                      31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup2_root(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        // A container's view: a v2 mount of a sub-cgroup is not the root.
+        let sub = "40 30 0:27 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_root(sub), None);
+        let v1 = "35 30 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        assert_eq!(cgroup2_root(v1), None);
+        let spaced = "31 30 0:27 / /mnt/cg\\0402 rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_root(spaced), Some(PathBuf::from("/mnt/cg 2")));
+    }
+
+    #[test]
+    fn exit_halves_attach_before_entry_halves() {
+        let names: Vec<&str> = tracepoints().iter().map(|(n, _)| *n).collect();
+        let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        assert!(pos("sys_exit_connect") < pos("sys_enter_connect"));
+        assert!(pos("cred_change_exit") < pos("cred_change_enter"));
+        assert!(pos("sched_process_exit") < pos("sched_process_exec"));
+    }
+}

@@ -1,0 +1,347 @@
+//! Privileged: the ways around syscall-level sensors that an attacker can choose, against the
+//! real sensor in both modes. Each row of the attack table must be seen with the right process
+//! and result:
+//! - connect() through the ia32 entry (`int 0x80`) from a 64-bit process;
+//! - setuid32 through `int 0x80` (root -> nobody);
+//! - connect() through io_uring (IORING_OP_CONNECT, a raw ring, no liburing);
+//! - exec of a memfd copy of /bin/echo with execveat(fd, "", AT_EMPTY_PATH);
+//! - an argv padded with 6,000 spaces, or 60 arguments of 100 bytes, before the payload;
+//! - an io_uring openat + write under a watched tree (fanotify sees it).
+//!
+//! The workloads are one C program (`tests/attacks/attacks.c`) built here with gcc.
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// The attack helper, built with gcc into a temp dir removed when the test ends.
+struct Attacks {
+    _dir: TempDir,
+    bin: PathBuf,
+}
+
+fn build_attacks() -> Attacks {
+    let dir = TempDir::new("attacks");
+    let bin = dir.0.join("attacks");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/attacks/attacks.c");
+    let out = Command::new("gcc")
+        .args(["-O1", "-Wall", "-o"])
+        .arg(&bin)
+        .arg(src)
+        .output()
+        .expect("gcc (scripts/setup installs it)");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Attacks { _dir: dir, bin }
+}
+
+struct Ran {
+    pid: u64,
+    stdout: String,
+}
+
+fn run(attacks: &Attacks, args: &[&str]) -> Ran {
+    let child = Command::new(&attacks.bin)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = u64::from(child.id());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ran { pid, stdout }
+}
+
+fn connects_of(events: &[Value], pid: u64, port: u16) -> Vec<&Value> {
+    of_kind(events, "net_connect")
+        .into_iter()
+        .filter(|e| e["process"]["pid"] == pid && e["connect"]["dst_port"] == port)
+        .collect()
+}
+
+/// `result`/`protocol`: what the mode can know on that path. eBPF mode sees ia32 and io_uring
+/// connects at the cgroup connect hook, before the connection is made (`attempted`); audit
+/// mode's io_uring records carry the result but not the socket's type.
+fn assert_connect_seen(
+    events: &[Value],
+    ran: &Ran,
+    port: u16,
+    what: &str,
+    mode: &str,
+    (result, protocol): (&str, &str),
+) {
+    let seen = connects_of(events, ran.pid, port);
+    assert_eq!(
+        seen.len(),
+        1,
+        "{mode}: {what} (pid {}, {}) not seen once: {:?}",
+        ran.pid,
+        ran.stdout.trim(),
+        of_kind(events, "net_connect")
+    );
+    let c = &seen[0]["connect"];
+    assert_eq!(c["dst_addr"], "127.0.0.1", "{mode} {what}");
+    assert_eq!(c["family"], "ipv4", "{mode} {what}");
+    assert_eq!(c["result"], result, "{mode} {what}: {seen:?}");
+    assert_eq!(c["protocol"], protocol, "{mode} {what}");
+}
+
+/// Every row of the table, in one sensor run.
+fn all_rows(mode: &str) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let p = port.to_string();
+    let m = marker("bs");
+    let attacks = build_attacks();
+    let sensor = Sensor::start(mode, &[]);
+
+    let c32 = run(&attacks, &["connect32", "127.0.0.1", &p]);
+    let uring = run(&attacks, &["uring_connect", "127.0.0.1", &p]);
+    let su32 = run(&attacks, &["setuid32", "65534"]);
+    let memfd = run(&attacks, &["memfd_exec", "innocent", "/bin/echo", &m]);
+    // sh -c '<6,000 spaces>true payload'
+    let script = format!("{}true {m}-padded", " ".repeat(6000));
+    let padded = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(padded.success());
+    // 60 arguments of 100 bytes before the one that matters.
+    let mut many: Vec<String> = (0..60).map(|i| format!("{i:0>100}")).collect();
+    many.push(format!("{m}-last"));
+    assert!(Command::new("/bin/true")
+        .args(&many)
+        .status()
+        .unwrap()
+        .success());
+
+    if mode == "audit" {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let events = sensor.stop();
+    drop(listener);
+
+    assert!(c32.stdout.contains("ret=0"), "{}", c32.stdout);
+    let ebpf = mode == "ebpf";
+    let c32_expect = if ebpf {
+        ("attempted", "tcp")
+    } else {
+        ("success", "tcp")
+    };
+    assert_connect_seen(&events, &c32, port, "int 0x80 connect", mode, c32_expect);
+    assert!(uring.stdout.contains("res=0"), "{}", uring.stdout);
+    let uring_expect = if ebpf {
+        ("attempted", "tcp")
+    } else {
+        ("success", "unknown")
+    };
+    assert_connect_seen(
+        &events,
+        &uring,
+        port,
+        "io_uring connect",
+        mode,
+        uring_expect,
+    );
+
+    assert!(su32.stdout.contains("ret=0"), "{}", su32.stdout);
+    let changes: Vec<&Value> = of_kind(&events, "privilege_change")
+        .into_iter()
+        .filter(|e| e["process"]["pid"] == su32.pid)
+        .collect();
+    assert!(
+        changes
+            .iter()
+            .any(|e| e["privilege"]["old_uid"] == 0 && e["privilege"]["new_uid"] == 65534),
+        "{mode}: setuid32 via int 0x80 not seen: {changes:?}"
+    );
+
+    let execs = execs_with_arg(&events, &m);
+    let fileless: Vec<&&Value> = execs
+        .iter()
+        .filter(|e| e["process"]["pid"] == memfd.pid && e["process"]["argv"][0] == "/bin/echo")
+        .collect();
+    assert_eq!(fileless.len(), 1, "{mode}: memfd exec: {execs:?}");
+    let p = &fileless[0]["process"];
+    assert_eq!(p["exe"], "/memfd:innocent (deleted)", "{mode}");
+    assert_eq!(p["exe_deleted"], true, "{mode}");
+    assert_eq!(p["argv"][1], m.as_str(), "{mode}");
+
+    let sh = of_kind(&events, "process_exec")
+        .into_iter()
+        .find(|e| {
+            e["process"]["argv"]
+                .as_array()
+                .and_then(|a| a.last())
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.ends_with(&format!("true {m}-padded")))
+        })
+        .unwrap_or_else(|| panic!("{mode}: padded sh -c payload not seen whole"));
+    assert_eq!(sh["process"]["argv"][2].as_str().unwrap(), script);
+    assert_ne!(sh["process"]["argv_truncated"], true, "{mode}: fits 32 KiB");
+
+    let last = format!("{m}-last");
+    let t = execs_with_arg(&events, &last);
+    assert_eq!(t.len(), 1, "{mode}: 61-argument exec");
+    assert_eq!(t[0]["process"]["argv"].as_array().unwrap().len(), 62);
+}
+
+#[test]
+fn ebpf_sees_every_row() {
+    if !privileged() {
+        return;
+    }
+    all_rows("ebpf");
+}
+
+#[test]
+fn audit_sees_every_row() {
+    if !privileged() {
+        return;
+    }
+    all_rows("audit");
+}
+
+/// With the smallest bound (4 KiB) the head and the last 1 KiB are kept, and the count of
+/// bytes left out is said: padding cannot hide the payload.
+fn small_bound_keeps_the_tail(mode: &str) {
+    let dir = TempDir::new("argv-bound");
+    let cfg = dir.0.join("sensor.toml");
+    std::fs::write(&cfg, "[sensor]\nargv_max_bytes = 4096\n").unwrap();
+    let sensor = Sensor::start(mode, &["--config", cfg.to_str().unwrap()]);
+    let m = marker("pad");
+    let script = format!("{}true {m}", " ".repeat(6000));
+    assert!(Command::new("/bin/sh")
+        .args(["-c", &script])
+        .status()
+        .unwrap()
+        .success());
+    let mut many: Vec<String> = (0..60).map(|i| format!("{i:0>100}")).collect();
+    many.push(format!("{m}-last"));
+    assert!(Command::new("/bin/true")
+        .args(&many)
+        .status()
+        .unwrap()
+        .success());
+    if mode == "audit" {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let events = sensor.stop();
+
+    let area = |args: &[&str]| args.iter().map(|a| a.len() + 1).sum::<usize>();
+    let sh = of_kind(&events, "process_exec")
+        .into_iter()
+        .find(|e| {
+            e["process"]["argv"]
+                .as_array()
+                .and_then(|a| a.last())
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.ends_with(&format!("true {m}")))
+        })
+        .unwrap_or_else(|| panic!("{mode}: the padded payload is not in the kept tail"));
+    let p = &sh["process"];
+    assert_eq!(p["argv_truncated"], true);
+    let total = area(&["/bin/sh", "-c", &script]);
+    assert_eq!(
+        p["argv_omitted_bytes"],
+        (total - 4096) as u64,
+        "{mode}: {p}"
+    );
+    assert_eq!(p["argv"][0], "/bin/sh");
+    let marker_text = format!("[... {} bytes omitted ...]", total - 4096);
+    assert!(p["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a == marker_text.as_str()));
+
+    let last = format!("{m}-last");
+    let t = execs_with_arg(&events, &last);
+    assert_eq!(t.len(), 1, "{mode}: the last of 61 arguments is kept");
+    assert_eq!(t[0]["process"]["argv"][0], "/bin/true");
+    assert!(t[0]["process"]["argv_omitted_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn ebpf_small_argv_bound_keeps_head_and_tail() {
+    if !privileged() {
+        return;
+    }
+    small_bound_keeps_the_tail("ebpf");
+}
+
+#[test]
+fn audit_small_argv_bound_keeps_head_and_tail() {
+    if !privileged() {
+        return;
+    }
+    small_bound_keeps_the_tail("audit");
+}
+
+/// io_uring openat + write in a watched tree: the file event names the process.
+#[test]
+fn io_uring_file_write_is_seen_by_fanotify() {
+    if !privileged() {
+        return;
+    }
+    let dir = PathBuf::from("/var/tmp").join(marker("uring-files"));
+    std::fs::create_dir_all(dir.join("tree")).unwrap();
+    let cfg = dir.join("sensor.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[files]\nwatch = [{:?}]\n",
+            dir.join("tree").display().to_string()
+        ),
+    )
+    .unwrap();
+    let attacks = build_attacks();
+    let sensor = Sensor::start("ebpf", &["--config", cfg.to_str().unwrap()]);
+    let target = dir.join("tree").join("uring-dropped");
+    let ran = run(
+        &attacks,
+        &["uring_write", target.to_str().unwrap(), "payload"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let reason = sensor.reason();
+    let events = sensor.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(reason.contains("files: fanotify"), "{reason}");
+    let files: Vec<&Value> = of_kind(&events, "file")
+        .into_iter()
+        .filter(|e| {
+            e["file"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("uring-dropped"))
+        })
+        .collect();
+    let ops: Vec<&str> = files
+        .iter()
+        .flat_map(|e| e["file"]["ops"].as_array().unwrap().iter())
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(ops.contains(&"create"), "{ops:?} in {files:?}");
+    assert!(
+        ops.contains(&"modify") || ops.contains(&"close_write"),
+        "{ops:?}"
+    );
+    assert!(
+        files.iter().any(|e| e["process"]["pid"] == ran.pid),
+        "pid {} in {files:?}",
+        ran.pid
+    );
+}
