@@ -109,6 +109,19 @@ pub struct CacheStats {
     pub scanned: u64,
     /// cgroup ids with a known container id.
     pub cgroups: u64,
+    /// Processes added from fork records.
+    pub forks: u64,
+}
+
+/// What [`ProcessCache::fork`] did with a fork record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForkOutcome {
+    /// The child was added, inheriting its parent's image.
+    Added,
+    /// The child was already cached (its exec came first, or the start-up scan saw it).
+    Known,
+    /// The parent is neither cached nor in /proc: nothing to inherit, nothing added.
+    NoParent,
 }
 
 /// argv as one interned string: the arguments joined by NUL (arguments never contain NUL).
@@ -160,6 +173,8 @@ pub struct CachedProcess {
     /// `None` until resolved; empty for the host.
     pub container_id: Option<Arc<str>>,
     pub argv_truncated: bool,
+    /// Known from a fork record only: the image is the parent's and an exec may be on its way.
+    pub forked: bool,
 }
 
 struct Slot {
@@ -354,6 +369,13 @@ impl ProcessCache {
     pub fn get(&self, pid: u32, start_boottime_ns: u64) -> Option<&CachedProcess> {
         let i = self.find(pid, self.start_ticks(start_boottime_ns))?;
         self.slots[i as usize].proc_.as_ref()
+    }
+
+    /// Whether the cache knows the process's image (no /proc read): it has an entry that is
+    /// not known from its fork only (a forked child may be about to exec).
+    pub fn settled(&self, pid: u32, start_boottime_ns: u64) -> bool {
+        self.find(pid, self.start_ticks(start_boottime_ns))
+            .is_some_and(|i| !self.entry(i).forked)
     }
 
     /// Whether the entry exists and is exit-pending.
@@ -617,6 +639,7 @@ impl ProcessCache {
             argv,
             container_id,
             argv_truncated,
+            forked: false,
         }
     }
 
@@ -640,6 +663,7 @@ impl ProcessCache {
             argv: None,
             container_id: None,
             argv_truncated: false,
+            forked: false,
         }
     }
 
@@ -666,15 +690,49 @@ impl ProcessCache {
         added
     }
 
-    /// Inserts an entry for a child (a fork/clone event) copying its parent's image: exe,
-    /// argv, cwd and container. Returns false when the child is already cached or the parent
-    /// is unknown.
-    pub fn fork(&mut self, child: &Process, now_mono_ns: u64) -> bool {
+    /// Learns of a new process (a fork record): the child runs its parent's image (exe, argv,
+    /// cwd, container, ancestry) until it execs. A child with a `comm` carries the kernel's
+    /// credentials for it; a pid-only child (the proc connector) takes comm and credentials
+    /// from the parent too. The parent is looked up in the cache, else read from /proc once.
+    pub fn fork(&mut self, child: &Process, now_mono_ns: u64) -> ForkOutcome {
         let ticks = self.start_ticks(child.start_boottime_ns);
         if ticks != UNKNOWN_START && self.find(child.pid, ticks).is_some() {
-            return false;
+            return ForkOutcome::Known;
         }
-        self.inherit(child, ticks, now_mono_ns).is_some()
+        if child.ppid == 0 || child.ppid == child.pid {
+            return ForkOutcome::NoParent;
+        }
+        let parent = match self.find_parent(child.ppid, ticks) {
+            Some(i) => i,
+            None => match self.load_parent(child.ppid, ticks, now_mono_ns) {
+                Some(i) => i,
+                None => return ForkOutcome::NoParent,
+            },
+        };
+        let mut e = self.entry(parent).clone();
+        e.forked = true;
+        e.pid = child.pid;
+        e.ppid = child.ppid;
+        e.start_ticks = ticks;
+        if !child.comm.is_empty() {
+            let from_event = self.entry_from_event(child, ticks);
+            (e.uid, e.euid, e.gid, e.egid) = (
+                from_event.uid,
+                from_event.euid,
+                from_event.gid,
+                from_event.egid,
+            );
+            (e.auid, e.session) = (from_event.auid, from_event.session);
+            (e.comm, e.tty) = (from_event.comm, from_event.tty);
+        }
+        if child.cgroup_id != 0 && child.cgroup_id != e.cgroup_id {
+            // Forked into another cgroup (clone3 CLONE_INTO_CGROUP): resolve it afresh.
+            e.cgroup_id = child.cgroup_id;
+            e.container_id = self.cgroups.get(&child.cgroup_id).cloned();
+        }
+        self.insert(e, now_mono_ns);
+        self.stats.forks += 1;
+        ForkOutcome::Added
     }
 
     fn inherit(&mut self, p: &Process, ticks: u64, now: u64) -> Option<u32> {
@@ -1768,8 +1826,8 @@ mod tests {
         assert_eq!(p.ancestors[0].pid, 1200);
         // The explicit fork API does the same.
         let child = proc_of(&ev(Kind::NetConnect, 1202, 1200, 7, "sshd")).clone();
-        assert!(c.fork(&child, SEC));
-        assert!(!c.fork(&child, SEC));
+        assert_eq!(c.fork(&child, SEC), ForkOutcome::Added);
+        assert_eq!(c.fork(&child, SEC), ForkOutcome::Known);
         assert_eq!(
             c.get(1202, 7 * tick_ns()).unwrap().exe.as_deref(),
             Some("/usr/sbin/sshd")

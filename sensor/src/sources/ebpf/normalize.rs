@@ -4,7 +4,7 @@ use sensor_common::{
     FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_NO_LOGINUID, FLAG_READ_ERROR,
 };
 
-use super::decode::{ConnectRecord, ExecRecord, ExitRecord, PrivilegeRecord, Record};
+use super::decode::{ConnectRecord, ExecRecord, ExitRecord, ForkRecord, PrivilegeRecord, Record};
 use crate::{
     escape::{escape_bytes, until_nul},
     event::{Connect, Event, Exit, Kind, Privilege, Process, Source},
@@ -14,12 +14,25 @@ use crate::{
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
-pub fn normalize(record: &Record, clocks: &Clocks, host: &str) -> Event {
-    match record {
+/// The output event of a record; `None` for a fork, which is not an output event (it feeds the
+/// process cache: see [`fork_start`]).
+pub fn normalize(record: &Record, clocks: &Clocks, host: &str) -> Option<Event> {
+    Some(match record {
         Record::Exec(e) => exec_event(e, clocks, host),
+        Record::Fork(_) => return None,
         Record::Exit(e) => exit_event(e, clocks, host),
         Record::Connect(c) => connect_event(c, clocks, host),
         Record::Privilege(p) => privilege_event(p, clocks, host),
+    })
+}
+
+/// The new process of a fork record, for the process cache.
+pub fn fork_start(f: &ForkRecord, clocks: &Clocks) -> crate::enrich::ProcessStart {
+    crate::enrich::ProcessStart {
+        ktime_ns: f.header.ktime_ns,
+        after_events: 0,
+        in_order: true,
+        process: process(&f.process, f.header.tgid, f.header.tgid, clocks),
     }
 }
 
@@ -263,7 +276,7 @@ mod tests {
             0,
         ))
         .unwrap();
-        let ev = normalize(&rec, &clocks(), "h1");
+        let ev = normalize(&rec, &clocks(), "h1").unwrap();
         assert_eq!(ev.kind, Kind::ProcessExec);
         assert_eq!(ev.time, "1970-01-01T00:00:01.000005000Z");
         let p = ev.process.unwrap();
@@ -285,7 +298,7 @@ mod tests {
     fn exec_flags_mark_incomplete_and_truncated() {
         let flags = FLAG_CWD_ERROR | FLAG_ARGV_TRUNCATED | FLAG_NO_LOGINUID | FLAG_EXE_ERROR;
         let rec = decode(&fixtures::exec(b"rel", b"a\0", &[], flags)).unwrap();
-        let p = normalize(&rec, &clocks(), "h").process.unwrap();
+        let p = normalize(&rec, &clocks(), "h").unwrap().process.unwrap();
         assert_eq!(p.cwd, None);
         assert_eq!(p.exe.as_deref(), Some("rel"));
         assert!(p.argv_truncated);
@@ -338,7 +351,7 @@ mod tests {
             -libc::ECONNREFUSED,
         ))
         .unwrap();
-        let ev = normalize(&rec, &clocks(), "h");
+        let ev = normalize(&rec, &clocks(), "h").unwrap();
         let c = ev.connect.unwrap();
         assert_eq!(
             (
@@ -355,7 +368,7 @@ mod tests {
         let mut v6 = [0u8; 16];
         v6[15] = 1;
         let rec = decode(&fixtures::connect(10, 2, &v6, 53, 0)).unwrap();
-        let c = normalize(&rec, &clocks(), "h").connect.unwrap();
+        let c = normalize(&rec, &clocks(), "h").unwrap().connect.unwrap();
         assert_eq!(
             (c.family, c.protocol.as_str(), c.dst_addr.as_str(), c.result),
             ("ipv6", "udp", "::1", "success")
@@ -383,7 +396,7 @@ mod tests {
             cap_effective: 0x1ff_ffff_ffff,
         };
         let rec = decode(&fixtures::privilege(VIA_SYSCALL, 105, old, new)).unwrap();
-        let ev = normalize(&rec, &clocks(), "h");
+        let ev = normalize(&rec, &clocks(), "h").unwrap();
         assert_eq!(ev.kind, Kind::PrivilegeChange);
         let p = ev.extra.privilege.unwrap();
         assert_eq!(
@@ -393,7 +406,7 @@ mod tests {
         assert_eq!(p.new_caps.as_deref(), Some("0x1ffffffffff"));
         let new = CredSnap { euid: 0, ..old };
         let rec = decode(&fixtures::privilege(VIA_EXEC, 0, old, new)).unwrap();
-        let p = normalize(&rec, &clocks(), "h").extra.privilege.unwrap();
+        let p = normalize(&rec, &clocks(), "h").unwrap().extra.privilege.unwrap();
         assert_eq!((p.via.as_str(), p.old_caps), ("exec_setuid", None));
     }
 
