@@ -309,7 +309,7 @@ impl ProcessCache {
             depth: cfg.ancestors_depth,
             ns_per_tick: ns_per_tick(),
             proc_root: PathBuf::from("/proc"),
-            cgroup_root: container::find_cgroup2_root(),
+            cgroup_root: container::find_tracked_root(),
             slots: Vec::new(),
             free: NIL,
             by_pid: HashMap::default(),
@@ -966,14 +966,23 @@ impl ProcessCache {
             return (Some(id), None);
         };
         let pure = root.pure;
-        let Some(cg) = c
-            .v2_path
+        // The line of the tracked hierarchy, and whether it alone gives this answer (then every
+        // process in that cgroup has it).
+        let (path, decided) = match &root.v1 {
+            None => (c.v2_path.clone(), c.decided_by_v2),
+            Some(v1) => {
+                let p = container::controller_path(text, &v1.name);
+                let alone = p.map(|p| container::container_id_from_path(p).unwrap_or(""));
+                (p.map(str::to_string), alone == Some(c.id.as_str()))
+            }
+        };
+        let Some(cg) = path
             .as_deref()
             .and_then(|p| container::cgroup_id_of(&root.path, p))
         else {
             return (Some(id), None);
         };
-        if c.decided_by_v2 && (pure || !c.id.is_empty()) {
+        if decided && (pure || !c.id.is_empty()) {
             self.remember_cgroup(cg, id.clone());
         }
         match event_cgroup {
@@ -1065,18 +1074,25 @@ impl ProcessCache {
             learned = got;
             id
         };
+        let mut guessed = false;
         if found.is_none() {
-            // Best effort: what this process had before exec, else its parent's.
+            // Best effort: what this process had before exec, else its parent's. A guess (the
+            // process may have moved to another cgroup since): said so in `incomplete`.
             found = entry_id.or_else(|| {
                 let parent = self.find_parent(p.ppid, ticks)?;
                 self.entry(parent).container_id.clone()
             });
+            guessed = found.is_some();
         }
         match found {
             Some(id) => {
                 p.container_id = id.to_string();
-                take_marker(p, "container_id");
-                if let Some(i) = idx {
+                if guessed {
+                    add_marker(p, "container_id");
+                } else {
+                    take_marker(p, "container_id");
+                }
+                if let Some(i) = idx.filter(|_| !guessed) {
                     let e = self.entry_mut(i);
                     e.container_id = Some(id);
                     if cg != 0 {
@@ -1237,6 +1253,7 @@ mod tests {
             Cgroup2Root {
                 path: self.root.join("cgroup"),
                 pure: true,
+                v1: None,
             }
         }
 

@@ -297,3 +297,251 @@ impl Orderer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::feed::process_feed;
+    use crate::enrich::EnrichConfig;
+    use crate::event::Process;
+
+    const MS: u64 = 1_000_000;
+
+    /// A cache over an empty proc root (nothing is found in /proc), removed on drop.
+    struct Empty(std::path::PathBuf);
+
+    impl Drop for Empty {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn cache(tag: &str) -> (ProcessCache, Empty) {
+        let dir = std::env::temp_dir().join(format!("order-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = ProcessCache::new(&EnrichConfig::default())
+            .with_proc_root(&dir)
+            .with_cgroup_root(None);
+        (c, Empty(dir))
+    }
+
+    fn event(source: Source, kind: Kind, pid: u32, ktime: u64) -> Event {
+        let mut ev = Event {
+            seq: 0,
+            time: String::new(),
+            host: "h".into(),
+            source,
+            kind,
+            process: Some(Process {
+                pid,
+                ..Process::default()
+            }),
+            exit: None,
+            connect: None,
+            health: None,
+            ktime_ns: Some(ktime),
+            extra: Default::default(),
+        };
+        if source == Source::Ebpf {
+            let p = ev.process.as_mut().unwrap();
+            p.comm = "c".into();
+            p.start_boottime_ns = u64::from(pid) * 1_000_000_000;
+        }
+        ev
+    }
+
+    fn exec(pid: u32, ppid: u32, exe: &str, ktime: u64) -> Event {
+        let mut ev = event(Source::Ebpf, Kind::ProcessExec, pid, ktime);
+        let p = ev.process.as_mut().unwrap();
+        p.ppid = ppid;
+        p.exe = Some(exe.into());
+        p.cwd = Some("/".into());
+        p.argv = Some(vec![exe.into(), "arg".into()]);
+        ev
+    }
+
+    fn fork(pid: u32, ppid: u32, ktime: u64, after: u64, in_order: bool) -> ProcessStart {
+        ProcessStart {
+            ktime_ns: ktime,
+            after_events: after,
+            in_order,
+            process: Process {
+                pid,
+                ppid,
+                comm: if in_order { "sh".into() } else { String::new() },
+                start_boottime_ns: if in_order {
+                    u64::from(pid) * 1_000_000_000
+                } else {
+                    0
+                },
+                ..Process::default()
+            },
+        }
+    }
+
+    fn exe_of(ev: &Event) -> Option<&str> {
+        ev.process.as_ref().unwrap().exe.as_deref()
+    }
+
+    #[test]
+    fn a_fork_waits_for_the_ring_events_before_it() {
+        let (mut c, _d) = cache("ring");
+        let (_feed, input) = process_feed(4);
+        let st = AttribStats::default();
+        let mut o = Orderer::new(50);
+        let now = 10 * MS;
+        let mut shell = exec(100, 1, "/bin/sh", MS);
+        let shell_ev = o.take(shell.clone(), &mut c, now, &input.watermark, &st);
+        c.enrich(&mut shell, now);
+        assert!(shell_ev.is_some());
+        // The shell execs python (1 more ring event), then forks a child: the fork arrives
+        // before the stage took the exec.
+        o.push_fork(fork(101, 100, 3 * MS, 2, true), &mut c, &st);
+        assert!(!c.settled(101, 101_000_000_000));
+        assert!(c.get(101, 101_000_000_000).is_none(), "not applied yet");
+        let mut py = o
+            .take(
+                exec(100, 1, "/usr/bin/python3", 2 * MS),
+                &mut c,
+                now,
+                &input.watermark,
+                &st,
+            )
+            .unwrap();
+        c.enrich(&mut py, now);
+        // The child's connect: the fork applies before it, from the python image.
+        let mut conn = o
+            .take(
+                event(Source::Ebpf, Kind::NetConnect, 101, 4 * MS),
+                &mut c,
+                now,
+                &input.watermark,
+                &st,
+            )
+            .unwrap();
+        c.enrich(&mut conn, now);
+        assert_eq!(exe_of(&conn), Some("/usr/bin/python3"));
+        let p = conn.process.as_ref().unwrap();
+        assert_eq!(p.ppid, 100);
+        assert_eq!(p.argv.as_deref().unwrap(), ["/usr/bin/python3", "arg"]);
+        assert!(p.incomplete.is_empty(), "{:?}", p.incomplete);
+        assert_eq!(st.forks_seen.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_file_event_waits_for_the_exec_of_its_process() {
+        let (mut c, _d) = cache("hold");
+        let (feed, input) = process_feed(4);
+        let reader = feed.producer();
+        let st = AttribStats::default();
+        let mut o = Orderer::new(50);
+        let mut out = Vec::new();
+        let mut shell = exec(200, 1, "/bin/sh", MS);
+        o.take(shell.clone(), &mut c, MS, &input.watermark, &st);
+        c.enrich(&mut shell, MS);
+        reader.delivered_through(MS, 1);
+        // touch wrote /etc/x at 5 ms; its fork (3 ms) and exec (4 ms) are still in the ring.
+        let file = event(Source::Fanotify, Kind::File, 201, 5 * MS);
+        assert!(o.take(file, &mut c, 6 * MS, &input.watermark, &st).is_none());
+        o.release(&mut c, 7 * MS, &input.watermark, &st, &mut out);
+        assert!(out.is_empty());
+        // The drain: the fork, then the exec.
+        o.push_fork(fork(201, 200, 3 * MS, 1, true), &mut c, &st);
+        o.release(&mut c, 8 * MS, &input.watermark, &st, &mut out);
+        assert!(out.is_empty(), "known from its fork only: the exec may follow");
+        let mut touch = exec(201, 200, "/usr/bin/touch", 4 * MS);
+        o.take(touch.clone(), &mut c, 8 * MS, &input.watermark, &st);
+        c.enrich(&mut touch, 8 * MS);
+        o.release(&mut c, 8 * MS, &input.watermark, &st, &mut out);
+        assert_eq!(out.len(), 1);
+        let mut file = out.pop().unwrap();
+        c.enrich(&mut file, 8 * MS);
+        assert_eq!(exe_of(&file), Some("/usr/bin/touch"));
+        assert_eq!(file.process.as_ref().unwrap().comm, "c");
+        assert_eq!(st.held_resolved.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_held_event_leaves_at_the_watermark_or_the_deadline() {
+        let (mut c, _d) = cache("deadline");
+        let (feed, input) = process_feed(4);
+        let reader = feed.producer();
+        let st = AttribStats::default();
+        let mut o = Orderer::new(50);
+        let mut out = Vec::new();
+        let a = event(Source::Fanotify, Kind::File, 300, 5 * MS);
+        let b = event(Source::Fanotify, Kind::File, 301, 30 * MS);
+        assert!(o.take(a, &mut c, 6 * MS, &input.watermark, &st).is_none());
+        assert!(o.take(b, &mut c, 31 * MS, &input.watermark, &st).is_none());
+        assert_eq!(o.next_deadline(), Some(56 * MS));
+        // 56 ms would release `a`; the watermark does it earlier.
+        // The ring drained through 10 ms and the stage took all of it: `a` cannot get better.
+        reader.delivered_through(10 * MS, 0);
+        o.release(&mut c, 32 * MS, &input.watermark, &st, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].process.as_ref().unwrap().pid, 300);
+        assert_eq!(st.held_ordered.load(Relaxed), 1);
+        out.clear();
+        o.release(&mut c, 80 * MS, &input.watermark, &st, &mut out);
+        assert!(out.is_empty(), "deadline (31 + 50 ms) not reached");
+        o.release(&mut c, 81 * MS, &input.watermark, &st, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(st.held_timed_out.load(Relaxed), 1);
+        assert_eq!(st.held.load(Relaxed), 2);
+        assert_eq!(o.held_len(), 0);
+        // A drain mark counts only once the stage took the events sent before it.
+        reader.delivered_through(100 * MS, 5);
+        let c2 = event(Source::Fanotify, Kind::File, 302, 90 * MS);
+        assert!(o.take(c2, &mut c, 91 * MS, &input.watermark, &st).is_none());
+        // Zero wait: nothing is held.
+        let mut o0 = Orderer::new(0);
+        let d = event(Source::Fanotify, Kind::File, 303, 90 * MS);
+        assert!(o0.take(d, &mut c, 91 * MS, &input.watermark, &st).is_some());
+    }
+
+    #[test]
+    fn the_held_queue_is_bounded() {
+        let (mut c, _d) = cache("bound");
+        let (feed, input) = process_feed(4);
+        let _reader = feed.producer();
+        let st = AttribStats::default();
+        let mut o = Orderer::new(5_000);
+        for i in 0..(MAX_HELD + 10) {
+            let ev = event(Source::Fanotify, Kind::File, 400_000 + i as u32, MS);
+            assert!(o.take(ev, &mut c, MS, &input.watermark, &st).is_none());
+        }
+        let mut out = Vec::new();
+        o.release(&mut c, MS, &input.watermark, &st, &mut out);
+        assert_eq!(out.len(), 10);
+        assert_eq!(out[0].process.as_ref().unwrap().pid, 400_000, "oldest first");
+        assert_eq!(o.held_len(), MAX_HELD);
+    }
+
+    #[test]
+    fn an_unordered_fork_is_applied_when_an_event_needs_it() {
+        let (mut c, _d) = cache("lazy");
+        let st = AttribStats::default();
+        let mut o = Orderer::new(50);
+        // Audit: bash (pid 500) was forked by the test (known from the scan: here, an exec of
+        // its parent), then bash forked a subshell (501) before its own exec record arrived.
+        let mut parent = exec(499, 1, "/usr/bin/test-runner", MS);
+        c.enrich(&mut parent, MS);
+        o.push_fork(fork(500, 499, 2 * MS, 0, false), &mut c, &st);
+        o.push_fork(fork(501, 500, 4 * MS, 0, false), &mut c, &st);
+        let mut bash = exec(500, 499, "/usr/bin/bash", 3 * MS);
+        bash.source = Source::Audit;
+        bash.process.as_mut().unwrap().start_boottime_ns = 0;
+        o.prepare(&bash, &mut c, &st);
+        c.enrich(&mut bash, 5 * MS);
+        // The subshell's file event: its fork is applied now, from bash's new image.
+        let mut file = event(Source::Fanotify, Kind::File, 501, 6 * MS);
+        o.prepare(&file, &mut c, &st);
+        c.enrich(&mut file, 6 * MS);
+        assert_eq!(exe_of(&file), Some("/usr/bin/bash"));
+        let p = file.process.as_ref().unwrap();
+        assert_eq!((p.ppid, p.comm.as_str()), (500, "c"));
+        assert_eq!(p.ancestors[0].pid, 500);
+        assert_eq!(p.ancestors[1].pid, 499);
+        assert_eq!(st.forks_seen.load(Relaxed), 2);
+    }
+}
