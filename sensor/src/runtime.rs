@@ -173,8 +173,8 @@ fn start_audit(
             tx: tx.clone(),
             counters: counters.clone(),
             host: host.to_string(),
-            feed: feed.clone(),
         },
+        feed,
     )?;
     let mut note = match capture.role {
         crate::sources::audit::session::Role::Daemon => {

@@ -175,6 +175,8 @@ pub struct CachedProcess {
     pub argv_truncated: bool,
     /// Known from a fork record only: the image is the parent's and an exec may be on its way.
     pub forked: bool,
+    /// `container_id` is a guess (the value before exec, or the parent's): events say so.
+    pub container_guessed: bool,
 }
 
 struct Slot {
@@ -640,6 +642,7 @@ impl ProcessCache {
             container_id,
             argv_truncated,
             forked: false,
+            container_guessed: false,
         }
     }
 
@@ -664,6 +667,7 @@ impl ProcessCache {
             container_id: None,
             argv_truncated: false,
             forked: false,
+            container_guessed: false,
         }
     }
 
@@ -847,6 +851,7 @@ impl ProcessCache {
                 let old = self.entry_mut(i);
                 e.cgroup_id = old.cgroup_id;
                 e.container_id = old.container_id.take();
+                e.container_guessed = old.container_guessed;
                 *old = e;
                 i
             }
@@ -1045,20 +1050,21 @@ impl ProcessCache {
 
     fn fill_container(&mut self, p: &mut Process, idx: Option<u32>, ticks: u64, kind: Kind) {
         let cg = p.cgroup_id;
-        let (entry_cg, entry_id) = match idx {
+        let (entry_cg, entry_id, entry_guessed) = match idx {
             Some(i) => {
                 let e = self.entry(i);
-                (e.cgroup_id, e.container_id.clone())
+                (e.cgroup_id, e.container_id.clone(), e.container_guessed)
             }
-            None => (0, None),
+            None => (0, None, false),
         };
         let ticks = match idx {
             Some(i) => self.entry(i).start_ticks,
             None => ticks,
         };
         let mut learned = None;
+        let mut guessed = false;
         let mut found = if cg != 0 {
-            if entry_cg == cg && entry_id.is_some() {
+            if entry_cg == cg && entry_id.is_some() && !entry_guessed {
                 entry_id.clone()
             } else if let Some(c) = self.cgroups.get(&cg) {
                 Some(c.clone())
@@ -1067,6 +1073,7 @@ impl ProcessCache {
                 id.or_else(|| self.container_via_walk(cg))
             }
         } else if kind != Kind::ProcessExec && entry_id.is_some() {
+            guessed = entry_guessed;
             entry_id.clone()
         } else {
             // No cgroup id (audit, pid-only sources): ask /proc while the process lives.
@@ -1074,7 +1081,6 @@ impl ProcessCache {
             learned = got;
             id
         };
-        let mut guessed = false;
         if found.is_none() {
             // Best effort: what this process had before exec, else its parent's. A guess (the
             // process may have moved to another cgroup since): said so in `incomplete`.
@@ -1092,13 +1098,16 @@ impl ProcessCache {
                 } else {
                     take_marker(p, "container_id");
                 }
-                if let Some(i) = idx.filter(|_| !guessed) {
+                if let Some(i) = idx {
                     let e = self.entry_mut(i);
                     e.container_id = Some(id);
-                    if cg != 0 {
-                        e.cgroup_id = cg;
-                    } else if let Some(l) = learned {
-                        e.cgroup_id = l;
+                    e.container_guessed = guessed;
+                    if !guessed {
+                        if cg != 0 {
+                            e.cgroup_id = cg;
+                        } else if let Some(l) = learned {
+                            e.cgroup_id = l;
+                        }
                     }
                 }
             }
@@ -1416,7 +1425,9 @@ mod tests {
                 (1, "systemd", "/usr/lib/systemd/systemd")
             ]
         );
-        assert!(p.incomplete.is_empty(), "{:?}", p.incomplete);
+        // No cgroup id in the event and no /proc entry: the container ("" from the parent) is
+        // a guess, and said so.
+        assert_eq!(p.incomplete, ["container_id"]);
         assert_eq!(p.container_id, "");
         // Everything came from the cache.
         assert_eq!(c.stats().proc_reads, reads);
@@ -1444,7 +1455,7 @@ mod tests {
         c.enrich(&mut e, SEC);
         let pids: Vec<u32> = proc_of(&e).ancestors.iter().map(|a| a.pid).collect();
         assert_eq!(pids, [12, 11]);
-        assert!(proc_of(&e).incomplete.is_empty());
+        assert!(!proc_of(&e).incomplete.contains(&"ancestors"));
 
         let mut c = f.cache(EnrichConfig {
             ancestors_depth: 0,

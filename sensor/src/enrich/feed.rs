@@ -2,9 +2,10 @@
 //! the enrichment stage besides events: new processes (forks, which are not output events) and
 //! how far they have delivered (a watermark).
 //!
-//! A fork travels on its own bounded channel. The stage applies a fork before the first event
-//! that happened after it (by CLOCK_MONOTONIC `ktime_ns`), so a child inherits its parent's
-//! image as it was at fork time even when the parent exec'd later.
+//! A fork travels on its own bounded channel. A fork from the ring-buffer reader names how many
+//! events the reader had sent before it, and the stage applies it right after taking those
+//! (see [`super::order`]), so a child inherits its parent's image as it was at fork time even
+//! when the parent exec'd later.
 //!
 //! The watermark says "every record of this producer that happened at or before this
 //! CLOCK_MONOTONIC ns has been sent". An event of a process the cache does not know, newer
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::event::Process;
 
 /// A new process the cache should learn of, in capture order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ProcessStart {
     /// CLOCK_MONOTONIC ns of the fork.
     pub ktime_ns: u64,

@@ -410,9 +410,11 @@ mod tests {
             .unwrap();
         c.enrich(&mut py, now);
         // The child's connect: the fork applies before it, from the python image.
+        let mut conn = event(Source::Ebpf, Kind::NetConnect, 101, 4 * MS);
+        conn.process.as_mut().unwrap().ppid = 100;
         let mut conn = o
             .take(
-                event(Source::Ebpf, Kind::NetConnect, 101, 4 * MS),
+                conn,
                 &mut c,
                 now,
                 &input.watermark,
@@ -424,7 +426,10 @@ mod tests {
         let p = conn.process.as_ref().unwrap();
         assert_eq!(p.ppid, 100);
         assert_eq!(p.argv.as_deref().unwrap(), ["/usr/bin/python3", "arg"]);
-        assert!(p.incomplete.is_empty(), "{:?}", p.incomplete);
+        assert_eq!(p.ancestors[0].pid, 100);
+        for what in ["exe", "argv", "cwd"] {
+            assert!(!p.incomplete.contains(&what), "{:?}", p.incomplete);
+        }
         assert_eq!(st.forks_seen.load(Relaxed), 1);
     }
 

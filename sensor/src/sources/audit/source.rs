@@ -126,12 +126,15 @@ pub struct AuditCtx {
     pub tx: mpsc::Sender<Event>,
     pub counters: Arc<Counters>,
     pub host: String,
-    /// New processes from the proc connector, for the process cache.
-    pub feed: crate::enrich::ProcessFeed,
 }
 
 impl AuditCapture {
-    pub fn start(cfg: &AuditConfig, ctx: AuditCtx) -> Result<Self, AuditSourceError> {
+    /// `feed` receives the proc connector's fork notices (new processes for the cache).
+    pub fn start(
+        cfg: &AuditConfig,
+        ctx: AuditCtx,
+        feed: &crate::enrich::ProcessFeed,
+    ) -> Result<Self, AuditSourceError> {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(AuditStats::default());
         let sockets = Arc::new(Mutex::new(SocketTypes::new(65_536)));
@@ -171,7 +174,7 @@ impl AuditCapture {
                 ctx.host.clone(),
             );
             let delay = Duration::from_millis(cfg.exit_delay_ms);
-            let feed = ctx.feed.producer();
+            let feed = feed.producer();
             threads.push(
                 std::thread::Builder::new()
                     .name("proc-connector".into())
