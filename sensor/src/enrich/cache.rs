@@ -54,7 +54,7 @@ use serde::Serialize;
 use super::container::{self, Cgroup2Root};
 use super::procfs::{self, ProcError, Snapshot};
 use super::EnrichConfig;
-use crate::event::{Ancestor, Event, Kind, Process};
+use crate::event::{Ancestor, Event, Kind, Process, Source};
 
 const NIL: u32 = u32::MAX;
 /// The start tick of an entry whose start time is unknown.
@@ -776,7 +776,11 @@ impl ProcessCache {
                 if kind != Kind::ProcessExec {
                     self.refresh(i, p);
                 }
-                self.fill_process(i, p);
+                // A file event's process fields are a /proc snapshot the file source took after
+                // the fact (empty argv and no exe once the process is a zombie, the new image
+                // after an exec): the cache's, from the kernel's records, are preferred.
+                let snapshot = matches!(ev.source, Source::Fanotify | Source::Inotify);
+                self.fill_process(i, p, snapshot);
                 self.touch(i);
             }
             None => {
@@ -903,9 +907,11 @@ impl ProcessCache {
         }
     }
 
-    fn fill_process(&mut self, i: u32, p: &mut Process) {
+    fn fill_process(&mut self, i: u32, p: &mut Process, prefer_cache: bool) {
         let e = self.entry(i);
         if p.comm.is_empty() {
+            // A pid-only event (the source found no process): the cache names it.
+            take_marker(p, "process");
             p.ppid = e.ppid;
             p.comm = e.comm.to_string();
             p.tty = e.tty.as_deref().map(str::to_string);
@@ -922,8 +928,22 @@ impl ProcessCache {
         take_marker(p, "uid");
         take_marker(p, "session");
         let e = self.entry(i);
+        if prefer_cache {
+            if e.exe.is_some() {
+                p.exe = None;
+            }
+            if e.cwd.is_some() {
+                p.cwd = None;
+            }
+            if e.argv.as_ref().is_some_and(|a| !a.is_empty()) {
+                p.argv = None;
+            }
+        }
         if p.exe.is_none() {
-            p.exe = e.exe.as_deref().map(str::to_string);
+            if let Some(x) = e.exe.as_deref() {
+                p.exe = Some(x.to_string());
+                take_marker(p, "exe");
+            }
         }
         if p.cwd.is_none() {
             if let Some(c) = e.cwd.as_deref() {
