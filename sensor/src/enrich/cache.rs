@@ -1023,20 +1023,13 @@ impl ProcessCache {
         event_cgroup: Option<u64>,
     ) -> (Option<Arc<str>>, Option<u64>) {
         self.stats.proc_reads += 1;
-        let Some(text) = procfs::read_cgroup(&self.proc_root, pid) else {
+        // The file must be this process's (not a younger one's with the same pid), read
+        // while it was alive.
+        let expect = (ticks != UNKNOWN_START).then_some(ticks);
+        let Some(text) = procfs::read_cgroup_alive(&self.proc_root, pid, expect) else {
             self.stats.proc_misses += 1;
             return (None, None);
         };
-        if ticks != UNKNOWN_START {
-            // The file must be this process's, not a younger one's with the same pid.
-            match procfs::read_stat(&self.proc_root, pid) {
-                Ok(st) if st.start_ticks == ticks => {}
-                _ => {
-                    self.stats.proc_misses += 1;
-                    return (None, None);
-                }
-            }
-        }
         self.container_from_text(&text, event_cgroup)
     }
 
