@@ -190,13 +190,14 @@ impl ContainerCgroup {
         let leaf = parent.join(format!("docker-{id}.scope"));
         std::fs::create_dir_all(&leaf).expect("create test cgroup");
         let pids = Path::new("/sys/fs/cgroup/pids");
-        let v1 = (mount != Path::new("/sys/fs/cgroup") && pids.join("cgroup.procs").exists())
-            .then(|| {
+        let v1 = (mount != Path::new("/sys/fs/cgroup") && pids.join("cgroup.procs").exists()).then(
+            || {
                 let parent = pids.join(format!("sensor-it-{m}"));
                 let leaf = parent.join(format!("docker-{id}.scope"));
                 std::fs::create_dir_all(&leaf).expect("create v1 test cgroup");
                 (parent, leaf)
-            });
+            },
+        );
         ContainerCgroup {
             parent,
             leaf,
@@ -208,8 +209,7 @@ impl ContainerCgroup {
     fn add(&self, pid: u32) {
         std::fs::write(self.leaf.join("cgroup.procs"), pid.to_string()).expect("move to cgroup");
         if let Some((_, leaf)) = &self.v1 {
-            std::fs::write(leaf.join("cgroup.procs"), pid.to_string())
-                .expect("move to v1 cgroup");
+            std::fs::write(leaf.join("cgroup.procs"), pid.to_string()).expect("move to v1 cgroup");
         }
     }
 }

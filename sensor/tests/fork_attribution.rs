@@ -94,7 +94,10 @@ fn forked_writers(mode: &str) {
         assert!(!evs.is_empty(), "{mode}: no file event for {name}");
         for ev in evs {
             let p = &ev["process"];
-            assert_ne!(p["pid"], shell_pid, "{mode}: written by a forked child: {ev}");
+            assert_ne!(
+                p["pid"], shell_pid,
+                "{mode}: written by a forked child: {ev}"
+            );
             assert_eq!(p["ppid"], shell_pid, "{mode}: {ev}");
             assert_eq!(p["exe"], shell_exe, "{mode}: the shell's image: {ev}");
             assert_eq!(p["argv"], shell_argv, "{mode}: the shell's argv: {ev}");

@@ -449,7 +449,9 @@ pids\t8\t1\t1
         assert_eq!(path, PathBuf::from("/sys/fs/cgroup/memory"));
         // Co-mounted controllers (cpu,cpuacct) and an escaped mount point.
         let co = "32 31 0:29 / /sys/fs/cgroup/cpu\\040x rw - cgroup cgroup rw,cpu,cpuacct\n";
-        let only_cpu = PROC_CGROUPS.replace("pids\t8", "pids\t0").replace("memory\t4", "memory\t0");
+        let only_cpu = PROC_CGROUPS
+            .replace("pids\t8", "pids\t0")
+            .replace("memory\t4", "memory\t0");
         let (c, path) = choose_v1(&only_cpu, co).unwrap();
         assert_eq!((c.name.as_str(), c.ssid), ("cpu", 1));
         assert_eq!(path, PathBuf::from("/sys/fs/cgroup/cpu x"));
@@ -463,7 +465,10 @@ pids\t8\t1\t1
     #[test]
     fn controller_line_of_a_cgroup_file() {
         let text = format!("9:name=systemd:/\n8:pids:/docker/{ID}\n1:cpu,cpuacct:/a\n0::/\n");
-        assert_eq!(controller_path(&text, "pids"), Some(format!("/docker/{ID}").as_str()));
+        assert_eq!(
+            controller_path(&text, "pids"),
+            Some(format!("/docker/{ID}").as_str())
+        );
         assert_eq!(controller_path(&text, "cpuacct"), Some("/a"));
         assert_eq!(controller_path(&text, "memory"), None);
         assert_eq!(controller_path("garbage\n::\n", "pids"), None);

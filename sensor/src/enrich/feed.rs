@@ -151,7 +151,10 @@ mod tests {
         assert!(!w.passed(1, 0));
         b.delivered_through(50, 3);
         assert!(w.passed(50, 3));
-        assert!(!w.passed(50, 2), "3 events were sent before the mark; 2 taken");
+        assert!(
+            !w.passed(50, 2),
+            "3 events were sent before the mark; 2 taken"
+        );
         assert!(!w.passed(51, 3));
         b.delivered_through(40, 1);
         assert!(w.passed(50, 3), "never goes back");

@@ -267,11 +267,10 @@ impl Orderer {
         let mut over = self.held.len().saturating_sub(MAX_HELD);
         let mut keep = VecDeque::with_capacity(self.held.len());
         for h in self.held.drain(..) {
-            let settled = h
-                .ev
-                .process
-                .as_ref()
-                .is_some_and(|p| cache.settled(p.pid, p.start_boottime_ns));
+            let settled =
+                h.ev.process
+                    .as_ref()
+                    .is_some_and(|p| cache.settled(p.pid, p.start_boottime_ns));
             if settled {
                 st.held_resolved.fetch_add(1, Relaxed);
                 out.push(h.ev);
@@ -412,15 +411,7 @@ mod tests {
         // The child's connect: the fork applies before it, from the python image.
         let mut conn = event(Source::Ebpf, Kind::NetConnect, 101, 4 * MS);
         conn.process.as_mut().unwrap().ppid = 100;
-        let mut conn = o
-            .take(
-                conn,
-                &mut c,
-                now,
-                &input.watermark,
-                &st,
-            )
-            .unwrap();
+        let mut conn = o.take(conn, &mut c, now, &input.watermark, &st).unwrap();
         c.enrich(&mut conn, now);
         assert_eq!(exe_of(&conn), Some("/usr/bin/python3"));
         let p = conn.process.as_ref().unwrap();
@@ -447,13 +438,18 @@ mod tests {
         reader.delivered_through(MS, 1);
         // touch wrote /etc/x at 5 ms; its fork (3 ms) and exec (4 ms) are still in the ring.
         let file = event(Source::Fanotify, Kind::File, 201, 5 * MS);
-        assert!(o.take(file, &mut c, 6 * MS, &input.watermark, &st).is_none());
+        assert!(o
+            .take(file, &mut c, 6 * MS, &input.watermark, &st)
+            .is_none());
         o.release(&mut c, 7 * MS, &input.watermark, &st, &mut out);
         assert!(out.is_empty());
         // The drain: the fork, then the exec.
         o.push_fork(fork(201, 200, 3 * MS, 1, true), &mut c, &st);
         o.release(&mut c, 8 * MS, &input.watermark, &st, &mut out);
-        assert!(out.is_empty(), "known from its fork only: the exec may follow");
+        assert!(
+            out.is_empty(),
+            "known from its fork only: the exec may follow"
+        );
         let mut touch = exec(201, 200, "/usr/bin/touch", 4 * MS);
         o.take(touch.clone(), &mut c, 8 * MS, &input.watermark, &st);
         c.enrich(&mut touch, 8 * MS);
@@ -518,7 +514,11 @@ mod tests {
         let mut out = Vec::new();
         o.release(&mut c, MS, &input.watermark, &st, &mut out);
         assert_eq!(out.len(), 10);
-        assert_eq!(out[0].process.as_ref().unwrap().pid, 400_000, "oldest first");
+        assert_eq!(
+            out[0].process.as_ref().unwrap().pid,
+            400_000,
+            "oldest first"
+        );
         assert_eq!(o.held_len(), MAX_HELD);
     }
 

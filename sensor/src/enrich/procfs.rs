@@ -325,7 +325,10 @@ mod tests {
         std::fs::write(dir.join("stat"), STAT).unwrap();
         assert!(read_cgroup_alive(&root, 4242, None).is_some());
         assert!(read_cgroup_alive(&root, 4242, Some(123456)).is_some());
-        assert!(read_cgroup_alive(&root, 4242, Some(7)).is_none(), "pid reused");
+        assert!(
+            read_cgroup_alive(&root, 4242, Some(7)).is_none(),
+            "pid reused"
+        );
         // After exit a task has left its v1 cgroups: /proc shows the root ones.
         std::fs::write(dir.join("stat"), STAT.replacen(") S ", ") Z ", 1)).unwrap();
         assert!(read_cgroup_alive(&root, 4242, None).is_none());

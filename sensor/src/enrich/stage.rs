@@ -73,7 +73,11 @@ impl Out<'_> {
         }
         self.order.prepare(&ev, self.cache, self.attrib);
         self.cache.enrich(&mut ev, now);
-        if ev.process.as_ref().is_some_and(|p| !p.incomplete.is_empty()) {
+        if ev
+            .process
+            .as_ref()
+            .is_some_and(|p| !p.incomplete.is_empty())
+        {
             self.attrib.count_incomplete(ev.kind, ev.source);
         }
         if self.tx.send(ev).await.is_err() {

@@ -186,7 +186,11 @@ mod tests {
         );
         assert!(n.is_process());
         assert!(!parse_fork(&fork_datagram(10, 12, 10)).unwrap().is_process());
-        assert_eq!(parse(&fork_datagram(10, 11, 11)), None, "a fork is not an exit");
+        assert_eq!(
+            parse(&fork_datagram(10, 11, 11)),
+            None,
+            "a fork is not an exit"
+        );
         assert_eq!(parse_fork(&exit_datagram(1, 1, 0, 0)), None);
         let d = fork_datagram(10, 11, 11);
         assert_eq!(parse_fork(&d[..d.len() - 2]), None, "short");

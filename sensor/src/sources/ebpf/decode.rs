@@ -1,9 +1,9 @@
 //! Pure decoding of ring-buffer records (bytes written by `sensor-ebpf`) into owned values.
 //! Nothing here touches the kernel, so every case is unit-tested from byte fixtures.
 use sensor_common::{
-    ConnectEvent, CredSnap, EventHeader, ExecEvent, ExitEvent, ForkEvent, PathWalk,
-    PrivilegeEvent, ProcessInfo, ARGV_LEN, CWD_PARTS, EXEC_FIXED_LEN, FILENAME_LEN,
-    FLAG_ARGV_TRUNCATED, KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_PRIVILEGE,
+    ConnectEvent, CredSnap, EventHeader, ExecEvent, ExitEvent, ForkEvent, PathWalk, PrivilegeEvent,
+    ProcessInfo, ARGV_LEN, CWD_PARTS, EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_TRUNCATED,
+    KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_PRIVILEGE,
 };
 
 use crate::escape::until_nul;

@@ -406,7 +406,11 @@ mod tests {
         assert_eq!(p.new_caps.as_deref(), Some("0x1ffffffffff"));
         let new = CredSnap { euid: 0, ..old };
         let rec = decode(&fixtures::privilege(VIA_EXEC, 0, old, new)).unwrap();
-        let p = normalize(&rec, &clocks(), "h").unwrap().extra.privilege.unwrap();
+        let p = normalize(&rec, &clocks(), "h")
+            .unwrap()
+            .extra
+            .privilege
+            .unwrap();
         assert_eq!((p.via.as_str(), p.old_caps), ("exec_setuid", None));
     }
 

@@ -129,7 +129,10 @@ async fn drain(ring: &mut RingBuf<MapData>, ctx: &ReaderCtx, progress: &mut Prog
             }
         };
         if let Record::Exit(x) = &record {
-            if !progress.exits.first(x.header.tgid, x.process.start_boottime_ns) {
+            if !progress
+                .exits
+                .first(x.header.tgid, x.process.start_boottime_ns)
+            {
                 ctx.counters.duplicate_exits.fetch_add(1, Relaxed);
                 continue;
             }
