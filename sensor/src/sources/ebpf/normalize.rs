@@ -27,12 +27,29 @@ pub fn normalize(record: &Record, clocks: &Clocks, host: &str) -> Option<Event> 
 }
 
 /// The new process of a fork record, for the process cache.
-pub fn fork_start(f: &ForkRecord, clocks: &Clocks) -> crate::enrich::ProcessStart {
+/// Only what the cache keeps is filled (no formatted times: a fork precedes nearly every exec,
+/// so this is on the exec-storm path).
+pub fn fork_start(f: &ForkRecord) -> crate::enrich::ProcessStart {
+    let p = &f.process;
     crate::enrich::ProcessStart {
         ktime_ns: f.header.ktime_ns,
         after_events: 0,
         in_order: true,
-        process: process(&f.process, f.header.tgid, f.header.tgid, clocks),
+        process: Process {
+            pid: f.header.tgid,
+            ppid: p.ppid,
+            start_boottime_ns: p.start_boottime_ns,
+            uid: p.uid,
+            euid: p.euid,
+            gid: p.gid,
+            egid: p.egid,
+            auid: unset(p.auid),
+            session: unset(p.session),
+            tty: tty_name(&p.tty),
+            comm: escape_bytes(until_nul(&p.comm)),
+            cgroup_id: p.cgroup_id,
+            ..Process::default()
+        },
     }
 }
 
@@ -265,6 +282,39 @@ mod tests {
             mono_to_unix: 1_000_000_000,
             boot_to_unix: 2_000_000_000,
         }
+    }
+
+    #[test]
+    fn a_fork_is_a_process_start_not_an_event() {
+        let ev = sensor_common::ForkEvent {
+            header: sensor_common::EventHeader {
+                kind: sensor_common::KIND_FORK,
+                size: std::mem::size_of::<sensor_common::ForkEvent>() as u32,
+                ktime_ns: 9_000,
+                pid: 43,
+                tgid: 43,
+            },
+            process: fixtures::process(),
+        };
+        let bytes = fixtures::as_bytes(&ev).to_vec();
+        let rec = decode(&bytes).unwrap();
+        assert!(normalize(&rec, &clocks(), "h").is_none());
+        let Record::Fork(f) = &rec else {
+            panic!("{rec:?}")
+        };
+        let s = fork_start(f);
+        assert_eq!((s.ktime_ns, s.after_events, s.in_order), (9_000, 0, true));
+        let p = &s.process;
+        assert_eq!((p.pid, p.ppid, p.start_boottime_ns), (43, 10, 123_456));
+        assert_eq!((p.uid, p.euid, p.gid, p.egid), (1000, 0, 1000, 1000));
+        assert_eq!((p.auid, p.session), (Some(1000), Some(3)));
+        assert_eq!((p.comm.as_str(), p.tty.as_deref()), ("bash", Some("pts/1")));
+        assert_eq!(p.cgroup_id, 77);
+        // Short: rejected, never read past the end.
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut short = bytes.clone();
+        short[4..8].copy_from_slice(&100u32.to_ne_bytes());
+        assert!(decode(&short).is_err());
     }
 
     #[test]

@@ -138,7 +138,7 @@ async fn drain(ring: &mut RingBuf<MapData>, ctx: &ReaderCtx, progress: &mut Prog
             }
         }
         if let Record::Fork(f) = &record {
-            let mut start = fork_start(f, &ctx.clocks);
+            let mut start = fork_start(f);
             start.after_events = progress.sent;
             if !ctx.feed.fork(start).await {
                 return false;
