@@ -621,7 +621,7 @@ fn exit_loop(
         let Some(n) = notice.filter(|n| n.pid == n.tgid) else {
             continue;
         };
-        held.push_back((Instant::now(), exit_event(&n, host, &clocks)));
+        held.push_back((Instant::now(), exit_event(&n, host, clocks)));
     }
 }
 
