@@ -884,9 +884,30 @@ impl ProcessCache {
 
     /// The event's kernel credentials are current: keep the entry up to date for pid-only
     /// events and ancestors.
+    ///
+    /// A child known from its fork whose comm changed has exec'd without its exec reaching the
+    /// cache (the in-kernel noise filter drops some, a ring buffer can overflow): the inherited
+    /// image is dropped and read from /proc while the process lives, else marked incomplete.
     fn refresh(&mut self, i: u32, p: &Process) {
         if p.comm.is_empty() {
             return;
+        }
+        if self.entry(i).forked && *self.entry(i).comm != *p.comm {
+            let ticks = self.entry(i).start_ticks;
+            let snap = self.read_proc(p.pid, ticks);
+            let (exe, cwd) = match &snap {
+                Some(s) => (self.opt(s.exe.as_deref()), self.opt(s.cwd.as_deref())),
+                None => (None, None),
+            };
+            let (argv, truncated) = match snap.as_ref().and_then(|s| s.argv.as_ref()) {
+                Some(a) if !a.is_empty() => {
+                    self.argv_of(a, snap.as_ref().is_some_and(|s| s.argv_truncated))
+                }
+                _ => (None, false),
+            };
+            let e = self.entry_mut(i);
+            (e.exe, e.cwd, e.argv, e.argv_truncated) = (exe, cwd, argv, truncated);
+            e.forked = false;
         }
         let comm_changed = *self.entry(i).comm != *p.comm;
         let comm = comm_changed.then(|| self.strings.get(&p.comm));
@@ -1873,6 +1894,41 @@ mod tests {
             c.get(1202, 7 * tick_ns()).unwrap().exe.as_deref(),
             Some("/usr/sbin/sshd")
         );
+    }
+
+    #[test]
+    fn a_forked_child_whose_comm_changed_drops_the_inherited_image() {
+        let f = Fixture::new("forkexec");
+        let mut c = f.cache(cfg());
+        c.enrich(
+            &mut exec(1300, 1, 5, "/bin/bash", &["bash", "-c", "x"]),
+            SEC,
+        );
+        let child = proc_of(&ev(Kind::NetConnect, 1301, 1300, 6, "bash")).clone();
+        assert_eq!(c.fork(&child, SEC), ForkOutcome::Added);
+        // Its exec never arrived (filtered in the kernel); the connect says comm "date".
+        let mut e = ev(Kind::NetConnect, 1301, 1300, 6, "date");
+        c.enrich(&mut e, SEC);
+        let p = proc_of(&e);
+        assert_eq!(p.exe, None, "not bash's image: {p:?}");
+        assert!(p.incomplete.contains(&"exe") && p.incomplete.contains(&"argv"));
+        // Still running: /proc gives the new image.
+        f.add(
+            1302,
+            "date",
+            1300,
+            7,
+            "/usr/bin/date",
+            b"date\0+%s\0",
+            "0::/\n",
+        );
+        let child = proc_of(&ev(Kind::NetConnect, 1302, 1300, 7, "bash")).clone();
+        assert_eq!(c.fork(&child, SEC), ForkOutcome::Added);
+        let mut e = ev(Kind::NetConnect, 1302, 1300, 7, "date");
+        c.enrich(&mut e, SEC);
+        let p = proc_of(&e);
+        assert_eq!(p.exe.as_deref(), Some("/usr/bin/date"));
+        assert_eq!(p.argv.as_deref().unwrap(), ["date", "+%s"]);
     }
 
     #[test]

@@ -367,7 +367,7 @@ mod tests {
             process: Process {
                 pid,
                 ppid,
-                comm: if in_order { "sh".into() } else { String::new() },
+                comm: if in_order { "c".into() } else { String::new() },
                 start_boottime_ns: if in_order {
                     u64::from(pid) * 1_000_000_000
                 } else {
