@@ -16,6 +16,8 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// 48..=63 files (reserved).
 pub const KIND_EXEC: u32 = 1;
 pub const KIND_EXIT: u32 = 2;
+/// A new process (a fork/clone that is not a thread): feeds the process cache only.
+pub const KIND_FORK: u32 = 3;
 pub const KIND_CONNECT: u32 = 16;
 pub const KIND_PRIVILEGE: u32 = 32;
 
@@ -29,6 +31,8 @@ pub const DROP_SLOT_PRIVILEGE: u32 = 4;
 /// IPv4/IPv6 connects not recorded because userspace set the shedding level to
 /// [`SHED_LEVEL_KERNEL_CONNECT`] or above (its CPU budget is exceeded).
 pub const DROP_SLOT_SHED_CONNECT: u32 = 5;
+/// Fork records the ring buffer could not take.
+pub const DROP_SLOT_FORK: u32 = 7;
 pub const DROP_SLOTS: u32 = 8;
 
 /// The load-shedding level from which connects are dropped in the kernel (userspace drops
@@ -189,6 +193,17 @@ pub struct ExitEvent {
     pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 24 + 96 + 8);
+
+/// `sched_process_fork` of a new thread-group leader (thread creation is not recorded).
+/// `header.pid`/`tgid` are the child's; `process` is the child as the kernel set it up: the
+/// parent's credentials, comm and cgroup, the child's own start time and real parent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    pub process: ProcessInfo,
+}
+const _: () = assert!(core::mem::size_of::<ForkEvent>() == 24 + 96);
 
 /// A connect(2) call on an AF_INET/AF_INET6 socket and its result.
 #[repr(C)]

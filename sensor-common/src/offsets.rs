@@ -11,6 +11,10 @@ pub const OFFSETS_MAGIC: u32 = 0x5345_4e53; // "SENS"
 /// `optional` bits: the kernel has `task_struct.loginuid` / `sessionid` (CONFIG_AUDIT).
 pub const OPT_LOGINUID: u32 = 1 << 0;
 pub const OPT_SESSIONID: u32 = 1 << 1;
+/// cgroup v2 is not the default hierarchy (a hybrid or v1 host): `ProcessInfo::cgroup_id` is
+/// the id (kernfs node id = directory inode) of the task's cgroup in the v1 hierarchy of the
+/// controller userspace chose, read through `task_cgroups` .. `kernfs_node_id`.
+pub const OPT_CGROUP_V1: u32 = 1 << 2;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,10 +72,15 @@ pub struct KernelOffsets {
     pub socket_type: u32,
     /// `dentry.d_hash.pprev`: null when the dentry is unhashed (its file was deleted).
     pub dentry_hash_pprev: u32,
-    /// Pad to a multiple of 8 bytes.
-    pub _pad: u32,
     // tracepoint context
     /// Offset of the `__data_loc char[] filename` field in `sched_process_exec`'s context.
     pub tp_exec_filename: u32,
+    // cgroup v1 (with OPT_CGROUP_V1): task->cgroups->subsys[ssid]->cgroup->kn->id
+    pub task_cgroups: u32,
+    /// `css_set.subsys[ssid]`: the array's offset plus 8 * the chosen controller's id.
+    pub css_set_subsys_slot: u32,
+    pub css_cgroup: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 44 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48 * 4);

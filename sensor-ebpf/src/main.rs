@@ -15,6 +15,8 @@ mod exec;
 #[cfg(target_arch = "bpf")]
 mod exit;
 #[cfg(target_arch = "bpf")]
+mod fork;
+#[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod privilege;

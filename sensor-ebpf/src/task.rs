@@ -5,7 +5,7 @@ use aya_ebpf::helpers::{
     bpf_probe_read_kernel_str_bytes,
 };
 use sensor_common::{
-    offsets::{OPT_LOGINUID, OPT_SESSIONID},
+    offsets::{OPT_CGROUP_V1, OPT_LOGINUID, OPT_SESSIONID},
     EventHeader, ProcessInfo, FLAG_NO_LOGINUID, FLAG_READ_ERROR,
 };
 
@@ -41,6 +41,21 @@ pub fn header(kind: u32, size: u32) -> EventHeader {
     }
 }
 
+/// The task's cgroup id: the v2 id, or on a hybrid / v1 host (`OPT_CGROUP_V1`) the id of its
+/// cgroup in the chosen v1 controller's hierarchy (0 when a read fails).
+#[inline(always)]
+pub fn cgroup_id(task: Ptr) -> u64 {
+    if off!(optional) & OPT_CGROUP_V1 == 0 {
+        return unsafe { bpf_get_current_cgroup_id() };
+    }
+    read_ptr(task, off!(task_cgroups))
+        .and_then(|css_set| read_ptr(css_set, off!(css_set_subsys_slot)))
+        .and_then(|css| read_ptr(css, off!(css_cgroup)))
+        .and_then(|cgrp| read_ptr(cgrp, off!(cgroup_kn)))
+        .and_then(|kn| read::<u64>(kn, off!(kernfs_node_id)))
+        .unwrap_or(0)
+}
+
 /// Fills `p` from the current task. Failed reads leave zeros and set `FLAG_READ_ERROR`.
 #[inline(always)]
 pub fn fill_process(p: &mut ProcessInfo, task: Ptr) {
@@ -48,7 +63,7 @@ pub fn fill_process(p: &mut ProcessInfo, task: Ptr) {
     let uid_gid = bpf_get_current_uid_gid();
     p.uid = uid_gid as u32;
     p.gid = (uid_gid >> 32) as u32;
-    p.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    p.cgroup_id = cgroup_id(task);
     p.comm = bpf_get_current_comm().unwrap_or([0; 16]);
 
     match read_ptr(task, off!(task_real_parent))

@@ -91,6 +91,7 @@ impl Dirs {
             .with_cgroup_root(Some(Cgroup2Root {
                 path: self.root.join("cgroup"),
                 pure: true,
+                v1: None,
             }))
     }
 }

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     config::Config,
     counters::Counters,
-    enrich::{self, CacheStats, ProcessCache},
+    enrich::{self, CacheStats, ProcessCache, ProcessFeed},
     event::Event,
     filter::{stage::run_filter_stage, FilterStats},
     health::{DropSource, HealthReporter, NoteSource},
@@ -96,6 +96,7 @@ struct Started {
     notes: Option<NoteSource>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start_ebpf(
     cfg: &Config,
     filter_stats: &Arc<FilterStats>,
@@ -104,6 +105,7 @@ fn start_ebpf(
     tx: &mpsc::Sender<Event>,
     counters: &Arc<Counters>,
     host: &str,
+    feed: &ProcessFeed,
 ) -> Result<(Capture, DropSource, Vec<String>), ebpf::EbpfError> {
     let noise_comms = crate::filter::noise::kernel_comm_rules(&cfg.filter.noise);
     let capture = ebpf::load(
@@ -146,6 +148,7 @@ fn start_ebpf(
             shutdown: stop_rx,
             host: host.to_string(),
             clocks: Clocks::now(),
+            feed: feed.producer(),
         },
     ));
     Ok((
@@ -169,6 +172,7 @@ fn start_audit(
     tx: &mpsc::Sender<Event>,
     counters: &Arc<Counters>,
     host: &str,
+    feed: &ProcessFeed,
 ) -> Result<AuditStart, RunError> {
     let audit_cfg = crate::sources::audit::source::AuditConfig {
         argv_bound: cfg.sensor.argv_max_bytes as usize,
@@ -181,6 +185,7 @@ fn start_audit(
             counters: counters.clone(),
             host: host.to_string(),
         },
+        feed,
     )?;
     let mut note = match capture.role {
         crate::sources::audit::session::Role::Daemon => {
@@ -219,6 +224,7 @@ async fn start(
     tx: &mpsc::Sender<Event>,
     counters: &Arc<Counters>,
     host: &str,
+    feed: &ProcessFeed,
 ) -> Result<Started, RunError> {
     let mode = decision
         .mode
@@ -228,7 +234,16 @@ async fn start(
         .iter()
         .any(|r| r.mode == Mode::Audit && r.usable);
     if mode == Mode::Ebpf {
-        match start_ebpf(cfg, filter_stats, shed_stats, offsets, tx, counters, host) {
+        match start_ebpf(
+            cfg,
+            filter_stats,
+            shed_stats,
+            offsets,
+            tx,
+            counters,
+            host,
+            feed,
+        ) {
             Ok((capture, drops, blind_spots)) => {
                 // A hook this kernel lacks leaves a named blind spot in the health reason.
                 let reason = std::iter::once(decision.reason.clone())
@@ -246,7 +261,7 @@ async fn start(
             // A verifier rejection, lockdown or a denied bpf() at load time: fall back.
             Err(e) if requested == RequestedMode::Auto && audit_usable => {
                 tracing::warn!(error = %e, "eBPF load failed; falling back to audit");
-                let (capture, drops, notes, note) = start_audit(cfg, tx, counters, host)?;
+                let (capture, drops, notes, note) = start_audit(cfg, tx, counters, host, feed)?;
                 return Ok(Started {
                     mode: Mode::Audit,
                     reason: format!("auto: eBPF failed to load ({e}); audit: {note}"),
@@ -258,7 +273,7 @@ async fn start(
             Err(e) => return Err(e.into()),
         }
     }
-    let (capture, drops, notes, note) = start_audit(cfg, tx, counters, host)?;
+    let (capture, drops, notes, note) = start_audit(cfg, tx, counters, host, feed)?;
     Ok(Started {
         mode,
         reason: format!("{}; {note}", decision.reason),
@@ -348,6 +363,9 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     tracing::info!(scanned, "process cache filled from /proc");
     let cache_stats = Arc::new(Mutex::new(cache.stats()));
     let shed_stats = Arc::new(ShedStats::default());
+    // Forks and delivery watermarks of the process-record sources, beside the events.
+    let (feed, feed_input) = enrich::process_feed(plan.channel_capacity);
+    let attrib_stats = Arc::new(enrich::AttribStats::default());
     let enrich_stage = tokio::spawn(enrich::run_stage(
         enrich_rx,
         enriched_tx,
@@ -355,6 +373,10 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         cache_stats.clone(),
         enrich_cfg,
         Admission::new(counters.clone(), shed_stats.clone()),
+        enrich::Attribution {
+            feed: feed_input,
+            stats: attrib_stats.clone(),
+        },
     ));
     let (limits_stop_tx, limits_stop_rx) = watch::channel(false);
     let governor = tokio::spawn(limits::task::run_governor(
@@ -374,8 +396,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         &tx,
         &counters,
         &host,
+        &feed,
     )
     .await?;
+    // Only the capture's producers hold the feed now: it closes when they stop.
+    drop(feed);
     let aux = start_aux(&cfg, &tx, &counters, &host);
     release_startup_memory();
     tracing::info!(mode = %started.mode, reason = %started.reason, "capturing");
@@ -397,6 +422,10 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             .into_iter()
             .chain(aux.notes)
             .chain(std::iter::once(cache_notes(cache_stats)))
+            .chain(std::iter::once({
+                let a = attrib_stats.clone();
+                Box::new(move || a.notes()) as NoteSource
+            }))
             .chain(std::iter::once(ship_notes(ship_stats.clone())))
             .chain(std::iter::once({
                 let f = filter_stats.clone();

@@ -167,6 +167,9 @@ struct ContainerCgroup {
     parent: PathBuf,
     leaf: PathBuf,
     id: String,
+    /// On a hybrid host, the same cgroup in the v1 pids hierarchy (runtimes create a
+    /// container's cgroup in every hierarchy; the sensor tracks v1 there).
+    v1: Option<(PathBuf, PathBuf)>,
 }
 
 impl ContainerCgroup {
@@ -186,18 +189,36 @@ impl ContainerCgroup {
         let parent = mount.join(format!("sensor-it-{m}"));
         let leaf = parent.join(format!("docker-{id}.scope"));
         std::fs::create_dir_all(&leaf).expect("create test cgroup");
-        ContainerCgroup { parent, leaf, id }
+        let pids = Path::new("/sys/fs/cgroup/pids");
+        let v1 = (mount != Path::new("/sys/fs/cgroup") && pids.join("cgroup.procs").exists()).then(
+            || {
+                let parent = pids.join(format!("sensor-it-{m}"));
+                let leaf = parent.join(format!("docker-{id}.scope"));
+                std::fs::create_dir_all(&leaf).expect("create v1 test cgroup");
+                (parent, leaf)
+            },
+        );
+        ContainerCgroup {
+            parent,
+            leaf,
+            id,
+            v1,
+        }
     }
 
     fn add(&self, pid: u32) {
         std::fs::write(self.leaf.join("cgroup.procs"), pid.to_string()).expect("move to cgroup");
+        if let Some((_, leaf)) = &self.v1 {
+            std::fs::write(leaf.join("cgroup.procs"), pid.to_string()).expect("move to v1 cgroup");
+        }
     }
 }
 
 impl Drop for ContainerCgroup {
     fn drop(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        for dir in [&self.leaf, &self.parent] {
+        let v1 = self.v1.iter().flat_map(|(p, l)| [l, p]);
+        for dir in [&self.leaf, &self.parent].into_iter().chain(v1) {
             while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }

@@ -54,7 +54,7 @@ use serde::Serialize;
 use super::container::{self, Cgroup2Root};
 use super::procfs::{self, ProcError, Snapshot};
 use super::EnrichConfig;
-use crate::event::{Ancestor, Event, Kind, Process};
+use crate::event::{Ancestor, Event, Kind, Process, Source};
 
 const NIL: u32 = u32::MAX;
 /// The start tick of an entry whose start time is unknown.
@@ -109,6 +109,19 @@ pub struct CacheStats {
     pub scanned: u64,
     /// cgroup ids with a known container id.
     pub cgroups: u64,
+    /// Processes added from fork records.
+    pub forks: u64,
+}
+
+/// What [`ProcessCache::fork`] did with a fork record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForkOutcome {
+    /// The child was added, inheriting its parent's image.
+    Added,
+    /// The child was already cached (its exec came first, or the start-up scan saw it).
+    Known,
+    /// The parent is neither cached nor in /proc: nothing to inherit, nothing added.
+    NoParent,
 }
 
 /// argv as one interned string: the arguments joined by NUL (arguments never contain NUL).
@@ -160,6 +173,10 @@ pub struct CachedProcess {
     /// `None` until resolved; empty for the host.
     pub container_id: Option<Arc<str>>,
     pub argv_truncated: bool,
+    /// Known from a fork record only: the image is the parent's and an exec may be on its way.
+    pub forked: bool,
+    /// `container_id` is a guess (the value before exec, or the parent's): events say so.
+    pub container_guessed: bool,
 }
 
 struct Slot {
@@ -294,7 +311,7 @@ impl ProcessCache {
             depth: cfg.ancestors_depth,
             ns_per_tick: ns_per_tick(),
             proc_root: PathBuf::from("/proc"),
-            cgroup_root: container::find_cgroup2_root(),
+            cgroup_root: container::find_tracked_root(),
             slots: Vec::new(),
             free: NIL,
             by_pid: HashMap::default(),
@@ -354,6 +371,13 @@ impl ProcessCache {
     pub fn get(&self, pid: u32, start_boottime_ns: u64) -> Option<&CachedProcess> {
         let i = self.find(pid, self.start_ticks(start_boottime_ns))?;
         self.slots[i as usize].proc_.as_ref()
+    }
+
+    /// Whether the cache knows the process's image (no /proc read): it has an entry that is
+    /// not known from its fork only (a forked child may be about to exec).
+    pub fn settled(&self, pid: u32, start_boottime_ns: u64) -> bool {
+        self.find(pid, self.start_ticks(start_boottime_ns))
+            .is_some_and(|i| !self.entry(i).forked)
     }
 
     /// Whether the entry exists and is exit-pending.
@@ -617,6 +641,8 @@ impl ProcessCache {
             argv,
             container_id,
             argv_truncated,
+            forked: false,
+            container_guessed: false,
         }
     }
 
@@ -640,6 +666,8 @@ impl ProcessCache {
             argv: None,
             container_id: None,
             argv_truncated: false,
+            forked: false,
+            container_guessed: false,
         }
     }
 
@@ -666,15 +694,49 @@ impl ProcessCache {
         added
     }
 
-    /// Inserts an entry for a child (a fork/clone event) copying its parent's image: exe,
-    /// argv, cwd and container. Returns false when the child is already cached or the parent
-    /// is unknown.
-    pub fn fork(&mut self, child: &Process, now_mono_ns: u64) -> bool {
+    /// Learns of a new process (a fork record): the child runs its parent's image (exe, argv,
+    /// cwd, container, ancestry) until it execs. A child with a `comm` carries the kernel's
+    /// credentials for it; a pid-only child (the proc connector) takes comm and credentials
+    /// from the parent too. The parent is looked up in the cache, else read from /proc once.
+    pub fn fork(&mut self, child: &Process, now_mono_ns: u64) -> ForkOutcome {
         let ticks = self.start_ticks(child.start_boottime_ns);
         if ticks != UNKNOWN_START && self.find(child.pid, ticks).is_some() {
-            return false;
+            return ForkOutcome::Known;
         }
-        self.inherit(child, ticks, now_mono_ns).is_some()
+        if child.ppid == 0 || child.ppid == child.pid {
+            return ForkOutcome::NoParent;
+        }
+        let parent = match self.find_parent(child.ppid, ticks) {
+            Some(i) => i,
+            None => match self.load_parent(child.ppid, ticks, now_mono_ns) {
+                Some(i) => i,
+                None => return ForkOutcome::NoParent,
+            },
+        };
+        let mut e = self.entry(parent).clone();
+        e.forked = true;
+        e.pid = child.pid;
+        e.ppid = child.ppid;
+        e.start_ticks = ticks;
+        if !child.comm.is_empty() {
+            let from_event = self.entry_from_event(child, ticks);
+            (e.uid, e.euid, e.gid, e.egid) = (
+                from_event.uid,
+                from_event.euid,
+                from_event.gid,
+                from_event.egid,
+            );
+            (e.auid, e.session) = (from_event.auid, from_event.session);
+            (e.comm, e.tty) = (from_event.comm, from_event.tty);
+        }
+        if child.cgroup_id != 0 && child.cgroup_id != e.cgroup_id {
+            // Forked into another cgroup (clone3 CLONE_INTO_CGROUP): resolve it afresh.
+            e.cgroup_id = child.cgroup_id;
+            e.container_id = self.cgroups.get(&child.cgroup_id).cloned();
+        }
+        self.insert(e, now_mono_ns);
+        self.stats.forks += 1;
+        ForkOutcome::Added
     }
 
     fn inherit(&mut self, p: &Process, ticks: u64, now: u64) -> Option<u32> {
@@ -714,7 +776,11 @@ impl ProcessCache {
                 if kind != Kind::ProcessExec {
                     self.refresh(i, p);
                 }
-                self.fill_process(i, p);
+                // A file event's process fields are a /proc snapshot the file source took after
+                // the fact (empty argv and no exe once the process is a zombie, the new image
+                // after an exec): the cache's, from the kernel's records, are preferred.
+                let snapshot = matches!(ev.source, Source::Fanotify | Source::Inotify);
+                self.fill_process(i, p, snapshot);
                 self.touch(i);
             }
             None => {
@@ -789,6 +855,7 @@ impl ProcessCache {
                 let old = self.entry_mut(i);
                 e.cgroup_id = old.cgroup_id;
                 e.container_id = old.container_id.take();
+                e.container_guessed = old.container_guessed;
                 *old = e;
                 i
             }
@@ -817,9 +884,30 @@ impl ProcessCache {
 
     /// The event's kernel credentials are current: keep the entry up to date for pid-only
     /// events and ancestors.
+    ///
+    /// A child known from its fork whose comm changed has exec'd without its exec reaching the
+    /// cache (the in-kernel noise filter drops some, a ring buffer can overflow): the inherited
+    /// image is dropped and read from /proc while the process lives, else marked incomplete.
     fn refresh(&mut self, i: u32, p: &Process) {
         if p.comm.is_empty() {
             return;
+        }
+        if self.entry(i).forked && *self.entry(i).comm != *p.comm {
+            let ticks = self.entry(i).start_ticks;
+            let snap = self.read_proc(p.pid, ticks);
+            let (exe, cwd) = match &snap {
+                Some(s) => (self.opt(s.exe.as_deref()), self.opt(s.cwd.as_deref())),
+                None => (None, None),
+            };
+            let (argv, truncated) = match snap.as_ref().and_then(|s| s.argv.as_ref()) {
+                Some(a) if !a.is_empty() => {
+                    self.argv_of(a, snap.as_ref().is_some_and(|s| s.argv_truncated))
+                }
+                _ => (None, false),
+            };
+            let e = self.entry_mut(i);
+            (e.exe, e.cwd, e.argv, e.argv_truncated) = (exe, cwd, argv, truncated);
+            e.forked = false;
         }
         let comm_changed = *self.entry(i).comm != *p.comm;
         let comm = comm_changed.then(|| self.strings.get(&p.comm));
@@ -840,9 +928,11 @@ impl ProcessCache {
         }
     }
 
-    fn fill_process(&mut self, i: u32, p: &mut Process) {
+    fn fill_process(&mut self, i: u32, p: &mut Process, prefer_cache: bool) {
         let e = self.entry(i);
         if p.comm.is_empty() {
+            // A pid-only event (the source found no process): the cache names it.
+            take_marker(p, "process");
             p.ppid = e.ppid;
             p.comm = e.comm.to_string();
             p.tty = e.tty.as_deref().map(str::to_string);
@@ -859,8 +949,22 @@ impl ProcessCache {
         take_marker(p, "uid");
         take_marker(p, "session");
         let e = self.entry(i);
+        if prefer_cache {
+            if e.exe.is_some() {
+                p.exe = None;
+            }
+            if e.cwd.is_some() {
+                p.cwd = None;
+            }
+            if e.argv.as_ref().is_some_and(|a| !a.is_empty()) {
+                p.argv = None;
+            }
+        }
         if p.exe.is_none() {
-            p.exe = e.exe.as_deref().map(str::to_string);
+            if let Some(x) = e.exe.as_deref() {
+                p.exe = Some(x.to_string());
+                take_marker(p, "exe");
+            }
         }
         if p.cwd.is_none() {
             if let Some(c) = e.cwd.as_deref() {
@@ -908,14 +1012,23 @@ impl ProcessCache {
             return (Some(id), None);
         };
         let pure = root.pure;
-        let Some(cg) = c
-            .v2_path
+        // The line of the tracked hierarchy, and whether it alone gives this answer (then every
+        // process in that cgroup has it).
+        let (path, decided) = match &root.v1 {
+            None => (c.v2_path.clone(), c.decided_by_v2),
+            Some(v1) => {
+                let p = container::controller_path(text, &v1.name);
+                let alone = p.map(|p| container::container_id_from_path(p).unwrap_or(""));
+                (p.map(str::to_string), alone == Some(c.id.as_str()))
+            }
+        };
+        let Some(cg) = path
             .as_deref()
             .and_then(|p| container::cgroup_id_of(&root.path, p))
         else {
             return (Some(id), None);
         };
-        if c.decided_by_v2 && (pure || !c.id.is_empty()) {
+        if decided && (pure || !c.id.is_empty()) {
             self.remember_cgroup(cg, id.clone());
         }
         match event_cgroup {
@@ -931,20 +1044,13 @@ impl ProcessCache {
         event_cgroup: Option<u64>,
     ) -> (Option<Arc<str>>, Option<u64>) {
         self.stats.proc_reads += 1;
-        let Some(text) = procfs::read_cgroup(&self.proc_root, pid) else {
+        // The file must be this process's (not a younger one's with the same pid), read
+        // while it was alive.
+        let expect = (ticks != UNKNOWN_START).then_some(ticks);
+        let Some(text) = procfs::read_cgroup_alive(&self.proc_root, pid, expect) else {
             self.stats.proc_misses += 1;
             return (None, None);
         };
-        if ticks != UNKNOWN_START {
-            // The file must be this process's, not a younger one's with the same pid.
-            match procfs::read_stat(&self.proc_root, pid) {
-                Ok(st) if st.start_ticks == ticks => {}
-                _ => {
-                    self.stats.proc_misses += 1;
-                    return (None, None);
-                }
-            }
-        }
         self.container_from_text(&text, event_cgroup)
     }
 
@@ -978,20 +1084,21 @@ impl ProcessCache {
 
     fn fill_container(&mut self, p: &mut Process, idx: Option<u32>, ticks: u64, kind: Kind) {
         let cg = p.cgroup_id;
-        let (entry_cg, entry_id) = match idx {
+        let (entry_cg, entry_id, entry_guessed) = match idx {
             Some(i) => {
                 let e = self.entry(i);
-                (e.cgroup_id, e.container_id.clone())
+                (e.cgroup_id, e.container_id.clone(), e.container_guessed)
             }
-            None => (0, None),
+            None => (0, None, false),
         };
         let ticks = match idx {
             Some(i) => self.entry(i).start_ticks,
             None => ticks,
         };
         let mut learned = None;
+        let mut guessed = false;
         let mut found = if cg != 0 {
-            if entry_cg == cg && entry_id.is_some() {
+            if entry_cg == cg && entry_id.is_some() && !entry_guessed {
                 entry_id.clone()
             } else if let Some(c) = self.cgroups.get(&cg) {
                 Some(c.clone())
@@ -1000,6 +1107,7 @@ impl ProcessCache {
                 id.or_else(|| self.container_via_walk(cg))
             }
         } else if kind != Kind::ProcessExec && entry_id.is_some() {
+            guessed = entry_guessed;
             entry_id.clone()
         } else {
             // No cgroup id (audit, pid-only sources): ask /proc while the process lives.
@@ -1008,23 +1116,32 @@ impl ProcessCache {
             id
         };
         if found.is_none() {
-            // Best effort: what this process had before exec, else its parent's.
+            // Best effort: what this process had before exec, else its parent's. A guess (the
+            // process may have moved to another cgroup since): said so in `incomplete`.
             found = entry_id.or_else(|| {
                 let parent = self.find_parent(p.ppid, ticks)?;
                 self.entry(parent).container_id.clone()
             });
+            guessed = found.is_some();
         }
         match found {
             Some(id) => {
                 p.container_id = id.to_string();
-                take_marker(p, "container_id");
+                if guessed {
+                    add_marker(p, "container_id");
+                } else {
+                    take_marker(p, "container_id");
+                }
                 if let Some(i) = idx {
                     let e = self.entry_mut(i);
                     e.container_id = Some(id);
-                    if cg != 0 {
-                        e.cgroup_id = cg;
-                    } else if let Some(l) = learned {
-                        e.cgroup_id = l;
+                    e.container_guessed = guessed;
+                    if !guessed {
+                        if cg != 0 {
+                            e.cgroup_id = cg;
+                        } else if let Some(l) = learned {
+                            e.cgroup_id = l;
+                        }
                     }
                 }
             }
@@ -1179,6 +1296,7 @@ mod tests {
             Cgroup2Root {
                 path: self.root.join("cgroup"),
                 pure: true,
+                v1: None,
             }
         }
 
@@ -1341,7 +1459,9 @@ mod tests {
                 (1, "systemd", "/usr/lib/systemd/systemd")
             ]
         );
-        assert!(p.incomplete.is_empty(), "{:?}", p.incomplete);
+        // No cgroup id in the event and no /proc entry: the container ("" from the parent) is
+        // a guess, and said so.
+        assert_eq!(p.incomplete, ["container_id"]);
         assert_eq!(p.container_id, "");
         // Everything came from the cache.
         assert_eq!(c.stats().proc_reads, reads);
@@ -1369,7 +1489,7 @@ mod tests {
         c.enrich(&mut e, SEC);
         let pids: Vec<u32> = proc_of(&e).ancestors.iter().map(|a| a.pid).collect();
         assert_eq!(pids, [12, 11]);
-        assert!(proc_of(&e).incomplete.is_empty());
+        assert!(!proc_of(&e).incomplete.contains(&"ancestors"));
 
         let mut c = f.cache(EnrichConfig {
             ancestors_depth: 0,
@@ -1768,12 +1888,47 @@ mod tests {
         assert_eq!(p.ancestors[0].pid, 1200);
         // The explicit fork API does the same.
         let child = proc_of(&ev(Kind::NetConnect, 1202, 1200, 7, "sshd")).clone();
-        assert!(c.fork(&child, SEC));
-        assert!(!c.fork(&child, SEC));
+        assert_eq!(c.fork(&child, SEC), ForkOutcome::Added);
+        assert_eq!(c.fork(&child, SEC), ForkOutcome::Known);
         assert_eq!(
             c.get(1202, 7 * tick_ns()).unwrap().exe.as_deref(),
             Some("/usr/sbin/sshd")
         );
+    }
+
+    #[test]
+    fn a_forked_child_whose_comm_changed_drops_the_inherited_image() {
+        let f = Fixture::new("forkexec");
+        let mut c = f.cache(cfg());
+        c.enrich(
+            &mut exec(1300, 1, 5, "/bin/bash", &["bash", "-c", "x"]),
+            SEC,
+        );
+        let child = proc_of(&ev(Kind::NetConnect, 1301, 1300, 6, "bash")).clone();
+        assert_eq!(c.fork(&child, SEC), ForkOutcome::Added);
+        // Its exec never arrived (filtered in the kernel); the connect says comm "date".
+        let mut e = ev(Kind::NetConnect, 1301, 1300, 6, "date");
+        c.enrich(&mut e, SEC);
+        let p = proc_of(&e);
+        assert_eq!(p.exe, None, "not bash's image: {p:?}");
+        assert!(p.incomplete.contains(&"exe") && p.incomplete.contains(&"argv"));
+        // Still running: /proc gives the new image.
+        f.add(
+            1302,
+            "date",
+            1300,
+            7,
+            "/usr/bin/date",
+            b"date\0+%s\0",
+            "0::/\n",
+        );
+        let child = proc_of(&ev(Kind::NetConnect, 1302, 1300, 7, "bash")).clone();
+        assert_eq!(c.fork(&child, SEC), ForkOutcome::Added);
+        let mut e = ev(Kind::NetConnect, 1302, 1300, 7, "date");
+        c.enrich(&mut e, SEC);
+        let p = proc_of(&e);
+        assert_eq!(p.exe.as_deref(), Some("/usr/bin/date"));
+        assert_eq!(p.argv.as_deref().unwrap(), ["date", "+%s"]);
     }
 
     #[test]

@@ -85,13 +85,103 @@ pub fn container_from_cgroup_file(text: &str) -> CgroupContainer {
     }
 }
 
-/// Where cgroup v2 is mounted, and whether it is the only hierarchy (`pure`): then the v2
-/// cgroup of a process decides its container. On a hybrid host (v1 controllers plus
-/// `/sys/fs/cgroup/unified`) a runtime may place containers in v1 hierarchies only.
+/// The cgroup hierarchy the sensor tracks containers by: where it is mounted, and whether a
+/// process's cgroup in it decides its container (`pure`). On a pure v2 host that is the v2
+/// hierarchy. On a hybrid or v1 host (v1 controllers, maybe `/sys/fs/cgroup/unified` beside
+/// them) runtimes place containers in the v1 hierarchies, so the sensor tracks one v1
+/// controller's hierarchy (`v1`): eBPF events then carry the id of that cgroup, read in the
+/// kernel, and short-lived processes resolve from it like on v2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cgroup2Root {
     pub path: PathBuf,
     pub pure: bool,
+    /// The v1 controller whose hierarchy `path` is; `None` for v2.
+    pub v1: Option<V1Controller>,
+}
+
+/// A v1 controller: its name (`pids`) and its subsystem id (its line in `/proc/cgroups`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Controller {
+    pub name: String,
+    pub ssid: u32,
+}
+
+/// v1 controllers tracked by preference: every container runtime creates the container's
+/// cgroup in each of these it finds mounted.
+pub const V1_PREFERENCE: [&str; 6] = ["pids", "memory", "cpu", "devices", "freezer", "blkio"];
+
+/// The tracked v1 controller and its mount point, from `/proc/cgroups` (subsystems in id
+/// order: `name hierarchy num_cgroups enabled`) and `/proc/self/mountinfo`.
+pub fn choose_v1(proc_cgroups: &str, mountinfo: &str) -> Option<(V1Controller, PathBuf)> {
+    let subsystems: Vec<(&str, u32, bool)> = proc_cgroups
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let hierarchy = f.get(1).and_then(|h| h.parse().ok()).unwrap_or(0);
+            let enabled = f.get(3).is_some_and(|e| *e == "1");
+            (f.first().copied().unwrap_or(""), hierarchy, enabled)
+        })
+        .collect();
+    let mounts: Vec<(&str, Vec<&str>)> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let mut post = post.split_whitespace();
+            if post.next()? != "cgroup" {
+                return None;
+            }
+            let opts = post.nth(1)?.split(',').collect();
+            Some((pre.split_whitespace().nth(4)?, opts))
+        })
+        .collect();
+    V1_PREFERENCE.iter().find_map(|want| {
+        let ssid = subsystems
+            .iter()
+            .position(|(name, hierarchy, enabled)| name == want && *hierarchy != 0 && *enabled)?;
+        let (mount, _) = mounts.iter().find(|(_, opts)| opts.contains(want))?;
+        Some((
+            V1Controller {
+                name: (*want).to_string(),
+                ssid: u32::try_from(ssid).ok()?,
+            },
+            PathBuf::from(unescape_mount(mount)),
+        ))
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = (b[i] == b'\\' && i + 3 < b.len())
+            .then(|| &b[i + 1..i + 4])
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0')))
+            .and_then(|v| u8::try_from(v).ok());
+        match octal {
+            Some(v) => {
+                out.push(v);
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The path of `controller`'s line in a `/proc/<pid>/cgroup` file (`8:pids:/docker/<id>`).
+pub fn controller_path<'a>(text: &'a str, controller: &str) -> Option<&'a str> {
+    text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, ctls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        ctls.split(',').any(|c| c == controller).then_some(path)
+    })
 }
 
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -114,13 +204,33 @@ pub fn find_cgroup2_root() -> Option<Cgroup2Root> {
         return Some(Cgroup2Root {
             path: base.to_path_buf(),
             pure: true,
+            v1: None,
         });
     }
     let unified = base.join("unified");
     is_cgroup2(&unified).then_some(Cgroup2Root {
         path: unified,
         pure: false,
+        v1: None,
     })
+}
+
+/// The hierarchy to track containers by on this host: v2 when it is the only one, else a
+/// mounted v1 controller's ([`choose_v1`]), else the hybrid host's unified v2 mount.
+pub fn find_tracked_root() -> Option<Cgroup2Root> {
+    if let Some(root) = find_cgroup2_root().filter(|r| r.pure) {
+        return Some(root);
+    }
+    let cgroups = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    match choose_v1(&cgroups, &mountinfo) {
+        Some((v1, path)) => Some(Cgroup2Root {
+            path,
+            pure: true,
+            v1: Some(v1),
+        }),
+        None => find_cgroup2_root(),
+    }
 }
 
 /// The cgroup id (the directory's inode number in cgroup v2) of a v2 path.
@@ -303,6 +413,65 @@ mod tests {
             "9:name=systemd:/\n4:memory:/process_api/c4a87af020d161cdb59a305caafd025b\n0::/\n";
         let c = container_from_cgroup_file(text);
         assert_eq!((c.id.as_str(), c.decided_by_v2), ("", true));
+    }
+
+    const PROC_CGROUPS: &str = "#subsys_name\thierarchy\tnum_cgroups\tenabled
+cpuset\t3\t1\t1
+cpu\t1\t1\t1
+cpuacct\t2\t1\t1
+blkio\t7\t1\t1
+memory\t4\t61\t1
+devices\t5\t1\t1
+freezer\t6\t1\t1
+net_cls\t0\t1\t1
+perf_event\t0\t1\t1
+net_prio\t0\t1\t1
+hugetlb\t0\t1\t1
+pids\t8\t1\t1
+";
+    const MOUNTINFO: &str = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn chooses_the_v1_pids_hierarchy_on_a_hybrid_host() {
+        let (c, path) = choose_v1(PROC_CGROUPS, MOUNTINFO).unwrap();
+        assert_eq!((c.name.as_str(), c.ssid), ("pids", 11));
+        assert_eq!(path, PathBuf::from("/sys/fs/cgroup/pids"));
+        // pids not mounted: the next preference that is.
+        let no_pids = MOUNTINFO.replace("rw,pids", "rw,xpids");
+        let (c, path) = choose_v1(PROC_CGROUPS, &no_pids).unwrap();
+        assert_eq!((c.name.as_str(), c.ssid), ("memory", 4));
+        assert_eq!(path, PathBuf::from("/sys/fs/cgroup/memory"));
+        // Co-mounted controllers (cpu,cpuacct) and an escaped mount point.
+        let co = "32 31 0:29 / /sys/fs/cgroup/cpu\\040x rw - cgroup cgroup rw,cpu,cpuacct\n";
+        let only_cpu = PROC_CGROUPS
+            .replace("pids\t8", "pids\t0")
+            .replace("memory\t4", "memory\t0");
+        let (c, path) = choose_v1(&only_cpu, co).unwrap();
+        assert_eq!((c.name.as_str(), c.ssid), ("cpu", 1));
+        assert_eq!(path, PathBuf::from("/sys/fs/cgroup/cpu x"));
+        // Pure v2 (no v1 hierarchy), and garbage.
+        let v2 = "#subsys_name\thierarchy\tnum_cgroups\tenabled\npids\t0\t1\t1\nmemory\t0\t1\t1\n";
+        assert_eq!(choose_v1(v2, MOUNTINFO), None);
+        assert_eq!(choose_v1("", ""), None);
+        assert_eq!(choose_v1("pids x y z\n:::\n", "garbage - cgroup\n"), None);
+    }
+
+    #[test]
+    fn controller_line_of_a_cgroup_file() {
+        let text = format!("9:name=systemd:/\n8:pids:/docker/{ID}\n1:cpu,cpuacct:/a\n0::/\n");
+        assert_eq!(
+            controller_path(&text, "pids"),
+            Some(format!("/docker/{ID}").as_str())
+        );
+        assert_eq!(controller_path(&text, "cpuacct"), Some("/a"));
+        assert_eq!(controller_path(&text, "memory"), None);
+        assert_eq!(controller_path("garbage\n::\n", "pids"), None);
     }
 
     #[test]

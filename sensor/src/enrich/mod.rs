@@ -5,16 +5,22 @@
 //! - [`cache`]: the bounded cache and the enrichment rules.
 //! - [`procfs`]: pure parsers of /proc files and a thin reader over a proc root.
 //! - [`container`]: cgroup path -> container id.
+//! - [`feed`]: forks and delivery watermarks from the process-record sources.
+//! - [`order`]: forks applied in capture order; events of unknown processes held briefly.
 //! - [`stage`]: the async pipeline stage between capture and output.
 use serde::{Deserialize, Serialize};
 
 pub mod cache;
 pub mod container;
+pub mod feed;
+pub mod order;
 pub mod procfs;
 pub mod stage;
 
-pub use cache::{CacheStats, CachedProcess, ProcessCache};
-pub use stage::run_stage;
+pub use cache::{CacheStats, CachedProcess, ForkOutcome, ProcessCache};
+pub use feed::{process_feed, FeedInput, ProcessFeed, ProcessStart};
+pub use order::AttribStats;
+pub use stage::{run_stage, Attribution};
 
 /// `[enrich]` in the config file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -29,6 +35,10 @@ pub struct EnrichConfig {
     pub sweep_interval_secs: u64,
     /// Ancestors (pid, comm, exe) put in every event, nearest first.
     pub ancestors_depth: usize,
+    /// Longest an event of a process the cache does not know yet (a file event that overtook
+    /// the fork or exec record of its process) waits for that record, in milliseconds; 0
+    /// never waits.
+    pub process_wait_ms: u64,
 }
 
 impl Default for EnrichConfig {
@@ -38,6 +48,7 @@ impl Default for EnrichConfig {
             exit_grace_ms: 5_000,
             sweep_interval_secs: 30,
             ancestors_depth: 4,
+            process_wait_ms: 50,
         }
     }
 }
@@ -65,9 +76,18 @@ impl EnrichConfig {
                 self.ancestors_depth
             ));
         }
+        if self.process_wait_ms > MAX_PROCESS_WAIT_MS {
+            return Err(format!(
+                "enrich.process_wait_ms = {}: at most {MAX_PROCESS_WAIT_MS}",
+                self.process_wait_ms
+            ));
+        }
         Ok(())
     }
 }
+
+/// Largest accepted `process_wait_ms` (held events delay the output).
+pub const MAX_PROCESS_WAIT_MS: u64 = 5_000;
 
 #[cfg(test)]
 mod tests {

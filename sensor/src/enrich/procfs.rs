@@ -234,6 +234,17 @@ pub fn read_cgroup(root: &Path, pid: u32) -> Option<String> {
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// `/proc/<pid>/cgroup` text read while the process `(pid, start_ticks)` was alive: an exited
+/// task (a zombie) has left its v1 cgroups and the file then names the root cgroups, which
+/// would be a wrong answer. `None` when the process is gone, a zombie, or another process.
+pub fn read_cgroup_alive(root: &Path, pid: u32, start_ticks: Option<u64>) -> Option<String> {
+    let text = read_cgroup(root, pid)?;
+    let st = read_stat(root, pid).ok()?;
+    let alive = !matches!(st.state, b'Z' | b'X' | b'x');
+    let same = start_ticks.is_none_or(|t| t == st.start_ticks);
+    (alive && same).then_some(text)
+}
+
 fn read_id(root: &Path, pid: u32, name: &str) -> Option<u32> {
     let bytes = read_bounded(&pid_dir(root, pid).join(name), 64).ok()?;
     parse_id_file(std::str::from_utf8(&bytes).ok()?)
@@ -273,7 +284,7 @@ pub fn read_snapshot(
         cwd: read_link(root, pid, "cwd"),
         argv,
         argv_truncated,
-        cgroup: read_cgroup(root, pid),
+        cgroup: read_cgroup_alive(root, pid, Some(stat.start_ticks)),
         stat,
     })
 }
@@ -305,6 +316,26 @@ mod tests {
     const STAT: &str = "4242 (bash) S 4000 4242 4242 34817 4300 4194560 3177 16826 0 2 4 3 \
         30 12 20 0 1 0 123456 9371648 1234 18446744073709551615 1 1 0 0 0 0 65536 3670020 \
         1266777851 0 0 0 17 1 0 0 0 0 0";
+
+    #[test]
+    fn cgroup_of_a_zombie_or_another_process_is_not_read() {
+        let root = std::env::temp_dir().join(format!("procfs-zombie-{}", std::process::id()));
+        let dir = root.join("4242");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cgroup"), "8:pids:/docker/x\n").unwrap();
+        std::fs::write(dir.join("stat"), STAT).unwrap();
+        assert!(read_cgroup_alive(&root, 4242, None).is_some());
+        assert!(read_cgroup_alive(&root, 4242, Some(123456)).is_some());
+        assert!(
+            read_cgroup_alive(&root, 4242, Some(7)).is_none(),
+            "pid reused"
+        );
+        // After exit a task has left its v1 cgroups: /proc shows the root ones.
+        std::fs::write(dir.join("stat"), STAT.replacen(") S ", ") Z ", 1)).unwrap();
+        assert!(read_cgroup_alive(&root, 4242, None).is_none());
+        assert!(read_cgroup_alive(&root, 4243, None).is_none());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn stat_fields() {

@@ -6,8 +6,14 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
+use super::feed::{process_feed, FeedInput};
+use super::order::{AttribStats, Orderer};
 use super::{CacheStats, EnrichConfig, ProcessCache};
-use crate::{event::Event, limits::shed::Admission, timefmt::monotonic_now_ns};
+use crate::{
+    event::{Event, Kind},
+    limits::shed::Admission,
+    timefmt::monotonic_now_ns,
+};
 
 /// Events taken from the channel per batch (stats are published after each batch).
 const BATCH: usize = 256;
@@ -31,9 +37,71 @@ fn sweep(cache: &mut ProcessCache) -> usize {
     }
 }
 
+/// What the stage needs for attribution beyond the events: the forks and watermark of the
+/// process-record sources, and the counters it keeps.
+pub struct Attribution {
+    pub feed: FeedInput,
+    pub stats: Arc<AttribStats>,
+}
+
+impl Attribution {
+    /// No process-record source (tests, tools): nothing is ever held.
+    pub fn none() -> Self {
+        Self {
+            feed: process_feed(1).1,
+            stats: Arc::default(),
+        }
+    }
+}
+
+/// How often held events are re-checked against the watermark while any are held.
+const HELD_RECHECK: Duration = Duration::from_millis(5);
+
+struct Out<'a> {
+    tx: &'a mpsc::Sender<Event>,
+    order: &'a mut Orderer,
+    cache: &'a mut ProcessCache,
+    admission: &'a mut Admission,
+    attrib: &'a AttribStats,
+}
+
+impl Out<'_> {
+    /// Sheds, enriches and forwards one event; false once the output is gone.
+    async fn send(&mut self, mut ev: Event, now: u64) -> bool {
+        if !self.admission.admit(&mut ev, now) {
+            return true;
+        }
+        self.order.prepare(&ev, self.cache, self.attrib);
+        self.cache.enrich(&mut ev, now);
+        if ev
+            .process
+            .as_ref()
+            .is_some_and(|p| !p.incomplete.is_empty())
+        {
+            self.attrib.count_incomplete(ev.kind, ev.source);
+        }
+        if self.tx.send(ev).await.is_err() {
+            tracing::warn!("enrich: output closed; stopping");
+            return false;
+        }
+        true
+    }
+
+    async fn send_all(&mut self, evs: &mut Vec<Event>, now: u64) -> bool {
+        for ev in evs.drain(..) {
+            if !self.send(ev, now).await {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// Receives until `rx` closes, enriches each event, forwards it with `tx.send().await`
 /// (backpressure: a slow output slows this stage, never drops here), sweeps every
 /// `cfg.sweep_interval_secs` and publishes the cache stats after each batch and sweep.
+/// Forks from the feed are applied in capture order, and events of not-yet-known processes
+/// wait up to `cfg.process_wait_ms` for them (see [`super::order`]).
 /// Returns once `rx` is closed and drained and everything was forwarded (or the output is
 /// gone, in which case the remaining events cannot be delivered and the stage stops).
 pub async fn run_stage(
@@ -43,30 +111,85 @@ pub async fn run_stage(
     stats: Arc<Mutex<CacheStats>>,
     cfg: EnrichConfig,
     mut admission: Admission,
+    attribution: Attribution,
 ) {
+    let Attribution {
+        feed: FeedInput {
+            rx: mut forks,
+            watermark,
+        },
+        stats: attrib,
+    } = attribution;
+    let mut order = Orderer::new(cfg.process_wait_ms);
+    let mut forks_open = true;
     let period = Duration::from_secs(cfg.sweep_interval_secs.max(1));
     let mut ticker = interval_at(Instant::now() + period, period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(BATCH);
+    let mut released = Vec::new();
     publish(&stats, &cache);
     'run: loop {
+        let recheck = order.next_deadline().map(|d| {
+            let left = Duration::from_nanos(d.saturating_sub(monotonic_now_ns()));
+            tokio::time::sleep(left.min(HELD_RECHECK))
+        });
         tokio::select! {
+            biased;
+            f = forks.recv(), if forks_open => {
+                match f {
+                    Some(f) => order.push_fork(f, &mut cache, &attrib),
+                    None => forks_open = false,
+                }
+                while let Ok(f) = forks.try_recv() {
+                    order.push_fork(f, &mut cache, &attrib);
+                }
+                let now = monotonic_now_ns();
+                order.release(&mut cache, now, &watermark, &attrib, &mut released);
+                let mut out = Out { tx: &tx, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
+                if !out.send_all(&mut released, now).await {
+                    break 'run;
+                }
+            }
             n = rx.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
                     break;
                 }
                 let now = monotonic_now_ns();
-                for mut ev in batch.drain(..) {
-                    if !admission.admit(&mut ev, now) {
-                        continue;
+                for ev in batch.drain(..) {
+                    // A fork sent before a ring-buffer event is already in the fork channel.
+                    while let Ok(f) = forks.try_recv() {
+                        order.push_fork(f, &mut cache, &attrib);
                     }
-                    cache.enrich(&mut ev, now);
-                    if tx.send(ev).await.is_err() {
-                        tracing::warn!("enrich: output closed; stopping");
+                    let Some(ev) = order.take(ev, &mut cache, now, &watermark, &attrib) else {
+                        continue;
+                    };
+                    let exec = ev.kind == Kind::ProcessExec;
+                    let mut out = Out { tx: &tx, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
+                    if !out.send(ev, now).await {
                         break 'run;
                     }
+                    if exec && order.held_len() > 0 {
+                        order.release(&mut cache, now, &watermark, &attrib, &mut released);
+                        let mut out = Out { tx: &tx, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
+                        if !out.send_all(&mut released, now).await {
+                            break 'run;
+                        }
+                    }
+                }
+                order.release(&mut cache, now, &watermark, &attrib, &mut released);
+                let mut out = Out { tx: &tx, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
+                if !out.send_all(&mut released, now).await {
+                    break 'run;
                 }
                 publish(&stats, &cache);
+            }
+            _ = async { if let Some(r) = recheck { r.await } }, if order.held_len() > 0 => {
+                let now = monotonic_now_ns();
+                order.release(&mut cache, now, &watermark, &attrib, &mut released);
+                let mut out = Out { tx: &tx, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
+                if !out.send_all(&mut released, now).await {
+                    break 'run;
+                }
             }
             _ = ticker.tick() => {
                 let removed = sweep(&mut cache);
@@ -75,6 +198,20 @@ pub async fn run_stage(
             }
         }
     }
+    // Input closed: what is still held goes out with what is known.
+    while let Ok(f) = forks.try_recv() {
+        order.push_fork(f, &mut cache, &attrib);
+    }
+    order.drain_all(&attrib, &mut released);
+    let now = monotonic_now_ns();
+    let mut out = Out {
+        tx: &tx,
+        order: &mut order,
+        cache: &mut cache,
+        admission: &mut admission,
+        attrib: &attrib,
+    };
+    out.send_all(&mut released, now).await;
     publish(&stats, &cache);
 }
 
@@ -144,6 +281,7 @@ mod tests {
             stats.clone(),
             EnrichConfig::default(),
             admission(),
+            Attribution::none(),
         ));
         const N: u32 = 500;
         let producer = tokio::spawn(async move {
@@ -205,6 +343,7 @@ mod tests {
             stats.clone(),
             cfg,
             admission(),
+            Attribution::none(),
         ));
         // pid 4242 is not in the (empty) proc root: the sweep marks it lost.
         in_tx

@@ -11,6 +11,7 @@ const CN_VAL_PROC: u32 = 1;
 const CN_MSG_LEN: usize = 20;
 const PROC_CN_MCAST_LISTEN: u32 = 1;
 const PROC_CN_MCAST_IGNORE: u32 = 2;
+pub const PROC_EVENT_FORK: u32 = 0x0000_0001;
 pub const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,41 @@ pub fn parse(datagram: &[u8]) -> Option<ExitNotice> {
         exit_code: u32_at(d, 8)?,
         exit_signal: u32_at(d, 12)?,
         parent_tgid: u32_at(d, 20).unwrap_or(0),
+    })
+}
+
+/// One `PROC_EVENT_FORK` (a new process or a new thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForkNotice {
+    /// CLOCK_MONOTONIC ns.
+    pub timestamp_ns: u64,
+    pub parent_pid: u32,
+    pub parent_tgid: u32,
+    pub child_pid: u32,
+    pub child_tgid: u32,
+}
+
+impl ForkNotice {
+    /// A new process, not a new thread of an existing one.
+    pub fn is_process(&self) -> bool {
+        self.child_pid == self.child_tgid
+    }
+}
+
+/// Parses one datagram as a fork; `None` for other event kinds or short messages.
+pub fn parse_fork(datagram: &[u8]) -> Option<ForkNotice> {
+    let ev = datagram.get(NLMSG_HDRLEN + CN_MSG_LEN..)?;
+    if u32_at(ev, 0)? != PROC_EVENT_FORK {
+        return None;
+    }
+    let ts = u64::from_ne_bytes(ev.get(8..16)?.try_into().ok()?);
+    let d = &ev[16..];
+    Some(ForkNotice {
+        timestamp_ns: ts,
+        parent_pid: u32_at(d, 0)?,
+        parent_tgid: u32_at(d, 4)?,
+        child_pid: u32_at(d, 8)?,
+        child_tgid: u32_at(d, 12)?,
     })
 }
 
@@ -126,6 +162,38 @@ mod tests {
         let mut cn = vec![0u8; CN_MSG_LEN];
         cn.extend(ev);
         nlmsg::build(3, 0, 0, &cn)
+    }
+
+    fn fork_datagram(parent: u32, child_pid: u32, child_tgid: u32) -> Vec<u8> {
+        let mut ev = Vec::new();
+        ev.extend_from_slice(&PROC_EVENT_FORK.to_ne_bytes());
+        ev.extend_from_slice(&0u32.to_ne_bytes());
+        ev.extend_from_slice(&456u64.to_ne_bytes());
+        for v in [parent, parent, child_pid, child_tgid] {
+            ev.extend_from_slice(&v.to_ne_bytes());
+        }
+        let mut cn = vec![0u8; CN_MSG_LEN];
+        cn.extend(ev);
+        nlmsg::build(3, 0, 0, &cn)
+    }
+
+    #[test]
+    fn parses_fork_and_tells_threads_apart() {
+        let n = parse_fork(&fork_datagram(10, 11, 11)).unwrap();
+        assert_eq!(
+            (n.timestamp_ns, n.parent_tgid, n.child_pid, n.child_tgid),
+            (456, 10, 11, 11)
+        );
+        assert!(n.is_process());
+        assert!(!parse_fork(&fork_datagram(10, 12, 10)).unwrap().is_process());
+        assert_eq!(
+            parse(&fork_datagram(10, 11, 11)),
+            None,
+            "a fork is not an exit"
+        );
+        assert_eq!(parse_fork(&exit_datagram(1, 1, 0, 0)), None);
+        let d = fork_datagram(10, 11, 11);
+        assert_eq!(parse_fork(&d[..d.len() - 2]), None, "short");
     }
 
     #[test]

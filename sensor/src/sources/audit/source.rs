@@ -135,7 +135,12 @@ pub struct AuditCtx {
 }
 
 impl AuditCapture {
-    pub fn start(cfg: &AuditConfig, ctx: AuditCtx) -> Result<Self, AuditSourceError> {
+    /// `feed` receives the proc connector's fork notices (new processes for the cache).
+    pub fn start(
+        cfg: &AuditConfig,
+        ctx: AuditCtx,
+        feed: &crate::enrich::ProcessFeed,
+    ) -> Result<Self, AuditSourceError> {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(AuditStats::default());
         let sockets = Arc::new(Mutex::new(SocketTypes::new(65_536)));
@@ -176,13 +181,19 @@ impl AuditCapture {
                 ctx.host.clone(),
             );
             let delay = Duration::from_millis(cfg.exit_delay_ms);
+            let feed = feed.producer();
             threads.push(
                 std::thread::Builder::new()
                     .name("proc-connector".into())
                     .spawn(move || {
-                        exit_loop(
-                            pc, delay, &stop, &stats, &sockets, &tx, &counters, &host, clocks,
-                        )
+                        let out = ExitOut {
+                            tx: &tx,
+                            counters: &counters,
+                            host: &host,
+                            clocks,
+                            feed: &feed,
+                        };
+                        exit_loop(pc, delay, &stop, &stats, &sockets, &out)
                     })
                     .map_err(AuditSourceError::Thread)?,
             );
@@ -503,18 +514,45 @@ fn field_signed(r: &Record, key: &str) -> Option<i64> {
     std::str::from_utf8(field(r, key)?).ok()?.parse().ok()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where the proc-connector thread sends exits (events) and forks (the process feed).
+struct ExitOut<'a> {
+    tx: &'a mpsc::Sender<Event>,
+    counters: &'a Counters,
+    host: &'a str,
+    clocks: Clocks,
+    feed: &'a crate::enrich::ProcessFeed,
+}
+
+/// A new process from a proc-connector fork notice: pids only (the cache copies the rest
+/// from the parent), no start time (the child may already be gone).
+fn fork_start(n: &proc_connector::ForkNotice) -> crate::enrich::ProcessStart {
+    crate::enrich::ProcessStart {
+        ktime_ns: n.timestamp_ns,
+        after_events: 0,
+        in_order: false,
+        process: Process {
+            pid: n.child_tgid,
+            ppid: n.parent_tgid,
+            ..Process::default()
+        },
+    }
+}
+
 fn exit_loop(
     mut pc: ProcConnector,
     delay: Duration,
     stop: &AtomicBool,
     stats: &AuditStats,
     sockets: &Mutex<SocketTypes>,
-    tx: &mpsc::Sender<Event>,
-    counters: &Counters,
-    host: &str,
-    clocks: Clocks,
+    out: &ExitOut<'_>,
 ) {
+    let ExitOut {
+        tx,
+        counters,
+        host,
+        clocks,
+        feed,
+    } = out;
     let mut idle_after_stop = false;
     let mut drain = StopDrain::default();
     // Exits held back for `delay` (reorder window), oldest first.
@@ -548,9 +586,20 @@ fn exit_loop(
             release(&mut held, true);
             return;
         }
+        // Nothing queued when a receive times out: every fork before it was sent.
+        let before_recv = crate::timefmt::monotonic_now_ns();
         let notice = match pc.recv() {
-            Ok(Some(d)) => proc_connector::parse(d),
+            Ok(Some(d)) => {
+                if let Some(f) = proc_connector::parse_fork(d) {
+                    if f.is_process() && !feed.fork_blocking(fork_start(&f)) {
+                        return;
+                    }
+                    continue;
+                }
+                proc_connector::parse(d)
+            }
             Ok(None) => {
+                feed.delivered_through(before_recv, 0);
                 if stop.load(Relaxed) {
                     if idle_after_stop {
                         release(&mut held, true);
@@ -582,7 +631,7 @@ fn exit_loop(
         let Some(n) = notice.filter(|n| n.pid == n.tgid) else {
             continue;
         };
-        held.push_back((Instant::now(), exit_event(&n, host, &clocks)));
+        held.push_back((Instant::now(), exit_event(&n, host, clocks)));
     }
 }
 

@@ -1,9 +1,9 @@
 //! Pure decoding of ring-buffer records (bytes written by `sensor-ebpf`) into owned values.
 //! Nothing here touches the kernel, so every case is unit-tested from byte fixtures.
 use sensor_common::{
-    ConnectEvent, CredSnap, EventHeader, ExecEvent, ExitEvent, PathWalk, PrivilegeEvent,
+    ConnectEvent, CredSnap, EventHeader, ExecEvent, ExitEvent, ForkEvent, PathWalk, PrivilegeEvent,
     ProcessInfo, ARGV_BUF, CWD_PARTS, EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_TRUNCATED,
-    KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_PRIVILEGE,
+    KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_PRIVILEGE,
 };
 
 use crate::escape::until_nul;
@@ -74,9 +74,17 @@ pub struct PrivilegeRecord {
     pub syscall_nr: u32,
 }
 
+/// A new process (not a thread): header pid/tgid and `process` are the child's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForkRecord {
+    pub header: EventHeader,
+    pub process: ProcessInfo,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Exec(Box<ExecRecord>),
+    Fork(ForkRecord),
     Exit(ExitRecord),
     Connect(ConnectRecord),
     Privilege(PrivilegeRecord),
@@ -86,6 +94,7 @@ impl Record {
     pub fn header(&self) -> &EventHeader {
         match self {
             Record::Exec(e) => &e.header,
+            Record::Fork(f) => &f.header,
             Record::Exit(e) => &e.header,
             Record::Connect(e) => &e.header,
             Record::Privilege(e) => &e.header,
@@ -145,6 +154,14 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 header: ev.header,
                 process: ev.process,
                 status: ev.exit_code,
+            }))
+        }
+        KIND_FORK => {
+            need(std::mem::size_of::<ForkEvent>())?;
+            let ev: ForkEvent = read_pod(bytes);
+            Ok(Record::Fork(ForkRecord {
+                header: ev.header,
+                process: ev.process,
             }))
         }
         KIND_CONNECT => {

@@ -4,6 +4,7 @@ pub mod decode;
 pub mod hooks;
 pub mod normalize;
 pub mod offsets;
+pub mod raw_tracepoints;
 pub mod reader;
 pub mod tracefs;
 
@@ -13,7 +14,7 @@ use aya::{
 };
 use sensor_common::{
     DROP_SLOTS, DROP_SLOT_CONNECT, DROP_SLOT_CONNECT_STASH, DROP_SLOT_EXEC, DROP_SLOT_EXIT,
-    DROP_SLOT_PRIVILEGE, DROP_SLOT_SHED_CONNECT,
+    DROP_SLOT_FORK, DROP_SLOT_PRIVILEGE, DROP_SLOT_SHED_CONNECT,
 };
 
 pub use reader::run_reader;
@@ -94,6 +95,7 @@ impl KernelDrops {
             DROP_SLOT_CONNECT_STASH => Some("connect_stash"),
             DROP_SLOT_PRIVILEGE => Some("ringbuf_privilege_change"),
             DROP_SLOT_SHED_CONNECT => Some("shed_kind_net_connect_kernel"),
+            DROP_SLOT_FORK => Some("ringbuf_process_fork"),
             _ => None,
         };
         (0..DROP_SLOTS)
@@ -150,6 +152,7 @@ pub fn load(
         .load(OBJECT)
         .map_err(|e| EbpfError::Load(Box::new(e)))?;
     let blind_spots = hooks::attach_all(&mut ebpf)?;
+    raw_tracepoints::attach(&mut ebpf)?;
     let map_err = |name: &'static str, reason: String| EbpfError::Map { name, reason };
     {
         let comms = ebpf

@@ -5,7 +5,7 @@ use sensor_common::{
     FLAG_READ_ERROR,
 };
 
-use super::decode::{ConnectRecord, ExecRecord, ExitRecord, PrivilegeRecord, Record};
+use super::decode::{ConnectRecord, ExecRecord, ExitRecord, ForkRecord, PrivilegeRecord, Record};
 use crate::{
     escape::{escape_bytes, until_nul},
     event::{Connect, Event, Exit, Kind, Privilege, Process, Source},
@@ -15,12 +15,42 @@ use crate::{
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
-pub fn normalize(record: &Record, clocks: &Clocks, host: &str) -> Event {
-    match record {
+/// The output event of a record; `None` for a fork, which is not an output event (it feeds the
+/// process cache: see [`fork_start`]).
+pub fn normalize(record: &Record, clocks: &Clocks, host: &str) -> Option<Event> {
+    Some(match record {
         Record::Exec(e) => exec_event(e, clocks, host),
+        Record::Fork(_) => return None,
         Record::Exit(e) => exit_event(e, clocks, host),
         Record::Connect(c) => connect_event(c, clocks, host),
         Record::Privilege(p) => privilege_event(p, clocks, host),
+    })
+}
+
+/// The new process of a fork record, for the process cache.
+/// Only what the cache keeps is filled (no formatted times: a fork precedes nearly every exec,
+/// so this is on the exec-storm path).
+pub fn fork_start(f: &ForkRecord) -> crate::enrich::ProcessStart {
+    let p = &f.process;
+    crate::enrich::ProcessStart {
+        ktime_ns: f.header.ktime_ns,
+        after_events: 0,
+        in_order: true,
+        process: Process {
+            pid: f.header.tgid,
+            ppid: p.ppid,
+            start_boottime_ns: p.start_boottime_ns,
+            uid: p.uid,
+            euid: p.euid,
+            gid: p.gid,
+            egid: p.egid,
+            auid: unset(p.auid),
+            session: unset(p.session),
+            tty: tty_name(&p.tty),
+            comm: escape_bytes(until_nul(&p.comm)),
+            cgroup_id: p.cgroup_id,
+            ..Process::default()
+        },
     }
 }
 
@@ -265,6 +295,39 @@ mod tests {
     }
 
     #[test]
+    fn a_fork_is_a_process_start_not_an_event() {
+        let ev = sensor_common::ForkEvent {
+            header: sensor_common::EventHeader {
+                kind: sensor_common::KIND_FORK,
+                size: std::mem::size_of::<sensor_common::ForkEvent>() as u32,
+                ktime_ns: 9_000,
+                pid: 43,
+                tgid: 43,
+            },
+            process: fixtures::process(),
+        };
+        let bytes = fixtures::as_bytes(&ev).to_vec();
+        let rec = decode(&bytes).unwrap();
+        assert!(normalize(&rec, &clocks(), "h").is_none());
+        let Record::Fork(f) = &rec else {
+            panic!("{rec:?}")
+        };
+        let s = fork_start(f);
+        assert_eq!((s.ktime_ns, s.after_events, s.in_order), (9_000, 0, true));
+        let p = &s.process;
+        assert_eq!((p.pid, p.ppid, p.start_boottime_ns), (43, 10, 123_456));
+        assert_eq!((p.uid, p.euid, p.gid, p.egid), (1000, 0, 1000, 1000));
+        assert_eq!((p.auid, p.session), (Some(1000), Some(3)));
+        assert_eq!((p.comm.as_str(), p.tty.as_deref()), ("bash", Some("pts/1")));
+        assert_eq!(p.cgroup_id, 77);
+        // Short: rejected, never read past the end.
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut short = bytes.clone();
+        short[4..8].copy_from_slice(&100u32.to_ne_bytes());
+        assert!(decode(&short).is_err());
+    }
+
+    #[test]
     fn exec_normalizes_all_fields() {
         let rec = decode(&fixtures::exec(
             b"./run.sh",
@@ -273,7 +336,7 @@ mod tests {
             0,
         ))
         .unwrap();
-        let ev = normalize(&rec, &clocks(), "h1");
+        let ev = normalize(&rec, &clocks(), "h1").unwrap();
         assert_eq!(ev.kind, Kind::ProcessExec);
         assert_eq!(ev.time_unix_ns, 1_000_005_000);
         let p = ev.process.unwrap();
@@ -295,7 +358,7 @@ mod tests {
     fn exec_flags_mark_incomplete_and_truncated() {
         let flags = FLAG_CWD_ERROR | FLAG_ARGV_TRUNCATED | FLAG_NO_LOGINUID | FLAG_EXE_ERROR;
         let rec = decode(&fixtures::exec(b"rel", b"a\0", &[], flags)).unwrap();
-        let p = normalize(&rec, &clocks(), "h").process.unwrap();
+        let p = normalize(&rec, &clocks(), "h").unwrap().process.unwrap();
         assert_eq!(p.cwd, None);
         assert_eq!(p.exe.as_deref(), Some("rel"));
         assert!(p.argv_truncated);
@@ -313,7 +376,7 @@ mod tests {
         let name = b"memfd:innocent\0";
         bytes[exe + 8..exe + 8 + name.len()].copy_from_slice(name);
         let rec = decode(&bytes).unwrap();
-        let p = normalize(&rec, &clocks(), "h").process.unwrap();
+        let p = normalize(&rec, &clocks(), "h").unwrap().process.unwrap();
         assert_eq!(p.exe.as_deref(), Some("/memfd:innocent (deleted)"));
         assert!(p.exe_deleted);
     }
@@ -328,7 +391,7 @@ mod tests {
             sensor_common::CONNECT_RET_UNKNOWN,
         ))
         .unwrap();
-        let c = normalize(&rec, &clocks(), "h").connect.unwrap();
+        let c = normalize(&rec, &clocks(), "h").unwrap().connect.unwrap();
         assert_eq!((c.result, c.errno), ("attempted", 0));
     }
 
@@ -378,7 +441,7 @@ mod tests {
             -libc::ECONNREFUSED,
         ))
         .unwrap();
-        let ev = normalize(&rec, &clocks(), "h");
+        let ev = normalize(&rec, &clocks(), "h").unwrap();
         let c = ev.connect.unwrap();
         assert_eq!(
             (
@@ -395,7 +458,7 @@ mod tests {
         let mut v6 = [0u8; 16];
         v6[15] = 1;
         let rec = decode(&fixtures::connect(10, 2, &v6, 53, 0)).unwrap();
-        let c = normalize(&rec, &clocks(), "h").connect.unwrap();
+        let c = normalize(&rec, &clocks(), "h").unwrap().connect.unwrap();
         assert_eq!(
             (c.family, c.protocol.as_str(), c.dst_addr.as_str(), c.result),
             ("ipv6", "udp", "::1", "success")
@@ -423,7 +486,7 @@ mod tests {
             cap_effective: 0x1ff_ffff_ffff,
         };
         let rec = decode(&fixtures::privilege(VIA_SYSCALL, 105, old, new)).unwrap();
-        let ev = normalize(&rec, &clocks(), "h");
+        let ev = normalize(&rec, &clocks(), "h").unwrap();
         assert_eq!(ev.kind, Kind::PrivilegeChange);
         let p = ev.extra.privilege.unwrap();
         assert_eq!(
@@ -433,7 +496,11 @@ mod tests {
         assert_eq!(p.new_caps.as_deref(), Some("0x1ffffffffff"));
         let new = CredSnap { euid: 0, ..old };
         let rec = decode(&fixtures::privilege(VIA_EXEC, 0, old, new)).unwrap();
-        let p = normalize(&rec, &clocks(), "h").extra.privilege.unwrap();
+        let p = normalize(&rec, &clocks(), "h")
+            .unwrap()
+            .extra
+            .privilege
+            .unwrap();
         assert_eq!((p.via.as_str(), p.old_caps), ("exec_setuid", None));
         let rec = decode(&fixtures::privilege(
             sensor_common::VIA_OBSERVED,
@@ -442,7 +509,11 @@ mod tests {
             new,
         ))
         .unwrap();
-        let p = normalize(&rec, &clocks(), "h").extra.privilege.unwrap();
+        let p = normalize(&rec, &clocks(), "h")
+            .unwrap()
+            .extra
+            .privilege
+            .unwrap();
         assert_eq!(p.via, "observed");
     }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use sensor_common::{
-    offsets::{OFFSETS_MAGIC, OPT_LOGINUID, OPT_SESSIONID},
+    offsets::{OFFSETS_MAGIC, OPT_CGROUP_V1, OPT_LOGINUID, OPT_SESSIONID},
     KernelOffsets,
 };
 
@@ -50,6 +50,12 @@ impl Resolver<'_> {
 /// Resolves every offset the programs use, from `btf` and the tracepoint format under `tracefs`.
 pub fn resolve(btf: &Btf, tracefs: &Path) -> Result<KernelOffsets, OffsetsError> {
     let mut o = resolve_btf(btf)?;
+    // On a hybrid / v1 host, cgroup ids are read from the tracked v1 hierarchy (the one the
+    // process cache maps to container ids).
+    let tracked = crate::enrich::container::find_tracked_root();
+    if let Some(v1) = tracked.as_ref().and_then(|r| r.v1.as_ref()) {
+        resolve_cgroup_v1(btf, v1.ssid, &mut o)?;
+    }
     o.tp_exec_filename =
         super::tracefs::event_field_offset(tracefs, "sched", "sched_process_exec", "filename")
             .map_err(OffsetsError::Tracepoint)?;
@@ -117,9 +123,33 @@ pub fn resolve_btf(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         file_private_data: r.get("file", "private_data")?,
         socket_type: r.get("socket", "type")?,
         dentry_hash_pprev: r.get("dentry", "d_hash")? + r.get("hlist_bl_node", "pprev")?,
-        _pad: 0,
         tp_exec_filename: 0,
+        task_cgroups: 0,
+        css_set_subsys_slot: 0,
+        css_cgroup: 0,
+        cgroup_kn: 0,
+        kernfs_node_id: 0,
     })
+}
+
+/// The path from a task to the id of its cgroup in the v1 hierarchy of subsystem `ssid`:
+/// `task->cgroups->subsys[ssid]->cgroup->kn->id`.
+pub fn resolve_cgroup_v1(btf: &Btf, ssid: u32, o: &mut KernelOffsets) -> Result<(), OffsetsError> {
+    let r = Resolver { btf };
+    let pointer = 8u32;
+    o.task_cgroups = r.get("task_struct", "cgroups")?;
+    o.css_set_subsys_slot = r
+        .get("css_set", "subsys")?
+        .checked_add(ssid.saturating_mul(pointer))
+        .ok_or_else(|| OffsetsError::Member {
+            what: "css_set.subsys[ssid]".into(),
+            error: format!("subsystem id {ssid} out of range"),
+        })?;
+    o.css_cgroup = r.get("cgroup_subsys_state", "cgroup")?;
+    o.cgroup_kn = r.get("cgroup", "kn")?;
+    o.kernfs_node_id = r.get("kernfs_node", "id")?;
+    o.optional |= OPT_CGROUP_V1;
+    Ok(())
 }
 
 /// Loads `/sys/kernel/btf/vmlinux` and resolves everything.
@@ -147,5 +177,11 @@ mod tests {
             "cred: uid gid suid sgid euid ..."
         );
         assert_eq!(o.path_mnt, 0);
+        let mut v1 = o;
+        resolve_cgroup_v1(&btf, 11, &mut v1).expect("cgroup v1 offsets resolve");
+        assert_ne!(v1.optional & OPT_CGROUP_V1, 0);
+        let base = btf.member_offset("css_set", "subsys").unwrap();
+        assert_eq!(v1.css_set_subsys_slot, base + 88);
+        assert_eq!(o.optional & OPT_CGROUP_V1, 0, "v2 unless asked");
     }
 }

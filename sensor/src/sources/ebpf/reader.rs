@@ -10,8 +10,13 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 
 use super::decode::{decode, Record};
-use super::normalize::normalize;
-use crate::{counters::Counters, event::Event, timefmt::Clocks};
+use super::normalize::{fork_start, normalize};
+use crate::{
+    counters::Counters,
+    enrich::ProcessFeed,
+    event::Event,
+    timefmt::{monotonic_now_ns, Clocks},
+};
 
 /// Remembers recently reported process exits so a racing second "group dead" exit of the same
 /// process (two threads past `signal->live == 0`) is reported once.
@@ -54,6 +59,15 @@ pub struct ReaderCtx {
     pub shutdown: watch::Receiver<bool>,
     pub host: String,
     pub clocks: Clocks,
+    /// Forks and the drain watermark, for the enrichment stage (a [`ProcessFeed::producer`]).
+    pub feed: ProcessFeed,
+}
+
+/// What the reader has sent so far.
+struct Progress {
+    exits: RecentExits,
+    /// Events sent on `tx` (forks not included).
+    sent: u64,
 }
 
 /// Runs until shutdown; then drains what is already in the ring and returns.
@@ -62,7 +76,10 @@ pub async fn run_reader(ring: RingBuf<MapData>, mut ctx: ReaderCtx) -> std::io::
     // and `as_raw_fd` always returns that same fd.
     let mut afd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(std::io::Error::from)?;
-    let mut exits = RecentExits::new(8192);
+    let mut progress = Progress {
+        exits: RecentExits::new(8192),
+        sent: 0,
+    };
     // Records are submitted without a wakeup until a quarter of the ring is full, so the
     // reader also drains on a short timer: bounded latency, one wakeup per batch.
     let mut tick = tokio::time::interval(DRAIN_INTERVAL);
@@ -71,18 +88,18 @@ pub async fn run_reader(ring: RingBuf<MapData>, mut ctx: ReaderCtx) -> std::io::
         tokio::select! {
             guard = afd.readable_mut() => {
                 let mut guard = guard?;
-                if !drain(guard.get_inner_mut(), &ctx, &mut exits).await {
+                if !drain(guard.get_inner_mut(), &ctx, &mut progress).await {
                     return Ok(());
                 }
                 guard.clear_ready();
             }
             _ = tick.tick() => {
-                if !drain(afd.get_mut(), &ctx, &mut exits).await {
+                if !drain(afd.get_mut(), &ctx, &mut progress).await {
                     return Ok(());
                 }
             }
             _ = ctx.shutdown.changed() => {
-                drain(afd.get_mut(), &ctx, &mut exits).await;
+                drain(afd.get_mut(), &ctx, &mut progress).await;
                 return Ok(());
             }
         }
@@ -90,11 +107,16 @@ pub async fn run_reader(ring: RingBuf<MapData>, mut ctx: ReaderCtx) -> std::io::
 }
 
 /// Reads every available record. Returns false when downstream has gone away.
-async fn drain(ring: &mut RingBuf<MapData>, ctx: &ReaderCtx, exits: &mut RecentExits) -> bool {
+async fn drain(ring: &mut RingBuf<MapData>, ctx: &ReaderCtx, progress: &mut Progress) -> bool {
+    // Every record committed before this instant is read below (or was read before).
+    let started = monotonic_now_ns();
     loop {
         let decoded = match ring.next() {
             Some(item) => decode(&item),
-            None => return true,
+            None => {
+                ctx.feed.delivered_through(started, progress.sent);
+                return true;
+            }
         };
         let record = match decoded {
             Ok(r) => r,
@@ -107,16 +129,30 @@ async fn drain(ring: &mut RingBuf<MapData>, ctx: &ReaderCtx, exits: &mut RecentE
             }
         };
         if let Record::Exit(x) = &record {
-            if !exits.first(x.header.tgid, x.process.start_boottime_ns) {
+            if !progress
+                .exits
+                .first(x.header.tgid, x.process.start_boottime_ns)
+            {
                 ctx.counters.duplicate_exits.fetch_add(1, Relaxed);
                 continue;
             }
         }
-        let event = normalize(&record, &ctx.clocks, &ctx.host);
+        if let Record::Fork(f) = &record {
+            let mut start = fork_start(f);
+            start.after_events = progress.sent;
+            if !ctx.feed.fork(start).await {
+                return false;
+            }
+            continue;
+        }
+        let Some(event) = normalize(&record, &ctx.clocks, &ctx.host) else {
+            continue;
+        };
         ctx.counters.count_event(event.kind);
         if ctx.tx.send(event).await.is_err() {
             return false;
         }
+        progress.sent += 1;
     }
 }
 
