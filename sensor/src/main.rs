@@ -34,8 +34,9 @@ enum Command {
         /// auto (probe and choose), ebpf or audit. Overrides the config file.
         #[arg(long)]
         mode: Option<String>,
-        /// `json` or `-` for stdout, a file path, or `grpc://host:port` / `https://host:port` to
-        /// ship to a collector. Overrides the config file.
+        /// `json` or `-` for stdout, a file path, `ocsf` (OCSF 1.5.0 lines on stdout) or
+        /// `ocsf:FILE`, or `grpc://host:port` / `https://host:port` to ship to a collector.
+        /// Overrides the config file.
         #[arg(long)]
         output: Option<String>,
         /// Config file (default /etc/sensor/sensor.toml when it exists).

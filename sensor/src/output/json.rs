@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::ocsf::LineFormat;
 use crate::{counters::Counters, event::Event, timefmt::monotonic_now_ns};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +19,9 @@ pub enum OutputError {
 }
 
 /// Where events go: "-" (or "json") is stdout, anything else a file opened for append.
+/// An `ocsf` / `ocsf:PATH` target opens stdout / PATH (see [`super::ocsf::split_target`]).
 pub fn open(target: &str) -> Result<Box<dyn Write + Send>, OutputError> {
+    let (_, target) = super::ocsf::split_target(target);
     if target == "-" || target == "json" {
         return Ok(Box::new(std::io::stdout()));
     }
@@ -59,6 +62,7 @@ const FLUSH_BYTES: usize = 256 * 1024;
 pub async fn run_sink(
     mut rx: mpsc::Receiver<Event>,
     out: Box<dyn Write + Send>,
+    format: LineFormat,
     counters: Arc<Counters>,
 ) {
     let mut sink = Sink {
@@ -84,7 +88,11 @@ pub async fn run_sink(
                     if let Some(k) = ev.ktime_ns {
                         sink.counters.observe_lag_us(now.saturating_sub(k) / 1000);
                     }
-                    sink.buf.extend_from_slice(&to_line(&ev));
+                    let line = match format {
+                        LineFormat::Json => to_line(&ev),
+                        LineFormat::Ocsf => super::ocsf::to_line(&ev),
+                    };
+                    sink.buf.extend_from_slice(&line);
                     sink.pending += 1;
                 }
                 if sink.buf.len() >= FLUSH_BYTES {

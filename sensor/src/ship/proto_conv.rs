@@ -50,10 +50,40 @@ pub fn event_to_proto(ev: &Event) -> pb::Event {
         exit: ev.exit.as_ref().map(exit),
         connect: ev.connect.as_ref().map(connect),
         health: ev.health.as_ref().map(health),
-        file: None,
-        login: None,
-        privilege: None,
-        flow: None,
+        file: ev.extra.file.as_ref().map(|f| pb::File {
+            path: f.path.clone(),
+            ops: f.ops.clone(),
+            new_path: f.new_path.clone(),
+        }),
+        login: ev.extra.login.as_ref().map(|l| pb::Login {
+            user: l.user.clone(),
+            tty: l.tty.clone().unwrap_or_default(),
+            host: l.host.clone().unwrap_or_default(),
+            addr: l.addr.clone().unwrap_or_default(),
+            pid: ev.process.as_ref().map_or(0, |p| p.pid),
+            session: None,
+        }),
+        privilege: ev.extra.privilege.as_ref().map(|p| pb::Privilege {
+            old_uid: p.old_uid,
+            new_uid: p.new_uid,
+            old_euid: p.old_euid,
+            new_euid: p.new_euid,
+            old_gid: p.old_gid,
+            new_gid: p.new_gid,
+            via: p.via.clone(),
+        }),
+        flow: ev.extra.flow.as_ref().map(|f| pb::Flow {
+            protocol: f.protocol.clone(),
+            src_addr: f.src_addr.clone(),
+            src_port: u32::from(f.src_port),
+            dst_addr: f.dst_addr.clone(),
+            dst_port: u32::from(f.dst_port),
+            state: f.state.clone(),
+            bytes_in: f.bytes_in.unwrap_or(0),
+            bytes_out: f.bytes_out.unwrap_or(0),
+            packets_in: f.packets_in.unwrap_or(0),
+            packets_out: f.packets_out.unwrap_or(0),
+        }),
     }
 }
 
@@ -241,6 +271,44 @@ pub(crate) mod tests {
             let collector = event_to_json(&event_to_proto(&ev));
             assert_eq!(collector, sensor, "kind {:?}", ev.kind);
         }
+    }
+
+    #[test]
+    fn file_login_privilege_flow_payloads_are_carried() {
+        let mut ev = samples()[0].clone();
+        ev.extra.file = Some(crate::event::FileActivity {
+            path: "/etc/a".into(),
+            ops: vec!["rename".into()],
+            new_path: Some("/etc/b".into()),
+        });
+        ev.extra.login = Some(crate::event::Login {
+            user: "u".into(),
+            tty: Some("pts/1".into()),
+            host: Some("h".into()),
+            addr: Some("192.0.2.1".into()),
+            session_key: None,
+        });
+        ev.extra.privilege = Some(crate::event::Privilege {
+            new_uid: 65534,
+            via: "setresuid".into(),
+            ..Default::default()
+        });
+        ev.extra.flow = Some(crate::event::Flow {
+            protocol: "tcp".into(),
+            dst_port: 443,
+            bytes_in: Some(10),
+            ..Default::default()
+        });
+        let p = event_to_proto(&ev);
+        assert_eq!(p.file.unwrap().new_path.as_deref(), Some("/etc/b"));
+        let l = p.login.unwrap();
+        assert_eq!(
+            (l.user.as_str(), l.addr.as_str(), l.pid),
+            ("u", "192.0.2.1", 4242)
+        );
+        assert_eq!(p.privilege.unwrap().new_uid, 65534);
+        let f = p.flow.unwrap();
+        assert_eq!((f.dst_port, f.bytes_in, f.bytes_out), (443, 10, 0));
     }
 
     #[test]
