@@ -132,6 +132,7 @@ struct QueryArgs {
     /// Before this time (same forms as --since).
     #[arg(long)]
     until: Option<String>,
+    /// Only events of this process id (the process itself, not its children).
     #[arg(long)]
     pid: Option<u32>,
     /// A uid / login uid (number) or a user name.
@@ -152,9 +153,20 @@ struct QueryArgs {
     /// Newest first.
     #[arg(long)]
     newest_first: bool,
-    /// JSON lines instead of a table.
-    #[arg(long)]
+    /// Output format: a table for people, JSON lines (the event model plus sensor_id and
+    /// boot_id), or OCSF 1.5.0 JSON lines.
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    format: QueryFormat,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum QueryFormat {
+    Table,
+    Json,
+    Ocsf,
 }
 
 #[derive(Args)]
@@ -403,12 +415,19 @@ fn run_query(a: QueryArgs) -> anyhow::Result<()> {
     let rows = store::query::fetch(&conn, &filter)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     use std::io::Write as _;
-    if a.json {
-        for r in &rows {
-            writeln!(out, "{}", render::stored_json(r))?;
+    let format = if a.json { QueryFormat::Json } else { a.format };
+    match format {
+        QueryFormat::Json => {
+            for r in &rows {
+                writeln!(out, "{}", render::stored_json(r))?;
+            }
         }
-    } else {
-        write!(out, "{}", render::table(&rows))?;
+        QueryFormat::Ocsf => {
+            for r in &rows {
+                writeln!(out, "{}", render::stored_ocsf(r))?;
+            }
+        }
+        QueryFormat::Table => write!(out, "{}", render::table(&rows))?,
     }
     out.flush()?;
     Ok(())
