@@ -8,6 +8,7 @@ pub mod http;
 pub mod jetstream;
 pub mod metrics;
 pub mod render;
+pub mod report;
 pub mod serve;
 pub mod server;
 pub mod sessions;

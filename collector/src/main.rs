@@ -31,6 +31,9 @@ enum Command {
     Query(QueryArgs),
     /// Per-session timelines: the login and the commands run under each session id.
     Sessions(SessionArgs),
+    /// One session as a self-contained HTML page (login, timeline, process tree, files,
+    /// connections, privilege changes, logout), for a responder to look at or attach.
+    Report(ReportArgs),
     /// Fleet mode: copy the JetStream stream into the SQLite database with a durable
     /// consumer (resumes where it stopped; reports its lag).
     Consume(ConsumeArgs),
@@ -170,6 +173,27 @@ enum QueryFormat {
 }
 
 #[derive(Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Audit session id.
+    #[arg(long)]
+    session: u32,
+    /// Write the page here.
+    #[arg(long, value_name = "FILE")]
+    html: PathBuf,
+    /// Host of the session (needed when several hosts have a session with this id).
+    #[arg(long)]
+    host: Option<String>,
+    /// Only events at or after this time: RFC 3339, Unix seconds, or a duration ago.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only events before this time (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
+}
+
+#[derive(Args)]
 struct SessionArgs {
     #[command(flatten)]
     db: DbArgs,
@@ -215,6 +239,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(a) => run_serve(a),
         Command::Query(a) => run_query(a),
         Command::Sessions(a) => run_sessions(a),
+        Command::Report(a) => run_report(a),
         Command::Consume(a) => run_consume(a),
         Command::Config => {
             print!("{}", CollectorConfig::defaults_toml());
@@ -430,6 +455,67 @@ fn run_query(a: QueryArgs) -> anyhow::Result<()> {
         QueryFormat::Table => write!(out, "{}", render::table(&rows))?,
     }
     out.flush()?;
+    Ok(())
+}
+
+fn run_report(a: ReportArgs) -> anyhow::Result<()> {
+    let now = now_ns();
+    let since_ns = time_arg(&a.since, now, "--since")?;
+    let until_ns = time_arg(&a.until, now, "--until")?;
+    let hosts: Vec<String> = a.host.iter().cloned().collect();
+    let conn = store::open_ro(&db_path(&a.db)?)?;
+    let rows = store::query::fetch(
+        &conn,
+        &Filter {
+            hosts: hosts.clone(),
+            since_ns,
+            until_ns,
+            session: Some(a.session),
+            ..Default::default()
+        },
+    )?;
+    let found: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.event.host.as_str()).collect();
+    let host = match found.len() {
+        0 => anyhow::bail!("no events of session {} in that window", a.session),
+        1 => found.into_iter().next().unwrap_or_default().to_string(),
+        _ => anyhow::bail!(
+            "session {} exists on several hosts ({}): choose one with --host",
+            a.session,
+            found.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+    };
+    // A logout record may not carry the session id: the first logout on the login's tty after
+    // the login ends the session.
+    let login = rows
+        .iter()
+        .find(|r| r.event.kind == sensor_proto::v1::Kind::Login as i32);
+    let logouts = match login.and_then(|l| l.event.login.as_ref().map(|x| (l, x))) {
+        Some((l, x)) => store::query::fetch(
+            &conn,
+            &Filter {
+                hosts: vec![host.clone()],
+                kinds: vec!["logout".into()],
+                since_ns: Some(l.event.time_unix_ns),
+                until_ns,
+                ..Default::default()
+            },
+        )?
+        .into_iter()
+        .filter(|r| r.event.login.as_ref().is_some_and(|y| y.tty == x.tty))
+        .take(1)
+        .collect(),
+        None => Vec::new(),
+    };
+    let r = collector::report::Report::new(&host, a.session, &rows, logouts.first());
+    let html = collector::report::render_html(&r);
+    std::fs::write(&a.html, html).with_context(|| format!("writing {}", a.html.display()))?;
+    eprintln!(
+        "{}: session {} on {host}, {} events",
+        a.html.display(),
+        a.session,
+        r.timeline.len()
+    );
     Ok(())
 }
 
