@@ -37,8 +37,24 @@ enum Command {
     /// Fleet mode: copy the JetStream stream into the SQLite database with a durable
     /// consumer (resumes where it stopped; reports its lag).
     Consume(ConsumeArgs),
-    /// Print the built-in configuration defaults as TOML.
-    Config,
+    /// Print the built-in configuration defaults as TOML, or check a config file.
+    Config(ConfigArgs),
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// Validate FILE like `serve` would (syntax, unknown keys, values); print "FILE: ok" and
+    /// exit 0, or the error and exit 1.
+    #[arg(long, value_name = "FILE")]
+    check: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Synchronous {
+    /// fsync the WAL on every commit: nothing acknowledged is lost, even on power loss.
+    Full,
+    /// fsync at checkpoints only: faster; a power loss may lose recent acknowledged batches.
+    Normal,
 }
 
 #[derive(Args)]
@@ -92,9 +108,9 @@ struct ServeArgs {
     /// Refuse clients without a valid certificate (needs --client-ca).
     #[arg(long)]
     require_client_cert: bool,
-    /// SQLite synchronous mode: full (default) or normal.
-    #[arg(long)]
-    synchronous: Option<String>,
+    /// SQLite synchronous mode (default: the config's, else full).
+    #[arg(long, value_enum)]
+    synchronous: Option<Synchronous>,
     /// Largest gRPC message accepted, in bytes (a bigger batch is refused with a clear error).
     #[arg(long)]
     max_message_bytes: Option<usize>,
@@ -126,8 +142,9 @@ struct QueryArgs {
     /// Host name (repeatable).
     #[arg(long)]
     host: Vec<String>,
-    /// Event kind, e.g. process_exec (repeatable).
-    #[arg(long)]
+    /// Event kind (repeatable).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        sensor_proto::names::ALL_KINDS.map(sensor_proto::names::kind_name)))]
     kind: Vec<String>,
     /// From this time: RFC 3339, Unix seconds, or a duration ago (15m, 2h, 7d).
     #[arg(long)]
@@ -241,7 +258,19 @@ fn main() -> anyhow::Result<()> {
         Command::Sessions(a) => run_sessions(a),
         Command::Report(a) => run_report(a),
         Command::Consume(a) => run_consume(a),
-        Command::Config => {
+        Command::Config(ConfigArgs { check: Some(file) }) => {
+            match CollectorConfig::load(&file).and_then(|c| c.validate()) {
+                Ok(()) => {
+                    println!("{}: ok", file.display());
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Config(ConfigArgs { check: None }) => {
             print!("{}", CollectorConfig::defaults_toml());
             Ok(())
         }
@@ -274,7 +303,11 @@ fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.tls.require_client_cert |= a.require_client_cert;
     cfg.server.allow_plaintext |= a.allow_plaintext;
     if let Some(v) = a.synchronous {
-        cfg.storage.synchronous = v;
+        cfg.storage.synchronous = match v {
+            Synchronous::Full => "full",
+            Synchronous::Normal => "normal",
+        }
+        .into();
     }
     if let Some(v) = a.max_message_bytes {
         cfg.server.max_message_bytes = v;
