@@ -493,61 +493,18 @@ fn run_query(a: QueryArgs) -> anyhow::Result<()> {
 
 fn run_report(a: ReportArgs) -> anyhow::Result<()> {
     let now = now_ns();
-    let since_ns = time_arg(&a.since, now, "--since")?;
-    let until_ns = time_arg(&a.until, now, "--until")?;
-    let hosts: Vec<String> = a.host.iter().cloned().collect();
+    let window = collector::report::Window {
+        host: a.host,
+        since_ns: time_arg(&a.since, now, "--since")?,
+        until_ns: time_arg(&a.until, now, "--until")?,
+    };
     let conn = store::open_ro(&db_path(&a.db)?)?;
-    let rows = store::query::fetch(
-        &conn,
-        &Filter {
-            hosts: hosts.clone(),
-            since_ns,
-            until_ns,
-            session: Some(a.session),
-            ..Default::default()
-        },
-    )?;
-    let found: std::collections::BTreeSet<&str> =
-        rows.iter().map(|r| r.event.host.as_str()).collect();
-    let host = match found.len() {
-        0 => anyhow::bail!("no events of session {} in that window", a.session),
-        1 => found.into_iter().next().unwrap_or_default().to_string(),
-        _ => anyhow::bail!(
-            "session {} exists on several hosts ({}): choose one with --host",
-            a.session,
-            found.into_iter().collect::<Vec<_>>().join(", ")
-        ),
-    };
-    // A logout record may not carry the session id: the first logout on the login's tty after
-    // the login ends the session.
-    let login = rows
-        .iter()
-        .find(|r| r.event.kind == sensor_proto::v1::Kind::Login as i32);
-    let logouts = match login.and_then(|l| l.event.login.as_ref().map(|x| (l, x))) {
-        Some((l, x)) => store::query::fetch(
-            &conn,
-            &Filter {
-                hosts: vec![host.clone()],
-                kinds: vec!["logout".into()],
-                since_ns: Some(l.event.time_unix_ns),
-                until_ns,
-                ..Default::default()
-            },
-        )?
-        .into_iter()
-        .filter(|r| r.event.login.as_ref().is_some_and(|y| y.tty == x.tty))
-        .take(1)
-        .collect(),
-        None => Vec::new(),
-    };
-    let r = collector::report::Report::new(&host, a.session, &rows, logouts.first());
-    let html = collector::report::render_html(&r);
+    let (html, events) = collector::report::build(&conn, a.session, &window)?;
     std::fs::write(&a.html, html).with_context(|| format!("writing {}", a.html.display()))?;
     eprintln!(
-        "{}: session {} on {host}, {} events",
+        "{}: session {}, {events} events",
         a.html.display(),
-        a.session,
-        r.timeline.len()
+        a.session
     );
     Ok(())
 }

@@ -10,7 +10,80 @@ use sensor_proto::names::kind_name;
 use sensor_proto::v1::{Event, Kind};
 
 use crate::render::{command_line, short_time};
-use crate::store::query::Stored;
+use crate::store::query::{fetch, Filter, Stored};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no events of session {0} in that window")]
+    NotFound(u32),
+    #[error("session {session} exists on several hosts ({hosts}): choose one with --host")]
+    SeveralHosts { session: u32, hosts: String },
+}
+
+/// Which events a report covers besides the session id.
+#[derive(Debug, Default, Clone)]
+pub struct Window {
+    pub host: Option<String>,
+    /// Inclusive, ns since the epoch.
+    pub since_ns: Option<i64>,
+    /// Exclusive, ns since the epoch.
+    pub until_ns: Option<i64>,
+}
+
+/// Reads session `session` from the store and renders its page; returns the HTML and the
+/// number of events on its timeline. A logout record may not carry the session id: the
+/// first logout on the login's tty after the login ends the session.
+pub fn build(
+    conn: &rusqlite::Connection,
+    session: u32,
+    w: &Window,
+) -> Result<(String, usize), ReportError> {
+    let hosts: Vec<String> = w.host.iter().cloned().collect();
+    let rows = fetch(
+        conn,
+        &Filter {
+            hosts,
+            since_ns: w.since_ns,
+            until_ns: w.until_ns,
+            session: Some(session),
+            ..Default::default()
+        },
+    )?;
+    let found: BTreeSet<&str> = rows.iter().map(|r| r.event.host.as_str()).collect();
+    let host = match found.len() {
+        0 => return Err(ReportError::NotFound(session)),
+        1 => found.iter().next().copied().unwrap_or_default().to_string(),
+        _ => {
+            return Err(ReportError::SeveralHosts {
+                session,
+                hosts: found.into_iter().collect::<Vec<_>>().join(", "),
+            })
+        }
+    };
+    let login = rows.iter().find(|r| kind(&r.event) == Kind::Login);
+    let logouts: Vec<Stored> = match login.and_then(|l| l.event.login.as_ref().map(|x| (l, x))) {
+        Some((l, x)) => fetch(
+            conn,
+            &Filter {
+                hosts: vec![host.clone()],
+                kinds: vec!["logout".into()],
+                since_ns: Some(l.event.time_unix_ns),
+                until_ns: w.until_ns,
+                ..Default::default()
+            },
+        )?
+        .into_iter()
+        .filter(|r| r.event.login.as_ref().is_some_and(|y| y.tty == x.tty))
+        .take(1)
+        .collect(),
+        None => Vec::new(),
+    };
+    let r = Report::new(&host, session, &rows, logouts.first());
+    Ok((render_html(&r), r.timeline.len()))
+}
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn esc(s: &str) -> String {
