@@ -199,7 +199,7 @@ td.d{font-family:monospace;white-space:pre-wrap;word-break:break-all}\
 .net_connect,.flow{background:#26a}.privilege_change{background:#c22}\
 .login,.logout,.login_failed{background:#639}\
 ul.tree,ul.tree ul{list-style:none;padding-left:1.4em;border-left:1px dotted #aaa}\
-ul.tree li{font-family:monospace;white-space:pre-wrap;word-break:break-all}\
+ul.tree li{font-family:monospace;word-break:break-all}\
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{color:#666}";
 
 /// The whole page.

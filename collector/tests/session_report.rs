@@ -174,6 +174,10 @@ async fn session_report_renders_in_chromium_with_commands_in_order() {
         &profile,
     );
     let png = std::fs::read(&shot).expect("screenshot written");
+    // To look at it: REPORT_SCREENSHOT_TO=/tmp/report.png cargo test --test session_report
+    if let Some(to) = std::env::var_os("REPORT_SCREENSHOT_TO") {
+        std::fs::write(to, &png).unwrap();
+    }
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
         "{} bytes",
