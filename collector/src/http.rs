@@ -1,9 +1,13 @@
-//! A tiny HTTP/1.1 server for `GET /metrics` (Prometheus). One request per connection,
-//! bounded request size and time; anything else gets 404/405/400.
+//! `GET /metrics` (Prometheus text) and `GET /` over HTTP/1.1, served by axum: any other path
+//! is 404, another method on a known path 405, a malformed request 400 (hyper's parser).
+use std::future::IntoFuture as _;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -19,8 +23,6 @@ pub enum HttpError {
     },
 }
 
-const MAX_REQUEST: usize = 8 * 1024;
-
 /// Binds `addr`; serve with [`serve`].
 pub async fn bind(addr: &str) -> Result<TcpListener, HttpError> {
     TcpListener::bind(addr)
@@ -31,94 +33,102 @@ pub async fn bind(addr: &str) -> Result<TcpListener, HttpError> {
         })
 }
 
-/// Answers until `shutdown` turns true.
+/// The routes: `/metrics` and `/`. Every response closes its connection (one request per
+/// connection, as scrapers expect from a small exporter; nothing idles open).
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(render))
+        .route("/", get(|| async { "collector: see /metrics\n" }))
+        .with_state(metrics)
+        .layer(axum::middleware::map_response(close_connection))
+}
+
+async fn close_connection(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+async fn render(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.render(),
+    )
+}
+
+/// Answers until `shutdown` changes. Returns at once then, without waiting for open
+/// keep-alive connections (a scraper may hold one indefinitely).
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok((sock, _)) => {
-                    let m = metrics.clone();
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(Duration::from_secs(5), answer(sock, &m)).await;
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            _ = shutdown.changed() => return,
+    tokio::select! {
+        r = axum::serve(listener, router(metrics)).into_future() => {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "metrics endpoint failed");
+            }
         }
+        _ = shutdown.changed() => {}
     }
-}
-
-/// The response for a raw request head: (status line, content type, body).
-pub fn respond(head: &[u8], metrics: &Metrics) -> (&'static str, &'static str, String) {
-    let line = head
-        .split(|&b| b == b'\r' || b == b'\n')
-        .next()
-        .unwrap_or(&[]);
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split(' ');
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if method.is_empty() || path.is_empty() {
-        return ("400 Bad Request", "text/plain", "bad request\n".into());
-    }
-    let path = path.split('?').next().unwrap_or(path);
-    match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        ),
-        ("GET", "/") => ("200 OK", "text/plain", "collector: see /metrics\n".into()),
-        (_, "/metrics") => ("405 Method Not Allowed", "text/plain", "use GET\n".into()),
-        _ => ("404 Not Found", "text/plain", "not found\n".into()),
-    }
-}
-
-async fn answer(mut sock: tokio::net::TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= MAX_REQUEST {
-            break;
-        }
-    }
-    let (status, ctype, body) = respond(&buf, metrics);
-    let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    sock.write_all(resp.as_bytes()).await?;
-    sock.shutdown().await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn routes() {
-        let m = Metrics::default();
-        assert_eq!(respond(b"GET /metrics HTTP/1.1\r\n\r\n", &m).0, "200 OK");
-        assert!(respond(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n", &m)
-            .2
-            .contains("collector_events_received_total"));
-        assert_eq!(
-            respond(b"POST /metrics HTTP/1.1\r\n\r\n", &m).0,
-            "405 Method Not Allowed"
-        );
-        assert_eq!(respond(b"GET /x HTTP/1.1\r\n\r\n", &m).0, "404 Not Found");
-        assert_eq!(respond(b"", &m).0, "400 Bad Request");
+    async fn ask(addr: std::net::SocketAddr, req: &[u8]) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(req).await.unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        out
+    }
+
+    #[tokio::test]
+    async fn routes() {
+        let l = bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(serve(l, Arc::new(Metrics::default()), rx));
+        // No `Connection: close` from the client: the server closes after answering.
+        let close = "\r\n";
+        let r = ask(
+            addr,
+            format!("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n{close}").as_bytes(),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.contains("text/plain; version=0.0.4"), "{r}");
+        assert!(r.contains("collector_events_received_total"), "{r}");
+        let r = ask(
+            addr,
+            format!("POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n{close}").as_bytes(),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 405"), "{r}");
+        let r = ask(
+            addr,
+            format!("GET /x HTTP/1.1\r\nHost: a\r\n{close}").as_bytes(),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+        assert!(r.to_ascii_lowercase().contains("connection: close"), "{r}");
+        // A keep-alive connection left open does not hold up the shutdown.
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let r = ask(addr, b"\x00\x01garbage\r\n\r\n").await;
+        assert!(r.is_empty() || r.starts_with("HTTP/1.1 400"), "{r}");
+        tx.send(true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("stops on shutdown")
+            .unwrap();
     }
 }

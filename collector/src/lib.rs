@@ -12,6 +12,7 @@ pub mod listen;
 pub mod metrics;
 pub mod peer;
 pub mod render;
+pub mod report;
 pub mod serve;
 pub mod server;
 pub mod sessions;

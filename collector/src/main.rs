@@ -31,11 +31,14 @@ enum Command {
     Query(QueryArgs),
     /// Per-session timelines: the login and the commands run under each session id.
     Sessions(SessionArgs),
+    /// One session as a self-contained HTML page (login, timeline, process tree, files,
+    /// connections, privilege changes, logout), for a responder to look at or attach.
+    Report(ReportArgs),
     /// Fleet mode: copy the JetStream stream into the SQLite database with a durable
     /// consumer (resumes where it stopped; reports its lag).
     Consume(ConsumeArgs),
-    /// Print the built-in configuration defaults as TOML.
-    Config,
+    /// Print the built-in configuration defaults as TOML, or check a config file.
+    Config(ConfigArgs),
     /// A small CA and the certificates it signs (one per sensor host, one for the collector).
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -64,6 +67,22 @@ enum CertsCommand {
         #[arg(long = "name", required = true)]
         names: Vec<String>,
     },
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// Validate FILE like `serve` would (syntax, unknown keys, values); print "FILE: ok" and
+    /// exit 0, or the error and exit 1.
+    #[arg(long, value_name = "FILE")]
+    check: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Synchronous {
+    /// fsync the WAL on every commit: nothing acknowledged is lost, even on power loss.
+    Full,
+    /// fsync at checkpoints only: faster; a power loss may lose recent acknowledged batches.
+    Normal,
 }
 
 #[derive(Args)]
@@ -117,9 +136,9 @@ struct ServeArgs {
     /// Refuse clients without a valid certificate (needs --client-ca).
     #[arg(long)]
     require_client_cert: bool,
-    /// SQLite synchronous mode: full (default) or normal.
-    #[arg(long)]
-    synchronous: Option<String>,
+    /// SQLite synchronous mode (default: the config's, else full).
+    #[arg(long, value_enum)]
+    synchronous: Option<Synchronous>,
     /// Largest gRPC message accepted, in bytes (a bigger batch is refused with a clear error).
     #[arg(long)]
     max_message_bytes: Option<usize>,
@@ -151,8 +170,9 @@ struct QueryArgs {
     /// Host name (repeatable).
     #[arg(long)]
     host: Vec<String>,
-    /// Event kind, e.g. process_exec (repeatable).
-    #[arg(long)]
+    /// Event kind (repeatable).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        sensor_proto::names::ALL_KINDS.map(sensor_proto::names::kind_name)))]
     kind: Vec<String>,
     /// From this time: RFC 3339, Unix seconds, or a duration ago (15m, 2h, 7d).
     #[arg(long)]
@@ -160,6 +180,7 @@ struct QueryArgs {
     /// Before this time (same forms as --since).
     #[arg(long)]
     until: Option<String>,
+    /// Only events of this process id (the process itself, not its children).
     #[arg(long)]
     pid: Option<u32>,
     /// A uid / login uid (number) or a user name.
@@ -180,9 +201,41 @@ struct QueryArgs {
     /// Newest first.
     #[arg(long)]
     newest_first: bool,
-    /// JSON lines instead of a table.
-    #[arg(long)]
+    /// Output format: a table for people, JSON lines (the event model plus sensor_id and
+    /// boot_id), or OCSF 1.5.0 JSON lines.
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    format: QueryFormat,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum QueryFormat {
+    Table,
+    Json,
+    Ocsf,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Audit session id.
+    #[arg(long)]
+    session: u32,
+    /// Write the page here.
+    #[arg(long, value_name = "FILE")]
+    html: PathBuf,
+    /// Host of the session (needed when several hosts have a session with this id).
+    #[arg(long)]
+    host: Option<String>,
+    /// Only events at or after this time: RFC 3339, Unix seconds, or a duration ago.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only events before this time (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
 }
 
 #[derive(Args)]
@@ -231,9 +284,22 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(a) => run_serve(a),
         Command::Query(a) => run_query(a),
         Command::Sessions(a) => run_sessions(a),
+        Command::Report(a) => run_report(a),
         Command::Consume(a) => run_consume(a),
         Command::Certs(c) => run_certs(c),
-        Command::Config => {
+        Command::Config(ConfigArgs { check: Some(file) }) => {
+            match CollectorConfig::load(&file).and_then(|c| c.validate()) {
+                Ok(()) => {
+                    println!("{}: ok", file.display());
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Config(ConfigArgs { check: None }) => {
             print!("{}", CollectorConfig::defaults_toml());
             Ok(())
         }
@@ -266,7 +332,11 @@ fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.tls.require_client_cert |= a.require_client_cert;
     cfg.server.allow_plaintext |= a.allow_plaintext;
     if let Some(v) = a.synchronous {
-        cfg.storage.synchronous = v;
+        cfg.storage.synchronous = match v {
+            Synchronous::Full => "full",
+            Synchronous::Normal => "normal",
+        }
+        .into();
     }
     if let Some(v) = a.max_message_bytes {
         cfg.server.max_message_bytes = v;
@@ -451,14 +521,39 @@ fn run_query(a: QueryArgs) -> anyhow::Result<()> {
     let rows = store::query::fetch(&conn, &filter)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     use std::io::Write as _;
-    if a.json {
-        for r in &rows {
-            out.write_all(&render::stored_line(r))?;
+    let format = if a.json { QueryFormat::Json } else { a.format };
+    match format {
+        QueryFormat::Json => {
+            for r in &rows {
+                out.write_all(&render::stored_line(r))?;
+            }
         }
-    } else {
-        write!(out, "{}", render::table(&rows))?;
+        QueryFormat::Ocsf => {
+            for r in &rows {
+                writeln!(out, "{}", render::stored_ocsf(r))?;
+            }
+        }
+        QueryFormat::Table => write!(out, "{}", render::table(&rows))?,
     }
     out.flush()?;
+    Ok(())
+}
+
+fn run_report(a: ReportArgs) -> anyhow::Result<()> {
+    let now = now_ns();
+    let window = collector::report::Window {
+        host: a.host,
+        since_ns: time_arg(&a.since, now, "--since")?,
+        until_ns: time_arg(&a.until, now, "--until")?,
+    };
+    let conn = store::open_ro(&db_path(&a.db)?)?;
+    let (html, events) = collector::report::build(&conn, a.session, &window)?;
+    std::fs::write(&a.html, html).with_context(|| format!("writing {}", a.html.display()))?;
+    eprintln!(
+        "{}: session {}, {events} events",
+        a.html.display(),
+        a.session
+    );
     Ok(())
 }
 

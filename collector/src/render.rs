@@ -31,6 +31,19 @@ pub fn stored_line(s: &Stored) -> Vec<u8> {
     out
 }
 
+/// One stored event as OCSF 1.5.0 (`query --format ocsf`): the shared mapping of
+/// `sensor_proto::ocsf`, with the sensor id and boot as `device.uid` / `device.boot_uid` and
+/// the de-duplication key as `metadata.uid`.
+pub fn stored_ocsf(s: &Stored) -> Value {
+    sensor_proto::ocsf::to_ocsf(
+        &s.event,
+        sensor_proto::ocsf::Origin {
+            sensor_id: Some(&s.sensor_id),
+            boot_id: Some(&s.boot_id),
+        },
+    )
+}
+
 /// `2024-05-01T12:00:00.123Z`: milliseconds are enough on a terminal.
 pub fn short_time(ns: i64) -> String {
     let full = format_rfc3339_nanos(ns);

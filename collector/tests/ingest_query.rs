@@ -243,7 +243,11 @@ fn cli_errors_are_clear() {
         ])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("expected one of"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("possible values") && err.contains("process_exec"),
+        "{err}"
+    );
     let out = std::process::Command::new(bin())
         .args(["serve", "--listen", "0.0.0.0:0", "--db"])
         .arg(dir.path().join("x.db"))

@@ -1,4 +1,5 @@
-//! The one JSON writer for events: an [`Event`] as the JSON object of the README's schema.
+//! The one JSON writer for events: an [`Event`] as the JSON object of the event model
+//! (docs/ARCHITECTURE.md#event-model).
 //! The sensor's `--output json` and the collector's `query --json` both write through
 //! [`write_event`], so a JSON consumer cannot tell whether an event came through the
 //! collector or straight from the sensor. Times are integers until here and become RFC 3339

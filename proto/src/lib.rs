@@ -4,6 +4,7 @@
 //! and the JSON-lines shape of an event (the same fields as the sensor's `--output json`).
 pub mod json;
 pub mod names;
+pub mod ocsf;
 pub mod time;
 
 /// Generated from `sensor.proto` (package `sensor.v1`).

@@ -1,4 +1,5 @@
-//! The JSON names of the proto enums (the README's schema: `process_exec`, `ebpf`, ...).
+//! The JSON names of the proto enums (`process_exec`, `ebpf`, ...; see
+//! docs/ARCHITECTURE.md#event-model).
 //! The proto enums are the sensor's kinds and sources too: this file and `sensor.proto`
 //! are the only lists of them.
 use crate::v1::{Kind, Source};

@@ -67,8 +67,9 @@ pub struct SensorSection {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputSection {
-    /// "-" for stdout, a file path (appended to), or "grpc" to ship to the collector in
-    /// `[ship]` (the one outbound connection; `--output grpc://host:port` sets both).
+    /// "-" for stdout, a file path (appended to), "ocsf" / "ocsf:PATH" for OCSF 1.5.0 lines to
+    /// stdout / a file, or "grpc" to ship to the collector in `[ship]` (the one outbound
+    /// connection; `--output grpc://host:port` sets both).
     pub target: String,
 }
 

@@ -27,15 +27,39 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    /// Probe the host and choose (eBPF when it loads, else audit).
+    Auto,
+    /// eBPF tracepoints.
+    Ebpf,
+    /// The audit netlink API.
+    Audit,
+}
+
+impl ModeArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            ModeArg::Auto => "auto",
+            ModeArg::Ebpf => "ebpf",
+            ModeArg::Audit => "audit",
+        }
+    }
+}
+
+/// Exit code of `sensor status` when the status file or the config cannot be read.
+const STATUS_UNREADABLE: i32 = 4;
+
 #[derive(Subcommand)]
 enum Command {
     /// Capture events and write them as JSON lines or ship them to a collector.
     Run {
-        /// auto (probe and choose), ebpf or audit. Overrides the config file.
-        #[arg(long)]
-        mode: Option<String>,
-        /// `json` or `-` for stdout, a file path, or `unix:/path` / `grpc://host:port` / `https://host:port` to
-        /// ship to a collector. Overrides the config file.
+        /// Capture mode. Overrides the config file.
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// `json` or `-` for stdout, a file path, `ocsf` (OCSF 1.5.0 lines on stdout) or
+        /// `ocsf:FILE`, or `unix:/path` / `grpc://host:port` / `https://host:port` to ship to a
+        /// collector. Overrides the config file.
         #[arg(long)]
         output: Option<String>,
         /// Config file (default /etc/sensor/sensor.toml when it exists).
@@ -55,7 +79,7 @@ enum Command {
         json: bool,
     },
     /// Print the running sensor's state from its status file; exit 0 healthy, 1 degraded,
-    /// 3 not running (for health checks).
+    /// 3 not running, 4 status file or config unreadable (for health checks).
     Status {
         /// Status file (default: status.path of the config, /run/sensor/status.json).
         #[arg(long)]
@@ -83,7 +107,13 @@ fn status(path: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> anyhow:
     use sensor::status::{self, file};
     let path = match path {
         Some(p) => p,
-        None => PathBuf::from(Config::load(config.as_deref())?.status.path),
+        None => match Config::load(config.as_deref()) {
+            Ok(c) => PathBuf::from(c.status.path),
+            Err(e) => {
+                eprintln!("sensor: cannot read the config: {e:#}");
+                return Ok(STATUS_UNREADABLE);
+            }
+        },
     };
     let s = match file::read(&path) {
         Ok(s) => s,
@@ -91,7 +121,10 @@ fn status(path: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> anyhow:
             println!("sensor: not running\n  {e}");
             return Ok(3);
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            eprintln!("sensor: {e}");
+            return Ok(STATUS_UNREADABLE);
+        }
     };
     let now = sensor::timefmt::unix_now_ns() as f64 / 1e9;
     let verdict = status::assess(&s, file::live_start_ticks(s.pid), now);
@@ -134,7 +167,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let mut cfg = Config::load(config.as_deref())?;
             if let Some(m) = mode {
-                cfg.sensor.mode = m;
+                cfg.sensor.mode = m.as_str().into();
             }
             if let Some(o) = output {
                 if ["grpc://", "grpcs://", "https://", "http://", "unix:"]

@@ -352,7 +352,8 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         })
     } else {
         let out = json::open(&cfg.output.target)?;
-        tokio::spawn(json::run_sink(rx, out, counters.clone()))
+        let (format, _) = crate::output::ocsf::split_target(&cfg.output.target);
+        tokio::spawn(json::run_sink(rx, out, format, counters.clone()))
     };
     let enrich_cfg = crate::enrich::EnrichConfig {
         max_entries: plan.cache_entries,
@@ -609,8 +610,9 @@ fn start_aux(cfg: &Config, tx: &mpsc::Sender<Event>, counters: &Arc<Counters>, h
     if cfg.files.enabled {
         let mut fcfg = cfg.files.clone();
         // The sensor must not report (and feed on) its own writes.
-        if !["-", "json", "grpc"].contains(&cfg.output.target.as_str()) {
-            fcfg.ignore_paths.push(cfg.output.target.clone());
+        let (_, out_path) = crate::output::ocsf::split_target(&cfg.output.target);
+        if !["-", "json", "grpc"].contains(&out_path) {
+            fcfg.ignore_paths.push(out_path.to_string());
         }
         fcfg.ignore_paths
             .push(cfg.ship.spool_dir.to_string_lossy().into_owned());

@@ -113,7 +113,7 @@ pub struct Ack {
     #[prost(uint32, tag = "3")]
     pub duplicates: u32,
 }
-/// The normalized event (README "Reading the output"); JSON field names map one to one, except
+/// The normalized event (docs/ARCHITECTURE.md#event-model); JSON field names map one to one, except
 /// that times are integers here (ns since the Unix epoch) and RFC 3339 text in JSON.
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]

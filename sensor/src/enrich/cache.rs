@@ -937,7 +937,12 @@ impl ProcessCache {
             p.comm = e.comm.to_string();
             p.tty = e.tty.as_deref().map(str::to_string);
             (p.uid, p.euid, p.gid, p.egid) = (e.uid, e.euid, e.gid, e.egid);
-            (p.auid, p.session) = (e.auid, e.session);
+            // A source that read the audit identity itself (a login record's process, from
+            // /proc at the time of the login) is fresher than the cache: the process may
+            // have set its loginuid after its exec, as pam_loginuid does.
+            if p.auid.is_none() && p.session.is_none() {
+                (p.auid, p.session) = (e.auid, e.session);
+            }
         } else {
             if p.incomplete.contains(&"uid") {
                 (p.uid, p.euid, p.gid, p.egid) = (e.uid, e.euid, e.gid, e.egid);
@@ -1861,6 +1866,16 @@ mod tests {
         assert_eq!((p.ppid, p.comm.as_str(), p.uid, p.euid), (1, "vim", 1, 2));
         assert_eq!((p.auid, p.session), (Some(1000), Some(7)));
         assert_eq!(p.exe.as_deref(), Some("/usr/bin/vim"));
+        // A pid-only event that already carries its audit identity (a login record's
+        // process, read from /proc after the process set its loginuid) keeps it.
+        let mut e = ev(Kind::Login, 1100, 0, 0, "");
+        let p = e.process.as_mut().unwrap();
+        (p.auid, p.session) = (Some(2000), Some(99));
+        c.enrich(&mut e, SEC);
+        assert_eq!(
+            (proc_of(&e).auid, proc_of(&e).session),
+            (Some(2000), Some(99))
+        );
         // A source that names "uid" incomplete gets it filled and the marker removed.
         let mut e = ev(Kind::NetConnect, 1100, 1, 5, "vim");
         let p = e.process.as_mut().unwrap();

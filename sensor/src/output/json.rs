@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use sensor_proto::json::write_event;
 
+use super::ocsf::LineFormat;
 use crate::ship::proto_conv::event_to_proto;
 use crate::{counters::Counters, event::Event, timefmt::monotonic_now_ns};
 
@@ -22,7 +23,9 @@ pub enum OutputError {
 }
 
 /// Where events go: "-" (or "json") is stdout, anything else a file opened for append.
+/// An `ocsf` / `ocsf:PATH` target opens stdout / PATH (see [`super::ocsf::split_target`]).
 pub fn open(target: &str) -> Result<Box<dyn Write + Send>, OutputError> {
+    let (_, target) = super::ocsf::split_target(target);
     if target == "-" || target == "json" {
         return Ok(Box::new(std::io::stdout()));
     }
@@ -55,6 +58,7 @@ const FLUSH_BYTES: usize = 256 * 1024;
 pub async fn run_sink(
     mut rx: mpsc::Receiver<Event>,
     out: Box<dyn Write + Send>,
+    format: LineFormat,
     counters: Arc<Counters>,
 ) {
     let mut sink = Sink {
@@ -80,7 +84,10 @@ pub async fn run_sink(
                     if let Some(k) = ev.ktime_ns {
                         sink.counters.observe_lag_us(now.saturating_sub(k) / 1000);
                     }
-                    write_line(ev, &mut sink.buf);
+                    match format {
+                        LineFormat::Json => write_line(ev, &mut sink.buf),
+                        LineFormat::Ocsf => super::ocsf::write_line(ev, &mut sink.buf),
+                    }
                     sink.pending += 1;
                 }
                 if sink.buf.len() >= FLUSH_BYTES {

@@ -1,2 +1,3 @@
-//! Output stages. JSON lines to stdout or a file for now.
+//! Output stages: JSON lines (the event model, or OCSF 1.5.0) to stdout or a file.
 pub mod json;
+pub mod ocsf;

@@ -8,6 +8,21 @@ use super::{snapshot::Status, StatusError};
 /// creating the directory if needed. The file is readable by everyone: it holds counters and
 /// the capture mode, nothing from events.
 pub fn write_atomic(path: &Path, status: &Status) -> Result<(), StatusError> {
+    let mut body = serde_json::to_vec_pretty(status).map_err(|e| StatusError::Write {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    body.push(b'\n');
+    write_bytes_atomic(path, &body)
+}
+
+/// Replaces `path` with `body` atomically: a new `<name>.tmp` beside it (created with
+/// O_EXCL and O_NOFOLLOW after removing a stale one, so a planted symlink is never followed),
+/// mode 0644, then renamed over `path` (rename replaces a symlink at `path`, never its
+/// target). Creates the directory if needed. Used for the status file and the Prometheus
+/// textfile.
+pub fn write_bytes_atomic(path: &Path, body: &[u8]) -> Result<(), StatusError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let err = |source| StatusError::Write {
         path: path.display().to_string(),
         source,
@@ -15,16 +30,27 @@ pub fn write_atomic(path: &Path, status: &Status) -> Result<(), StatusError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    let tmp = path.with_extension("json.tmp");
-    let body = serde_json::to_vec_pretty(status).map_err(|e| err(std::io::Error::other(e)))?;
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(err)?;
     // Explicitly world-readable, whatever the umask (the systemd unit sets 0077), so that
-    // `sensor status` works for any user.
+    // `sensor status` and node_exporter work for any user.
     use std::os::unix::fs::PermissionsExt as _;
     f.set_permissions(std::fs::Permissions::from_mode(0o644))
         .map_err(err)?;
-    f.write_all(&body).map_err(err)?;
-    f.write_all(b"\n").map_err(err)?;
+    f.write_all(body).map_err(err)?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(err)
 }
@@ -99,6 +125,26 @@ mod tests {
         std::fs::write(&path, "{not json").unwrap();
         let e = read(&path).unwrap_err();
         assert!(e.to_string().contains("not valid"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn atomic_write_replaces_symlinks_without_following_them() {
+        let dir = std::env::temp_dir().join(format!("sensor-prom-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let path = dir.join("sensor.prom");
+        // A symlink planted at the temporary name and at the final name.
+        std::os::unix::fs::symlink(&victim, dir.join("sensor.prom.tmp")).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_bytes_atomic(&path, b"sensor_up 1\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(!std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "sensor_up 1\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

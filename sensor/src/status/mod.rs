@@ -3,6 +3,7 @@
 //! prints the state with an exit code a health check can use.
 pub mod assess;
 pub mod file;
+pub mod prometheus;
 pub mod render;
 pub mod snapshot;
 pub mod writer;
@@ -25,6 +26,11 @@ pub struct StatusConfig {
     /// Seconds without a collector connection (when shipping) before the sensor reports
     /// itself degraded.
     pub disconnected_degraded_secs: u64,
+    /// A file for node_exporter's textfile collector (e.g.
+    /// "/var/lib/prometheus/node-exporter/sensor.prom"): the status figures in Prometheus
+    /// text format, replaced atomically at every status write and removed at a clean exit.
+    /// Empty (the default) = off. Must end in ".prom", the only files node_exporter reads.
+    pub prometheus_textfile: String,
 }
 
 impl Default for StatusConfig {
@@ -33,6 +39,7 @@ impl Default for StatusConfig {
             path: DEFAULT_PATH.into(),
             interval_secs: 5,
             disconnected_degraded_secs: 60,
+            prometheus_textfile: String::new(),
         }
     }
 }
@@ -41,6 +48,13 @@ impl StatusConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.path.is_empty() {
             return Err("status.path must not be empty".into());
+        }
+        if !self.prometheus_textfile.is_empty() && !self.prometheus_textfile.ends_with(".prom") {
+            return Err(format!(
+                "status.prometheus_textfile = {:?}: must end in .prom (node_exporter's textfile \
+                 collector reads only *.prom files)",
+                self.prometheus_textfile
+            ));
         }
         if self.interval_secs == 0 || self.interval_secs > 3600 {
             return Err(format!(

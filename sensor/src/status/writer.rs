@@ -141,6 +141,17 @@ impl StatusWriter {
         if let Err(e) = file::write_atomic(&self.path, &s) {
             tracing::warn!(error = %e, "status file not written");
         }
+        if let Some(prom) = self.prometheus_path() {
+            let text = super::prometheus::render(&s);
+            if let Err(e) = file::write_bytes_atomic(&prom, text.as_bytes()) {
+                tracing::warn!(error = %e, "prometheus textfile not written");
+            }
+        }
+    }
+
+    fn prometheus_path(&self) -> Option<PathBuf> {
+        let p = &self.cfg.prometheus_textfile;
+        (!p.is_empty()).then(|| PathBuf::from(p))
     }
 }
 
@@ -156,6 +167,10 @@ pub async fn run(mut writer: StatusWriter, mut stop: watch::Receiver<bool>) {
         }
     }
     file::remove(writer.path());
+    if let Some(prom) = writer.prometheus_path() {
+        // Stale figures would look like a live sensor: the file goes with the process.
+        file::remove(&prom);
+    }
     if writer.created_dir {
         if let Some(dir) = writer.path().parent() {
             // Only when empty: never remove anything but what this run created.

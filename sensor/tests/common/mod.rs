@@ -53,7 +53,17 @@ impl Sensor {
         Self::start_with(mode, extra, false, false)
     }
 
+    /// Starts the sensor writing OCSF lines (`--output ocsf:FILE`), optionally with bpf()
+    /// denied; `read_events(&s.output)` then returns OCSF events.
+    pub fn start_ocsf(mode: &str, extra: &[&str], deny_bpf: bool) -> Sensor {
+        Self::spawn(mode, extra, deny_bpf, true, true)
+    }
+
     fn start_with(mode: &str, extra: &[&str], deny_bpf: bool, to_file: bool) -> Sensor {
+        Self::spawn(mode, extra, deny_bpf, to_file, false)
+    }
+
+    fn spawn(mode: &str, extra: &[&str], deny_bpf: bool, to_file: bool, ocsf: bool) -> Sensor {
         use std::os::unix::process::CommandExt;
         let dir = std::env::temp_dir().join(marker("sensor-it"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -65,7 +75,10 @@ impl Sensor {
             unsafe { cmd.pre_exec(seccomp::deny_bpf) };
         }
         cmd.args(["run", "--mode", mode]);
-        if to_file {
+        if to_file && ocsf {
+            cmd.arg("--output")
+                .arg(format!("ocsf:{}", output.display()));
+        } else if to_file {
             cmd.arg("--output").arg(&output);
         }
         let child = cmd
@@ -91,9 +104,9 @@ impl Sensor {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             let ready = if to_file {
-                read_events(&self.output)
-                    .iter()
-                    .any(|e| e["kind"] == "sensor_health")
+                read_events(&self.output).iter().any(|e| {
+                    e["kind"] == "sensor_health" || e["metadata"]["event_code"] == "sensor_health"
+                })
             } else {
                 self.status_path().exists()
             };
