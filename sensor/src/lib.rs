@@ -12,6 +12,7 @@ pub mod limits;
 pub mod logging;
 pub mod output;
 pub mod probe;
+pub mod safefs;
 pub mod runtime;
 pub mod selfstat;
 pub mod ship;

@@ -1,5 +1,4 @@
 //! Reading and writing the status file, and checking the process that wrote it.
-use std::io::Write as _;
 use std::path::Path;
 
 use super::{snapshot::Status, StatusError};
@@ -12,21 +11,17 @@ pub fn write_atomic(path: &Path, status: &Status) -> Result<(), StatusError> {
         path: path.display().to_string(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Created 0755 if missing; refused if another user owns it or could rename the
+        // file in it (a sticky directory such as /tmp is fine: see write_atomic).
+        crate::safefs::ensure_parent(dir).map_err(|e| err(e.into_io()))?;
     }
-    let tmp = path.with_extension("json.tmp");
-    let body = serde_json::to_vec_pretty(status).map_err(|e| err(std::io::Error::other(e)))?;
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    let mut body = serde_json::to_vec_pretty(status).map_err(|e| err(std::io::Error::other(e)))?;
+    body.push(b'\n');
     // Explicitly world-readable, whatever the umask (the systemd unit sets 0077), so that
-    // `sensor status` works for any user.
-    use std::os::unix::fs::PermissionsExt as _;
-    f.set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(err)?;
-    f.write_all(&body).map_err(err)?;
-    f.write_all(b"\n").map_err(err)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(err)
+    // `sensor status` works for any user; `<path>.tmp` is created O_EXCL | O_NOFOLLOW, so a
+    // link planted there or at `path` redirects nothing.
+    crate::safefs::write_atomic(path, &body, 0o644).map_err(|e| err(e.into_io()))
 }
 
 pub fn read(path: &Path) -> Result<Status, StatusError> {

@@ -102,6 +102,8 @@ impl StatusWriter {
                 spool_oldest_age_s: (oldest > 0)
                     .then(|| (unix_now() - oldest as f64 / 1000.0).max(0.0)),
                 events_acked: st.events_acked.load(Relaxed),
+                spool_unwritten_events: st.spool_unwritten_events.load(Relaxed),
+                spool_error: st.spool_error(),
             }
         });
         let mut s = Status {
