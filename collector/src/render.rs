@@ -28,7 +28,8 @@ pub fn short_time(ns: i64) -> String {
 /// Whether `c` can move the cursor, clear or recolour the screen, or reorder what follows:
 /// C0 controls, DEL, C1 controls and the Unicode bidirectional overrides.
 fn is_terminal_control(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// The escape for one control character: `\e`, `\n`, `\r`, `\t`, `\b`, else `\xNN` (C0,
@@ -204,16 +205,18 @@ pub fn table(rows: &[Stored]) -> String {
         let session = p
             .and_then(|p| p.session)
             .or_else(|| ev.login.as_ref().and_then(|l| l.session));
-        cells.push([
-            short_time(ev.time_unix_ns),
-            ev.host.clone(),
-            kind_name(Kind::try_from(ev.kind).unwrap_or(Kind::Unspecified)).into(),
-            opt(p.map(|p| p.pid)),
-            opt(p.map(|p| p.uid)),
-            opt(session),
-            detail(ev),
-        ]
-        .map(|c| terminal_safe(&c).into_owned()));
+        cells.push(
+            [
+                short_time(ev.time_unix_ns),
+                ev.host.clone(),
+                kind_name(Kind::try_from(ev.kind).unwrap_or(Kind::Unspecified)).into(),
+                opt(p.map(|p| p.pid)),
+                opt(p.map(|p| p.uid)),
+                opt(session),
+                detail(ev),
+            ]
+            .map(|c| terminal_safe(&c).into_owned()),
+        );
     }
     let mut widths = [0usize; 6];
     for row in &cells {
@@ -289,6 +292,26 @@ mod tests {
         let j = stored_json(&stored(exit));
         assert_eq!(j["sensor_id"], "s");
         assert_eq!(j["exit"]["signal"], 9);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(terminal_safe("plain /tmp/a b"), "plain /tmp/a b");
+        assert_eq!(
+            terminal_safe("a\u{1b}[2J\r\u{8}\t\n\u{0}\u{7f}\u{9b}\u{202e}z"),
+            "a\\e[2J\\r\\b\\t\\n\\x00\\x7f\\u009b\\u202ez"
+        );
+        assert_eq!(shell_word("\u{1b}[2J it's \\"), "$'\\e[2J it\\'s \\\\'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        let ev = Event {
+            kind: Kind::ProcessExec as i32,
+            process: Some(sensor_proto::v1::Process {
+                exe: Some("/tmp/\u{1b}]0;x\u{7}".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(command_line(&ev), "/tmp/\\e]0;x\\x07");
     }
 
     #[test]

@@ -92,9 +92,13 @@ pub fn render_text(sessions: &[Session<'_>]) -> String {
                 if l.host.is_empty() && l.addr.is_empty() {
                     String::new()
                 } else {
-                    format!(" from {} {}", terminal_safe(&l.host), terminal_safe(&l.addr))
-                        .trim_end()
-                        .to_string()
+                    format!(
+                        " from {} {}",
+                        terminal_safe(&l.host),
+                        terminal_safe(&l.addr)
+                    )
+                    .trim_end()
+                    .to_string()
                 }
             )),
             None => o.push_str("  (no login record for this session)\n"),

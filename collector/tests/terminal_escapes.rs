@@ -90,7 +90,10 @@ async fn table_output_escapes_control_characters() {
         table.contains("$'\\e[2J\\e[1;1Hroot ok' $'fake\\rrow' $'back\\b\\bspace'"),
         "{table}"
     );
-    assert!(table.contains("$'bell\\x07del\\x7fc1\\u009b31m'"), "{table}");
+    assert!(
+        table.contains("$'bell\\x07del\\x7fc1\\u009b31m'"),
+        "{table}"
+    );
     assert!(table.contains("$'rtl\\u202etxt.exe'"), "{table}");
     assert!(table.contains("'it'\\''s \\ fine'"), "{table}");
     assert!(table.contains("create /tmp/\\e[2Jname\\nnext"), "{table}");
@@ -107,7 +110,10 @@ async fn table_output_escapes_control_characters() {
     // JSON output is unchanged: the exact strings, control characters and all.
     let rows = query(&c.db, &[]);
     assert_eq!(rows.len(), 3);
-    assert_eq!(rows[0]["process"]["argv"]["args"][1], exec.process.as_ref().unwrap().argv.as_ref().unwrap().args[1]);
+    assert_eq!(
+        rows[0]["process"]["argv"][1],
+        exec.process.as_ref().unwrap().argv.as_ref().unwrap().args[1]
+    );
     assert_eq!(rows[1]["file"]["path"], file.file.as_ref().unwrap().path);
     assert_eq!(rows[2]["login"]["user"], login.login.as_ref().unwrap().user);
     let raw_json = run_cli(&["query", "--db", db, "--json"]);

@@ -18,7 +18,9 @@
 //! - [`create_new`], [`open_existing`]: `O_NOFOLLOW` opens of spool segments.
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt,
+};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +110,10 @@ pub fn check_dir(path: &Path, mode: u32) -> Result<(), SafeFsError> {
         ));
     }
     if md.mode() & STICKY != 0 && md.mode() & GROUP_OTHER_WRITE != 0 {
-        return Err(refuse(path, "it is a shared directory (sticky, writable by others)"));
+        return Err(refuse(
+            path,
+            "it is a shared directory (sticky, writable by others)",
+        ));
     }
     if md.mode() & 0o7777 & !mode != 0 {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -143,7 +148,10 @@ fn check_trusted(path: &Path, dir: &Path) -> Result<(), SafeFsError> {
     let me = euid();
     let md = std::fs::metadata(dir).map_err(io("stat", dir))?;
     if !md.is_dir() {
-        return Err(refuse(path, format!("{} is not a directory", dir.display())));
+        return Err(refuse(
+            path,
+            format!("{} is not a directory", dir.display()),
+        ));
     }
     if md.uid() != 0 && md.uid() != me {
         return Err(refuse(
@@ -163,7 +171,9 @@ fn check_trusted(path: &Path, dir: &Path) -> Result<(), SafeFsError> {
 /// Before creating anything below `dir`: its nearest existing ancestor (itself included) and
 /// everything above that must be trusted, so nothing is made inside another user's tree.
 fn check_nearest_existing(path: &Path, dir: &Path) -> Result<(), SafeFsError> {
-    let Some(existing) = dir.ancestors().find(|a| !a.as_os_str().is_empty() && a.exists())
+    let Some(existing) = dir
+        .ancestors()
+        .find(|a| !a.as_os_str().is_empty() && a.exists())
     else {
         return Ok(()); // relative path below a missing cwd: creating fails anyway
     };
@@ -351,8 +361,14 @@ mod tests {
         write_atomic(&d.join("id"), b"new", 0o600).unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
         assert_eq!(std::fs::read(d.join("id")).unwrap(), b"new");
-        assert!(!std::fs::symlink_metadata(d.join("id")).unwrap().file_type().is_symlink());
-        assert_eq!(std::fs::metadata(d.join("id")).unwrap().mode() & 0o777, 0o600);
+        assert!(!std::fs::symlink_metadata(d.join("id"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            std::fs::metadata(d.join("id")).unwrap().mode() & 0o777,
+            0o600
+        );
         assert!(read(&d.join("out.json")).is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }

@@ -24,7 +24,13 @@ impl Tmpfs {
     fn mount(at: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(at).unwrap();
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(at)
             .status()
             .unwrap();
@@ -139,7 +145,14 @@ fn full_disk_loses_no_event_once_space_returns() {
     let status_path = dir.path().join("status.json");
     let log = dir.path().join("sensor.log");
     let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
-        .args(["run", "--mode", "ebpf", "--health-interval", "1", "--config"])
+        .args([
+            "run",
+            "--mode",
+            "ebpf",
+            "--health-interval",
+            "1",
+            "--config",
+        ])
         .arg(&cfg)
         .arg("--status")
         .arg(&status_path)
@@ -187,8 +200,7 @@ fn full_disk_loses_no_event_once_space_returns() {
     });
     eprintln!(
         "disk full: {} events held in memory: {}",
-        s["output"]["collector"]["spool_unwritten_events"],
-        s["output"]["collector"]["spool_error"]
+        s["output"]["collector"]["spool_unwritten_events"], s["output"]["collector"]["spool_error"]
     );
     assert!(
         sensor.log().contains("keeping it in memory and retrying"),
@@ -225,14 +237,22 @@ fn full_disk_loses_no_event_once_space_returns() {
     }
     let missing: Vec<usize> = (0..N).filter(|&i| seen[i] == 0).collect();
     let doubled: Vec<usize> = (0..N).filter(|&i| seen[i] > 1).collect();
-    assert!(missing.is_empty(), "{} execs lost: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} execs lost: {missing:?}",
+        missing.len()
+    );
     assert!(doubled.is_empty(), "stored twice: {doubled:?}");
 
     let s = status(&status_path);
     let drops = &s["drops"];
     assert_eq!(drops["spool_write_errors"].as_u64(), Some(0), "{s}");
     assert_eq!(drops["spool_corrupt_batches"].as_u64(), Some(0), "{s}");
-    assert!(!sensor.log().contains("torn or corrupt"), "{}", sensor.log());
+    assert!(
+        !sensor.log().contains("torn or corrupt"),
+        "{}",
+        sensor.log()
+    );
     sensor.stop();
     col.stop();
     drop(fs);

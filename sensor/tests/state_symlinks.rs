@@ -30,7 +30,12 @@ fn as_nobody(argv: &[&str]) {
 }
 
 fn plant_link(target: &Path, link: &Path) {
-    as_nobody(&["/bin/ln", "-s", target.to_str().unwrap(), link.to_str().unwrap()]);
+    as_nobody(&[
+        "/bin/ln",
+        "-s",
+        target.to_str().unwrap(),
+        link.to_str().unwrap(),
+    ]);
 }
 
 /// A root-owned, world-writable sticky directory, like /tmp.
@@ -178,7 +183,12 @@ fn output_file_links_fifos_and_foreign_files_are_refused() {
     Run::start(
         base,
         "out-link",
-        &["--output", out.to_str().unwrap(), "--status", status.to_str().unwrap()],
+        &[
+            "--output",
+            out.to_str().unwrap(),
+            "--status",
+            status.to_str().unwrap(),
+        ],
     )
     .assert_refused(&out);
     assert_victim_intact(&v);
@@ -188,7 +198,12 @@ fn output_file_links_fifos_and_foreign_files_are_refused() {
     Run::start(
         base,
         "out-fifo",
-        &["--output", fifo.to_str().unwrap(), "--status", status.to_str().unwrap()],
+        &[
+            "--output",
+            fifo.to_str().unwrap(),
+            "--status",
+            status.to_str().unwrap(),
+        ],
     )
     .assert_refused(&fifo);
 
@@ -198,7 +213,12 @@ fn output_file_links_fifos_and_foreign_files_are_refused() {
     Run::start(
         base,
         "out-theirs",
-        &["--output", theirs.to_str().unwrap(), "--status", status.to_str().unwrap()],
+        &[
+            "--output",
+            theirs.to_str().unwrap(),
+            "--status",
+            status.to_str().unwrap(),
+        ],
     )
     .assert_refused(&theirs);
     assert_eq!(std::fs::metadata(&theirs).unwrap().len(), 0);
@@ -209,7 +229,12 @@ fn output_file_links_fifos_and_foreign_files_are_refused() {
     Run::start(
         base,
         "out-nobody-dir",
-        &["--output", into.to_str().unwrap(), "--status", status.to_str().unwrap()],
+        &[
+            "--output",
+            into.to_str().unwrap(),
+            "--status",
+            status.to_str().unwrap(),
+        ],
     )
     .assert_refused(&into);
     assert_empty_dir(&ndir);
@@ -232,7 +257,12 @@ fn status_file_links_redirect_nothing() {
     let run = Run::start(
         base,
         "status",
-        &["--output", out.to_str().unwrap(), "--status", status.to_str().unwrap()],
+        &[
+            "--output",
+            out.to_str().unwrap(),
+            "--status",
+            status.to_str().unwrap(),
+        ],
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -253,7 +283,11 @@ fn status_file_links_redirect_nothing() {
     let md = std::fs::symlink_metadata(&status).unwrap();
     assert!(md.is_file());
     assert_eq!(md.uid(), 0);
-    assert_eq!(md.mode() & 0o7777, 0o644, "status file stays world-readable");
+    assert_eq!(
+        md.mode() & 0o7777,
+        0o644,
+        "status file stays world-readable"
+    );
     let text = std::fs::read_to_string(&status).unwrap();
     assert!(text.contains("\"pid\""), "{text}");
     assert_victim_intact(&v1);
@@ -352,7 +386,11 @@ fn loose_root_spool_is_tightened() {
         if let Some(p) = found {
             break p;
         }
-        assert!(Instant::now() < deadline, "no segment written: {}", run.log());
+        assert!(
+            Instant::now() < deadline,
+            "no segment written: {}",
+            run.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;

@@ -262,7 +262,10 @@ impl ShipStats {
             ("spool_bytes", self.spool_bytes.load(Relaxed)),
             ("spool_rescued_exits", self.rescued_exits.load(Relaxed)),
             ("spool_unwritten", self.spool_unwritten_events.load(Relaxed)),
-            ("spool_write_failures", self.spool_write_failures.load(Relaxed)),
+            (
+                "spool_write_failures",
+                self.spool_write_failures.load(Relaxed),
+            ),
             ("ship_connects", self.connects.load(Relaxed)),
             ("ship_connect_failures", self.connect_failures.load(Relaxed)),
         ]
