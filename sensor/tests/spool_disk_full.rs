@@ -1,5 +1,5 @@
 //! The real sensor's spool on a tiny filesystem filled to the last byte loses no event once
-//! space returns: a 512 KiB tmpfs holds the spool, the collector is down, the disk is filled
+//! space returns: a 4 MiB tmpfs holds the spool, the collector is down, the disk is filled
 //! until a 1-byte write fails, a marker workload runs; the status file shows the spool
 //! cannot be written and how many events wait in memory; space is freed, the collector comes
 //! up, and every marker exec arrives exactly once, with no write error or corrupt frame
@@ -130,7 +130,7 @@ fn full_disk_loses_no_event_once_space_returns() {
     }
     const N: usize = 300;
     let dir = TempDir::new("diskfull");
-    let fs = Tmpfs::mount(&dir.path().join("fs"), "512k");
+    let fs = Tmpfs::mount(&dir.path().join("fs"), "4m");
     let spool = fs.0.join("spool");
     let port = free_port();
     let cfg = dir.path().join("sensor.toml");
