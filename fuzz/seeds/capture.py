@@ -10,10 +10,11 @@ input format documents. Run again to refresh; the files are small and checked in
                    a unique key, deleted again), acks; plus record datagrams rebuilt from the
                    captured fixture sensor/src/sources/audit/fixtures/session.txt
   audit_records    the same fixture in the audit_records target's [selector][len][payload] form
-  conntrack_msg    a ctnetlink dump of the conntrack table (when nf_conntrack is loaded)
+  conntrack_msg    ctnetlink NEW/DESTROY events and a dump for one entry inserted (and deleted)
+                   with the conntrack tool
   fanotify_parse   fanotify read buffers (fd mode and FID mode) for a workload
   procfs_parse     /proc/<pid>/{stat,cmdline,status,cgroup,uid_map} of this script and a child
-  utmp_parse       the first records of /var/log/wtmp
+  utmp_parse       the first records of /var/log/wtmp (if empty: records util-linux writes)
   redact_argv      /proc/<pid>/cmdline of workload processes holding secrets (and not)
   spool_scan / collector_ingest   see capture-spool (needs a sensor run; in scripts/fuzz-seeds)
 """
@@ -278,15 +279,53 @@ def procfs():
     return n
 
 
+UTMP_SESSION = """\
+[2] [00000] [~~  ] [reboot  ] [~           ] [6.1.0-18-amd64      ] [0.0.0.0        ] [2026-12-06T04:34:00,000000+00:00]
+[7] [01234] [ts/0] [alice   ] [pts/0       ] [192.0.2.7           ] [192.0.2.7      ] [2026-12-06T04:35:00,123456+00:00]
+[8] [01234] [ts/0] [        ] [pts/0       ] [                    ] [0.0.0.0        ] [2026-12-06T04:36:00,000000+00:00]
+[6] [01300] [    ] [root    ] [ssh:notty   ] [2001:db8::1         ] [2001:db8::1    ] [2026-12-06T04:37:00,000000+00:00]
+"""
+
+
 def utmp():
     try:
         with open("/var/log/wtmp", "rb") as f:
             data = f.read(384 * 6)
     except OSError:
-        return 0
-    if data:
-        save("utmp_parse", "wtmp-head", data)
+        data = b""
+    if not data:
+        # An empty wtmp (containers): util-linux writes a boot, a login, its logout and a
+        # failed ssh login in the C library's record layout.
+        data = subprocess.run(["utmpdump", "-r"], input=UTMP_SESSION.encode(),
+                              capture_output=True, check=True).stdout
+    save("utmp_parse", "wtmp-head", data)
     return len(data) // 384
+
+
+def conntrack_insert():
+    """A real ctnetlink NEW event and dump entry: one conntrack entry inserted with the
+    conntrack tool (TEST-NET addresses), captured from the multicast group, then deleted."""
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)
+    s.bind((0, 1 | 4))  # NFNLGRP_CONNTRACK_NEW | NFNLGRP_CONNTRACK_DESTROY
+    entry = ["-p", "tcp", "-s", "192.0.2.1", "-d", "198.51.100.2", "--sport", "40000",
+             "--dport", "443"]
+    subprocess.run(["conntrack", "-I", *entry, "--state", "ESTABLISHED", "-t", "30",
+                    "-u", "ASSURED"], check=True, capture_output=True)
+    n = 0
+    try:
+        s.settimeout(1.0)
+        save("conntrack_msg", "event-new", b"\0" + s.recv(65536))
+        n += 1
+        n += conntrack()
+    finally:
+        subprocess.run(["conntrack", "-D", *entry], capture_output=True)
+    try:
+        save("conntrack_msg", "event-destroy", b"\0" + s.recv(65536))
+        n += 1
+    except socket.timeout:
+        pass
+    s.close()
+    return n
 
 
 # Command lines the redactor must handle (the issue 16 gaps and ordinary neighbours), run for
@@ -329,6 +368,6 @@ if __name__ == "__main__":
         sys.exit("capture.py: run as root (netlink audit, connector, fanotify)")
     for name, f in [("proc_connector", proc_connector), ("inotify_events", inotify),
                     ("audit_replies", audit), ("audit fixture", audit_fixture),
-                    ("conntrack_msg", conntrack), ("fanotify_parse", fanotify),
+                    ("conntrack_msg", conntrack_insert), ("fanotify_parse", fanotify),
                     ("procfs_parse", procfs), ("utmp_parse", utmp), ("redact_argv", redact)]:
         print(f"{name}: {f()}")
