@@ -5,6 +5,7 @@ use sensor_proto::names::kind_name;
 use sensor_proto::time::format_rfc3339_nanos;
 use sensor_proto::v1::{Event, Kind, Login};
 use serde_json::Value;
+use std::borrow::Cow;
 
 use crate::store::query::Stored;
 
@@ -50,13 +51,66 @@ pub fn short_time(ns: i64) -> String {
     format!("{}Z", &full[..23])
 }
 
-/// Quotes an argument when a shell would need it.
+/// Whether `c` can move the cursor, clear or recolour the screen, or reorder what follows:
+/// C0 controls, DEL, C1 controls and the Unicode bidirectional overrides.
+fn is_terminal_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The escape for one control character: `\e`, `\n`, `\r`, `\t`, `\b`, else `\xNN` (C0,
+/// DEL) or `\uNNNN` (C1, bidi), as bash's `$'...'` reads them.
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\x1b' => out.push_str("\\e"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\x08' => out.push_str("\\b"),
+        c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+        c => out.push_str(&format!("\\u{:04x}", c as u32)),
+    }
+}
+
+/// A field from a monitored host, safe to print on the analyst's terminal: every control
+/// character is shown as its escape, so a hostile argv, path or login field cannot clear the
+/// screen, move the cursor or rewrite earlier rows. Text without controls is returned as is.
+pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_terminal_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_terminal_control(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Quotes an argument when a shell would need it; one holding control characters is
+/// written in bash's `$'...'` form with the controls escaped, so it stays pasteable and
+/// inert on a terminal.
 pub fn shell_word(a: &str) -> String {
     if !a.is_empty()
         && a.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c))
     {
         a.to_string()
+    } else if a.chars().any(is_terminal_control) {
+        let mut out = String::from("$'");
+        for c in a.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                c if is_terminal_control(c) => push_escaped(&mut out, c),
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        out
     } else {
         format!("'{}'", a.replace('\'', "'\\''"))
     }
@@ -98,7 +152,7 @@ pub fn command_line(ev: &Event) -> String {
             }
             s
         }
-        _ => p.exe.clone().unwrap_or_else(|| p.comm.clone()),
+        _ => terminal_safe(p.exe.as_deref().unwrap_or(&p.comm)).into_owned(),
     }
 }
 
@@ -190,15 +244,18 @@ pub fn table(rows: &[Stored]) -> String {
         let session = p
             .and_then(|p| p.session)
             .or_else(|| ev.login.as_ref().and_then(|l| l.session));
-        cells.push([
-            short_time(ev.time_unix_ns),
-            ev.host.clone(),
-            kind_name(Kind::try_from(ev.kind).unwrap_or(Kind::Unspecified)).into(),
-            opt(p.map(|p| p.pid)),
-            opt(p.map(|p| p.uid)),
-            opt(session),
-            detail(ev),
-        ]);
+        cells.push(
+            [
+                short_time(ev.time_unix_ns),
+                ev.host.clone(),
+                kind_name(Kind::try_from(ev.kind).unwrap_or(Kind::Unspecified)).into(),
+                opt(p.map(|p| p.pid)),
+                opt(p.map(|p| p.uid)),
+                opt(session),
+                detail(ev),
+            ]
+            .map(|c| terminal_safe(&c).into_owned()),
+        );
     }
     let mut widths = [0usize; 6];
     for row in &cells {
@@ -278,6 +335,26 @@ mod tests {
         let line = stored_line(&stored(exit));
         assert_eq!(serde_json::from_slice::<Value>(&line).unwrap(), j);
         assert!(line.ends_with(b"\"}\n"));
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(terminal_safe("plain /tmp/a b"), "plain /tmp/a b");
+        assert_eq!(
+            terminal_safe("a\u{1b}[2J\r\u{8}\t\n\u{0}\u{7f}\u{9b}\u{202e}z"),
+            "a\\e[2J\\r\\b\\t\\n\\x00\\x7f\\u009b\\u202ez"
+        );
+        assert_eq!(shell_word("\u{1b}[2J it's \\"), "$'\\e[2J it\\'s \\\\'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        let ev = Event {
+            kind: Kind::ProcessExec as i32,
+            process: Some(sensor_proto::v1::Process {
+                exe: Some("/tmp/\u{1b}]0;x\u{7}".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(command_line(&ev), "/tmp/\\e]0;x\\x07");
     }
 
     #[test]

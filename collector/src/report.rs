@@ -142,7 +142,7 @@ fn detail(ev: &Event) -> String {
         Kind::Login | Kind::Logout | Kind::LoginFailed => ev
             .login
             .as_ref()
-            .map_or(String::new(), |l| crate::render::login_text(l)),
+            .map_or(String::new(), crate::render::login_text),
         Kind::SensorHealth | Kind::Unspecified => String::new(),
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sensor_proto::v1::{Event, Kind};
 use serde_json::{json, Value};
 
-use crate::render::{command_line, login_text, short_time, stored_json};
+use crate::render::{command_line, login_text, short_time, stored_json, terminal_safe};
 use crate::store::query::Stored;
 
 /// The kinds a timeline is made of.
@@ -78,16 +78,16 @@ pub fn render_text(sessions: &[Session<'_>]) -> String {
     for s in sessions {
         o.push_str(&format!(
             "host {}  session {}  user {}  ({} commands)\n",
-            s.host,
+            terminal_safe(&s.host),
             s.session,
-            user_of(s),
+            terminal_safe(&user_of(s)),
             s.commands.len()
         ));
         match s.login.and_then(|l| l.event.login.as_ref().map(|x| (l, x))) {
             Some((st, l)) => o.push_str(&format!(
                 "  {}  login  {}\n",
                 short_time(st.event.time_unix_ns),
-                login_text(l)
+                terminal_safe(&login_text(l))
             )),
             None => o.push_str("  (no login record for this session)\n"),
         }

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod output;
 pub mod probe;
 pub mod runtime;
+pub mod safefs;
 pub mod selfstat;
 pub mod ship;
 pub mod sources;

@@ -8,19 +8,23 @@
 //! - tool-specific flags ([`BUILTIN_TOOLS`]): `mysql -psecret` / `-p secret`, `sshpass -p`,
 //!   `redis-cli -a`, `ldapsearch -w`, `sqlcmd -P`, `zip -P`, `7z -psecret`, `openssl -pass
 //!   pass:x`, `keytool -storepass`, `docker login -p`, `curl -u user:x`, `smbclient -U user%x`,
-//!   `xfreerdp /p:x`, `useradd -p HASH`, `htpasswd -b FILE USER PASS`, `vault login TOKEN`;
+//!   `xfreerdp /p:x`, `useradd -p HASH`, `htpasswd -b FILE USER PASS`, `vault login TOKEN`,
+//!   `openssl enc -K HEX`, `az login -p x`, `nmcli ... password x` / `wifi-sec.psk x`, the
+//!   Oracle logon `sqlplus user/x@db` (also `rman target user/x`, `expdp userid=user/x`);
 //!   the tool is recognised anywhere in argv (`sudo mysql ...`, `timeout 5 sshpass ...`);
 //! - assignments `NAME=value` where NAME ends in PASSWORD / PASSWD / PASSPHRASE / SECRET /
-//!   TOKEN / API_KEY / ACCESS_KEY / PRIVATE_KEY / CREDENTIALS / _PWD / _PASS (any case, also
-//!   inside an argument: `-e DB_PASSWORD=x`, `--from-literal=password=x`, `?token=x&`);
+//!   TOKEN / API_KEY / ACCESS_KEY / PRIVATE_KEY / CREDENTIALS / _PWD / _PASS / _PW, or is PW
+//!   (any case, also inside an argument: `-e DB_PASSWORD=x`, `--from-literal=password=x`,
+//!   `?token=x&`), and the same names as JSON keys (`curl -d '{"password":"x"}'`);
 //! - `Authorization:` / `Proxy-Authorization:` header values (scheme kept), `Cookie:`,
-//!   `X-Api-Key:`-style headers, `bearer <token>`;
+//!   `X-Api-Key:`-style headers (any `X-...-Key|Token|Secret|Password|Auth`), `bearer <token>`;
 //! - AWS access key ids (`AKIA…`, `ASIA…`) and, when argv holds one or names the AWS secret
 //!   key, 40-character base64 strings; `aws configure set aws_secret_access_key X`,
 //!   `git config x.token X`, `npm config set …:_authToken X`;
 //! - URL credentials (`scheme://user:password@host`, `redis://:password@host`);
 //! - well-known token formats: GitHub (`ghp_…`, `github_pat_…`), GitLab (`glpat-…`), Slack
-//!   (`xox?-…`), Stripe (`sk_live_…`), JWTs, PEM private key bodies;
+//!   (`xox?-…`), Stripe (`sk_live_…`), JWTs, PEM private key bodies, Slack and Discord
+//!   webhook URLs (the path after `hooks.slack.com/services/`);
 //! - configurable extra regexes, extra secret option names and extra tools.
 //!
 //! Arguments containing whitespace (`sh -c "mysql -psecret db"`) are also split shell-style
@@ -92,6 +96,8 @@ enum Style {
     Value,
     /// Attached only (`7z -psecret`; a bare `-p` prompts).
     Attached,
+    /// The next argument only (`openssl -K HEX`: `-kfile`, `-keyform` are other options).
+    Separate,
     /// `user:secret` -> `user:[REDACTED]` (attached or next; no colon: untouched).
     AfterColon,
     /// `user%secret` -> `user%[REDACTED]`.
@@ -109,6 +115,11 @@ enum Special {
     HtpasswdBatch,
     /// `vault login TOKEN`: the first positional after `login`.
     VaultLogin,
+    /// Oracle tools: the password of a `user/password[@db]` logon, as the first positional
+    /// or after `target` / `catalog` / `auxiliary`, or in `userid=user/password`.
+    OracleLogon,
+    /// nmcli: the value after `password`, `*.psk`, `*.password`, `*.wep-key0..3`.
+    Nmcli,
 }
 
 #[derive(Debug, Clone)]
@@ -207,7 +218,8 @@ pub const BUILTIN_TOOLS: &[BuiltinTool] = &[
             ("-pass", "openssl"),
             ("-passin", "openssl"),
             ("-passout", "openssl"),
-            ("-k", "value"),
+            ("-k", "separate"),
+            ("-K", "separate"),
         ],
     ),
     (
@@ -272,11 +284,21 @@ pub const BUILTIN_TOOLS: &[BuiltinTool] = &[
     (&["useradd", "usermod"], None, &[("-p", "value")]),
     (&["htpasswd"], None, &[]),
     (&["vault", "bao"], Some("login"), &[]),
+    (&["az"], Some("login"), &[("-p", "value")]),
+    (
+        &[
+            "sqlplus", "sqlldr", "expdp", "impdp", "exp", "imp", "rman", "dgmgrl",
+        ],
+        None,
+        &[],
+    ),
+    (&["nmcli"], None, &[]),
 ];
 
 fn style_of(s: &str) -> Style {
     match s {
         "attached" => Style::Attached,
+        "separate" => Style::Separate,
         "colon" => Style::AfterColon,
         "percent" => Style::AfterPercent,
         "openssl" => Style::OpensslPass,
@@ -289,7 +311,16 @@ fn style_of(s: &str) -> Style {
 const BUILTIN_PATTERNS: &[(&str, usize)] = &[
     // NAME=value assignments (env, query strings, -D properties, k8s literals).
     (
-        r#"(?i)(?:^|[^A-Za-z0-9_])[A-Za-z0-9_]*(?:password|passwd|passphrase|secret|token|api_?key|access_?key|private_?key|auth_?key|credentials?|_pwd|_pass)=('[^']*'?|"[^"]*"?|[^\s'"&;|]+)"#,
+        r#"(?i)(?:^|[^A-Za-z0-9_])[A-Za-z0-9_]*(?:password|passwd|passphrase|secret|token|api_?key|access_?key|private_?key|auth_?key|credentials?|_pwd|_pass|_pw)=('[^']*'?|"[^"]*"?|[^\s'"&;|]+)"#,
+        1,
+    ),
+    (
+        r#"(?i)(?:^|[^A-Za-z0-9_])pw=('[^']*'?|"[^"]*"?|[^\s'"&;|]+)"#,
+        1,
+    ),
+    // The same names as JSON keys with a string value.
+    (
+        r#"(?i)"[A-Za-z0-9_\-]*(?:password|passwd|passphrase|secret|token|api_?key|access_?key|private_?key|auth_?key|credentials?|_pwd|_pass|_pw)"\s*:\s*"((?:[^"\\]|\\.)*)""#,
         1,
     ),
     // Authorization headers: keep the scheme.
@@ -299,7 +330,7 @@ const BUILTIN_PATTERNS: &[(&str, usize)] = &[
     ),
     // Other credential headers.
     (
-        r#"(?i)\b(?:x-api-key|x-auth-token|x-access-token|api-key|private-token|x-vault-token|x-amz-security-token|cookie)\s*:\s*([^'"\r\n]+)"#,
+        r#"(?i)\b(?:x-[a-z0-9-]*(?:key|token|secret|password|auth)|api-key|private-token|cookie)\s*:\s*([^'"\r\n]+)"#,
         1,
     ),
     // bearer <token>
@@ -314,6 +345,15 @@ const BUILTIN_PATTERNS: &[(&str, usize)] = &[
     (r"\b(glpat-[A-Za-z0-9_\-]{20,})", 1),
     (r"\b(xox[abposr]-[A-Za-z0-9\-]{10,})", 1),
     (r"\b((?:sk|rk)_live_[A-Za-z0-9]{16,})", 1),
+    // Webhook URLs: the path is the credential.
+    (
+        r"\bhooks\.slack\.com/(?:services|workflows|triggers)/([A-Za-z0-9_/\-]+)",
+        1,
+    ),
+    (
+        r"\bdiscord(?:app)?\.com/api/webhooks/[0-9]+/([A-Za-z0-9_\-]+)",
+        1,
+    ),
     (
         r"\b(eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})",
         1,
@@ -551,6 +591,8 @@ impl Redactor {
                 let special = match names[0] {
                     "htpasswd" => Special::HtpasswdBatch,
                     "vault" => Special::VaultLogin,
+                    "sqlplus" => Special::OracleLogon,
+                    "nmcli" => Special::Nmcli,
                     _ => Special::None,
                 };
                 tools.push(Tool {
@@ -822,6 +864,28 @@ impl Redactor {
                         i = end;
                         continue;
                     }
+                    Special::OracleLogon if !text.starts_with('-') => {
+                        let after_keyword = i > 0
+                            && matches!(
+                                toks[i - 1].text.to_ascii_lowercase().as_str(),
+                                "target" | "catalog" | "auxiliary"
+                            );
+                        if positional == 0 || after_keyword || text.contains('=') {
+                            if let Some(r) = oracle_logon_password(text) {
+                                edits.push((t.arg, t.at + r.start..t.at + r.end));
+                            }
+                        }
+                        positional += 1;
+                        i += 1;
+                        continue;
+                    }
+                    Special::Nmcli if nmcli_secret_key(strip_quotes(text)) => {
+                        if let Some(next) = toks.get(i + 1) {
+                            edits.push(whole(next));
+                        }
+                        i += 2;
+                        continue;
+                    }
                     Special::VaultLogin if !text.starts_with('-') && !text.contains('=') => {
                         if positional == 0 {
                             edits.push(whole(t));
@@ -881,6 +945,13 @@ impl Redactor {
                 if *style == Style::Attached {
                     return Some(1);
                 }
+                if *style == Style::Separate {
+                    if let Some(next) = toks.get(i + 1) {
+                        edits.push((next.arg, next.at..next.at + next.text.len()));
+                        return Some(2);
+                    }
+                    return Some(1);
+                }
                 let Some(next) = toks.get(i + 1) else {
                     return Some(1);
                 };
@@ -893,6 +964,9 @@ impl Redactor {
                 return Some(2);
             }
             // Attached: `-psecret`, `-pass=secret`. Single-letter flags only attach directly.
+            if *style == Style::Separate {
+                continue;
+            }
             if let Some(rest) = t.text.strip_prefix(f) {
                 let (skip, rest) = match rest.strip_prefix('=') {
                     Some(r) => (1, r),
@@ -962,7 +1036,7 @@ fn value_range(v: &str, style: Style) -> Option<Range<usize>> {
         return None;
     }
     match style {
-        Style::Value | Style::Attached | Style::Prefix => Some(0..v.len()),
+        Style::Value | Style::Attached | Style::Prefix | Style::Separate => Some(0..v.len()),
         Style::AfterColon => v
             .find(':')
             .map(|p| p + 1..v.len())
@@ -980,6 +1054,49 @@ fn value_range(v: &str, style: Style) -> Option<Range<usize>> {
                 .filter(|r| !r.is_empty())
         }
     }
+}
+
+/// The password in an Oracle logon `user/password[@connect]` (optionally after `userid=`,
+/// `target=`, `catalog=`): `None` for `/nolog`, `/`, `user@db` (prompts) or anything else.
+fn oracle_logon_password(t: &str) -> Option<Range<usize>> {
+    let inner = strip_quotes(t);
+    let base = t.find(inner).unwrap_or(0);
+    let (key_len, logon) = match inner.split_once('=') {
+        Some((k, v))
+            if ["userid", "target", "catalog", "auxiliary"]
+                .iter()
+                .any(|n| k.eq_ignore_ascii_case(n)) =>
+        {
+            (k.len() + 1, v)
+        }
+        Some(_) => return None,
+        None => (0, inner),
+    };
+    let (user, rest) = logon.split_once('/')?;
+    let user = user.trim_matches('"');
+    if user.is_empty()
+        || !user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_$#.".contains(&b))
+    {
+        return None;
+    }
+    let pw_len = rest.find('@').unwrap_or(rest.len());
+    if pw_len == 0 {
+        return None;
+    }
+    let start = base + key_len + (logon.len() - rest.len());
+    Some(start..start + pw_len)
+}
+
+/// nmcli property or keyword whose next argument is a secret.
+fn nmcli_secret_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    k == "password"
+        || k.ends_with(".psk")
+        || k.ends_with(".password")
+        || k.ends_with(".pin")
+        || (k.contains(".wep-key") && k.ends_with(|c: char| ('0'..='3').contains(&c)))
 }
 
 /// Replaces capture `group` of every match with `marker`; None when nothing matched.
@@ -1107,6 +1224,38 @@ mod tests {
         (&["sudo", "mysql", "-phunter2"], &["sudo", "mysql", "-p[REDACTED]"]),
         (&["timeout", "5", "sshpass", "-p", "pw", "ssh", "h"], &["timeout", "5", "sshpass", "-p", "[REDACTED]", "ssh", "h"]),
         (&["app", "--password=hunter2", "--token=t2"], &["app", "--password=[REDACTED]", "--token=[REDACTED]"]),
+        // JSON bodies.
+        (&["curl", "-d", r#"{"password":"hunter2"}"#, "https://x"], &["curl", "-d", r#"{"password":"[REDACTED]"}"#, "https://x"]),
+        (&["curl", "--data-raw", r#"{"user": "bob", "api_key": "hunter2", "n": 1}"#], &["curl", "--data-raw", r#"{"user": "bob", "api_key": "[REDACTED]", "n": 1}"#]),
+        (&["curl", "-d", r#"{"auth":{"clientSecret":"hunter2\"x"}}"#], &["curl", "-d", r#"{"auth":{"clientSecret":"[REDACTED]"}}"#]),
+        (&["sh", "-c", r#"curl -d '{"db_password":"hunter2"}' https://x"#], &["sh", "-c", r#"curl -d '{"db_password":"[REDACTED]"}' https://x"#]),
+        // Oracle logons.
+        (&["sqlplus", "scott/hunter2@orcl"], &["sqlplus", "scott/[REDACTED]@orcl"]),
+        (&["sqlplus", "-s", "scott/hunter2"], &["sqlplus", "-s", "scott/[REDACTED]"]),
+        (&["sqlplus", "sys/hunter2@//db:1521/svc", "as", "sysdba"], &["sqlplus", "sys/[REDACTED]@//db:1521/svc", "as", "sysdba"]),
+        (&["rman", "target", "sys/hunter2@prod", "catalog", "rc/hunter2@rcat"], &["rman", "target", "sys/[REDACTED]@prod", "catalog", "rc/[REDACTED]@rcat"]),
+        (&["expdp", "userid=scott/hunter2@orcl", "directory=d", "dumpfile=x.dmp"], &["expdp", "userid=scott/[REDACTED]@orcl", "directory=d", "dumpfile=x.dmp"]),
+        (&["sqlldr", "scott/hunter2", "control=load.ctl"], &["sqlldr", "scott/[REDACTED]", "control=load.ctl"]),
+        // nmcli.
+        (&["nmcli", "device", "wifi", "connect", "X", "password", "hunter2"], &["nmcli", "device", "wifi", "connect", "X", "password", "[REDACTED]"]),
+        (&["nmcli", "con", "modify", "home", "wifi-sec.psk", "hunter2"], &["nmcli", "con", "modify", "home", "wifi-sec.psk", "[REDACTED]"]),
+        (&["nmcli", "con", "add", "type", "wifi", "802-1x.password", "hunter2", "ssid", "corp"], &["nmcli", "con", "add", "type", "wifi", "802-1x.password", "[REDACTED]", "ssid", "corp"]),
+        // openssl raw key.
+        (&["openssl", "enc", "-aes-256-cbc", "-K", "00112233445566778899aabbccddeeff", "-iv", "0102"], &["openssl", "enc", "-aes-256-cbc", "-K", "[REDACTED]", "-iv", "0102"]),
+        (&["openssl", "enc", "-d", "-K", "hunter2"], &["openssl", "enc", "-d", "-K", "[REDACTED]"]),
+        // az.
+        (&["az", "login", "-u", "me@x.org", "-p", "hunter2"], &["az", "login", "-u", "me@x.org", "-p", "[REDACTED]"]),
+        (&["az", "login", "--service-principal", "-u", "app", "-p", "hunter2", "--tenant", "t"], &["az", "login", "--service-principal", "-u", "app", "-p", "[REDACTED]", "--tenant", "t"]),
+        // _PW names.
+        (&["env", "DB_PW=hunter2", "cmd"], &["env", "DB_PW=[REDACTED]", "cmd"]),
+        (&["env", "PW=hunter2", "cmd"], &["env", "PW=[REDACTED]", "cmd"]),
+        // Webhooks.
+        (&["curl", "-X", "POST", "https://hooks.slack.com/services/T0000000/B0000000/hunter2XXXXXXXXXXXXXXXX"], &["curl", "-X", "POST", "https://hooks.slack.com/services/[REDACTED]"]),
+        (&["curl", "https://discord.com/api/webhooks/123456/hunter2-abc_DEF"], &["curl", "https://discord.com/api/webhooks/123456/[REDACTED]"]),
+        // Credential headers by shape.
+        (&["curl", "-H", "X-Auth-Key: hunter2", "https://api.x"], &["curl", "-H", "X-Auth-Key: [REDACTED]", "https://api.x"]),
+        (&["curl", "-H", "X-Shopify-Access-Token: hunter2"], &["curl", "-H", "X-Shopify-Access-Token: [REDACTED]"]),
+        (&["sh", "-c", "curl -H 'X-Auth-Key: hunter2' -H 'X-Auth-Email: a@b.c' https://x"], &["sh", "-c", "curl -H 'X-Auth-Key: [REDACTED]' -H 'X-Auth-Email: a@b.c' https://x"]),
     ];
 
     /// Arguments that must come out unchanged.
@@ -1154,6 +1303,61 @@ mod tests {
         &["bash", "-c", "echo the token is in the file"],
         &["x", "-Wl,--as-needed"],
         &["python3", "-m", "http.server", "8000"],
+        // Ordinary neighbours of the rules added for issue 16.
+        &[
+            "curl",
+            "-d",
+            r#"{"user":"bob","tokens":5,"password_file":"/run/x"}"#,
+            "https://x",
+        ],
+        &[
+            "curl",
+            "-d",
+            r#"{"max_tokens": 100, "token_type": "bearer", "password": null}"#,
+        ],
+        &[
+            "curl",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Accept: */*",
+        ],
+        &[
+            "curl",
+            "-H",
+            "X-Request-Id: 5f2c",
+            "-H",
+            "X-Forwarded-For: 10.0.0.1",
+        ],
+        &["curl", "-H", "X-Auth-Email: a@b.c"],
+        &["sqlplus", "/nolog"],
+        &["sqlplus", "/", "as", "sysdba"],
+        &[
+            "sqlplus",
+            "-s",
+            "scott@orcl",
+            "@dir/run.sql",
+            "logs/out.txt",
+        ],
+        &["rman", "target", "/"],
+        &["nmcli", "device", "wifi", "connect", "X"],
+        &["nmcli", "connection", "show", "--active"],
+        &["openssl", "enc", "-kfile", "/etc/k", "-in", "f"],
+        &[
+            "openssl", "req", "-new", "-key", "k.pem", "-keyout", "x.pem", "-keyform", "PEM",
+        ],
+        &["az", "login"],
+        &["az", "vm", "list", "-p", "x"],
+        &[
+            "env",
+            "PWD=/home/u",
+            "HTTP_PROXY=http://p:3128",
+            "PW_LEN=8",
+            "cmd",
+        ],
+        &["curl", "https://hooks.example.com/services/T1/B2"],
+        &["curl", "https://api.slack.com/methods/chat.postMessage"],
+        &["make", "-C", "dir/sub"],
     ];
 
     #[test]

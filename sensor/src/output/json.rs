@@ -22,21 +22,23 @@ pub enum OutputError {
     },
 }
 
-/// Where events go: "-" (or "json") is stdout, anything else a file opened for append.
+/// Where events go: "-" (or "json") is stdout, anything else a file opened for append
+/// (created 0600; a symbolic link, FIFO, hard link or another user's file there is refused).
 /// An `ocsf` / `ocsf:PATH` target opens stdout / PATH (see [`super::ocsf::split_target`]).
 pub fn open(target: &str) -> Result<Box<dyn Write + Send>, OutputError> {
     let (_, target) = super::ocsf::split_target(target);
     if target == "-" || target == "json" {
         return Ok(Box::new(std::io::stdout()));
     }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(target)
-        .map_err(|source| OutputError::Open {
-            path: target.to_string(),
-            source,
-        })?;
+    let path = std::path::Path::new(target);
+    let err = |e: crate::safefs::SafeFsError| OutputError::Open {
+        path: target.to_string(),
+        source: e.into_io(),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::safefs::ensure_parent(dir).map_err(err)?;
+    }
+    let f = crate::safefs::open_append(path, 0o600).map_err(err)?;
     Ok(Box::new(f))
 }
 

@@ -6,26 +6,12 @@
 //! blocks and records the end of the reservation in `<spool>/seq` (written atomically and
 //! fsynced) before handing any of them out; after a restart in the same boot numbering
 //! continues above the last reservation. A gap of at most one block per restart is the cost.
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdError {
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> IdError + 'a {
-    move |source| IdError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
+    #[error(transparent)]
+    Fs(#[from] crate::safefs::SafeFsError),
 }
 
 pub const SENSOR_ID_FILE: &str = "sensor_id";
@@ -35,19 +21,24 @@ const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 /// Seq numbers reserved per write of the seq file.
 pub const SEQ_BLOCK: u64 = 1 << 20;
 
-/// Writes `data` to `path` via a temp file, fsync and rename (then fsyncs the directory).
+/// Writes `data` to `path` (mode 0600) via a temp file created with `O_EXCL | O_NOFOLLOW`,
+/// fsync and rename (then fsyncs the directory): a link planted at either name redirects
+/// nothing.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), IdError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(data).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("fsync", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io("rename", path))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+    Ok(crate::safefs::write_atomic(path, data, 0o600)?)
+}
+
+/// A file's text, not following a link in its place; `Ok(None)` when it does not exist.
+fn read_text(path: &Path) -> Result<Option<String>, IdError> {
+    match crate::safefs::read(path) {
+        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+        Err(crate::safefs::SafeFsError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(None)
         }
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
 /// A random id formatted like a UUID v4.
@@ -80,15 +71,16 @@ pub fn new_uuid() -> String {
 /// The sensor id stored in `dir`, created on first use.
 pub fn sensor_id(dir: &Path) -> Result<String, IdError> {
     let path = dir.join(SENSOR_ID_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() && s.trim().len() <= 128 => return Ok(s.trim().to_string()),
-        Ok(_) => {
+    match read_text(&path)? {
+        Some(s) if !s.trim().is_empty() && s.trim().len() <= 128 => {
+            return Ok(s.trim().to_string())
+        }
+        Some(_) => {
             tracing::warn!(path = %path.display(), "sensor id file is empty or invalid; making a new id")
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("read", &path)(e)),
+        None => {}
     }
-    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    crate::safefs::ensure_dir(dir, 0o700)?;
     let id = new_uuid();
     write_atomic(&path, format!("{id}\n").as_bytes())?;
     tracing::info!(sensor_id = %id, path = %path.display(), "created sensor id");
@@ -126,8 +118,8 @@ impl SeqAllocator {
     /// seq of this boot still in the spool); starts at 1 in a new boot.
     pub fn open(dir: &Path, boot_id: &str, seen_max: u64) -> Result<Self, IdError> {
         let path = dir.join(SEQ_FILE);
-        let last = match std::fs::read_to_string(&path) {
-            Ok(text) => match parse_seq_file(&text) {
+        let last = match read_text(&path)? {
+            Some(text) => match parse_seq_file(&text) {
                 Some((b, n)) if b == boot_id => n,
                 Some(_) => 0,
                 None => {
@@ -135,8 +127,7 @@ impl SeqAllocator {
                     0
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(io("read", &path)(e)),
+            None => 0,
         };
         let start = last.max(seen_max) + 1;
         let mut a = SeqAllocator {

@@ -200,11 +200,7 @@ impl ShipConfig {
     pub fn check(&self) -> Result<(), ShipError> {
         self.validate()?;
         client::TlsFiles::load(self)?;
-        std::fs::create_dir_all(&self.spool_dir).map_err(|source| spool::SpoolError::Io {
-            op: "create",
-            path: self.spool_dir.clone(),
-            source,
-        })?;
+        crate::safefs::ensure_dir(&self.spool_dir, 0o700).map_err(spool::SpoolError::from)?;
         Ok(())
     }
 }
@@ -240,8 +236,15 @@ pub struct ShipStats {
     pub evicted: [AtomicU64; spool::KIND_SLOTS],
     /// Exit events saved from an evicted segment by copying them to the tail.
     pub rescued_exits: AtomicU64,
-    /// Events lost because the spool could not be written (disk full, I/O error).
+    /// Events lost because the spool could not be written (a batch too large for it, or
+    /// still unwritten at exit).
     pub spool_write_errors: AtomicU64,
+    /// Events sealed into batches the spool could not take yet (disk full): held in memory
+    /// and retried.
+    pub spool_unwritten_events: AtomicU64,
+    /// Failed spool writes (each retry counts).
+    pub spool_write_failures: AtomicU64,
+    spool_error: Mutex<String>,
     /// Batches lost in corrupt or torn spool frames found at start (their event count is
     /// unknowable; a torn tail is the batch that was being written when the process died).
     pub spool_corrupt_batches: AtomicU64,
@@ -280,6 +283,11 @@ impl ShipStats {
             ("spool_pending", self.spool_pending_events.load(Relaxed)),
             ("spool_bytes", self.spool_bytes.load(Relaxed)),
             ("spool_rescued_exits", self.rescued_exits.load(Relaxed)),
+            ("spool_unwritten", self.spool_unwritten_events.load(Relaxed)),
+            (
+                "spool_write_failures",
+                self.spool_write_failures.load(Relaxed),
+            ),
             ("ship_connects", self.connects.load(Relaxed)),
             ("ship_connect_failures", self.connect_failures.load(Relaxed)),
             ("ship_acks_unknown", self.acks_unknown.load(Relaxed)),
@@ -288,6 +296,18 @@ impl ShipStats {
 
     pub fn set_last_error(&self, e: impl Into<String>) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.into();
+    }
+
+    pub fn set_spool_error(&self, e: String) {
+        *self.spool_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    /// Why the spool cannot be written now, empty when it can.
+    pub fn spool_error(&self) -> String {
+        self.spool_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The last connection or stream error, empty when none.

@@ -25,7 +25,7 @@
 //!   for eviction: those of an evicted segment are copied into a "rescued" batch at the
 //!   tail (process trees depend on them). A rescued batch evicted again is dropped.
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
@@ -54,6 +54,8 @@ pub enum SpoolError {
     },
     #[error("spool: a batch of {0} bytes can never fit")]
     TooLarge(u64),
+    #[error("spool: {0}")]
+    Fs(#[from] crate::safefs::SafeFsError),
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SpoolError + 'a {
@@ -301,7 +303,8 @@ impl Spool {
     /// Opens `dir` (creating it), recovering what an earlier run left.
     pub fn open(dir: &Path, opts: SpoolOptions) -> Result<(Spool, Recovery), SpoolError> {
         let seg_dir = dir.join("segments");
-        std::fs::create_dir_all(&seg_dir).map_err(io("create", &seg_dir))?;
+        crate::safefs::ensure_dir(dir, 0o700)?;
+        crate::safefs::ensure_dir(&seg_dir, 0o700)?;
         let mut ids: Vec<u64> = Vec::new();
         for entry in std::fs::read_dir(&seg_dir).map_err(io("read", &seg_dir))? {
             let entry = entry.map_err(io("read", &seg_dir))?;
@@ -345,7 +348,7 @@ impl Spool {
 
     fn recover_segment(&mut self, id: u64, rec: &mut Recovery) -> Result<(), SpoolError> {
         let path = self.dir.join(segment_name(id));
-        let data = std::fs::read(&path).map_err(io("read", &path))?;
+        let data = crate::safefs::read(&path)?;
         let (frames, good, torn) = scan_frames(&data);
         if torn {
             rec.truncated_bytes += (data.len() - good) as u64;
@@ -358,10 +361,7 @@ impl Spool {
             return Ok(());
         }
         if torn {
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(io("open", &path))?;
+            let f = crate::safefs::open_existing(&path, true)?;
             f.set_len(good as u64).map_err(io("truncate", &path))?;
             f.sync_all().map_err(io("fsync", &path))?;
         }
@@ -494,10 +494,25 @@ impl Spool {
         let policy = self.opts.fsync;
         let seg = self.segments.back_mut().expect("active segment exists");
         let file = seg.file.as_mut().expect("active segment is open");
-        file.write_all(&frame).map_err(io("write", &seg.path))?;
-        if policy == FsyncPolicy::Always {
-            file.sync_data().map_err(io("fdatasync", &seg.path))?;
-        } else {
+        let written = file.write_all(&frame).map_err(io("write", &seg.path));
+        let written = match written {
+            Ok(()) if policy == FsyncPolicy::Always => {
+                file.sync_data().map_err(io("fdatasync", &seg.path))
+            }
+            other => other,
+        };
+        if let Err(e) = written {
+            // A short write (disk full) leaves part of a frame: cut the file back to the
+            // last whole frame, so the next frame lands where the index says it is. If even
+            // that fails, the segment is closed (recovery cuts its torn tail) and the next
+            // frame starts a new one.
+            if file.set_len(seg.bytes).is_err() {
+                tracing::error!(path = %seg.path.display(), "cannot cut a partial frame; closing the segment");
+                seg.file = None;
+            }
+            return Err(e);
+        }
+        if policy != FsyncPolicy::Always {
             self.dirty = true;
         }
         seg.batches.push(BatchMeta {
@@ -523,13 +538,13 @@ impl Spool {
         let id = self.next_segment_id;
         self.next_segment_id += 1;
         let path = self.dir.join(segment_name(id));
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io("create", &path))?;
-        file.write_all(MAGIC).map_err(io("write", &path))?;
+        // O_EXCL | O_NOFOLLOW, 0600: spooled events are nobody else's to read.
+        let mut file = crate::safefs::create_new(&path, 0o600)?;
+        if let Err(e) = file.write_all(MAGIC) {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(io("write", &path)(e));
+        }
         if self.opts.fsync != FsyncPolicy::Never {
             // The new name must survive a power loss too.
             if let Ok(d) = File::open(&self.dir) {
@@ -727,7 +742,9 @@ impl Spool {
         let mut buf = vec![0u8; FRAME_HEADER + meta.len as usize];
         match &seg.file {
             Some(f) => f.read_exact_at(&mut buf, meta.offset),
-            None => File::open(&seg.path).and_then(|f| f.read_exact_at(&mut buf, meta.offset)),
+            None => crate::safefs::open_existing(&seg.path, false)
+                .map_err(crate::safefs::SafeFsError::into_io)
+                .and_then(|f| f.read_exact_at(&mut buf, meta.offset)),
         }
         .map_err(io("read", &seg.path))?;
         let flags = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
@@ -794,6 +811,7 @@ fn now_unix_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     /// A temp dir removed on drop (also when the test panics).
     struct Tmp(PathBuf);

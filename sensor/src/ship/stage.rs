@@ -14,6 +14,12 @@
 //! (at most 2 s), seals the open batch into the spool, then waits up to
 //! `drain_timeout_secs` for outstanding acknowledgements. What is still unacknowledged is
 //! sent after the next start.
+//!
+//! A batch the spool cannot take (disk full, I/O error) is not lost: it stays in memory,
+//! in order, and is written again every [`SPOOL_RETRY`] until the disk has room (the spool
+//! cuts a partial frame back first). While they hold `memory_cache_bytes` or more, intake
+//! pauses and the channel's own drop counting applies. The condition shows in health
+//! (`spool_unwritten`, `spool_write_failures`) and in the status file.
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -35,6 +41,8 @@ use crate::timefmt::{monotonic_now_ns, unix_now_ns};
 
 /// How long to keep reading after the shutdown signal while waiting for the channel to close.
 const INPUT_GRACE: Duration = Duration::from_secs(2);
+/// How often a batch the spool could not take is written again.
+const SPOOL_RETRY: Duration = Duration::from_secs(1);
 
 /// Runs until the input channel closes or `shutdown` turns true (then drains, see the
 /// module note). Fails only at start: bad config, unreadable TLS files, unusable spool.
@@ -59,11 +67,7 @@ pub async fn run_shipper(
         });
     }
     let dir = cfg.spool_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|source| super::spool::SpoolError::Io {
-        op: "create",
-        path: dir.clone(),
-        source,
-    })?;
+    crate::safefs::ensure_dir(&dir, 0o700).map_err(super::spool::SpoolError::from)?;
     let sensor_id = ids::sensor_id(&dir)?;
     let boot_id = ids::boot_id();
     let policy = FsyncPolicy::parse(&cfg.fsync).unwrap_or(FsyncPolicy::Interval)(
@@ -158,6 +162,9 @@ pub async fn run_shipper(
         cursor: None,
         cache: BTreeMap::new(),
         cache_bytes: 0,
+        unspooled: VecDeque::new(),
+        unspooled_bytes: 0,
+        retry_at: None,
     };
     stage.update_gauges();
     stage.run(rx, link_rx, caps_rx, shutdown).await;
@@ -222,6 +229,12 @@ struct Stage {
     /// the spool).
     cache: BTreeMap<u64, Vec<u8>>,
     cache_bytes: usize,
+    /// Sealed batches the spool could not take yet, oldest first (seqs assigned).
+    unspooled: VecDeque<pb::Batch>,
+    /// Their encoded size.
+    unspooled_bytes: usize,
+    /// When to write them again.
+    retry_at: Option<Instant>,
 }
 
 impl Stage {
@@ -260,7 +273,10 @@ impl Stage {
                         self.send_hello();
                     }
                 }
-                n = rx.recv_many(&mut buf, 1024), if input_open => {
+                _ = tokio::time::sleep_until(self.retry_at.unwrap_or(far)), if self.retry_at.is_some() => {
+                    self.flush_unspooled();
+                }
+                n = rx.recv_many(&mut buf, 1024), if input_open && self.unspooled_bytes < self.cfg.memory_cache_bytes => {
                     if n == 0 {
                         input_open = false;
                     } else {
@@ -314,10 +330,23 @@ impl Stage {
                 );
             }
             self.pump();
-            if drain_until.is_some() && self.spool.pending_batches() == 0 {
+            if drain_until.is_some()
+                && self.spool.pending_batches() == 0
+                && self.unspooled.is_empty()
+            {
                 tracing::info!("all batches acknowledged");
                 break;
             }
+        }
+        self.flush_unspooled();
+        if !self.unspooled.is_empty() {
+            let lost: u64 = self.unspooled.iter().map(|b| b.events.len() as u64).sum();
+            self.counters.write_errors.fetch_add(lost, Relaxed);
+            self.stats.spool_write_errors.fetch_add(lost, Relaxed);
+            tracing::error!(
+                events = lost,
+                "stopping with batches the spool never took; events lost"
+            );
         }
     }
 
@@ -375,23 +404,51 @@ impl Stage {
         }
         self.write_json_copy(&batch.events);
         batch.sent_unix_ns = unix_now_ns();
-        match self.spool.append(&mut batch) {
-            Ok(a) => {
-                self.counters.written.fetch_add(n, Relaxed);
-                self.stats.batches_spooled.fetch_add(1, Relaxed);
-                self.stats.events_spooled.fetch_add(n, Relaxed);
-                self.on_eviction(&a.eviction);
-                if self.cache_bytes + a.payload.len() <= self.cfg.memory_cache_bytes {
-                    self.cache_bytes += a.payload.len();
-                    self.cache.insert(a.batch_id, a.payload);
+        self.unspooled_bytes += batch.encoded_len();
+        self.unspooled.push_back(batch);
+        self.flush_unspooled();
+    }
+
+    /// Writes the batches waiting for the spool, oldest first, until one fails.
+    fn flush_unspooled(&mut self) {
+        while let Some(batch) = self.unspooled.front_mut() {
+            let n = batch.events.len() as u64;
+            match self.spool.append(batch) {
+                Ok(a) => {
+                    self.unspooled.pop_front();
+                    self.counters.written.fetch_add(n, Relaxed);
+                    self.stats.batches_spooled.fetch_add(1, Relaxed);
+                    self.stats.events_spooled.fetch_add(n, Relaxed);
+                    self.on_eviction(&a.eviction);
+                    if self.cache_bytes + a.payload.len() <= self.cfg.memory_cache_bytes {
+                        self.cache_bytes += a.payload.len();
+                        self.cache.insert(a.batch_id, a.payload);
+                    }
+                    if self.retry_at.take().is_some() {
+                        tracing::info!("the spool takes batches again");
+                        self.stats.set_spool_error(String::new());
+                    }
+                }
+                Err(e @ super::spool::SpoolError::TooLarge(_)) => {
+                    // Can never fit, whatever the disk: counted as lost.
+                    self.unspooled.pop_front();
+                    self.counters.write_errors.fetch_add(n, Relaxed);
+                    self.stats.spool_write_errors.fetch_add(n, Relaxed);
+                    tracing::error!(error = %e, events = n, "batch too large for the spool; events lost");
+                }
+                Err(e) => {
+                    self.stats.spool_write_failures.fetch_add(1, Relaxed);
+                    if self.retry_at.is_none() {
+                        tracing::error!(error = %e, events = n,
+                            "cannot write batch to the spool; keeping it in memory and retrying");
+                    }
+                    self.stats.set_spool_error(e.to_string());
+                    self.retry_at = Some(Instant::now() + SPOOL_RETRY);
+                    break;
                 }
             }
-            Err(e) => {
-                self.counters.write_errors.fetch_add(n, Relaxed);
-                self.stats.spool_write_errors.fetch_add(n, Relaxed);
-                tracing::error!(error = %e, events = n, "cannot write batch to the spool; events lost");
-            }
         }
+        self.unspooled_bytes = self.unspooled.iter().map(|b| b.encoded_len()).sum();
         self.update_gauges();
     }
 
@@ -539,6 +596,10 @@ impl Stage {
     }
 
     fn update_gauges(&self) {
+        self.stats.spool_unwritten_events.store(
+            self.unspooled.iter().map(|b| b.events.len() as u64).sum(),
+            Relaxed,
+        );
         self.stats
             .spool_bytes
             .store(self.spool.total_bytes(), Relaxed);

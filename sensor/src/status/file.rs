@@ -1,5 +1,4 @@
 //! Reading and writing the status file, and checking the process that wrote it.
-use std::io::Write as _;
 use std::path::Path;
 
 use super::{snapshot::Status, StatusError};
@@ -22,37 +21,19 @@ pub fn write_atomic(path: &Path, status: &Status) -> Result<(), StatusError> {
 /// target). Creates the directory if needed. Used for the status file and the Prometheus
 /// textfile.
 pub fn write_bytes_atomic(path: &Path, body: &[u8]) -> Result<(), StatusError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let err = |source| StatusError::Write {
         path: path.display().to_string(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Created 0755 if missing; refused if another user owns it or could rename the
+        // file in it (a sticky directory such as /tmp is fine: see write_atomic).
+        crate::safefs::ensure_parent(dir).map_err(|e| err(e.into_io()))?;
     }
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    match std::fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)
-        .map_err(err)?;
-    // Explicitly world-readable, whatever the umask (the systemd unit sets 0077), so that
-    // `sensor status` and node_exporter work for any user.
-    use std::os::unix::fs::PermissionsExt as _;
-    f.set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(err)?;
-    f.write_all(body).map_err(err)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(err)
+    // `<path>.tmp` is created O_EXCL | O_NOFOLLOW (a stale one removed first), the mode set on
+    // the open file whatever the umask (world-readable: `sensor status` and node_exporter work
+    // for any user), then renamed over `path`: a link planted at either name redirects nothing.
+    crate::safefs::write_atomic(path, body, 0o644).map_err(|e| err(e.into_io()))
 }
 
 pub fn read(path: &Path) -> Result<Status, StatusError> {

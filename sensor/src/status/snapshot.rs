@@ -64,6 +64,9 @@ pub struct Collector {
     pub events_acked: u64,
     /// Acks for batch ids the sensor did not have in flight (ignored).
     pub acks_unknown: u64,
+    /// Events held in memory because the spool cannot be written (disk full), and why.
+    pub spool_unwritten_events: u64,
+    pub spool_error: String,
 }
 
 /// Loss counters that grew between two readings.
@@ -105,6 +108,12 @@ pub fn degraded_reasons(s: &Status, disconnected_degraded_secs: u64) -> Vec<Stri
         ));
     }
     if let Some(c) = &s.output.collector {
+        if !c.spool_error.is_empty() {
+            why.push(format!(
+                "the spool cannot be written ({} events held in memory, retrying): {}",
+                c.spool_unwritten_events, c.spool_error
+            ));
+        }
         if !c.connected && c.disconnected_for_s >= disconnected_degraded_secs as f64 {
             why.push(format!(
                 "not connected to the collector {} for {:.0}s ({} events spooled){}",

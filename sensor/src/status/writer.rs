@@ -103,6 +103,8 @@ impl StatusWriter {
                     .then(|| (unix_now() - oldest as f64 / 1000.0).max(0.0)),
                 events_acked: st.events_acked.load(Relaxed),
                 acks_unknown: st.acks_unknown.load(Relaxed),
+                spool_unwritten_events: st.spool_unwritten_events.load(Relaxed),
+                spool_error: st.spool_error(),
             }
         });
         let mut s = Status {

@@ -108,9 +108,11 @@ pub fn record(buf: &[u8]) -> Result<NlMsg<'_>, NlError> {
     })
 }
 
-/// The errno of an NLMSG_ERROR payload (0 is an ack).
+/// The errno of an NLMSG_ERROR payload (0 is an ack). A hostile or corrupt `i32::MIN` stays
+/// `i32::MIN` (an error, never an ack) instead of overflowing (found by the audit_replies fuzz
+/// target).
 pub fn error_code(payload: &[u8]) -> Option<i32> {
-    (payload.len() >= 4).then(|| -(u32_at(payload, 0) as i32))
+    (payload.len() >= 4).then(|| (u32_at(payload, 0) as i32).wrapping_neg())
 }
 
 #[cfg(test)]
@@ -159,5 +161,6 @@ mod tests {
         assert_eq!(error_code(&(-1i32).to_ne_bytes()), Some(1));
         assert_eq!(error_code(&0i32.to_ne_bytes()), Some(0));
         assert_eq!(error_code(&[1]), None);
+        assert_eq!(error_code(&i32::MIN.to_ne_bytes()), Some(i32::MIN));
     }
 }
