@@ -3,13 +3,16 @@
 //! query table. None of it may panic, and the table may hold no control character but the
 //! line ends it writes itself.
 //!
-//! Input: the first byte picks how the rest is decoded (`SensorMessage` as on the wire, or a
-//! bare `Batch` so mutations reach the events sooner).
+//! Input: the first byte picks how the rest is decoded (`SensorMessage` as on the wire, first
+//! through the collector's bounded wire scan as the server does, or a bare `Batch` so
+//! mutations reach the events sooner). A message the scan passes never decodes to more events
+//! than the scan counted.
 #![no_main]
 
 use collector::render;
 use collector::store::{query::Stored, row::columns};
 use collector::validate::{validate_batch, Limits};
+use collector::wire_scan::{scan, ScanLimits};
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 use sensor_proto::v1::{sensor_message, Batch, SensorMessage};
@@ -19,7 +22,21 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let batch = if mode & 1 == 0 {
-        match SensorMessage::decode(rest) {
+        let limits = ScanLimits {
+            max_events: 20_000,
+            max_elements: 320_000,
+        };
+        let Ok(counts) = scan(rest, limits) else {
+            return;
+        };
+        let decoded = SensorMessage::decode(rest);
+        if let Ok(SensorMessage {
+            msg: Some(sensor_message::Msg::Batch(b)),
+        }) = &decoded
+        {
+            assert!(b.events.len() <= counts.events, "scan undercounted events");
+        }
+        match decoded {
             Ok(SensorMessage {
                 msg: Some(sensor_message::Msg::Batch(b)),
             }) => b,
