@@ -200,7 +200,7 @@ async fn session_report_renders_in_chromium_with_commands_in_order() {
             .unwrap_or_else(|| panic!("{needle:?} not in the timeline:\n{timeline}"))
     };
     let order = [
-        pos("mallory on pts/3 evil.example 198.51.100.7"),
+        pos("mallory on pts/3 from evil.example 198.51.100.7"),
         pos("-bash"),
         pos("ls -l /etc"),
         pos("echo '&lt;img"),
