@@ -698,6 +698,15 @@ impl ProcessCache {
     /// cwd, container, ancestry) until it execs. A child with a `comm` carries the kernel's
     /// credentials for it; a pid-only child (the proc connector) takes comm and credentials
     /// from the parent too. The parent is looked up in the cache, else read from /proc once.
+    /// True when a live entry for `pid` came from an exec or /proc rather than a fork. An
+    /// audit-mode fork notice reaches the stage through another socket than the exec records,
+    /// so it can arrive after the child's exec: it is then older news and must not replace the
+    /// exec'd image (it would be dropped again as "exec'd unseen" and the image lost).
+    pub fn has_exec_image(&self, pid: u32) -> bool {
+        self.chain(pid)
+            .any(|i| self.is_live(i) && !self.entry(i).forked)
+    }
+
     pub fn fork(&mut self, child: &Process, now_mono_ns: u64) -> ForkOutcome {
         let ticks = self.start_ticks(child.start_boottime_ns);
         if ticks != UNKNOWN_START && self.find(child.pid, ticks).is_some() {

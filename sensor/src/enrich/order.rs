@@ -189,6 +189,10 @@ impl Orderer {
             }
         }
         for f in chain.into_iter().rev() {
+            if cache.has_exec_image(f.process.pid) {
+                // The exec came first through the audit socket: the fork is older news.
+                continue;
+            }
             if cache.fork(&f.process, f.ktime_ns) == ForkOutcome::NoParent {
                 st.forks_without_parent.fetch_add(1, Relaxed);
             }
@@ -538,5 +542,33 @@ mod tests {
         assert_eq!(p.ancestors[0].pid, 500);
         assert_eq!(p.ancestors[1].pid, 499);
         assert_eq!(st.forks_seen.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_fork_notice_after_the_exec_does_not_replace_the_exec_image() {
+        let (mut c, _d) = cache("late-fork");
+        let st = AttribStats::default();
+        let mut o = Orderer::new(50);
+        // Audit: sh (600) forked 601, which exec'd bash; the exec record came through the
+        // audit socket before the proc connector's fork notice.
+        let mut sh = exec(600, 1, "/usr/bin/dash", MS);
+        c.enrich(&mut sh, MS);
+        let mut bash = exec(601, 600, "/usr/bin/bash", 3 * MS);
+        bash.source = Source::Audit;
+        bash.process.as_mut().unwrap().start_boottime_ns = 0;
+        o.prepare(&bash, &mut c, &st);
+        c.enrich(&mut bash, 3 * MS);
+        o.push_fork(fork(601, 600, 2 * MS, 0, false), &mut c, &st);
+        // bash's connect (pid only): the late fork must not bring back sh's image.
+        let mut conn = event(Source::Audit, Kind::NetConnect, 601, 4 * MS);
+        conn.process.as_mut().unwrap().comm = "bash".into();
+        o.prepare(&conn, &mut c, &st);
+        c.enrich(&mut conn, 4 * MS);
+        assert_eq!(exe_of(&conn), Some("/usr/bin/bash"));
+        assert!(
+            !conn.process.as_ref().unwrap().incomplete.contains(&"exe"),
+            "{:?}",
+            conn.process
+        );
     }
 }
