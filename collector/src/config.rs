@@ -57,7 +57,8 @@ pub struct ServerSection {
     /// Events decoded and waiting to be stored, over all streams; a stream waits (reads
     /// nothing more) while the budget is used up.
     pub max_inflight_events: usize,
-    /// A TLS handshake not finished within this many seconds closes the connection.
+    /// A TLS handshake (or, on a plaintext listener, the HTTP/2 connection preface) not
+    /// finished within this many seconds closes the connection.
     pub tls_handshake_timeout_secs: u64,
 }
 

@@ -211,14 +211,17 @@ pub async fn serve(
         let _ = server_stop_rx.await;
     };
     let max_conn = cfg.server.max_connections;
+    // Plaintext listeners wait for the HTTP/2 preface under the same deadline as a TLS
+    // handshake, so idle sockets cannot hold connection permits.
+    let preface = (!tls_on).then(|| Duration::from_secs(cfg.server.tls_handshake_timeout_secs));
     let router = builder.add_service(service);
     let server = match listener {
         Listener::Tcp(l) => tokio::spawn(router.serve_with_incoming_shutdown(
-            ReceiverStream::new(listen::tcp_incoming(l, max_conn, metrics.clone())),
+            ReceiverStream::new(listen::tcp_incoming(l, max_conn, preface, metrics.clone())),
             stop,
         )),
         Listener::Unix(l, _) => tokio::spawn(router.serve_with_incoming_shutdown(
-            ReceiverStream::new(listen::unix_incoming(l, max_conn, metrics.clone())),
+            ReceiverStream::new(listen::unix_incoming(l, max_conn, preface, metrics.clone())),
             stop,
         )),
     };

@@ -4,7 +4,10 @@
 //!   take B's sensor record, and cannot occupy B's seqs, in SQLite and in JetStream;
 //! - bounded input: the 16 MiB amplification message (`22 00` repeated: millions of default
 //!   events), plain and gzip-compressed, and 1,000 idle connections leave the collector
-//!   serving another sensor, with its peak RSS under [`RSS_BOUND_MIB`].
+//!   serving another sensor, with its peak RSS under [`RSS_BOUND_MIB`];
+//! - on a plaintext listener (loopback, asked for explicitly), sockets that send nothing or
+//!   half an HTTP/2 preface cannot hold the connection permits: they are closed after the
+//!   handshake deadline and a sensor is served again.
 mod common;
 
 use std::path::Path;
@@ -347,5 +350,58 @@ fn amplification_and_idle_connections_leave_the_collector_serving_under_its_boun
         2
     );
     assert_eq!(query(&c.db, &["--host", "host-b"]).len(), 40);
+    c.stop();
+}
+
+/// A plaintext loopback collector with 40 connection permits and a 2 s handshake deadline.
+/// 20 silent sockets and 20 that send half an HTTP/2 preface take every permit (a sensor is
+/// refused meanwhile, which shows the attack is real); once the deadline passes they are
+/// closed and counted, and the sensor is served without the attacker letting go.
+#[test]
+fn idle_plaintext_sockets_cannot_hold_the_connection_permits() {
+    let dir = TempDir::new("preface");
+    let py = Py::new(dir.path());
+    let cfg = dir.path().join("collector.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nmax_connections = 40\ntls_handshake_timeout_secs = 2\n",
+    )
+    .unwrap();
+    let c = Collector::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    let plain = |first: u64, timeout: &str| {
+        py.client(
+            "send",
+            &c.grpc,
+            &[
+                "--host",
+                "plain-host",
+                "--first-seq",
+                &first.to_string(),
+                "--timeout",
+                timeout,
+            ],
+            true,
+        )
+    };
+    let r = plain(1, "10");
+    assert_eq!(r["code"], "OK", "{r}");
+
+    let silent = py.hold(&["idle", "--addr", &c.grpc, "--n", "20"], true);
+    let partial = py.hold(&["idle", "--addr", &c.grpc, "--n", "20", "--partial"], true);
+    assert_eq!(silent.first["opened"], 20, "{}", silent.first);
+    assert_eq!(partial.first["opened"], 20, "{}", partial.first);
+    // Every permit is taken now: a sensor connecting at once is refused.
+    let refused = plain(100, "1");
+    assert_ne!(refused["code"], "OK", "{refused}");
+    // After the deadline the 40 sockets are closed, and the attacker still holds them open.
+    std::thread::sleep(Duration::from_secs(3));
+    let r = plain(200, "10");
+    assert_eq!(r["code"], "OK", "{r}");
+    assert_eq!(r["acks"][0]["stored"], 10, "{r}");
+    assert_eq!(silent.finish()["still_open"], 0);
+    assert_eq!(partial.finish()["still_open"], 0);
+    assert_eq!(metric(&c, "collector_connections_no_preface_total "), 40);
+    assert!(metric(&c, "collector_connections_refused_total ") >= 1);
+    assert_eq!(query(&c.db, &["--host", "plain-host"]).len(), 20);
     c.stop();
 }

@@ -6,7 +6,8 @@ one JSON object on stdout.
   stubs DIR                        generate sensor_pb2*.py into DIR (grpcio-tools)
   send ...                         Hello + batches; prints the acks or the error
   amplify ...                      Hello + one message of N repeated `22 00` (default events)
-  idle --addr HOST:PORT --n N      open N TCP connections, send nothing, hold them
+  idle --addr HOST:PORT --n N      open N TCP connections, send nothing (or with --partial,
+                                   half an HTTP/2 preface), hold them
   bind --socket PATH               try to listen on PATH (as an impostor collector would)
   fake-collector --port P ...      a collector impostor: acks batch ids it never received
 """
@@ -139,6 +140,8 @@ def cmd_idle(a):
     for _ in range(a.n):
         try:
             s = socket.create_connection((host, int(port)), timeout=5)
+            if a.partial:
+                s.sendall(b"PRI * HTTP/2.0\r\n")  # 16 of the preface's 24 bytes
             socks.append(s)
         except OSError:
             failed += 1
@@ -289,6 +292,7 @@ def main():
     s = sub.add_parser("idle")
     s.add_argument("--addr", required=True)
     s.add_argument("--n", type=int, default=1000)
+    s.add_argument("--partial", action="store_true")
     s = sub.add_parser("bind")
     s.add_argument("--socket", required=True)
     s = sub.add_parser("connect")
