@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::server::IngestService;
 use crate::sink::Sink;
 use crate::store::{self, writer::Writer, StoreError, Synchronous};
+use crate::stream_quota::StreamQuota;
 use crate::validate::Limits;
 use crate::wire_scan::ScanLimits;
 
@@ -173,6 +174,7 @@ pub async fn serve(
         max_message_bytes: cfg.server.max_message_bytes,
         shutdown: stop_rx.clone(),
         inflight: Arc::new(Semaphore::new(cfg.server.max_inflight_events)),
+        streams_per_host: StreamQuota::new(cfg.server.max_streams_per_host),
     };
     let scan = ScanLimits {
         max_events: cfg.server.max_batch_events as usize,

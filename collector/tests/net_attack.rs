@@ -5,6 +5,8 @@
 //! - bounded input: the 16 MiB amplification message (`22 00` repeated: millions of default
 //!   events), plain and gzip-compressed, and 1,000 idle connections leave the collector
 //!   serving another sensor, with its peak RSS under [`RSS_BOUND_MIB`];
+//! - one host's certificate holds at most `server.max_streams_per_host` streams, however
+//!   many it opens, and another host is served meanwhile;
 //! - on a plaintext listener (loopback, asked for explicitly), sockets that send nothing or
 //!   half an HTTP/2 preface cannot hold the connection permits: they are closed after the
 //!   handshake deadline and a sensor is served again.
@@ -403,5 +405,52 @@ fn idle_plaintext_sockets_cannot_hold_the_connection_permits() {
     assert_eq!(metric(&c, "collector_connections_no_preface_total "), 40);
     assert!(metric(&c, "collector_connections_refused_total ") >= 1);
     assert_eq!(query(&c.db, &["--host", "plain-host"]).len(), 20);
+    c.stop();
+}
+
+/// Host A's certificate opens 6 streams at once against a quota of 4: 4 are welcomed, 2 are
+/// refused with RESOURCE_EXHAUSTED and counted, and host B is served while A holds its 4.
+/// Once A lets go, A is served again.
+#[test]
+fn one_host_cannot_hold_more_than_its_streams() {
+    let dir = TempDir::new("streams");
+    let py = Py::new(dir.path());
+    let pki = fleet_pki(dir.path(), &["host-a", "host-b"]);
+    let cfg = dir.path().join("collector.toml");
+    std::fs::write(&cfg, "[server]\nmax_streams_per_host = 4\n").unwrap();
+    let mut args = mtls_serve_args(&pki);
+    args.extend(["--config".into(), cfg.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let c = Collector::start(dir.path(), &args);
+
+    let mut a = tls_args(&pki, Some("host-a"));
+    a.extend(["--host", "host-a", "--n", "6", "--timeout", "30"].map(String::from));
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let held = py.hold_client("streams", &c.grpc, &a);
+    eprintln!("host A's streams: {}", held.first);
+    assert_eq!(held.first["results"]["welcome"], 4, "{}", held.first);
+    assert_eq!(
+        held.first["results"]["RESOURCE_EXHAUSTED"], 2,
+        "{}",
+        held.first
+    );
+    served(&py, &c.grpc, &pki, 1, Duration::from_secs(20));
+    assert_eq!(
+        metric(
+            &c,
+            "collector_batches_rejected_total{reason=\"streams_per_host\"} "
+        ),
+        2
+    );
+    held.finish();
+    let r = send(
+        &py,
+        &c.grpc,
+        &pki,
+        Some("host-a"),
+        &["--host", "host-a", "--timeout", "20"],
+    );
+    assert_eq!(r["code"], "OK", "{r}");
+    assert_eq!(r["acks"][0]["stored"], 10, "{r}");
     c.stop();
 }
