@@ -54,10 +54,14 @@ pub struct ServerSection {
     pub max_connections: usize,
     /// Concurrent gRPC streams on one connection (a sensor uses one).
     pub max_streams_per_connection: u32,
+    /// Streams one certificate host may have open at once, over all its connections (a
+    /// sensor uses one); more are refused with RESOURCE_EXHAUSTED and counted.
+    pub max_streams_per_host: usize,
     /// Events decoded and waiting to be stored, over all streams; a stream waits (reads
     /// nothing more) while the budget is used up.
     pub max_inflight_events: usize,
-    /// A TLS handshake not finished within this many seconds closes the connection.
+    /// A TLS handshake (or, on a plaintext listener, the HTTP/2 connection preface) not
+    /// finished within this many seconds closes the connection.
     pub tls_handshake_timeout_secs: u64,
 }
 
@@ -195,6 +199,7 @@ impl Default for ServerSection {
             max_message_elements: 320_000,
             max_connections: 4096,
             max_streams_per_connection: 4,
+            max_streams_per_host: 8,
             max_inflight_events: 200_000,
             tls_handshake_timeout_secs: 10,
         }
@@ -254,11 +259,14 @@ impl CollectorConfig {
         let sv = &self.server;
         if sv.max_connections == 0
             || sv.max_streams_per_connection == 0
+            || sv.max_streams_per_host == 0
             || sv.tls_handshake_timeout_secs == 0
         {
-            return bad("server.max_connections, max_streams_per_connection and \
+            return bad(
+                "server.max_connections, max_streams_per_connection, max_streams_per_host and \
                  tls_handshake_timeout_secs must be > 0"
-                .into());
+                    .into(),
+            );
         }
         if sv.max_inflight_events < sv.max_batch_events as usize {
             return bad("server.max_inflight_events must be >= server.max_batch_events".into());

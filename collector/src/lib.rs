@@ -18,6 +18,7 @@ pub mod server;
 pub mod sessions;
 pub mod sink;
 pub mod store;
+pub mod stream_quota;
 pub mod timearg;
 pub mod validate;
 pub mod wire_scan;

@@ -15,7 +15,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::Connected;
@@ -54,6 +56,42 @@ impl ListenAddr {
 pub struct Limited<IO> {
     io: IO,
     _permit: OwnedSemaphorePermit,
+    /// Bytes read at accept (the HTTP/2 preface), replayed before the socket's own.
+    head: Vec<u8>,
+    head_at: usize,
+}
+
+/// The first bytes of every HTTP/2 connection (RFC 9113, section 3.4).
+pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads the HTTP/2 connection preface of a plaintext connection within `limit`. A peer that
+/// sends nothing, too little or something else is refused: without this, hyper would wait
+/// for the preface forever and each idle socket would hold a connection permit.
+async fn read_preface<IO: AsyncRead + Unpin>(io: &mut IO, limit: Duration) -> io::Result<()> {
+    let mut got = [0u8; 24];
+    match tokio::time::timeout(limit, io.read_exact(&mut got)).await {
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no HTTP/2 preface in time",
+        )),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(_)) if &got == H2_PREFACE => Ok(()),
+        Ok(Ok(_)) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not an HTTP/2 connection preface",
+        )),
+    }
+}
+
+impl<IO> Limited<IO> {
+    fn new(io: IO, permit: OwnedSemaphorePermit, head: Vec<u8>) -> Self {
+        Self {
+            io,
+            _permit: permit,
+            head,
+            head_at: 0,
+        }
+    }
 }
 
 impl<IO: Connected> Connected for Limited<IO> {
@@ -69,6 +107,13 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Limited<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.head_at < self.head.len() {
+            let n = buf.remaining().min(self.head.len() - self.head_at);
+            let at = self.head_at;
+            buf.put_slice(&self.head[at..at + n]);
+            self.head_at += n;
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
@@ -258,14 +303,17 @@ impl Listener {
 
 type Conn<IO> = Result<Limited<IO>, io::Error>;
 
-/// Accepts connections while a permit is free; returns the stream of admitted ones.
+/// Accepts connections while a permit is free; returns the stream of admitted ones. With
+/// `preface`, a connection is admitted only once its HTTP/2 preface has arrived within that
+/// time (plaintext listeners; TLS has its own handshake timeout).
 fn spawn_accept<IO, F, Fut>(
     accept: F,
     max_connections: usize,
+    preface: Option<Duration>,
     metrics: Arc<Metrics>,
 ) -> mpsc::Receiver<Conn<IO>>
 where
-    IO: Send + 'static,
+    IO: AsyncRead + Unpin + Send + 'static,
     F: Fn() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = io::Result<Option<IO>>> + Send,
 {
@@ -290,16 +338,32 @@ where
                 );
                 continue;
             };
-            if tx
-                .send(Ok(Limited {
-                    io,
-                    _permit: permit,
-                }))
-                .await
-                .is_err()
-            {
-                return;
-            }
+            let Some(limit) = preface else {
+                if tx
+                    .send(Ok(Limited::new(io, permit, Vec::new())))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            };
+            // The preface is awaited beside the accept loop: a slow peer delays only itself.
+            let tx = tx.clone();
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let mut io = io;
+                match read_preface(&mut io, limit).await {
+                    Ok(()) => {
+                        let conn = Limited::new(io, permit, H2_PREFACE.to_vec());
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                    Err(e) => {
+                        metrics.connections_no_preface.fetch_add(1, Relaxed);
+                        tracing::debug!(error = %e, "closed a plaintext connection");
+                    }
+                }
+            });
         }
     });
     rx
@@ -309,6 +373,7 @@ where
 pub fn tcp_incoming(
     l: TcpListener,
     max_connections: usize,
+    preface: Option<Duration>,
     metrics: Arc<Metrics>,
 ) -> mpsc::Receiver<Conn<tokio::net::TcpStream>> {
     let l = Arc::new(l);
@@ -322,6 +387,7 @@ pub fn tcp_incoming(
             }
         },
         max_connections,
+        preface,
         metrics,
     )
 }
@@ -330,6 +396,7 @@ pub fn tcp_incoming(
 pub fn unix_incoming(
     l: UnixListener,
     max_connections: usize,
+    preface: Option<Duration>,
     metrics: Arc<Metrics>,
 ) -> mpsc::Receiver<Conn<tokio::net::UnixStream>> {
     let l = Arc::new(l);
@@ -360,6 +427,7 @@ pub fn unix_incoming(
             }
         },
         max_connections,
+        preface,
         metrics,
     )
 }

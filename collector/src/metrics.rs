@@ -19,6 +19,9 @@ pub struct Metrics {
     /// Connections closed at accept: over `server.max_connections`, or (local socket) a
     /// peer that is not root.
     pub connections_refused: AtomicU64,
+    /// Plaintext connections closed because no HTTP/2 preface arrived in time (or something
+    /// else did).
+    pub connections_no_preface: AtomicU64,
     /// Events in batches refused because their host was not the stream's host.
     pub events_refused_host: AtomicU64,
     /// Stored batches of sensors beyond [`MAX_SENSORS`] (counted, not broken out).
@@ -129,6 +132,11 @@ impl Metrics {
             "collector_connections_refused_total",
             "Connections closed at accept (over server.max_connections, or a local peer that is not root).",
             self.connections_refused.load(Relaxed),
+        );
+        counter(
+            "collector_connections_no_preface_total",
+            "Plaintext connections closed because no HTTP/2 preface arrived within server.tls_handshake_timeout_secs.",
+            self.connections_no_preface.load(Relaxed),
         );
         counter(
             "collector_events_refused_host_total",

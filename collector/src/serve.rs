@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::server::IngestService;
 use crate::sink::Sink;
 use crate::store::{self, writer::Writer, StoreError, Synchronous};
+use crate::stream_quota::StreamQuota;
 use crate::validate::Limits;
 use crate::wire_scan::ScanLimits;
 
@@ -173,6 +174,7 @@ pub async fn serve(
         max_message_bytes: cfg.server.max_message_bytes,
         shutdown: stop_rx.clone(),
         inflight: Arc::new(Semaphore::new(cfg.server.max_inflight_events)),
+        streams_per_host: StreamQuota::new(cfg.server.max_streams_per_host),
     };
     let scan = ScanLimits {
         max_events: cfg.server.max_batch_events as usize,
@@ -211,14 +213,17 @@ pub async fn serve(
         let _ = server_stop_rx.await;
     };
     let max_conn = cfg.server.max_connections;
+    // Plaintext listeners wait for the HTTP/2 preface under the same deadline as a TLS
+    // handshake, so idle sockets cannot hold connection permits.
+    let preface = (!tls_on).then(|| Duration::from_secs(cfg.server.tls_handshake_timeout_secs));
     let router = builder.add_service(service);
     let server = match listener {
         Listener::Tcp(l) => tokio::spawn(router.serve_with_incoming_shutdown(
-            ReceiverStream::new(listen::tcp_incoming(l, max_conn, metrics.clone())),
+            ReceiverStream::new(listen::tcp_incoming(l, max_conn, preface, metrics.clone())),
             stop,
         )),
         Listener::Unix(l, _) => tokio::spawn(router.serve_with_incoming_shutdown(
-            ReceiverStream::new(listen::unix_incoming(l, max_conn, metrics.clone())),
+            ReceiverStream::new(listen::unix_incoming(l, max_conn, preface, metrics.clone())),
             stop,
         )),
     };

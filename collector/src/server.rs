@@ -16,6 +16,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use crate::metrics::Metrics;
 use crate::peer::Peer;
 use crate::sink::{Receipt, Sink};
+use crate::stream_quota::StreamQuota;
 use crate::validate::{check_event_hosts, check_hello, validate_batch, BatchError, Limits};
 
 /// What a stream's Hello established.
@@ -40,6 +41,8 @@ pub struct IngestService {
     pub shutdown: watch::Receiver<bool>,
     /// Events decoded and not yet stored, over all streams (`server.max_inflight_events`).
     pub inflight: Arc<Semaphore>,
+    /// Open streams per certificate host (`server.max_streams_per_host`).
+    pub streams_per_host: Arc<StreamQuota>,
 }
 
 type Out = mpsc::Sender<Result<CollectorMessage, Status>>;
@@ -69,6 +72,19 @@ impl Ingest for IngestService {
             self.metrics.reject("bad_certificate");
             Status::unauthenticated(e.to_string())
         })?;
+        let slot = match auth.host() {
+            Some(host) => match self.streams_per_host.open(host) {
+                Some(slot) => Some(slot),
+                None => {
+                    self.metrics.reject("streams_per_host");
+                    return Err(Status::resource_exhausted(format!(
+                        "host {host} already has {} streams open (server.max_streams_per_host)",
+                        self.streams_per_host.max()
+                    )));
+                }
+            },
+            None => None,
+        };
         let peer = match request.remote_addr() {
             Some(a) => format!("{a} ({})", auth.describe()),
             None => auth.describe(),
@@ -82,6 +98,7 @@ impl Ingest for IngestService {
             tracing::info!(%peer, "sensor stream opened");
             svc.handle(inbound, tx, &peer, &auth).await;
             svc.metrics.streams_active.fetch_sub(1, Relaxed);
+            drop(slot);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

@@ -17,20 +17,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{fleet, nats, Collector, TempDir};
+use sensor::sources::logins::utmp::{self, UtmpRecord, DEAD_PROCESS, LOGIN_PROCESS, USER_PROCESS};
 use serde_json::Value;
 
-const KINDS: [&str; 10] = [
-    "process_exec",
-    "process_exit",
-    "net_connect",
-    "file",
-    "login",
-    "logout",
-    "login_failed",
-    "privilege_change",
-    "flow",
-    "sensor_health",
-];
+/// Every kind of the schema, by name: the test fails when any is missing.
+fn kinds() -> impl Iterator<Item = &'static str> {
+    sensor_proto::v1::Kind::ALL.into_iter().map(|k| k.as_str())
+}
 
 fn privileged() -> bool {
     if std::env::var("SENSOR_PRIVILEGED_TESTS").as_deref() == Ok("1") {
@@ -59,25 +52,12 @@ fn sensor_bin() -> PathBuf {
     bin
 }
 
-// utmp records (x86_64 glibc layout, 384 bytes), as in the sensor's logins test.
-const USER_PROCESS: i16 = 7;
-const DEAD_PROCESS: i16 = 8;
-const LOGIN_PROCESS: i16 = 6;
+// utmp records (x86_64 glibc layout, 384 bytes), built by the sensor's own encoder.
 
 fn utmp(ut_type: i16, pid: i32, line: &str, user: &str, host: &str, addr: [u8; 16]) -> Vec<u8> {
-    let mut b = vec![0u8; 384];
-    b[0..2].copy_from_slice(&ut_type.to_ne_bytes());
-    b[4..8].copy_from_slice(&pid.to_ne_bytes());
-    b[8..8 + line.len()].copy_from_slice(line.as_bytes());
-    b[44..44 + user.len()].copy_from_slice(user.as_bytes());
-    b[76..76 + host.len()].copy_from_slice(host.as_bytes());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    b[340..344].copy_from_slice(&(now.as_secs() as i32).to_ne_bytes());
-    b[344..348].copy_from_slice(&(now.subsec_micros() as i32).to_ne_bytes());
-    b[348..364].copy_from_slice(&addr);
-    b
+    let mut r = UtmpRecord::now(ut_type, pid, line, user, host);
+    r.addr = utmp::parse_addr(&addr);
+    r.to_bytes()
 }
 
 fn append(path: &Path, bytes: &[u8]) {
@@ -343,11 +323,7 @@ fn assert_parity(copy: &[Value], stored: &[Value], m: &str, what: &str) {
         assert_eq!(&from_collector[seq], s, "{what}: event seq {seq}");
     }
     let kinds = marked_kinds(copy, m);
-    let missing: Vec<&str> = KINDS
-        .iter()
-        .copied()
-        .filter(|k| !kinds.contains(*k))
-        .collect();
+    let missing: Vec<&str> = self::kinds().filter(|k| !kinds.contains(*k)).collect();
     assert!(missing.is_empty(), "{what}: kinds missing: {missing:?}");
     eprintln!(
         "{what}: {} events equal on both sides, every kind present",
@@ -360,7 +336,7 @@ fn capture(bin: &Path, mode: &str, dir: &Path, grpc: &str, m: &str) -> Vec<Value
     let sensor = Sensor::start(bin, mode, dir, grpc);
     workload(dir, m);
     sensor.wait_for(Duration::from_secs(30), "event of every kind", |evs| {
-        marked_kinds(evs, m).len() == KINDS.len()
+        marked_kinds(evs, m).len() == kinds().count()
     });
     let copy = sensor.stop();
     assert!(!copy.is_empty());

@@ -4,7 +4,12 @@
 //!   take B's sensor record, and cannot occupy B's seqs, in SQLite and in JetStream;
 //! - bounded input: the 16 MiB amplification message (`22 00` repeated: millions of default
 //!   events), plain and gzip-compressed, and 1,000 idle connections leave the collector
-//!   serving another sensor, with its peak RSS under [`RSS_BOUND_MIB`].
+//!   serving another sensor, with its peak RSS under [`RSS_BOUND_MIB`];
+//! - one host's certificate holds at most `server.max_streams_per_host` streams, however
+//!   many it opens, and another host is served meanwhile;
+//! - on a plaintext listener (loopback, asked for explicitly), sockets that send nothing or
+//!   half an HTTP/2 preface cannot hold the connection permits: they are closed after the
+//!   handshake deadline and a sensor is served again.
 mod common;
 
 use std::path::Path;
@@ -347,5 +352,105 @@ fn amplification_and_idle_connections_leave_the_collector_serving_under_its_boun
         2
     );
     assert_eq!(query(&c.db, &["--host", "host-b"]).len(), 40);
+    c.stop();
+}
+
+/// A plaintext loopback collector with 40 connection permits and a 2 s handshake deadline.
+/// 20 silent sockets and 20 that send half an HTTP/2 preface take every permit (a sensor is
+/// refused meanwhile, which shows the attack is real); once the deadline passes they are
+/// closed and counted, and the sensor is served without the attacker letting go.
+#[test]
+fn idle_plaintext_sockets_cannot_hold_the_connection_permits() {
+    let dir = TempDir::new("preface");
+    let py = Py::new(dir.path());
+    let cfg = dir.path().join("collector.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nmax_connections = 40\ntls_handshake_timeout_secs = 2\n",
+    )
+    .unwrap();
+    let c = Collector::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    let plain = |first: u64, timeout: &str| {
+        py.client(
+            "send",
+            &c.grpc,
+            &[
+                "--host",
+                "plain-host",
+                "--first-seq",
+                &first.to_string(),
+                "--timeout",
+                timeout,
+            ],
+            true,
+        )
+    };
+    let r = plain(1, "10");
+    assert_eq!(r["code"], "OK", "{r}");
+
+    let silent = py.hold(&["idle", "--addr", &c.grpc, "--n", "20"], true);
+    let partial = py.hold(&["idle", "--addr", &c.grpc, "--n", "20", "--partial"], true);
+    assert_eq!(silent.first["opened"], 20, "{}", silent.first);
+    assert_eq!(partial.first["opened"], 20, "{}", partial.first);
+    // Every permit is taken now: a sensor connecting at once is refused.
+    let refused = plain(100, "1");
+    assert_ne!(refused["code"], "OK", "{refused}");
+    // After the deadline the 40 sockets are closed, and the attacker still holds them open.
+    std::thread::sleep(Duration::from_secs(3));
+    let r = plain(200, "10");
+    assert_eq!(r["code"], "OK", "{r}");
+    assert_eq!(r["acks"][0]["stored"], 10, "{r}");
+    assert_eq!(silent.finish()["still_open"], 0);
+    assert_eq!(partial.finish()["still_open"], 0);
+    assert_eq!(metric(&c, "collector_connections_no_preface_total "), 40);
+    assert!(metric(&c, "collector_connections_refused_total ") >= 1);
+    assert_eq!(query(&c.db, &["--host", "plain-host"]).len(), 20);
+    c.stop();
+}
+
+/// Host A's certificate opens 6 streams at once against a quota of 4: 4 are welcomed, 2 are
+/// refused with RESOURCE_EXHAUSTED and counted, and host B is served while A holds its 4.
+/// Once A lets go, A is served again.
+#[test]
+fn one_host_cannot_hold_more_than_its_streams() {
+    let dir = TempDir::new("streams");
+    let py = Py::new(dir.path());
+    let pki = fleet_pki(dir.path(), &["host-a", "host-b"]);
+    let cfg = dir.path().join("collector.toml");
+    std::fs::write(&cfg, "[server]\nmax_streams_per_host = 4\n").unwrap();
+    let mut args = mtls_serve_args(&pki);
+    args.extend(["--config".into(), cfg.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let c = Collector::start(dir.path(), &args);
+
+    let mut a = tls_args(&pki, Some("host-a"));
+    a.extend(["--host", "host-a", "--n", "6", "--timeout", "30"].map(String::from));
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let held = py.hold_client("streams", &c.grpc, &a);
+    eprintln!("host A's streams: {}", held.first);
+    assert_eq!(held.first["results"]["welcome"], 4, "{}", held.first);
+    assert_eq!(
+        held.first["results"]["RESOURCE_EXHAUSTED"], 2,
+        "{}",
+        held.first
+    );
+    served(&py, &c.grpc, &pki, 1, Duration::from_secs(20));
+    assert_eq!(
+        metric(
+            &c,
+            "collector_batches_rejected_total{reason=\"streams_per_host\"} "
+        ),
+        2
+    );
+    held.finish();
+    let r = send(
+        &py,
+        &c.grpc,
+        &pki,
+        Some("host-a"),
+        &["--host", "host-a", "--timeout", "20"],
+    );
+    assert_eq!(r["code"], "OK", "{r}");
+    assert_eq!(r["acks"][0]["stored"], 10, "{r}");
     c.stop();
 }

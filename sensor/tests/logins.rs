@@ -7,25 +7,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
+use sensor::sources::logins::utmp::{self, UtmpRecord, DEAD_PROCESS, LOGIN_PROCESS, USER_PROCESS};
 use serde_json::Value;
 
-const USER_PROCESS: i16 = 7;
-const DEAD_PROCESS: i16 = 8;
-const LOGIN_PROCESS: i16 = 6;
-
+/// A utmp record stamped now, from `addr` unless it is all zero.
 fn record(ut_type: i16, pid: i32, line: &str, user: &str, host: &str, addr: [u8; 16]) -> Vec<u8> {
-    let mut b = vec![0u8; 384];
-    b[0..2].copy_from_slice(&ut_type.to_ne_bytes());
-    b[4..8].copy_from_slice(&pid.to_ne_bytes());
-    b[8..8 + line.len()].copy_from_slice(line.as_bytes());
-    b[44..44 + user.len()].copy_from_slice(user.as_bytes());
-    b[76..76 + host.len()].copy_from_slice(host.as_bytes());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    b[340..344].copy_from_slice(&(now.as_secs() as i32).to_ne_bytes());
-    b[348..364].copy_from_slice(&addr);
-    b
+    let mut r = UtmpRecord::now(ut_type, pid, line, user, host);
+    r.addr = utmp::parse_addr(&addr);
+    r.to_bytes()
 }
 
 fn append(path: &Path, bytes: &[u8]) {
@@ -101,7 +90,9 @@ fn wtmp_and_btmp_are_followed() {
             [0; 16],
         ),
     );
-    // a failed login with an IPv4 address
+    // a failed login with an IPv4 address. wtmp and btmp are followed separately, so the
+    // order across the two files is the order they are read in: let the logout be read first.
+    std::thread::sleep(Duration::from_millis(500));
     append(
         &btmp,
         &record(

@@ -15,44 +15,24 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use sensor::sources::logins::utmp::{UtmpRecord, DEAD_PROCESS, LOGIN_PROCESS, USER_PROCESS};
 use serde_json::Value;
 
-const ALL_KINDS: [&str; 10] = [
-    "process_exec",
-    "process_exit",
-    "net_connect",
-    "file",
-    "login",
-    "logout",
-    "login_failed",
-    "privilege_change",
-    "flow",
-    "sensor_health",
-];
-
-fn utmp(ut_type: i16, pid: i32, line: &str, user: &str, host: &str) -> Vec<u8> {
-    let mut b = vec![0u8; 384];
-    b[0..2].copy_from_slice(&ut_type.to_ne_bytes());
-    b[4..8].copy_from_slice(&pid.to_ne_bytes());
-    b[8..8 + line.len()].copy_from_slice(line.as_bytes());
-    b[44..44 + user.len()].copy_from_slice(user.as_bytes());
-    b[76..76 + host.len()].copy_from_slice(host.as_bytes());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    b[340..344].copy_from_slice(&(now.as_secs() as i32).to_ne_bytes());
-    b[348..352].copy_from_slice(&[192, 0, 2, 44]);
-    b
-}
-
 fn append(path: &Path, bytes: &[u8]) {
-    std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .unwrap()
-        .write_all(bytes)
         .unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// A utmp record stamped now, from 192.0.2.44.
+fn utmp(ut_type: i16, pid: i32, line: &str, user: &str, host: &str) -> Vec<u8> {
+    let from = "192.0.2.44".parse().unwrap();
+    UtmpRecord::now(ut_type, pid, line, user, host)
+        .with_addr(from)
+        .to_bytes()
 }
 
 fn venv_python() -> PathBuf {
@@ -126,9 +106,18 @@ fn every_kind_validates(mode: &str) {
         .success());
     // logins.
     let user = &expected.m[..expected.m.len().min(30)];
-    append(&wtmp, &utmp(7, 4242, "pts/42", user, "192.0.2.44"));
-    append(&wtmp, &utmp(8, 4242, "pts/42", "", ""));
-    append(&btmp, &utmp(6, 0, "ssh:notty", user, "192.0.2.44"));
+    append(
+        &wtmp,
+        &utmp(USER_PROCESS, 4242, "pts/42", user, "192.0.2.44"),
+    );
+    append(
+        &wtmp,
+        &UtmpRecord::now(DEAD_PROCESS, 4242, "pts/42", "", "").to_bytes(),
+    );
+    append(
+        &btmp,
+        &utmp(LOGIN_PROCESS, 0, "ssh:notty", user, "192.0.2.44"),
+    );
     // end the accepted TCP flow now (a closed loopback connection lingers in TIME_WAIT).
     std::thread::sleep(Duration::from_millis(300));
     let _ = Command::new("conntrack")
@@ -153,7 +142,7 @@ fn every_kind_validates(mode: &str) {
         );
     }
     let report = validate(&copy);
-    for k in ALL_KINDS {
+    for k in sensor::event::Kind::ALL.map(|k| k.as_str()) {
         assert!(
             report["validated"][k].as_u64().unwrap_or(0) > 0,
             "{mode}: no {k} validated: {report:#}"

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sensor::sources::logins::utmp::{UtmpRecord, DEAD_PROCESS, USER_PROCESS};
 use ship_support::*;
 
 fn privileged() -> bool {
@@ -21,30 +22,21 @@ fn privileged() -> bool {
     false
 }
 
+/// A utmp record of a session from 127.0.0.1, stamped now.
 fn utmp(ut_type: i16, pid: i32, line: &str, user: &str) -> Vec<u8> {
-    let mut b = vec![0u8; 384];
-    b[0..2].copy_from_slice(&ut_type.to_ne_bytes());
-    b[4..8].copy_from_slice(&pid.to_ne_bytes());
-    b[8..8 + line.len()].copy_from_slice(line.as_bytes());
-    b[44..44 + user.len()].copy_from_slice(user.as_bytes());
-    b[76..85].copy_from_slice(b"127.0.0.1");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    b[340..344].copy_from_slice(&(now.as_secs() as i32).to_ne_bytes());
-    b[344..348].copy_from_slice(&(now.subsec_micros() as i32).to_ne_bytes());
-    b[348..352].copy_from_slice(&[127, 0, 0, 1]);
-    b
+    let local = "127.0.0.1".parse().unwrap();
+    UtmpRecord::now(ut_type, pid, line, user, "127.0.0.1")
+        .with_addr(local)
+        .to_bytes()
 }
 
 fn append(path: &Path, bytes: &[u8]) {
-    std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .unwrap()
-        .write_all(bytes)
         .unwrap();
+    f.write_all(bytes).unwrap();
 }
 
 /// The sensor process; SIGTERM then SIGKILL on drop.
@@ -137,12 +129,15 @@ fn report_of_a_real_session_shows_its_commands_in_order() {
         .unwrap();
     assert_ne!(session, u32::MAX, "no new audit session");
     let user = "reportuser";
-    append(&wtmp, &utmp(7, shell.id() as i32, "pts/77", user));
+    append(
+        &wtmp,
+        &utmp(USER_PROCESS, shell.id() as i32, "pts/77", user),
+    );
     // The sensor reads the login while the shell lives (its session id comes from /proc).
     std::thread::sleep(Duration::from_millis(800));
     std::fs::write(&go, b"").unwrap();
     assert!(shell.wait().unwrap().success());
-    append(&wtmp, &utmp(8, shell.id() as i32, "pts/77", ""));
+    append(&wtmp, &utmp(DEAD_PROCESS, shell.id() as i32, "pts/77", ""));
     wait_stored(&collector.db, &format!("{m}-third"), 2, 20);
     std::thread::sleep(Duration::from_millis(800));
     drop(sensor);

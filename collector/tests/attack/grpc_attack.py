@@ -6,7 +6,10 @@ one JSON object on stdout.
   stubs DIR                        generate sensor_pb2*.py into DIR (grpcio-tools)
   send ...                         Hello + batches; prints the acks or the error
   amplify ...                      Hello + one message of N repeated `22 00` (default events)
-  idle --addr HOST:PORT --n N      open N TCP connections, send nothing, hold them
+  streams --n N ...                open N concurrent streams (Hello each, then hold them); how
+                                   many were welcomed and how many refused, by status
+  idle --addr HOST:PORT --n N      open N TCP connections, send nothing (or with --partial,
+                                   half an HTTP/2 preface), hold them
   bind --socket PATH               try to listen on PATH (as an impostor collector would)
   fake-collector --port P ...      a collector impostor: acks batch ids it never received
 """
@@ -39,10 +42,10 @@ def cmd_stubs(a):
     sys.exit(rc)
 
 
-def channel(a):
+def channel(a, extra=()):
     import grpc
     opts = [("grpc.max_send_message_length", 64 << 20),
-            ("grpc.max_receive_message_length", 64 << 20)]
+            ("grpc.max_receive_message_length", 64 << 20), *extra]
     if a.target.startswith("unix:"):
         # grpcio's default authority for a unix target is the escaped path ('%2F'), which
         # HTTP/2 servers built on hyper refuse; name the host instead.
@@ -111,6 +114,62 @@ def cmd_send(a):
     out(run_stream(a, msgs))
 
 
+def cmd_streams(a):
+    """N concurrent streams, each on its own connection (the per-connection stream limit
+    does not apply across connections), each sends a Hello and then waits: held until stdin
+    closes, so the test can check what else is served meanwhile."""
+    import grpc
+    pb, _ = load_stubs(a.stubs)
+    chans = []
+    release = threading.Event()
+    results = []
+    lock = threading.Lock()
+
+    def one(i):
+        def msgs():
+            yield hello(pb, a)
+            release.wait()
+        # A distinct channel argument keeps grpcio from sharing one connection.
+        ch = channel(a, extra=[("sensor-test.stream", i)])
+        with lock:
+            chans.append(ch)
+        call = ch.stream_stream(
+            "/sensor.v1.Ingest/Stream",
+            request_serializer=pb.SensorMessage.SerializeToString,
+            response_deserializer=pb.CollectorMessage.FromString)
+        it = call(msgs(), timeout=a.timeout)
+        try:
+            r = next(it)
+            got = "welcome" if r.WhichOneof("msg") == "welcome" else "other"
+        except grpc.RpcError as e:
+            got = e.code().name
+        with lock:
+            results.append(got)
+        if got == "welcome":
+            release.wait()
+            it.cancel()
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(a.n)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + a.timeout
+    while time.time() < deadline:
+        with lock:
+            if len(results) == a.n:
+                break
+        time.sleep(0.05)
+    with lock:
+        counts = {k: results.count(k) for k in set(results)}
+    out({"opened": a.n, "results": counts})
+    sys.stdin.read()
+    release.set()
+    for t in threads:
+        t.join(timeout=5)
+    for ch in chans:
+        ch.close()
+    print(json.dumps({"done": True}), file=sys.stderr, flush=True)
+
+
 def varint(n):
     b = bytearray()
     while n >= 0x80:
@@ -139,6 +198,8 @@ def cmd_idle(a):
     for _ in range(a.n):
         try:
             s = socket.create_connection((host, int(port)), timeout=5)
+            if a.partial:
+                s.sendall(b"PRI * HTTP/2.0\r\n")  # 16 of the preface's 24 bytes
             socks.append(s)
         except OSError:
             failed += 1
@@ -286,9 +347,13 @@ def main():
     client(s)
     s.add_argument("--count", type=int, default=(16 << 20) // 2 - 64)
     s.add_argument("--gzip", action="store_true")
+    s = sub.add_parser("streams")
+    client(s)
+    s.add_argument("--n", type=int, default=9)
     s = sub.add_parser("idle")
     s.add_argument("--addr", required=True)
     s.add_argument("--n", type=int, default=1000)
+    s.add_argument("--partial", action="store_true")
     s = sub.add_parser("bind")
     s.add_argument("--socket", required=True)
     s = sub.add_parser("connect")
@@ -301,7 +366,7 @@ def main():
     s = sub.add_parser("listen")
     s.add_argument("--socket", required=True)
     a = p.parse_args()
-    {"stubs": cmd_stubs, "send": cmd_send, "amplify": cmd_amplify, "idle": cmd_idle,
+    {"stubs": cmd_stubs, "send": cmd_send, "amplify": cmd_amplify, "idle": cmd_idle, "streams": cmd_streams,
      "bind": cmd_bind, "connect": cmd_connect, "listen": cmd_listen,
      "fake-collector": cmd_fake_collector}[a.cmd](a)
 

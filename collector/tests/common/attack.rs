@@ -127,6 +127,19 @@ impl Py {
         self.run(&args, nobody)
     }
 
+    /// A long-running client subcommand (streams) with its stubs and target; see [`Py::hold`].
+    pub fn hold_client(&self, cmd: &str, target: &str, extra: &[&str]) -> Held {
+        let mut args = vec![
+            cmd,
+            "--stubs",
+            self.stubs.to_str().unwrap(),
+            "--target",
+            target,
+        ];
+        args.extend_from_slice(extra);
+        self.hold(&args, false)
+    }
+
     /// Starts a long-running subcommand (idle, fake-collector); its first JSON line and the
     /// child, which ends when [`Held::finish`] closes its stdin.
     pub fn hold(&self, args: &[&str], nobody: bool) -> Held {

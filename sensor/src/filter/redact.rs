@@ -308,6 +308,11 @@ fn style_of(s: &str) -> Style {
 }
 
 /// Built-in patterns: (regex, group replaced; 0 = whole match).
+///
+/// Word boundaries are ASCII (`(?-u:\b)`): a Unicode `\b` makes the regex engine leave its
+/// lazy DFA for the much slower PikeVM on any non-ASCII argument, which an attacker controls.
+/// An ASCII boundary also treats a non-ASCII letter before a token as a boundary, so it
+/// redacts at least as much.
 const BUILTIN_PATTERNS: &[(&str, usize)] = &[
     // NAME=value assignments (env, query strings, -D properties, k8s literals).
     (
@@ -325,37 +330,40 @@ const BUILTIN_PATTERNS: &[(&str, usize)] = &[
     ),
     // Authorization headers: keep the scheme.
     (
-        r#"(?i)\b(?:proxy-)?authorization\s*:\s*(?:(?:bearer|basic|token|digest|negotiate|bot|apikey|aws4-hmac-sha256)\s+)?([^\s'"]+)"#,
+        r#"(?i)(?-u:\b)(?:proxy-)?authorization\s*:\s*(?:(?:bearer|basic|token|digest|negotiate|bot|apikey|aws4-hmac-sha256)\s+)?([^\s'"]+)"#,
         1,
     ),
     // Other credential headers.
     (
-        r#"(?i)\b(?:x-[a-z0-9-]*(?:key|token|secret|password|auth)|api-key|private-token|cookie)\s*:\s*([^'"\r\n]+)"#,
+        r#"(?i)(?-u:\b)(?:x-[a-z0-9-]*(?:key|token|secret|password|auth)|api-key|private-token|cookie)\s*:\s*([^'"\r\n]+)"#,
         1,
     ),
     // bearer <token>
-    (r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]+=*)", 1),
+    (r"(?i)(?-u:\b)bearer\s+([A-Za-z0-9\-._~+/]+=*)", 1),
     // AWS access key ids.
-    (r"\b((?:AKIA|ASIA)[0-9A-Z]{16})\b", 1),
+    (r"(?-u:\b)((?:AKIA|ASIA)[0-9A-Z]{16})(?-u:\b)", 1),
     // URL credentials: scheme://user:password@
-    (r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*:([^/\s@]+)@", 1),
+    (
+        r"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*:([^/\s@]+)@",
+        1,
+    ),
     // Token formats with a recognisable prefix.
-    (r"\b(gh[pousr]_[A-Za-z0-9]{30,})\b", 1),
-    (r"\b(github_pat_[A-Za-z0-9_]{22,})", 1),
-    (r"\b(glpat-[A-Za-z0-9_\-]{20,})", 1),
-    (r"\b(xox[abposr]-[A-Za-z0-9\-]{10,})", 1),
-    (r"\b((?:sk|rk)_live_[A-Za-z0-9]{16,})", 1),
+    (r"(?-u:\b)(gh[pousr]_[A-Za-z0-9]{30,})(?-u:\b)", 1),
+    (r"(?-u:\b)(github_pat_[A-Za-z0-9_]{22,})", 1),
+    (r"(?-u:\b)(glpat-[A-Za-z0-9_\-]{20,})", 1),
+    (r"(?-u:\b)(xox[abposr]-[A-Za-z0-9\-]{10,})", 1),
+    (r"(?-u:\b)((?:sk|rk)_live_[A-Za-z0-9]{16,})", 1),
     // Webhook URLs: the path is the credential.
     (
-        r"\bhooks\.slack\.com/(?:services|workflows|triggers)/([A-Za-z0-9_/\-]+)",
+        r"(?-u:\b)hooks\.slack\.com/(?:services|workflows|triggers)/([A-Za-z0-9_/\-]+)",
         1,
     ),
     (
-        r"\bdiscord(?:app)?\.com/api/webhooks/[0-9]+/([A-Za-z0-9_\-]+)",
+        r"(?-u:\b)discord(?:app)?\.com/api/webhooks/[0-9]+/([A-Za-z0-9_\-]+)",
         1,
     ),
     (
-        r"\b(eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})",
+        r"(?-u:\b)(eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})",
         1,
     ),
     (r"-----BEGIN [A-Z ]*PRIVATE KEY-----([\s\S]+)", 1),
@@ -363,8 +371,7 @@ const BUILTIN_PATTERNS: &[(&str, usize)] = &[
 
 /// AWS secret access keys: 40 base64 characters standing alone.
 const AWS_SECRET: &str = r"(?:^|[^A-Za-z0-9/+=])([A-Za-z0-9/+]{40})(?:$|[^A-Za-z0-9/+=])";
-const AWS_CONTEXT: &str =
-    r"(?i)(?:\b(?:AKIA|ASIA)[0-9A-Z]{16}\b|secret_?access_?key|aws_secret|secretaccesskey)";
+const AWS_CONTEXT: &str = r"(?i)(?:(?-u:\b)(?:AKIA|ASIA)[0-9A-Z]{16}(?-u:\b)|secret_?access_?key|aws_secret|secretaccesskey)";
 
 #[derive(Debug, Clone)]
 struct Pattern {
@@ -1205,6 +1212,9 @@ mod tests {
         (&["aws", "s3", "ls", "--access-key", "AKIAIOSFODNN7EXAMPLE"], &["aws", "s3", "ls", "--access-key", "[REDACTED]"]),
         (&["app", "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"], &["app", "[REDACTED]", "[REDACTED]"]),
         (&["app", "key=AKIAIOSFODNN7EXAMPLE,secret=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"], &["app", "key=[REDACTED],secret=[REDACTED]"]),
+        // Word boundaries are ASCII: a non-ASCII letter next to a token does not hide it.
+        (&["app", "éAKIAIOSFODNN7EXAMPLEü"], &["app", "é[REDACTED]ü"]),
+        (&["app", "ключ:ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"], &["app", "ключ:[REDACTED]"]),
         (&["aws", "configure", "set", "aws_secret_access_key", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"], &["aws", "configure", "set", "aws_secret_access_key", "[REDACTED]"]),
         (&["aws", "configure", "set", "aws_session_token", "FwoGZX"], &["aws", "configure", "set", "aws_session_token", "[REDACTED]"]),
         (&["git", "config", "--global", "github.token", "abc"], &["git", "config", "--global", "github.token", "[REDACTED]"]),

@@ -114,6 +114,71 @@ pub fn split_records(buf: &[u8]) -> (Vec<&[u8]>, usize) {
     )
 }
 
+impl UtmpRecord {
+    /// A record of `ut_type` for `pid` on `line`, stamped now: what login, sshd or a failed
+    /// login writes (the rest zero, `host` and `addr` optional). Tests and fixtures build
+    /// their wtmp/btmp input with it and [`UtmpRecord::to_bytes`].
+    pub fn now(ut_type: i16, pid: i32, line: &str, user: &str, host: &str) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            ut_type,
+            pid,
+            line: line.as_bytes().to_vec(),
+            id: Vec::new(),
+            user: user.as_bytes().to_vec(),
+            host: host.as_bytes().to_vec(),
+            exit_termination: 0,
+            exit_status: 0,
+            session: 0,
+            tv_sec: i32::try_from(now.as_secs()).unwrap_or(i32::MAX),
+            tv_usec: now.subsec_micros() as i32,
+            addr: None,
+        }
+    }
+
+    /// The same record from `addr` (`ut_addr_v6`).
+    pub fn with_addr(mut self, addr: std::net::IpAddr) -> Self {
+        self.addr = Some(addr);
+        self
+    }
+
+    /// The 384 bytes glibc writes for this record: the inverse of [`parse`]. Text longer
+    /// than its field is cut to the field (no NUL then, as glibc does).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        fn put(b: &mut [u8], text: &[u8]) {
+            let n = text.len().min(b.len());
+            b[..n].copy_from_slice(&text[..n]);
+        }
+        let mut b = vec![0u8; RECORD_LEN];
+        b[0..2].copy_from_slice(&self.ut_type.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.pid.to_ne_bytes());
+        put(&mut b[8..40], &self.line);
+        put(&mut b[40..44], &self.id);
+        put(&mut b[44..76], &self.user);
+        put(&mut b[76..332], &self.host);
+        b[332..334].copy_from_slice(&self.exit_termination.to_ne_bytes());
+        b[334..336].copy_from_slice(&self.exit_status.to_ne_bytes());
+        b[336..340].copy_from_slice(&self.session.to_ne_bytes());
+        b[340..344].copy_from_slice(&self.tv_sec.to_ne_bytes());
+        b[344..348].copy_from_slice(&self.tv_usec.to_ne_bytes());
+        b[348..364].copy_from_slice(&addr_bytes(self.addr));
+        b
+    }
+}
+
+/// `ut_addr_v6` for an address: the inverse of [`parse_addr`].
+pub fn addr_bytes(addr: Option<IpAddr>) -> [u8; 16] {
+    let mut raw = [0u8; 16];
+    match addr {
+        None => {}
+        Some(IpAddr::V4(a)) => raw[..4].copy_from_slice(&a.octets()),
+        Some(IpAddr::V6(a)) => raw = a.octets(),
+    }
+    raw
+}
+
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::*;
@@ -130,18 +195,21 @@ pub(crate) mod fixtures {
         usec: i32,
         addr: [u8; 16],
     ) -> Vec<u8> {
-        let mut b = vec![0u8; RECORD_LEN];
-        b[0..2].copy_from_slice(&ut_type.to_ne_bytes());
-        b[4..8].copy_from_slice(&pid.to_ne_bytes());
-        b[8..8 + line.len()].copy_from_slice(line);
-        b[40..42].copy_from_slice(b"ts");
-        b[44..44 + user.len()].copy_from_slice(user);
-        b[76..76 + host.len()].copy_from_slice(host);
-        b[336..340].copy_from_slice(&7i32.to_ne_bytes());
-        b[340..344].copy_from_slice(&sec.to_ne_bytes());
-        b[344..348].copy_from_slice(&usec.to_ne_bytes());
-        b[348..364].copy_from_slice(&addr);
-        b
+        UtmpRecord {
+            ut_type,
+            pid,
+            line: line.to_vec(),
+            id: b"ts".to_vec(),
+            user: user.to_vec(),
+            host: host.to_vec(),
+            exit_termination: 0,
+            exit_status: 0,
+            session: 7,
+            tv_sec: sec,
+            tv_usec: usec,
+            addr: parse_addr(&addr),
+        }
+        .to_bytes()
     }
 
     pub fn v4(a: [u8; 4]) -> [u8; 16] {
@@ -207,6 +275,25 @@ mod tests {
         assert_eq!(r.line.len(), 32);
         assert_eq!(r.host.len(), 256);
         assert_eq!(r.host[1], 0xff);
+    }
+
+    #[test]
+    fn to_bytes_is_the_inverse_of_parse() {
+        let mut r = UtmpRecord::now(USER_PROCESS, 4242, "pts/9", "alice", "example.net");
+        r.id = b"ts/9".to_vec();
+        r.session = 77;
+        r.tv_usec = 123_456;
+        r.exit_status = 3;
+        for addr in [
+            None,
+            Some("192.0.2.44".parse().unwrap()),
+            Some("2001:db8::1".parse().unwrap()),
+        ] {
+            r.addr = addr;
+            assert_eq!(parse(&r.to_bytes()), Ok(r.clone()));
+        }
+        let long = UtmpRecord::now(USER_PROCESS, 1, &"l".repeat(40), "u", "");
+        assert_eq!(parse(&long.to_bytes()).unwrap().line, vec![b'l'; 32]);
     }
 
     #[test]
