@@ -344,9 +344,109 @@ fn sensor_hands_the_slot_to_auditd_and_loses_no_exec() {
         status_text.contains(&handed),
         "sensor status names the new arrangement: {status_text}"
     );
-    assert_eq!(status().1, auditd_pid, "auditd keeps the slot after the sensor stops");
+    assert_eq!(
+        status().1,
+        auditd_pid,
+        "auditd keeps the slot after the sensor stops"
+    );
     assert_eq!(status().0, "1", "audit stays enabled for auditd");
     let rules = auditctl(&["-l"]);
-    assert!(!rules.contains("key=sensor"), "sensor rules removed: {rules}");
+    assert!(
+        !rules.contains("key=sensor"),
+        "sensor rules removed: {rules}"
+    );
 }
 
+/// `sensor` with joining a netlink multicast group denied (a kernel without the audit log's
+/// multicast group, before 3.16).
+/// `deny_bpf` as well leaves audit the only rung for `--mode auto`.
+fn sensor_without_multicast(args: &[&str], deny_bpf: bool) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sensor"));
+    cmd.args(args).stdin(Stdio::null());
+    // SAFETY: the filters only call prctl, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if deny_bpf {
+                common::seccomp::deny_bpf()?;
+            }
+            common::seccomp::deny_netlink_membership()
+        })
+    };
+    cmd
+}
+
+#[test]
+fn without_multicast_the_sensor_refuses_to_steal_the_slot_from_auditd() {
+    if !privileged() {
+        return;
+    }
+    let _slot = slot();
+    let auditd = Auditd::start();
+    let auditd_pid = auditd.child.id().to_string();
+    let impossible = "reading beside a running auditd is impossible on this kernel";
+
+    let probe = sensor_without_multicast(&["probe"], false)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&probe.stdout).into_owned();
+    let beside = text
+        .lines()
+        .find(|l| l.starts_with("audit beside"))
+        .unwrap_or_default();
+    assert!(
+        beside.contains("FAIL") && beside.contains(impossible) && beside.contains(&auditd_pid),
+        "probe names the missing multicast group and auditd's pid:\n{text}"
+    );
+    let rung = text
+        .lines()
+        .find(|l| l.starts_with("rung audit"))
+        .unwrap_or_default();
+    assert!(
+        rung.contains("skipped") && rung.contains(impossible),
+        "{text}"
+    );
+
+    for mode in ["audit", "auto"] {
+        let dir = std::env::temp_dir().join(marker("nomc"));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Under auto, eBPF is denied too: audit would be the only rung.
+        let mut child =
+            sensor_without_multicast(&["run", "--mode", mode, "--output"], mode == "auto")
+                .arg(dir.join("events.jsonl"))
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exit = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break Some(st);
+            }
+            if Instant::now() > deadline {
+                // SAFETY: signalling our own child by pid; it cleans up on SIGTERM.
+                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            exit.is_some_and(|st| !st.success()),
+            "--mode {mode} must refuse, not run: {stderr}"
+        );
+        assert!(
+            stderr.contains(impossible) && stderr.contains("does not take the slot"),
+            "--mode {mode} says why: {stderr}"
+        );
+        assert_eq!(status().1, auditd_pid, "auditd keeps the slot");
+    }
+    let rules = auditctl(&["-l"]);
+    assert!(
+        !rules.contains("key=sensor"),
+        "no sensor rules left: {rules}"
+    );
+}
