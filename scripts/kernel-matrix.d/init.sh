@@ -4,7 +4,7 @@
 # in the configuration named on the kernel command line, run the workload, send the results
 # to the host over the serial console between @@KM-BEGIN / @@KM-END lines, power off.
 #
-# Kernel command line: km.config=default|lockdown|seccomp km.marker=STRING km.port=N
+# Kernel command line: km.config=default|lockdown|seccomp|floor km.marker=STRING km.port=N
 # securityfs is deliberately not mounted: under lockdown=confidentiality the sensor cannot
 # read /sys/kernel/security/lockdown and has to notice lockdown by its effects (tracefs mounts
 # but stays empty there, so the probe rules eBPF out and the sensor picks audit by itself).
@@ -34,6 +34,8 @@ err=/tmp/sensor.err
 : >"$out"
 set -- /sensor run --mode auto --output "$out" --health-interval 2
 [ "$config" = seccomp ] && set -- /deny_bpf_exec "$@"
+# The syscall floor: the kernel looks like Linux 3.10 to the sensor (sensor/examples/floor_exec.rs).
+[ "$config" = floor ] && set -- /floor_exec "$@"
 echo "@@KM start config=$config kernel=$(uname -r) tracefs=$tf cmd=$*"
 "$@" </dev/null >/dev/null 2>"$err" &
 sensor=$!
