@@ -26,17 +26,49 @@ fn selftest() -> Result<(), String> {
         ("rseq", 334, [0; 6], ENOSYS),
         ("io_uring_setup", 425, [0; 6], ENOSYS),
         ("clone3", 435, [0; 6], ENOSYS),
-        ("fanotify_init classic", 300, [0x1 | 0x4, 0, 0, 0, 0, 0], ALLOW),
-        ("fanotify_init REPORT_FID", 300, [0x200, 0, 0, 0, 0, 0], EINVAL),
-        ("fanotify_mark mount modify", 301, [0, 0x1 | 0x10, 0x2 | 0x8, 0, 0, 0], ALLOW),
-        ("fanotify_mark FILESYSTEM", 301, [0, 0x1 | 0x100, 0x2, 0, 0, 0], EINVAL),
-        ("fanotify_mark CREATE", 301, [0, 0x1, 0x100, 0, 0, 0], EINVAL),
-        ("fanotify_mark FS_ERROR", 301, [0, 0x1, 0x8000, 0, 0, 0], EINVAL),
+        (
+            "fanotify_init classic",
+            300,
+            [0x1 | 0x4, 0, 0, 0, 0, 0],
+            ALLOW,
+        ),
+        (
+            "fanotify_init REPORT_FID",
+            300,
+            [0x200, 0, 0, 0, 0, 0],
+            EINVAL,
+        ),
+        (
+            "fanotify_mark mount modify",
+            301,
+            [0, 0x1 | 0x10, 0x2 | 0x8, 0, 0, 0],
+            ALLOW,
+        ),
+        (
+            "fanotify_mark FILESYSTEM",
+            301,
+            [0, 0x1 | 0x100, 0x2, 0, 0, 0],
+            EINVAL,
+        ),
+        (
+            "fanotify_mark CREATE",
+            301,
+            [0, 0x1, 0x100, 0, 0, 0],
+            EINVAL,
+        ),
+        (
+            "fanotify_mark FS_ERROR",
+            301,
+            [0, 0x1, 0x8000, 0, 0, 0],
+            EINVAL,
+        ),
     ];
     for (what, nr, args, want) in cases {
         let got = syscall_floor::run(&p, *nr, *args);
         if got != *want {
-            return Err(format!("{what}: filter answers {got:#x}, expected {want:#x}"));
+            return Err(format!(
+                "{what}: filter answers {got:#x}, expected {want:#x}"
+            ));
         }
     }
     Ok(())

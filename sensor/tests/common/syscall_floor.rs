@@ -22,9 +22,8 @@ pub const FAN_INIT_FLAGS_3_10: u32 = 0x3f;
 pub const FAN_MARK_FLAGS_3_10: u32 = 0xff;
 /// fanotify event mask bits of 3.10: ACCESS, MODIFY, CLOSE_WRITE, CLOSE_NOWRITE, OPEN,
 /// Q_OVERFLOW, OPEN_PERM, ACCESS_PERM, EVENT_ON_CHILD, ONDIR.
-pub const FAN_MASK_3_10: u32 = 0x1 | 0x2 | 0x8 | 0x10 | 0x20 | 0x4000 | 0x1_0000 | 0x2_0000
-    | 0x0800_0000
-    | 0x4000_0000;
+pub const FAN_MASK_3_10: u32 =
+    0x1 | 0x2 | 0x8 | 0x10 | 0x20 | 0x4000 | 0x1_0000 | 0x2_0000 | 0x0800_0000 | 0x4000_0000;
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const RET_ALLOW: u32 = 0x7fff_0000;
