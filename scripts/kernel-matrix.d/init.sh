@@ -29,6 +29,9 @@ config=$(arg km.config)
 marker=$(arg km.marker)
 port=$(arg km.port)
 
+# km.files=1 (legacy-profile cells): a file written under /etc, the sensor's default tree.
+files=$(arg km.files)
+[ "$files" = 1 ] && mkdir -p /etc
 out=/tmp/events.jsonl
 err=/tmp/sensor.err
 : >"$out"
@@ -49,6 +52,7 @@ done
 if grep -q '"kind":"sensor_health"' "$out"; then
   echo "@@KM sensor-ready after ${i}00ms"
   sh /workload.sh /bin/busybox "$marker" "$port"
+  [ "$files" = 1 ] && echo "$marker" >"/etc/km-file-$marker"
   # Audit events without an EOE record are flushed after a short timeout.
   sleep 2
 else
