@@ -326,8 +326,13 @@ fn sensor_hands_the_slot_to_auditd_and_loses_no_exec() {
             missing.push((i, n));
         }
     }
+    let dups = events
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "sensor_health")
+        .map(|e| e["health"]["events"]["audit_handover_duplicates_dropped"].clone());
     eprintln!(
-        "handover: {ran} marker execs, auditd pid {auditd_pid}, reason: {}",
+        "handover: {ran} marker execs, auditd pid {auditd_pid}, second copies dropped {dups:?}, reason: {}",
         last_reason(&events)
     );
     assert!(
