@@ -18,12 +18,20 @@ if [ -d /sys/kernel/tracing ] && [ ! -e /sys/kernel/tracing/events ]; then
   mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
 fi
 
-# CentOS 7 runs auditd. The sensor would read beside it through the multicast log group, but
-# that group needs 3.16+, so on 3.10 auditd is stopped for the run and started again after.
+# CentOS 7 runs auditd. The sensor reads beside it through the multicast log group, but that
+# group needs 3.16+: on 3.10 the sensor must refuse to take the slot from auditd and say why
+# (checked here), then auditd is stopped for the workload and started again after.
 restart_auditd=""
 if pidof auditd >/dev/null 2>&1; then
   case "$(uname -r)" in
-    3.*) service auditd stop >/dev/null 2>&1 && restart_auditd=1 ;;
+    3.*)
+      beside=$("$km/sensor" probe 2>/dev/null | grep '^audit beside' || true)
+      echo "$beside"
+      case "$beside" in
+        *FAIL*"reading beside a running auditd is impossible"*) echo "@@KM refusal ok" ;;
+        *) echo "@@KM FAIL: the sensor did not refuse to take the slot from auditd on $(uname -r)"; exit 1 ;;
+      esac
+      service auditd stop >/dev/null 2>&1 && restart_auditd=1 ;;
   esac
 fi
 

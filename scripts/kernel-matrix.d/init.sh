@@ -4,7 +4,7 @@
 # in the configuration named on the kernel command line, run the workload, send the results
 # to the host over the serial console between @@KM-BEGIN / @@KM-END lines, power off.
 #
-# Kernel command line: km.config=default|lockdown|seccomp km.marker=STRING km.port=N
+# Kernel command line: km.config=default|lockdown|seccomp|floor km.marker=STRING km.port=N
 # securityfs is deliberately not mounted: under lockdown=confidentiality the sensor cannot
 # read /sys/kernel/security/lockdown and has to notice lockdown by its effects (tracefs mounts
 # but stays empty there, so the probe rules eBPF out and the sensor picks audit by itself).
@@ -29,11 +29,16 @@ config=$(arg km.config)
 marker=$(arg km.marker)
 port=$(arg km.port)
 
+# km.files=1 (legacy-profile cells): a file written under /etc, the sensor's default tree.
+files=$(arg km.files)
+[ "$files" = 1 ] && mkdir -p /etc
 out=/tmp/events.jsonl
 err=/tmp/sensor.err
 : >"$out"
 set -- /sensor run --mode auto --output "$out" --health-interval 2
 [ "$config" = seccomp ] && set -- /deny_bpf_exec "$@"
+# The syscall floor: the kernel looks like Linux 3.10 to the sensor (sensor/examples/floor_exec.rs).
+[ "$config" = floor ] && set -- /floor_exec "$@"
 echo "@@KM start config=$config kernel=$(uname -r) tracefs=$tf cmd=$*"
 "$@" </dev/null >/dev/null 2>"$err" &
 sensor=$!
@@ -47,6 +52,7 @@ done
 if grep -q '"kind":"sensor_health"' "$out"; then
   echo "@@KM sensor-ready after ${i}00ms"
   sh /workload.sh /bin/busybox "$marker" "$port"
+  [ "$files" = 1 ] && echo "$marker" >"/etc/km-file-$marker"
   # Audit events without an EOE record are flushed after a short timeout.
   sleep 2
 else

@@ -66,8 +66,12 @@ def _get(obj, *path):
     return obj
 
 
-def judge(events, marker, port, expect_mode):
-    """Decide one cell. Returns (mode, reasons); an empty reasons list means pass."""
+def judge(events, marker, port, expect_mode, expect_files=False):
+    """Decide one cell. Returns (mode, reasons); an empty reasons list means pass.
+
+    With expect_files, a file event on /etc/km-file-MARKER (written by init.sh when the
+    kernel command line has km.files=1) must come from a files rung (fanotify or inotify).
+    """
     reasons = []
     health = [e for e in events if e.get("kind") == "sensor_health"]
     modes = [_get(e, "health", "mode") for e in health]
@@ -107,6 +111,15 @@ def judge(events, marker, port, expect_mode):
                 and _get(e, "connect", "protocol") == "tcp"]
     if not connects:
         reasons.append("no tcp connect to 127.0.0.1:{}".format(port))
+
+    if expect_files:
+        files = [e for e in events if e.get("kind") == "file"
+                 and marker in (_get(e, "file", "path") or "")]
+        if not files:
+            reasons.append("no file event on /etc/km-file-{}".format(marker))
+        elif files[0].get("source") not in ("fanotify", "inotify"):
+            reasons.append("file event from source {} (expected fanotify or inotify)".format(
+                files[0].get("source")))
 
     # The workload's events must come from the capture rung the sensor says it runs.
     found = execs[:1] + exits[:1] + connects[:1] if len(execs) == 1 else connects[:1]
@@ -159,6 +172,8 @@ def main(argv):
     vd.add_argument("--marker", required=True)
     vd.add_argument("--port", required=True, type=int)
     vd.add_argument("--expect", required=True, choices=["ebpf", "audit"])
+    vd.add_argument("--expect-files", action="store_true",
+                    help="also require a file event on /etc/km-file-MARKER (km.files=1)")
     args = ap.parse_args(argv)
     if args.cmd == "extract-vmlinux":
         with open(args.bzimage, "rb") as f:
@@ -169,7 +184,8 @@ def main(argv):
     if args.cmd == "verdict":
         with open(args.log, "r", encoding="utf-8", errors="replace") as f:
             events, complete, bad = parse_console(f.read())
-        mode, reasons = judge(events, args.marker, args.port, args.expect)
+        mode, reasons = judge(events, args.marker, args.port, args.expect,
+                              args.expect_files)
         if not complete:
             reasons.append("console output ended before the END line")
         if reasons:

@@ -50,6 +50,17 @@ class Verdict(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("mode ebpf (expected audit)", line)
 
+    def test_expect_files_needs_a_file_event_from_a_files_rung(self):
+        events, _, _ = load("audit_pass.log")
+        marker, port = AUDIT
+        _, reasons = kmatrix.judge(events, marker, port, "audit", expect_files=True)
+        self.assertEqual(reasons, ["no file event on /etc/km-file-" + marker])
+        f = {"kind": "file", "source": "fanotify", "file": {"path": "/etc/km-file-" + marker}}
+        self.assertEqual(kmatrix.judge(events + [f], marker, port, "audit", True)[1], [])
+        f["source"] = "audit"
+        self.assertIn("file event from source audit (expected fanotify or inotify)",
+                      kmatrix.judge(events + [f], marker, port, "audit", True)[1])
+
     def test_no_events_fails(self):
         rc, line = verdict("no_events.log", "kmq", 20000, "audit")
         self.assertEqual((rc, line), (1, "- FAIL: no events at all"))

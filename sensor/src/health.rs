@@ -16,10 +16,16 @@ pub type DropSource = Box<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
 /// Extra named facts from a capture path that are not losses (e.g. audit rules repaired).
 pub type NoteSource = Box<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>;
 
+/// A part of the reason that can change while running (e.g. the audit daemon slot handed to
+/// auditd); `None` while there is nothing to say.
+pub type ReasonSource = Box<dyn Fn() -> Option<String> + Send + Sync>;
+
 /// Everything needed to build a health event at any moment.
 pub struct HealthReporter {
     pub mode: String,
     pub reason: String,
+    /// Appended to `reason` when they have something to say.
+    pub live_reasons: Vec<ReasonSource>,
     pub host: String,
     pub started: Instant,
     pub counters: Arc<Counters>,
@@ -31,6 +37,14 @@ pub struct HealthReporter {
 }
 
 impl HealthReporter {
+    /// The reason as of now: the start-up reason plus what changed since.
+    pub fn reason(&self) -> String {
+        std::iter::once(self.reason.clone())
+            .chain(self.live_reasons.iter().filter_map(|r| r()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Every loss counter and every event/fact counter, by name, without counting a health
     /// event (for the status file).
     pub fn counts(&self) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
@@ -62,7 +76,7 @@ impl HealthReporter {
         );
         ev.health = Some(Health {
             mode: self.mode.clone(),
-            reason: self.reason.clone(),
+            reason: self.reason(),
             uptime_s: self.started.elapsed().as_secs_f64(),
             drops,
             events,

@@ -76,6 +76,9 @@ pub struct HostCapabilities {
     pub lockdown: Option<String>,
     /// NETLINK_AUDIT socket opens and AUDIT_GET answers.
     pub audit: Check,
+    /// auditd installed/enabled, and whether the sensor can read beside a running one; fails
+    /// only when another daemon holds the slot and there is no multicast group to read.
+    pub audit_coexist: Check,
     /// `fanotify_init` with FID/DFID_NAME reporting succeeds.
     pub fanotify_fid: Check,
     /// `fanotify_init` in plain fd mode succeeds.
@@ -589,6 +592,9 @@ fn audit_rung(caps: &HostCapabilities, audit_implemented: bool) -> Rung {
     if !caps.audit.ok {
         failing.push(format!("audit netlink unavailable: {}", caps.audit.detail));
     }
+    if !caps.audit_coexist.ok {
+        failing.push(caps.audit_coexist.detail.clone());
+    }
     if failing.is_empty() {
         Rung {
             mode: Mode::Audit,
@@ -630,6 +636,7 @@ pub fn render_report(caps: &HostCapabilities, decision: &ModeDecision) -> String
         .unwrap_or("not reported (/sys/kernel/security/lockdown absent)");
     let _ = writeln!(out, "{:<16} {lockdown}", "lockdown");
     line(&mut out, "audit netlink", &caps.audit);
+    line(&mut out, "audit beside", &caps.audit_coexist);
     line(&mut out, "fanotify fid", &caps.fanotify_fid);
     line(&mut out, "fanotify fd", &caps.fanotify_fd);
     line(&mut out, "conntrack", &caps.conntrack);
@@ -670,6 +677,7 @@ const AUDIT_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Probe the host. Never panics; every failure ends up in a [`Check`].
 pub fn probe() -> HostCapabilities {
+    let audit_status = audit_get_status();
     let caps = HostCapabilities {
         kernel_release: kernel_release(),
         btf: check_btf().into(),
@@ -677,7 +685,12 @@ pub fn probe() -> HostCapabilities {
         ringbuf: check_ringbuf().into(),
         tracefs: check_tracefs().into(),
         lockdown: read_lockdown(),
-        audit: audit_get_status().map(|s| s.to_string()).into(),
+        audit: audit_status
+            .as_ref()
+            .map(|s| s.to_string())
+            .map_err(|e| e.clone())
+            .into(),
+        audit_coexist: audit_coexist(audit_status.as_ref().ok()),
         fanotify_fid: fanotify_probe(
             libc::FAN_CLASS_NOTIF
                 | libc::FAN_CLOEXEC
@@ -951,6 +964,28 @@ fn check_conntrack() -> Result<String, ProbeError> {
     ))
 }
 
+/// auditd's presence and the multicast group, as one check: it fails only when another daemon
+/// holds the slot and this kernel has no way to read beside it (the sensor will not take it).
+fn audit_coexist(status: Option<&AuditStatus>) -> Check {
+    use crate::sources::audit::coexist;
+    let auditd = coexist::host_auditd();
+    let multicast = coexist::host_multicast();
+    let mut detail = coexist::describe(&auditd, &multicast);
+    let held_by = status.map_or(0, |s| s.pid);
+    match coexist::plan(held_by, std::process::id(), &auditd, &multicast) {
+        coexist::Plan::Refuse { why } => Check::fail(why),
+        plan => {
+            if held_by != 0 {
+                detail.push_str(&format!("; audit daemon slot held by pid {held_by}"));
+            }
+            if let coexist::Plan::Multicast { daemon_pid: 0, .. } = plan {
+                detail.push_str("; the daemon slot is left free for auditd");
+            }
+            Check::pass(detail)
+        }
+    }
+}
+
 /// Open a NETLINK_AUDIT socket, send AUDIT_GET and parse the status reply.
 /// Bounded by a 1 s receive timeout.
 fn audit_get_status() -> Result<AuditStatus, ProbeError> {
@@ -1080,6 +1115,7 @@ mod tests {
             tracefs: Check::pass("/sys/kernel/tracing/events/sched/sched_process_exec"),
             lockdown: Some("none".into()),
             audit: Check::pass("enabled=1 pid=0 backlog_limit=8192 lost=0"),
+            audit_coexist: Check::pass("auditd not installed"),
             fanotify_fid: Check::pass("ok"),
             fanotify_fd: Check::pass("ok"),
             conntrack: Check::pass("nf_conntrack_max=1 nf_conntrack_acct=0"),
@@ -1218,6 +1254,32 @@ mod tests {
         assert!(!a.usable);
         assert_eq!(a.reason, "audit source not built yet");
         assert!(d.reason.contains("audit source not built yet"));
+    }
+
+    #[test]
+    fn audit_beside_auditd_without_multicast_is_unusable() {
+        let mut caps = good_caps();
+        caps.btf = Check::fail("no btf");
+        caps.audit_coexist = Check::fail(format!(
+            "the audit daemon slot is held by pid 9 and {}",
+            crate::sources::audit::coexist::NO_MULTICAST
+        ));
+        let d = choose_mode(&caps, Ok(()), true, RequestedMode::Auto);
+        assert_eq!(d.mode, None);
+        let a = rung(&d, Mode::Audit);
+        assert!(!a.usable);
+        assert!(
+            a.reason
+                .contains("reading beside a running auditd is impossible"),
+            "{}",
+            a.reason
+        );
+        assert!(
+            d.reason
+                .contains("reading beside a running auditd is impossible"),
+            "{}",
+            d.reason
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::{
     enrich::{self, CacheStats, ProcessCache, ProcessFeed},
     event::Event,
     filter::{stage::run_filter_stage, FilterStats},
-    health::{DropSource, HealthReporter, NoteSource},
+    health::{DropSource, HealthReporter, NoteSource, ReasonSource},
     hostname::kernel_hostname,
     limits::{self, shed::Admission, shed::ShedStats},
     output::json,
@@ -94,6 +94,8 @@ struct Started {
     capture: Capture,
     drops: DropSource,
     notes: Option<NoteSource>,
+    /// A part of the reason that can change while running.
+    live: Option<ReasonSource>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -165,7 +167,7 @@ fn start_ebpf(
     ))
 }
 
-type AuditStart = (Capture, DropSource, NoteSource, String);
+type AuditStart = (Capture, DropSource, NoteSource, String, ReasonSource);
 
 fn start_audit(
     cfg: &Config,
@@ -187,14 +189,7 @@ fn start_audit(
         },
         feed,
     )?;
-    let mut note = match capture.role {
-        crate::sources::audit::session::Role::Daemon => {
-            "registered as the audit daemon".to_string()
-        }
-        crate::sources::audit::session::Role::Multicast { daemon_pid } => {
-            format!("reading the audit multicast group beside the audit daemon (pid {daemon_pid})")
-        }
-    };
+    let mut note = capture.arrangement.clone();
     for b in &capture.blind_spots {
         note.push_str(&format!("; blind spot: {b}"));
     }
@@ -205,11 +200,27 @@ fn start_audit(
     }
     let stats = capture.stats.clone();
     let notes_stats = capture.stats.clone();
+    let handover = capture.handover.clone();
+    let live = capture.handover.clone();
     Ok((
         Capture::Audit(capture),
         Box::new(move || stats.drops()),
-        Box::new(move || notes_stats.notes()),
+        Box::new(move || {
+            let mut n = notes_stats.notes();
+            n.insert(
+                "audit_slot_handovers".into(),
+                u64::from(handover.happened()),
+            );
+            n.insert(
+                "audit_handover_duplicates_dropped".into(),
+                handover
+                    .duplicates_dropped
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            );
+            n
+        }),
         note,
+        Box::new(move || live.describe()),
     ))
 }
 
@@ -256,30 +267,34 @@ async fn start(
                     capture,
                     drops,
                     notes: None,
+                    live: None,
                 });
             }
             // A verifier rejection, lockdown or a denied bpf() at load time: fall back.
             Err(e) if requested == RequestedMode::Auto && audit_usable => {
                 tracing::warn!(error = %e, "eBPF load failed; falling back to audit");
-                let (capture, drops, notes, note) = start_audit(cfg, tx, counters, host, feed)?;
+                let (capture, drops, notes, note, live) =
+                    start_audit(cfg, tx, counters, host, feed)?;
                 return Ok(Started {
                     mode: Mode::Audit,
                     reason: format!("auto: eBPF failed to load ({e}); audit: {note}"),
                     capture,
                     drops,
                     notes: Some(notes),
+                    live: Some(live),
                 });
             }
             Err(e) => return Err(e.into()),
         }
     }
-    let (capture, drops, notes, note) = start_audit(cfg, tx, counters, host, feed)?;
+    let (capture, drops, notes, note, live) = start_audit(cfg, tx, counters, host, feed)?;
     Ok(Started {
         mode,
         reason: format!("{}; {note}", decision.reason),
         capture,
         drops,
         notes: Some(notes),
+        live: Some(live),
     })
 }
 
@@ -411,6 +426,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             .chain(aux.reasons.iter().cloned())
             .collect::<Vec<_>>()
             .join("; "),
+        live_reasons: started.live.into_iter().collect(),
         host: host.clone(),
         started: Instant::now(),
         counters: counters.clone(),

@@ -1,6 +1,10 @@
 //! Privileged: with Debian's auditd holding the audit pid, the sensor reads the multicast log
-//! beside it, auditd keeps logging, and afterwards only the sensor's rules are gone. The test
-//! starts auditd itself (its own config dir and log file) and stops it by pid.
+//! beside it, auditd keeps logging, and afterwards only the sensor's rules are gone. When the
+//! sensor holds the slot and auditd starts, the sensor hands it over and a marker workload
+//! running across the handover is reported whole, each exec once. Without a multicast group
+//! (joining it denied by seccomp) the sensor refuses to take the slot from a running auditd.
+//! The tests start auditd themselves (own config dir and log file) and stop it by pid; they
+//! share the one audit daemon slot, so they run one after another.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -64,10 +68,28 @@ struct Auditd {
     enabled_before: String,
 }
 
+/// One test at a time: they all use the kernel's one audit daemon slot.
+static SLOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn slot() -> std::sync::MutexGuard<'static, ()> {
+    SLOT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Auditd {
     fn start() -> Auditd {
         let (enabled_before, pid) = status();
         assert_eq!(pid, "0", "no audit daemon may run before this test");
+        let a = Auditd::spawn(enabled_before);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while status().1 != a.child.id().to_string() {
+            assert!(Instant::now() < deadline, "auditd did not register");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        a
+    }
+
+    /// Starts auditd without waiting for it to register (the slot may be someone else's).
+    fn spawn(enabled_before: String) -> Auditd {
         let dir = std::env::temp_dir().join(marker("auditd-it"));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("audit.log");
@@ -85,18 +107,17 @@ impl Auditd {
             .stderr(Stdio::null())
             .spawn()
             .expect("start auditd");
-        let a = Auditd {
+        Auditd {
             child,
             dir,
             rule_added: false,
             enabled_before,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while status().1 != a.child.id().to_string() {
-            assert!(Instant::now() < deadline, "auditd did not register");
-            std::thread::sleep(Duration::from_millis(100));
         }
-        a
+    }
+
+    /// Still running (not exited with "Unable to set audit pid").
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
     }
 
     fn log(&self) -> String {
@@ -143,6 +164,7 @@ fn sensor_reads_beside_auditd_and_auditd_keeps_working() {
     if !privileged() {
         return;
     }
+    let _slot = slot();
     let mut auditd = Auditd::start();
     let out = auditctl(&[
         "-a",
@@ -202,5 +224,234 @@ fn sensor_reads_beside_auditd_and_auditd_keeps_working() {
     assert!(
         !rules.contains("key=sensor"),
         "sensor rules removed: {rules}"
+    );
+}
+
+/// The last health event's reason.
+fn last_reason(events: &[serde_json::Value]) -> String {
+    events
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "sensor_health")
+        .map(|e| e["health"]["reason"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+/// Runs `/bin/true <m>-<i>` every 15 ms until `stop`; returns how many ran.
+fn marker_execs(m: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> usize {
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        assert!(Command::new("/bin/true")
+            .arg(format!("{m}-{n}"))
+            .status()
+            .unwrap()
+            .success());
+        n += 1;
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    n
+}
+
+#[test]
+fn sensor_hands_the_slot_to_auditd_and_loses_no_exec() {
+    if !privileged() {
+        return;
+    }
+    let _slot = slot();
+    let (enabled_before, pid) = status();
+    assert_eq!(pid, "0", "no audit daemon may run before this test");
+    let sensor = Sensor::start("audit", &[]);
+    let reason = sensor.reason();
+    assert!(
+        reason.contains("registered as the audit daemon") && reason.contains("handed to auditd"),
+        "the sensor takes the free slot, ready to hand it over: {reason}"
+    );
+    assert_eq!(status().1, sensor.pid().to_string());
+
+    // A marker workload running before, across and after the handover.
+    let m = marker("ho");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workload = {
+        let (m, stop) = (m.clone(), stop.clone());
+        std::thread::spawn(move || marker_execs(m, stop))
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut auditd = Auditd::spawn(enabled_before);
+    let auditd_pid = auditd.child.id().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status().1 != auditd_pid {
+        assert!(
+            auditd.alive(),
+            "auditd exited: the sensor kept the slot ({})",
+            sensor.stderr()
+        );
+        assert!(Instant::now() < deadline, "auditd did not register");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ran = workload.join().unwrap();
+    // auditd logs a marker exec of its own (the sensor's rules are in the kernel's list).
+    let after = format!("{m}-{}", ran - 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !auditd.log().contains(&after) {
+        assert!(
+            Instant::now() < deadline,
+            "auditd did not log the marker exec {after}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(auditd.alive(), "auditd still running");
+    // `sensor status` (status file written every 5 s by default) names the new arrangement.
+    let handed = format!("handed to auditd (pid {auditd_pid})");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status_text = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_sensor"))
+            .args(["status", "--path"])
+            .arg(sensor.status_path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains(&handed) || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let events = sensor.stop();
+
+    let mut missing = Vec::new();
+    for i in 0..ran {
+        let n = execs_with_arg(&events, &format!("{m}-{i}")).len();
+        if n != 1 {
+            missing.push((i, n));
+        }
+    }
+    let dups = events
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "sensor_health")
+        .map(|e| e["health"]["events"]["audit_handover_duplicates_dropped"].clone());
+    eprintln!(
+        "handover: {ran} marker execs, auditd pid {auditd_pid}, second copies dropped {dups:?}, reason: {}",
+        last_reason(&events)
+    );
+    assert!(
+        missing.is_empty(),
+        "every marker exec reported exactly once across the handover; (index, count) off: {missing:?}"
+    );
+    let reason = last_reason(&events);
+    assert!(
+        reason.contains(&format!("handed to auditd (pid {auditd_pid})"))
+            && reason.contains("now reading the audit multicast group"),
+        "health names the new arrangement: {reason}"
+    );
+    assert!(
+        status_text.contains(&handed),
+        "sensor status names the new arrangement: {status_text}"
+    );
+    assert_eq!(
+        status().1,
+        auditd_pid,
+        "auditd keeps the slot after the sensor stops"
+    );
+    assert_eq!(status().0, "1", "audit stays enabled for auditd");
+    let rules = auditctl(&["-l"]);
+    assert!(
+        !rules.contains("key=sensor"),
+        "sensor rules removed: {rules}"
+    );
+}
+
+/// `sensor` with joining a netlink multicast group denied (a kernel without the audit log's
+/// multicast group, before 3.16).
+/// `deny_bpf` as well leaves audit the only rung for `--mode auto`.
+fn sensor_without_multicast(args: &[&str], deny_bpf: bool) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sensor"));
+    cmd.args(args).stdin(Stdio::null());
+    // SAFETY: the filters only call prctl, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if deny_bpf {
+                common::seccomp::deny_bpf()?;
+            }
+            common::seccomp::deny_netlink_membership()
+        })
+    };
+    cmd
+}
+
+#[test]
+fn without_multicast_the_sensor_refuses_to_steal_the_slot_from_auditd() {
+    if !privileged() {
+        return;
+    }
+    let _slot = slot();
+    let auditd = Auditd::start();
+    let auditd_pid = auditd.child.id().to_string();
+    let impossible = "reading beside a running auditd is impossible on this kernel";
+
+    let probe = sensor_without_multicast(&["probe"], false)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&probe.stdout).into_owned();
+    let beside = text
+        .lines()
+        .find(|l| l.starts_with("audit beside"))
+        .unwrap_or_default();
+    assert!(
+        beside.contains("FAIL") && beside.contains(impossible) && beside.contains(&auditd_pid),
+        "probe names the missing multicast group and auditd's pid:\n{text}"
+    );
+    let rung = text
+        .lines()
+        .find(|l| l.starts_with("rung audit"))
+        .unwrap_or_default();
+    assert!(
+        rung.contains("skipped") && rung.contains(impossible),
+        "{text}"
+    );
+
+    for mode in ["audit", "auto"] {
+        let dir = std::env::temp_dir().join(marker("nomc"));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Under auto, eBPF is denied too: audit would be the only rung.
+        let mut child =
+            sensor_without_multicast(&["run", "--mode", mode, "--output"], mode == "auto")
+                .arg(dir.join("events.jsonl"))
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exit = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break Some(st);
+            }
+            if Instant::now() > deadline {
+                // SAFETY: signalling our own child by pid; it cleans up on SIGTERM.
+                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            exit.is_some_and(|st| !st.success()),
+            "--mode {mode} must refuse, not run: {stderr}"
+        );
+        assert!(
+            stderr.contains(impossible) && stderr.contains("does not take the slot"),
+            "--mode {mode} says why: {stderr}"
+        );
+        assert_eq!(status().1, auditd_pid, "auditd keeps the slot");
+    }
+    let rules = auditctl(&["-l"]);
+    assert!(
+        !rules.contains("key=sensor"),
+        "no sensor rules left: {rules}"
     );
 }

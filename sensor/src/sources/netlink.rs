@@ -66,6 +66,25 @@ impl NetlinkSocket {
         }
     }
 
+    /// Joins multicast `group` (NETLINK_ADD_MEMBERSHIP) on a socket already bound; the kernel
+    /// checks the group's permission (CAP_AUDIT_READ for the audit log) here as at bind.
+    pub fn add_membership(&self, group: u32) -> std::io::Result<()> {
+        // SAFETY: valid u32 option.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_NETLINK,
+                libc::NETLINK_ADD_MEMBERSHIP,
+                (&group as *const u32).cast(),
+                4,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Receive timeout (SO_RCVTIMEO): `recv` returns `Ok(None)` after it.
     pub fn set_timeout(&self, timeout: Duration) -> std::io::Result<()> {
         let tv = libc::timeval {

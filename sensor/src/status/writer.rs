@@ -115,7 +115,7 @@ impl StatusWriter {
             updated_unix: unix_now(),
             interval_secs: self.cfg.interval_secs,
             mode: r.mode.clone(),
-            reason: r.reason.clone(),
+            reason: r.reason(),
             uptime_s: r.started.elapsed().as_secs_f64(),
             events_by_source: r.counters.by_source(),
             counters,

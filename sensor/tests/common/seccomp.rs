@@ -86,3 +86,66 @@ pub fn deny_bpf() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+const SYS_SETSOCKOPT_X86_64: u32 = 54;
+const SOL_NETLINK: u32 = 270;
+const NETLINK_ADD_MEMBERSHIP: u32 = 1;
+
+/// Makes joining a netlink multicast group (`setsockopt(SOL_NETLINK,
+/// NETLINK_ADD_MEMBERSHIP)`) fail with EPERM: how the audit log's multicast group looks to a
+/// reader on a kernel that has none (before 3.16). Async-signal-safe.
+pub fn deny_netlink_membership() -> std::io::Result<()> {
+    let jeq = |k: u32, jt: u8, jf: u8| SockFilter {
+        code: BPF_JEQ_K,
+        jt,
+        jf,
+        k,
+    };
+    let ld = |k: u32| SockFilter {
+        code: BPF_LD_W_ABS,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let ret = |k: u32| SockFilter {
+        code: BPF_RET_K,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let prog = [
+        ld(4),                             // arch
+        jeq(AUDIT_ARCH_X86_64, 0, 6),      // -> allow
+        ld(0),                             // nr
+        jeq(SYS_SETSOCKOPT_X86_64, 0, 4),  // -> allow
+        ld(16 + 8),                        // args[1] (level), low word
+        jeq(SOL_NETLINK, 0, 2),            // -> allow
+        ld(16 + 16),                       // args[2] (optname), low word
+        jeq(NETLINK_ADD_MEMBERSHIP, 1, 0), // -> deny / allow
+        ret(SECCOMP_RET_ALLOW),
+        ret(SECCOMP_RET_ERRNO | libc::EPERM as u32),
+    ];
+    install(&prog)
+}
+
+fn install(prog: &[SockFilter]) -> std::io::Result<()> {
+    let fprog = SockFprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: prctl with valid arguments; fprog outlives the call.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const SockFprog,
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -94,7 +94,18 @@ impl AuditSocket {
 
     /// A socket subscribed to the audit log multicast group (read-only coexistence).
     pub fn open_multicast() -> Result<Self, ControlError> {
-        Self::open_groups(1 << (AUDIT_NLGRP_READLOG - 1))
+        let s = Self::open()?;
+        s.join_multicast()?;
+        Ok(s)
+    }
+
+    /// Subscribes this socket to the audit log multicast group as well (the daemon-slot
+    /// handover reads both streams for a moment; see docs/ARCHITECTURE.md, Audit netlink).
+    /// Joined with NETLINK_ADD_MEMBERSHIP rather than at bind, one path for both uses.
+    pub fn join_multicast(&self) -> Result<(), ControlError> {
+        self.sock.add_membership(AUDIT_NLGRP_READLOG).map_err(io(
+            "setsockopt(NETLINK_ADD_MEMBERSHIP, AUDIT_NLGRP_READLOG)",
+        ))
     }
 
     fn open_groups(groups: u32) -> Result<Self, ControlError> {

@@ -1,7 +1,9 @@
 //! Audit netlink fallback: record parsing, grouping by serial, and normalization (pure), used
 //! when eBPF cannot load.
 pub mod assemble;
+pub mod coexist;
 pub mod control;
+pub mod handover;
 pub mod nlmsg;
 pub mod normalize;
 pub mod pam;

@@ -2,12 +2,15 @@
 //! daemon when the slot is free (or read the multicast log beside auditd), add our tagged rules,
 //! repair them if someone deletes them, and on exit remove only our rules and restore the
 //! previous enabled/pid/backlog state.
+use super::coexist::{self, Plan};
 use super::control::{
     AuditSocket, ControlError, SetStatus, STATUS_BACKLOG_LIMIT, STATUS_BACKLOG_WAIT_TIME,
     STATUS_ENABLED, STATUS_PID,
 };
+use super::handover::HandoverState;
 use super::rules::{Rule, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64};
 use crate::probe::AuditStatus;
+use std::sync::Arc;
 
 /// x86_64 syscall numbers.
 pub mod nr64 {
@@ -35,6 +38,8 @@ pub enum SessionError {
     Control(#[from] ControlError),
     #[error("audit is locked (enabled=2): rules cannot be added until reboot")]
     Locked,
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// How we receive records.
@@ -56,6 +61,10 @@ struct Previous {
 pub struct AuditSession {
     ctl: AuditSocket,
     pub role: Role,
+    /// Which arrangement is in use, in words (health reason, `sensor status`).
+    pub arrangement: String,
+    /// Set by the reader when it hands the slot to auditd (docs/ARCHITECTURE.md, Audit netlink).
+    pub handover: Arc<HandoverState>,
     rules: Vec<Rule>,
     prev: Previous,
     last_lost: u32,
@@ -132,51 +141,46 @@ impl AuditSession {
             backlog_wait_time,
         };
         let me = std::process::id();
-        let role = if status.pid == 0 || status.pid == me {
-            let set = SetStatus {
-                mask: STATUS_PID | STATUS_ENABLED | STATUS_BACKLOG_LIMIT | STATUS_BACKLOG_WAIT_TIME,
-                enabled: 1,
-                pid: me,
-                backlog_limit: backlog_limit.max(status.backlog_limit),
-                // Never make a syscall wait for us: drop (and count in `lost`) instead.
-                backlog_wait_time: 0,
-            };
-            match reader.set(set) {
-                Ok(()) => Role::Daemon,
-                // Kernels before 3.14 have no backlog_wait_time.
-                Err(ControlError::Kernel {
-                    errno: libc::EINVAL,
-                    ..
-                }) => {
-                    reader.set(SetStatus {
-                        mask: set.mask & !STATUS_BACKLOG_WAIT_TIME,
-                        ..set
-                    })?;
-                    Role::Daemon
-                }
-                Err(ControlError::Kernel {
-                    errno: libc::EEXIST,
-                    ..
-                }) => Role::Multicast {
-                    daemon_pid: status.pid,
+        let auditd = coexist::host_auditd();
+        let multicast = coexist::host_multicast();
+        let (role, arrangement) = match coexist::plan(status.pid, me, &auditd, &multicast) {
+            Plan::Refuse { why } => return Err(SessionError::Refused(why)),
+            Plan::TakeSlot { handover } => match register(reader, backlog_limit, status, me)? {
+                Some(role) => (role, take_slot_words(handover, &multicast)),
+                // Someone registered between our status read and our claim.
+                None => match &multicast {
+                    Ok(()) => (
+                        Role::Multicast {
+                            daemon_pid: status.pid,
+                        },
+                        "reading the audit multicast group beside another audit daemon (it \
+                         registered as the sensor started)"
+                            .to_string(),
+                    ),
+                    Err(e) => {
+                        return Err(SessionError::Refused(format!(
+                            "another audit daemon registered as the sensor started and {} ({e})",
+                            coexist::NO_MULTICAST
+                        )))
+                    }
                 },
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            if status.enabled == 0 {
-                ctl.set(SetStatus {
-                    mask: STATUS_ENABLED,
-                    enabled: 1,
-                    ..SetStatus::default()
-                })?;
-            }
-            Role::Multicast {
-                daemon_pid: status.pid,
+            },
+            Plan::Multicast { daemon_pid, why } => {
+                if status.enabled == 0 {
+                    ctl.set(SetStatus {
+                        mask: STATUS_ENABLED,
+                        enabled: 1,
+                        ..SetStatus::default()
+                    })?;
+                }
+                (Role::Multicast { daemon_pid }, why)
             }
         };
         let mut session = AuditSession {
             ctl,
             role,
+            arrangement,
+            handover: Arc::new(HandoverState::default()),
             rules: wanted_rules(key, with_exit_group),
             prev,
             last_lost: status.lost,
@@ -220,7 +224,10 @@ impl AuditSession {
         let status = self.ctl.status()?;
         report.lost_delta = u64::from(status.lost.wrapping_sub(self.last_lost));
         self.last_lost = status.lost;
-        if self.role == Role::Daemon && status.pid != std::process::id() {
+        if self.role == Role::Daemon
+            && !self.handover.happened()
+            && status.pid != std::process::id()
+        {
             report.lost_registration = true;
         }
         let present = self.ctl.list_rules()?;
@@ -249,7 +256,13 @@ impl AuditSession {
             }
         }
         let p = self.prev.status;
-        if self.role == Role::Daemon {
+        // After a handover the slot and the enabled flag are auditd's: leave them.
+        let handed = self.handover.happened();
+        // Beside a daemon, audit is disabled again only if the same daemon (or none) still
+        // holds the slot: one that started meanwhile enabled audit for itself.
+        if handed {
+            // Nothing to put back.
+        } else if self.role == Role::Daemon {
             let mut mask = STATUS_PID | STATUS_ENABLED | STATUS_BACKLOG_LIMIT;
             if self.prev.backlog_wait_time.is_some() {
                 mask |= STATUS_BACKLOG_WAIT_TIME;
@@ -263,7 +276,7 @@ impl AuditSession {
             }) {
                 first_err.get_or_insert(e);
             }
-        } else if p.enabled == 0 {
+        } else if p.enabled == 0 && self.ctl.status().is_ok_and(|s| s.pid == p.pid) {
             if let Err(e) = self.ctl.set(SetStatus {
                 mask: STATUS_ENABLED,
                 enabled: 0,
@@ -284,6 +297,58 @@ impl Drop for AuditSession {
         if let Err(e) = self.restore() {
             tracing::error!(error = %e, "restoring the audit state failed");
         }
+    }
+}
+
+/// Registers `reader` as the audit daemon. `None` when another daemon took the slot first.
+fn register(
+    reader: &mut AuditSocket,
+    backlog_limit: u32,
+    status: AuditStatus,
+    me: u32,
+) -> Result<Option<Role>, ControlError> {
+    let set = SetStatus {
+        mask: STATUS_PID | STATUS_ENABLED | STATUS_BACKLOG_LIMIT | STATUS_BACKLOG_WAIT_TIME,
+        enabled: 1,
+        pid: me,
+        backlog_limit: backlog_limit.max(status.backlog_limit),
+        // Never make a syscall wait for us: drop (and count in `lost`) instead.
+        backlog_wait_time: 0,
+    };
+    match reader.set(set) {
+        Ok(()) => Ok(Some(Role::Daemon)),
+        // Kernels before 3.14 have no backlog_wait_time.
+        Err(ControlError::Kernel {
+            errno: libc::EINVAL,
+            ..
+        }) => {
+            reader.set(SetStatus {
+                mask: set.mask & !STATUS_BACKLOG_WAIT_TIME,
+                ..set
+            })?;
+            Ok(Some(Role::Daemon))
+        }
+        Err(ControlError::Kernel {
+            errno: libc::EEXIST,
+            ..
+        }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The arrangement, in words, when the sensor holds the slot.
+fn take_slot_words(handover: bool, multicast: &Result<(), String>) -> String {
+    match multicast {
+        Ok(()) if handover => "registered as the audit daemon (the slot is handed to auditd \
+                               the moment it starts; reading then continues from the audit \
+                               multicast group)"
+            .to_string(),
+        Ok(()) => "registered as the audit daemon".to_string(),
+        Err(e) => format!(
+            "registered as the audit daemon; {} ({e}): if auditd starts, the slot is handed \
+             to it and audit capture stops",
+            coexist::NO_MULTICAST
+        ),
     }
 }
 

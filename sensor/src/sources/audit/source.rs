@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::assemble::{Assembler, Group};
-use super::control::AuditSocket;
+use super::control::{AuditSocket, SetStatus, STATUS_PID};
+use super::handover::{self, Dedup, HandoverState};
 use super::privilege::CredTracker;
 use super::proc_connector::{self, ProcConnector};
 use super::record::{self, Record};
@@ -120,6 +121,10 @@ impl AuditStats {
 /// A running audit capture. `stop` drains, removes our rules and restores the audit state.
 pub struct AuditCapture {
     pub role: Role,
+    /// The arrangement in words (daemon slot, multicast beside auditd, slot left free).
+    pub arrangement: String,
+    /// The daemon-slot handover, if one happened (live part of the health reason).
+    pub handover: Arc<HandoverState>,
     /// What this kernel's audit cannot see (named in the health reason).
     pub blind_spots: Vec<String>,
     pub exits_from_proc_connector: bool,
@@ -162,6 +167,8 @@ impl AuditCapture {
             proc_conn.is_none(),
         )?;
         let role = session.role;
+        let arrangement = session.arrangement.clone();
+        let handover = session.handover.clone();
         let blind_spots = session.blind_spots.clone();
         if let Role::Multicast { daemon_pid } = role {
             tracing::warn!(daemon_pid, "another audit daemon holds the audit pid; reading the multicast log group alongside it");
@@ -208,6 +215,10 @@ impl AuditCapture {
                 cfg.clone(),
             );
             let drop_exits = exits_from_proc_connector;
+            let slot = (role == Role::Daemon).then(|| SlotWatch {
+                state: handover.clone(),
+                dedup: Dedup::default(),
+            });
             threads.push(
                 std::thread::Builder::new()
                     .name("audit-reader".into())
@@ -225,6 +236,7 @@ impl AuditCapture {
                             seen_gaps: 0,
                             seen_overflows: 0,
                             seen_timeouts: 0,
+                            slot,
                         };
                         r.run(reader, &stop);
                     })
@@ -243,6 +255,8 @@ impl AuditCapture {
         }
         Ok(Self {
             role,
+            arrangement,
+            handover,
             blind_spots,
             exits_from_proc_connector,
             stats,
@@ -269,7 +283,11 @@ fn control_loop(
     let mut next = Instant::now() + interval;
     while !stop.load(Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
-        if Instant::now() < next {
+        // For a while after a handover, auditd loads its rule file (often starting with
+        // `-D`, delete all): check every tick so our rules come back at once.
+        let at = session.handover.at_ms.load(Relaxed);
+        let recent = session.handover.happened() && now_ms().saturating_sub(at) < 30_000;
+        if Instant::now() < next && !recent {
             continue;
         }
         next = Instant::now() + interval;
@@ -316,6 +334,13 @@ struct RecordLoop {
     seen_gaps: u64,
     seen_overflows: u64,
     seen_timeouts: u64,
+    /// Set while the sensor holds the daemon slot: watches for auditd and hands it over.
+    slot: Option<SlotWatch>,
+}
+
+struct SlotWatch {
+    state: Arc<HandoverState>,
+    dedup: Dedup,
 }
 
 /// After a stop request, a reader keeps draining what the kernel already queued, but on a busy
@@ -390,8 +415,15 @@ impl RecordLoop {
             if msg.msg_type < 1100 || msg.msg_type == AUDIT_REPLACE {
                 continue;
             }
+            if let Some(w) = self.slot.as_mut() {
+                if w.dedup.active() && !w.dedup.fresh(msg.msg_type, msg.payload, now_ms()) {
+                    w.state.duplicates_dropped.fetch_add(1, Relaxed);
+                    continue;
+                }
+            }
             match record::parse(msg.msg_type, msg.payload) {
                 Ok(rec) => {
+                    self.watch_for_auditd(&rec, &mut reader);
                     let groups = self.assembler.push(rec, now_ms());
                     self.handle_groups(groups);
                 }
@@ -405,6 +437,50 @@ impl RecordLoop {
         }
         let groups = self.assembler.flush_all();
         self.handle_groups(groups);
+    }
+
+    /// While we hold the daemon slot: auditd's exec (or a refused claim of the slot) hands it
+    /// over: join the multicast group on this socket first, then release the slot, then drop
+    /// the second copies for a while (docs/ARCHITECTURE.md, Audit netlink).
+    fn watch_for_auditd(&mut self, rec: &Record, reader: &mut AuditSocket) {
+        let Some(w) = self.slot.as_mut() else {
+            return;
+        };
+        if w.state.happened() {
+            return;
+        }
+        let Some(pid) = handover::auditd_exec(rec).or_else(|| handover::failed_pid_claim(rec))
+        else {
+            return;
+        };
+        w.state.at_ms.store(now_ms(), Relaxed);
+        w.state.to_pid.store(pid, Relaxed);
+        let joined = reader.join_multicast();
+        match &joined {
+            Ok(()) => w.dedup.start(u64::MAX),
+            Err(e) => {
+                w.state.multicast_failed.store(true, Relaxed);
+                tracing::error!(error = %e, auditd_pid = pid, "auditd is starting and the audit multicast group cannot be joined: handing it the daemon slot; audit capture stops");
+            }
+        }
+        let release = reader.set(SetStatus {
+            mask: STATUS_PID,
+            pid: 0,
+            ..SetStatus::default()
+        });
+        if let Err(e) = &release {
+            w.state.release_failed.store(true, Relaxed);
+            tracing::error!(error = %e, auditd_pid = pid, "releasing the audit daemon slot for auditd failed");
+        }
+        if let Err(e) = reader.set_timeout(Duration::from_millis(100)) {
+            tracing::warn!(error = %e, "audit reader timeout");
+        }
+        if joined.is_ok() {
+            w.dedup.start(now_ms() + handover::DEDUP_WINDOW_MS);
+        }
+        if joined.is_ok() && release.is_ok() {
+            tracing::warn!(auditd_pid = pid, "auditd is starting: handed it the audit daemon slot; reading the audit multicast group beside it from now on");
+        }
     }
 
     fn sync_assembler_stats(&mut self) {
