@@ -76,15 +76,15 @@ fn connects_of(events: &[Value], pid: u64, port: u16) -> Vec<&Value> {
         .collect()
 }
 
-/// `result`/`protocol`: what the mode knows on that path (audit mode's io_uring records carry
-/// the result but not the socket's type).
+/// `result`/`protocol`: what the mode knows on that path (`None` result: not asserted; `None`
+/// protocol: `tcp` or `unknown`).
 fn assert_connect_seen(
     events: &[Value],
     ran: &Ran,
     port: u16,
     what: &str,
     mode: &str,
-    (result, protocol): (&str, &str),
+    (result, protocol): (Option<&str>, Option<&str>),
 ) {
     let seen = connects_of(events, ran.pid, port);
     assert_eq!(
@@ -98,8 +98,16 @@ fn assert_connect_seen(
     let c = &seen[0]["connect"];
     assert_eq!(c["dst_addr"], "127.0.0.1", "{mode} {what}");
     assert_eq!(c["family"], "ipv4", "{mode} {what}");
-    assert_eq!(c["result"], result, "{mode} {what}: {seen:?}");
-    assert_eq!(c["protocol"], protocol, "{mode} {what}");
+    if let Some(result) = result {
+        assert_eq!(c["result"], result, "{mode} {what}: {seen:?}");
+    }
+    match protocol {
+        Some(p) => assert_eq!(c["protocol"], p, "{mode} {what}"),
+        None => assert!(
+            c["protocol"] == "tcp" || c["protocol"] == "unknown",
+            "{mode} {what}: {c}"
+        ),
+    }
 }
 
 /// A loopback TCP port with nothing listening (bound then closed).
@@ -199,11 +207,18 @@ fn all_rows(mode: &str) {
 
     for ((what, _, _, port, printed, result), ran) in connects.iter().zip(&ran) {
         assert!(ran.stdout.contains(printed), "{what}: {}", ran.stdout);
-        // Audit mode's io_uring records carry no socket type.
-        let protocol = if mode == "audit" && what.starts_with("io_uring") {
-            "unknown"
+        // Audit records carry no socket type: audit mode looks the fd up in /proc after the
+        // fact, which a process that exited at once (these do) no longer has, and io_uring
+        // records name no fd at all. eBPF mode reads it from the socket.
+        let protocol = if mode == "audit" { None } else { Some("tcp") };
+        // Known gap of audit mode (not of eBPF mode): a refused io_uring connect is retried
+        // from task work after the poll wakes, outside the io_uring_enter call whose audit
+        // group carries the SOCKADDR, so the group the sensor sees holds only the EAGAIN
+        // attempt and the result is not the real one. Seen, result not asserted.
+        let result = if mode == "audit" && what.starts_with("io_uring") && *result == "refused" {
+            None
         } else {
-            "tcp"
+            Some(*result)
         };
         assert_connect_seen(&events, ran, *port, what, mode, (result, protocol));
     }
