@@ -29,6 +29,11 @@ config=$(arg km.config)
 marker=$(arg km.marker)
 port=$(arg km.port)
 
+# What the sensor says it can see on this kernel (the blind-spot rows are judged).
+echo "@@KM-BEGIN probe"
+/sensor probe 2>&1
+echo "@@KM-END probe"
+
 out=/tmp/events.jsonl
 err=/tmp/sensor.err
 : >"$out"
@@ -46,7 +51,7 @@ while [ $i -lt 1200 ] && ! grep -q '"kind":"sensor_health"' "$out"; do
 done
 if grep -q '"kind":"sensor_health"' "$out"; then
   echo "@@KM sensor-ready after ${i}00ms"
-  sh /workload.sh /bin/busybox "$marker" "$port"
+  sh /workload.sh /bin/busybox "$marker" "$port" /attacks
   # Audit events without an EOE record are flushed after a short timeout.
   sleep 2
 else
