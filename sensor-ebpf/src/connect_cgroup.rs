@@ -16,19 +16,19 @@ use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::cgroup_sock_addr, programs::SockAddrContext,
 };
 use sensor_common::{
-    offsets::OFFSETS_MAGIC, CompatConnect, ConnectEvent, ConnectStash, ProcessInfo,
-    CONNECT_RET_UNKNOWN, DROP_SLOT_CONNECT_STASH, DROP_SLOT_SHED_CONNECT, HOOK_COMPAT_EXIT,
-    HOOK_URING, KIND_CONNECT, SHED_LEVEL_KERNEL_CONNECT,
+    offsets::OFFSETS_MAGIC, CompatConnect, ConnectStash, CONNECT_RET_UNKNOWN,
+    DROP_SLOT_CONNECT_STASH, DROP_SLOT_SHED_CONNECT, HOOK_COMPAT_EXIT, HOOK_URING,
+    SHED_LEVEL_KERNEL_CONNECT,
 };
 
 use crate::{
     compat_syscall::in_compat_syscall,
-    connect::{emit, AF_INET, AF_INET6},
+    connect::{emit, record, AF_INET, AF_INET6},
     maps::{
         count_drop, hooks, off, shed_level, COMPAT_CONNECT, CONNECT_STASH, URING_PENDING,
         URING_SUBMITTING,
     },
-    task::{current_task, fill_process, header},
+    task::{current_task, fill_process},
 };
 
 const ALLOW: i32 = 1;
@@ -119,17 +119,7 @@ fn observe(ctx: &SockAddrContext, family: u16) {
 /// completion. False when the map refused it.
 #[inline(always)]
 fn park_uring(req: u64, stash: &ConnectStash, sock_type: u16) -> bool {
-    let mut ev = ConnectEvent {
-        header: header(KIND_CONNECT, core::mem::size_of::<ConnectEvent>() as u32),
-        process: ProcessInfo::zeroed(),
-        family: stash.family,
-        sock_type,
-        dst_port: stash.dst_port,
-        _pad0: 0,
-        ret: CONNECT_RET_UNKNOWN,
-        fd: stash.fd,
-        dst_addr: stash.dst_addr,
-    };
+    let mut ev = record(stash, sock_type, CONNECT_RET_UNKNOWN);
     fill_process(&mut ev.process, current_task());
     URING_PENDING.insert(req, ev, 0).is_ok()
 }
