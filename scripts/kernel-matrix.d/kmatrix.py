@@ -188,8 +188,8 @@ def judge_attacks(events, text, port, mode):
                 and _get(e, "connect", "dst_port") == port + 1]
         results = [_get(e, "connect", "result") for e in seen]
         expect = want_result.get(a["ret"], "error")
-        # Audit mode's io_uring records hold the first (EAGAIN) attempt, not the completion:
-        # seen, result not judged (a gap named in the README).
+        # Audit mode's io_uring records carry the issue handler's return, not the completion's
+        # result: seen, result not judged (a gap named in the README).
         judge_result = status == "seen" and not (mode == "audit" and name == "uring_connect")
         if status == "BLIND":
             summary.append("{} blind(named)".format(name))

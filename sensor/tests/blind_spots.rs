@@ -211,10 +211,9 @@ fn all_rows(mode: &str) {
         // fact, which a process that exited at once (these do) no longer has, and io_uring
         // records name no fd at all. eBPF mode reads it from the socket.
         let protocol = if mode == "audit" { None } else { Some("tcp") };
-        // Known gap of audit mode (not of eBPF mode): a refused io_uring connect is retried
-        // from task work after the poll wakes, outside the io_uring_enter call whose audit
-        // group carries the SOCKADDR, so the group the sensor sees holds only the EAGAIN
-        // attempt and the result is not the real one. Seen, result not asserted.
+        // Known gap of audit mode (README): a URINGOP record's exit is what the issue handler
+        // returned; the retry of a connect that finished after EINPROGRESS returns 0 and puts
+        // the real result (-ECONNREFUSED) aside for the completion. Seen, result not asserted.
         let result = if mode == "audit" && what.starts_with("io_uring") && *result == "refused" {
             None
         } else {
