@@ -1,9 +1,10 @@
 //! Compat (ia32, `int 0x80`) syscalls at the call, with their results. The `syscalls:sys_*`
 //! tracepoints ignore compat syscalls on x86_64, but the `raw_syscalls:sys_enter`/`sys_exit`
 //! raw tracepoints fire for every syscall, native or compat. These programs run on every
-//! syscall of the system, so each first reads one word (`TS_COMPAT` in the current task's
-//! `thread_info.status`, set by the kernel for the duration of a compat syscall) and returns
-//! at once for a native one.
+//! syscall of the system: the entry program first compares the syscall number with the i386
+//! credential calls (no helper call), and both then read one word (`TS_COMPAT` in the current
+//! task's `thread_info.status`, set by the kernel for the duration of a compat syscall) and
+//! return for a native one.
 //!
 //! - set*id / capset (the i386 16- and 32-bit families): credentials are snapshotted at entry
 //!   and compared at exit, reported like the native ones with the i386 number
@@ -54,14 +55,12 @@ fn is_i386_cred_call(nr: u64) -> bool {
 /// `TP_PROTO(struct pt_regs *regs, long id)`.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn compat_sys_enter(ctx: RawTracePointContext) -> u32 {
-    if !in_compat_syscall() {
+    // The number first (no helper call): most syscalls stop here.
+    if !is_i386_cred_call(ctx.arg::<u64>(1)) || !in_compat_syscall() {
         return 0;
     }
-    let nr = ctx.arg::<u64>(1);
-    if is_i386_cred_call(nr) {
-        if let Ok(snap) = cred_snapshot(current_task()) {
-            let _ = CRED_STASH.insert(bpf_get_current_pid_tgid(), snap, 0);
-        }
+    if let Ok(snap) = cred_snapshot(current_task()) {
+        let _ = CRED_STASH.insert(bpf_get_current_pid_tgid(), snap, 0);
     }
     0
 }
