@@ -202,6 +202,30 @@ class RealCaptures(unittest.TestCase):
         self.assertEqual(verdict(args[0], args[1], 20518, "audit")[0], 1)
 
 
+class RealAttackCapture(unittest.TestCase):
+    """A scripts/kernel-matrix cell with the blind-spot attacks (Debian 5.10, default): the
+    io_uring tracepoints there carry no request pointer, so the probe names that blind spot
+    and the io_uring connect passes as `attempted`; the ia32 ones carry their result."""
+    ARGS = ("real_deb11-5.10_default_attacks.log", "km4d654caa-deb11-5.10-default", 37853)
+
+    def test_passes_with_each_attack_judged(self):
+        out = io.StringIO()
+        with redirect_stdout(out):
+            rc = kmatrix.main(["verdict", os.path.join(FIX, self.ARGS[0]), "--marker",
+                               self.ARGS[1], "--port", str(self.ARGS[2]), "--expect", "ebpf",
+                               "--attacks"])
+        self.assertEqual(rc, 0, out.getvalue())
+        self.assertIn("[connect32 refused, socketcall_connect refused, uring_connect "
+                      "attempted(named), setuid32 setuid]", out.getvalue())
+
+    def test_probe_rows(self):
+        with open(os.path.join(FIX, self.ARGS[0])) as f:
+            rows = kmatrix.parse_probe(f.read())
+        self.assertEqual(rows["ebpf: io_uring connect"], "PART")
+        self.assertEqual(rows["ebpf: ia32 connect"], "seen")
+        self.assertEqual(rows["audit: io_uring connect"], "BLIND")
+
+
 class ExtractVmlinux(unittest.TestCase):
     ELF = b"\x7fELF" + bytes(range(256)) * 64
 
