@@ -49,7 +49,7 @@ while [ $i -lt 600 ] && ! grep -q '"kind":"sensor_health"' "$work/events.jsonl" 
   sleep 0.1
   i=$((i + 1))
 done
-sh "$km/workload.sh" "$km/busybox" "$marker" "$port"
+sh "$km/workload.sh" "$km/busybox" "$marker" "$port" "$km/attacks"
 sleep 2
 kill -TERM "$sensor" 2>/dev/null || true
 wait "$sensor" || echo "sensor exited with status $?"

@@ -32,6 +32,12 @@ port=$(arg km.port)
 # km.files=1 (legacy-profile cells): a file written under /etc, the sensor's default tree.
 files=$(arg km.files)
 [ "$files" = 1 ] && mkdir -p /etc
+
+# What the sensor says it can see on this kernel (the blind-spot rows are judged).
+echo "@@KM-BEGIN probe"
+/sensor probe 2>&1
+echo "@@KM-END probe"
+
 out=/tmp/events.jsonl
 err=/tmp/sensor.err
 : >"$out"
@@ -51,7 +57,7 @@ while [ $i -lt 1200 ] && ! grep -q '"kind":"sensor_health"' "$out"; do
 done
 if grep -q '"kind":"sensor_health"' "$out"; then
   echo "@@KM sensor-ready after ${i}00ms"
-  sh /workload.sh /bin/busybox "$marker" "$port"
+  sh /workload.sh /bin/busybox "$marker" "$port" /attacks
   [ "$files" = 1 ] && echo "$marker" >"/etc/km-file-$marker"
   # Audit events without an EOE record are flushed after a short timeout.
   sleep 2

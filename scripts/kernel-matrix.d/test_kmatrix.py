@@ -132,6 +132,63 @@ class Verdict(unittest.TestCase):
         self.assertEqual((parsed, complete, bad), (events, True, 0))
 
 
+class Attacks(unittest.TestCase):
+    PORT = 30000
+    PROBE = ("@@KM-BEGIN probe\n"
+             "ebpf: ia32 connect           seen   cgroup connect4/connect6, result from ...\n"
+             "ebpf: io_uring connect       {uring}   cgroup connect4/connect6; blind spot: ...\n"
+             "ebpf: ia32 set*id/capset     seen   at the call\n"
+             "@@KM-END probe\n")
+    RUN = ("@@KM attack connect32 connect32 pid=11 ret=-111\n"
+           "@@KM attack socketcall_connect socketcall_connect pid=12 ret=-111\n"
+           "@@KM attack uring_connect uring_connect pid=13 res=-111\n"
+           "@@KM attack setuid32 setuid32 pid=14 ret=0 uid=65534\n")
+
+    def connect(self, pid, result):
+        return {"kind": "net_connect", "process": {"pid": pid},
+                "connect": {"dst_port": self.PORT + 1, "result": result}}
+
+    def events(self, uring_result="refused", via="setuid"):
+        return [self.connect(11, "refused"), self.connect(12, "refused"),
+                self.connect(13, uring_result),
+                {"kind": "privilege_change", "process": {"pid": 14},
+                 "privilege": {"new_uid": 65534, "via": via}}]
+
+    def judge(self, events, uring="seen", run=None):
+        text = self.PROBE.format(uring=uring) + (self.RUN if run is None else run)
+        return kmatrix.judge_attacks(events, text, self.PORT, "ebpf")
+
+    def test_every_attack_seen_with_its_result(self):
+        summary, reasons = self.judge(self.events())
+        self.assertEqual(reasons, [])
+        self.assertEqual(summary, "connect32 refused, socketcall_connect refused, "
+                                  "uring_connect refused, setuid32 setuid")
+
+    def test_a_wrong_result_or_a_late_setuid_fails(self):
+        _, reasons = self.judge(self.events(uring_result="attempted", via="observed"))
+        self.assertEqual(len(reasons), 2, reasons)
+        self.assertIn("uring_connect: result attempted (expected refused)", reasons[0])
+        self.assertIn("not seen at the call", reasons[1])
+
+    def test_a_named_blind_spot_passes_without_the_result(self):
+        summary, reasons = self.judge(self.events(uring_result="attempted"), uring="PART")
+        self.assertEqual(reasons, [])
+        self.assertIn("uring_connect attempted(named)", summary)
+        _, reasons = self.judge(self.events()[:2] + self.events()[3:], uring="PART")
+        self.assertIn("uring_connect (pid 13, ret -111): 0 connect events", reasons[0])
+
+    def test_missing_attacks_or_probe_fail_and_unsupported_is_na(self):
+        _, reasons = kmatrix.judge_attacks(self.events(), "", self.PORT, "ebpf")
+        self.assertIn("no sensor probe coverage in the log", reasons)
+        self.assertIn("attack connect32 did not run", reasons)
+        run = self.RUN.replace("pid=11 ret=-111", "pid=11 ret=-38").replace(
+            "uring_connect pid=13 res=-111", "io_uring_setup: Function not implemented")
+        summary, reasons = self.judge(self.events(), run=run)
+        self.assertEqual(reasons, [])
+        self.assertIn("connect32 n/a", summary)
+        self.assertIn("uring_connect n/a", summary)
+
+
 class RealCaptures(unittest.TestCase):
     """Console logs captured from scripts/kernel-matrix runs (Debian 6.1 default, sid 7.2
     under lockdown=confidentiality), with the marker and port those runs used."""
@@ -154,6 +211,30 @@ class RealCaptures(unittest.TestCase):
         self.assertTrue(complete)
         self.assertEqual(bad, 0)
         self.assertEqual(verdict(args[0], args[1], 20518, "audit")[0], 1)
+
+
+class RealAttackCapture(unittest.TestCase):
+    """A scripts/kernel-matrix cell with the blind-spot attacks (Debian 5.10, default): the
+    io_uring tracepoints there carry no request pointer, so the probe names that blind spot
+    and the io_uring connect passes as `attempted`; the ia32 ones carry their result."""
+    ARGS = ("real_deb11-5.10_default_attacks.log", "km4d654caa-deb11-5.10-default", 37853)
+
+    def test_passes_with_each_attack_judged(self):
+        out = io.StringIO()
+        with redirect_stdout(out):
+            rc = kmatrix.main(["verdict", os.path.join(FIX, self.ARGS[0]), "--marker",
+                               self.ARGS[1], "--port", str(self.ARGS[2]), "--expect", "ebpf",
+                               "--attacks"])
+        self.assertEqual(rc, 0, out.getvalue())
+        self.assertIn("[connect32 refused, socketcall_connect refused, uring_connect "
+                      "attempted(named), setuid32 setuid]", out.getvalue())
+
+    def test_probe_rows(self):
+        with open(os.path.join(FIX, self.ARGS[0])) as f:
+            rows = kmatrix.parse_probe(f.read())
+        self.assertEqual(rows["ebpf: io_uring connect"], "PART")
+        self.assertEqual(rows["ebpf: ia32 connect"], "seen")
+        self.assertEqual(rows["audit: io_uring connect"], "BLIND")
 
 
 class ExtractVmlinux(unittest.TestCase):

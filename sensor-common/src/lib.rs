@@ -274,6 +274,28 @@ pub const VIA_EXEC: u32 = 2;
 /// Found changed at the process's next exec or its exit, with no syscall tracepoint having
 /// reported it (an ia32 `int 0x80` set*id, ...).
 pub const VIA_OBSERVED: u32 = 3;
+/// `PrivilegeEvent::syscall_nr` flag: the number is an i386 one (a compat syscall through
+/// `int 0x80`, reported at the call by the `raw_syscalls` hooks).
+pub const SYSCALL_NR_IA32: u32 = 1 << 30;
+
+/// `HOOKS` map bits, set by userspace once the hook is attached: the cgroup connect programs
+/// then leave the connect to it, which reports the real result.
+/// The `raw_syscalls:sys_exit` program (ia32 connect and socketcall results).
+pub const HOOK_COMPAT_EXIT: u32 = 1 << 0;
+/// The io_uring submit and complete programs (io_uring connect results).
+pub const HOOK_URING: u32 = 1 << 1;
+/// IORING_OP_CONNECT (the same number on every kernel).
+pub const IORING_OP_CONNECT: u8 = 16;
+
+/// A connect seen at the cgroup hook inside a compat syscall, until that syscall's exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompatConnect {
+    pub stash: ConnectStash,
+    pub sock_type: u16,
+    pub _pad: [u16; 3],
+}
+const _: () = assert!(core::mem::size_of::<CompatConnect>() == 32);
 
 /// A change of uid/euid/gid/egid or effective capabilities: by a set*id/capset call
 /// (`syscall_nr` says which) or by exec of a set-id / file-capability binary.

@@ -15,6 +15,12 @@ pub const OPT_SESSIONID: u32 = 1 << 1;
 /// the id (kernfs node id = directory inode) of the task's cgroup in the v1 hierarchy of the
 /// controller userspace chose, read through `task_cgroups` .. `kernfs_node_id`.
 pub const OPT_CGROUP_V1: u32 = 1 << 2;
+/// `thread_status` is resolved: the programs can tell a compat (ia32, `int 0x80`) syscall in
+/// progress (`TS_COMPAT` in `task_struct.thread_info.status`, x86_64).
+pub const OPT_COMPAT: u32 = 1 << 3;
+/// The io_uring submit and complete tracepoints carry the request pointer (5.12+): the
+/// `tp_uring_*` offsets are resolved and an io_uring connect can be paired with its result.
+pub const OPT_URING_REQ: u32 = 1 << 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -82,5 +88,13 @@ pub struct KernelOffsets {
     pub css_cgroup: u32,
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
+    /// `task_struct.thread_info.status` (with `OPT_COMPAT`).
+    pub thread_status: u32,
+    // io_uring tracepoint contexts (with `OPT_URING_REQ`): `io_uring_submit_req` (older:
+    // `io_uring_submit_sqe`) `req` and `opcode`, `io_uring_complete` `req` and `res`.
+    pub tp_uring_submit_req: u32,
+    pub tp_uring_submit_opcode: u32,
+    pub tp_uring_complete_req: u32,
+    pub tp_uring_complete_res: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 53 * 4);

@@ -102,7 +102,15 @@ pub fn emit(task: Ptr, stash: &ConnectStash, sock_type: u16, ret: i32) {
         count_drop(DROP_SLOT_CONNECT);
         return;
     };
-    let ev = entry.write(ConnectEvent {
+    let ev = entry.write(record(stash, sock_type, ret));
+    fill_process(&mut ev.process, task);
+    entry.submit(crate::maps::wakeup_flags());
+}
+
+/// A connect record for the current thread, its process part still to be filled.
+#[inline(always)]
+pub fn record(stash: &ConnectStash, sock_type: u16, ret: i32) -> ConnectEvent {
+    ConnectEvent {
         header: header(KIND_CONNECT, core::mem::size_of::<ConnectEvent>() as u32),
         process: ProcessInfo::zeroed(),
         family: stash.family,
@@ -112,9 +120,7 @@ pub fn emit(task: Ptr, stash: &ConnectStash, sock_type: u16, ret: i32) {
         ret,
         fd: stash.fd,
         dst_addr: stash.dst_addr,
-    });
-    fill_process(&mut ev.process, task);
-    entry.submit(crate::maps::wakeup_flags());
+    }
 }
 
 /// `current->files->fdt->fd[fd]->private_data` is the `struct socket`; its `type` says

@@ -3,23 +3,32 @@
 //! the ia32 entry (`int 0x80`, `socketcall`) and io_uring's `IORING_OP_CONNECT`.
 //!
 //! A native connect(2) is reported by the syscall tracepoints (`connect.rs`), which also see its
-//! result; it has a stash entry by the time this hook runs, and is skipped here. Any other
-//! connect is reported here, before the connection is made: its result is not known at this
-//! layer (`CONNECT_RET_UNKNOWN`, shown as `attempted`).
+//! result; it has a stash entry by the time this hook runs, and is skipped here. A connect
+//! inside a compat syscall (ia32 `connect`, `socketcall`) is recorded for the
+//! `raw_syscalls:sys_exit` program (`compat_syscall.rs`), and an io_uring connect issued by its
+//! submitting thread is parked for `io_uring_complete` (`uring_connect.rs`): both are reported
+//! there with their real result. Any other connect (those hooks not attached, an io_uring
+//! connect run by an io-wq worker) is reported here, before the connection is made: its result
+//! is not known at this layer (`CONNECT_RET_UNKNOWN`, shown as `attempted`).
 //!
 //! The programs always return 1: they observe and never deny a connect.
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::cgroup_sock_addr, programs::SockAddrContext,
 };
 use sensor_common::{
-    offsets::OFFSETS_MAGIC, ConnectStash, CONNECT_RET_UNKNOWN, DROP_SLOT_SHED_CONNECT,
+    offsets::OFFSETS_MAGIC, CompatConnect, ConnectStash, CONNECT_RET_UNKNOWN,
+    DROP_SLOT_CONNECT_STASH, DROP_SLOT_SHED_CONNECT, HOOK_COMPAT_EXIT, HOOK_URING,
     SHED_LEVEL_KERNEL_CONNECT,
 };
 
 use crate::{
-    connect::{emit, AF_INET, AF_INET6},
-    maps::{count_drop, off, shed_level, CONNECT_STASH},
-    task::current_task,
+    compat_syscall::in_compat_syscall,
+    connect::{emit, record, AF_INET, AF_INET6},
+    maps::{
+        count_drop, hooks, off, shed_level, COMPAT_CONNECT, CONNECT_STASH, URING_PENDING,
+        URING_SUBMITTING,
+    },
+    task::{current_task, fill_process},
 };
 
 const ALLOW: i32 = 1;
@@ -80,10 +89,37 @@ fn observe(ctx: &SockAddrContext, family: u16) {
             stash.dst_addr[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
         }
     }
-    emit(
-        current_task(),
-        &stash,
-        sock_type as u16,
-        CONNECT_RET_UNKNOWN,
-    );
+    let sock_type = sock_type as u16;
+    let key = bpf_get_current_pid_tgid();
+    let hooks = hooks();
+    if hooks & HOOK_COMPAT_EXIT != 0 && in_compat_syscall() {
+        let c = CompatConnect {
+            stash,
+            sock_type,
+            _pad: [0; 3],
+        };
+        if COMPAT_CONNECT.insert(key, c, 0).is_ok() {
+            return;
+        }
+        count_drop(DROP_SLOT_CONNECT_STASH);
+    } else if hooks & HOOK_URING != 0 {
+        // SAFETY: the value is copied out at once.
+        if let Some(req) = unsafe { URING_SUBMITTING.get(key) }.copied() {
+            let _ = URING_SUBMITTING.remove(key);
+            if park_uring(req, &stash, sock_type) {
+                return;
+            }
+            count_drop(DROP_SLOT_CONNECT_STASH);
+        }
+    }
+    emit(current_task(), &stash, sock_type, CONNECT_RET_UNKNOWN);
+}
+
+/// Parks the whole record of an io_uring connect (this thread is its submitter) until its
+/// completion. False when the map refused it.
+#[inline(always)]
+fn park_uring(req: u64, stash: &ConnectStash, sock_type: u16) -> bool {
+    let mut ev = record(stash, sock_type, CONNECT_RET_UNKNOWN);
+    fill_process(&mut ev.process, current_task());
+    URING_PENDING.insert(req, ev, 0).is_ok()
 }

@@ -5,6 +5,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod compat_syscall;
+#[cfg(target_arch = "bpf")]
 mod connect;
 #[cfg(target_arch = "bpf")]
 mod connect_cgroup;
@@ -22,6 +24,8 @@ mod maps;
 mod privilege;
 #[cfg(target_arch = "bpf")]
 mod task;
+#[cfg(target_arch = "bpf")]
+mod uring_connect;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

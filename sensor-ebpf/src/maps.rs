@@ -4,7 +4,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_common::{
-    ConnectStash, CredSnap, ExecEvent, ExecState, KernelOffsets, DROP_SLOTS, NOISE_RULES_MAX,
+    CompatConnect, ConnectEvent, ConnectStash, CredSnap, ExecEvent, ExecState, KernelOffsets,
+    DROP_SLOTS, NOISE_RULES_MAX,
 };
 
 /// The one ring buffer all records go through. Userspace may resize it before load.
@@ -24,6 +25,30 @@ pub static EXEC_SCRATCH: Array<ExecEvent> = Array::with_max_entries(1, 0);
 /// connect(2) destinations between syscall entry and exit, keyed by pid_tgid.
 #[map]
 pub static CONNECT_STASH: LruHashMap<u64, ConnectStash> = LruHashMap::with_max_entries(16384, 0);
+
+/// Connects seen at the cgroup hook inside a compat (ia32) syscall, keyed by pid_tgid, until
+/// that syscall's exit reports them with its result (`compat_syscall.rs`).
+#[map]
+pub static COMPAT_CONNECT: LruHashMap<u64, CompatConnect> = LruHashMap::with_max_entries(4096, 0);
+
+/// The io_uring connect request each thread is submitting (pid_tgid -> request pointer), set
+/// at `io_uring_submit_req` (`uring_connect.rs`).
+#[map]
+pub static URING_SUBMITTING: LruHashMap<u64, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// io_uring connects seen at the cgroup hook, whole records (process and destination) keyed by
+/// request pointer, until `io_uring_complete` gives their result.
+#[map]
+pub static URING_PENDING: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_entries(4096, 0);
+
+/// Slot 0: the `HOOK_*` bits of the hooks userspace attached.
+#[map]
+pub static HOOKS: Array<u32> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn hooks() -> u32 {
+    HOOKS.get(0).copied().unwrap_or(0)
+}
 
 /// Credentials before a set*id/capset call, keyed by pid_tgid.
 #[map]

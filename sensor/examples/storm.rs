@@ -10,6 +10,8 @@
 //! - `storm exec-paced RATE SECS MARKER`: spawn `/bin/true MARKER-<i>` at RATE per
 //!   second for SECS seconds, on a fixed schedule (children are reaped without
 //!   blocking the schedule).
+//! - `storm syscalls N`: N `getppid` system calls in a loop (the cheapest syscall): the
+//!   per-syscall cost of programs attached to every syscall (`raw_syscalls`).
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, ExitCode};
@@ -20,8 +22,8 @@ use std::time::{Duration, Instant};
 const TRUE: &str = "/bin/true";
 /// Connections the connect storm lets wait in the accept queue (backlog is 128).
 const MAX_INFLIGHT: u64 = 64;
-const USAGE: &str =
-    "usage:\n  storm exec N MARKER\n  storm connect N\n  storm exec-paced RATE SECS MARKER";
+const USAGE: &str = "usage:\n  storm exec N MARKER\n  storm connect N\n  storm exec-paced RATE \
+                     SECS MARKER\n  storm syscalls N";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let result = match argv.as_slice() {
         ["exec", n, marker] => parse(n, "N").and_then(|n| exec(n, marker)),
         ["connect", n] => parse(n, "N").and_then(connect),
+        ["syscalls", n] => parse(n, "N").map(syscalls),
         ["exec-paced", rate, secs, marker] => parse::<f64>(rate, "RATE")
             .and_then(|r| parse::<f64>(secs, "SECS").and_then(|s| exec_paced(r, s, marker))),
         _ => Err(USAGE.to_string()),
@@ -78,6 +81,19 @@ fn exec(n: u64, marker: &str) -> Result<String, String> {
         rate(n, secs),
         std::process::id()
     ))
+}
+
+fn syscalls(n: u64) -> String {
+    let start = Instant::now();
+    for _ in 0..n {
+        // SAFETY: getppid takes no arguments and cannot fail.
+        std::hint::black_box(unsafe { libc::syscall(libc::SYS_getppid) });
+    }
+    let secs = start.elapsed().as_secs_f64();
+    format!(
+        "{{\"workload\":\"syscalls\",\"n\":{n},\"secs\":{secs:.6},\"ns_per_call\":{:.1}}}",
+        secs * 1e9 / n.max(1) as f64
+    )
 }
 
 fn connect(n: u64) -> Result<String, String> {

@@ -6,52 +6,101 @@ use serde::Serialize;
 /// One path an attacker can choose, and whether this host's kernel lets a mode see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Coverage {
-    /// e.g. "ebpf: ia32/io_uring connect".
+    /// e.g. "ebpf: ia32 connect".
     pub what: String,
     pub seen: bool,
+    /// Seen with its result (a connect's return value, a set*id at the call); false names the
+    /// part that stays unknown in `detail`.
+    pub result: bool,
     pub detail: String,
 }
 
-/// What the hooks need: a cgroup v2 hierarchy (mounted, or mountable), the io_uring audit
-/// filter (5.16+, known by its kernel function), and the io_uring_disabled sysctl (6.6+).
+impl Coverage {
+    /// `seen`, `PART` (seen without its result) or `BLIND`, for `sensor probe`.
+    pub fn status(&self) -> &'static str {
+        match (self.seen, self.result) {
+            (true, true) => "seen",
+            (true, false) => "PART",
+            _ => "BLIND",
+        }
+    }
+}
+
+/// What the hooks need: a cgroup v2 hierarchy (mounted, or mountable), the `raw_syscalls`
+/// tracepoints on x86_64 (ia32 results and set*id at the call), io_uring tracepoints with the
+/// request pointer (5.12+), the io_uring audit filter (5.16+, known by its kernel function),
+/// and the io_uring_disabled sysctl (6.6+).
 pub struct KernelFacts {
     pub cgroup2: bool,
+    pub compat_hook: bool,
+    pub uring_req: bool,
     pub uring_audit: bool,
     pub io_uring_disabled: Option<u32>,
 }
 
+fn row(what: &str, seen: bool, result: bool, detail: impl Into<String>) -> Coverage {
+    Coverage {
+        what: what.into(),
+        seen,
+        result: seen && result,
+        detail: detail.into(),
+    }
+}
+
 pub fn assess(k: &KernelFacts) -> Vec<Coverage> {
-    let mut out = vec![Coverage {
-        what: "ebpf: ia32/io_uring connect".into(),
-        seen: k.cgroup2,
-        detail: if k.cgroup2 {
-            "cgroup connect4/connect6 on the cgroup v2 root (result `attempted`: seen before \
-             the connection is made)"
-                .into()
-        } else {
-            "no cgroup v2: ia32 (int 0x80) and io_uring connects are not seen in eBPF mode".into()
-        },
-    }];
-    out.push(Coverage {
-        what: "ebpf: ia32 set*id".into(),
-        seen: true,
-        detail: "seen late: credentials compared at the process's next exec and at its exit".into(),
-    });
-    out.push(Coverage {
-        what: "audit: io_uring connect".into(),
-        seen: k.uring_audit,
-        detail: if k.uring_audit {
-            "io_uring audit filter list (AUDIT_FILTER_URING_EXIT)".into()
+    let no_cgroup = "no cgroup v2: not seen in eBPF mode";
+    let ia32_connect = match (k.cgroup2, k.compat_hook) {
+        (false, _) => no_cgroup.into(),
+        (true, true) => "cgroup connect4/connect6, result from raw_syscalls:sys_exit".into(),
+        (true, false) => "cgroup connect4/connect6; blind spot: no raw_syscalls tracepoints, \
+                          the result is unknown (`attempted`)"
+            .to_string(),
+    };
+    let uring_connect = match (k.cgroup2, k.uring_req) {
+        (false, _) => no_cgroup.into(),
+        (true, true) => "cgroup connect4/connect6, result from io_uring_complete (a connect \
+                         an io-wq worker runs is `attempted`)"
+            .into(),
+        (true, false) => "cgroup connect4/connect6; blind spot: the io_uring tracepoints carry \
+                          no request pointer (5.12+), the result is unknown (`attempted`)"
+            .to_string(),
+    };
+    let mut out = vec![
+        row("ebpf: ia32 connect", k.cgroup2, k.compat_hook, ia32_connect),
+        row(
+            "ebpf: io_uring connect",
+            k.cgroup2,
+            k.uring_req,
+            uring_connect,
+        ),
+        row(
+            "ebpf: ia32 set*id/capset",
+            true,
+            k.compat_hook,
+            if k.compat_hook {
+                "at the call, old and new credentials (raw_syscalls:sys_enter/sys_exit)"
+            } else {
+                "blind spot: no raw_syscalls tracepoints, seen late (credentials compared at \
+                 the process's next exec and at its exit)"
+            },
+        ),
+    ];
+    out.push(row(
+        "audit: io_uring connect",
+        k.uring_audit,
+        true,
+        if k.uring_audit {
+            "io_uring audit filter list (AUDIT_FILTER_URING_EXIT)"
         } else {
             "the kernel has no io_uring audit filter (5.16+): io_uring connects are not seen \
              in audit mode"
-                .into()
         },
-    });
-    out.push(Coverage {
-        what: "io_uring".into(),
-        seen: true,
-        detail: match k.io_uring_disabled {
+    ));
+    out.push(row(
+        "io_uring",
+        true,
+        true,
+        match k.io_uring_disabled {
             Some(0) => "enabled for all (kernel.io_uring_disabled=0); if nothing on this host \
                         uses io_uring, set kernel.io_uring_disabled=2 to close the path"
                 .into(),
@@ -61,7 +110,7 @@ pub fn assess(k: &KernelFacts) -> Vec<Coverage> {
                      at run time on this kernel"
                 .into(),
         },
-    });
+    ));
     out
 }
 
@@ -83,8 +132,19 @@ pub fn probe() -> Vec<Coverage> {
     let io_uring_disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .ok()
         .and_then(|s| s.trim().parse().ok());
+    let tracefs = crate::sources::ebpf::tracefs::find();
+    let compat_hook = cfg!(target_arch = "x86_64")
+        && tracefs
+            .as_ref()
+            .is_some_and(|t| t.join("events/raw_syscalls/sys_exit").exists());
+    let uring_req = tracefs
+        .as_ref()
+        .and_then(|t| crate::sources::ebpf::offsets::uring_tracepoints(t))
+        .is_some();
     assess(&KernelFacts {
         cgroup2,
+        compat_hook,
+        uring_req,
         uring_audit: kallsyms_has(&kallsyms, "__audit_uring_exit"),
         io_uring_disabled,
     })
@@ -98,11 +158,14 @@ mod tests {
     fn modern_kernel_sees_everything_and_advises_the_sysctl() {
         let c = assess(&KernelFacts {
             cgroup2: true,
+            compat_hook: true,
+            uring_req: true,
             uring_audit: true,
             io_uring_disabled: Some(0),
         });
-        assert!(c.iter().all(|c| c.seen));
-        assert!(c[3].detail.contains("kernel.io_uring_disabled=2"));
+        assert!(c.iter().all(|c| c.seen && c.result), "{c:?}");
+        assert!(c.iter().all(|c| c.status() == "seen"));
+        assert!(c[4].detail.contains("kernel.io_uring_disabled=2"));
     }
 
     #[test]
@@ -110,18 +173,45 @@ mod tests {
         // 5.10 on cgroup v1 only: no io_uring audit filter, no io_uring_disabled sysctl.
         let c = assess(&KernelFacts {
             cgroup2: false,
+            compat_hook: true,
+            uring_req: false,
             uring_audit: false,
             io_uring_disabled: None,
         });
-        assert!(!c[0].seen);
-        assert!(c[0]
-            .detail
-            .contains("ia32 (int 0x80) and io_uring connects are not seen"));
-        assert!(!c[2].seen);
-        assert!(c[2]
+        assert_eq!(c[0].status(), "BLIND");
+        assert!(c[0].detail.contains("not seen in eBPF mode"));
+        assert_eq!(c[1].status(), "BLIND");
+        assert!(!c[3].seen);
+        assert!(c[3]
             .detail
             .contains("io_uring connects are not seen in audit mode"));
-        assert!(c[3].detail.contains("cannot be turned off"));
+        assert!(c[4].detail.contains("cannot be turned off"));
+        // 5.10 with a cgroup v2 mount: the io_uring connect is seen without its result.
+        let c = assess(&KernelFacts {
+            cgroup2: true,
+            compat_hook: true,
+            uring_req: false,
+            uring_audit: false,
+            io_uring_disabled: None,
+        });
+        assert_eq!((c[0].status(), c[1].status()), ("seen", "PART"));
+        assert!(c[1]
+            .detail
+            .contains("blind spot: the io_uring tracepoints carry no request"));
+        assert_eq!(c[2].status(), "seen");
+    }
+
+    #[test]
+    fn no_raw_syscalls_leaves_ia32_results_unknown() {
+        let c = assess(&KernelFacts {
+            cgroup2: true,
+            compat_hook: false,
+            uring_req: true,
+            uring_audit: true,
+            io_uring_disabled: Some(2),
+        });
+        assert_eq!((c[0].status(), c[2].status()), ("PART", "PART"));
+        assert!(c[2].detail.contains("seen late"));
     }
 
     #[test]

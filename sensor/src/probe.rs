@@ -641,8 +641,7 @@ pub fn render_report(caps: &HostCapabilities, decision: &ModeDecision) -> String
     line(&mut out, "fanotify fd", &caps.fanotify_fd);
     line(&mut out, "conntrack", &caps.conntrack);
     for c in &caps.coverage {
-        let status = if c.seen { "seen" } else { "BLIND" };
-        let _ = writeln!(out, "{:<28} {status:<5}  {}", c.what, c.detail);
+        let _ = writeln!(out, "{:<28} {:<5}  {}", c.what, c.status(), c.detail);
     }
     for r in &decision.rungs {
         let state = if r.usable { "usable" } else { "skipped" };

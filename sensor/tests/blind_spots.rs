@@ -1,9 +1,12 @@
 //! Privileged: the ways around syscall-level sensors that an attacker can choose, against the
 //! real sensor in both modes. Each row of the attack table must be seen with the right process
 //! and result:
-//! - connect() through the ia32 entry (`int 0x80`) from a 64-bit process;
-//! - setuid32 through `int 0x80` (root -> nobody);
-//! - connect() through io_uring (IORING_OP_CONNECT, a raw ring, no liburing);
+//! - connect() through the ia32 entry (`int 0x80`, i386 `connect` and `socketcall`) from a
+//!   64-bit process, to a listening port (result `success`) and to a closed one (`refused`);
+//! - setuid32 through `int 0x80` (root -> nobody), reported at the call: the event arrives
+//!   while the process is still alive;
+//! - connect() through io_uring (IORING_OP_CONNECT, a raw ring, no liburing), listening and
+//!   closed ports;
 //! - exec of a memfd copy of /bin/echo with execveat(fd, "", AT_EMPTY_PATH);
 //! - an argv padded with 6,000 spaces, or 60 arguments of 100 bytes, before the payload;
 //! - an io_uring openat + write under a watched tree (fanotify sees it).
@@ -73,16 +76,15 @@ fn connects_of(events: &[Value], pid: u64, port: u16) -> Vec<&Value> {
         .collect()
 }
 
-/// `result`/`protocol`: what the mode can know on that path. eBPF mode sees ia32 and io_uring
-/// connects at the cgroup connect hook, before the connection is made (`attempted`); audit
-/// mode's io_uring records carry the result but not the socket's type.
+/// `result`/`protocol`: what the mode knows on that path (`None` result: not asserted; `None`
+/// protocol: `tcp` or `unknown`).
 fn assert_connect_seen(
     events: &[Value],
     ran: &Ran,
     port: u16,
     what: &str,
     mode: &str,
-    (result, protocol): (&str, &str),
+    (result, protocol): (Option<&str>, Option<&str>),
 ) {
     let seen = connects_of(events, ran.pid, port);
     assert_eq!(
@@ -96,8 +98,22 @@ fn assert_connect_seen(
     let c = &seen[0]["connect"];
     assert_eq!(c["dst_addr"], "127.0.0.1", "{mode} {what}");
     assert_eq!(c["family"], "ipv4", "{mode} {what}");
-    assert_eq!(c["result"], result, "{mode} {what}: {seen:?}");
-    assert_eq!(c["protocol"], protocol, "{mode} {what}");
+    if let Some(result) = result {
+        assert_eq!(c["result"], result, "{mode} {what}: {seen:?}");
+    }
+    match protocol {
+        Some(p) => assert_eq!(c["protocol"], p, "{mode} {what}"),
+        None => assert!(
+            c["protocol"] == "tcp" || c["protocol"] == "unknown",
+            "{mode} {what}: {c}"
+        ),
+    }
+}
+
+/// A loopback TCP port with nothing listening (bound then closed).
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
 }
 
 /// Every row of the table, in one sensor run.
@@ -105,12 +121,66 @@ fn all_rows(mode: &str) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let p = port.to_string();
+    let closed = closed_port();
+    let cp = closed.to_string();
     let m = marker("bs");
     let attacks = build_attacks();
     let sensor = Sensor::start(mode, &[]);
 
-    let c32 = run(&attacks, &["connect32", "127.0.0.1", &p]);
-    let uring = run(&attacks, &["uring_connect", "127.0.0.1", &p]);
+    let connects = [
+        (
+            "int 0x80 connect",
+            "connect32",
+            &p,
+            port,
+            "ret=0",
+            "success",
+        ),
+        (
+            "int 0x80 connect",
+            "connect32",
+            &cp,
+            closed,
+            "ret=-111",
+            "refused",
+        ),
+        (
+            "socketcall connect",
+            "socketcall_connect",
+            &p,
+            port,
+            "ret=0",
+            "success",
+        ),
+        (
+            "socketcall connect",
+            "socketcall_connect",
+            &cp,
+            closed,
+            "ret=-111",
+            "refused",
+        ),
+        (
+            "io_uring connect",
+            "uring_connect",
+            &p,
+            port,
+            "res=0",
+            "success",
+        ),
+        (
+            "io_uring connect",
+            "uring_connect",
+            &cp,
+            closed,
+            "res=-111",
+            "refused",
+        ),
+    ];
+    let ran: Vec<Ran> = connects
+        .iter()
+        .map(|(_, cmd, port, ..)| run(&attacks, &[cmd, "127.0.0.1", port]))
+        .collect();
     let su32 = run(&attacks, &["setuid32", "65534"]);
     let memfd = run(&attacks, &["memfd_exec", "innocent", "/bin/echo", &m]);
     // sh -c '<6,000 spaces>true payload'
@@ -135,28 +205,22 @@ fn all_rows(mode: &str) {
     let events = sensor.stop();
     drop(listener);
 
-    assert!(c32.stdout.contains("ret=0"), "{}", c32.stdout);
-    let ebpf = mode == "ebpf";
-    let c32_expect = if ebpf {
-        ("attempted", "tcp")
-    } else {
-        ("success", "tcp")
-    };
-    assert_connect_seen(&events, &c32, port, "int 0x80 connect", mode, c32_expect);
-    assert!(uring.stdout.contains("res=0"), "{}", uring.stdout);
-    let uring_expect = if ebpf {
-        ("attempted", "tcp")
-    } else {
-        ("success", "unknown")
-    };
-    assert_connect_seen(
-        &events,
-        &uring,
-        port,
-        "io_uring connect",
-        mode,
-        uring_expect,
-    );
+    for ((what, _, _, port, printed, result), ran) in connects.iter().zip(&ran) {
+        assert!(ran.stdout.contains(printed), "{what}: {}", ran.stdout);
+        // Audit records carry no socket type: audit mode looks the fd up in /proc after the
+        // fact, which a process that exited at once (these do) no longer has, and io_uring
+        // records name no fd at all. eBPF mode reads it from the socket.
+        let protocol = if mode == "audit" { None } else { Some("tcp") };
+        // Known gap of audit mode (README): a URINGOP record's exit is what the issue handler
+        // returned; the retry of a connect that finished after EINPROGRESS returns 0 and puts
+        // the real result (-ECONNREFUSED) aside for the completion. Seen, result not asserted.
+        let result = if mode == "audit" && what.starts_with("io_uring") && *result == "refused" {
+            None
+        } else {
+            Some(*result)
+        };
+        assert_connect_seen(&events, ran, *port, what, mode, (result, protocol));
+    }
 
     assert!(su32.stdout.contains("ret=0"), "{}", su32.stdout);
     let changes: Vec<&Value> = of_kind(&events, "privilege_change")
@@ -164,10 +228,10 @@ fn all_rows(mode: &str) {
         .filter(|e| e["process"]["pid"] == su32.pid)
         .collect();
     assert!(
-        changes
-            .iter()
-            .any(|e| e["privilege"]["old_uid"] == 0 && e["privilege"]["new_uid"] == 65534),
-        "{mode}: setuid32 via int 0x80 not seen: {changes:?}"
+        changes.iter().any(|e| e["privilege"]["old_uid"] == 0
+            && e["privilege"]["new_uid"] == 65534
+            && e["privilege"]["via"] == "setuid"),
+        "{mode}: setuid32 via int 0x80 not seen at the call: {changes:?}"
     );
 
     let execs = execs_with_arg(&events, &m);
@@ -198,6 +262,79 @@ fn all_rows(mode: &str) {
     let t = execs_with_arg(&events, &last);
     assert_eq!(t.len(), 1, "{mode}: 61-argument exec");
     assert_eq!(t[0]["process"]["argv"].as_array().unwrap().len(), 62);
+}
+
+/// setuid32 through `int 0x80` is reported at the call: the event is in the output while the
+/// process that made it is still alive (it waits on its stdin), with its pid and the ids.
+fn setuid32_at_the_call(mode: &str) {
+    use std::io::{BufRead, BufReader};
+    let attacks = build_attacks();
+    let sensor = Sensor::start(mode, &[]);
+    let mut child = Command::new(&attacks.bin)
+        .args(["setuid32_wait", "65534"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = u64::from(child.id());
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("ret=0"), "{line}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        let events = read_events(&sensor.output);
+        let hit = of_kind(&events, "privilege_change")
+            .into_iter()
+            .find(|e| e["process"]["pid"] == pid)
+            .cloned();
+        if hit.is_some() || std::time::Instant::now() > deadline {
+            break hit;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Still alive: the event did not wait for an exec or the exit.
+    assert!(child.try_wait().unwrap().is_none(), "{mode}: exited early");
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    let events = sensor.stop();
+    assert!(status.success());
+    let e = found.unwrap_or_else(|| {
+        panic!(
+            "{mode}: setuid32 (pid {pid}) not reported before the exit: {:?}",
+            of_kind(&events, "privilege_change")
+        )
+    });
+    let p = &e["privilege"];
+    assert_eq!(
+        (&p["old_uid"], &p["new_uid"], &p["old_euid"], &p["new_euid"]),
+        (
+            &Value::from(0),
+            &Value::from(65534),
+            &Value::from(0),
+            &Value::from(65534)
+        ),
+        "{mode}: {e}"
+    );
+    assert_eq!(p["via"], "setuid", "{mode}: {e}");
+    assert_eq!(e["process"]["uid"], 65534, "{mode}: {e}");
+}
+
+#[test]
+fn ebpf_reports_setuid32_at_the_call() {
+    if !privileged() {
+        return;
+    }
+    setuid32_at_the_call("ebpf");
+}
+
+#[test]
+fn audit_reports_setuid32_at_the_call() {
+    if !privileged() {
+        return;
+    }
+    setuid32_at_the_call("audit");
 }
 
 #[test]

@@ -3,7 +3,10 @@
  * operation itself could be issued (its result is printed, not judged).
  *
  *   connect32 IP PORT        socket + connect through the ia32 entry (int 0x80)
+ *   socketcall_connect IP PORT  socket + connect through i386 socketcall (int 0x80)
  *   setuid32 UID             setuid32 through int 0x80
+ *   setuid32_wait UID        setuid32 through int 0x80, print, then stay alive until stdin
+ *                            closes (so a test can see the event arrive before the exit)
  *   uring_connect IP PORT    IORING_OP_CONNECT on a raw io_uring (no liburing)
  *   uring_write PATH TEXT    IORING_OP_OPENAT (create) then IORING_OP_WRITE
  *   memfd_exec NAME PROG ARGS...  copy PROG into a memfd and execveat(fd, "", AT_EMPTY_PATH)
@@ -39,6 +42,9 @@ static long int80(long nr, long a, long b, long c)
 #define NR32_SOCKET 359
 #define NR32_CONNECT 362
 #define NR32_SETUID32 213
+#define NR32_SOCKETCALL 102
+#define SYS_SOCKET_CALL 1
+#define SYS_CONNECT_CALL 3
 
 static int connect32(const char *ip, int port)
 {
@@ -61,6 +67,48 @@ static int connect32(const char *ip, int port)
 	long ret = int80(NR32_CONNECT, fd, (long)(uintptr_t)sa, sizeof(*sa));
 	printf("connect32 pid=%d ret=%ld\n", getpid(), ret);
 	return 0;
+}
+
+static int socketcall_connect(const char *ip, int port)
+{
+	/* The sockaddr and the socketcall argument block (i386 longs) below 4 GiB. */
+	char *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+	if (low == MAP_FAILED) {
+		perror("mmap");
+		return 1;
+	}
+	struct sockaddr_in *sa = (struct sockaddr_in *)low;
+	uint32_t *args = (uint32_t *)(low + 64);
+	memset(low, 0, 4096);
+	sa->sin_family = AF_INET;
+	sa->sin_port = htons(port);
+	inet_pton(AF_INET, ip, &sa->sin_addr);
+	args[0] = AF_INET;
+	args[1] = SOCK_STREAM;
+	args[2] = 0;
+	long fd = int80(NR32_SOCKETCALL, SYS_SOCKET_CALL, (long)(uintptr_t)args, 0);
+	if (fd < 0) {
+		printf("socketcall socket %ld\n", fd);
+		return 1;
+	}
+	args[0] = fd;
+	args[1] = (uint32_t)(uintptr_t)sa;
+	args[2] = sizeof(*sa);
+	long ret = int80(NR32_SOCKETCALL, SYS_CONNECT_CALL, (long)(uintptr_t)args, 0);
+	printf("socketcall_connect pid=%d ret=%ld\n", getpid(), ret);
+	return 0;
+}
+
+static int setuid32_wait(long uid)
+{
+	long ret = int80(NR32_SETUID32, uid, 0, 0);
+	printf("setuid32 pid=%d ret=%ld uid=%d\n", getpid(), ret, getuid());
+	fflush(stdout);
+	char buf[64];
+	while (read(0, buf, sizeof(buf)) > 0)
+		;
+	return ret == 0 ? 0 : 1;
 }
 
 static int setuid32(long uid)
@@ -204,6 +252,10 @@ int main(int argc, char **argv)
 {
 	if (argc >= 4 && !strcmp(argv[1], "connect32"))
 		return connect32(argv[2], atoi(argv[3]));
+	if (argc >= 4 && !strcmp(argv[1], "socketcall_connect"))
+		return socketcall_connect(argv[2], atoi(argv[3]));
+	if (argc >= 3 && !strcmp(argv[1], "setuid32_wait"))
+		return setuid32_wait(atol(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "setuid32"))
 		return setuid32(atol(argv[2]));
 	if (argc >= 4 && !strcmp(argv[1], "uring_connect"))

@@ -10,8 +10,8 @@ use super::normalize::{base, process};
 use super::record::{types, Record};
 use crate::event::{Event, Kind, Privilege};
 
-const ARCH_X86_64: u64 = 0xC000_003E;
-const ARCH_I386: u64 = 0x4000_0003;
+pub const ARCH_X86_64: u64 = 0xC000_003E;
+pub const ARCH_I386: u64 = 0x4000_0003;
 
 /// Credential syscall names by arch and number.
 pub fn cred_call(arch: u64, nr: u64) -> Option<&'static str> {

@@ -4,14 +4,19 @@
 //! `int 0x80`) syscalls and never see io_uring operations. Connects on those paths are caught
 //! by cgroup `connect4`/`connect6` programs on the cgroup v2 root, which every connect passes
 //! in the kernel; where they cannot be attached (no cgroup v2, no cgroup BPF), the blind spot
-//! that leaves is named in the health reason. Credential changes on those paths are found by
-//! the exec and exit programs themselves (see `sensor-ebpf/src/cred_watch.rs`).
+//! that leaves is named in the health reason. The cgroup hook runs before the connection is
+//! made; the real result comes from `raw_syscalls:sys_exit` for a compat syscall and from
+//! `io_uring_complete` for an io_uring request (`sensor-ebpf/src/compat_syscall.rs`,
+//! `uring_connect.rs`). ia32 credential changes are reported at the call by the
+//! `raw_syscalls` programs; the exec and exit programs compare credentials as a safety net
+//! (`sensor-ebpf/src/cred_watch.rs`).
 use std::path::{Path, PathBuf};
 
 use aya::{
-    programs::{cgroup_sock_addr::CgroupSockAddr, CgroupAttachMode, TracePoint},
+    programs::{cgroup_sock_addr::CgroupSockAddr, CgroupAttachMode, RawTracePoint, TracePoint},
     Ebpf,
 };
+use sensor_common::{HOOK_COMPAT_EXIT, HOOK_URING};
 
 use super::EbpfError;
 
@@ -65,6 +70,73 @@ pub const CGROUP_CONNECT: [&str; 2] = ["cgroup_connect4", "cgroup_connect6"];
 /// What is unseen when the cgroup connect programs cannot be attached.
 pub const CONNECT_BLIND_SPOT: &str =
     "net_connect: connects through the ia32 entry (int 0x80) and io_uring are not seen";
+
+/// What is unknown when the `raw_syscalls` programs cannot be attached.
+pub const COMPAT_BLIND_SPOT: &str = "ia32 (int 0x80) syscalls: connects are reported without \
+     their result (`attempted`) and set*id/capset only at the next exec or exit";
+
+/// What is unknown when io_uring requests cannot be paired with their completions.
+pub const URING_BLIND_SPOT: &str =
+    "io_uring connects are reported without their result (`attempted`)";
+
+/// The `raw_syscalls` programs, exit half first.
+const COMPAT_PROGRAMS: [(&str, &str); 2] = [
+    ("compat_sys_exit", "sys_exit"),
+    ("compat_sys_enter", "sys_enter"),
+];
+
+fn error_text(name: &str, e: &dyn std::error::Error) -> String {
+    // The kernel's errno is at the end of the source chain.
+    let mut text = format!("program {name}: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+fn attach_compat(ebpf: &mut Ebpf) -> Result<(), String> {
+    for (name, point) in COMPAT_PROGRAMS {
+        let err = |e: aya::programs::ProgramError| error_text(name, &e);
+        let prog: &mut RawTracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("program {name} missing from the object"))?
+            .try_into()
+            .map_err(err)?;
+        prog.load().map_err(err)?;
+        prog.attach(point).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn attach_uring(ebpf: &mut Ebpf) -> Result<(), String> {
+    let tracefs = super::tracefs::find().ok_or("no tracefs")?;
+    let u = super::offsets::uring_tracepoints(&tracefs)
+        .ok_or("the io_uring tracepoints carry no request pointer on this kernel (5.12+ needed)")?;
+    for (name, event) in [
+        ("uring_complete", "io_uring_complete"),
+        ("uring_submit", u.submit_event),
+    ] {
+        let err = |e: aya::programs::ProgramError| error_text(name, &e);
+        let prog: &mut TracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("program {name} missing from the object"))?
+            .try_into()
+            .map_err(err)?;
+        prog.load().map_err(err)?;
+        prog.attach("io_uring", event).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Tells the cgroup connect programs which result hooks are attached.
+fn set_hooks(ebpf: &mut Ebpf, bits: u32) -> Result<(), String> {
+    let map = ebpf.map_mut("HOOKS").ok_or("map HOOKS missing")?;
+    let mut hooks: aya::maps::Array<_, u32> =
+        aya::maps::Array::try_from(map).map_err(|e| format!("map HOOKS: {e}"))?;
+    hooks.set(0, bits, 0).map_err(|e| format!("map HOOKS: {e}"))
+}
 
 /// The root of a cgroup v2 hierarchy in `/proc/self/mountinfo` text (root "/" of the
 /// hierarchy mounted somewhere; a hybrid host has it at /sys/fs/cgroup/unified).
@@ -134,16 +206,7 @@ fn program_err(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> Eb
 fn attach_cgroup_connect(ebpf: &mut Ebpf) -> Result<(), String> {
     let cgroup = open_cgroup2_root()?;
     for name in CGROUP_CONNECT {
-        let err = |e: aya::programs::ProgramError| {
-            // The kernel's errno is at the end of the source chain.
-            let mut text = format!("program {name}: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            text
-        };
+        let err = |e: aya::programs::ProgramError| error_text(name, &e);
         let prog: &mut CgroupSockAddr = ebpf
             .program_mut(name)
             .ok_or_else(|| format!("program {name} missing from the object"))?
@@ -174,6 +237,24 @@ pub fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<String>, EbpfError> {
         }
     }
     let mut blind = Vec::new();
+    let mut bits = 0;
+    match attach_compat(ebpf) {
+        Ok(()) => bits |= HOOK_COMPAT_EXIT,
+        Err(e) => {
+            tracing::warn!(error = %e, "raw_syscalls hooks unavailable");
+            blind.push(format!("{COMPAT_BLIND_SPOT} ({e})"));
+        }
+    }
+    match attach_uring(ebpf) {
+        Ok(()) => bits |= HOOK_URING,
+        Err(e) => {
+            tracing::warn!(error = %e, "io_uring hooks unavailable");
+            blind.push(format!("{URING_BLIND_SPOT} ({e})"));
+        }
+    }
+    if let Err(e) = set_hooks(ebpf, bits) {
+        blind.push(format!("{COMPAT_BLIND_SPOT}; {URING_BLIND_SPOT} ({e})"));
+    }
     if let Err(e) = attach_cgroup_connect(ebpf) {
         tracing::warn!(error = %e, "cgroup connect hooks unavailable");
         for name in CGROUP_CONNECT {

@@ -234,15 +234,14 @@ fn connect_event(c: &ConnectRecord, clocks: &Clocks, host: &str) -> Event {
 
 /// x86_64 names of the credential syscalls the programs watch.
 pub fn cred_syscall_name(nr: u32) -> String {
-    match nr {
-        105 => "setuid".into(),
-        106 => "setgid".into(),
-        113 => "setreuid".into(),
-        114 => "setregid".into(),
-        117 => "setresuid".into(),
-        119 => "setresgid".into(),
-        126 => "capset".into(),
-        other => format!("syscall{other}"),
+    use crate::sources::audit::privilege::{cred_call, ARCH_I386, ARCH_X86_64};
+    let ia32 = nr & sensor_common::SYSCALL_NR_IA32 != 0;
+    let nr = nr & !sensor_common::SYSCALL_NR_IA32;
+    let arch = if ia32 { ARCH_I386 } else { ARCH_X86_64 };
+    match cred_call(arch, u64::from(nr)) {
+        Some(name) => name.into(),
+        None if ia32 => format!("ia32_syscall{nr}"),
+        None => format!("syscall{nr}"),
     }
 }
 
@@ -494,6 +493,13 @@ mod tests {
             (1000, 0, 1000, 0, "setuid")
         );
         assert_eq!(p.new_caps.as_deref(), Some("0x1ffffffffff"));
+        // The i386 numbers of a compat call name the same calls as audit mode does.
+        let ia32 = sensor_common::SYSCALL_NR_IA32;
+        assert_eq!(cred_syscall_name(213 | ia32), "setuid");
+        assert_eq!(cred_syscall_name(23 | ia32), "setuid");
+        assert_eq!(cred_syscall_name(185 | ia32), "capset");
+        assert_eq!(cred_syscall_name(105 | ia32), "ia32_syscall105");
+        assert_eq!(cred_syscall_name(213), "syscall213");
         let new = CredSnap { euid: 0, ..old };
         let rec = decode(&fixtures::privilege(VIA_EXEC, 0, old, new)).unwrap();
         let p = normalize(&rec, &clocks(), "h")

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use sensor_common::{
-    offsets::{OFFSETS_MAGIC, OPT_CGROUP_V1, OPT_LOGINUID, OPT_SESSIONID},
+    offsets::{
+        OFFSETS_MAGIC, OPT_CGROUP_V1, OPT_COMPAT, OPT_LOGINUID, OPT_SESSIONID, OPT_URING_REQ,
+    },
     KernelOffsets,
 };
 
@@ -59,8 +61,46 @@ pub fn resolve(btf: &Btf, tracefs: &Path) -> Result<KernelOffsets, OffsetsError>
     o.tp_exec_filename =
         super::tracefs::event_field_offset(tracefs, "sched", "sched_process_exec", "filename")
             .map_err(OffsetsError::Tracepoint)?;
+    if let Some(u) = uring_tracepoints(tracefs) {
+        o.tp_uring_submit_req = u.submit_req;
+        o.tp_uring_submit_opcode = u.submit_opcode;
+        o.tp_uring_complete_req = u.complete_req;
+        o.tp_uring_complete_res = u.complete_res;
+        o.optional |= OPT_URING_REQ;
+    }
     o.magic = OFFSETS_MAGIC;
     Ok(o)
+}
+
+/// The io_uring submit tracepoint: `io_uring_submit_req` (6.0+), `io_uring_submit_sqe` before.
+pub const URING_SUBMIT_EVENTS: [&str; 2] = ["io_uring_submit_req", "io_uring_submit_sqe"];
+
+/// Context offsets of the io_uring tracepoints' request pointer, opcode and result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UringTracepoints {
+    pub submit_event: &'static str,
+    pub submit_req: u32,
+    pub submit_opcode: u32,
+    pub complete_req: u32,
+    pub complete_res: u32,
+}
+
+/// Resolved from the formats under `tracefs`; None when the kernel has no io_uring events or
+/// they carry no request pointer (5.10/5.11), so completions cannot be paired with requests.
+pub fn uring_tracepoints(tracefs: &Path) -> Option<UringTracepoints> {
+    let field = |event: &str, f: &str| {
+        super::tracefs::event_field_offset(tracefs, "io_uring", event, f).ok()
+    };
+    let submit_event = URING_SUBMIT_EVENTS
+        .into_iter()
+        .find(|e| field(e, "opcode").is_some())?;
+    Some(UringTracepoints {
+        submit_event,
+        submit_req: field(submit_event, "req")?,
+        submit_opcode: field(submit_event, "opcode")?,
+        complete_req: field("io_uring_complete", "req")?,
+        complete_res: field("io_uring_complete", "res")?,
+    })
 }
 
 /// The BTF half of [`resolve`]; `magic` stays unset.
@@ -76,6 +116,16 @@ pub fn resolve_btf(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
     let task_sessionid = if btf.has_member("task_struct", "sessionid") {
         optional |= OPT_SESSIONID;
         r.get("task_struct", "sessionid")?
+    } else {
+        0
+    };
+    // x86_64 only: TS_COMPAT in thread_info.status marks a compat (ia32) syscall.
+    let thread_status = if cfg!(target_arch = "x86_64")
+        && btf.has_member("task_struct", "thread_info")
+        && btf.has_member("thread_info", "status")
+    {
+        optional |= OPT_COMPAT;
+        r.get("task_struct", "thread_info")? + r.get("thread_info", "status")?
     } else {
         0
     };
@@ -129,6 +179,11 @@ pub fn resolve_btf(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         css_cgroup: 0,
         cgroup_kn: 0,
         kernfs_node_id: 0,
+        thread_status,
+        tp_uring_submit_req: 0,
+        tp_uring_submit_opcode: 0,
+        tp_uring_complete_req: 0,
+        tp_uring_complete_res: 0,
     })
 }
 
@@ -183,5 +238,23 @@ mod tests {
         let base = btf.member_offset("css_set", "subsys").unwrap();
         assert_eq!(v1.css_set_subsys_slot, base + 88);
         assert_eq!(o.optional & OPT_CGROUP_V1, 0, "v2 unless asked");
+        assert_ne!(o.optional & OPT_COMPAT, 0, "x86_64 thread_info.status");
+        assert!(
+            o.thread_status > 0 && o.thread_status < 64,
+            "thread_info heads task_struct"
+        );
+    }
+
+    #[test]
+    fn uring_tracepoints_on_this_host() {
+        let Some(t) = super::super::tracefs::find() else {
+            return;
+        };
+        if !t.join("events/io_uring/io_uring_complete").exists() {
+            return;
+        }
+        let u = uring_tracepoints(&t).expect("6.x io_uring events carry req");
+        assert_eq!((u.submit_req, u.complete_req), (16, 16), "after ctx");
+        assert!(u.complete_res > u.complete_req);
     }
 }

@@ -1,0 +1,99 @@
+//! Compat (ia32, `int 0x80`) syscalls at the call, with their results. The `syscalls:sys_*`
+//! tracepoints ignore compat syscalls on x86_64, but the `raw_syscalls:sys_enter`/`sys_exit`
+//! raw tracepoints fire for every syscall, native or compat. These programs run on every
+//! syscall of the system: the entry program first compares the syscall number with the i386
+//! credential calls (no helper call), and both then read one word (`TS_COMPAT` in the current
+//! task's `thread_info.status`, set by the kernel for the duration of a compat syscall) and
+//! return for a native one.
+//!
+//! - set*id / capset (the i386 16- and 32-bit families): credentials are snapshotted at entry
+//!   and compared at exit, reported like the native ones with the i386 number
+//!   (`SYSCALL_NR_IA32`).
+//! - connect (i386 `connect` and `socketcall(SYS_CONNECT)`): the cgroup connect hook
+//!   (`connect_cgroup.rs`) records the destination in `COMPAT_CONNECT`; the exit reports it
+//!   with the syscall's return value.
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
+};
+use sensor_common::{
+    offsets::{OFFSETS_MAGIC, OPT_COMPAT},
+    SYSCALL_NR_IA32, VIA_SYSCALL,
+};
+
+use crate::{
+    connect::emit as emit_connect,
+    maps::{off, COMPAT_CONNECT, CRED_STASH},
+    privilege::{cred_snapshot, emit as emit_privilege},
+    task::{current_task, read, Ptr},
+};
+
+/// `TS_COMPAT` in x86's `thread_info.status` (the same bit on 5.10 to 7.x).
+const TS_COMPAT: u32 = 0x0002;
+/// `struct pt_regs.orig_ax` on x86_64: the syscall number (the register layout is the
+/// user-visible ptrace ABI, fixed).
+const PT_REGS_ORIG_AX: u32 = 15 * 8;
+
+/// Whether the current task is in a compat syscall.
+#[inline(always)]
+pub fn in_compat_syscall() -> bool {
+    if off!(magic) != OFFSETS_MAGIC || off!(optional) & OPT_COMPAT == 0 {
+        return false;
+    }
+    read::<u32>(current_task(), off!(thread_status)).is_ok_and(|s| s & TS_COMPAT != 0)
+}
+
+/// The i386 credential-changing syscalls: setuid, setgid, setreuid, setregid, setresuid,
+/// setresgid (16-bit ids), capset, and the 32-bit-id set*id32 calls.
+#[inline(always)]
+fn is_i386_cred_call(nr: u64) -> bool {
+    matches!(
+        nr,
+        23 | 46 | 70 | 71 | 164 | 170 | 185 | 203 | 204 | 208 | 210 | 213 | 214
+    )
+}
+
+/// `TP_PROTO(struct pt_regs *regs, long id)`.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn compat_sys_enter(ctx: RawTracePointContext) -> u32 {
+    // The number first (no helper call): most syscalls stop here.
+    if !is_i386_cred_call(ctx.arg::<u64>(1)) || !in_compat_syscall() {
+        return 0;
+    }
+    if let Ok(snap) = cred_snapshot(current_task()) {
+        let _ = CRED_STASH.insert(bpf_get_current_pid_tgid(), snap, 0);
+    }
+    0
+}
+
+/// `TP_PROTO(struct pt_regs *regs, long ret)`.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn compat_sys_exit(ctx: RawTracePointContext) -> u32 {
+    if !in_compat_syscall() {
+        return 0;
+    }
+    let key = bpf_get_current_pid_tgid();
+    let ret = ctx.arg::<u64>(1) as i64;
+    // SAFETY: the map value is copied out at once; entries are only written by this thread's
+    // own programs (keyed by its pid_tgid).
+    if let Some(c) = unsafe { COMPAT_CONNECT.get(key) }.copied() {
+        let _ = COMPAT_CONNECT.remove(key);
+        emit_connect(current_task(), &c.stash, c.sock_type, ret as i32);
+        return 0;
+    }
+    // SAFETY: as above.
+    let Some(old) = unsafe { CRED_STASH.get(key) }.copied() else {
+        return 0;
+    };
+    let _ = CRED_STASH.remove(key);
+    let task = current_task();
+    let Ok(new) = cred_snapshot(task) else {
+        return 0;
+    };
+    if new != old {
+        let regs = ctx.arg::<u64>(0) as Ptr;
+        let nr = read::<u64>(regs, PT_REGS_ORIG_AX).unwrap_or(0) as u32;
+        emit_privilege(task, old, new, VIA_SYSCALL, nr | SYSCALL_NR_IA32);
+        crate::cred_watch::remember((key >> 32) as u32, &new);
+    }
+    0
+}
