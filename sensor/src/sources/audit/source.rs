@@ -500,10 +500,7 @@ impl RecordLoop {
 }
 
 fn field<'a>(r: &'a Record, key: &str) -> Option<&'a [u8]> {
-    r.fields
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_slice())
+    r.get(key)
 }
 
 fn field_num(r: &Record, key: &str) -> Option<u64> {
