@@ -257,7 +257,15 @@ pub fn parse(rtype: u16, payload: &[u8]) -> Result<Record, RecordError> {
     let mut skipped = 0;
     let mut msg = None;
     let Record { buf, fields, .. } = &mut rec;
-    parse_fields(rtype, strict(rtype), rest, buf, fields, &mut skipped, Some(&mut msg))?;
+    parse_fields(
+        rtype,
+        strict(rtype),
+        rest,
+        buf,
+        fields,
+        &mut skipped,
+        Some(&mut msg),
+    )?;
     if let Some(inner) = msg {
         // Nested text comes from user space: always lenient.
         let Record { buf, nested, .. } = &mut rec;
@@ -405,8 +413,7 @@ fn parse_fields<'a>(
                 }
                 let raw = &s[vstart..i];
                 // Keys are validated printable ASCII.
-                let capable =
-                    std::str::from_utf8(key).is_ok_and(|k| hex_capable(rtype, k));
+                let capable = std::str::from_utf8(key).is_ok_and(|k| hex_capable(rtype, k));
                 if capable && hex_len(raw).is_some() {
                     Value::Hex(raw)
                 } else if !capable || !strict || placeholder(raw) {

@@ -483,6 +483,13 @@ impl RecordLoop {
         if !is_socket {
             return false;
         }
+        // The socket rules let a few rare families through beside AF_INET and AF_INET6.
+        if !sys
+            .get_hex_u64("a0")
+            .is_some_and(super::session::internet_family)
+        {
+            return true;
+        }
         let (Some(pid), Some(fd)) = (field_num(sys, "pid"), field_signed(sys, "exit")) else {
             return true;
         };
