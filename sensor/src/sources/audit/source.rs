@@ -359,7 +359,7 @@ impl RecordLoop {
     /// Reads records in batches (`recvmmsg`) and, after a batch that did not fill every slot,
     /// pauses [`BATCH_PAUSE`] so the next records gather in the socket buffer: a storm costs
     /// one wakeup and one system call per batch instead of per record (see
-    /// `docs/ARCHITECTURE.md#audit-reader`).
+    /// `docs/ARCHITECTURE.md#audit-netlink`).
     fn run(&mut self, mut reader: AuditSocket, stop: &AtomicBool) {
         let mut idle_after_stop = false;
         let mut drain = StopDrain::default();
