@@ -150,7 +150,8 @@ impl NetlinkSocket {
             })
             .collect();
         // SAFETY: mmsghdr is plain old data; zeroed is a valid empty header.
-        let mut msgs: Vec<libc::mmsghdr> = (0..slots).map(|_| unsafe { std::mem::zeroed() }).collect();
+        let mut msgs: Vec<libc::mmsghdr> =
+            (0..slots).map(|_| unsafe { std::mem::zeroed() }).collect();
         for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
             m.msg_hdr.msg_iov = v;
             m.msg_hdr.msg_iovlen = 1;

@@ -12,7 +12,6 @@ use tokio::sync::mpsc;
 
 use super::assemble::{Assembler, Group};
 use super::control::AuditSocket;
-use crate::sources::netlink::RecvBatch;
 use super::privilege::CredTracker;
 use super::proc_connector::{self, ProcConnector};
 use super::record::{self, Record};
@@ -22,6 +21,7 @@ use super::{nlmsg, normalize};
 use crate::counters::Counters;
 use crate::event::{Event, Kind, Process, Source};
 use crate::sources::ebpf::normalize::exit_status;
+use crate::sources::netlink::RecvBatch;
 use crate::timefmt::Clocks;
 
 const AUDIT_SYSCALL: u16 = 1300;
