@@ -28,7 +28,10 @@ def marker_ids(text, marker):
 
 
 def sensor_counts(path, marker):
-    seen, drops, health = set(), None, False
+    """Marker execs in a sensor's output, the sum of the drops in its final health, and the
+    names of the non-zero drop counters (a file-source drop is not a lost exec, but it is a
+    loss and is shown)."""
+    seen, drops, health, names = set(), None, False, {}
     pat = re.compile(re.escape(marker) + r"-(\d+)$")
     with open(path, errors="replace") as f:
         for line in f:
@@ -46,7 +49,9 @@ def sensor_counts(path, marker):
                 health = True
                 d = (ev.get("health") or {}).get("drops") or {}
                 drops = sum(v for v in d.values() if isinstance(v, (int, float)))
-    return seen, (drops if health else None), "drops in final health"
+                names = {k: v for k, v in d.items() if isinstance(v, (int, float)) and v}
+    how = "drops in final health" + "".join(f"; {k} {v}" for k, v in sorted(names.items()))
+    return seen, (drops if health else None), how
 
 
 def text_of(paths):
@@ -92,7 +97,7 @@ def main():
     base_secs = [r["storm"]["secs"] for r in rows if r["monitor"].startswith("base")]
     table = {}
     for i, m in enumerate(mons):
-        slow, cpu, rec, lost = [], [], [], []
+        slow, cpu, rec, lost, hows = [], [], [], [], []
         for rnd in rounds:
             row = by[(rnd, m)]
             b = (by[(rnd, f"base{i + 1}")]["storm"]["secs"] + by[(rnd, f"base{i + 2}")]["storm"]["secs"]) / 2
@@ -101,6 +106,7 @@ def main():
             seen, l, how = counts(row)
             rec.append(len(seen))
             lost.append(l)
+            hows.append(how)
         table[m] = {
             "slowdown": statistics.median(slow),
             "slowdowns": slow,
@@ -109,13 +115,21 @@ def main():
             "recorded_worst": min(rec),
             "recorded": rec,
             "lost": lost,
-            "lost_how": how,
+            "lost_how": how.split(";")[0],
+            "lost_detail": [h.split("; ", 1)[1] if "; " in h else "" for h in hows],
         }
     print(f"\nbench-peers: exec storm of {n} (fork+exec of /bin/true MARKER-i, in sequence), "
           f"{len(rounds)} rounds, each monitored run between two unmonitored ones; medians")
     print(f"load average before {load0}, after {load1}; {os.cpu_count()} CPUs; "
           f"unmonitored storm {statistics.median(base_secs):.3f} s median "
           f"({min(base_secs):.3f}-{max(base_secs):.3f})")
+    print("unmonitored storm per round, in order: " + "; ".join(
+        ", ".join(f"{by[(rnd, f'base{k}')]['storm']['secs']:.2f}" for k in range(1, len(mons) + 2))
+        for rnd in rounds))
+    spread = max(base_secs) / min(base_secs)
+    if spread > 1.5:
+        print(f"WARNING: the unmonitored storms differ up to {spread:.1f}x between runs: the machine "
+              "is too noisy for the slowdown figures to mean much (CPU and counts still do)")
     print(f"sensor binary: {sensor_bin}" + (f"; before: {before_bin}" if before_bin else ""))
     if skipped:
         print(f"skipped: {skipped}")
@@ -131,7 +145,9 @@ def main():
         t = table[m]
         print(f"  {m}: slowdown per round " + ", ".join(f"{x:.3f}" for x in t["slowdowns"])
               + "; CPU per round " + ", ".join(f"{x:.3f}" for x in t["cpus"])
-              + "; recorded per round " + ", ".join(str(x) for x in t["recorded"]))
+              + "; recorded per round " + ", ".join(str(x) for x in t["recorded"])
+              + ("; drops by name per round: " + " | ".join(d or "none" for d in t["lost_detail"])
+                 if any(t["lost_detail"]) else ""))
     print()
 
     def target(name, ok, text):
