@@ -345,12 +345,6 @@ impl StopDrain {
 /// receives with; an audit record is at most ~9 KiB).
 const BATCH_SLOTS: usize = 32;
 const DATAGRAM_MAX: usize = 64 * 1024;
-/// Pause after a busy batch (at least `PAUSE_AFTER` datagrams) that emptied the socket: in a
-/// storm records wait at most this much longer, and the 8 MiB socket buffer holds far more
-/// than a storm produces in it. Light traffic (smaller batches) is read without a pause, so
-/// events of other sources waiting for their process's exec are not held longer.
-const BATCH_PAUSE: Duration = Duration::from_millis(10);
-const PAUSE_AFTER: usize = 8;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -359,9 +353,9 @@ fn now_ms() -> u64 {
 }
 
 impl RecordLoop {
-    /// Reads records in batches (`recvmmsg`) and, after a busy batch that did not fill every
-    /// slot, pauses [`BATCH_PAUSE`] so the next records gather in the socket buffer: a storm costs
-    /// one wakeup and one system call per batch instead of per record (see
+    /// Reads records in batches (`recvmmsg`): what queued while the previous batch was handled
+    /// comes in one system call. It never sleeps between batches: in audit mode the container
+    /// id is read from /proc while the process lives, so latency costs attribution (see
     /// `docs/ARCHITECTURE.md#audit-netlink`).
     fn run(&mut self, mut reader: AuditSocket, stop: &AtomicBool) {
         let mut idle_after_stop = false;
@@ -390,9 +384,6 @@ impl RecordLoop {
                         if let Some(d) = batch.get(i) {
                             self.handle_datagram(d);
                         }
-                    }
-                    if n >= PAUSE_AFTER && !batch.full() && !stop.load(Relaxed) {
-                        std::thread::sleep(BATCH_PAUSE);
                     }
                 }
                 Err(e) => {
