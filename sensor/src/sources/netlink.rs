@@ -153,4 +153,87 @@ impl NetlinkSocket {
             return Ok(Some(&self.buf[..n as usize]));
         }
     }
+
+    /// Waits for one datagram (up to the receive timeout), then takes the datagrams already
+    /// queued behind it, up to the batch's slots, in the same `recvmmsg(MSG_WAITFORONE)` call.
+    /// Returns how many arrived (0 on timeout); [`RecvBatch::get`] reads them.
+    pub fn recv_batch(&self, batch: &mut RecvBatch) -> std::io::Result<usize> {
+        let slots = batch.sizes.len();
+        let len = batch.len;
+        let base = batch.buf.as_mut_ptr();
+        let mut iov: Vec<libc::iovec> = (0..slots)
+            .map(|i| libc::iovec {
+                // SAFETY: slot i lies inside buf (slots * len bytes).
+                iov_base: unsafe { base.add(i * len) }.cast(),
+                iov_len: len,
+            })
+            .collect();
+        // SAFETY: mmsghdr is plain old data; zeroed is a valid empty header.
+        let mut msgs: Vec<libc::mmsghdr> =
+            (0..slots).map(|_| unsafe { std::mem::zeroed() }).collect();
+        for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        loop {
+            // SAFETY: msgs and their iovecs point into live buffers of the stated sizes.
+            let n = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    slots as u32,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => return Ok(0),
+                    Some(libc::EINTR) => continue,
+                    _ => return Err(e),
+                }
+            }
+            let n = n as usize;
+            for (size, m) in batch.sizes.iter_mut().zip(&msgs).take(n) {
+                *size = (m.msg_len as usize).min(len);
+            }
+            batch.received = n;
+            return Ok(n);
+        }
+    }
+}
+
+/// Receive slots for [`NetlinkSocket::recv_batch`]: up to `slots` datagrams of up to `len`
+/// bytes each. The buffer is zero-allocated, so untouched slot pages cost no memory.
+pub struct RecvBatch {
+    buf: Vec<u8>,
+    len: usize,
+    sizes: Vec<usize>,
+    received: usize,
+}
+
+impl RecvBatch {
+    pub fn new(slots: usize, len: usize) -> Self {
+        let slots = slots.max(1);
+        Self {
+            buf: vec![0u8; slots * len],
+            len,
+            sizes: vec![0; slots],
+            received: 0,
+        }
+    }
+
+    /// Datagram `i` of the last batch.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        if i >= self.received {
+            return None;
+        }
+        Some(&self.buf[i * self.len..i * self.len + self.sizes[i]])
+    }
+
+    /// Whether the last batch filled every slot (more may be queued).
+    pub fn full(&self) -> bool {
+        self.received == self.sizes.len()
+    }
 }

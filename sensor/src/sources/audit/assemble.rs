@@ -569,7 +569,7 @@ mod tests {
         let mut asm = Assembler::new(4, 10).with_byte_limits(1024, 1 << 20);
         assert!(asm.push(big.clone(), 0).is_empty());
         let mut second = big;
-        second.fields.truncate(1);
+        second.truncate_fields(1);
         asm.push(second, 0);
         let g = asm.flush_all();
         assert_eq!(g.len(), 1);

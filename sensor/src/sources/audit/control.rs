@@ -4,7 +4,7 @@ use std::time::Duration;
 use super::nlmsg::{self, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST};
 use super::rules::Rule;
 use crate::probe::{parse_audit_status, AuditStatus};
-use crate::sources::netlink::NetlinkSocket;
+use crate::sources::netlink::{NetlinkSocket, RecvBatch};
 
 pub const AUDIT_GET: u16 = 1000;
 pub const AUDIT_SET: u16 = 1001;
@@ -207,6 +207,19 @@ impl AuditSocket {
             return Ok(Some(d));
         }
         Ok(self.recv()?.map(<[u8]>::to_vec))
+    }
+
+    /// A record datagram stashed while a control request was waiting for its reply.
+    pub fn pop_stashed(&mut self) -> Option<Vec<u8>> {
+        self.stash.pop_front()
+    }
+
+    /// One batch of record datagrams from the socket (see [`NetlinkSocket::recv_batch`]);
+    /// read [`Self::pop_stashed`] first. `Ok(0)` on timeout.
+    pub fn recv_batch(&self, batch: &mut RecvBatch) -> Result<usize, ControlError> {
+        self.sock
+            .recv_batch(batch)
+            .map_err(io("recvmmsg(NETLINK_AUDIT)"))
     }
 
     /// Status plus `backlog_wait_time` (word 9; absent before 3.14).

@@ -341,8 +341,8 @@ fn argv_from_execve(group: &Group) -> Option<(Vec<Vec<u8>>, bool)> {
     let mut any = false;
     for r in group.all(types::EXECVE) {
         any = true;
-        for (k, v) in &r.fields {
-            fields.entry(k.as_str()).or_insert(v.as_slice());
+        for (k, v) in r.fields() {
+            fields.entry(k).or_insert(v);
         }
     }
     if !any {

@@ -61,6 +61,9 @@ pub enum RecordError {
 /// One parsed record. Field values are decoded: quotes stripped, hex turned into bytes where the
 /// field is hex-capable for this record type. Keys keep their kernel spelling (`a1[0]`,
 /// `old-auid`). Order is the order in the record; a key may repeat (kept as given).
+///
+/// Storage is one byte buffer per record (the payload, with decoded hex values appended) and
+/// one table of ranges into it, so parsing allocates per record, not per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub rtype: u16,
@@ -68,22 +71,45 @@ pub struct Record {
     pub time_ms: u64,
     /// Event serial: every record of one event shares it.
     pub serial: u64,
-    pub fields: Vec<(String, Vec<u8>)>,
+    buf: Vec<u8>,
+    fields: Vec<Field>,
     /// Fields inside `msg='...'` (user-space records), decoded the same way.
-    pub nested: Vec<(String, Vec<u8>)>,
+    nested: Vec<Field>,
     /// Tokens without `=` that were skipped (free text, AppArmor `(enforce)` suffixes, ...).
     pub skipped_tokens: u32,
+}
+
+/// Key and value of one field: byte ranges of [`Record::buf`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Field {
+    key: (u32, u32),
+    value: (u32, u32),
 }
 
 impl Record {
     /// First value of `key`.
     pub fn get(&self, key: &str) -> Option<&[u8]> {
-        lookup(&self.fields, key)
+        self.lookup(&self.fields, key)
     }
 
     /// First value of `key` inside `msg='...'`.
     pub fn get_nested(&self, key: &str) -> Option<&[u8]> {
-        lookup(&self.nested, key)
+        self.lookup(&self.nested, key)
+    }
+
+    /// Every field, in record order.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.fields.iter().map(|f| (self.key(f), self.value(f)))
+    }
+
+    /// How many fields the record has (outside `msg='...'`).
+    pub fn field_count(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Keeps the first `n` fields (tests and fuzzing build truncated records with it).
+    pub fn truncate_fields(&mut self, n: usize) {
+        self.fields.truncate(n);
     }
 
     pub fn get_str(&self, key: &str) -> Option<&str> {
@@ -106,18 +132,25 @@ impl Record {
 
     /// Rough heap footprint, for the assembler's memory bound.
     pub fn approx_bytes(&self) -> usize {
-        let f = |v: &Vec<(String, Vec<u8>)>| -> usize {
-            v.iter().map(|(k, val)| k.len() + val.len() + 48).sum()
-        };
-        64 + f(&self.fields) + f(&self.nested)
+        64 + self.buf.len() + (self.fields.len() + self.nested.len()) * 48
     }
-}
 
-fn lookup<'a>(fields: &'a [(String, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
-    fields
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_slice())
+    fn key(&self, f: &Field) -> &str {
+        // Keys are validated printable ASCII when parsed.
+        std::str::from_utf8(&self.buf[f.key.0 as usize..f.key.1 as usize]).unwrap_or("")
+    }
+
+    fn value(&self, f: &Field) -> &[u8] {
+        &self.buf[f.value.0 as usize..f.value.1 as usize]
+    }
+
+    fn lookup(&self, fields: &[Field], key: &str) -> Option<&[u8]> {
+        let key = key.as_bytes();
+        fields
+            .iter()
+            .find(|f| &self.buf[f.key.0 as usize..f.key.1 as usize] == key)
+            .map(|f| self.value(f))
+    }
 }
 
 /// True for types whose fields feed normalized events; they are parsed strictly.
@@ -196,12 +229,8 @@ fn hex_val(b: u8) -> Option<u8> {
 
 /// Decodes an even-length hex string; `None` when it is not one.
 pub fn decode_hex(v: &[u8]) -> Option<Vec<u8>> {
-    if v.is_empty() || !v.len().is_multiple_of(2) {
-        return None;
-    }
-    v.chunks_exact(2)
-        .map(|p| Some(hex_val(p[0])? << 4 | hex_val(p[1])?))
-        .collect()
+    let n = hex_len(v)?;
+    Some((0..n).map(|j| hex_byte(v[2 * j], v[2 * j + 1])).collect())
 }
 
 /// Parses one record payload of type `rtype`. Trailing NULs and newlines are ignored.
@@ -219,23 +248,28 @@ pub fn parse(rtype: u16, payload: &[u8]) -> Result<Record, RecordError> {
         rtype,
         time_ms,
         serial,
-        fields: Vec::new(),
+        // Keys and values are never longer than the text they come from.
+        buf: Vec::with_capacity(rest.len()),
+        fields: Vec::with_capacity(rest.iter().filter(|&&b| b == b'=').count()),
         nested: Vec::new(),
         skipped_tokens: 0,
     };
     let mut skipped = 0;
     let mut msg = None;
+    let Record { buf, fields, .. } = &mut rec;
     parse_fields(
         rtype,
         strict(rtype),
         rest,
-        &mut rec.fields,
+        buf,
+        fields,
         &mut skipped,
         Some(&mut msg),
     )?;
     if let Some(inner) = msg {
         // Nested text comes from user space: always lenient.
-        parse_fields(rtype, false, inner, &mut rec.nested, &mut skipped, None)?;
+        let Record { buf, nested, .. } = &mut rec;
+        parse_fields(rtype, false, inner, buf, nested, &mut skipped, None)?;
     }
     rec.skipped_tokens = skipped;
     Ok(rec)
@@ -301,16 +335,20 @@ fn valid_key(k: &[u8]) -> bool {
             .all(|&b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\''))
 }
 
-/// Splits `s` into key=value fields. `msg` receives the inner text of `msg='...'` when given.
+/// Splits `s` into key=value fields, copying each key and its decoded value to the end of
+/// `buf` and recording their ranges in `out`. `msg` receives the inner text of `msg='...'`
+/// when given.
 fn parse_fields<'a>(
     rtype: u16,
     strict: bool,
     s: &'a [u8],
-    out: &mut Vec<(String, Vec<u8>)>,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<Field>,
     skipped: &mut u32,
     mut msg: Option<&mut Option<&'a [u8]>>,
 ) -> Result<(), RecordError> {
     let n = s.len();
+    let key_err = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
     let mut i = 0;
     while i < n {
         if s[i] == b' ' {
@@ -330,10 +368,8 @@ fn parse_fields<'a>(
             *skipped = skipped.saturating_add(1);
             continue;
         }
-        // Key is validated ASCII.
-        let key = String::from_utf8_lossy(key).into_owned();
         i += 1; // '='
-        let value: Vec<u8> = match s.get(i) {
+        let value: Value<'_> = match s.get(i) {
             Some(&q @ (b'"' | b'\'')) => {
                 let body = &s[i + 1..];
                 let close = if q == b'"' {
@@ -344,29 +380,31 @@ fn parse_fields<'a>(
                 };
                 let Some(close) = close else {
                     if strict {
+                        let key = key_err(key);
                         return Err(RecordError::UnterminatedQuote { rtype, key });
                     }
-                    out.push((key, body.to_vec()));
+                    push_field(buf, out, key, Value::Raw(body));
                     break;
                 };
                 let inner = &body[..close];
                 i += 1 + close + 1;
                 if i < n && s[i] != b' ' {
                     if strict {
+                        let key = key_err(key);
                         return Err(RecordError::TextAfterQuote { rtype, key });
                     }
                     while i < n && s[i] != b' ' {
                         i += 1;
                     }
                 }
-                if q == b'\'' && key == "msg" {
+                if q == b'\'' && key == b"msg" {
                     if let Some(slot) = msg.as_deref_mut() {
                         if slot.is_none() {
                             *slot = Some(inner);
                         }
                     }
                 }
-                inner.to_vec()
+                Value::Raw(inner)
             }
             _ => {
                 let vstart = i;
@@ -374,20 +412,55 @@ fn parse_fields<'a>(
                     i += 1;
                 }
                 let raw = &s[vstart..i];
-                if hex_capable(rtype, &key) {
-                    match decode_hex(raw) {
-                        Some(bytes) => bytes,
-                        None if !strict || placeholder(raw) => raw.to_vec(),
-                        None => return Err(RecordError::BadHex { rtype, key }),
-                    }
+                // Keys are validated printable ASCII.
+                let capable = std::str::from_utf8(key).is_ok_and(|k| hex_capable(rtype, k));
+                if capable && hex_len(raw).is_some() {
+                    Value::Hex(raw)
+                } else if !capable || !strict || placeholder(raw) {
+                    Value::Raw(raw)
                 } else {
-                    raw.to_vec()
+                    let key = key_err(key);
+                    return Err(RecordError::BadHex { rtype, key });
                 }
             }
         };
-        out.push((key, value));
+        push_field(buf, out, key, value);
     }
     Ok(())
+}
+
+/// A field value as written in the record: to copy as is, or valid hex to decode.
+enum Value<'a> {
+    Raw(&'a [u8]),
+    Hex(&'a [u8]),
+}
+
+fn push_field(buf: &mut Vec<u8>, out: &mut Vec<Field>, key: &[u8], value: Value<'_>) {
+    // Ranges are u32; a record is one netlink datagram (far below 4 GiB).
+    let at = |buf: &Vec<u8>| buf.len() as u32;
+    let k0 = at(buf);
+    buf.extend_from_slice(key);
+    let v0 = at(buf);
+    match value {
+        Value::Raw(v) => buf.extend_from_slice(v),
+        Value::Hex(h) => buf.extend(h.chunks_exact(2).map(|p| hex_byte(p[0], p[1]))),
+    }
+    out.push(Field {
+        key: (k0, v0),
+        value: (v0, at(buf)),
+    });
+}
+
+/// The decoded length of an even-length hex string; `None` when it is not one.
+fn hex_len(v: &[u8]) -> Option<usize> {
+    if v.is_empty() || !v.len().is_multiple_of(2) || !v.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    Some(v.len() / 2)
+}
+
+fn hex_byte(hi: u8, lo: u8) -> u8 {
+    hex_val(hi).unwrap_or(0) << 4 | hex_val(lo).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -521,8 +594,8 @@ pub(crate) mod tests {
         // A continuation record: the payload starts with two spaces after the header.
         let p = find(types::EXECVE, "):  a1[1]=");
         let r = parse(types::EXECVE, &p).unwrap();
-        assert_eq!(r.fields.len(), 1);
-        assert_eq!(r.fields[0].0, "a1[1]");
+        assert_eq!(r.field_count(), 1);
+        assert_eq!(r.fields().next().unwrap().0, "a1[1]");
     }
 
     #[test]
@@ -562,7 +635,7 @@ pub(crate) mod tests {
         assert_eq!(r.get_dec::<u32>("auid"), Some(1000));
         assert_eq!(r.get_dec::<u32>("old-auid"), Some(u32::MAX));
         let r = parse(types::EOE, b"audit(1795805361.872:5): ").unwrap();
-        assert!(r.fields.is_empty());
+        assert_eq!(r.field_count(), 0);
         assert_eq!(r.serial, 5);
         let r = parse(types::SYSCALL, &find(types::SYSCALL, "key=(null)")).unwrap();
         assert_eq!(r.get("key"), Some(&b"(null)"[..]));

@@ -8,6 +8,9 @@ pub const RULE_FIXED_LEN: usize = 4 * (3 + AUDIT_BITMASK_SIZE + 3 * AUDIT_MAX_FI
 pub const AUDIT_FILTER_EXIT: u32 = 0x04;
 pub const AUDIT_ALWAYS: u32 = 2;
 pub const AUDIT_EQUAL: u32 = 0x4000_0000;
+/// `field & value` is not zero (`-F a0&2`).
+pub const AUDIT_BIT_MASK: u32 = 0x0800_0000;
+pub const AUDIT_LESS_THAN: u32 = 0x1000_0000;
 pub const AUDIT_ARCH: u32 = 11;
 pub const AUDIT_ARG0: u32 = 200;
 pub const AUDIT_FILTERKEY: u32 = 210;

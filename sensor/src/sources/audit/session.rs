@@ -8,7 +8,9 @@ use super::control::{
     STATUS_ENABLED, STATUS_PID,
 };
 use super::handover::HandoverState;
-use super::rules::{Rule, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64};
+use super::rules::{
+    Rule, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, AUDIT_ARG0, AUDIT_BIT_MASK, AUDIT_LESS_THAN,
+};
 use crate::probe::AuditStatus;
 use std::sync::Arc;
 
@@ -73,8 +75,13 @@ pub struct AuditSession {
     pub blind_spots: Vec<String>,
 }
 
-/// The rules the sensor needs, tagged with `key`. `exit_group` only when the proc connector
-/// (which also sees deaths by signal) is unavailable.
+/// The rules the sensor needs, tagged with `key`: as few as the kernel's rule format allows,
+/// because every syscall exit walks the list. One rule per arch holds every syscall (the
+/// kernel matches a syscall number only together with an arch), and one rule per arch holds
+/// socket(2) for the internet families: `a0 & 2 != 0 && a0 < 16` keeps AF_INET (2) and
+/// AF_INET6 (10) and drops AF_UNIX (1), AF_NETLINK (16) and AF_PACKET (17); the few rare
+/// families it also lets through (3, 6, 7, 11, 14, 15) are ignored by the reader. `exit_group`
+/// only when the proc connector (which also sees deaths by signal) is unavailable.
 pub fn wanted_rules(key: &str, with_exit_group: bool) -> Vec<Rule> {
     let mut v64 = vec![nr64::EXECVE, nr64::EXECVEAT, nr64::CONNECT];
     let mut v32 = vec![
@@ -93,22 +100,21 @@ pub fn wanted_rules(key: &str, with_exit_group: bool) -> Vec<Rule> {
         Rule::exit_always(AUDIT_ARCH_X86_64, &v64, None, key),
         Rule::exit_always(AUDIT_ARCH_I386, &v32, None, key),
     ];
-    // socket(2) for AF_INET (2) and AF_INET6 (10) only: gives connect's protocol.
-    for family in [2, 10] {
-        rules.push(Rule::exit_always(
-            AUDIT_ARCH_X86_64,
-            &[nr64::SOCKET],
-            Some(family),
-            key,
-        ));
-        rules.push(Rule::exit_always(
-            AUDIT_ARCH_I386,
-            &[nr32::SOCKET],
-            Some(family),
-            key,
-        ));
+    for (arch, nr) in [
+        (AUDIT_ARCH_X86_64, nr64::SOCKET),
+        (AUDIT_ARCH_I386, nr32::SOCKET),
+    ] {
+        let mut r = Rule::exit_always(arch, &[nr], None, key);
+        r.fields.push((AUDIT_ARG0, AUDIT_BIT_MASK, 2));
+        r.fields.push((AUDIT_ARG0, AUDIT_LESS_THAN, 16));
+        rules.push(r);
     }
     rules
+}
+
+/// Whether a socket(2) family is one the socket rules are for (AF_INET, AF_INET6).
+pub fn internet_family(family: u64) -> bool {
+    matches!(family, 2 | 10)
 }
 
 /// What a periodic check found.
@@ -371,7 +377,23 @@ mod tests {
     #[test]
     fn wanted_rules_shape() {
         let r = wanted_rules("sensor", false);
-        assert_eq!(r.len(), 6);
+        assert_eq!(r.len(), 4);
+        for (socket_rule, nr) in [(&r[2], nr64::SOCKET), (&r[3], nr32::SOCKET)] {
+            assert_eq!(socket_rule.syscalls, vec![nr]);
+            assert_eq!(
+                socket_rule.fields[1..],
+                [
+                    (AUDIT_ARG0, AUDIT_BIT_MASK, 2),
+                    (AUDIT_ARG0, AUDIT_LESS_THAN, 16)
+                ]
+            );
+        }
+        // The families the bit test lets through: the internet ones and a few rare others.
+        let pass: Vec<u32> = (0..64).filter(|f| f & 2 != 0 && *f < 16).collect();
+        assert_eq!(pass, vec![2, 3, 6, 7, 10, 11, 14, 15]);
+        assert!(pass
+            .iter()
+            .all(|&f| internet_family(f.into()) == matches!(f, 2 | 10)));
         assert!(r.iter().all(|r| r.key.as_deref() == Some("sensor")));
         assert!(!r[0].syscalls.contains(&nr64::EXIT_GROUP));
         let r = wanted_rules("sensor", true);

@@ -22,6 +22,7 @@ use super::{nlmsg, normalize};
 use crate::counters::Counters;
 use crate::event::{Event, Kind, Process, Source};
 use crate::sources::ebpf::normalize::exit_status;
+use crate::sources::netlink::RecvBatch;
 use crate::timefmt::Clocks;
 
 const AUDIT_SYSCALL: u16 = 1300;
@@ -365,6 +366,11 @@ impl StopDrain {
     }
 }
 
+/// Datagrams taken per `recvmmsg`, and the size of each slot (the size the control socket
+/// receives with; an audit record is at most ~9 KiB).
+const BATCH_SLOTS: usize = 32;
+const DATAGRAM_MAX: usize = 64 * 1024;
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -372,16 +378,23 @@ fn now_ms() -> u64 {
 }
 
 impl RecordLoop {
+    /// Reads records in batches (`recvmmsg`): what queued while the previous batch was handled
+    /// comes in one system call. It never sleeps between batches: in audit mode the container
+    /// id is read from /proc while the process lives, so latency costs attribution (see
+    /// `docs/ARCHITECTURE.md#audit-netlink`).
     fn run(&mut self, mut reader: AuditSocket, stop: &AtomicBool) {
         let mut idle_after_stop = false;
         let mut drain = StopDrain::default();
+        let mut batch = RecvBatch::new(BATCH_SLOTS, DATAGRAM_MAX);
         loop {
             if drain.expired(stop) {
                 break;
             }
-            let datagram = match reader.recv_record() {
-                Ok(Some(d)) => d,
-                Ok(None) => {
+            while let Some(d) = reader.pop_stashed() {
+                self.handle_datagram(&d, &mut reader);
+            }
+            match reader.recv_batch(&mut batch) {
+                Ok(0) => {
                     let groups = self.assembler.flush_expired(now_ms());
                     self.handle_groups(groups);
                     if stop.load(Relaxed) {
@@ -390,7 +403,13 @@ impl RecordLoop {
                         }
                         idle_after_stop = true;
                     }
-                    continue;
+                }
+                Ok(n) => {
+                    for i in 0..n {
+                        if let Some(d) = batch.get(i) {
+                            self.handle_datagram(d, &mut reader);
+                        }
+                    }
                 }
                 Err(e) => {
                     if e.errno() == Some(libc::ENOBUFS) {
@@ -402,35 +421,6 @@ impl RecordLoop {
                     std::thread::sleep(Duration::from_millis(100));
                     if stop.load(Relaxed) {
                         break;
-                    }
-                    continue;
-                }
-            };
-            let Ok(msg) = nlmsg::record(&datagram) else {
-                self.stats.parse_errors.fetch_add(1, Relaxed);
-                continue;
-            };
-            // Control replies and non-record messages (< 1100) are not part of the log, nor is
-            // AUDIT_REPLACE (1329): the kernel's binary "are you alive" probe to the daemon.
-            if msg.msg_type < 1100 || msg.msg_type == AUDIT_REPLACE {
-                continue;
-            }
-            if let Some(w) = self.slot.as_mut() {
-                if w.dedup.active() && !w.dedup.fresh(msg.msg_type, msg.payload, now_ms()) {
-                    w.state.duplicates_dropped.fetch_add(1, Relaxed);
-                    continue;
-                }
-            }
-            match record::parse(msg.msg_type, msg.payload) {
-                Ok(rec) => {
-                    self.watch_for_auditd(&rec, &mut reader);
-                    let groups = self.assembler.push(rec, now_ms());
-                    self.handle_groups(groups);
-                }
-                Err(e) => {
-                    let n = self.stats.parse_errors.fetch_add(1, Relaxed);
-                    if n < 10 {
-                        tracing::warn!(error = %e, msg_type = msg.msg_type, "malformed audit record skipped");
                     }
                 }
             }
@@ -480,6 +470,37 @@ impl RecordLoop {
         }
         if joined.is_ok() && release.is_ok() {
             tracing::warn!(auditd_pid = pid, "auditd is starting: handed it the audit daemon slot; reading the audit multicast group beside it from now on");
+        }
+    }
+
+    fn handle_datagram(&mut self, datagram: &[u8], reader: &mut AuditSocket) {
+        let Ok(msg) = nlmsg::record(datagram) else {
+            self.stats.parse_errors.fetch_add(1, Relaxed);
+            return;
+        };
+        // Control replies and non-record messages (< 1100) are not part of the log, nor is
+        // AUDIT_REPLACE (1329): the kernel's binary "are you alive" probe to the daemon.
+        if msg.msg_type < 1100 || msg.msg_type == AUDIT_REPLACE {
+            return;
+        }
+        if let Some(w) = self.slot.as_mut() {
+            if w.dedup.active() && !w.dedup.fresh(msg.msg_type, msg.payload, now_ms()) {
+                w.state.duplicates_dropped.fetch_add(1, Relaxed);
+                return;
+            }
+        }
+        match record::parse(msg.msg_type, msg.payload) {
+            Ok(rec) => {
+                self.watch_for_auditd(&rec, reader);
+                let groups = self.assembler.push(rec, now_ms());
+                self.handle_groups(groups);
+            }
+            Err(e) => {
+                let n = self.stats.parse_errors.fetch_add(1, Relaxed);
+                if n < 10 {
+                    tracing::warn!(error = %e, msg_type = msg.msg_type, "malformed audit record skipped");
+                }
+            }
         }
     }
 
@@ -559,6 +580,13 @@ impl RecordLoop {
         if !is_socket {
             return false;
         }
+        // The socket rules let a few rare families through beside AF_INET and AF_INET6.
+        if !sys
+            .get_hex_u64("a0")
+            .is_some_and(super::session::internet_family)
+        {
+            return true;
+        }
         let (Some(pid), Some(fd)) = (field_num(sys, "pid"), field_signed(sys, "exit")) else {
             return true;
         };
@@ -576,10 +604,7 @@ impl RecordLoop {
 }
 
 fn field<'a>(r: &'a Record, key: &str) -> Option<&'a [u8]> {
-    r.fields
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_slice())
+    r.get(key)
 }
 
 fn field_num(r: &Record, key: &str) -> Option<u64> {

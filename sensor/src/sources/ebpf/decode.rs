@@ -193,9 +193,17 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     }
 }
 
+// The argv buffer is the record's variable-length tail.
+const ARGV_AT: usize = std::mem::offset_of!(ExecEvent, argv);
+const _: () = assert!(ARGV_AT == EXEC_FIXED_LEN);
+
+/// Decodes an exec record from its bytes in place: `ExecEvent` with a full argv buffer is
+/// tens of KiB, so it is never copied whole; only its fixed fields are read (the path walks
+/// are 1.5 KiB each) and argv is split straight from the record.
 fn decode_exec(bytes: &[u8]) -> Result<ExecRecord, DecodeError> {
-    // ExecEvent is 5.5 KB; decode into a heap copy.
-    let ev: Box<ExecEvent> = Box::new(read_pod(bytes));
+    use std::mem::offset_of;
+    let at = |off: usize| &bytes[off..];
+    let word = |off: usize| read_pod::<u32>(at(off));
     let bound = |field, value: u32, bound: usize| {
         if value as usize > bound {
             Err(DecodeError::OutOfBounds {
@@ -207,29 +215,41 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecRecord, DecodeError> {
             Ok(value as usize)
         }
     };
-    let filename_len = bound("filename_len", ev.filename_len, FILENAME_LEN)?;
-    let argv_len = bound("argv_len", ev.argv_len, ARGV_BUF)?;
+    let header: EventHeader = read_pod(at(offset_of!(ExecEvent, header)));
+    let process: ProcessInfo = read_pod(at(offset_of!(ExecEvent, process)));
+    let filename_len = bound(
+        "filename_len",
+        word(offset_of!(ExecEvent, filename_len)),
+        FILENAME_LEN,
+    )?;
+    let argv_len = bound("argv_len", word(offset_of!(ExecEvent, argv_len)), ARGV_BUF)?;
     let argv_len = bound("argv_len", argv_len as u32, bytes.len() - EXEC_FIXED_LEN)?;
-    let head_len = bound("argv_head_len", ev.argv_head_len, argv_len)?;
-    let cwd = walk_to_path(&ev.cwd, "cwd.depth")?;
-    let exe = walk_to_path(&ev.exe, "exe.depth")?;
+    let head_len = bound(
+        "argv_head_len",
+        word(offset_of!(ExecEvent, argv_head_len)),
+        argv_len,
+    )?;
+    let cwd = walk_to_path(&read_pod(at(offset_of!(ExecEvent, cwd))), "cwd.depth")?;
+    let exe = walk_to_path(&read_pod(at(offset_of!(ExecEvent, exe))), "exe.depth")?;
 
-    let filename = until_nul(&ev.filename[..filename_len]).to_vec();
-    let truncated = ev.process.flags & FLAG_ARGV_TRUNCATED != 0;
-    let argv_omitted = ev.argv_omitted as usize;
+    let name_at = offset_of!(ExecEvent, filename);
+    let filename = until_nul(&bytes[name_at..name_at + filename_len]).to_vec();
+    let truncated = process.flags & FLAG_ARGV_TRUNCATED != 0;
+    let argv_omitted = word(offset_of!(ExecEvent, argv_omitted)) as usize;
+    let argv_buf = &bytes[ARGV_AT..ARGV_AT + argv_len];
     let argv = if argv_omitted > 0 {
         crate::argv::to_list(
-            &ev.argv[..head_len],
-            &ev.argv[head_len..argv_len],
+            &argv_buf[..head_len],
+            &argv_buf[head_len..],
             argv_omitted,
             true,
         )
     } else {
-        split_argv(&ev.argv[..argv_len], truncated)
+        split_argv(argv_buf, truncated)
     };
     Ok(ExecRecord {
-        header: ev.header,
-        process: ev.process,
+        header,
+        process,
         filename,
         argv,
         argv_omitted,
