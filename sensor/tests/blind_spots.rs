@@ -211,11 +211,12 @@ fn all_rows(mode: &str) {
         // fact, which a process that exited at once (these do) no longer has, and io_uring
         // records name no fd at all. eBPF mode reads it from the socket.
         let protocol = if mode == "audit" { None } else { Some("tcp") };
-        // Known gap of audit mode (README): a URINGOP record's exit is what the issue handler
-        // returned; the retry of a connect that finished after EINPROGRESS returns 0 and puts
-        // the real result (-ECONNREFUSED) aside for the completion. Seen, result not asserted.
-        let result = if mode == "audit" && what.starts_with("io_uring") && *result == "refused" {
-            None
+        // Audit mode (README): a URINGOP record's exit is what the issue handler returned;
+        // the retry of a connect after EAGAIN returns 0 whether it was made or refused, and
+        // the real result goes only to the completion. Reported as `in_progress`, never as a
+        // success it cannot know.
+        let result = if mode == "audit" && what.starts_with("io_uring") {
+            Some("in_progress")
         } else {
             Some(*result)
         };

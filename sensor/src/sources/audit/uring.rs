@@ -38,22 +38,38 @@ pub fn connect_rule(key: &str) -> Rule {
 pub const BLIND_SPOT: &str = "io_uring connects are not audited (the kernel has no io_uring \
                               audit filter, 5.16+)";
 
-/// The last URINGOP of a connect in `group` that is not a non-blocking retry (EAGAIN).
-fn final_connect_op(group: &Group) -> Option<&Record> {
+/// The last URINGOP of a connect in `group` that is not a non-blocking retry (EAGAIN), and
+/// whether a non-blocking attempt (EAGAIN) came before it.
+fn final_connect_op(group: &Group) -> Option<(&Record, bool)> {
     let ops: Vec<&Record> = group
         .all(URINGOP)
         .filter(|r| r.get_dec::<u32>("uring_op") == Some(IORING_OP_CONNECT))
         .collect();
+    let waited = ops
+        .iter()
+        .any(|r| r.get_dec::<i32>("exit") == Some(-EAGAIN));
     ops.iter()
         .rev()
         .find(|r| r.get_dec::<i32>("exit") != Some(-EAGAIN))
         .or(ops.last())
-        .copied()
+        .map(|r| (*r, waited))
+}
+
+/// The result of an audited io_uring connect. After a non-blocking attempt (EAGAIN) the
+/// kernel re-issues the connect once the socket is ready; that issue returns 0 whether the
+/// connection was made or refused, and the real outcome goes only to the completion, which
+/// audit does not record. So 0 after EAGAIN is `in_progress` (started, outcome unknown),
+/// never `success`; an error the issue returned is real.
+fn uring_connect_result(ret: i32, waited: bool) -> &'static str {
+    if ret == 0 && waited {
+        return "in_progress";
+    }
+    crate::sources::ebpf::normalize::connect_result(ret)
 }
 
 /// A `net_connect` for an io_uring connect in `group`, if there is one.
 pub fn connect_event(group: &Group, host: &str) -> Result<Option<Event>, NormalizeError> {
-    let Some(op) = final_connect_op(group) else {
+    let Some((op, waited)) = final_connect_op(group) else {
         return Ok(None);
     };
     let Some((family, protocol_addr, port)) = connect_parts(group)? else {
@@ -79,7 +95,7 @@ pub fn connect_event(group: &Group, host: &str) -> Result<Option<Event>, Normali
         protocol: crate::sources::ebpf::normalize::protocol(0),
         dst_addr: protocol_addr,
         dst_port: port,
-        result: crate::sources::ebpf::normalize::connect_result(ret),
+        result: uring_connect_result(ret, waited),
         errno: -ret.min(0),
     });
     ev.process = Some(p);
@@ -104,7 +120,9 @@ mod tests {
         }
     }
 
-    /// Records as this host's 6.18 kernel wrote them for an inline IORING_OP_CONNECT.
+    /// Records as this host's 6.18 kernel wrote them for an inline IORING_OP_CONNECT (to a
+    /// listening port; a closed port gives the same records): EAGAIN, then 0 once the socket
+    /// was ready, which says nothing of the outcome.
     #[test]
     fn inline_connect_is_a_net_connect() {
         let g = group(&[
@@ -117,10 +135,20 @@ mod tests {
         let c = ev.connect.unwrap();
         assert_eq!(
             (c.family, c.dst_addr.as_str(), c.dst_port, c.result),
-            ("ipv4", "127.0.0.1", 54713, "success")
+            ("ipv4", "127.0.0.1", 54713, "in_progress")
         );
         let p = ev.process.unwrap();
         assert_eq!((p.pid, p.ppid, p.comm.as_str()), (27185, 27183, "attacks"));
+    }
+
+    #[test]
+    fn a_connect_that_returned_at_once_keeps_its_result() {
+        let g = group(&[
+            (URINGOP, "audit(1796532385.788:9): uring_op=16 success=yes exit=0 items=0 ppid=1 pid=7 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0"),
+            (1306, "audit(1796532385.788:9): saddr=0200D5B97F000001"),
+        ]);
+        let c = connect_event(&g, "h").unwrap().unwrap().connect.unwrap();
+        assert_eq!(c.result, "success");
     }
 
     #[test]
