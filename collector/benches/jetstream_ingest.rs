@@ -45,7 +45,7 @@ fn pipeline(dir: &Path, cfg: CollectorConfig, n: u64, compression: &str) -> f64 
     let col = InProcessCollector::start(cfg);
     let rate = support::ship_all(&col.addr, dir, (0..n).map(event).collect(), compression);
     drop(col);
-    rate
+    rate.events_per_sec
 }
 
 /// `collector consume` of a stream into a fresh database; (events, events/s).
