@@ -120,13 +120,7 @@ pub fn inbound_error_status(status: &Status) -> Option<(Status, &'static str)> {
 }
 
 impl IngestService {
-    async fn handle(
-        &self,
-        mut inbound: Streaming<Inbound>,
-        out: Out,
-        peer: &str,
-        auth: &Peer,
-    ) {
+    async fn handle(&self, mut inbound: Streaming<Inbound>, out: Out, peer: &str, auth: &Peer) {
         let welcome = CollectorMessage {
             msg: Some(collector_message::Msg::Welcome(Welcome {
                 version: env!("CARGO_PKG_VERSION").into(),

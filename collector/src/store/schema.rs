@@ -136,12 +136,27 @@ mod tests {
         assert_eq!(n, 0);
         // Every query shape `collector query` builds still finds its index.
         for (q, idx) in [
-            ("SELECT id FROM events e WHERE e.time_ns >= 1 ORDER BY e.time_ns", "events_time"),
-            ("SELECT id FROM events e WHERE e.host IN ('a') AND e.time_ns >= 1", "events_host_time"),
-            ("SELECT id FROM events e WHERE e.kind IN ('login') AND e.time_ns >= 1", "events_kind_time"),
+            (
+                "SELECT id FROM events e WHERE e.time_ns >= 1 ORDER BY e.time_ns",
+                "events_time",
+            ),
+            (
+                "SELECT id FROM events e WHERE e.host IN ('a') AND e.time_ns >= 1",
+                "events_host_time",
+            ),
+            (
+                "SELECT id FROM events e WHERE e.kind IN ('login') AND e.time_ns >= 1",
+                "events_kind_time",
+            ),
             ("SELECT id FROM events e WHERE e.pid = 7", "events_pid"),
-            ("SELECT id FROM events e WHERE e.user = 'alice'", "events_user"),
-            ("SELECT id FROM events e WHERE e.session = 3", "events_session"),
+            (
+                "SELECT id FROM events e WHERE e.user = 'alice'",
+                "events_user",
+            ),
+            (
+                "SELECT id FROM events e WHERE e.session = 3",
+                "events_session",
+            ),
         ] {
             let p = plan(&conn, q);
             assert!(p.contains(idx), "{q}: {p}");

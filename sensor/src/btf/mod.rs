@@ -168,7 +168,9 @@ impl Btf {
 
     /// The name of type `id` (empty when unknown or anonymous).
     fn type_name(&self, id: u32) -> &[u8] {
-        self.ty(id).map(|t| self.name(t.name_off)).unwrap_or_default()
+        self.ty(id)
+            .map(|t| self.name(t.name_off))
+            .unwrap_or_default()
     }
 
     /// The NUL-terminated string at `off` in the string section (empty if out of range).
