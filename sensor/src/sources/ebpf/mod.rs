@@ -139,8 +139,10 @@ pub fn load(
             reason: format!("{path}: {e}"),
         })?
         .max(1) as u32;
-    // No CO-RE relocations to apply (offsets come from our own BTF resolution), so aya need
-    // not parse the kernel's BTF a second time: that saves tens of MB at start-up.
+    // No CO-RE relocations to apply (offsets come from our own BTF resolution), so aya gets
+    // no BTF. Note: aya 0.14's `EbpfLoader::new()` has already parsed the kernel's BTF by
+    // then (~15 MB transient heap, freed here); it is the sensor's peak of resident memory
+    // (see `docs/ARCHITECTURE.md#kernel-user-contract`).
     let mut ebpf = EbpfLoader::new()
         .btf(None)
         .override_global("OFFSETS", &offsets, true)
