@@ -2,6 +2,7 @@
 //! and stream decoded records from the ring buffer.
 pub mod decode;
 pub mod hooks;
+mod loader;
 pub mod normalize;
 pub mod offsets;
 pub mod raw_tracepoints;
@@ -10,7 +11,7 @@ pub mod tracefs;
 
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    Ebpf, EbpfLoader,
+    Ebpf,
 };
 use sensor_common::{
     DROP_SLOTS, DROP_SLOT_CONNECT, DROP_SLOT_CONNECT_STASH, DROP_SLOT_EXEC, DROP_SLOT_EXIT,
@@ -140,10 +141,8 @@ pub fn load(
         })?
         .max(1) as u32;
     // No CO-RE relocations to apply (offsets come from our own BTF resolution), so aya gets
-    // no BTF. Note: aya 0.14's `EbpfLoader::new()` has already parsed the kernel's BTF by
-    // then (~15 MB transient heap, freed here); it is the sensor's peak of resident memory
-    // (see `docs/ARCHITECTURE.md#kernel-user-contract`).
-    let mut ebpf = EbpfLoader::new()
+    // no BTF, and is kept from parsing it at all (see `loader.rs`).
+    let mut ebpf = loader::without_kernel_btf()
         .btf(None)
         .override_global("OFFSETS", &offsets, true)
         .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
