@@ -40,8 +40,9 @@ fn js_section(urls: &[String], name: &str, granularity: &str) -> JetStreamSectio
     }
 }
 
-/// Shipper -> collector -> Ack; events/s.
-fn pipeline(dir: &Path, cfg: CollectorConfig, n: u64, compression: &str) -> f64 {
+/// Shipper -> collector -> Ack; events/s and CPU per event (this process: both ends, not
+/// the NATS servers).
+fn pipeline(dir: &Path, cfg: CollectorConfig, n: u64, compression: &str) -> support::Rate {
     let col = InProcessCollector::start(cfg);
     let rate = support::ship_all(&col.addr, dir, (0..n).map(event).collect(), compression);
     drop(col);
@@ -93,15 +94,16 @@ fn main() {
         "fleet ingest benchmark: shipper -> one collector -> Ack, loopback, \
          2 cores shared by everything (3 nats-servers included)"
     );
-    println!("{:<72} {:>12}", "sink", "events/s");
+    println!("{:<72} {:>12} {:>14}", "sink", "events/s", "CPU us/event");
     for comp in ["gzip", "none"] {
         let d = root.join(format!("sqlite-{comp}"));
         std::fs::create_dir_all(&d).unwrap();
         let r = pipeline(&d, collector_config(&d, None), n, comp);
         println!(
-            "{:<72} {:>12.0}",
+            "{:<72} {:>12.0} {:>14.2}",
             format!("SQLite synchronous=FULL, compression={comp} ({n} events)"),
-            r
+            r.events_per_sec,
+            r.cpu_us_per_event
         );
     }
 
@@ -131,11 +133,12 @@ fn main() {
         std::fs::create_dir_all(&d).unwrap();
         let r = pipeline(&d, collector_config(&d, Some(j.clone())), count, comp);
         println!(
-            "{:<72} {:>12.0}",
+            "{:<72} {:>12.0} {:>14.2}",
             format!(
                 "JetStream R3 file, message per {granularity}, compression={comp} ({count} events)"
             ),
-            r
+            r.events_per_sec,
+            r.cpu_us_per_event
         );
         if name == "bench_batch" {
             let (events, rate) = consume(&d, j);

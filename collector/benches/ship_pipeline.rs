@@ -12,7 +12,7 @@ use collector::config::CollectorConfig;
 use prost::Message as _;
 use sensor::event::Event;
 use sensor::ship::proto_conv::event_to_proto;
-use support::{event, InProcessCollector};
+use support::{cpu_secs, event, InProcessCollector, Rate};
 
 /// `collector serve` in this process with the SQLite sink at `db`.
 fn start_collector(db: &Path, sync: &str) -> InProcessCollector {
@@ -28,8 +28,8 @@ fn tmpdir(tag: &str) -> PathBuf {
     support::tmpdir("ship-bench", tag)
 }
 
-/// End to end, in events/s.
-fn pipeline(n: u64, compression: &str, sync: &str) -> f64 {
+/// End to end: events/s and CPU per event of both ends.
+fn pipeline(n: u64, compression: &str, sync: &str) -> Rate {
     let dir = tmpdir("e2e");
     let col = start_collector(&dir.join("events.db"), sync);
     let rate = support::ship_all(&col.addr, &dir, (0..n).map(event).collect(), compression);
@@ -80,7 +80,9 @@ fn spool_only(n: u64) -> f64 {
     rate
 }
 
-fn store_only(n: u64, sync: &str) -> f64 {
+/// The SQLite writer alone, fed as `collector serve` feeds it (decoded events plus their
+/// bytes as received).
+fn store_only(n: u64, sync: &str) -> Rate {
     use collector::store::{self, writer::Writer, Synchronous};
     let dir = tmpdir("store");
     let conn = store::open_rw(&dir.join("e.db"), Synchronous::parse(sync).unwrap()).unwrap();
@@ -89,7 +91,8 @@ fn store_only(n: u64, sync: &str) -> f64 {
         .map(|i| {
             let mut p = event_to_proto(event(i));
             p.seq = i + 1;
-            p
+            let body = prost::bytes::Bytes::from(p.encode_to_vec());
+            (p, body)
         })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -98,10 +101,12 @@ fn store_only(n: u64, sync: &str) -> f64 {
         .unwrap();
     let rate = rt.block_on(async move {
         let t = Instant::now();
+        let cpu = cpu_secs();
         let mut pending = Vec::new();
         for chunk in protos.chunks(2000) {
+            let (events, bodies) = chunk.iter().cloned().unzip();
             pending.push(
-                w.submit_batch("s".into(), "b".into(), chunk.to_vec(), 0)
+                w.submit_batch("s".into(), "b".into(), events, bodies, 0)
                     .await
                     .unwrap(),
             );
@@ -112,7 +117,10 @@ fn store_only(n: u64, sync: &str) -> f64 {
         for p in pending {
             p.await.unwrap().unwrap();
         }
-        n as f64 / t.elapsed().as_secs_f64()
+        Rate {
+            events_per_sec: n as f64 / t.elapsed().as_secs_f64(),
+            cpu_us_per_event: (cpu_secs() - cpu) * 1e6 / n as f64,
+        }
     });
     let _ = th.join();
     let _ = std::fs::remove_dir_all(&dir);
@@ -129,7 +137,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(200_000);
     println!("ship pipeline benchmark: {n} events, loopback, 2 cores shared by both ends");
-    println!("{:<52} {:>12}", "stage", "events/s");
+    println!("{:<52} {:>12} {:>14}", "stage", "events/s", "CPU us/event");
     println!(
         "{:<52} {:>12.0}",
         "Event -> protobuf (convert + encode)",
@@ -140,22 +148,22 @@ fn main() {
         "spool append + ack (2000-event batches)",
         spool_only(n)
     );
-    println!(
-        "{:<52} {:>12.0}",
-        "collector store, synchronous=FULL",
-        store_only(n, "full")
-    );
-    println!(
-        "{:<52} {:>12.0}",
-        "collector store, synchronous=NORMAL",
-        store_only(n, "normal")
-    );
-    for (comp, sync) in [("gzip", "full"), ("none", "full"), ("gzip", "normal")] {
-        let r = pipeline(n, comp, sync);
+    let row = |what: String, r: Rate| {
         println!(
-            "{:<52} {:>12.0}",
+            "{:<52} {:>12.0} {:>14.2}",
+            what, r.events_per_sec, r.cpu_us_per_event
+        )
+    };
+    for sync in ["full", "normal"] {
+        row(
+            format!("collector store, synchronous={}", sync.to_uppercase()),
+            store_only(n, sync),
+        );
+    }
+    for (comp, sync) in [("gzip", "full"), ("none", "full"), ("gzip", "normal")] {
+        row(
             format!("end to end to ack: compression={comp}, synchronous={sync}"),
-            r
+            pipeline(n, comp, sync),
         );
     }
     println!("target: >= 200000 events/s end to end");

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use prost::bytes::Bytes;
 use prost::Message as _;
-use sensor_proto::v1::{ingest_server::Ingest, CollectorMessage, SensorMessage};
+use sensor_proto::v1::{CollectorMessage, SensorMessage};
 use tonic::body::Body;
 use tonic::codec::{
     Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
@@ -15,7 +16,31 @@ use tonic::codegen::{http, Body as HttpBody, BoxFuture, Service, StdError};
 use tonic::Status;
 
 use crate::server::IngestService;
-use crate::wire_scan::{scan, ScanError, ScanLimits};
+use crate::wire_scan::{scan_events, ScanError, ScanLimits};
+
+/// One decoded `SensorMessage` and the bytes it was decoded from.
+pub struct Inbound {
+    pub msg: SensorMessage,
+    /// The whole message as received.
+    pub bytes: Bytes,
+    /// Where each `Batch.events` element lies in `bytes`, in wire order (see
+    /// [`crate::wire_scan::scan_events`]: the decoded events are the last of these).
+    pub spans: Vec<std::ops::Range<usize>>,
+}
+
+impl Inbound {
+    /// The received bytes of each of the `n` decoded events (not copied), or nothing when
+    /// the spans cannot account for them.
+    pub fn event_bodies(&self, n: usize) -> Vec<Bytes> {
+        let Some(tail) = self.spans.len().checked_sub(n) else {
+            return Vec::new();
+        };
+        self.spans[tail..]
+            .iter()
+            .map(|r| self.bytes.slice(r.clone()))
+            .collect()
+    }
+}
 
 /// Encodes `CollectorMessage`s, decodes `SensorMessage`s after the scan.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +53,7 @@ pub struct BoundedDecoder(ScanLimits);
 
 impl Codec for IngestCodec {
     type Encode = CollectorMessage;
-    type Decode = SensorMessage;
+    type Decode = Inbound;
     type Encoder = MsgEncoder;
     type Decoder = BoundedDecoder;
 
@@ -63,17 +88,18 @@ pub fn scan_status(e: &ScanError) -> Status {
 }
 
 impl Decoder for BoundedDecoder {
-    type Item = SensorMessage;
+    type Item = Inbound;
     type Error = Status;
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<SensorMessage>, Status> {
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Inbound>, Status> {
         use prost::bytes::Buf as _;
         // Taking the buffer's bytes does not copy them (it is one contiguous buffer).
         let bytes = src.copy_to_bytes(src.remaining());
-        scan(&bytes, self.0).map_err(|e| scan_status(&e))?;
-        SensorMessage::decode(bytes)
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(format!("malformed message: {e}")))
+        let mut spans = Vec::new();
+        scan_events(&bytes, self.0, &mut spans).map_err(|e| scan_status(&e))?;
+        let msg = SensorMessage::decode(bytes.clone())
+            .map_err(|e| Status::invalid_argument(format!("malformed message: {e}")))?;
+        Ok(Some(Inbound { msg, bytes, spans }))
     }
 }
 
@@ -97,12 +123,12 @@ impl IngestServer {
 
 struct StreamSvc(Arc<IngestService>);
 
-impl tonic::server::StreamingService<SensorMessage> for StreamSvc {
+impl tonic::server::StreamingService<Inbound> for StreamSvc {
     type Response = CollectorMessage;
-    type ResponseStream = <IngestService as Ingest>::StreamStream;
+    type ResponseStream = crate::server::OutStream;
     type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
 
-    fn call(&mut self, request: tonic::Request<tonic::Streaming<SensorMessage>>) -> Self::Future {
+    fn call(&mut self, request: tonic::Request<tonic::Streaming<Inbound>>) -> Self::Future {
         let inner = Arc::clone(&self.0);
         Box::pin(async move { inner.stream(request).await })
     }

@@ -6,13 +6,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use sensor_proto::v1::{
-    collector_message, ingest_server::Ingest, sensor_message, Ack, CollectorMessage,
-    ProtocolVersion, SensorMessage, Welcome,
+    collector_message, sensor_message, Ack, CollectorMessage, ProtocolVersion, SensorMessage,
+    Welcome,
 };
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::ingest_svc::Inbound;
 use crate::metrics::Metrics;
 use crate::peer::Peer;
 use crate::sink::{Receipt, Sink};
@@ -60,14 +61,16 @@ enum Pending {
     Fail(Status),
 }
 
-#[tonic::async_trait]
-impl Ingest for IngestService {
-    type StreamStream = ReceiverStream<Result<CollectorMessage, Status>>;
+/// What a stream answers: the Welcome, then Acks in batch order, or an error status.
+pub type OutStream = ReceiverStream<Result<CollectorMessage, Status>>;
 
-    async fn stream(
+impl IngestService {
+    /// `/sensor.v1.Ingest/Stream` (served by `ingest_svc`, whose decoder keeps each
+    /// message's bytes so the events are stored as received).
+    pub async fn stream(
         &self,
-        request: Request<Streaming<SensorMessage>>,
-    ) -> Result<Response<Self::StreamStream>, Status> {
+        request: Request<Streaming<Inbound>>,
+    ) -> Result<Response<OutStream>, Status> {
         let auth = Peer::of(&request).map_err(|e| {
             self.metrics.reject("bad_certificate");
             Status::unauthenticated(e.to_string())
@@ -134,13 +137,7 @@ pub fn inbound_error_status(status: &Status) -> Option<(Status, &'static str)> {
 }
 
 impl IngestService {
-    async fn handle(
-        &self,
-        mut inbound: Streaming<SensorMessage>,
-        out: Out,
-        peer: &str,
-        auth: &Peer,
-    ) {
+    async fn handle(&self, mut inbound: Streaming<Inbound>, out: Out, peer: &str, auth: &Peer) {
         let welcome = CollectorMessage {
             msg: Some(collector_message::Msg::Welcome(Welcome {
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -165,6 +162,12 @@ impl IngestService {
                         .await;
                     break;
                 }
+            };
+            // The decoded message, and what it was decoded from (its bytes are stored).
+            let (msg, received) = match msg {
+                Ok(Some(mut m)) => (Ok(Some(std::mem::take(&mut m.msg))), Some(m)),
+                Ok(None) => (Ok(None), None),
+                Err(e) => (Err(e), None),
             };
             let fail = match msg {
                 Ok(Some(SensorMessage {
@@ -213,7 +216,10 @@ impl IngestService {
                             else {
                                 break;
                             };
-                            let rx = match self.sink.submit(b, now_ns()).await {
+                            let bodies = received
+                                .map(|m| m.event_bodies(b.events.len()))
+                                .unwrap_or_default();
+                            let rx = match self.sink.submit(b, bodies, now_ns()).await {
                                 Ok(rx) => rx,
                                 Err(e) => {
                                     self.metrics.store_errors.fetch_add(1, Relaxed);

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use prost::bytes::Bytes;
 use sensor_proto::v1::{Batch, Hello};
 
 use crate::jetstream::{publish::Publisher, JsError};
@@ -28,12 +29,24 @@ pub enum Sink {
 
 impl Sink {
     /// Hands a validated batch over; waits only for queue space (SQLite) or for the
-    /// messages to be written to the NATS connection (JetStream).
-    pub async fn submit(&self, batch: Batch, received_ns: i64) -> Result<Receipt, SinkError> {
+    /// messages to be written to the NATS connection (JetStream). `bodies` are the events'
+    /// bytes as received (see `store::writer::Writer::submit_batch`), or empty.
+    pub async fn submit(
+        &self,
+        batch: Batch,
+        bodies: Vec<Bytes>,
+        received_ns: i64,
+    ) -> Result<Receipt, SinkError> {
         match self {
             Sink::Sqlite(w) => {
                 let rx = w
-                    .submit_batch(batch.sensor_id, batch.boot_id, batch.events, received_ns)
+                    .submit_batch(
+                        batch.sensor_id,
+                        batch.boot_id,
+                        batch.events,
+                        bodies,
+                        received_ns,
+                    )
                     .await?;
                 Ok(Box::pin(async move {
                     Ok(rx.await.unwrap_or(Err(StoreError::WriterGone))?)

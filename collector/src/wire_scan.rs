@@ -68,8 +68,22 @@ fn field(msg: Msg, number: u64) -> (bool, bool, Option<Msg>) {
 
 /// Scans an encoded `SensorMessage`.
 pub fn scan(buf: &[u8], limits: ScanLimits) -> Result<Counts, ScanError> {
+    scan_events(buf, limits, &mut Vec::new())
+}
+
+/// [`scan`], and the byte range of every `Batch.events` element in `buf`, in wire order, in
+/// `spans` (cleared first). prost appends each such element as one new `Event` decoded from
+/// exactly those bytes, and a later `batch` field after another oneof member only drops
+/// the events before it, so the decoded batch's `n` events are the last `n` spans (see
+/// `docs/ARCHITECTURE.md#collector`).
+pub fn scan_events(
+    buf: &[u8],
+    limits: ScanLimits,
+    spans: &mut Vec<std::ops::Range<usize>>,
+) -> Result<Counts, ScanError> {
+    spans.clear();
     let mut counts = Counts::default();
-    walk(buf, 0, Msg::SensorMessage, limits, &mut counts)?;
+    walk(buf, 0, Msg::SensorMessage, limits, &mut counts, spans)?;
     Ok(counts)
 }
 
@@ -100,6 +114,7 @@ fn walk(
     msg: Msg,
     limits: ScanLimits,
     counts: &mut Counts,
+    spans: &mut Vec<std::ops::Range<usize>>,
 ) -> Result<(), ScanError> {
     let mut pos = 0usize;
     while pos < buf.len() {
@@ -136,6 +151,7 @@ fn walk(
                             limit: limits.max_events,
                         });
                     }
+                    spans.push(base + pos..base + pos + len);
                 }
                 if element {
                     counts.elements += 1;
@@ -146,7 +162,14 @@ fn walk(
                     }
                 }
                 if let Some(inner) = inner {
-                    walk(&buf[pos..pos + len], base + pos, inner, limits, counts)?;
+                    walk(
+                        &buf[pos..pos + len],
+                        base + pos,
+                        inner,
+                        limits,
+                        counts,
+                        spans,
+                    )?;
                 }
                 len
             }
@@ -289,6 +312,44 @@ mod tests {
             scan(&hello.encode_to_vec(), L),
             Err(ScanError::TooManyElements { .. })
         ));
+    }
+
+    #[test]
+    fn event_spans_are_the_bytes_prost_decodes_each_event_from() {
+        let ev = |seq: u64| Event {
+            seq,
+            host: format!("h{seq}"),
+            ..Default::default()
+        };
+        let wide = ScanLimits {
+            max_events: 10,
+            max_elements: 10,
+        };
+        let check = |msg: &[u8], want: usize| {
+            let mut spans = Vec::new();
+            scan_events(msg, wide, &mut spans).unwrap();
+            let Some(sensor_message::Msg::Batch(b)) = SensorMessage::decode(msg).unwrap().msg
+            else {
+                panic!("not a batch");
+            };
+            assert_eq!(b.events.len(), want);
+            let tail = &spans[spans.len() - b.events.len()..];
+            for (e, r) in b.events.iter().zip(tail) {
+                assert_eq!(&Event::decode(&msg[r.clone()]).unwrap(), e);
+            }
+        };
+        let one = batch_msg(vec![ev(1), ev(2)]);
+        check(&one, 2);
+        // A batch repeated: prost merges, both sets of events count.
+        let two = [batch_msg(vec![ev(3)]), batch_msg(vec![ev(4)])].concat();
+        check(&two, 2);
+        // A Hello in between resets the oneof: only the events after it survive.
+        let hello = SensorMessage {
+            msg: Some(sensor_message::Msg::Hello(Hello::default())),
+        }
+        .encode_to_vec();
+        let reset = [batch_msg(vec![ev(5), ev(6)]), hello, batch_msg(vec![ev(7)])].concat();
+        check(&reset, 1);
     }
 
     #[test]

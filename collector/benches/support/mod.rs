@@ -127,10 +127,29 @@ pub fn tmpdir(prefix: &str, tag: &str) -> PathBuf {
     d
 }
 
+/// CPU time (user + system) of this whole process so far, in seconds: both ends of the
+/// pipeline run here, so a difference is what a stage cost, whatever else the machine runs.
+pub fn cpu_secs() -> f64 {
+    // SAFETY: rusage is plain data; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// What a timed run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    pub events_per_sec: f64,
+    /// Process CPU time per event over the same interval, microseconds.
+    pub cpu_us_per_event: f64,
+}
+
 /// Ships `events` with the real shipper (spool in `dir`) to the collector at `addr` and
 /// returns events/s from the first send to the last acknowledgement (connection set-up is not
-/// timed).
-pub fn ship_all(addr: &str, dir: &Path, events: Vec<Event>, compression: &str) -> f64 {
+/// timed), and the CPU both ends spent per event meanwhile.
+pub fn ship_all(addr: &str, dir: &Path, events: Vec<Event>, compression: &str) -> Rate {
     let n = events.len() as u64;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -159,6 +178,7 @@ pub fn ship_all(addr: &str, dir: &Path, events: Vec<Event>, compression: &str) -
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let t = Instant::now();
+        let cpu = cpu_secs();
         for ev in events {
             tx.send(ev).await.unwrap();
         }
@@ -172,9 +192,13 @@ pub fn ship_all(addr: &str, dir: &Path, events: Vec<Event>, compression: &str) -
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let secs = t.elapsed().as_secs_f64();
+        let cpu = cpu_secs() - cpu;
         let _ = stop_tx.send(true);
         drop(tx);
         h.await.unwrap().unwrap();
-        n as f64 / secs
+        Rate {
+            events_per_sec: n as f64 / secs,
+            cpu_us_per_event: cpu * 1e6 / n as f64,
+        }
     })
 }

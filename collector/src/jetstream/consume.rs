@@ -314,7 +314,7 @@ async fn store_and_ack(
         }
         let n = b.events.len() as u64;
         let rx = writer
-            .submit_batch(b.sensor_id, b.boot_id, b.events, now_ns())
+            .submit_batch(b.sensor_id, b.boot_id, b.events, Vec::new(), now_ns())
             .await?;
         pending.push((n, rx));
     }

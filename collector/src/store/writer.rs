@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use prost::bytes::Bytes;
 use prost::Message as _;
 use rusqlite::{params, Connection, OptionalExtension};
 use sensor_proto::v1::{Event, Hello};
@@ -26,6 +27,8 @@ enum Job {
         sensor_id: String,
         boot_id: String,
         events: Vec<Event>,
+        /// The events' bytes as received, stored as they are; empty: encode `events`.
+        bodies: Vec<Bytes>,
         received_ns: i64,
         reply: Reply,
     },
@@ -66,19 +69,28 @@ impl Writer {
 
     /// Queues a validated batch; the receiver answers once it is committed (or failed).
     /// Waits only for queue space, so a stream can have several batches in flight.
+    /// `bodies`, when not empty, holds each event's protobuf bytes as received (one per
+    /// event, each decoding to that event); they are stored instead of a new encoding.
     pub async fn submit_batch(
         &self,
         sensor_id: String,
         boot_id: String,
         events: Vec<Event>,
+        bodies: Vec<Bytes>,
         received_ns: i64,
     ) -> Result<oneshot::Receiver<Result<Outcome, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
+        let bodies = if bodies.len() == events.len() {
+            bodies
+        } else {
+            Vec::new()
+        };
         self.tx
             .send(Job::Batch {
                 sensor_id,
                 boot_id,
                 events,
+                bodies,
                 received_ns,
                 reply,
             })
@@ -96,7 +108,7 @@ impl Writer {
         received_ns: i64,
     ) -> Result<Outcome, StoreError> {
         let rx = self
-            .submit_batch(sensor_id, boot_id, events, received_ns)
+            .submit_batch(sensor_id, boot_id, events, Vec::new(), received_ns)
             .await?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
@@ -174,24 +186,35 @@ fn insert_sql(rows: usize) -> String {
 }
 
 /// Inserts `events` of one boot; returns how many were new (the rest were duplicates).
+/// `received` holds each event's bytes as received, or is empty (then each is encoded into
+/// `scratch`).
 fn insert_events(
     tx: &Connection,
     boot: i64,
     received_ns: i64,
     events: &[Event],
-    bodies: &mut Vec<Vec<u8>>,
+    received: &[Bytes],
+    scratch: &mut Vec<Vec<u8>>,
 ) -> rusqlite::Result<u32> {
     let mut stored = 0u32;
-    for chunk in events.chunks(ROWS_PER_INSERT) {
+    for (i, chunk) in events.chunks(ROWS_PER_INSERT).enumerate() {
         let mut stmt = tx.prepare_cached(&insert_sql(chunk.len()))?;
-        bodies.resize_with(chunk.len(), Vec::new);
-        for (ev, body) in chunk.iter().zip(bodies.iter_mut()) {
-            body.clear();
-            // Encoding into a Vec cannot fail (it grows as needed).
-            let _ = ev.encode(body);
+        let start = i * ROWS_PER_INSERT;
+        let given = received.get(start..start + chunk.len());
+        if given.is_none() {
+            scratch.resize_with(chunk.len(), Vec::new);
+            for (ev, body) in chunk.iter().zip(scratch.iter_mut()) {
+                body.clear();
+                // Encoding into a Vec cannot fail (it grows as needed).
+                let _ = ev.encode(body);
+            }
         }
         let mut k = 1;
-        for (ev, body) in chunk.iter().zip(bodies.iter()) {
+        for (j, ev) in chunk.iter().enumerate() {
+            let body: &[u8] = match given {
+                Some(b) => &b[j],
+                None => &scratch[j],
+            };
             let c = columns(ev);
             stmt.raw_bind_parameter(k, boot)?;
             stmt.raw_bind_parameter(k + 1, ev.seq as i64)?;
@@ -208,7 +231,7 @@ fn insert_events(
             stmt.raw_bind_parameter(k + 12, c.session)?;
             stmt.raw_bind_parameter(k + 13, c.tty)?;
             stmt.raw_bind_parameter(k + 14, c.text.as_deref())?;
-            stmt.raw_bind_parameter(k + 15, body.as_slice())?;
+            stmt.raw_bind_parameter(k + 15, body)?;
             k += 16;
         }
         stored += stmt.raw_execute()? as u32;
@@ -223,7 +246,7 @@ fn write_all(
 ) -> Result<Vec<Outcome>, rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(jobs.len());
-    let mut bodies: Vec<Vec<u8>> = Vec::new();
+    let mut scratch: Vec<Vec<u8>> = Vec::new();
     for job in jobs {
         match job {
             Job::Hello { hello, seen_ns } => {
@@ -234,6 +257,7 @@ fn write_all(
                 sensor_id,
                 boot_id,
                 events,
+                bodies,
                 received_ns,
                 ..
             } => {
@@ -246,11 +270,9 @@ fn write_all(
                         b
                     }
                 };
-                let stored = insert_events(&tx, boot, *received_ns, events, &mut bodies)?;
-                tx.execute(
-                    "UPDATE sensors SET last_seen_ns = ?2 WHERE sensor_id = ?1",
-                    params![sensor_id, received_ns],
-                )?;
+                let stored = insert_events(&tx, boot, *received_ns, events, bodies, &mut scratch)?;
+                tx.prepare_cached("UPDATE sensors SET last_seen_ns = ?2 WHERE sensor_id = ?1")?
+                    .execute(params![sensor_id, received_ns])?;
                 outcomes.push(Outcome {
                     stored,
                     duplicates: events.len() as u32 - stored,

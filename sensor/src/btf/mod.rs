@@ -22,7 +22,6 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
@@ -42,11 +41,14 @@ pub struct Btf {
     types: Vec<Type>,
     /// Members of all STRUCT/UNION types, concatenated (see [`Type::extra`]).
     members: Vec<Member>,
-    /// Raw string section.
-    strings: Vec<u8>,
-    /// Name -> id of the STRUCT/UNION to use for that name: the first one with members, or,
-    /// failing that, the first one at all (an empty struct).
-    composites: HashMap<Box<[u8]>, u32>,
+    /// The blob as read; the string section is borrowed from it rather than copied, which
+    /// keeps the start-up peak of resident memory low (see `docs/ARCHITECTURE.md#kernel-user-contract`).
+    blob: Vec<u8>,
+    /// Where the string section lies in `blob`.
+    strings: std::ops::Range<usize>,
+    /// Ids of the STRUCT/UNION to use for each name, sorted by name: the first one with
+    /// members, or, failing that, the first one at all (an empty struct).
+    composites: Vec<u32>,
 }
 
 /// A member found by [`Btf::find_member`].
@@ -61,16 +63,22 @@ struct Found {
 impl Btf {
     /// Parses a BTF blob. Never panics; malformed input yields an error.
     pub fn parse(bytes: &[u8]) -> Result<Btf, BtfError> {
+        Self::parse_owned(bytes.to_vec())
+    }
+
+    /// [`Btf::parse`] of a blob it keeps (its strings are used in place).
+    pub fn parse_owned(blob: Vec<u8>) -> Result<Btf, BtfError> {
         let parse::Parsed {
             types,
             members,
             strings,
-        } = parse::parse(bytes)?;
+        } = parse::parse(&blob)?;
         let mut btf = Btf {
             types,
             members,
+            blob,
             strings,
-            composites: HashMap::new(),
+            composites: Vec::new(),
         };
         btf.build_index();
         Ok(btf)
@@ -87,7 +95,7 @@ impl Btf {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&bytes)
+        Self::parse_owned(bytes)
     }
 
     /// Byte offset of `member` inside the struct or union named `struct_name`.
@@ -133,32 +141,42 @@ impl Btf {
 
     /// Fills [`Btf::composites`] from the named STRUCT/UNION types.
     fn build_index(&mut self) {
-        let mut index: HashMap<Box<[u8]>, u32> = HashMap::new();
-        for (i, t) in self.types.iter().enumerate() {
-            if !t.is_composite() || t.name_off == 0 {
-                continue;
-            }
-            // `parse` guarantees fewer than u32::MAX types, so `i + 1` fits.
-            let id = (i + 1) as u32;
-            let name = self.name(t.name_off);
-            match index.get_mut(name) {
-                None => {
-                    index.insert(name.into(), id);
-                }
-                Some(prev) => {
-                    let prev_is_empty = self.ty(*prev).is_ok_and(|p| p.vlen() == 0);
-                    if prev_is_empty && t.vlen() > 0 {
-                        *prev = id;
+        // `parse` guarantees fewer than u32::MAX types, so `i + 1` fits.
+        let mut ids: Vec<u32> = (0..self.types.len())
+            .filter(|&i| self.types[i].is_composite() && self.types[i].name_off != 0)
+            .map(|i| (i + 1) as u32)
+            .collect();
+        // Stable: types of one name stay in id order.
+        ids.sort_by(|&a, &b| self.type_name(a).cmp(self.type_name(b)));
+        let mut index: Vec<u32> = Vec::with_capacity(ids.len());
+        for id in ids {
+            let last = index.last().copied();
+            match last {
+                Some(prev) if self.type_name(prev) == self.type_name(id) => {
+                    let prev_is_empty = self.ty(prev).is_ok_and(|p| p.vlen() == 0);
+                    let has_members = self.ty(id).is_ok_and(|t| t.vlen() > 0);
+                    if prev_is_empty && has_members {
+                        *index.last_mut().expect("checked") = id;
                     }
                 }
+                _ => index.push(id),
             }
         }
+        index.shrink_to_fit();
         self.composites = index;
+    }
+
+    /// The name of type `id` (empty when unknown or anonymous).
+    fn type_name(&self, id: u32) -> &[u8] {
+        self.ty(id)
+            .map(|t| self.name(t.name_off))
+            .unwrap_or_default()
     }
 
     /// The NUL-terminated string at `off` in the string section (empty if out of range).
     fn name(&self, off: u32) -> &[u8] {
-        let rest = self.strings.get(off as usize..).unwrap_or_default();
+        let strings = self.blob.get(self.strings.clone()).unwrap_or_default();
+        let rest = strings.get(off as usize..).unwrap_or_default();
         let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
         &rest[..end]
     }
@@ -174,8 +192,9 @@ impl Btf {
     /// The struct or union chosen for `name` (see [`Btf::composites`]).
     fn find_struct(&self, name: &str) -> Result<&Type, BtfError> {
         self.composites
-            .get(name.as_bytes())
-            .and_then(|&id| self.ty(id).ok())
+            .binary_search_by(|&id| self.type_name(id).cmp(name.as_bytes()))
+            .ok()
+            .and_then(|i| self.ty(self.composites[i]).ok())
             .ok_or_else(|| BtfError::StructNotFound(name.to_owned()))
     }
 

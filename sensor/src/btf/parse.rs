@@ -93,8 +93,8 @@ pub(super) struct Parsed {
     pub types: Vec<Type>,
     /// Members of all STRUCT/UNION types, concatenated.
     pub members: Vec<Member>,
-    /// The raw string section.
-    pub strings: Vec<u8>,
+    /// Where the string section lies in the blob (not copied).
+    pub strings: std::ops::Range<usize>,
 }
 
 /// Bounds-checked, byte-order-aware reads from the input.
@@ -270,6 +270,6 @@ pub(super) fn parse(data: &[u8]) -> Result<Parsed, BtfError> {
     Ok(Parsed {
         types,
         members,
-        strings: strings.to_vec(),
+        strings: str_start..str_end,
     })
 }

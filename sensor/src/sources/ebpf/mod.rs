@@ -2,6 +2,7 @@
 //! and stream decoded records from the ring buffer.
 pub mod decode;
 pub mod hooks;
+mod loader;
 pub mod normalize;
 pub mod offsets;
 pub mod raw_tracepoints;
@@ -10,7 +11,7 @@ pub mod tracefs;
 
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    Ebpf, EbpfLoader,
+    Ebpf,
 };
 use sensor_common::{
     DROP_SLOTS, DROP_SLOT_CONNECT, DROP_SLOT_CONNECT_STASH, DROP_SLOT_EXEC, DROP_SLOT_EXIT,
@@ -139,9 +140,9 @@ pub fn load(
             reason: format!("{path}: {e}"),
         })?
         .max(1) as u32;
-    // No CO-RE relocations to apply (offsets come from our own BTF resolution), so aya need
-    // not parse the kernel's BTF a second time: that saves tens of MB at start-up.
-    let mut ebpf = EbpfLoader::new()
+    // No CO-RE relocations to apply (offsets come from our own BTF resolution), so aya gets
+    // no BTF, and is kept from parsing it at all (see `loader.rs`).
+    let mut ebpf = loader::without_kernel_btf()
         .btf(None)
         .override_global("OFFSETS", &offsets, true)
         .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
