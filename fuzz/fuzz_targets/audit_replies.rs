@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sensor::probe::{parse_audit_get_reply, parse_audit_status};
-use sensor::sources::audit::nlmsg::{self, NLMSG_ERROR};
+use sensor::sources::nlmsg::{self, NLMSG_ERROR};
 use sensor::sources::audit::rules::Rule;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sensor::sources::audit::nlmsg;
+use sensor::sources::nlmsg;
 use sensor::sources::conntrack::{msg, source::flow_event, tracking_table::parse_rule};
 
 fuzz_target!(|data: &[u8]| {

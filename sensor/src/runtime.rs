@@ -17,11 +17,12 @@ use crate::{
     output::json,
     probe::{self, Mode, ModeDecision, RequestedMode},
     sources::{
-        audit::source::{AuditCapture, AuditCtx},
+        audit::source::AuditCapture,
         conntrack::source::ConntrackCapture,
         ebpf::{self, reader::ReaderCtx},
         files::source::FileCapture,
         logins::source::LoginCapture,
+        SourceCtx,
     },
     status::writer::{StatusInputs, StatusWriter},
     timefmt::Clocks,
@@ -182,7 +183,7 @@ fn start_audit(
     };
     let capture = AuditCapture::start(
         &audit_cfg,
-        AuditCtx {
+        SourceCtx {
             tx: tx.clone(),
             counters: counters.clone(),
             host: host.to_string(),
@@ -609,7 +610,7 @@ impl Aux {
 
 fn start_aux(cfg: &Config, tx: &mpsc::Sender<Event>, counters: &Arc<Counters>, host: &str) -> Aux {
     let mut aux = Aux::default();
-    let ctx = || AuditCtx {
+    let ctx = || SourceCtx {
         tx: tx.clone(),
         counters: counters.clone(),
         host: host.to_string(),

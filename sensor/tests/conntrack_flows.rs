@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use sensor::counters::Counters;
 use sensor::event::{Event, Flow};
-use sensor::sources::audit::source::AuditCtx;
 use sensor::sources::conntrack::{self, tracking_table, ConntrackCapture, ConntrackConfig};
+use sensor::sources::SourceCtx;
 use tokio::sync::mpsc;
 
 /// The tests share host state (sysctl, conntrack table): one at a time.
@@ -116,7 +116,7 @@ impl Capture {
         let (tx, rx) = mpsc::channel(100_000);
         let capture = ConntrackCapture::start(
             &cfg,
-            AuditCtx {
+            SourceCtx {
                 tx,
                 counters: Arc::new(Counters::default()),
                 host: "it".into(),

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use sensor::counters::Counters;
 use sensor::event::{Event, Kind, Source};
-use sensor::sources::audit::source::AuditCtx;
 use sensor::sources::files::{FileCapture, FileMode, FileModeRequest, FilesConfig};
+use sensor::sources::SourceCtx;
 use tokio::sync::mpsc;
 
 const CHILD_ENV: &str = "SENSOR_FILES_IT_WORKLOAD";
@@ -72,7 +72,7 @@ fn config(mode: FileModeRequest, watch: &Path, ignore: &[&Path]) -> FilesConfig 
 fn start(cfg: &FilesConfig) -> (FileCapture, mpsc::Receiver<Event>, Arc<Counters>) {
     let (tx, rx) = mpsc::channel(65_536);
     let counters = Arc::new(Counters::default());
-    let ctx = AuditCtx {
+    let ctx = SourceCtx {
         tx,
         counters: counters.clone(),
         host: "it".into(),
@@ -683,7 +683,7 @@ fn forced_mode_that_cannot_work_is_an_error() {
     let mut cfg = config(FileModeRequest::FanotifyFd, &t.watched, &[]);
     cfg.ops = vec!["create".into()];
     let (tx, _rx) = mpsc::channel(4);
-    let ctx = AuditCtx {
+    let ctx = SourceCtx {
         tx,
         counters: Arc::new(Counters::default()),
         host: "it".into(),
@@ -707,7 +707,7 @@ fn recursive_inotify_setup_time_on_etc() {
         ..FilesConfig::default()
     };
     let (tx, _rx) = mpsc::channel(1024);
-    let ctx = AuditCtx {
+    let ctx = SourceCtx {
         tx,
         counters: Arc::new(Counters::default()),
         host: "it".into(),

@@ -1,7 +1,24 @@
 //! Capture sources. Each produces normalized events into a bounded channel.
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::counters::Counters;
+use crate::event::Event;
+
 pub mod audit;
 pub mod conntrack;
 pub mod ebpf;
 pub mod files;
+pub mod kernel_values;
 pub mod logins;
 pub mod netlink;
+pub mod nlmsg;
+
+/// What every source is given: where its events go, the shared per-kind counters and the
+/// host name its events carry.
+pub struct SourceCtx {
+    pub tx: mpsc::Sender<Event>,
+    pub counters: Arc<Counters>,
+    pub host: String,
+}

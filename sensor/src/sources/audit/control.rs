@@ -1,10 +1,10 @@
 //! The NETLINK_AUDIT socket (thin, kernel-facing): status, registration, rules, records.
 use std::time::Duration;
 
-use super::nlmsg::{self, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST};
 use super::rules::Rule;
 use crate::probe::{parse_audit_status, AuditStatus};
 use crate::sources::netlink::{NetlinkSocket, RecvBatch};
+use crate::sources::nlmsg::{self, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST};
 
 pub const AUDIT_GET: u16 = 1000;
 pub const AUDIT_SET: u16 = 1001;

@@ -4,7 +4,6 @@ pub mod assemble;
 pub mod coexist;
 pub mod control;
 pub mod handover;
-pub mod nlmsg;
 pub mod normalize;
 pub mod pam;
 pub mod privilege;

@@ -1,5 +1,5 @@
 //! A completed audit [`Group`] to normalized [`Event`]s, with the same fields and formats as
-//! eBPF mode (`sources::ebpf::normalize`) wherever the audit records carry them.
+//! eBPF mode (`sources::kernel_values`) wherever the audit records carry them.
 //!
 //! Mapping:
 //! - SYSCALL execve/execveat with `success=yes` -> `process_exec`. argv from the EXECVE records
@@ -48,9 +48,9 @@ use super::{
 use crate::{
     escape::escape_bytes,
     event::{Connect, Event, Exit, Kind, Process, Source},
-    sources::ebpf::normalize::{
-        connect_result, format_addr, protocol as ebpf_protocol, resolve_exe,
-        tty_name as ebpf_tty_name,
+    sources::kernel_values::{
+        connect_result, format_addr, protocol as socket_type_name, resolve_exe,
+        tty_name as kernel_tty_name,
     },
 };
 
@@ -234,12 +234,12 @@ fn tty_name(raw: Option<&[u8]>) -> Option<String> {
     if name == b"(none)" || name == b"?" {
         return None;
     }
-    ebpf_tty_name(name)
+    kernel_tty_name(name)
 }
 
 /// Same names as eBPF mode's socket-type mapping.
 fn protocol(sock_type: Option<u16>) -> String {
-    ebpf_protocol(sock_type.unwrap_or(0))
+    socket_type_name(sock_type.unwrap_or(0))
 }
 
 /// Audit-mode defaults for what no audit record carries.

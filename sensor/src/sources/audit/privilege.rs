@@ -9,23 +9,7 @@ use super::assemble::Group;
 use super::normalize::{base, process};
 use super::record::{types, Record};
 use crate::event::{Event, Kind, Privilege};
-
-pub const ARCH_X86_64: u64 = 0xC000_003E;
-pub const ARCH_I386: u64 = 0x4000_0003;
-
-/// Credential syscall names by arch and number.
-pub fn cred_call(arch: u64, nr: u64) -> Option<&'static str> {
-    match (arch, nr) {
-        (ARCH_X86_64, 105) | (ARCH_I386, 213) | (ARCH_I386, 23) => Some("setuid"),
-        (ARCH_X86_64, 106) | (ARCH_I386, 214) | (ARCH_I386, 46) => Some("setgid"),
-        (ARCH_X86_64, 113) | (ARCH_I386, 203) | (ARCH_I386, 70) => Some("setreuid"),
-        (ARCH_X86_64, 114) | (ARCH_I386, 204) | (ARCH_I386, 71) => Some("setregid"),
-        (ARCH_X86_64, 117) | (ARCH_I386, 208) | (ARCH_I386, 164) => Some("setresuid"),
-        (ARCH_X86_64, 119) | (ARCH_I386, 210) | (ARCH_I386, 170) => Some("setresgid"),
-        (ARCH_X86_64, 126) | (ARCH_I386, 185) => Some("capset"),
-        _ => None,
-    }
-}
+use crate::sources::kernel_values::{cred_call, ARCH_I386, ARCH_X86_64};
 
 fn is_exec(arch: u64, nr: u64) -> bool {
     matches!((arch, nr), (ARCH_X86_64, 59 | 322) | (ARCH_I386, 11 | 358))

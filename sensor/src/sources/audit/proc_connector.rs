@@ -3,8 +3,8 @@
 //! signal, which audit cannot report (a SIGKILLed process never calls exit_group).
 use std::time::Duration;
 
-use super::nlmsg::{self, NLMSG_HDRLEN};
 use crate::sources::netlink::NetlinkSocket;
+use crate::sources::nlmsg::{self, NLMSG_HDRLEN};
 
 const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;

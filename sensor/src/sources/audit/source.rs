@@ -13,16 +13,18 @@ use tokio::sync::mpsc;
 use super::assemble::{Assembler, Group};
 use super::control::{AuditSocket, SetStatus, STATUS_PID};
 use super::handover::{self, Dedup, HandoverState};
+use super::normalize;
 use super::privilege::CredTracker;
 use super::proc_connector::{self, ProcConnector};
 use super::record::{self, Record};
 use super::session::{nr32, nr64, AuditSession, Role, SessionError};
 use super::socket_types::{self, SocketTypes};
-use super::{nlmsg, normalize};
 use crate::counters::Counters;
 use crate::event::{Event, Kind, Process, Source};
-use crate::sources::ebpf::normalize::exit_status;
+use crate::sources::kernel_values::exit_status;
 use crate::sources::netlink::RecvBatch;
+use crate::sources::nlmsg;
+use crate::sources::SourceCtx;
 use crate::timefmt::Clocks;
 
 const AUDIT_SYSCALL: u16 = 1300;
@@ -134,17 +136,11 @@ pub struct AuditCapture {
     threads: Vec<JoinHandle<()>>,
 }
 
-pub struct AuditCtx {
-    pub tx: mpsc::Sender<Event>,
-    pub counters: Arc<Counters>,
-    pub host: String,
-}
-
 impl AuditCapture {
     /// `feed` receives the proc connector's fork notices (new processes for the cache).
     pub fn start(
         cfg: &AuditConfig,
-        ctx: AuditCtx,
+        ctx: SourceCtx,
         feed: &crate::enrich::ProcessFeed,
     ) -> Result<Self, AuditSourceError> {
         let stop = Arc::new(AtomicBool::new(false));

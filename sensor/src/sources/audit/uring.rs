@@ -64,7 +64,7 @@ fn uring_connect_result(ret: i32, waited: bool) -> &'static str {
     if ret == 0 && waited {
         return "in_progress";
     }
-    crate::sources::ebpf::normalize::connect_result(ret)
+    crate::sources::kernel_values::connect_result(ret)
 }
 
 /// A `net_connect` for an io_uring connect in `group`, if there is one.
@@ -92,7 +92,7 @@ pub fn connect_event(group: &Group, host: &str) -> Result<Option<Event>, Normali
     ev.connect = Some(Connect {
         family,
         // The socket's fd is not in the records: its type is unknown.
-        protocol: crate::sources::ebpf::normalize::protocol(0),
+        protocol: crate::sources::kernel_values::protocol(0),
         dst_addr: protocol_addr,
         dst_port: port,
         result: uring_connect_result(ret, waited),

@@ -15,7 +15,7 @@
 //! truncated or garbage input is an error, never a panic (see the fuzz target `conntrack_msg`).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::sources::audit::nlmsg;
+use crate::sources::nlmsg;
 
 pub const NFNL_SUBSYS_CTNETLINK: u8 = 1;
 pub const IPCTNL_MSG_CT_NEW: u8 = 0;

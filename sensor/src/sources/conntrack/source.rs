@@ -12,8 +12,8 @@ use super::msg::{self, CtEvent};
 use super::tracking_table::{TableError, TrackingTable};
 use super::ConntrackConfig;
 use crate::event::{Event, Flow, Kind, Source};
-use crate::sources::audit::source::AuditCtx;
 use crate::sources::netlink::NetlinkSocket;
+use crate::sources::SourceCtx;
 use crate::timefmt::{monotonic_now_ns, unix_now_ns};
 
 pub const NETLINK_NETFILTER: i32 = 12;
@@ -143,7 +143,7 @@ impl ConntrackCapture {
     /// Subscribes to new/destroy events (needs CAP_NET_ADMIN), then adds the tracking table if
     /// `cfg.add_tracking_table`. Whether events will actually arrive depends on the host's
     /// ruleset: see [`super::events_will_flow`].
-    pub fn start(cfg: &ConntrackConfig, ctx: AuditCtx) -> Result<Self, ConntrackError> {
+    pub fn start(cfg: &ConntrackConfig, ctx: SourceCtx) -> Result<Self, ConntrackError> {
         let sock = NfnlSocket::open(NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_DESTROY)?;
         sock.set_rcvbuf(cfg.receive_buffer_bytes);
         sock.set_timeout(Duration::from_millis(100))?;
@@ -217,7 +217,7 @@ fn read_loop(
     mut sock: NfnlSocket,
     stop: &AtomicBool,
     stats: &ConntrackStats,
-    ctx: &AuditCtx,
+    ctx: &SourceCtx,
     include_loopback: bool,
 ) {
     let mut stop_seen: Option<Instant> = None;

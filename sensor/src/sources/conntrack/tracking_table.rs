@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::msg::{attrs, build::attr, build::nested, CtParseError};
 use super::source::{ConntrackError, NfnlSocket};
-use crate::sources::audit::nlmsg;
+use crate::sources::nlmsg;
 
 pub const TABLE_NAME: &str = "sensor_conntrack";
 pub const CHAIN_NAME: &str = "track";

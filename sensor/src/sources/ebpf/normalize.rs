@@ -8,11 +8,14 @@ use sensor_common::{
 use super::decode::{ConnectRecord, ExecRecord, ExitRecord, ForkRecord, PrivilegeRecord, Record};
 use crate::{
     escape::{escape_bytes, until_nul},
-    event::{Connect, Event, Exit, Kind, Privilege, Process, Source},
+    event::{Connect, Event, Kind, Privilege, Process, Source},
+    sources::kernel_values::{
+        connect_result, cred_call, exit_status, format_addr, protocol, resolve_exe, tty_name,
+        ARCH_I386, ARCH_X86_64,
+    },
     timefmt::Clocks,
 };
 
-const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
 /// The output event of a record; `None` for a fork, which is not an output event (it feeds the
@@ -60,19 +63,6 @@ fn base(kind: Kind, ktime_ns: u64, clocks: &Clocks, host: &str) -> Event {
     ev
 }
 
-/// Kernel tty names are `pts3`/`tty1`; users know them as `pts/3`.
-pub fn tty_name(raw: &[u8]) -> Option<String> {
-    let name = until_nul(raw);
-    if name.is_empty() {
-        return None;
-    }
-    let text = escape_bytes(name);
-    Some(match text.strip_prefix("pts") {
-        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => format!("pts/{n}"),
-        _ => text,
-    })
-}
-
 fn unset(id: u32) -> Option<u32> {
     (id != u32::MAX).then_some(id)
 }
@@ -103,20 +93,6 @@ pub fn process(p: &ProcessInfo, pid: u32, tid: u32, clocks: &Clocks) -> Process 
         incomplete,
         ..Process::default()
     }
-}
-
-/// The executed path made absolute against the cwd when the caller gave a relative one.
-pub fn resolve_exe(filename: &[u8], cwd: &[u8]) -> Vec<u8> {
-    if filename.starts_with(b"/") || cwd.is_empty() {
-        return filename.to_vec();
-    }
-    let rel = filename.strip_prefix(b"./").unwrap_or(filename);
-    let mut out = cwd.to_vec();
-    if !out.ends_with(b"/") {
-        out.push(b'/');
-    }
-    out.extend_from_slice(rel);
-    out
 }
 
 fn exec_event(e: &ExecRecord, clocks: &Clocks, host: &str) -> Event {
@@ -155,63 +131,11 @@ fn exec_event(e: &ExecRecord, clocks: &Clocks, host: &str) -> Event {
     ev
 }
 
-/// Splits a wait(2) status into exit code or terminating signal.
-pub fn exit_status(status: u32) -> Exit {
-    let signal = status & 0x7f;
-    if signal == 0 {
-        Exit {
-            code: Some(((status >> 8) & 0xff) as i32),
-            signal: None,
-            core_dumped: false,
-        }
-    } else {
-        Exit {
-            code: None,
-            signal: Some(signal as i32),
-            core_dumped: status & 0x80 != 0,
-        }
-    }
-}
-
 fn exit_event(e: &ExitRecord, clocks: &Clocks, host: &str) -> Event {
     let mut ev = base(Kind::ProcessExit, e.header.ktime_ns, clocks, host);
     ev.process = Some(process(&e.process, e.header.tgid, e.header.pid, clocks));
     ev.exit = Some(exit_status(e.status));
     ev
-}
-
-/// The result of a connect: `attempted` when it was seen before it was made (ia32 and io_uring
-/// connects, at the cgroup connect hook).
-pub fn connect_result(ret: i32) -> &'static str {
-    if ret == CONNECT_RET_UNKNOWN {
-        return "attempted";
-    }
-    match -ret {
-        0 => "success",
-        libc::EINPROGRESS | libc::EALREADY | libc::EAGAIN => "in_progress",
-        libc::ECONNREFUSED => "refused",
-        libc::ETIMEDOUT => "timeout",
-        libc::ENETUNREACH | libc::EHOSTUNREACH => "unreachable",
-        libc::EACCES | libc::EPERM => "denied",
-        _ => "error",
-    }
-}
-
-pub fn protocol(sock_type: u16) -> String {
-    match i32::from(sock_type) {
-        libc::SOCK_STREAM => "tcp".into(),
-        libc::SOCK_DGRAM => "udp".into(),
-        libc::SOCK_RAW => "raw".into(),
-        0 => "unknown".into(),
-        other => format!("socktype{other}"),
-    }
-}
-
-pub fn format_addr(family: u16, addr: &[u8; 16]) -> String {
-    match family {
-        AF_INET => std::net::Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string(),
-        _ => std::net::Ipv6Addr::from(*addr).to_string(),
-    }
 }
 
 fn connect_event(c: &ConnectRecord, clocks: &Clocks, host: &str) -> Event {
@@ -234,7 +158,6 @@ fn connect_event(c: &ConnectRecord, clocks: &Clocks, host: &str) -> Event {
 
 /// x86_64 names of the credential syscalls the programs watch.
 pub fn cred_syscall_name(nr: u32) -> String {
-    use crate::sources::audit::privilege::{cred_call, ARCH_I386, ARCH_X86_64};
     let ia32 = nr & sensor_common::SYSCALL_NR_IA32 != 0;
     let nr = nr & !sensor_common::SYSCALL_NR_IA32;
     let arch = if ia32 { ARCH_I386 } else { ARCH_X86_64 };
@@ -395,42 +318,6 @@ mod tests {
     }
 
     #[test]
-    fn exit_status_decoding() {
-        assert_eq!(
-            exit_status(0),
-            Exit {
-                code: Some(0),
-                signal: None,
-                core_dumped: false
-            }
-        );
-        assert_eq!(
-            exit_status(7 << 8),
-            Exit {
-                code: Some(7),
-                signal: None,
-                core_dumped: false
-            }
-        );
-        assert_eq!(
-            exit_status(9),
-            Exit {
-                code: None,
-                signal: Some(9),
-                core_dumped: false
-            }
-        );
-        assert_eq!(
-            exit_status(0x80 | 11),
-            Exit {
-                code: None,
-                signal: Some(11),
-                core_dumped: true
-            }
-        );
-    }
-
-    #[test]
     fn connect_fields() {
         let rec = decode(&fixtures::connect(
             2,
@@ -521,13 +408,5 @@ mod tests {
             .privilege
             .unwrap();
         assert_eq!(p.via, "observed");
-    }
-
-    #[test]
-    fn tty_names() {
-        assert_eq!(tty_name(b"pts12\0\0"), Some("pts/12".into()));
-        assert_eq!(tty_name(b"tty1\0"), Some("tty1".into()));
-        assert_eq!(tty_name(b"\0"), None);
-        assert_eq!(tty_name(b"ptsx\0"), Some("ptsx".into()));
     }
 }

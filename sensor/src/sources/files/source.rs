@@ -17,7 +17,7 @@ use super::inotify::Watcher;
 use super::roots::Plan;
 use super::{FileModeRequest, FileStats, FilesConfig, OpSet};
 use crate::event::Source;
-use crate::sources::audit::source::AuditCtx;
+use crate::sources::SourceCtx;
 
 /// The rung in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,7 +355,7 @@ fn try_inotify(p: &Prepared, dry_run: bool) -> Attempt {
 impl FileCapture {
     /// Starts capturing into `ctx.tx`. A forced mode (`files.mode`) that is unavailable is an
     /// error; `auto` falls down the ladder and says why in `reason`.
-    pub fn start(cfg: &FilesConfig, ctx: AuditCtx) -> Result<FileCapture, FilesError> {
+    pub fn start(cfg: &FilesConfig, ctx: SourceCtx) -> Result<FileCapture, FilesError> {
         let p = prepare(cfg)?;
         let (mode, setup, reason) = choose(cfg, &p, false)?;
         let Some(setup) = setup else {

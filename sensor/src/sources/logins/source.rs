@@ -12,7 +12,7 @@ use super::map::{LogFile, Sessions};
 use super::tail::Tailer;
 use super::utmp::{self, RECORD_LEN};
 use super::LoginsConfig;
-use crate::sources::audit::source::AuditCtx;
+use crate::sources::SourceCtx;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginsError {
@@ -35,7 +35,7 @@ pub struct LoginCapture {
 }
 
 impl LoginCapture {
-    pub fn start(cfg: &LoginsConfig, ctx: AuditCtx) -> Result<Self, LoginsError> {
+    pub fn start(cfg: &LoginsConfig, ctx: SourceCtx) -> Result<Self, LoginsError> {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(LoginStats::default());
         let (cfg, stop2, stats2) = (cfg.clone(), stop.clone(), stats.clone());
@@ -135,7 +135,7 @@ fn session_of(pid: i32) -> Option<(u32, u32)> {
     Some((read("loginuid")?, read("sessionid")?))
 }
 
-fn follow(cfg: &LoginsConfig, ctx: &AuditCtx, stop: &AtomicBool, stats: &LoginStats) {
+fn follow(cfg: &LoginsConfig, ctx: &SourceCtx, stop: &AtomicBool, stats: &LoginStats) {
     let files = [
         (Path::new(&cfg.wtmp), LogFile::Wtmp),
         (Path::new(&cfg.btmp), LogFile::Btmp),
