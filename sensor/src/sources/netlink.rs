@@ -182,7 +182,8 @@ impl NetlinkSocket {
                     self.fd.as_raw_fd(),
                     msgs.as_mut_ptr(),
                     slots as u32,
-                    libc::MSG_WAITFORONE,
+                    // The flags argument is c_int in glibc and c_uint in musl.
+                    libc::MSG_WAITFORONE as _,
                     std::ptr::null_mut(),
                 )
             };
