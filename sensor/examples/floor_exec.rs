@@ -4,6 +4,8 @@
 //! `floor_exec /sensor run --mode auto`. `floor_exec --selftest` checks the filter program
 //! against the syscalls it must refuse and allow, without installing it.
 
+#[path = "../tests/common/seccomp.rs"]
+mod seccomp;
 #[path = "../tests/common/syscall_floor.rs"]
 mod syscall_floor;
 

@@ -1,21 +1,24 @@
-//! A seccomp filter that makes bpf(2) fail with EPERM, like a container runtime's default
-//! profile. Installed in a child between fork and exec (`Command::pre_exec`).
+//! Seccomp filters for tests, installed in a child between fork and exec
+//! (`Command::pre_exec`): bpf(2) failing with EPERM, like a container runtime's default
+//! profile, and a netlink multicast join failing, like a kernel before 3.16. The filter
+//! types and [`install`] also serve the syscall floor (`syscall_floor.rs`).
 #![allow(dead_code)]
 
-const BPF_LD_W_ABS: u16 = 0x20;
-const BPF_JEQ_K: u16 = 0x15;
-const BPF_RET_K: u16 = 0x06;
-const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
-const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+pub const BPF_LD_W_ABS: u16 = 0x20;
+pub const BPF_JEQ_K: u16 = 0x15;
+pub const BPF_RET_K: u16 = 0x06;
+pub const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+pub const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const SYS_BPF_X86_64: u32 = 321;
 
 #[repr(C)]
-struct SockFilter {
-    code: u16,
-    jt: u8,
-    jf: u8,
-    k: u32,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockFilter {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
 }
 
 #[repr(C)]
@@ -66,25 +69,7 @@ pub fn deny_bpf() -> std::io::Result<()> {
             k: SECCOMP_RET_ALLOW,
         },
     ];
-    let fprog = SockFprog {
-        len: prog.len() as u16,
-        filter: prog.as_ptr(),
-    };
-    // SAFETY: prctl with valid arguments; fprog outlives the call.
-    unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::prctl(
-            libc::PR_SET_SECCOMP,
-            libc::SECCOMP_MODE_FILTER,
-            &fprog as *const SockFprog,
-        ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    install(&prog)
 }
 
 const SYS_SETSOCKOPT_X86_64: u32 = 54;
@@ -128,7 +113,9 @@ pub fn deny_netlink_membership() -> std::io::Result<()> {
     install(&prog)
 }
 
-fn install(prog: &[SockFilter]) -> std::io::Result<()> {
+/// Installs `prog` for this process and its children (no_new_privs first, so no privilege is
+/// needed). Async-signal-safe: build the program before fork and pass it in.
+pub fn install(prog: &[SockFilter]) -> std::io::Result<()> {
     let fprog = SockFprog {
         len: prog.len() as u16,
         filter: prog.as_ptr(),

@@ -25,30 +25,14 @@ pub const FAN_MARK_FLAGS_3_10: u32 = 0xff;
 pub const FAN_MASK_3_10: u32 =
     0x1 | 0x2 | 0x8 | 0x10 | 0x20 | 0x4000 | 0x1_0000 | 0x2_0000 | 0x0800_0000 | 0x4000_0000;
 
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-const RET_ALLOW: u32 = 0x7fff_0000;
-const RET_ERRNO: u32 = 0x0005_0000;
+pub use super::seccomp::{install, SockFilter};
+use super::seccomp::{
+    AUDIT_ARCH_X86_64, SECCOMP_RET_ALLOW as RET_ALLOW, SECCOMP_RET_ERRNO as RET_ERRNO,
+};
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SockFilter {
-    pub code: u16,
-    pub jt: u8,
-    pub jf: u8,
-    pub k: u32,
-}
-
-#[repr(C)]
-struct SockFprog {
-    len: u16,
-    filter: *const SockFilter,
-}
-
-const LD_W_ABS: u16 = 0x20;
-const JEQ_K: u16 = 0x15;
+use super::seccomp::{BPF_JEQ_K as JEQ_K, BPF_LD_W_ABS as LD_W_ABS, BPF_RET_K as RET_K};
 const JGE_K: u16 = 0x35;
 const JSET_K: u16 = 0x45;
-const RET_K: u16 = 0x06;
 
 /// Where a jump goes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -138,30 +122,6 @@ pub fn program() -> Vec<SockFilter> {
         }
     }
     out
-}
-
-/// Installs the floor for this process and its children. Async-signal-safe apart from the
-/// program's allocation, so build it before fork (`program()`) and pass it in.
-pub fn install(prog: &[SockFilter]) -> std::io::Result<()> {
-    let fprog = SockFprog {
-        len: prog.len() as u16,
-        filter: prog.as_ptr(),
-    };
-    // SAFETY: prctl with valid arguments; fprog outlives the call.
-    unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::prctl(
-            libc::PR_SET_SECCOMP,
-            libc::SECCOMP_MODE_FILTER,
-            &fprog as *const SockFprog,
-        ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// Runs the program on a syscall (nr, args) the way the kernel would: the action it returns.
