@@ -91,6 +91,11 @@ pub fn format_addr(family: u16, addr: &[u8; 16]) -> String {
 pub const ARCH_X86_64: u64 = 0xC000_003E;
 pub const ARCH_I386: u64 = 0x4000_0003;
 
+/// execve or execveat, by arch and number.
+pub fn is_exec(arch: u64, nr: u64) -> bool {
+    matches!((arch, nr), (ARCH_X86_64, 59 | 322) | (ARCH_I386, 11 | 358))
+}
+
 /// Credential syscall names by arch and number.
 pub fn cred_call(arch: u64, nr: u64) -> Option<&'static str> {
     match (arch, nr) {

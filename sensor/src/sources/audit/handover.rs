@@ -20,18 +20,11 @@ pub fn auditd_exec(rec: &Record) -> Option<u32> {
     if rec.rtype != types::SYSCALL || rec.get("success") != Some(b"yes") {
         return None;
     }
-    let arch32 = rec
-        .get("arch")
-        .is_some_and(|a| a.eq_ignore_ascii_case(b"40000003"));
-    let nr: u32 = rec.get_dec("syscall")?;
-    let is_exec = if arch32 {
-        nr == 11 || nr == 358
-    } else {
-        nr == 59 || nr == 322
-    };
+    let exec =
+        crate::sources::kernel_values::is_exec(rec.get_hex_u64("arch")?, rec.get_dec("syscall")?);
     let exe = rec.get("exe")?;
     let base = exe.rsplit(|b| *b == b'/').next()?;
-    (is_exec && base == b"auditd").then(|| rec.get_dec("pid"))?
+    (exec && base == b"auditd").then(|| rec.get_dec("pid"))?
 }
 
 /// The pid of a process whose AUDIT_SET of the daemon pid was refused (kernel CONFIG_CHANGE

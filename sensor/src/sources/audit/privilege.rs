@@ -9,11 +9,7 @@ use super::assemble::Group;
 use super::normalize::{base, process};
 use super::record::{types, Record};
 use crate::event::{Event, Kind, Privilege};
-use crate::sources::kernel_values::{cred_call, ARCH_I386, ARCH_X86_64};
-
-fn is_exec(arch: u64, nr: u64) -> bool {
-    matches!((arch, nr), (ARCH_X86_64, 59 | 322) | (ARCH_I386, 11 | 358))
-}
+use crate::sources::kernel_values::{cred_call, is_exec};
 
 /// The syscall numbers the audit rules must cover: (x86_64, i386). The i386 list has the
 /// 32-bit-id calls (213..) and the legacy 16-bit-id ones (23, 46, 70, 71, 164, 170), then capset
@@ -118,6 +114,7 @@ mod tests {
     use super::*;
     use crate::sources::audit::assemble::Assembler;
     use crate::sources::audit::record::parse;
+    use crate::sources::kernel_values::{ARCH_I386, ARCH_X86_64};
 
     fn group(lines: &[(u16, &str)]) -> Group {
         let mut a = Assembler::new(16, 1000);
