@@ -114,8 +114,8 @@ impl Py {
         })
     }
 
-    /// A client subcommand with its stubs and target.
-    pub fn client(&self, cmd: &str, target: &str, extra: &[&str], nobody: bool) -> Value {
+    /// `cmd` with the stubs and target every client subcommand takes, then `extra`.
+    fn client_args<'a>(&'a self, cmd: &'a str, target: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec![
             cmd,
             "--stubs",
@@ -124,20 +124,17 @@ impl Py {
             target,
         ];
         args.extend_from_slice(extra);
-        self.run(&args, nobody)
+        args
+    }
+
+    /// A client subcommand with its stubs and target.
+    pub fn client(&self, cmd: &str, target: &str, extra: &[&str], nobody: bool) -> Value {
+        self.run(&self.client_args(cmd, target, extra), nobody)
     }
 
     /// A long-running client subcommand (streams) with its stubs and target; see [`Py::hold`].
     pub fn hold_client(&self, cmd: &str, target: &str, extra: &[&str]) -> Held {
-        let mut args = vec![
-            cmd,
-            "--stubs",
-            self.stubs.to_str().unwrap(),
-            "--target",
-            target,
-        ];
-        args.extend_from_slice(extra);
-        self.hold(&args, false)
+        self.hold(&self.client_args(cmd, target, extra), false)
     }
 
     /// Starts a long-running subcommand (idle, fake-collector); its first JSON line and the
