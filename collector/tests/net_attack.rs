@@ -1,5 +1,5 @@
 //! Network attacks on the real `collector` binary, from an independent client (Python grpcio
-//! with stubs generated from proto/sensor.proto; scripts/setup installs it):
+//! with stubs generated from sensor-proto/sensor.proto; scripts/setup installs it):
 //! - identity: a sensor holding host A's certificate cannot store events for host B, cannot
 //!   take B's sensor record, and cannot occupy B's seqs, in SQLite and in JetStream;
 //! - bounded input: the 16 MiB amplification message (`22 00` repeated: millions of default

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """An independent gRPC client (and fake collector) for the attack tests: Python grpcio with
-stubs generated at run time from the project's proto/sensor.proto. Every subcommand prints
+stubs generated at run time from the project's sensor-proto/sensor.proto. Every subcommand prints
 one JSON object on stdout.
 
   stubs DIR                        generate sensor_pb2*.py into DIR (grpcio-tools)

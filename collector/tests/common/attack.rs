@@ -1,6 +1,6 @@
 //! The independent attack client: `tests/attack/grpc_attack.py` run with the Python venv
 //! scripts/setup installs (grpcio, grpcio-tools; `SENSOR_TEST_VENV` overrides its path),
-//! with stubs generated from proto/sensor.proto at test time. Optionally as user `nobody`
+//! with stubs generated from sensor-proto/sensor.proto at test time. Optionally as user `nobody`
 //! (setpriv), from copies in a directory `nobody` can read.
 #![allow(dead_code)]
 
@@ -56,7 +56,7 @@ impl Py {
         )
         .unwrap();
         open_to_all(&script, 0o644);
-        let proto = here.join("../proto/sensor.proto");
+        let proto = here.join("../sensor-proto/sensor.proto");
         let py = Py {
             python: venv_python(),
             script,

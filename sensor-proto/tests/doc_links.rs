@@ -13,7 +13,7 @@ fn outside_doc_name() -> String {
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("proto/ has a parent")
+        .expect("sensor-proto/ has a parent")
         .to_path_buf()
 }
 
