@@ -4,23 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid config {path}: {source}")]
-    Parse {
-        path: String,
-        #[source]
-        source: toml::de::Error,
-    },
-    #[error("invalid config: {0}")]
-    Invalid(String),
-}
+pub use sensor_proto::config_file::ConfigError;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -233,18 +217,11 @@ impl TlsSection {
 
 impl CollectorConfig {
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let cfg: Self = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: path.to_string(),
-            source,
-        })?;
-        Ok(cfg)
+        sensor_proto::config_file::parse(text, path)
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = sensor_proto::config_file::read(path)?;
         Self::parse(&text, &path.display().to_string())
     }
 

@@ -6,23 +6,7 @@ use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_PATH: &str = "/etc/sensor/sensor.toml";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid config {path}: {source}")]
-    Parse {
-        path: String,
-        #[source]
-        source: toml::de::Error,
-    },
-    #[error("invalid config: {0}")]
-    Invalid(String),
-}
+pub use sensor_proto::config_file::ConfigError;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -120,10 +104,7 @@ impl Default for EbpfSection {
 
 impl Config {
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: path.to_string(),
-            source,
-        })?;
+        let cfg: Config = sensor_proto::config_file::parse(text, path)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -134,13 +115,14 @@ impl Config {
             Some(p) => (p, true),
             None => (Path::new(DEFAULT_PATH), false),
         };
-        match std::fs::read_to_string(path) {
+        match sensor_proto::config_file::read(path) {
             Ok(text) => Self::parse(&text, &path.display().to_string()),
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(ConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            }),
+            Err(ConfigError::Read { source, .. })
+                if !explicit && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(Self::default())
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -17,12 +17,13 @@ use sensor_proto::v1::{Batch, Hello};
 use serde::Serialize;
 use tokio_stream::StreamExt as _;
 
-use super::{error_text, JsError};
+use super::JsError;
 use crate::config::CollectorConfig;
 use crate::metrics::Metrics;
 use crate::server::now_ns;
 use crate::store::{self, writer::Writer, Synchronous};
 use crate::validate::{check_storage_id, validate_batch, Limits};
+use sensor_proto::error_chain::error_chain;
 
 /// What one `consume` run did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -108,7 +109,7 @@ async fn try_consumer(
         .await
         .map_err(|e| JsError::Consumer {
             durable: j.durable.clone(),
-            detail: error_text(&e),
+            detail: error_chain(&e),
         })
 }
 
@@ -140,16 +141,16 @@ pub async fn status(cfg: &CollectorConfig) -> Result<Status, JsError> {
         .await
         .map_err(|e| JsError::Stream {
             stream: j.stream.clone(),
-            detail: error_text(&e),
+            detail: error_chain(&e),
         })?;
     let s = stream.info().await.map_err(|e| JsError::Stream {
         stream: j.stream.clone(),
-        detail: error_text(&e),
+        detail: error_chain(&e),
     })?;
     let s = s.clone();
     let ci = c.info().await.map_err(|e| JsError::Consumer {
         durable: j.durable.clone(),
-        detail: error_text(&e),
+        detail: error_chain(&e),
     })?;
     Ok(status_of(cfg, &s, ci))
 }
@@ -199,7 +200,7 @@ pub async fn run(
             let lag = match c.info().await {
                 Ok(i) => Some(i.num_pending + i.num_ack_pending as u64),
                 Err(e) => {
-                    tracing::warn!(error = %error_text(&e), "consumer info failed");
+                    tracing::warn!(error = %error_chain(&e), "consumer info failed");
                     None
                 }
             };
@@ -244,10 +245,10 @@ async fn fetch(c: &PullConsumer, n: usize) -> Result<Vec<async_nats::jetstream::
         .expires(Duration::from_secs(2))
         .messages()
         .await
-        .map_err(|e| JsError::Fetch(error_text(&e)))?;
+        .map_err(|e| JsError::Fetch(error_chain(&e)))?;
     let mut out = Vec::with_capacity(n);
     while let Some(m) = batch.next().await {
-        out.push(m.map_err(|e| JsError::Fetch(error_text(&*e)))?);
+        out.push(m.map_err(|e| JsError::Fetch(error_chain(&*e)))?);
     }
     Ok(out)
 }
@@ -333,7 +334,7 @@ async fn store_and_ack(
     for m in msgs {
         m.ack()
             .await
-            .map_err(|e| JsError::Fetch(format!("ack: {}", error_text(&*e))))?;
+            .map_err(|e| JsError::Fetch(format!("ack: {}", error_chain(&*e))))?;
     }
     report.messages += msgs.len() as u64;
     if let Some(last) = msgs.last().and_then(|m| m.info().ok()) {

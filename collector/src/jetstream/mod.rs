@@ -16,6 +16,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 use crate::config::JetStreamSection;
+use sensor_proto::error_chain::error_chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JsError {
@@ -132,23 +133,8 @@ pub async fn ensure_stream(
         .await
         .map_err(|e| JsError::Stream {
             stream: cfg.stream.clone(),
-            detail: crate::jetstream::error_text(&e),
+            detail: error_chain(&e),
         })
-}
-
-/// An error and its sources, `a: b: c`.
-pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@ use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMes
 use sensor_proto::v1::{Batch, Hello};
 
 use super::naming::{self, Granularity};
-use super::{error_text, JsError};
+use super::JsError;
 use crate::config::JetStreamSection;
+use sensor_proto::error_chain::error_chain;
 
 /// The NATS default, used while the server has not told us its limit yet.
 const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
@@ -74,7 +75,7 @@ impl Publisher {
                 .js
                 .send_publish(m.subject, publish)
                 .await
-                .map_err(|e| JsError::Publish(error_text(&e)))?;
+                .map_err(|e| JsError::Publish(error_chain(&e)))?;
             acks.push((m.events, ack));
         }
         let timeout = self.timeout;
@@ -85,7 +86,7 @@ impl Publisher {
                     if e.kind() == jetstream::context::PublishErrorKind::TimedOut {
                         JsError::AckTimeout(timeout)
                     } else {
-                        JsError::Publish(error_text(&e))
+                        JsError::Publish(error_chain(&e))
                     }
                 })?;
                 out.messages += 1;
@@ -111,7 +112,7 @@ impl Publisher {
                 PublishMessage::build().payload(hello.encode_to_vec().into()),
             )
             .await
-            .map_err(|e| JsError::Publish(error_text(&e)))?;
+            .map_err(|e| JsError::Publish(error_chain(&e)))?;
         tokio::spawn(async move {
             if let Err(e) = ack.await {
                 tracing::debug!(error = %e, "JetStream did not store a Hello");

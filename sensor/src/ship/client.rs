@@ -7,6 +7,8 @@
 //! address is a loopback address.
 use std::error::Error as _;
 use std::net::IpAddr;
+
+use sensor_proto::error_chain::error_chain;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -340,21 +342,6 @@ pub enum LinkEvent {
     Ack(pb::Ack),
     /// The stream or the connection attempt failed; in-flight batches are not acknowledged.
     Down(String),
-}
-
-/// An error and all its sources, `a: b: c`.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn status_chain(s: &tonic::Status) -> String {

@@ -85,15 +85,12 @@ const COMPAT_PROGRAMS: [(&str, &str); 2] = [
     ("compat_sys_enter", "sys_enter"),
 ];
 
-fn error_text(name: &str, e: &dyn std::error::Error) -> String {
+fn error_text(name: &str, e: &(dyn std::error::Error + 'static)) -> String {
     // The kernel's errno is at the end of the source chain.
-    let mut text = format!("program {name}: {e}");
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
+    format!(
+        "program {name}: {}",
+        sensor_proto::error_chain::error_chain(e)
+    )
 }
 
 fn attach_compat(ebpf: &mut Ebpf) -> Result<(), String> {
