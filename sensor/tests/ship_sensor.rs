@@ -9,7 +9,7 @@ mod ship_support;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use collector::store::query::Filter;
@@ -19,82 +19,18 @@ use ship_support::*;
 /// Flip when `sensor run` supports gRPC output.
 const WIRED: bool = true;
 
-struct GrpcSensor {
-    child: Option<Child>,
-    log: std::path::PathBuf,
-}
-
-impl GrpcSensor {
-    fn start(dir: &Path, collector: &str) -> GrpcSensor {
-        let cfg = dir.join("sensor.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[ship]\nallow_plaintext_loopback = true\nspool_dir = {:?}\nbatch_max_delay_ms = 20\n",
-                dir.join("spool")
-            ),
-        )
-        .unwrap();
-        let log = dir.join("sensor.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
-            .args([
-                "run",
-                "--mode",
-                "ebpf",
-                "--health-interval",
-                "1",
-                "--config",
-            ])
-            .arg(&cfg)
-            .arg("--status")
-            .arg(dir.join("status.json"))
-            .args(["--output", &format!("grpc://{collector}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn sensor");
-        GrpcSensor {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(mut self) {
-        let mut c = self.child.take().unwrap();
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                assert!(st.success(), "sensor exited with {st}: {}", self.log());
-                return;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("sensor did not stop: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for GrpcSensor {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// The sensor with a plaintext-loopback `[ship]` config spooling under `dir`.
+fn start_sensor(dir: &Path, collector: &str) -> GrpcSensor {
+    let cfg = dir.join("sensor.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[ship]\nallow_plaintext_loopback = true\nspool_dir = {:?}\nbatch_max_delay_ms = 20\n",
+            dir.join("spool")
+        ),
+    )
+    .unwrap();
+    GrpcSensor::spawn(dir, &cfg, &dir.join("status.json"), collector)
 }
 
 fn wait_for(db: &Path, f: &Filter, what: &str) -> Vec<collector::store::query::Stored> {
@@ -116,7 +52,7 @@ fn sensor_ships_marker_workload_over_one_connection() {
     }
     let dir = TempDir::new("sensor");
     let col = InProcCollector::start(dir.path(), "127.0.0.1:0", None);
-    let sensor = GrpcSensor::start(dir.path(), &col.addr);
+    let sensor = start_sensor(dir.path(), &col.addr);
     wait_for(
         &col.db,
         &Filter {
@@ -247,7 +183,7 @@ fn sensor_ships_marker_workload_over_one_connection() {
     assert_eq!(r.tcp[0].state, TCP_ESTABLISHED);
     assert_eq!(r.tcp[0].remote_port, col.port());
 
-    sensor.stop();
+    sensor.stop(30);
     let segs = std::fs::read_dir(dir.path().join("spool").join("segments"))
         .map(|d| d.count())
         .unwrap_or(0);

@@ -11,11 +11,11 @@ mod ship_support;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use ship_support::{free_port, InProcCollector, TempDir};
+use ship_support::{free_port, GrpcSensor, InProcCollector, TempDir};
 
 /// A tmpfs mounted for the test, unmounted (after the sensor stopped) on drop.
 struct Tmpfs(PathBuf);
@@ -42,45 +42,6 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-struct Sensor {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Sensor {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(mut self) {
-        let mut c = self.child.take().unwrap();
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                assert!(st.success(), "sensor exited with {st}: {}", self.log());
-                return;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("sensor did not stop: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Sensor {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -143,29 +104,7 @@ fn full_disk_loses_no_event_once_space_returns() {
     )
     .unwrap();
     let status_path = dir.path().join("status.json");
-    let log = dir.path().join("sensor.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
-        .args([
-            "run",
-            "--mode",
-            "ebpf",
-            "--health-interval",
-            "1",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--status")
-        .arg(&status_path)
-        .args(["--output", &format!("grpc://127.0.0.1:{port}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn sensor");
-    let sensor = Sensor {
-        child: Some(child),
-        log,
-    };
+    let sensor = GrpcSensor::spawn(dir.path(), &cfg, &status_path, &format!("127.0.0.1:{port}"));
     // Started and spooling (health events; the collector is down).
     wait_status(&status_path, "spooled events", 60, |s| {
         s["output"]["collector"]["spool_pending_events"]
@@ -253,7 +192,7 @@ fn full_disk_loses_no_event_once_space_returns() {
         "{}",
         sensor.log()
     );
-    sensor.stop();
+    sensor.stop(40);
     col.stop();
     drop(fs);
 }

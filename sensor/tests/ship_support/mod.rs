@@ -8,6 +8,7 @@ pub mod certs;
 pub mod sockets;
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,79 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The real `sensor run --mode ebpf` shipping to `grpc://{collector}` with the config file
+/// `cfg`, health every second into `status`, stderr into `dir/sensor.log`. Killed on drop;
+/// `stop` sends SIGTERM and asserts a clean exit.
+pub struct GrpcSensor {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl GrpcSensor {
+    pub fn spawn(dir: &Path, cfg: &Path, status: &Path, collector: &str) -> GrpcSensor {
+        let log = dir.join("sensor.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
+            .args([
+                "run",
+                "--mode",
+                "ebpf",
+                "--health-interval",
+                "1",
+                "--config",
+            ])
+            .arg(cfg)
+            .arg("--status")
+            .arg(status)
+            .args(["--output", &format!("grpc://{collector}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn sensor");
+        GrpcSensor {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait up to `secs` for a successful exit.
+    pub fn stop(mut self, secs: u64) {
+        let mut c = self.child.take().unwrap();
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                assert!(st.success(), "sensor exited with {st}: {}", self.log());
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("sensor did not stop: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for GrpcSensor {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
