@@ -26,7 +26,7 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
 
 /// [`write_event`] followed by extra top-level string fields (the collector adds
 /// `sensor_id` and `boot_id`).
-pub fn write_event_with(ev: &Event, extra: &[(&str, &str)], out: &mut Vec<u8>) {
+pub fn write_event_with(ev: &Event, extra: &[(&'static str, &str)], out: &mut Vec<u8>) {
     let mut o = Obj::open(out);
     o.num("seq", &ev.seq);
     o.str("time", &format_rfc3339_nanos(ev.time_unix_ns));
@@ -361,24 +361,27 @@ impl<'a> Obj<'a> {
         Self { out, first: true }
     }
 
-    /// Writes `"k":` and hands back the buffer for the value.
-    fn key(&mut self, k: &str) -> &mut Vec<u8> {
+    /// Writes `"k":` and hands back the buffer for the value. Keys are this file's own
+    /// constants (plain ASCII names), so they are copied, not escaped.
+    fn key(&mut self, k: &'static str) -> &mut Vec<u8> {
+        debug_assert!(k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
-        put(self.out, k);
-        self.out.push(b':');
+        self.out.push(b'"');
+        self.out.extend_from_slice(k.as_bytes());
+        self.out.extend_from_slice(b"\":");
         self.out
     }
 
-    fn str(&mut self, k: &str, v: &str) {
+    fn str(&mut self, k: &'static str, v: &str) {
         let out = self.key(k);
         put(out, v);
     }
 
     /// Any other plain value: numbers, bools, `Option` (None is `null`), lists, maps.
-    fn num<T: Serialize + ?Sized>(&mut self, k: &str, v: &T) {
+    fn num<T: Serialize + ?Sized>(&mut self, k: &'static str, v: &T) {
         let out = self.key(k);
         put(out, v);
     }

@@ -6,20 +6,32 @@
 
 /// Escapes `bytes` as described in the module documentation.
 pub fn escape_bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c == '\\' {
-                out.push_str("\\\\");
-            } else {
-                out.push(c);
-            }
+    // The common case, valid UTF-8 without a backslash, is one copy.
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if !text.contains('\\') {
+            return text.to_owned();
         }
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        let mut rest = chunk.valid();
+        while let Some(i) = rest.find('\\') {
+            out.push_str(&rest[..i]);
+            out.push_str("\\\\");
+            rest = &rest[i + 1..];
+        }
+        out.push_str(rest);
         for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
+            out.push_str("\\x");
+            out.push(hex_digit(b >> 4));
+            out.push(hex_digit(b & 0xf));
         }
     }
     out
+}
+
+fn hex_digit(n: u8) -> char {
+    char::from(b"0123456789abcdef"[usize::from(n & 0xf)])
 }
 
 /// Inverse of [`escape_bytes`]. Returns `None` for text that escape_bytes cannot produce.
@@ -81,6 +93,7 @@ mod tests {
     fn backslash_is_doubled_so_escaping_is_unambiguous() {
         assert_eq!(escape_bytes(b"\\xff"), "\\\\xff");
         assert_ne!(escape_bytes(b"\\xff"), escape_bytes(b"\xff"));
+        assert_eq!(escape_bytes(b"a\\b\xffc\\"), "a\\\\b\\xffc\\\\");
     }
 
     #[test]
