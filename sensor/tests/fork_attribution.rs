@@ -20,15 +20,6 @@ fn audit_available() -> bool {
     false
 }
 
-/// A watched tree on the root filesystem, removed on drop.
-struct Tree(PathBuf);
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn config(dir: &Path) -> PathBuf {
     let cfg = dir.join("sensor.toml");
     std::fs::write(
@@ -61,9 +52,9 @@ fn marked(ev: &Value, what: &str) -> bool {
 }
 
 fn forked_writers(mode: &str) {
-    let dir = PathBuf::from("/var/tmp").join(marker("fork-it"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _tree = Tree(dir.clone());
+    // On the root filesystem: the watched tree must not be on the /tmp tmpfs.
+    let tree_dir = TempDir::new_in(Path::new("/var/tmp"), "fork");
+    let dir = tree_dir.path().to_path_buf();
     let cfg = config(&dir);
     let sensor = Sensor::start(mode, &["--config", cfg.to_str().unwrap()]);
     let m = marker("fork");

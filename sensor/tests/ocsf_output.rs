@@ -61,7 +61,7 @@ fn every_kind_validates(mode: &str) {
     let dir = PathBuf::from("/var/tmp").join(marker("ocsf-it"));
     let tree = dir.join("tree");
     std::fs::create_dir_all(&tree).unwrap();
-    let _cleanup = TempDir(dir.clone());
+    let _cleanup = TempDir::adopt(dir.clone());
     let (wtmp, btmp) = (dir.join("wtmp"), dir.join("btmp"));
     std::fs::write(&wtmp, b"").unwrap();
     std::fs::write(&btmp, b"").unwrap();

@@ -4,6 +4,7 @@
 //! the shell runs marker commands, and a logout record ends it. `collector::report::build`
 //! renders the page (what `collector report --session ID --html FILE` writes), and headless
 //! Chromium must show the login and the commands in the order they ran.
+mod common;
 mod ship_support;
 
 use std::io::Write;

@@ -4,6 +4,7 @@
 //! The shipping process is this test binary re-executed in "child" mode (the `crash_child`
 //! test, inert without its environment variables): it runs the shipper on synthetic events
 //! and reports on stdout how many are safely in the spool.
+mod common;
 mod ship_support;
 
 use std::io::{BufRead, BufReader};

@@ -1,5 +1,6 @@
 //! The collector goes away for 10 s while events flow, then comes back on the same address:
 //! every event arrives exactly once (de-duplicated replays), nothing is lost meanwhile.
+mod common;
 mod ship_support;
 
 use std::sync::atomic::Ordering::Relaxed;

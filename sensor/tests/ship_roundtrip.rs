@@ -1,5 +1,6 @@
 //! Events -> shipper (library API) -> collector (library, in-process) -> query: every field
 //! intact, each event exactly once, spool empty after the drain.
+mod common;
 mod ship_support;
 
 use collector::render::stored_json;

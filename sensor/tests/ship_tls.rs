@@ -1,6 +1,7 @@
 //! TLS: a sensor with the wrong CA, or without the client certificate the collector
 //! requires, is refused; the refusal is reported in plain words; it keeps spooling, and
 //! once configured right it delivers everything it spooled meanwhile.
+mod common;
 mod ship_support;
 
 use std::sync::atomic::Ordering::Relaxed;

@@ -15,33 +15,10 @@ use std::time::{Duration, Instant};
 use sensor_proto::v1 as pb;
 use serde_json::Value;
 
-/// A directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let d = std::env::temp_dir().join(format!(
-            "collector-it-{tag}-{}-{}",
-            std::process::id(),
-            nanos % 1_000_000_000
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "../../../sensor/tests/common/temp_dir.rs"]
+mod temp_dir;
+#[allow(unused_imports)]
+pub use temp_dir::TempDir;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_collector")

@@ -20,29 +20,9 @@ use sensor::ship::{ShipConfig, ShipError, ShipStats};
 use sensor::timefmt::unix_now_ns;
 use tokio::sync::{mpsc, watch};
 
-/// A directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!(
-            "ship-it-{tag}-{}-{}",
-            std::process::id(),
-            unix_now_ns() % 1_000_000_000
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// Every test that includes this harness also includes `common`.
+#[allow(unused_imports)]
+pub use crate::common::TempDir;
 
 /// The real `sensor run --mode ebpf` shipping to `grpc://{collector}` with the config file
 /// `cfg`, health every second into `status`, stderr into `dir/sensor.log`. Killed on drop;
