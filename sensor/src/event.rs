@@ -49,7 +49,9 @@ impl Event {
     /// The event's JSON object, from the one writer (for tests and diagnostics; the output
     /// stages write bytes directly).
     pub fn to_json(&self) -> serde_json::Value {
-        sensor_proto::json::event_to_json(&crate::ship::proto_conv::event_to_proto(self.clone()))
+        sensor_proto::json::event_to_json(&crate::sinks::grpc::proto_conv::event_to_proto(
+            self.clone(),
+        ))
     }
 }
 

@@ -7,15 +7,14 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     config::Config,
-    counters::Counters,
+    enrich::shed::{Admission, ShedStats},
     enrich::{self, CacheStats, ProcessCache, ProcessFeed},
     event::Event,
     filter::{stage::run_filter_stage, FilterStats},
-    health::{DropSource, HealthReporter, NoteSource, ReasonSource},
     hostname::kernel_hostname,
-    limits::{self, shed::Admission, shed::ShedStats},
-    output::json,
+    limits,
     probe::{self, Mode, ModeDecision, RequestedMode},
+    sinks::json,
     sources::{
         audit::source::AuditCapture,
         conntrack::source::ConntrackCapture,
@@ -24,7 +23,9 @@ use crate::{
         logins::source::LoginCapture,
         SourceCtx,
     },
-    status::writer::{StatusInputs, StatusWriter},
+    telemetry::counters::Counters,
+    telemetry::health::{DropSource, HealthReporter, NoteSource, ReasonSource},
+    telemetry::status::writer::{StatusInputs, StatusWriter},
     timefmt::Clocks,
 };
 
@@ -39,7 +40,7 @@ pub enum RunError {
     #[error(transparent)]
     Output(#[from] json::OutputError),
     #[error(transparent)]
-    Ship(#[from] crate::ship::ShipError),
+    Ship(#[from] crate::sinks::grpc::ShipError),
     #[error("config: {0}")]
     Config(String),
     #[error("io: {0}")]
@@ -353,7 +354,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         redactor,
         filter_stats.clone(),
     ));
-    let ship_stats = Arc::new(crate::ship::ShipStats::default());
+    let ship_stats = Arc::new(crate::sinks::grpc::ShipStats::default());
     let (ship_stop_tx, ship_stop_rx) = watch::channel(false);
     let sink = if cfg.output.target == "grpc" {
         // Fail fast on TLS files, spool directory and the plaintext policy.
@@ -362,13 +363,14 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         ship_cfg.host = host.clone();
         tracing::info!(address = %cfg.ship.address, "shipping to the collector");
         tokio::spawn(async move {
-            if let Err(e) = crate::ship::run_shipper(rx, ship_cfg, c, st, ship_stop_rx).await {
+            if let Err(e) = crate::sinks::grpc::run_shipper(rx, ship_cfg, c, st, ship_stop_rx).await
+            {
                 tracing::error!(error = %e, "shipper failed");
             }
         })
     } else {
         let out = json::open(&cfg.output.target)?;
-        let (format, _) = crate::output::ocsf::split_target(&cfg.output.target);
+        let (format, _) = crate::sinks::ocsf::split_target(&cfg.output.target);
         tokio::spawn(json::run_sink(rx, out, format, counters.clone()))
     };
     let enrich_cfg = crate::enrich::EnrichConfig {
@@ -472,7 +474,10 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             nice: crate::limits::priority::current_nice(),
         },
     );
-    let status_task = tokio::spawn(crate::status::writer::run(status_writer, limits_stop_rx));
+    let status_task = tokio::spawn(crate::telemetry::status::writer::run(
+        status_writer,
+        limits_stop_rx,
+    ));
 
     let interval = Duration::from_secs(cfg.health.interval_secs);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -520,11 +525,11 @@ fn cache_notes(stats: Arc<Mutex<CacheStats>>) -> NoteSource {
     })
 }
 
-fn ship_drops(stats: Arc<crate::ship::ShipStats>) -> DropSource {
+fn ship_drops(stats: Arc<crate::sinks::grpc::ShipStats>) -> DropSource {
     Box::new(move || stats.drops())
 }
 
-fn ship_notes(stats: Arc<crate::ship::ShipStats>) -> NoteSource {
+fn ship_notes(stats: Arc<crate::sinks::grpc::ShipStats>) -> NoteSource {
     Box::new(move || {
         stats
             .events()
@@ -627,7 +632,7 @@ fn start_aux(cfg: &Config, tx: &mpsc::Sender<Event>, counters: &Arc<Counters>, h
     if cfg.files.enabled {
         let mut fcfg = cfg.files.clone();
         // The sensor must not report (and feed on) its own writes.
-        let (_, out_path) = crate::output::ocsf::split_target(&cfg.output.target);
+        let (_, out_path) = crate::sinks::ocsf::split_target(&cfg.output.target);
         if !["-", "json", "grpc"].contains(&out_path) {
             fcfg.ignore_paths.push(out_path.to_string());
         }

@@ -16,10 +16,10 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use sensor::counters::Counters;
 use sensor::event::{Event, Flow};
 use sensor::sources::conntrack::{self, tracking_table, ConntrackCapture, ConntrackConfig};
 use sensor::sources::SourceCtx;
+use sensor::telemetry::counters::Counters;
 use tokio::sync::mpsc;
 
 /// The tests share host state (sysctl, conntrack table): one at a time.

@@ -16,10 +16,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sensor::counters::Counters;
 use sensor::event::{Event, Kind, Source};
 use sensor::sources::files::{FileCapture, FileMode, FileModeRequest, FilesConfig};
 use sensor::sources::SourceCtx;
+use sensor::telemetry::counters::Counters;
 use tokio::sync::mpsc;
 
 const CHILD_ENV: &str = "SENSOR_FILES_IT_WORKLOAD";

@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::counters::Counters;
 use crate::event::Event;
+use crate::telemetry::counters::Counters;
 
 pub mod audit;
 pub mod conntrack;

@@ -19,12 +19,12 @@ use super::proc_connector::{self, ProcConnector};
 use super::record::{self, Record};
 use super::session::{nr32, nr64, AuditSession, Role, SessionError};
 use super::socket_types::{self, SocketTypes};
-use crate::counters::Counters;
 use crate::event::{Event, Kind, Process, Source};
 use crate::sources::kernel_values::exit_status;
 use crate::sources::netlink::RecvBatch;
 use crate::sources::nlmsg;
 use crate::sources::SourceCtx;
+use crate::telemetry::counters::Counters;
 use crate::timefmt::Clocks;
 
 const AUDIT_SYSCALL: u16 = 1300;

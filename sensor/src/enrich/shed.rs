@@ -188,14 +188,14 @@ impl Shedder {
 /// The pipeline's entry check: counts every event by source and kind, then sheds at the
 /// level in force (counted by reason and kind).
 pub struct Admission {
-    pub counters: std::sync::Arc<crate::counters::Counters>,
+    pub counters: std::sync::Arc<crate::telemetry::counters::Counters>,
     pub stats: std::sync::Arc<ShedStats>,
     pub shedder: Shedder,
 }
 
 impl Admission {
     pub fn new(
-        counters: std::sync::Arc<crate::counters::Counters>,
+        counters: std::sync::Arc<crate::telemetry::counters::Counters>,
         stats: std::sync::Arc<ShedStats>,
     ) -> Self {
         Self {
@@ -439,7 +439,7 @@ mod tests {
     #[test]
     fn admission_counts_sheds_and_stamps_health() {
         let stats = std::sync::Arc::new(ShedStats::default());
-        let counters = std::sync::Arc::new(crate::counters::Counters::default());
+        let counters = std::sync::Arc::new(crate::telemetry::counters::Counters::default());
         let mut a = Admission::new(counters.clone(), stats.clone());
         stats.set_level(3);
         assert!(!a.admit(&mut connect(1, 80), S));

@@ -555,7 +555,7 @@ pub(crate) mod tests {
             let kind = ev.kind;
             seen.insert(kind.as_str());
             let mut line = Vec::new();
-            crate::output::json::write_line(ev.clone(), &mut line);
+            crate::sinks::json::write_line(ev.clone(), &mut line);
             let sensor: serde_json::Value = serde_json::from_slice(&line).unwrap();
             assert_eq!(sensor, expected, "sensor JSON of {kind:?}");
             let wire = event_to_proto(ev).encode_to_vec();

@@ -12,7 +12,8 @@ use super::{
     snapshot::{degraded_reasons, grown, Collector, Output, Status},
     StatusConfig,
 };
-use crate::{health::HealthReporter, limits::shed::ShedStats, selfstat, ship::ShipStats};
+use crate::telemetry::{health::HealthReporter, selfstat};
+use crate::{enrich::shed::ShedStats, sinks::grpc::ShipStats};
 
 /// Where the status figures come from.
 pub struct StatusInputs {

@@ -3,10 +3,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::{counters::Counters, selfstat};
 use crate::{
-    counters::Counters,
     event::{Event, Health, Kind, Source},
-    selfstat,
     timefmt::unix_now_ns,
 };
 

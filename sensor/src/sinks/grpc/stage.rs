@@ -35,8 +35,8 @@ use super::ids::{self, SeqAllocator};
 use super::proto_conv::event_to_proto;
 use super::spool::{Eviction, FsyncPolicy, Spool, SpoolOptions};
 use super::{ShipConfig, ShipError, ShipStats};
-use crate::counters::Counters;
 use crate::event::{Event, Kind};
+use crate::telemetry::counters::Counters;
 use crate::timefmt::{monotonic_now_ns, unix_now_ns};
 
 /// How long to keep reading after the shutdown signal while waiting for the channel to close.
