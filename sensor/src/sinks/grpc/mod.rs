@@ -16,7 +16,9 @@
 //! - [`ids`]: persistent sensor id, boot id, and the seq allocator that keeps
 //!   (sensor id, boot id, seq) unique across sensor restarts within a boot.
 //! - [`stage`]: [`stage::run_shipper`], the pipeline stage the runtime spawns.
+mod backoff;
 pub mod client;
+mod codec;
 pub mod ids;
 pub mod local;
 pub mod proto_conv;
