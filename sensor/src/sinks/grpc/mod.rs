@@ -19,6 +19,7 @@
 mod backoff;
 pub mod client;
 mod codec;
+mod hello;
 pub mod ids;
 pub mod local;
 pub mod proto_conv;
