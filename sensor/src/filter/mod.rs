@@ -40,7 +40,7 @@ impl FilterConfig {
     }
 }
 
-/// Counters of the filter stage, reported in `sensor_health` (as notes: filtered events are
+/// Counters of the filter stage, reported in `sensor_health` (as counts: filtered events are
 /// intentional, not losses).
 #[derive(Debug)]
 pub struct FilterStats {

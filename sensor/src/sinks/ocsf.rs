@@ -1,5 +1,5 @@
 //! OCSF 1.5.0 lines: `--output ocsf` (stdout) or `--output ocsf:FILE`. Each event goes through
-//! the wire form (`ship::proto_conv::event_to_proto`) and the shared mapping in
+//! the wire form (`sinks::grpc::proto_conv::event_to_proto`) and the shared mapping in
 //! `sensor_proto::ocsf`, so the sensor and `collector query --format ocsf` write the same thing.
 use crate::event::Event;
 

@@ -1,4 +1,4 @@
-//! The shipping stage: the gRPC counterpart of `output::json::run_sink`.
+//! The shipping stage: the gRPC counterpart of `sinks::json::run_sink`.
 //!
 //! It assigns `seq` (unique per (sensor id, boot id), see [`super::ids`]), converts events
 //! to protobuf, batches them by size and time, writes each batch to the spool, streams
