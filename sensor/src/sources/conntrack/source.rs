@@ -279,6 +279,34 @@ pub fn flow_event(ct: &CtEvent, host: &str, unix_ns: i64, mono_ns: u64) -> Event
     ev
 }
 
+impl crate::sources::Source for ConntrackCapture {
+    fn enabled(cfg: &Config) -> bool {
+        cfg.conntrack.enabled
+    }
+
+    fn start(cfg: &Config, env: &SourceEnv) -> Result<Self, StartError> {
+        let (will, why) = super::probe().will_flow(cfg.conntrack.add_tracking_table);
+        if !will {
+            tracing::warn!(reason = %why, "conntrack enabled but flow events may not arrive");
+        }
+        let c = ConntrackCapture::start(&cfg.conntrack, env.ctx())?;
+        tracing::info!("conntrack flows enabled");
+        Ok(c)
+    }
+
+    fn reason(&self) -> Option<String> {
+        None
+    }
+
+    fn stats(&self) -> Arc<dyn Telemetry> {
+        self.stats.clone()
+    }
+
+    fn stop(mut self: Box<Self>) -> StopFuture {
+        stop_blocking(move || ConntrackCapture::stop(&mut self))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,33 +369,5 @@ mod tests {
         assert_eq!(json["kind"], "flow");
         assert_eq!(json["source"], "conntrack");
         assert_eq!(json["flow"]["dst_addr"], "::1");
-    }
-}
-
-impl crate::sources::Source for ConntrackCapture {
-    fn enabled(cfg: &Config) -> bool {
-        cfg.conntrack.enabled
-    }
-
-    fn start(cfg: &Config, env: &SourceEnv) -> Result<Self, StartError> {
-        let (will, why) = super::probe().will_flow(cfg.conntrack.add_tracking_table);
-        if !will {
-            tracing::warn!(reason = %why, "conntrack enabled but flow events may not arrive");
-        }
-        let c = ConntrackCapture::start(&cfg.conntrack, env.ctx())?;
-        tracing::info!("conntrack flows enabled");
-        Ok(c)
-    }
-
-    fn reason(&self) -> Option<String> {
-        None
-    }
-
-    fn stats(&self) -> Arc<dyn Telemetry> {
-        self.stats.clone()
-    }
-
-    fn stop(mut self: Box<Self>) -> StopFuture {
-        stop_blocking(move || ConntrackCapture::stop(&mut self))
     }
 }
