@@ -83,7 +83,9 @@ pub trait Source: Send + 'static {
         Self: Sized;
 
     /// What the source chose at start, for the health reason (`None`: nothing to say).
-    fn reason(&self) -> Option<String>;
+    fn reason(&self) -> Option<String> {
+        None
+    }
 
     /// Its counters; health keeps reading them after `stop`, so the final health event
     /// includes what was counted while draining.

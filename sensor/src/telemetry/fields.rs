@@ -3,7 +3,7 @@
 //! atomics; the names users and tests read are written here and nowhere else (see
 //! docs/ARCHITECTURE.md, "Telemetry").
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use super::counters::Counters;
@@ -34,6 +34,20 @@ impl HealthFields {
     pub fn count(&mut self, name: impl Into<String>, n: u64) {
         self.events.insert(name.into(), n);
     }
+
+    /// Loss counters read as they are now.
+    pub fn losses(&mut self, named: &[(&str, &AtomicU64)]) {
+        for (name, c) in named {
+            self.loss(*name, c.load(Relaxed));
+        }
+    }
+
+    /// Other counters read as they are now.
+    pub fn counts(&mut self, named: &[(&str, &AtomicU64)]) {
+        for (name, c) in named {
+            self.count(*name, c.load(Relaxed));
+        }
+    }
 }
 
 /// A component's counters, as health fields.
@@ -59,10 +73,14 @@ impl Telemetry for Counters {
         for k in Kind::ALL {
             out.count(k.as_str(), self.events_of(k));
         }
-        out.count("duplicate_exits", self.duplicate_exits.load(Relaxed));
-        out.count("written", self.written.load(Relaxed));
-        out.loss("decode_errors", self.decode_errors.load(Relaxed));
-        out.loss("write_errors", self.write_errors.load(Relaxed));
+        out.counts(&[
+            ("duplicate_exits", &self.duplicate_exits),
+            ("written", &self.written),
+        ]);
+        out.losses(&[
+            ("decode_errors", &self.decode_errors),
+            ("write_errors", &self.write_errors),
+        ]);
     }
 }
 
@@ -105,20 +123,26 @@ impl Telemetry for AuditHealth {
 
 impl Telemetry for LoginStats {
     fn report(&self, out: &mut HealthFields) {
-        out.loss("login_corrupt_records", self.corrupt_records.load(Relaxed));
-        out.loss("login_torn_bytes", self.torn_bytes.load(Relaxed));
-        out.count("login_file_rotations", self.rotations.load(Relaxed));
-        out.count("login_file_truncations", self.truncations.load(Relaxed));
+        out.losses(&[
+            ("login_corrupt_records", &self.corrupt_records),
+            ("login_torn_bytes", &self.torn_bytes),
+        ]);
+        out.counts(&[
+            ("login_file_rotations", &self.rotations),
+            ("login_file_truncations", &self.truncations),
+        ]);
     }
 }
 
 impl Telemetry for FileStats {
     fn report(&self, out: &mut HealthFields) {
-        out.loss("files_queue_overflows", self.queue_overflows.load(Relaxed));
-        out.loss("files_path_unresolved", self.unresolved.load(Relaxed));
-        out.loss("files_parse_errors", self.parse_errors.load(Relaxed));
-        out.loss("files_watch_failures", self.watch_failures.load(Relaxed));
-        for (name, c) in [
+        out.losses(&[
+            ("files_queue_overflows", &self.queue_overflows),
+            ("files_path_unresolved", &self.unresolved),
+            ("files_parse_errors", &self.parse_errors),
+            ("files_watch_failures", &self.watch_failures),
+        ]);
+        out.counts(&[
             ("files_filtered_out", &self.filtered_out),
             ("files_own_events", &self.own_events),
             ("files_modify_coalesced", &self.coalesced),
@@ -128,9 +152,7 @@ impl Telemetry for FileStats {
             ("files_process_gone", &self.process_gone),
             ("files_nameless_events", &self.nameless),
             ("files_trees_missing", &self.trees_missing),
-        ] {
-            out.count(name, c.load(Relaxed));
-        }
+        ]);
     }
 }
 
@@ -169,7 +191,7 @@ impl Telemetry for Mutex<CacheStats> {
 
 impl Telemetry for AttribStats {
     fn report(&self, out: &mut HealthFields) {
-        for (name, c) in [
+        out.counts(&[
             ("forks_seen", &self.forks_seen),
             ("forks_without_parent", &self.forks_without_parent),
             ("forks_forgotten", &self.forks_forgotten),
@@ -177,9 +199,7 @@ impl Telemetry for AttribStats {
             ("held_resolved", &self.held_resolved),
             ("held_ordered", &self.held_ordered),
             ("held_timed_out", &self.held_timed_out),
-        ] {
-            out.count(name, c.load(Relaxed));
-        }
+        ]);
         for ((kind, source), n) in self.incomplete() {
             out.count(format!("incomplete_{kind}_{source}"), n);
         }
@@ -191,12 +211,11 @@ impl Telemetry for ShipStats {
         for (name, c) in spool::EVICTED_NAMES.iter().zip(self.evicted.iter()) {
             out.loss(*name, c.load(Relaxed));
         }
-        out.loss("spool_write_errors", self.spool_write_errors.load(Relaxed));
-        out.loss(
-            "spool_corrupt_batches",
-            self.spool_corrupt_batches.load(Relaxed),
-        );
-        for (name, c) in [
+        out.losses(&[
+            ("spool_write_errors", &self.spool_write_errors),
+            ("spool_corrupt_batches", &self.spool_corrupt_batches),
+        ]);
+        out.counts(&[
             ("shipped_acked", &self.events_acked),
             ("shipped_duplicates", &self.duplicates),
             ("spool_pending", &self.spool_pending_events),
@@ -207,9 +226,7 @@ impl Telemetry for ShipStats {
             ("ship_connects", &self.connects),
             ("ship_connect_failures", &self.connect_failures),
             ("ship_acks_unknown", &self.acks_unknown),
-        ] {
-            out.count(name, c.load(Relaxed));
-        }
+        ]);
     }
 }
 
@@ -223,16 +240,12 @@ impl Telemetry for FilterStats {
             "filter_exits_dropped",
             self.exits_dropped.load(Relaxed) + self.kernel_exits_dropped.load(Relaxed),
         );
-        out.count(
-            "filter_exit_tracking_evictions",
-            self.tracking_evictions.load(Relaxed),
-        );
-        out.count(
-            "filter_exit_inconsistencies",
-            self.exit_inconsistencies.load(Relaxed),
-        );
-        out.count("redacted_events", self.redacted_events.load(Relaxed));
-        out.count("redacted_args", self.redacted_args.load(Relaxed));
+        out.counts(&[
+            ("filter_exit_tracking_evictions", &self.tracking_evictions),
+            ("filter_exit_inconsistencies", &self.exit_inconsistencies),
+            ("redacted_events", &self.redacted_events),
+            ("redacted_args", &self.redacted_args),
+        ]);
     }
 }
 

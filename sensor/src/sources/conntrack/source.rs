@@ -294,10 +294,6 @@ impl crate::sources::Source for ConntrackCapture {
         Ok(c)
     }
 
-    fn reason(&self) -> Option<String> {
-        None
-    }
-
     fn stats(&self) -> Arc<dyn Telemetry> {
         self.stats.clone()
     }

@@ -72,10 +72,6 @@ impl Source for LoginCapture {
         Ok(c)
     }
 
-    fn reason(&self) -> Option<String> {
-        None
-    }
-
     fn stats(&self) -> Arc<dyn Telemetry> {
         self.stats.clone()
     }
