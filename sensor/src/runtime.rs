@@ -5,10 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::{
     config::Config,
-    enrich::{self, shed::Admission, shed::ShedStats, ProcessCache},
+    enrich::{self, shed::Admission, shed::ShedStats, CacheStats, ProcessCache, ProcessFeed},
+    event::Event,
     filter::{stage::run_filter_stage, FilterStats},
     hostname::kernel_hostname,
     limits::{self, memory::MemoryPlan},
@@ -64,94 +66,34 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     };
     let counters = Arc::new(Counters::default());
     let plan = memory_plan(&cfg);
-    // sources -> enrich -> filter (noise rules, redaction) -> sink: nothing unredacted is
-    // ever written or shipped.
-    let (tx, enrich_rx) = mpsc::channel(plan.channel_capacity);
-    let (enriched_tx, filter_rx) = mpsc::channel(plan.channel_capacity);
-    let (out_tx, rx) = mpsc::channel(plan.channel_capacity);
-    let (noise, redactor) = cfg
-        .filter
-        .build()
-        .map_err(|e| RunError::Config(e.to_string()))?;
-    let filter_stats = Arc::new(FilterStats::for_filter(&noise));
-    let filter_stage = tokio::spawn(run_filter_stage(
-        filter_rx,
-        out_tx,
-        noise,
-        redactor,
-        filter_stats.clone(),
-    ));
-    let ship_stats = Arc::new(ShipStats::default());
-    let (ship_stop_tx, ship_stop_rx) = watch::channel(false);
-    let sink = sinks::spawn(
-        &cfg,
-        rx,
-        &host,
-        counters.clone(),
-        ship_stats.clone(),
-        ship_stop_rx,
-    )?;
-    let enrich_cfg = enrich::EnrichConfig {
-        max_entries: plan.cache_entries,
-        ..cfg.enrich.clone()
-    };
-    let mut cache = ProcessCache::new(&enrich_cfg);
-    let scanned = cache.scan_proc(std::path::Path::new("/proc"));
-    tracing::info!(scanned, "process cache filled from /proc");
-    let cache_stats = Arc::new(Mutex::new(cache.stats()));
-    let shed_stats = Arc::new(ShedStats::default());
-    // Forks and delivery watermarks of the process-record sources, beside the events.
-    let (feed, feed_input) = enrich::process_feed(plan.channel_capacity);
-    let attrib_stats = Arc::new(enrich::AttribStats::default());
-    let enrich_stage = tokio::spawn(enrich::run_stage(
-        enrich_rx,
-        enriched_tx,
-        cache,
-        cache_stats.clone(),
-        enrich_cfg,
-        Admission::new(counters.clone(), shed_stats.clone()),
-        enrich::Attribution {
-            feed: feed_input,
-            stats: attrib_stats.clone(),
-        },
-    ));
-    let (limits_stop_tx, limits_stop_rx) = watch::channel(false);
-    let governor = tokio::spawn(limits::task::run_governor(
-        cfg.limits.clone(),
-        plan.ceiling_bytes,
-        shed_stats.clone(),
-        limits_stop_rx.clone(),
-    ));
+    let (pipeline, feed) = Pipeline::start(&cfg, &plan, &host, &counters)?;
+    let tx = pipeline.tx.clone();
 
     let env = SourceEnv {
         tx: tx.clone(),
         counters: counters.clone(),
         host: host.clone(),
         feed,
-        filter_stats: filter_stats.clone(),
-        shed_stats: shed_stats.clone(),
-        offsets: offsets.map_err(|e| e.to_string()),
+        filter_stats: pipeline.filter_stats.clone(),
+        shed_stats: pipeline.shed_stats.clone(),
+        offsets,
     };
     let running = build::start_all(&cfg, &decision, opts.requested, &env)?;
     // Only the sources' producers hold the feed now: it closes when they stop.
     drop(env);
     limits::memory::release_startup_memory();
     tracing::info!(mode = %running.mode, reason = %running.reason, "capturing");
-    let components: Vec<Arc<dyn Telemetry>> = running.sources.iter().map(|s| s.stats()).collect();
     let reporter = Arc::new(HealthReporter {
         mode: running.mode.to_string(),
         reason: running.reason,
         host,
         started: Instant::now(),
         counters,
-        components: components
-            .into_iter()
-            .chain([
-                cache_stats as Arc<dyn Telemetry>,
-                attrib_stats,
-                ship_stats.clone(),
-                filter_stats,
-            ])
+        components: running
+            .sources
+            .iter()
+            .map(|s| s.stats())
+            .chain(pipeline.components())
             .collect(),
     });
     let _ = tx.send(reporter.event()).await;
@@ -159,15 +101,16 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         cfg.status.clone(),
         StatusInputs {
             reporter: reporter.clone(),
-            shed: shed_stats,
-            ship: (cfg.output.target == "grpc").then(|| (cfg.ship.address.clone(), ship_stats)),
+            shed: pipeline.shed_stats.clone(),
+            ship: (cfg.output.target == "grpc")
+                .then(|| (cfg.ship.address.clone(), pipeline.ship_stats.clone())),
             output_target: cfg.output.target.clone(),
             cpu_budget_percent: cfg.limits.cpu_percent,
             memory_ceiling_bytes: plan.ceiling_bytes,
             nice: limits::priority::current_nice(),
         },
     );
-    let status_task = tokio::spawn(status::run(status_writer, limits_stop_rx));
+    let status_task = tokio::spawn(status::run(status_writer, pipeline.limits_stop_rx.clone()));
 
     wait_for_stop(&reporter, &tx, cfg.health.interval_secs).await?;
     for source in running.sources {
@@ -175,15 +118,132 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     }
     // Everything read is queued; report the final counts, then let the sink drain and flush.
     let _ = tx.send(reporter.event()).await;
-    let _ = ship_stop_tx.send(true);
     drop(tx);
-    let _ = enrich_stage.await;
-    let _ = filter_stage.await;
-    let _ = sink.await;
-    let _ = limits_stop_tx.send(true);
-    let _ = governor.await;
-    let _ = status_task.await;
+    pipeline.drain(status_task).await;
     Ok(())
+}
+
+/// The stages after the sources (enrich, filter, sink) and the governor, running.
+struct Pipeline {
+    /// The sources' channel into the enrich stage.
+    tx: mpsc::Sender<Event>,
+    filter_stats: Arc<FilterStats>,
+    shed_stats: Arc<ShedStats>,
+    cache_stats: Arc<Mutex<CacheStats>>,
+    attrib_stats: Arc<enrich::AttribStats>,
+    ship_stats: Arc<ShipStats>,
+    /// In the order they drain: enrich, filter, sink.
+    stages: Vec<JoinHandle<()>>,
+    governor: JoinHandle<()>,
+    ship_stop: watch::Sender<bool>,
+    limits_stop: watch::Sender<bool>,
+    limits_stop_rx: watch::Receiver<bool>,
+}
+
+impl Pipeline {
+    /// sources -> enrich -> filter (noise rules, redaction) -> sink: nothing unredacted is
+    /// ever written or shipped. Also returns the process feed the sources produce into.
+    fn start(
+        cfg: &Config,
+        plan: &MemoryPlan,
+        host: &str,
+        counters: &Arc<Counters>,
+    ) -> Result<(Self, ProcessFeed), RunError> {
+        let (tx, enrich_rx) = mpsc::channel(plan.channel_capacity);
+        let (enriched_tx, filter_rx) = mpsc::channel(plan.channel_capacity);
+        let (out_tx, rx) = mpsc::channel(plan.channel_capacity);
+        let (noise, redactor) = cfg
+            .filter
+            .build()
+            .map_err(|e| RunError::Config(e.to_string()))?;
+        let filter_stats = Arc::new(FilterStats::for_filter(&noise));
+        let filter_stage = tokio::spawn(run_filter_stage(
+            filter_rx,
+            out_tx,
+            noise,
+            redactor,
+            filter_stats.clone(),
+        ));
+        let ship_stats = Arc::new(ShipStats::default());
+        let (ship_stop, ship_stop_rx) = watch::channel(false);
+        let sink = sinks::spawn(
+            cfg,
+            rx,
+            host,
+            counters.clone(),
+            ship_stats.clone(),
+            ship_stop_rx,
+        )?;
+        let enrich_cfg = enrich::EnrichConfig {
+            max_entries: plan.cache_entries,
+            ..cfg.enrich.clone()
+        };
+        let mut cache = ProcessCache::new(&enrich_cfg);
+        let scanned = cache.scan_proc(std::path::Path::new("/proc"));
+        tracing::info!(scanned, "process cache filled from /proc");
+        let cache_stats = Arc::new(Mutex::new(cache.stats()));
+        let shed_stats = Arc::new(ShedStats::default());
+        // Forks and delivery watermarks of the process-record sources, beside the events.
+        let (feed, feed_input) = enrich::process_feed(plan.channel_capacity);
+        let attrib_stats = Arc::new(enrich::AttribStats::default());
+        let enrich_stage = tokio::spawn(enrich::run_stage(
+            enrich_rx,
+            enriched_tx,
+            cache,
+            cache_stats.clone(),
+            enrich_cfg,
+            Admission::new(counters.clone(), shed_stats.clone()),
+            enrich::Attribution {
+                feed: feed_input,
+                stats: attrib_stats.clone(),
+            },
+        ));
+        let (limits_stop, limits_stop_rx) = watch::channel(false);
+        let governor = tokio::spawn(limits::task::run_governor(
+            cfg.limits.clone(),
+            plan.ceiling_bytes,
+            shed_stats.clone(),
+            limits_stop_rx.clone(),
+        ));
+        let pipeline = Pipeline {
+            tx,
+            filter_stats,
+            shed_stats,
+            cache_stats,
+            attrib_stats,
+            ship_stats,
+            stages: vec![enrich_stage, filter_stage, sink],
+            governor,
+            ship_stop,
+            limits_stop,
+            limits_stop_rx,
+        };
+        Ok((pipeline, feed))
+    }
+
+    /// The stages' counters for health (the shedder's are written at admission).
+    fn components(&self) -> [Arc<dyn Telemetry>; 4] {
+        [
+            self.cache_stats.clone(),
+            self.attrib_stats.clone(),
+            self.ship_stats.clone(),
+            self.filter_stats.clone(),
+        ]
+    }
+
+    /// Once every sender of the sources' channel is gone: lets each stage drain in turn (the
+    /// gRPC sink then waits for its acknowledgements), then stops the governor and the
+    /// status writer.
+    async fn drain(self, status_task: JoinHandle<()>) {
+        let _ = self.ship_stop.send(true);
+        drop(self.tx);
+        for stage in self.stages {
+            let _ = stage.await;
+        }
+        let _ = self.limits_stop.send(true);
+        let _ = self.governor.await;
+        let _ = status_task.await;
+    }
 }
 
 /// The memory ceiling sizes the process cache and the three queues.
@@ -210,7 +270,7 @@ fn memory_plan(cfg: &Config) -> MemoryPlan {
 /// Sends a health event every `interval_secs` until SIGTERM or SIGINT.
 async fn wait_for_stop(
     reporter: &HealthReporter,
-    tx: &mpsc::Sender<crate::event::Event>,
+    tx: &mpsc::Sender<Event>,
     interval_secs: u64,
 ) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
