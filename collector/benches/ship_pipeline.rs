@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use collector::config::CollectorConfig;
 use prost::Message as _;
 use sensor::event::Event;
-use sensor::ship::proto_conv::event_to_proto;
+use sensor::sinks::grpc::proto_conv::event_to_proto;
 use support::{cpu_secs, event, InProcessCollector, Rate};
 
 /// `collector serve` in this process with the SQLite sink at `db`.
@@ -50,7 +50,7 @@ fn conversion(n: u64) -> f64 {
 }
 
 fn spool_only(n: u64) -> f64 {
-    use sensor::ship::spool::{FsyncPolicy, Spool, SpoolOptions};
+    use sensor::sinks::grpc::spool::{FsyncPolicy, Spool, SpoolOptions};
     let dir = tmpdir("spool");
     let (mut s, _) = Spool::open(
         &dir,

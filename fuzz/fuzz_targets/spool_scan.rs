@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sensor::ship::spool::{encode_frame, scan_frames, FRAME_HEADER, MAGIC};
+use sensor::sinks::grpc::spool::{encode_frame, scan_frames, FRAME_HEADER, MAGIC};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {

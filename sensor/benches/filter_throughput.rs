@@ -219,7 +219,10 @@ fn main() {
         stage.await.unwrap();
         let out = sink.await.unwrap();
         let secs = t.elapsed().as_secs_f64();
-        println!("  stage forwarded {out}; notes {:?}", stats.notes());
+        println!(
+            "  stage forwarded {out}; counts {:?}",
+            sensor::telemetry::fields::fields_of(&*stats).events
+        );
         secs
     });
     report("stage (channels, 2 workers)", n, secs);

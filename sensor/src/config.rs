@@ -19,7 +19,7 @@ pub struct Config {
     pub logins: crate::sources::logins::LoginsConfig,
     pub enrich: crate::enrich::EnrichConfig,
     /// gRPC shipping, used when `output.target = "grpc"` (or `--output grpc://host:port`).
-    pub ship: crate::ship::ShipConfig,
+    pub ship: crate::sinks::grpc::ShipConfig,
     /// Network flows from conntrack (off by default).
     pub conntrack: crate::sources::conntrack::ConntrackConfig,
     /// Noise rules and argv redaction, applied before anything is written or shipped.
@@ -31,7 +31,7 @@ pub struct Config {
     /// The sensor's own log (stderr): format and level.
     pub log: crate::logging::LogConfig,
     /// The local status file that `sensor status` reads.
-    pub status: crate::status::StatusConfig,
+    pub status: crate::telemetry::status::StatusConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,5 +1,5 @@
 //! The normalized event (docs/ARCHITECTURE.md#event-model): one shape for every capture path,
-//! from normalization to the output. Kinds and sources are the wire contract's enums. `ship::proto_conv` maps an event
+//! from normalization to the output. Kinds and sources are the wire contract's enums. `sinks::grpc::proto_conv` maps an event
 //! onto the protobuf message field by field (every struct is destructured there, so a field
 //! added here and left unmapped does not compile), and the JSON of the README is written
 //! from that message by the one writer, `sensor_proto::json`, for stdout and the collector
@@ -49,7 +49,9 @@ impl Event {
     /// The event's JSON object, from the one writer (for tests and diagnostics; the output
     /// stages write bytes directly).
     pub fn to_json(&self) -> serde_json::Value {
-        sensor_proto::json::event_to_json(&crate::ship::proto_conv::event_to_proto(self.clone()))
+        sensor_proto::json::event_to_json(&crate::sinks::grpc::proto_conv::event_to_proto(
+            self.clone(),
+        ))
     }
 }
 

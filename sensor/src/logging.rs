@@ -10,7 +10,7 @@ pub struct LogConfig {
     /// "text" or "json" (one JSON object per line, for journald/log shippers).
     pub format: String,
     /// A tracing filter: "error", "warn", "info", "debug", or per module
-    /// ("info,sensor::ship=debug"). The `SENSOR_LOG` environment variable overrides it.
+    /// ("info,sensor::sinks::grpc=debug"). The `SENSOR_LOG` environment variable overrides it.
     pub level: String,
 }
 
@@ -92,7 +92,7 @@ mod tests {
         };
         assert!(bad.validate().unwrap_err().starts_with("log.level"));
         let per_module = LogConfig {
-            level: "warn,sensor::ship=debug".into(),
+            level: "warn,sensor::sinks::grpc=debug".into(),
             ..LogConfig::default()
         };
         per_module.validate().unwrap();

@@ -104,7 +104,7 @@ enum Command {
 
 /// `sensor status`: prints the report and returns the exit code.
 fn status(path: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> anyhow::Result<i32> {
-    use sensor::status::{self, file};
+    use sensor::telemetry::status::{self, file};
     let path = match path {
         Some(p) => p,
         None => match Config::load(config.as_deref()) {

@@ -16,10 +16,11 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use sensor::counters::Counters;
 use sensor::event::{Event, Flow};
 use sensor::sources::conntrack::{self, tracking_table, ConntrackCapture, ConntrackConfig};
 use sensor::sources::SourceCtx;
+use sensor::telemetry::counters::Counters;
+use sensor::telemetry::fields::fields_of;
 use tokio::sync::mpsc;
 
 /// The tests share host state (sysctl, conntrack table): one at a time.
@@ -278,9 +279,10 @@ fn tcp_and_udp_flows_new_and_destroy_with_counters() {
     assert_eq!((d.bytes_out, d.bytes_in), (Some(32), Some(32)), "{d:?}"); // 20 IP + 8 UDP + 4
 
     let c = cap.capture.as_ref().unwrap();
-    let drops: u64 = c.drops().iter().map(|(_, n)| n).sum();
-    assert_eq!(drops, 0, "{:?}", c.drops());
-    assert!(c.notes()["conntrack_new"] >= 2);
+    let f = fields_of(&*c.stats);
+    let drops: u64 = f.drops.values().sum();
+    assert_eq!(drops, 0, "{:?}", f.drops);
+    assert!(f.events["conntrack_new"] >= 2);
 }
 
 #[test]
@@ -327,7 +329,7 @@ fn sensor_tracking_table_makes_flows_and_is_removed() {
         "{rules:?}"
     );
     assert_eq!(
-        cap.capture.as_ref().unwrap().notes()["conntrack_tracking_table"],
+        fields_of(&*cap.capture.as_ref().unwrap().stats).events["conntrack_tracking_table"],
         1
     );
 

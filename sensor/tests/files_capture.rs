@@ -16,10 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sensor::counters::Counters;
 use sensor::event::{Event, Kind, Source};
 use sensor::sources::files::{FileCapture, FileMode, FileModeRequest, FilesConfig};
 use sensor::sources::SourceCtx;
+use sensor::telemetry::counters::Counters;
+use sensor::telemetry::fields::fields_of;
 use tokio::sync::mpsc;
 
 const CHILD_ENV: &str = "SENSOR_FILES_IT_WORKLOAD";
@@ -370,8 +371,9 @@ fn assert_attributed(e: &Event, w: &Workload) {
 }
 
 fn stop_and_drain(mut cap: FileCapture, rx: &mut mpsc::Receiver<Event>, evs: &mut Vec<Event>) {
-    let drops: u64 = cap.drops().iter().map(|(_, n)| n).sum();
-    eprintln!("drops {:?} notes {:?}", cap.drops(), cap.notes());
+    let f = fields_of(&*cap.stats);
+    let drops: u64 = f.drops.values().sum();
+    eprintln!("drops {:?} counts {:?}", f.drops, f.events);
     cap.stop();
     while let Ok(e) = rx.try_recv() {
         evs.push(e);
@@ -636,15 +638,16 @@ fn storm_in(mode: FileModeRequest, unlimited_queue: bool, n: usize) -> (usize, u
         }
     }
     let all_time = t0.elapsed();
-    let overflows = cap.drops()[0].1;
+    let f = fields_of(&*cap.stats);
+    let overflows = f.drops["files_queue_overflows"];
     eprintln!(
-        "storm {mode} unlimited_queue={unlimited_queue}: {n} creates + {n} deletes in {:.0} ms, all events in {:.0} ms; seen {} created, {} deleted; drops {:?} notes {:?}",
+        "storm {mode} unlimited_queue={unlimited_queue}: {n} creates + {n} deletes in {:.0} ms, all events in {:.0} ms; seen {} created, {} deleted; drops {:?} counts {:?}",
         ops_time.as_secs_f64() * 1e3,
         all_time.as_secs_f64() * 1e3,
         created.len(),
         deleted.len(),
-        cap.drops(),
-        cap.notes()
+        f.drops,
+        f.events
     );
     cap.stop();
     w.finish();
@@ -715,7 +718,7 @@ fn recursive_inotify_setup_time_on_etc() {
     let t0 = Instant::now();
     let mut cap = FileCapture::start(&cfg, ctx).unwrap();
     let took = t0.elapsed();
-    let watches = cap.notes()["files_inotify_watches"];
+    let watches = fields_of(&*cap.stats).events["files_inotify_watches"];
     eprintln!(
         "recursive inotify on /etc: {watches} directories watched in {:.1} ms",
         took.as_secs_f64() * 1e3

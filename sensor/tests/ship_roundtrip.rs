@@ -49,7 +49,7 @@ async fn round_trip_fields_intact() {
         // Plaintext loopback TCP: the collector stores it under the unauthenticated identity.
         expected["sensor_id"] =
             serde_json::Value::from(format!("{}@unauthenticated:", sensor_id.trim()));
-        expected["boot_id"] = serde_json::Value::from(sensor::ship::ids::boot_id());
+        expected["boot_id"] = serde_json::Value::from(sensor::sinks::grpc::ids::boot_id());
         assert_eq!(stored_json(s), expected, "event {i}");
     }
     col.stop();

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use collector::config::TlsSection;
-use sensor::ship::ShipConfig;
+use sensor::sinks::grpc::ShipConfig;
 use ship_support::*;
 
 async fn refused(cfg: ShipConfig, marker: &str, from: u64, expect: &str) {
@@ -106,7 +106,8 @@ async fn plaintext_to_a_remote_address_is_refused_at_start() {
     let (_tx, rx) = tokio::sync::mpsc::channel(1);
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let r =
-        sensor::ship::run_shipper(rx, cfg, Default::default(), Default::default(), stop_rx).await;
+        sensor::sinks::grpc::run_shipper(rx, cfg, Default::default(), Default::default(), stop_rx)
+            .await;
     assert!(r.unwrap_err().to_string().contains("refusing plaintext"));
     // A CA file that is not PEM is caught at start too.
     let bad = dir.path().join("bad.pem");

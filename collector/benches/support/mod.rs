@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use collector::config::CollectorConfig;
 use sensor::event::{Ancestor, Event, Exit, Kind, Process, Source};
-use sensor::ship::{ShipConfig, ShipStats};
+use sensor::sinks::grpc::{ShipConfig, ShipStats};
 use sensor::timefmt::{monotonic_now_ns, unix_now_ns};
 
 /// Event `i`: execs and exits of a python3 job with argv and two ancestors, alternating.
@@ -167,7 +167,7 @@ pub fn ship_all(addr: &str, dir: &Path, events: Vec<Event>, compression: &str) -
         let (tx, rx) = tokio::sync::mpsc::channel(65_536);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stats = Arc::new(ShipStats::default());
-        let h = tokio::spawn(sensor::ship::run_shipper(
+        let h = tokio::spawn(sensor::sinks::grpc::run_shipper(
             rx,
             cfg,
             Default::default(),

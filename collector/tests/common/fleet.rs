@@ -10,7 +10,7 @@ use async_nats::jetstream::consumer::{self, pull};
 use collector::config::{CollectorConfig, JetStreamSection};
 use prost::Message as _;
 use sensor::event::{Event, Kind, Process, Source};
-use sensor::ship::{ShipConfig, ShipStats};
+use sensor::sinks::grpc::{ShipConfig, ShipStats};
 use sensor::timefmt::unix_now_ns;
 use sensor_proto::v1 as pb;
 use tokio_stream::StreamExt as _;
@@ -229,7 +229,7 @@ pub struct Shipper {
     pub stats: Arc<ShipStats>,
     tx: Option<tokio::sync::mpsc::Sender<Event>>,
     stop: tokio::sync::watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<Result<(), sensor::ship::ShipError>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), sensor::sinks::grpc::ShipError>>>,
     next: u64,
 }
 
@@ -252,7 +252,7 @@ impl Shipper {
         let (tx, rx) = tokio::sync::mpsc::channel(65_536);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let stats = Arc::new(ShipStats::default());
-        let task = tokio::spawn(sensor::ship::run_shipper(
+        let task = tokio::spawn(sensor::sinks::grpc::run_shipper(
             rx,
             cfg,
             Default::default(),

@@ -15,6 +15,7 @@ pub mod container;
 pub mod feed;
 pub mod order;
 pub mod procfs;
+pub mod shed;
 pub mod stage;
 
 pub use cache::{CacheStats, CachedProcess, ForkOutcome, ProcessCache};

@@ -56,6 +56,14 @@ pub struct AttribStats {
 }
 
 impl AttribStats {
+    /// Events that left incomplete, by (kind, source).
+    pub fn incomplete(&self) -> BTreeMap<(&'static str, &'static str), u64> {
+        self.incomplete
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn count_incomplete(&self, kind: Kind, source: Source) {
         *self
             .incomplete
@@ -63,27 +71,6 @@ impl AttribStats {
             .unwrap_or_else(|e| e.into_inner())
             .entry((kind.as_str(), source.as_str()))
             .or_default() += 1;
-    }
-
-    /// `forks_seen`, `incomplete_<kind>_<source>`, ... for the health event's `events`.
-    pub fn notes(&self) -> BTreeMap<String, u64> {
-        let mut m: BTreeMap<String, u64> = [
-            ("forks_seen", &self.forks_seen),
-            ("forks_without_parent", &self.forks_without_parent),
-            ("forks_forgotten", &self.forks_forgotten),
-            ("held_for_process", &self.held),
-            ("held_resolved", &self.held_resolved),
-            ("held_ordered", &self.held_ordered),
-            ("held_timed_out", &self.held_timed_out),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
-        .collect();
-        let inc = self.incomplete.lock().unwrap_or_else(|e| e.into_inner());
-        for ((kind, source), n) in inc.iter() {
-            m.insert(format!("incomplete_{kind}_{source}"), *n);
-        }
-        m
     }
 }
 

@@ -10,8 +10,8 @@ use super::feed::{process_feed, FeedInput};
 use super::order::{AttribStats, Orderer};
 use super::{CacheStats, EnrichConfig, ProcessCache};
 use crate::{
+    enrich::shed::Admission,
     event::{Event, Kind},
-    limits::shed::Admission,
     timefmt::monotonic_now_ns,
 };
 

@@ -11,7 +11,6 @@ pub mod noise;
 pub mod redact;
 pub mod stage;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
@@ -41,7 +40,7 @@ impl FilterConfig {
     }
 }
 
-/// Counters of the filter stage, reported in `sensor_health` (as notes: filtered events are
+/// Counters of the filter stage, reported in `sensor_health` (as counts: filtered events are
 /// intentional, not losses).
 #[derive(Debug)]
 pub struct FilterStats {
@@ -83,6 +82,11 @@ impl FilterStats {
         Self::new(f.rule_names())
     }
 
+    /// The rule names, in rule order.
+    pub fn rule_names(&self) -> &[String] {
+        &self.names
+    }
+
     pub fn count_rule(&self, rule: usize) {
         if let Some(c) = self.user.get(rule) {
             c.fetch_add(1, Relaxed);
@@ -104,35 +108,6 @@ impl FilterStats {
     pub fn filtered(&self, rule: usize) -> u64 {
         self.user.get(rule).map_or(0, |c| c.load(Relaxed))
             + self.kernel.get(rule).map_or(0, |c| c.load(Relaxed))
-    }
-
-    /// `filtered_<rule>` for every rule, plus the exit-consistency and redaction counters.
-    pub fn notes(&self) -> BTreeMap<String, u64> {
-        let mut m: BTreeMap<String, u64> = self
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (format!("filtered_{n}"), self.filtered(i)))
-            .collect();
-        for (k, v) in [
-            (
-                "filter_exits_dropped",
-                self.exits_dropped.load(Relaxed) + self.kernel_exits_dropped.load(Relaxed),
-            ),
-            (
-                "filter_exit_tracking_evictions",
-                self.tracking_evictions.load(Relaxed),
-            ),
-            (
-                "filter_exit_inconsistencies",
-                self.exit_inconsistencies.load(Relaxed),
-            ),
-            ("redacted_events", self.redacted_events.load(Relaxed)),
-            ("redacted_args", self.redacted_args.load(Relaxed)),
-        ] {
-            m.insert(k.to_string(), v);
-        }
-        m
     }
 }
 
@@ -174,7 +149,7 @@ mod tests {
         s.count_rule(0);
         s.set_kernel_drops(0, 10);
         s.count_rule(99); // out of range: ignored
-        let n = s.notes();
+        let n = crate::telemetry::fields::fields_of(&s).events;
         assert_eq!(n["filtered_routine_info"], 11);
         assert_eq!(n["filtered_shell_prompt"], 0);
         assert_eq!(n["filter_exits_dropped"], 0);

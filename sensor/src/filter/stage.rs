@@ -136,7 +136,7 @@ mod tests {
             serde_json::to_string(&out.iter().map(Event::to_json).collect::<Vec<_>>()).unwrap();
         assert!(!json.contains("hunter2"), "{json}");
         assert!(json.contains("--password=[REDACTED]"));
-        let n = stats.notes();
+        let n = crate::telemetry::fields::fields_of(&*stats).events;
         assert_eq!(n["filtered_routine_info"], 2);
         assert_eq!(n["filter_exits_dropped"], 2);
         assert_eq!((n["redacted_events"], n["redacted_args"]), (1, 1));

@@ -50,6 +50,28 @@ pub fn plan(
     }
 }
 
+/// glibc raises its mmap threshold after large frees, after which the next large buffers
+/// (the second big read at start-up) come from the heap and stay resident: keep large
+/// allocations in mmap so they go back to the OS when freed. Called first thing in `run`.
+pub fn tune_allocator() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator thresholds.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 * 1024);
+    }
+}
+
+/// Loading parsed ~5 MB of kernel BTF; hand the freed heap back to the OS so it does not
+/// count against the sensor's resident memory for the rest of its life.
+pub fn release_startup_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

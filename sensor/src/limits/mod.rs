@@ -15,7 +15,6 @@
 pub mod governor;
 pub mod memory;
 pub mod priority;
-pub mod shed;
 pub mod task;
 
 use serde::{Deserialize, Serialize};

@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{governor::CpuGovernor, shed::ShedStats, LimitsConfig};
-use crate::selfstat;
+use super::{governor::CpuGovernor, LimitsConfig};
+use crate::enrich::shed::ShedStats;
+use crate::telemetry::selfstat;
 
 pub async fn run_governor(
     cfg: LimitsConfig,

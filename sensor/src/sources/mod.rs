@@ -3,10 +3,11 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::counters::Counters;
 use crate::event::Event;
+use crate::telemetry::counters::Counters;
 
 pub mod audit;
+pub mod build;
 pub mod conntrack;
 pub mod ebpf;
 pub mod files;
@@ -14,6 +15,9 @@ pub mod kernel_values;
 pub mod logins;
 pub mod netlink;
 pub mod nlmsg;
+pub mod source;
+
+pub use source::{Source, SourceEnv, StartError};
 
 /// What every source is given: where its events go, the shared per-kind counters and the
 /// host name its events carry.

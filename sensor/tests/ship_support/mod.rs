@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use collector::config::{CollectorConfig, TlsSection};
 use collector::store::{self, query::Filter, query::Stored};
-use sensor::counters::Counters;
 use sensor::event::{Connect, Event, Exit, Health, Kind, Process, Source};
-use sensor::ship::{ShipConfig, ShipError, ShipStats};
+use sensor::sinks::grpc::{ShipConfig, ShipError, ShipStats};
+use sensor::telemetry::counters::Counters;
 use sensor::timefmt::unix_now_ns;
 use tokio::sync::{mpsc, watch};
 
@@ -248,7 +248,7 @@ impl Shipper {
         let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(ShipStats::default());
         let counters = Arc::new(Counters::default());
-        let handle = tokio::spawn(sensor::ship::run_shipper(
+        let handle = tokio::spawn(sensor::sinks::grpc::run_shipper(
             rx,
             cfg,
             counters.clone(),

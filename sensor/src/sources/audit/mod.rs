@@ -9,6 +9,7 @@ pub mod pam;
 pub mod privilege;
 pub mod proc_connector;
 pub mod record;
+mod record_loop;
 pub mod rules;
 pub mod session;
 pub mod socket_types;

@@ -2,7 +2,6 @@
 //! from a `NETLINK_NETFILTER` socket bound to `NF_NETLINK_CONNTRACK_NEW | _DESTROY` and sends
 //! `flow` events into the bounded channel. A full socket buffer (`ENOBUFS`) means the kernel
 //! dropped events: counted as `conntrack_socket_overflows`.
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -11,9 +10,12 @@ use std::time::{Duration, Instant};
 use super::msg::{self, CtEvent};
 use super::tracking_table::{TableError, TrackingTable};
 use super::ConntrackConfig;
+use crate::config::Config;
 use crate::event::{Event, Flow, Kind, Source};
 use crate::sources::netlink::NetlinkSocket;
+use crate::sources::source::{stop_blocking, SourceEnv, StartError, StopFuture};
 use crate::sources::SourceCtx;
+use crate::telemetry::fields::Telemetry;
 use crate::timefmt::{monotonic_now_ns, unix_now_ns};
 
 pub const NETLINK_NETFILTER: i32 = 12;
@@ -105,32 +107,6 @@ pub struct ConntrackStats {
     pub tracking_table: AtomicU64,
 }
 
-impl ConntrackStats {
-    /// Losses, for the health event's `drops`.
-    pub fn drops(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            (
-                "conntrack_socket_overflows",
-                self.socket_overflows.load(Relaxed),
-            ),
-            ("conntrack_parse_errors", self.parse_errors.load(Relaxed)),
-        ]
-    }
-
-    /// Non-loss facts, merged into the health event's `events`.
-    pub fn notes(&self) -> BTreeMap<String, u64> {
-        [
-            ("conntrack_new", &self.new),
-            ("conntrack_destroy", &self.destroy),
-            ("conntrack_loopback_skipped", &self.loopback_skipped),
-            ("conntrack_tracking_table", &self.tracking_table),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
-        .collect()
-    }
-}
-
 /// A running conntrack capture. `stop` drains what is queued and removes the tracking table.
 pub struct ConntrackCapture {
     pub stats: Arc<ConntrackStats>,
@@ -175,14 +151,6 @@ impl ConntrackCapture {
             thread: Some(thread),
             table,
         })
-    }
-
-    pub fn drops(&self) -> Vec<(&'static str, u64)> {
-        self.stats.drops()
-    }
-
-    pub fn notes(&self) -> BTreeMap<String, u64> {
-        self.stats.notes()
     }
 
     /// Drains queued events (bounded), joins the reader and removes the tracking table.
@@ -309,6 +277,30 @@ pub fn flow_event(ct: &CtEvent, host: &str, unix_ns: i64, mono_ns: u64) -> Event
         packets_out: ct.counters_orig.map(|c| c.packets),
     });
     ev
+}
+
+impl crate::sources::Source for ConntrackCapture {
+    fn enabled(cfg: &Config) -> bool {
+        cfg.conntrack.enabled
+    }
+
+    fn start(cfg: &Config, env: &SourceEnv) -> Result<Self, StartError> {
+        let (will, why) = super::probe().will_flow(cfg.conntrack.add_tracking_table);
+        if !will {
+            tracing::warn!(reason = %why, "conntrack enabled but flow events may not arrive");
+        }
+        let c = ConntrackCapture::start(&cfg.conntrack, env.ctx())?;
+        tracing::info!("conntrack flows enabled");
+        Ok(c)
+    }
+
+    fn stats(&self) -> Arc<dyn Telemetry> {
+        self.stats.clone()
+    }
+
+    fn stop(mut self: Box<Self>) -> StopFuture {
+        stop_blocking(move || ConntrackCapture::stop(&mut self))
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod normalize;
 pub mod offsets;
 pub mod raw_tracepoints;
 pub mod reader;
+pub mod source;
 pub mod tracefs;
 
 use aya::{
@@ -41,6 +42,9 @@ pub enum EbpfError {
     },
     #[error("program {0} missing from the object")]
     MissingProgram(&'static str),
+    /// The kernel offsets could not be resolved (the reason, as the probe reported it).
+    #[error("{0}")]
+    Unresolved(String),
     #[error("map {name}: {reason}")]
     Map { name: &'static str, reason: String },
 }
@@ -120,14 +124,13 @@ pub fn resolve_offsets() -> Result<sensor_common::KernelOffsets, EbpfError> {
     Ok(offsets::resolve_host(&tracefs)?)
 }
 
-/// Resolves offsets, loads and attaches every program.
+/// Loads and attaches every program.
 pub fn load(
-    offsets: Result<sensor_common::KernelOffsets, EbpfError>,
+    offsets: sensor_common::KernelOffsets,
     ring_bytes: u32,
     noise_comms: &[([u8; 16], u32)],
     argv_bound: u32,
 ) -> Result<EbpfCapture, EbpfError> {
-    let offsets = offsets?;
     let noise_enabled = u32::from(!noise_comms.is_empty());
     if OBJECT.is_empty() {
         return Err(EbpfError::NotBuilt);

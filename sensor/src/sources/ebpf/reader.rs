@@ -12,9 +12,9 @@ use tokio::sync::{mpsc, watch};
 use super::decode::{decode, Record};
 use super::normalize::{fork_start, normalize};
 use crate::{
-    counters::Counters,
     enrich::ProcessFeed,
     event::Event,
+    telemetry::counters::Counters,
     timefmt::{monotonic_now_ns, Clocks},
 };
 

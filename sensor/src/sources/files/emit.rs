@@ -11,10 +11,10 @@ use tokio::sync::mpsc;
 
 use super::filter::{Decision, PathFilter};
 use super::{FileStats, OpSet};
-use crate::counters::Counters;
 use crate::enrich::procfs;
 use crate::escape::escape_bytes;
 use crate::event::{Event, FileActivity, Kind, Process, Source};
+use crate::telemetry::counters::Counters;
 use crate::timefmt::{monotonic_now_ns, unix_now_ns, Clocks};
 
 /// One observed activity, before filtering.

@@ -18,7 +18,6 @@
 //!
 //! Pure pieces: [`filter`] (path decisions), [`fanotify_parse`] (the event buffer),
 //! `inotify::parse_events`. Kernel-facing: [`fanotify_fid`], [`fanotify_fd`], [`inotify`].
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -303,32 +302,6 @@ impl FileStats {
                 None
             }
         }
-    }
-
-    pub fn drops(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("files_queue_overflows", self.queue_overflows.load(Relaxed)),
-            ("files_path_unresolved", self.unresolved.load(Relaxed)),
-            ("files_parse_errors", self.parse_errors.load(Relaxed)),
-            ("files_watch_failures", self.watch_failures.load(Relaxed)),
-        ]
-    }
-
-    pub fn notes(&self) -> BTreeMap<String, u64> {
-        [
-            ("files_filtered_out", &self.filtered_out),
-            ("files_own_events", &self.own_events),
-            ("files_modify_coalesced", &self.coalesced),
-            ("files_synthesized_creates", &self.synthesized),
-            ("files_inotify_watches", &self.watches),
-            ("files_fanotify_marks", &self.marks),
-            ("files_process_gone", &self.process_gone),
-            ("files_nameless_events", &self.nameless),
-            ("files_trees_missing", &self.trees_missing),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
-        .collect()
     }
 }
 

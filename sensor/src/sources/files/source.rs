@@ -1,6 +1,5 @@
 //! The file-activity capture: chooses a rung by trying it (FID -> fd -> inotify), starts one
 //! thread per kernel interface, and exposes the counters for the health event.
-use std::collections::BTreeMap;
 use std::fmt;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
@@ -16,8 +15,11 @@ use super::filter::PathFilter;
 use super::inotify::Watcher;
 use super::roots::Plan;
 use super::{FileModeRequest, FileStats, FilesConfig, OpSet};
+use crate::config::Config;
 use crate::event::Source;
+use crate::sources::source::{stop_blocking, SourceEnv, StartError, StopFuture};
 use crate::sources::SourceCtx;
+use crate::telemetry::fields::Telemetry;
 
 /// The rung in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -438,21 +440,43 @@ impl FileCapture {
         Ok((mode, reason))
     }
 
-    /// Losses, for the health event's `drops`.
-    pub fn drops(&self) -> Vec<(&'static str, u64)> {
-        self.stats.drops()
-    }
-
-    /// Non-loss facts, for the health event.
-    pub fn notes(&self) -> BTreeMap<String, u64> {
-        self.stats.notes()
-    }
-
     /// Stops reading (after draining what is queued, bounded) and joins the threads.
     pub fn stop(&mut self) {
         self.stop.store(true, Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+impl crate::sources::Source for FileCapture {
+    fn enabled(cfg: &Config) -> bool {
+        cfg.files.enabled
+    }
+
+    fn start(cfg: &Config, env: &SourceEnv) -> Result<Self, StartError> {
+        let mut fcfg = cfg.files.clone();
+        // The sensor must not report (and feed on) its own writes.
+        let (_, out_path) = crate::sinks::ocsf::split_target(&cfg.output.target);
+        if !["-", "json", "grpc"].contains(&out_path) {
+            fcfg.ignore_paths.push(out_path.to_string());
+        }
+        fcfg.ignore_paths
+            .push(cfg.ship.spool_dir.to_string_lossy().into_owned());
+        let c = tokio::task::block_in_place(|| FileCapture::start(&fcfg, env.ctx()))?;
+        tracing::info!(mode = %c.mode, reason = %c.reason, "file activity");
+        Ok(c)
+    }
+
+    fn reason(&self) -> Option<String> {
+        Some(format!("files: {}", self.mode))
+    }
+
+    fn stats(&self) -> Arc<dyn Telemetry> {
+        self.stats.clone()
+    }
+
+    fn stop(mut self: Box<Self>) -> StopFuture {
+        stop_blocking(move || FileCapture::stop(&mut self))
     }
 }

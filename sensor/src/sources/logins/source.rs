@@ -1,6 +1,5 @@
 //! The wtmp/btmp follower thread: inotify on the files' directories wakes it on appends,
 //! creations and renames (rotation); a poll period covers anything inotify misses.
-use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -12,7 +11,10 @@ use super::map::{LogFile, Sessions};
 use super::tail::Tailer;
 use super::utmp::{self, RECORD_LEN};
 use super::LoginsConfig;
+use crate::config::Config;
+use crate::sources::source::{stop_blocking, Source, SourceEnv, StartError, StopFuture};
 use crate::sources::SourceCtx;
+use crate::telemetry::fields::Telemetry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginsError {
@@ -50,32 +52,32 @@ impl LoginCapture {
         })
     }
 
-    pub fn drops(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            (
-                "login_corrupt_records",
-                self.stats.corrupt_records.load(Relaxed),
-            ),
-            ("login_torn_bytes", self.stats.torn_bytes.load(Relaxed)),
-        ]
-    }
-
-    pub fn notes(&self) -> BTreeMap<String, u64> {
-        [
-            ("login_file_rotations", &self.stats.rotations),
-            ("login_file_truncations", &self.stats.truncations),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
-        .collect()
-    }
-
     /// Reads what is pending one last time, then stops.
     pub fn stop(&mut self) {
         self.stop.store(true, Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Source for LoginCapture {
+    fn enabled(cfg: &Config) -> bool {
+        cfg.logins.enabled
+    }
+
+    fn start(cfg: &Config, env: &SourceEnv) -> Result<Self, StartError> {
+        let c = LoginCapture::start(&cfg.logins, env.ctx())?;
+        tracing::info!(wtmp = %cfg.logins.wtmp, btmp = %cfg.logins.btmp, "following logins");
+        Ok(c)
+    }
+
+    fn stats(&self) -> Arc<dyn Telemetry> {
+        self.stats.clone()
+    }
+
+    fn stop(mut self: Box<Self>) -> StopFuture {
+        stop_blocking(move || LoginCapture::stop(&mut self))
     }
 }
 

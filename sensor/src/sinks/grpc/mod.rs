@@ -16,7 +16,10 @@
 //! - [`ids`]: persistent sensor id, boot id, and the seq allocator that keeps
 //!   (sensor id, boot id, seq) unique across sensor restarts within a boot.
 //! - [`stage`]: [`stage::run_shipper`], the pipeline stage the runtime spawns.
+mod backoff;
 pub mod client;
+mod codec;
+mod hello;
 pub mod ids;
 pub mod local;
 pub mod proto_conv;
@@ -255,43 +258,9 @@ pub struct ShipStats {
 }
 
 impl ShipStats {
-    /// Named loss counters for `sensor_health.drops` (the shape of `health::DropSource`).
-    pub fn drops(&self) -> Vec<(&'static str, u64)> {
-        let mut v: Vec<(&'static str, u64)> = spool::EVICTED_NAMES
-            .iter()
-            .zip(self.evicted.iter())
-            .map(|(n, c)| (*n, c.load(Relaxed)))
-            .collect();
-        v.push(("spool_write_errors", self.spool_write_errors.load(Relaxed)));
-        v.push((
-            "spool_corrupt_batches",
-            self.spool_corrupt_batches.load(Relaxed),
-        ));
-        v
-    }
-
     /// Total evicted events.
     pub fn evicted_total(&self) -> u64 {
         self.evicted.iter().map(|c| c.load(Relaxed)).sum()
-    }
-
-    /// Delivery figures for `sensor_health.events`.
-    pub fn events(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("shipped_acked", self.events_acked.load(Relaxed)),
-            ("shipped_duplicates", self.duplicates.load(Relaxed)),
-            ("spool_pending", self.spool_pending_events.load(Relaxed)),
-            ("spool_bytes", self.spool_bytes.load(Relaxed)),
-            ("spool_rescued_exits", self.rescued_exits.load(Relaxed)),
-            ("spool_unwritten", self.spool_unwritten_events.load(Relaxed)),
-            (
-                "spool_write_failures",
-                self.spool_write_failures.load(Relaxed),
-            ),
-            ("ship_connects", self.connects.load(Relaxed)),
-            ("ship_connect_failures", self.connect_failures.load(Relaxed)),
-            ("ship_acks_unknown", self.acks_unknown.load(Relaxed)),
-        ]
     }
 
     pub fn set_last_error(&self, e: impl Into<String>) {
@@ -376,8 +345,8 @@ mod tests {
     fn drops_are_named_per_kind() {
         let s = ShipStats::default();
         s.evicted[spool::slot_of(sensor_proto::Kind::ProcessExit)].fetch_add(3, Relaxed);
-        let d = s.drops();
-        assert!(d.contains(&("spool_evicted_process_exit", 3)), "{d:?}");
+        let d = crate::telemetry::fields::fields_of(&s).drops;
+        assert_eq!(d["spool_evicted_process_exit"], 3, "{d:?}");
         assert_eq!(s.evicted_total(), 3);
     }
 }

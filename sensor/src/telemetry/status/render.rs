@@ -139,7 +139,7 @@ pub fn text(s: &Status, verdict: &Verdict) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::snapshot::{Collector, Output};
+    use crate::telemetry::status::snapshot::{Collector, Output};
     use std::collections::BTreeMap;
 
     #[test]

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use sensor_proto::json::write_event;
 
 use super::ocsf::LineFormat;
-use crate::ship::proto_conv::event_to_proto;
-use crate::{counters::Counters, event::Event, timefmt::monotonic_now_ns};
+use crate::sinks::grpc::proto_conv::event_to_proto;
+use crate::{event::Event, telemetry::counters::Counters, timefmt::monotonic_now_ns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {

@@ -62,27 +62,6 @@ impl Counters {
         self.by_kind[kind_index(kind)].load(Relaxed)
     }
 
-    pub fn events(&self) -> BTreeMap<String, u64> {
-        let mut m: BTreeMap<String, u64> = KINDS
-            .iter()
-            .map(|k| (k.as_str().to_string(), self.events_of(*k)))
-            .collect();
-        m.insert("duplicate_exits".into(), self.duplicate_exits.load(Relaxed));
-        m.insert("written".into(), self.written.load(Relaxed));
-        m
-    }
-
-    /// Userspace losses.
-    pub fn drops(&self) -> BTreeMap<String, u64> {
-        [
-            ("decode_errors", &self.decode_errors),
-            ("write_errors", &self.write_errors),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
-        .collect()
-    }
-
     pub fn observe_lag_us(&self, lag_us: u64) {
         self.max_lag_us.fetch_max(lag_us, Relaxed);
     }
@@ -110,7 +89,7 @@ mod tests {
         assert_eq!(by["audit"]["process_exit"], 2);
         assert_eq!(by["fanotify"]["file"], 1);
         assert_eq!(by.len(), 2);
-        let e = c.events();
+        let e = crate::telemetry::fields::fields_of(&c).events;
         assert_eq!(e["file"], 2);
         assert_eq!(e["process_exec"], 1);
         assert_eq!(e["sensor_health"], 1);

@@ -1,7 +1,7 @@
 //! Load shedding at the entry of the pipeline (before enrichment, the costly stage): the
 //! decision for one event at one level, and the counters of what was shed.
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
@@ -111,31 +111,14 @@ impl ShedStats {
         self.counts[reason.index()][k].fetch_add(1, Relaxed);
     }
 
+    /// How often the level was raised.
+    pub fn raises(&self) -> u64 {
+        self.raises.load(Relaxed)
+    }
+
     pub fn shed_of(&self, reason: Reason, kind: Kind) -> u64 {
         let k = kind.index();
         self.counts[reason.index()][k].load(Relaxed)
-    }
-
-    /// `shed_<reason>_<kind>` for every non-zero count: losses, so they go in health drops.
-    pub fn drops(&self) -> BTreeMap<String, u64> {
-        let mut m = BTreeMap::new();
-        for (r, row) in REASONS.iter().zip(self.counts.iter()) {
-            for (k, n) in Kind::ALL.iter().zip(row.iter()) {
-                let n = n.load(Relaxed);
-                if n > 0 {
-                    m.insert(format!("shed_{}_{}", r.as_str(), k.as_str()), n);
-                }
-            }
-        }
-        m
-    }
-
-    /// The level now and how often it was raised (facts, not losses).
-    pub fn notes(&self) -> BTreeMap<String, u64> {
-        BTreeMap::from([
-            ("shed_level".to_string(), u64::from(self.level())),
-            ("shed_level_raises".to_string(), self.raises.load(Relaxed)),
-        ])
     }
 }
 
@@ -188,14 +171,14 @@ impl Shedder {
 /// The pipeline's entry check: counts every event by source and kind, then sheds at the
 /// level in force (counted by reason and kind).
 pub struct Admission {
-    pub counters: std::sync::Arc<crate::counters::Counters>,
+    pub counters: std::sync::Arc<crate::telemetry::counters::Counters>,
     pub stats: std::sync::Arc<ShedStats>,
     pub shedder: Shedder,
 }
 
 impl Admission {
     pub fn new(
-        counters: std::sync::Arc<crate::counters::Counters>,
+        counters: std::sync::Arc<crate::telemetry::counters::Counters>,
         stats: std::sync::Arc<ShedStats>,
     ) -> Self {
         Self {
@@ -206,12 +189,13 @@ impl Admission {
     }
 
     /// Whether the event goes on. A health event passing here gets the shedding counters as
-    /// of this point of the stream, so it accounts for every event queued before it (the
-    /// figures it was built with upstream could lag by the queue's contents).
+    /// of this point of the stream, so it accounts for every event queued before it: they are
+    /// written here only, not where the health event is built.
     pub fn admit(&mut self, ev: &mut Event, now_ns: u64) -> bool {
         if let Some(h) = ev.health.as_mut() {
-            h.drops.extend(self.stats.drops());
-            h.events.extend(self.stats.notes());
+            let f = crate::telemetry::fields::fields_of(&*self.stats);
+            h.drops.extend(f.drops);
+            h.events.extend(f.events);
         }
         self.counters.count_source(ev.source, ev.kind);
         match self.shedder.decide(ev, self.stats.level(), now_ns) {
@@ -425,21 +409,22 @@ mod tests {
         st.count(Reason::Repeat, Kind::ProcessExec);
         st.count(Reason::Repeat, Kind::ProcessExec);
         st.count(Reason::Kind, Kind::NetConnect);
-        let d = st.drops();
+        let d = crate::telemetry::fields::fields_of(&st).drops;
         assert_eq!(d["shed_repeat_process_exec"], 2);
         assert_eq!(d["shed_kind_net_connect"], 1);
         assert_eq!(d.len(), 2);
         st.set_level(2);
         st.set_level(1);
         st.set_level(3);
-        assert_eq!(st.notes()["shed_level"], 3);
-        assert_eq!(st.notes()["shed_level_raises"], 2);
+        let n = crate::telemetry::fields::fields_of(&st).events;
+        assert_eq!(n["shed_level"], 3);
+        assert_eq!(n["shed_level_raises"], 2);
     }
 
     #[test]
     fn admission_counts_sheds_and_stamps_health() {
         let stats = std::sync::Arc::new(ShedStats::default());
-        let counters = std::sync::Arc::new(crate::counters::Counters::default());
+        let counters = std::sync::Arc::new(crate::telemetry::counters::Counters::default());
         let mut a = Admission::new(counters.clone(), stats.clone());
         stats.set_level(3);
         assert!(!a.admit(&mut connect(1, 80), S));
@@ -449,8 +434,8 @@ mod tests {
             mode: "ebpf".into(),
             reason: String::new(),
             uptime_s: 0.0,
-            drops: BTreeMap::new(),
-            events: BTreeMap::new(),
+            drops: Default::default(),
+            events: Default::default(),
             cpu: 0.0,
             rss_bytes: 0,
             lag_ms: 0.0,

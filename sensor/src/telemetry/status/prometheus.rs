@@ -161,7 +161,7 @@ pub fn render(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::snapshot::{Collector, Output};
+    use crate::telemetry::status::snapshot::{Collector, Output};
 
     #[test]
     fn renders_every_figure_with_escaped_labels() {

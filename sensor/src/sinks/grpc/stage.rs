@@ -1,4 +1,4 @@
-//! The shipping stage: the gRPC counterpart of `output::json::run_sink`.
+//! The shipping stage: the gRPC counterpart of `sinks::json::run_sink`.
 //!
 //! It assigns `seq` (unique per (sensor id, boot id), see [`super::ids`]), converts events
 //! to protobuf, batches them by size and time, writes each batch to the spool, streams
@@ -31,12 +31,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::client::{self, LinkEvent, Outbound, Target, TlsFiles};
+use super::hello;
 use super::ids::{self, SeqAllocator};
 use super::proto_conv::event_to_proto;
 use super::spool::{Eviction, FsyncPolicy, Spool, SpoolOptions};
 use super::{ShipConfig, ShipError, ShipStats};
-use crate::counters::Counters;
 use crate::event::{Event, Kind};
+use crate::telemetry::counters::Counters;
 use crate::timefmt::{monotonic_now_ns, unix_now_ns};
 
 /// How long to keep reading after the shutdown signal while waiting for the channel to close.
@@ -105,29 +106,8 @@ pub async fn run_shipper(
 
     let (link_tx, link_rx) = mpsc::channel(256);
     let link = tokio::spawn(client::run_link(cfg.clone(), links, link_tx, stats.clone()));
-    let (caps_tx, caps_rx) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("ship-probe".into())
-        .spawn(move || {
-            let _ = caps_tx.send(host_facts());
-        })
-        .ok();
-
-    let hello = pb::Hello {
-        sensor_id: sensor_id.clone(),
-        boot_id: boot_id.clone(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        host: if cfg.host.is_empty() {
-            crate::hostname::kernel_hostname()
-        } else {
-            cfg.host.clone()
-        },
-        kernel: String::new(),
-        mode: String::new(),
-        capabilities: Vec::new(),
-        protocol_version: pb::ProtocolVersion::ProtocolVersion1 as i32,
-        sent_unix_ns: 0,
-    };
+    let caps_rx = hello::probe_host_in_background();
+    let hello = hello::first_hello(&cfg, &sensor_id, &boot_id);
     let json_copy = match &cfg.json_copy {
         Some(path) => Some(
             std::fs::OpenOptions::new()
@@ -175,30 +155,6 @@ pub async fn run_shipper(
     }
     stage.stats.connected.store(false, Relaxed);
     Ok(())
-}
-
-/// uname release and the probe's usable capabilities, for the Hello.
-fn host_facts() -> (String, Vec<String>) {
-    let caps = crate::probe::probe();
-    let mut v = Vec::new();
-    for (name, check) in [
-        ("btf", &caps.btf),
-        ("bpf_syscall", &caps.bpf_syscall),
-        ("ringbuf", &caps.ringbuf),
-        ("tracefs", &caps.tracefs),
-        ("audit", &caps.audit),
-        ("fanotify_fid", &caps.fanotify_fid),
-        ("fanotify_fd", &caps.fanotify_fd),
-        ("conntrack", &caps.conntrack),
-    ] {
-        if check.ok {
-            v.push(name.to_string());
-        }
-    }
-    if let Some(l) = &caps.lockdown {
-        v.push(format!("lockdown={l}"));
-    }
-    (caps.kernel_release.clone(), v)
 }
 
 struct Stage {

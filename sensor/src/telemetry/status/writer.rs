@@ -12,7 +12,12 @@ use super::{
     snapshot::{degraded_reasons, grown, Collector, Output, Status},
     StatusConfig,
 };
-use crate::{health::HealthReporter, limits::shed::ShedStats, selfstat, ship::ShipStats};
+use crate::telemetry::{
+    fields::{HealthFields, Telemetry},
+    health::HealthReporter,
+    selfstat,
+};
+use crate::{enrich::shed::ShedStats, sinks::grpc::ShipStats};
 
 /// Where the status figures come from.
 pub struct StatusInputs {
@@ -77,7 +82,12 @@ impl StatusWriter {
             crate::limits::governor::cpu_percent(self.prev_cpu.1, usage.cpu_seconds, wall);
         self.prev_cpu = (now, usage.cpu_seconds);
         let r = &self.inputs.reporter;
-        let (drops, counters) = r.counts();
+        let mut fields = r.fields();
+        self.inputs.shed.report(&mut fields);
+        let HealthFields {
+            drops,
+            events: counters,
+        } = fields;
         let drops_recent = grown(&self.prev_drops, &drops);
         self.prev_drops = drops.clone();
         let collector = self.inputs.ship.as_ref().map(|(address, st)| {

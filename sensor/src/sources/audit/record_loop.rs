@@ -1,0 +1,319 @@
+//! The audit reader thread: datagrams in batches, records grouped by serial into events,
+//! the daemon-slot watch, and the counters of what was lost on the way.
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::assemble::{Assembler, Group};
+use super::control::{AuditSocket, SetStatus, STATUS_PID};
+use super::handover::{self, Dedup, HandoverState};
+use super::normalize;
+use super::privilege::CredTracker;
+use super::record::{self, Record};
+use super::session::{nr32, nr64};
+use super::socket_types::{self, SocketTypes};
+use crate::event::{Event, Kind};
+use crate::sources::netlink::RecvBatch;
+use crate::sources::nlmsg;
+use crate::telemetry::counters::Counters;
+
+use super::source::AuditStats;
+
+const AUDIT_SYSCALL: u16 = 1300;
+const AUDIT_REPLACE: u16 = 1329;
+
+pub(super) struct RecordLoop {
+    pub(super) assembler: Assembler,
+    pub(super) creds: CredTracker,
+    pub(super) sockets: Arc<Mutex<SocketTypes>>,
+    pub(super) stats: Arc<AuditStats>,
+    pub(super) tx: mpsc::Sender<Event>,
+    pub(super) counters: Arc<Counters>,
+    pub(super) host: String,
+    pub(super) argv_bound: usize,
+    /// Exits come from the proc connector; exit events derived from audit would be duplicates.
+    pub(super) drop_exits: bool,
+    pub(super) seen_gaps: u64,
+    pub(super) seen_overflows: u64,
+    pub(super) seen_timeouts: u64,
+    /// Set while the sensor holds the daemon slot: watches for auditd and hands it over.
+    pub(super) slot: Option<SlotWatch>,
+}
+
+pub(super) struct SlotWatch {
+    pub(super) state: Arc<HandoverState>,
+    pub(super) dedup: Dedup,
+}
+
+/// After a stop request, a reader keeps draining what the kernel already queued, but on a busy
+/// host the queue never goes quiet: stop reading after this long regardless.
+const STOP_DRAIN: Duration = Duration::from_millis(500);
+
+#[derive(Default)]
+pub(super) struct StopDrain {
+    deadline: Option<Instant>,
+}
+
+impl StopDrain {
+    /// True once a stop was requested and the drain period is over.
+    pub(super) fn expired(&mut self, stop: &AtomicBool) -> bool {
+        if !stop.load(Relaxed) {
+            return false;
+        }
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + STOP_DRAIN);
+        Instant::now() >= deadline
+    }
+}
+
+/// Datagrams taken per `recvmmsg`, and the size of each slot (the size the control socket
+/// receives with; an audit record is at most ~9 KiB).
+const BATCH_SLOTS: usize = 32;
+const DATAGRAM_MAX: usize = 64 * 1024;
+
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl RecordLoop {
+    /// Reads records in batches (`recvmmsg`): what queued while the previous batch was handled
+    /// comes in one system call. It never sleeps between batches: in audit mode the container
+    /// id is read from /proc while the process lives, so latency costs attribution (see
+    /// `docs/ARCHITECTURE.md#audit-netlink`).
+    pub(super) fn run(&mut self, mut reader: AuditSocket, stop: &AtomicBool) {
+        let mut idle_after_stop = false;
+        let mut drain = StopDrain::default();
+        let mut batch = RecvBatch::new(BATCH_SLOTS, DATAGRAM_MAX);
+        loop {
+            if drain.expired(stop) {
+                break;
+            }
+            while let Some(d) = reader.pop_stashed() {
+                self.handle_datagram(&d, &mut reader);
+            }
+            match reader.recv_batch(&mut batch) {
+                Ok(0) => {
+                    let groups = self.assembler.flush_expired(now_ms());
+                    self.handle_groups(groups);
+                    if stop.load(Relaxed) {
+                        if idle_after_stop {
+                            break;
+                        }
+                        idle_after_stop = true;
+                    }
+                }
+                Ok(n) => {
+                    for i in 0..n {
+                        if let Some(d) = batch.get(i) {
+                            self.handle_datagram(d, &mut reader);
+                        }
+                    }
+                }
+                Err(e) => {
+                    if e.errno() == Some(libc::ENOBUFS) {
+                        self.stats.socket_overflows.fetch_add(1, Relaxed);
+                        tracing::warn!("audit socket buffer overflowed; records were lost");
+                        continue;
+                    }
+                    tracing::error!(error = %e, "reading audit records failed");
+                    std::thread::sleep(Duration::from_millis(100));
+                    if stop.load(Relaxed) {
+                        break;
+                    }
+                }
+            }
+        }
+        let groups = self.assembler.flush_all();
+        self.handle_groups(groups);
+    }
+
+    /// While we hold the daemon slot: auditd's exec (or a refused claim of the slot) hands it
+    /// over: join the multicast group on this socket first, then release the slot, then drop
+    /// the second copies for a while (docs/ARCHITECTURE.md, Audit netlink).
+    fn watch_for_auditd(&mut self, rec: &Record, reader: &mut AuditSocket) {
+        let Some(w) = self.slot.as_mut() else {
+            return;
+        };
+        if w.state.happened() {
+            return;
+        }
+        let Some(pid) = handover::auditd_exec(rec).or_else(|| handover::failed_pid_claim(rec))
+        else {
+            return;
+        };
+        w.state.at_ms.store(now_ms(), Relaxed);
+        w.state.to_pid.store(pid, Relaxed);
+        let joined = reader.join_multicast();
+        match &joined {
+            Ok(()) => w.dedup.start(u64::MAX),
+            Err(e) => {
+                w.state.multicast_failed.store(true, Relaxed);
+                tracing::error!(error = %e, auditd_pid = pid, "auditd is starting and the audit multicast group cannot be joined: handing it the daemon slot; audit capture stops");
+            }
+        }
+        let release = reader.set(SetStatus {
+            mask: STATUS_PID,
+            pid: 0,
+            ..SetStatus::default()
+        });
+        if let Err(e) = &release {
+            w.state.release_failed.store(true, Relaxed);
+            tracing::error!(error = %e, auditd_pid = pid, "releasing the audit daemon slot for auditd failed");
+        }
+        if let Err(e) = reader.set_timeout(Duration::from_millis(100)) {
+            tracing::warn!(error = %e, "audit reader timeout");
+        }
+        if joined.is_ok() {
+            w.dedup.start(now_ms() + handover::DEDUP_WINDOW_MS);
+        }
+        if joined.is_ok() && release.is_ok() {
+            tracing::warn!(auditd_pid = pid, "auditd is starting: handed it the audit daemon slot; reading the audit multicast group beside it from now on");
+        }
+    }
+
+    fn handle_datagram(&mut self, datagram: &[u8], reader: &mut AuditSocket) {
+        let Ok(msg) = nlmsg::record(datagram) else {
+            self.stats.parse_errors.fetch_add(1, Relaxed);
+            return;
+        };
+        // Control replies and non-record messages (< 1100) are not part of the log, nor is
+        // AUDIT_REPLACE (1329): the kernel's binary "are you alive" probe to the daemon.
+        if msg.msg_type < 1100 || msg.msg_type == AUDIT_REPLACE {
+            return;
+        }
+        if let Some(w) = self.slot.as_mut() {
+            if w.dedup.active() && !w.dedup.fresh(msg.msg_type, msg.payload, now_ms()) {
+                w.state.duplicates_dropped.fetch_add(1, Relaxed);
+                return;
+            }
+        }
+        match record::parse(msg.msg_type, msg.payload) {
+            Ok(rec) => {
+                self.watch_for_auditd(&rec, reader);
+                let groups = self.assembler.push(rec, now_ms());
+                self.handle_groups(groups);
+            }
+            Err(e) => {
+                let n = self.stats.parse_errors.fetch_add(1, Relaxed);
+                if n < 10 {
+                    tracing::warn!(error = %e, msg_type = msg.msg_type, "malformed audit record skipped");
+                }
+            }
+        }
+    }
+
+    fn sync_assembler_stats(&mut self) {
+        let s = self.assembler.stats();
+        let gaps = s.serial_gaps;
+        self.stats
+            .serial_gaps
+            .fetch_add(gaps.saturating_sub(self.seen_gaps), Relaxed);
+        self.seen_gaps = gaps;
+        let o = s.overflow_flushes;
+        self.stats
+            .group_overflows
+            .fetch_add(o.saturating_sub(self.seen_overflows), Relaxed);
+        self.seen_overflows = o;
+        let t = s.timeouts;
+        self.stats
+            .group_timeouts
+            .fetch_add(t.saturating_sub(self.seen_timeouts), Relaxed);
+        self.seen_timeouts = t;
+    }
+
+    fn handle_groups(&mut self, groups: Vec<Group>) {
+        if groups.is_empty() {
+            return;
+        }
+        self.sync_assembler_stats();
+        for g in groups {
+            if g.records.iter().any(|r| matches!(r.rtype, 1100 | 1105)) {
+                let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+                if let Some(ev) = super::pam::to_event(&g, &self.host, &passwd) {
+                    self.counters.count_event(ev.kind);
+                    if self.tx.blocking_send(ev).is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            if let Some(ev) = self.creds.observe(&g, &self.host) {
+                self.counters.count_event(ev.kind);
+                if self.tx.blocking_send(ev).is_err() {
+                    return;
+                }
+            }
+            if self.learn_socket(&g) {
+                continue;
+            }
+            let sockets = self.sockets.clone();
+            let resolver = move |pid: u32, fd: i32| -> Option<u16> {
+                let known = sockets.lock().ok().and_then(|s| s.get(pid, fd));
+                known.or_else(|| socket_types::from_proc(pid, fd))
+            };
+            for ev in normalize::to_events_bounded(&g, &self.host, &resolver, self.argv_bound) {
+                if self.drop_exits && ev.kind == Kind::ProcessExit {
+                    continue;
+                }
+                self.counters.count_event(ev.kind);
+                if self.tx.blocking_send(ev).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A successful socket(2) group: remember the fd's type. Returns true if it was one.
+    fn learn_socket(&self, g: &Group) -> bool {
+        let Some(sys) = g.records.iter().find(|r| r.rtype == AUDIT_SYSCALL) else {
+            return false;
+        };
+        let syscall = field_num(sys, "syscall");
+        let arch32 = field(sys, "arch").is_some_and(|a| a.eq_ignore_ascii_case(b"40000003"));
+        let is_socket = match syscall {
+            Some(n) if !arch32 => n == u64::from(nr64::SOCKET),
+            Some(n) => n == u64::from(nr32::SOCKET),
+            None => false,
+        };
+        if !is_socket {
+            return false;
+        }
+        // The socket rules let a few rare families through beside AF_INET and AF_INET6.
+        if !sys
+            .get_hex_u64("a0")
+            .is_some_and(super::session::internet_family)
+        {
+            return true;
+        }
+        let (Some(pid), Some(fd)) = (field_num(sys, "pid"), field_signed(sys, "exit")) else {
+            return true;
+        };
+        let ty = field(sys, "a1")
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .and_then(|a| u64::from_str_radix(a, 16).ok());
+        if let (true, Some(ty)) = (fd >= 0, ty) {
+            if let Ok(mut s) = self.sockets.lock() {
+                // SOCK_NONBLOCK / SOCK_CLOEXEC are flag bits above the type.
+                s.insert(pid as u32, fd as i32, (ty & 0xf) as u16);
+            }
+        }
+        true
+    }
+}
+
+fn field<'a>(r: &'a Record, key: &str) -> Option<&'a [u8]> {
+    r.get(key)
+}
+
+fn field_num(r: &Record, key: &str) -> Option<u64> {
+    std::str::from_utf8(field(r, key)?).ok()?.parse().ok()
+}
+
+fn field_signed(r: &Record, key: &str) -> Option<i64> {
+    std::str::from_utf8(field(r, key)?).ok()?.parse().ok()
+}
