@@ -193,6 +193,7 @@ fn main() -> anyhow::Result<()> {
                 tracing::warn!(error = %e, "cannot lower the scheduling priority");
             }
             let requested: RequestedMode = cfg.sensor.mode.parse().context("--mode")?;
+            sensor::limits::memory::tune_allocator();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

@@ -46,7 +46,6 @@ pub struct RunOptions {
 pub const AUDIT_IMPLEMENTED: bool = true;
 
 pub async fn run(opts: RunOptions) -> Result<(), RunError> {
-    limits::memory::tune_allocator();
     let cfg = opts.config;
     let caps = probe::probe();
     let offsets = ebpf::resolve_offsets().map_err(|e| e.to_string());
