@@ -52,7 +52,7 @@ impl Cgroups {
     /// Container id from `/proc/<pid>/cgroup` text, and the v2 cgroup id when the mount is
     /// known. With `event_cgroup`, an answer for another cgroup (the process moved since the
     /// event) is not an answer for the event.
-    pub fn from_text(
+    pub fn resolve_text(
         &mut self,
         strings: &mut Interner,
         text: &str,
@@ -135,7 +135,7 @@ impl ProcessCache {
             return (None, None);
         };
         self.cgroups
-            .from_text(&mut self.strings, &text, event_cgroup)
+            .resolve_text(&mut self.strings, &text, event_cgroup)
     }
 
     /// Sets `container_id` (and `cgroup_id` when unknown) on the event and the entry.

@@ -36,7 +36,7 @@ impl ProcessCache {
         };
         let (container_id, cgroup_id) = match s.cgroup.as_deref() {
             Some(text) => {
-                let (id, cg) = self.cgroups.from_text(&mut self.strings, text, None);
+                let (id, cg) = self.cgroups.resolve_text(&mut self.strings, text, None);
                 (id, cg.unwrap_or(0))
             }
             None => (None, 0),

@@ -59,6 +59,7 @@ impl Interner {
     }
 
     /// Strings held (used or not yet pruned).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.set.len()
     }
