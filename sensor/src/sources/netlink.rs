@@ -154,6 +154,40 @@ impl NetlinkSocket {
         }
     }
 
+    /// Like [`Self::recv`], but only datagrams the kernel sent (source port id 0); one from
+    /// another socket (a process with CAP_NET_ADMIN can send to ours) is skipped.
+    pub fn recv_from_kernel(&mut self) -> std::io::Result<Option<&[u8]>> {
+        loop {
+            // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
+            let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+            let mut from_len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+            // SAFETY: buf is valid for writes of its length; `from` and `from_len` are valid
+            // out-pointers and `from_len` holds the size of `from`.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    0,
+                    (&mut from as *mut libc::sockaddr_nl).cast(),
+                    &mut from_len,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => return Ok(None),
+                    Some(libc::EINTR) => continue,
+                    _ => return Err(e),
+                }
+            }
+            if from.nl_pid != 0 {
+                continue;
+            }
+            return Ok(Some(&self.buf[..n as usize]));
+        }
+    }
+
     /// Waits for one datagram (up to the receive timeout), then takes the datagrams already
     /// queued behind it, up to the batch's slots, in the same `recvmmsg(MSG_WAITFORONE)` call.
     /// Returns how many arrived (0 on timeout); [`RecvBatch::get`] reads them.
