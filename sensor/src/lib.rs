@@ -14,6 +14,7 @@ pub mod limits;
 pub mod logging;
 pub mod output;
 pub mod probe;
+pub mod proc_text;
 pub mod runtime;
 pub mod safefs;
 pub mod selfstat;
