@@ -14,14 +14,10 @@ pub enum ProbeError {
     /// A non-OS I/O error (e.g. invalid UTF-8 in a sysfs file).
     #[error("{path}: {message}")]
     Io { path: String, message: String },
-    /// A reply or file was shorter than its format requires.
-    #[error("truncated {what}: need {need} bytes, got {got}")]
-    Truncated {
-        what: &'static str,
-        need: usize,
-        got: usize,
-    },
-    /// A reply or file did not have the expected format.
+    /// The AUDIT_GET reply was not a valid `audit_status` datagram.
+    #[error(transparent)]
+    AuditReply(StatusError),
+    /// A file did not have the expected format.
     #[error("malformed {what}: {message}")]
     Malformed { what: &'static str, message: String },
     /// The kernel did not answer in time.
@@ -79,9 +75,8 @@ impl ProbeError {
 impl From<StatusError> for ProbeError {
     fn from(e: StatusError) -> Self {
         match e {
-            StatusError::Truncated { what, need, got } => ProbeError::Truncated { what, need, got },
-            StatusError::Malformed { what, message } => ProbeError::Malformed { what, message },
             StatusError::Kernel { errno } => ProbeError::sys("netlink AUDIT_GET", errno),
+            other => ProbeError::AuditReply(other),
         }
     }
 }

@@ -132,31 +132,16 @@ impl NetlinkSocket {
     /// One datagram; `Ok(None)` on timeout. Other errors (ENOBUFS: the kernel dropped
     /// messages for this socket) are returned for the caller to count.
     pub fn recv(&mut self) -> std::io::Result<Option<&[u8]>> {
-        loop {
-            // SAFETY: buf is valid for its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return Ok(None),
-                    Some(libc::EINTR) => continue,
-                    _ => return Err(e),
-                }
-            }
-            return Ok(Some(&self.buf[..n as usize]));
-        }
+        self.recv_checked(false)
     }
 
     /// Like [`Self::recv`], but only datagrams the kernel sent (source port id 0); one from
     /// another socket (a process with CAP_NET_ADMIN can send to ours) is skipped.
     pub fn recv_from_kernel(&mut self) -> std::io::Result<Option<&[u8]>> {
+        self.recv_checked(true)
+    }
+
+    fn recv_checked(&mut self, kernel_only: bool) -> std::io::Result<Option<&[u8]>> {
         loop {
             // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
             let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -181,7 +166,7 @@ impl NetlinkSocket {
                     _ => return Err(e),
                 }
             }
-            if from.nl_pid != 0 {
+            if kernel_only && from.nl_pid != 0 {
                 continue;
             }
             return Ok(Some(&self.buf[..n as usize]));

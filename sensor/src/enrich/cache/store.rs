@@ -150,16 +150,23 @@ impl Store {
             .expect("linked slot holds a process")
     }
 
-    /// The entries of `pid`, newest first.
-    pub fn chain(&self, pid: u32) -> impl Iterator<Item = u32> + '_ {
-        let mut i = self.by_pid.get(&pid).copied().unwrap_or(NIL);
+    /// The slots linked from `start` by `link` (a pid chain, or the live list).
+    fn follow(&self, start: u32, link: fn(&Slot) -> u32) -> impl Iterator<Item = u32> + '_ {
+        let mut i = start;
         std::iter::from_fn(move || {
             if i == NIL {
                 return None;
             }
             let cur = i;
-            i = self.slots[cur as usize].pid_next;
+            i = link(&self.slots[cur as usize]);
             Some(cur)
+        })
+    }
+
+    /// The entries of `pid`, newest first.
+    pub fn chain(&self, pid: u32) -> impl Iterator<Item = u32> + '_ {
+        self.follow(self.by_pid.get(&pid).copied().unwrap_or(NIL), |s| {
+            s.pid_next
         })
     }
 
@@ -169,15 +176,7 @@ impl Store {
 
     /// The live entries, least recently used first.
     pub fn live(&self) -> impl Iterator<Item = u32> + '_ {
-        let mut i = self.live.head;
-        std::iter::from_fn(move || {
-            if i == NIL {
-                return None;
-            }
-            let cur = i;
-            i = self.slots[cur as usize].next;
-            Some(cur)
-        })
+        self.follow(self.live.head, |s| s.next)
     }
 
     /// Exact key, or the newest live (else newest) entry of the pid when the start is unknown.

@@ -104,31 +104,21 @@ fn tick_ns() -> u64 {
 
 /// An eBPF-like event: credentials and comm from the kernel, start at `ticks`.
 fn ev(kind: Kind, pid: u32, ppid: u32, ticks: u64, comm: &str) -> Event {
-    Event {
-        seq: 0,
-        time_unix_ns: 0,
-        host: "h".into(),
-        source: Source::Ebpf,
-        kind,
-        process: Some(Process {
-            pid,
-            ppid,
-            start_boottime_ns: ticks * tick_ns() + 1234,
-            uid: 1,
-            euid: 2,
-            gid: 3,
-            egid: 4,
-            auid: Some(1000),
-            session: Some(7),
-            comm: comm.into(),
-            ..Process::default()
-        }),
-        exit: None,
-        connect: None,
-        health: None,
-        ktime_ns: None,
-        extra: Default::default(),
-    }
+    let mut e = Event::new(kind, Source::Ebpf, 0, "h");
+    e.process = Some(Process {
+        pid,
+        ppid,
+        start_boottime_ns: ticks * tick_ns() + 1234,
+        uid: 1,
+        euid: 2,
+        gid: 3,
+        egid: 4,
+        auid: Some(1000),
+        session: Some(7),
+        comm: comm.into(),
+        ..Process::default()
+    });
+    e
 }
 
 fn exec(pid: u32, ppid: u32, ticks: u64, exe: &str, args: &[&str]) -> Event {

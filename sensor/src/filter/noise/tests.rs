@@ -1,28 +1,18 @@
-//! Unit tests of `noise.rs`.
+//! Unit tests of the `noise` module.
 use super::*;
-use crate::event::{Ancestor, Extra, FileActivity, Login, Process, Source};
+use crate::event::{Ancestor, FileActivity, Login, Process, Source};
 
 fn ev(kind: Kind, pid: u32, start: u64, comm: &str) -> Event {
-    Event {
-        seq: 0,
-        time_unix_ns: 0,
-        host: "h".into(),
-        source: Source::Ebpf,
-        kind,
-        process: Some(Process {
-            pid,
-            start_boottime_ns: start,
-            comm: comm.into(),
-            exe: Some(format!("/usr/bin/{comm}")),
-            argv: Some(vec![comm.into()]),
-            ..Default::default()
-        }),
-        exit: None,
-        connect: None,
-        health: None,
-        ktime_ns: None,
-        extra: Extra::default(),
-    }
+    let mut e = Event::new(kind, Source::Ebpf, 0, "h");
+    e.process = Some(Process {
+        pid,
+        start_boottime_ns: start,
+        comm: comm.into(),
+        exe: Some(format!("/usr/bin/{comm}")),
+        argv: Some(vec![comm.into()]),
+        ..Default::default()
+    });
+    e
 }
 
 fn rule(name: &str) -> NoiseRule {

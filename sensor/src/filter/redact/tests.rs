@@ -1,4 +1,4 @@
-//! Unit tests of `redact.rs`.
+//! Unit tests of the `redact` module.
 use super::*;
 
 fn r() -> Redactor {

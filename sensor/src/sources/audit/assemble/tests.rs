@@ -1,4 +1,4 @@
-//! Unit tests of `assemble.rs`.
+//! Unit tests of the `assemble` module.
 use super::super::record::{parse, tests::session};
 use super::*;
 

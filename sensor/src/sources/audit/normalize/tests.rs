@@ -1,4 +1,4 @@
-//! Unit tests of `normalize.rs`.
+//! Unit tests of the `normalize` module.
 use super::super::{
     assemble::Assembler,
     record::{parse, tests::session},

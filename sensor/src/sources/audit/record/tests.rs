@@ -1,4 +1,4 @@
-//! Unit tests of `record.rs`.
+//! Unit tests of the `record` module.
 use super::*;
 
 /// The real capture: (type, payload) in arrival order.

@@ -1,4 +1,4 @@
-//! Unit tests of `msg.rs`.
+//! Unit tests of the `msg` module.
 use super::build::*;
 use super::*;
 

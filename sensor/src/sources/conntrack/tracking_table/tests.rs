@@ -1,4 +1,4 @@
-//! Unit tests of `tracking_table.rs`.
+//! Unit tests of the `tracking_table` module.
 use super::*;
 
 #[test]
