@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sensor::probe::{parse_audit_get_reply, parse_audit_status};
+use sensor::sources::audit::status::{parse_audit_get_reply, parse_audit_status};
 use sensor::sources::nlmsg::{self, NLMSG_ERROR};
 use sensor::sources::audit::rules::Rule;
 

@@ -42,12 +42,20 @@ fn try_enter(ctx: &TracePointContext) -> Result<u32, u32> {
     if off!(magic) != OFFSETS_MAGIC {
         return Ok(0);
     }
+    // SAFETY: read_at copies the first syscall argument (fd) at its offset in the
+    // syscalls:sys_enter_connect format out of the tracepoint record with a bounds-checked probe
+    // read (a bad offset is an Err, never a fault); an integer has no invalid values.
     let fd: u64 = unsafe { ctx.read_at(SYSCALL_ARG0) }.map_err(|_| 0u32)?;
+    // SAFETY: as above (the second argument: the user-space sockaddr pointer, as an integer).
     let addr: u64 = unsafe { ctx.read_at(SYSCALL_ARG0 + 8) }.map_err(|_| 0u32)?;
+    // SAFETY: as above (the third argument: addrlen).
     let addrlen: u64 = unsafe { ctx.read_at(SYSCALL_ARG0 + 16) }.map_err(|_| 0u32)?;
     let uaddr = addr as *const u8;
+    // SAFETY: bpf_probe_read_user copies from a user-space address the caller chose; the helper
+    // checks the address and returns an error on a fault, and a u16 has no invalid values.
     let family: u16 = unsafe { bpf_probe_read_user(uaddr as *const u16) }.map_err(|_| 0u32)?;
     let port_be: u16 =
+        // SAFETY: as above (the port, 2 bytes in).
         unsafe { bpf_probe_read_user(uaddr.wrapping_add(2) as *const u16) }.map_err(|_| 0u32)?;
     let mut stash = ConnectStash {
         family,
@@ -58,12 +66,16 @@ fn try_enter(ctx: &TracePointContext) -> Result<u32, u32> {
     match family {
         AF_INET if addrlen >= 8 => {
             let a: [u8; 4] =
+                // SAFETY: as above (the IPv4 address, 4 bytes at offset 4, inside the 8 bytes
+                // addrlen allows).
                 unsafe { bpf_probe_read_user(uaddr.wrapping_add(4) as *const [u8; 4]) }
                     .map_err(|_| 0u32)?;
             stash.dst_addr[..4].copy_from_slice(&a);
         }
         AF_INET6 if addrlen >= 24 => {
             stash.dst_addr =
+                // SAFETY: as above (the IPv6 address, 16 bytes at offset 8, inside the 24 bytes
+                // addrlen allows).
                 unsafe { bpf_probe_read_user(uaddr.wrapping_add(8) as *const [u8; 16]) }
                     .map_err(|_| 0u32)?;
         }
@@ -83,11 +95,17 @@ fn try_enter(ctx: &TracePointContext) -> Result<u32, u32> {
 
 fn try_exit(ctx: &TracePointContext) -> Result<u32, u32> {
     let key = bpf_get_current_pid_tgid();
+    // SAFETY: the stash (plain integers) is copied out (`*s`) at once; the element memory of this
+    // preallocated map stays valid while the program runs, so a concurrent change can at worst give
+    // a stale copy.
     let stash = match unsafe { CONNECT_STASH.get(key) } {
         Some(s) => *s,
         None => return Ok(0),
     };
     let _ = CONNECT_STASH.remove(key);
+    // SAFETY: read_at copies the return value at its offset in the syscalls:sys_exit_connect format
+    // out of the tracepoint record with a bounds-checked probe read (a bad offset is an Err, never
+    // a fault); an integer has no invalid values.
     let ret: i64 = unsafe { ctx.read_at(SYSCALL_RET) }.map_err(|_| 0u32)?;
     let task = current_task();
     let sock_type = socket_type(task, stash.fd).unwrap_or(0);

@@ -51,6 +51,8 @@ fn observe(ctx: &SockAddrContext, family: u16) {
         return;
     }
     // A native connect(2) in progress on this thread: its exit tracepoint reports it.
+    // SAFETY: only whether an entry exists is used; the reference is dropped at once and never read
+    // through.
     if unsafe { CONNECT_STASH.get(bpf_get_current_pid_tgid()) }.is_some() {
         return;
     }
@@ -61,6 +63,9 @@ fn observe(ctx: &SockAddrContext, family: u16) {
     let sa = ctx.sock_addr;
     // The context's fields are rewritten by the verifier into reads of the kernel's copy; each
     // must be read whole, as a u32.
+    // SAFETY: `sa` is the kernel's bpf_sock_addr context pointer, valid for this program run; `&raw
+    // const` takes the field addresses without creating references, and each read is a whole,
+    // aligned u32, which the verifier rewrites into a load from the kernel's copy.
     let (port, sock_type) = unsafe {
         (
             core::ptr::read_volatile(&raw const (*sa).user_port),
@@ -74,9 +79,11 @@ fn observe(ctx: &SockAddrContext, family: u16) {
         dst_addr: [0; 16],
     };
     if family == AF_INET {
+        // SAFETY: as above (user_ip4, one u32).
         let ip = unsafe { core::ptr::read_volatile(&raw const (*sa).user_ip4) };
         stash.dst_addr[..4].copy_from_slice(&ip.to_ne_bytes());
     } else {
+        // SAFETY: as above (user_ip6, four u32 read one by one).
         let words = unsafe {
             [
                 core::ptr::read_volatile(&raw const (*sa).user_ip6[0]),

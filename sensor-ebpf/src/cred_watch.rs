@@ -26,6 +26,9 @@ pub fn remember(tgid: u32, snap: &CredSnap) {
 #[inline(always)]
 pub fn check(task: Ptr, tgid: u32, forget: bool) -> Option<CredSnap> {
     let now = cred_snapshot(task).ok()?;
+    // SAFETY: the value (plain integers) is copied out at once; the element memory of this
+    // preallocated map stays valid while the program runs, so another CPU or userspace changing or
+    // deleting the entry can at worst give a stale copy, never an invalid one.
     if let Some(last) = unsafe { LAST_CREDS.get(tgid) }.copied() {
         if last != now {
             emit(task, last, now, VIA_OBSERVED, 0);

@@ -30,8 +30,13 @@ fn try_exec(ctx: &TracePointContext) -> Result<u32, u32> {
     if off!(magic) != OFFSETS_MAGIC {
         return Ok(0);
     }
+    // SAFETY: a BPF helper without arguments or preconditions.
     let cpu = unsafe { aya_ebpf::helpers::bpf_get_smp_processor_id() };
     let ev = match EXEC_SCRATCH.get_ptr_mut(cpu) {
+        // SAFETY: `p` is the non-null pointer the map lookup returned to this CPU's slot of
+        // EXEC_SCRATCH, aligned and sized for an ExecEvent; only this program on this CPU uses the
+        // slot (indexed by the CPU id), the kernel does not nest it on one CPU, and userspace never
+        // writes it after load, so the &mut is unique while it lives.
         Some(p) => unsafe { &mut *p },
         None => return Err(0),
     };
@@ -54,6 +59,9 @@ fn try_exec(ctx: &TracePointContext) -> Result<u32, u32> {
         return Err(0);
     }
     ev.header.size = size as u32;
+    // SAFETY: `ev` is a valid ExecEvent in map memory, which the kernel zero-fills at creation
+    // (padding included), so all of its bytes are initialised; `size` was checked above to be at
+    // most size_of::<ExecEvent>(), and the slice is dropped before `ev` is written again.
     let bytes = unsafe { core::slice::from_raw_parts(ev as *const ExecEvent as *const u8, size) };
     if EVENTS
         .output::<[u8]>(bytes, crate::maps::wakeup_flags())
@@ -74,6 +82,9 @@ fn noise_filtered(ev: &ExecEvent) -> bool {
     }
     let tgid = ev.header.tgid;
     let start = ev.process.start_boottime_ns;
+    // SAFETY: the rule index (a u32) is copied out at once; the element memory of this preallocated
+    // hash map stays valid while the program runs, so userspace replacing or deleting the entry can
+    // at worst give a stale copy.
     let Some(rule) = (unsafe { crate::maps::NOISE_COMMS.get(ev.process.comm) }).copied() else {
         let _ = crate::maps::EXEC_STATE.insert(
             tgid,
@@ -86,6 +97,9 @@ fn noise_filtered(ev: &ExecEvent) -> bool {
         );
         return false;
     };
+    // SAFETY: the entry (plain integers) is read once, in place, to compute a bool; the element
+    // memory of this LRU map (always preallocated) stays valid while the program runs, so a
+    // concurrent update can only make the answer stale.
     let shipped_before = unsafe { crate::maps::EXEC_STATE.get(tgid) }
         .is_some_and(|s| s.dropped == 0 && s.start_boottime_ns == start);
     if !shipped_before {
@@ -105,6 +119,9 @@ fn noise_filtered(ev: &ExecEvent) -> bool {
 
 fn read_filename(ctx: &TracePointContext, ev: &mut ExecEvent) {
     ev.filename_len = 0;
+    // SAFETY: read_at copies the __data_loc word of the filename field (its offset comes from the
+    // sched_process_exec format file) out of the tracepoint record with a bounds-checked probe read
+    // (a bad offset is an Err, never a fault); an integer has no invalid values.
     let loc: u32 = match unsafe { ctx.read_at(off!(tp_exec_filename) as usize) } {
         Ok(v) => v,
         Err(_) => return,
@@ -112,6 +129,9 @@ fn read_filename(ctx: &TracePointContext, ev: &mut ExecEvent) {
     let data_off = (loc & 0xffff) as usize;
     let data_len = (loc >> 16) as usize; // includes the NUL
     let src = (ctx.as_ptr() as *const u8).wrapping_add(data_off);
+    // SAFETY: the helper reads a NUL-terminated string from kernel memory (here the tracepoint
+    // record) into `ev.filename`, writing at most its length; a bad address gives an error, not a
+    // fault.
     if let Ok(s) = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut ev.filename) } {
         ev.filename_len = s.len() as u32;
     }
@@ -127,6 +147,9 @@ pub static ARGV_BOUND: u32 = ARGV_LEN as u32;
 
 #[inline(always)]
 fn argv_bound() -> u64 {
+    // SAFETY: ARGV_BOUND is a valid, aligned static; the volatile read keeps the compiler from
+    // folding its initialiser (userspace rewrites the value in the object before load, nothing
+    // writes it after).
     let b = unsafe { core::ptr::read_volatile(&raw const ARGV_BOUND) } as u64;
     b.clamp(ARGV_MIN_BOUND as u64, ARGV_LEN as u64)
 }
@@ -157,6 +180,9 @@ fn read_argv(task: Ptr, ev: &mut ExecEvent) {
     if total <= bound {
         // 1..=ARGV_LEN, in a form the verifier can bound.
         let len = (((total - 1) as u32) & (ARGV_LEN as u32 - 1)) + 1;
+        // SAFETY: the destination is `ev.argv` (ARGV_BUF bytes) and `len` is masked into
+        // 1..=ARGV_LEN <= ARGV_BUF; the source is a user address the helper checks, returning an
+        // error on a fault.
         let ret = unsafe { bpf_probe_read_user(base as *mut c_void, len, start as *const c_void) };
         if ret < 0 {
             ev.process.flags |= FLAG_ARGV_ERROR;
@@ -167,6 +193,7 @@ fn read_argv(task: Ptr, ev: &mut ExecEvent) {
     }
     ev.process.flags |= FLAG_ARGV_TRUNCATED;
     let head = ((bound as u32) - ARGV_TAIL as u32) & (ARGV_LEN as u32 - 1);
+    // SAFETY: as above; `head` is masked below ARGV_LEN, inside the ARGV_BUF destination.
     let ret = unsafe { bpf_probe_read_user(base as *mut c_void, head, start as *const c_void) };
     if ret < 0 {
         ev.process.flags |= FLAG_ARGV_ERROR;
@@ -174,6 +201,9 @@ fn read_argv(task: Ptr, ev: &mut ExecEvent) {
     }
     let tail_dst = base.wrapping_add(head as usize);
     let tail_src = end - ARGV_TAIL as u64;
+    // SAFETY: the destination is `ev.argv` + head, with head < ARGV_LEN, and ARGV_TAIL bytes are
+    // written: head + ARGV_TAIL < ARGV_LEN + ARGV_TAIL = ARGV_BUF, the buffer's length; the user
+    // source is checked by the helper.
     let ret = unsafe {
         bpf_probe_read_user(
             tail_dst as *mut c_void,
@@ -299,6 +329,8 @@ fn walk(path: Ptr, out: &mut PathWalk) -> Walk {
             let Ok(name) = read_ptr(dentry, off!(dentry_name) + off!(qstr_name)) else {
                 return Walk::Error;
             };
+            // SAFETY: the helper copies a NUL-terminated kernel string (the dentry name) into
+            // `out.parts[i]`, at most its length, and returns an error if the address faults.
             if unsafe { bpf_probe_read_kernel_str_bytes(name, &mut out.parts[i]) }.is_err() {
                 out.parts[i][0] = 0;
             }
@@ -308,6 +340,7 @@ fn walk(path: Ptr, out: &mut PathWalk) -> Walk {
         let Ok(name) = read_ptr(dentry, off!(dentry_name) + off!(qstr_name)) else {
             return Walk::Error;
         };
+        // SAFETY: as above.
         if unsafe { bpf_probe_read_kernel_str_bytes(name, &mut out.parts[i]) }.is_err() {
             out.parts[i][0] = 0;
         }

@@ -28,6 +28,9 @@ fn try_exit(_ctx: &TracePointContext) -> Result<u32, u32> {
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
     crate::cred_watch::check(task, tgid, true);
     if crate::maps::noise_enabled() {
+        // SAFETY: the value (plain integers) is copied out at once; the element memory of this
+        // preallocated map stays valid while the program runs, so another CPU or userspace changing
+        // or deleting the entry can at worst give a stale copy, never an invalid one.
         if let Some(state) = unsafe { crate::maps::EXEC_STATE.get(tgid) }.copied() {
             let _ = crate::maps::EXEC_STATE.remove(tgid);
             let start = read_ptr(task, off!(task_group_leader))

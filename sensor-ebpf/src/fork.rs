@@ -39,6 +39,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<u32, u32> {
         header: EventHeader {
             kind: KIND_FORK,
             size: core::mem::size_of::<ForkEvent>() as u32,
+            // SAFETY: a BPF helper without arguments or preconditions.
             ktime_ns: unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() },
             pid: tgid,
             tgid,

@@ -3,6 +3,7 @@
 //! running kernel's BTF by userspace (see `sensor_common::offsets`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(target_arch = "bpf")]
 mod compat_syscall;

@@ -85,18 +85,26 @@ pub static NOISE_ENABLED: u32 = 0;
 
 #[inline(always)]
 pub fn noise_enabled() -> bool {
+    // SAFETY: NOISE_ENABLED is a valid, aligned static; the volatile read keeps the compiler from
+    // folding its zero initialiser (userspace rewrites it before load, nothing writes it after).
     unsafe { core::ptr::read_volatile(&raw const NOISE_ENABLED) != 0 }
 }
 
 #[inline(always)]
 pub fn count_noise(slot: u32) {
     if let Some(ptr) = NOISE_DROPS.get_ptr_mut(slot) {
+        // SAFETY: `ptr` is the non-null, aligned pointer to this CPU's u64 of the slot; only
+        // programs on this CPU write it and they run with migration disabled, so at worst a program
+        // preempting this one on the same CPU loses one count (an aligned u64 load and store do not
+        // tear).
         unsafe { *ptr += 1 };
     }
 }
 
 /// Resolved by userspace from BTF; all zero (and `magic` unset) means "do nothing".
 #[unsafe(no_mangle)]
+// SAFETY: KernelOffsets is a repr(C) struct of u32 fields only, for which all-zero bytes are a
+// valid value.
 pub static OFFSETS: KernelOffsets = unsafe { core::mem::zeroed() };
 
 /// Bytes waiting in the ring buffer above which a record wakes the reader at once. Below it,
@@ -108,6 +116,8 @@ pub static WAKEUP_BYTES: u64 = 0;
 /// Ring-buffer submit flags for the next record: no wakeup unless enough is waiting.
 #[inline(always)]
 pub fn wakeup_flags() -> u64 {
+    // SAFETY: WAKEUP_BYTES is a valid, aligned static; the volatile read keeps the compiler from
+    // folding its zero initialiser (userspace rewrites it before load).
     let threshold = unsafe { core::ptr::read_volatile(&raw const WAKEUP_BYTES) };
     let waiting = EVENTS.query(aya_ebpf::bindings::BPF_RB_AVAIL_DATA as u64);
     if waiting >= threshold {
@@ -121,6 +131,9 @@ pub fn wakeup_flags() -> u64 {
 macro_rules! off {
     ($field:ident) => {{
         #[allow(unused_unsafe)]
+        // SAFETY: OFFSETS is a valid, aligned static of u32 fields; `&raw const` takes the field
+        // address without a reference, and the volatile read keeps the compiler from folding the
+        // zero initialiser (userspace rewrites the struct before load, nothing writes it after).
         let v = unsafe { core::ptr::read_volatile(&raw const $crate::maps::OFFSETS.$field) };
         v
     }};
@@ -130,6 +143,8 @@ pub(crate) use off;
 #[inline(always)]
 pub fn count_drop(slot: u32) {
     if let Some(ptr) = DROPS.get_ptr_mut(slot) {
+        // SAFETY: as in `count_noise`: a valid, aligned pointer to this CPU's u64, written only by
+        // programs on this CPU.
         unsafe { *ptr += 1 };
     }
 }

@@ -44,15 +44,22 @@ pub fn cred_change_enter(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn cred_change_exit(ctx: TracePointContext) -> u32 {
     let key = bpf_get_current_pid_tgid();
+    // SAFETY: the snapshot (plain integers) is copied out (`*s`) at once; the element memory of
+    // this preallocated map stays valid while the program runs, so a concurrent change can at worst
+    // give a stale copy.
     let old = match unsafe { CRED_STASH.get(key) } {
         Some(s) => *s,
         None => return 0,
     };
     let _ = CRED_STASH.remove(key);
+    // SAFETY: read_at copies the return value at its offset in the syscalls:sys_exit_* format out
+    // of the tracepoint record with a bounds-checked probe read (a bad offset is an Err, never a
+    // fault); an integer has no invalid values.
     let ret: i64 = unsafe { ctx.read_at(SYSCALL_RET) }.unwrap_or(-1);
     if ret != 0 {
         return 0;
     }
+    // SAFETY: as above (the syscall number, at its offset in the same format).
     let nr: i32 = unsafe { ctx.read_at(SYSCALL_NR) }.unwrap_or(-1);
     let task = current_task();
     let Ok(new) = cred_snapshot(task) else {
@@ -85,6 +92,7 @@ pub fn exec_cred_enter(ctx: TracePointContext) -> u32 {
 /// compared with the process's last known credentials instead.
 #[inline(always)]
 pub fn check_exec_creds(task: Ptr, tgid: u32) {
+    // SAFETY: as in `cred_change_exit`: the snapshot is copied out at once.
     let old = match unsafe { EXEC_CRED_STASH.get(tgid) } {
         Some(s) => *s,
         None => {

@@ -16,6 +16,9 @@ pub type Ptr = *const u8;
 /// Reads a `T` at `base + off` from kernel memory.
 #[inline(always)]
 pub fn read<T>(base: Ptr, off: u32) -> Result<T, i32> {
+    // SAFETY: bpf_probe_read_kernel copies size_of::<T>() bytes from a kernel address, returning an
+    // error on a fault instead of faulting; callers use it for integers and raw pointers only, for
+    // which any bytes are a valid value.
     unsafe { bpf_probe_read_kernel(base.wrapping_add(off as usize) as *const T) }
 }
 
@@ -26,6 +29,8 @@ pub fn read_ptr(base: Ptr, off: u32) -> Result<Ptr, i32> {
 
 #[inline(always)]
 pub fn current_task() -> Ptr {
+    // SAFETY: a BPF helper without arguments or preconditions; the task address is only used
+    // through probe reads.
     unsafe { bpf_get_current_task() as Ptr }
 }
 
@@ -35,6 +40,7 @@ pub fn header(kind: u32, size: u32) -> EventHeader {
     EventHeader {
         kind,
         size,
+        // SAFETY: a BPF helper without arguments or preconditions.
         ktime_ns: unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() },
         pid: pid_tgid as u32,
         tgid: (pid_tgid >> 32) as u32,
@@ -46,6 +52,7 @@ pub fn header(kind: u32, size: u32) -> EventHeader {
 #[inline(always)]
 pub fn cgroup_id(task: Ptr) -> u64 {
     if off!(optional) & OPT_CGROUP_V1 == 0 {
+        // SAFETY: a BPF helper without arguments or preconditions.
         return unsafe { bpf_get_current_cgroup_id() };
     }
     read_ptr(task, off!(task_cgroups))
@@ -100,6 +107,8 @@ pub fn fill_process(p: &mut ProcessInfo, task: Ptr) {
         if let Ok(tty) = read_ptr(signal, off!(signal_tty)) {
             if !tty.is_null() {
                 let name = tty.wrapping_add(off!(tty_name) as usize);
+                // SAFETY: the helper copies the NUL-terminated tty name from kernel memory into
+                // `p.tty`, at most its length, and returns an error if the address faults.
                 if unsafe { bpf_probe_read_kernel_str_bytes(name, &mut p.tty) }.is_err() {
                     p.tty[0] = 0;
                 }

@@ -11,6 +11,7 @@ pub mod hostname;
 pub mod limits;
 pub mod logging;
 pub mod probe;
+pub mod proc_text;
 pub mod runtime;
 pub mod safefs;
 pub mod sinks;

@@ -1,4 +1,5 @@
-//! /proc as a last resort: pure parsers of `/proc/<pid>/{stat,status,cmdline,cgroup}` text and
+//! /proc as a last resort: pure parsers of `/proc/<pid>/{cmdline,cgroup}` text (stat and status
+//! are parsed in [`crate::proc_text`]) and
 //! a thin reader that takes the proc root as an argument, so tests can point it at a fixture
 //! directory laid out like /proc.
 //!
@@ -11,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::escape::escape_bytes;
+pub use crate::proc_text::{parse_stat, parse_status, Ids, Stat};
 
 /// Longest command line read from /proc for enrichment (the process cache keeps one per
 /// process; exec events carry the full bounded argv, `sensor.argv_max_bytes`).
@@ -30,80 +32,6 @@ pub enum ProcError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// The fields of `/proc/<pid>/stat` the cache uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stat {
-    pub pid: u32,
-    /// The comm between the first `(` and the last `)`, escaped like kernel bytes elsewhere.
-    pub comm: String,
-    pub state: u8,
-    pub ppid: u32,
-    /// Field 7, the controlling terminal as a device number (0 = none).
-    pub tty_nr: u32,
-    /// Field 22: start time in clock ticks since boot.
-    pub start_ticks: u64,
-}
-
-/// Parses `/proc/<pid>/stat`. The comm may hold spaces and parentheses, so the fixed fields
-/// are taken after the LAST `)`. Returns `None` when the text is truncated or malformed.
-pub fn parse_stat(text: &[u8]) -> Option<Stat> {
-    let open = text.iter().position(|&b| b == b'(')?;
-    let close = text.iter().rposition(|&b| b == b')')?;
-    if close < open {
-        return None;
-    }
-    let pid = std::str::from_utf8(&text[..open])
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let comm = escape_bytes(&text[open + 1..close]);
-    let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
-    // rest[0] is field 3 (state); field N is rest[N - 3].
-    let fields: Vec<&str> = rest.split_ascii_whitespace().take(21).collect();
-    let field = |n: usize| fields.get(n - 3).copied();
-    let state = *field(3)?.as_bytes().first()?;
-    let ppid = field(4)?.parse().ok()?;
-    let tty_nr = field(7)?.parse::<i64>().ok()? as u32;
-    let start_ticks = field(22)?.parse().ok()?;
-    // Field 23 must follow, or field 22 itself may have been cut short.
-    field(23)?;
-    Some(Stat {
-        pid,
-        comm,
-        state,
-        ppid,
-        tty_nr,
-        start_ticks,
-    })
-}
-
-/// Real, effective, saved and filesystem ids from `/proc/<pid>/status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Ids {
-    pub uid: u32,
-    pub euid: u32,
-    pub gid: u32,
-    pub egid: u32,
-}
-
-/// Parses the `Uid:` and `Gid:` lines of `/proc/<pid>/status`.
-pub fn parse_status(text: &str) -> Option<Ids> {
-    let pair = |key: &str| -> Option<(u32, u32)> {
-        let line = text.lines().find_map(|l| l.strip_prefix(key))?;
-        let mut it = line.split_ascii_whitespace().map(str::parse::<u32>);
-        Some((it.next()?.ok()?, it.next()?.ok()?))
-    };
-    let (uid, euid) = pair("Uid:")?;
-    let (gid, egid) = pair("Gid:")?;
-    Some(Ids {
-        uid,
-        euid,
-        gid,
-        egid,
-    })
 }
 
 /// Splits `/proc/<pid>/cmdline` into escaped arguments. Empty for kernel threads and zombies.
@@ -312,10 +240,7 @@ fn pid_of_name(name: &OsStr) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const STAT: &str = "4242 (bash) S 4000 4242 4242 34817 4300 4194560 3177 16826 0 2 4 3 \
-        30 12 20 0 1 0 123456 9371648 1234 18446744073709551615 1 1 0 0 0 0 65536 3670020 \
-        1266777851 0 0 0 17 1 0 0 0 0 0";
+    use crate::proc_text::STAT_FIXTURE as STAT;
 
     #[test]
     fn cgroup_of_a_zombie_or_another_process_is_not_read() {
@@ -335,69 +260,6 @@ mod tests {
         assert!(read_cgroup_alive(&root, 4242, None).is_none());
         assert!(read_cgroup_alive(&root, 4243, None).is_none());
         std::fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn stat_fields() {
-        let s = parse_stat(STAT.as_bytes()).unwrap();
-        assert_eq!(
-            (s.pid, s.comm.as_str(), s.state, s.ppid, s.start_ticks),
-            (4242, "bash", b'S', 4000, 123456)
-        );
-        assert_eq!(tty_name(s.tty_nr).as_deref(), Some("pts/1"));
-    }
-
-    #[test]
-    fn stat_comm_with_spaces_and_parentheses() {
-        let text = "77 (a) b (c)) ) R 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 999 0 0";
-        let s = parse_stat(text.as_bytes()).unwrap();
-        assert_eq!(s.comm, "a) b (c)) ");
-        assert_eq!((s.state, s.ppid, s.start_ticks), (b'R', 1, 999));
-        // tty_nr -1 (none reported as -1 by some kernels) does not fail the parse.
-        let s = parse_stat(b"5 (x) S 1 5 5 -1 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 7 0").unwrap();
-        assert_eq!(s.start_ticks, 7);
-    }
-
-    #[test]
-    fn stat_non_utf8_comm_is_escaped() {
-        let mut text = b"9 (a\xffb) S 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0".to_vec();
-        let s = parse_stat(&text).unwrap();
-        assert_eq!(s.comm, "a\\xffb");
-        text.truncate(20);
-        assert_eq!(parse_stat(&text), None);
-    }
-
-    #[test]
-    fn stat_truncated_or_garbage() {
-        let start = STAT.find(" 123456").unwrap();
-        for cut in [0, 5, 10, start, start + 4, start + 7] {
-            assert_eq!(parse_stat(&STAT.as_bytes()[..cut]), None, "cut at {cut}");
-        }
-        assert_eq!(parse_stat(b")( S 1"), None);
-        assert_eq!(
-            parse_stat(b"x (y) S 1 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 5"),
-            None
-        );
-        assert_eq!(
-            parse_stat(b"1 (y) S z 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 5"),
-            None
-        );
-    }
-
-    #[test]
-    fn status_ids() {
-        let text = "Name:\tsudo\nUid:\t1000\t0\t0\t0\nGid:\t100\t100\t100\t100\nGroups:\n";
-        assert_eq!(
-            parse_status(text),
-            Some(Ids {
-                uid: 1000,
-                euid: 0,
-                gid: 100,
-                egid: 100
-            })
-        );
-        assert_eq!(parse_status("Name:\tx\nUid:\t1\n"), None);
-        assert_eq!(parse_status(""), None);
     }
 
     #[test]

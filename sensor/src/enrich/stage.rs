@@ -225,29 +225,19 @@ mod tests {
     }
 
     fn event(kind: Kind, pid: u32, exe: Option<&str>) -> Event {
-        Event {
-            seq: 0,
-            time_unix_ns: 0,
-            host: "h".into(),
-            source: Source::Ebpf,
-            kind,
-            process: Some(Process {
-                pid,
-                ppid: 0,
-                start_boottime_ns: 7_000_000_000,
-                comm: "t".into(),
-                exe: exe.map(str::to_string),
-                argv: exe.map(|e| vec![e.to_string(), "x".into()]),
-                cwd: exe.map(|_| "/".to_string()),
-                cgroup_id: 0,
-                ..Process::default()
-            }),
-            exit: None,
-            connect: None,
-            health: None,
-            ktime_ns: None,
-            extra: Default::default(),
-        }
+        let mut e = Event::new(kind, Source::Ebpf, 0, "h");
+        e.process = Some(Process {
+            pid,
+            ppid: 0,
+            start_boottime_ns: 7_000_000_000,
+            comm: "t".into(),
+            exe: exe.map(str::to_string),
+            argv: exe.map(|e| vec![e.to_string(), "x".into()]),
+            cwd: exe.map(|_| "/".to_string()),
+            cgroup_id: 0,
+            ..Process::default()
+        });
+        e
     }
 
     /// An empty proc root, removed on drop.

@@ -68,24 +68,14 @@ mod tests {
     use crate::filter::FilterConfig;
 
     fn ev(kind: Kind, pid: u32, comm: &str, argv: &[&str]) -> Event {
-        Event {
-            seq: 0,
-            time_unix_ns: 0,
-            host: "h".into(),
-            source: Source::Audit,
-            kind,
-            process: Some(Process {
-                pid,
-                comm: comm.into(),
-                argv: Some(argv.iter().map(|s| s.to_string()).collect()),
-                ..Default::default()
-            }),
-            exit: None,
-            connect: None,
-            health: None,
-            ktime_ns: None,
-            extra: Default::default(),
-        }
+        let mut e = Event::new(kind, Source::Audit, 0, "h");
+        e.process = Some(Process {
+            pid,
+            comm: comm.into(),
+            argv: Some(argv.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        });
+        e
     }
 
     #[tokio::test]

@@ -132,14 +132,30 @@ impl NetlinkSocket {
     /// One datagram; `Ok(None)` on timeout. Other errors (ENOBUFS: the kernel dropped
     /// messages for this socket) are returned for the caller to count.
     pub fn recv(&mut self) -> std::io::Result<Option<&[u8]>> {
+        self.recv_checked(false)
+    }
+
+    /// Like [`Self::recv`], but only datagrams the kernel sent (source port id 0); one from
+    /// another socket (a process with CAP_NET_ADMIN can send to ours) is skipped.
+    pub fn recv_from_kernel(&mut self) -> std::io::Result<Option<&[u8]>> {
+        self.recv_checked(true)
+    }
+
+    fn recv_checked(&mut self, kernel_only: bool) -> std::io::Result<Option<&[u8]>> {
         loop {
-            // SAFETY: buf is valid for its length.
+            // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
+            let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+            let mut from_len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+            // SAFETY: buf is valid for writes of its length; `from` and `from_len` are valid
+            // out-pointers and `from_len` holds the size of `from`.
             let n = unsafe {
-                libc::recv(
+                libc::recvfrom(
                     self.fd.as_raw_fd(),
                     self.buf.as_mut_ptr().cast(),
                     self.buf.len(),
                     0,
+                    (&mut from as *mut libc::sockaddr_nl).cast(),
+                    &mut from_len,
                 )
             };
             if n < 0 {
@@ -149,6 +165,9 @@ impl NetlinkSocket {
                     Some(libc::EINTR) => continue,
                     _ => return Err(e),
                 }
+            }
+            if kernel_only && from.nl_pid != 0 {
+                continue;
             }
             return Ok(Some(&self.buf[..n as usize]));
         }

@@ -2,7 +2,7 @@
 use std::time::Duration;
 
 use super::rules::Rule;
-use crate::probe::{parse_audit_status, AuditStatus};
+use super::status::{parse_audit_status, AuditStatus};
 use crate::sources::netlink::{NetlinkSocket, RecvBatch};
 use crate::sources::nlmsg::{self, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST};
 

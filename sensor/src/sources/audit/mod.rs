@@ -14,4 +14,5 @@ pub mod rules;
 pub mod session;
 pub mod socket_types;
 pub mod source;
+pub mod status;
 pub mod uring;

@@ -11,7 +11,7 @@ use super::handover::HandoverState;
 use super::rules::{
     Rule, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, AUDIT_ARG0, AUDIT_BIT_MASK, AUDIT_LESS_THAN,
 };
-use crate::probe::AuditStatus;
+use super::status::AuditStatus;
 use std::sync::Arc;
 
 /// x86_64 syscall numbers.

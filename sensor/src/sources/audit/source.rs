@@ -477,40 +477,14 @@ type ZombieInfo = (String, u32, u32, u32, u32, u32);
 
 fn read_zombie(pid: u32) -> Option<ZombieInfo> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_status(&status)
-}
-
-/// comm, uid, euid, gid, egid, ppid from /proc/<pid>/status text.
-pub fn parse_status(status: &str) -> Option<ZombieInfo> {
-    let get = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))
-    };
-    let ids = |key: &str| -> Option<(u32, u32)> {
-        let mut it = get(key)?.split_whitespace().map(|v| v.parse::<u32>().ok());
-        Some((it.next()??, it.next()??))
-    };
-    let (uid, euid) = ids("Uid")?;
-    let (gid, egid) = ids("Gid")?;
-    let ppid = get("PPid")?.parse().ok()?;
-    Some((get("Name")?.to_string(), uid, euid, gid, egid, ppid))
+    let s = crate::proc_text::parse_status_process(&status)?;
+    let ids = s.ids;
+    Some((s.name, ids.uid, ids.euid, ids.gid, ids.egid, s.ppid))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_parsing() {
-        let s = "Name:\tsleep\nUmask:\t0022\nState:\tZ (zombie)\nTgid:\t5\nPid:\t5\nPPid:\t1\nUid:\t1000\t0\t0\t0\nGid:\t100\t101\t0\t0\n";
-        assert_eq!(
-            parse_status(s),
-            Some(("sleep".into(), 1000, 0, 100, 101, 1))
-        );
-        assert_eq!(parse_status("Name: x\n"), None);
-        assert_eq!(parse_status(""), None);
-    }
 
     #[test]
     fn exit_event_from_notice() {

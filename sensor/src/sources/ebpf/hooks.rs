@@ -13,7 +13,10 @@
 use std::path::{Path, PathBuf};
 
 use aya::{
-    programs::{cgroup_sock_addr::CgroupSockAddr, CgroupAttachMode, RawTracePoint, TracePoint},
+    programs::{
+        cgroup_sock_addr::CgroupSockAddr, CgroupAttachMode, Program, ProgramError, RawTracePoint,
+        TracePoint,
+    },
     Ebpf,
 };
 use sensor_common::{HOOK_COMPAT_EXIT, HOOK_URING};
@@ -93,38 +96,47 @@ fn error_text(name: &str, e: &(dyn std::error::Error + 'static)) -> String {
     )
 }
 
-fn attach_compat(ebpf: &mut Ebpf) -> Result<(), String> {
-    for (name, point) in COMPAT_PROGRAMS {
-        let err = |e: aya::programs::ProgramError| error_text(name, &e);
-        let prog: &mut RawTracePoint = ebpf
+/// Loads each named program as a `P` and attaches it to its point with `attach` (which loads
+/// and attaches). The one loop for the optional hooks; errors name the program.
+fn load_and_attach<P, A>(
+    ebpf: &mut Ebpf,
+    programs: impl IntoIterator<Item = (&'static str, A)>,
+    attach: impl Fn(&mut P, A) -> Result<(), ProgramError>,
+) -> Result<(), String>
+where
+    for<'a> &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    for (name, point) in programs {
+        let err = |e: ProgramError| error_text(name, &e);
+        let prog: &mut P = ebpf
             .program_mut(name)
             .ok_or_else(|| format!("program {name} missing from the object"))?
             .try_into()
             .map_err(err)?;
-        prog.load().map_err(err)?;
-        prog.attach(point).map_err(err)?;
+        attach(prog, point).map_err(err)?;
     }
     Ok(())
+}
+
+fn attach_compat(ebpf: &mut Ebpf) -> Result<(), String> {
+    load_and_attach(ebpf, COMPAT_PROGRAMS, |p: &mut RawTracePoint, point| {
+        p.load()?;
+        p.attach(point).map(drop)
+    })
 }
 
 fn attach_uring(ebpf: &mut Ebpf) -> Result<(), String> {
     let tracefs = super::tracefs::find().ok_or("no tracefs")?;
     let u = super::offsets::uring_tracepoints(&tracefs)
         .ok_or("the io_uring tracepoints carry no request pointer on this kernel (5.12+ needed)")?;
-    for (name, event) in [
+    let programs = [
         ("uring_complete", "io_uring_complete"),
         ("uring_submit", u.submit_event),
-    ] {
-        let err = |e: aya::programs::ProgramError| error_text(name, &e);
-        let prog: &mut TracePoint = ebpf
-            .program_mut(name)
-            .ok_or_else(|| format!("program {name} missing from the object"))?
-            .try_into()
-            .map_err(err)?;
-        prog.load().map_err(err)?;
-        prog.attach("io_uring", event).map_err(err)?;
-    }
-    Ok(())
+    ];
+    load_and_attach(ebpf, programs, |p: &mut TracePoint, event| {
+        p.load()?;
+        p.attach("io_uring", event).map(drop)
+    })
 }
 
 /// Tells the cgroup connect programs which result hooks are attached.
@@ -193,7 +205,7 @@ fn mount_cgroup2(at: &Path) -> Result<PathBuf, String> {
     Ok(at.to_path_buf())
 }
 
-fn program_err(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> EbpfError {
+fn program_err(name: &'static str) -> impl Fn(ProgramError) -> EbpfError {
     move |e| EbpfError::Program {
         name,
         source: Box::new(e),
@@ -202,21 +214,17 @@ fn program_err(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> Eb
 
 fn attach_cgroup_connect(ebpf: &mut Ebpf) -> Result<(), String> {
     let cgroup = open_cgroup2_root()?;
-    for name in CGROUP_CONNECT {
-        let err = |e: aya::programs::ProgramError| error_text(name, &e);
-        let prog: &mut CgroupSockAddr = ebpf
-            .program_mut(name)
-            .ok_or_else(|| format!("program {name} missing from the object"))?
-            .try_into()
-            .map_err(err)?;
-        prog.load().map_err(err)?;
-        // On 5.7+ aya attaches through a bpf link, which the kernel always adds beside other
-        // programs (systemd's, a container runtime's) and which takes no flags: `Single`
-        // means flags 0 there (any other mode makes the kernel answer EINVAL).
-        prog.attach(&cgroup, CgroupAttachMode::Single)
-            .map_err(err)?;
-    }
-    Ok(())
+    load_and_attach(
+        ebpf,
+        CGROUP_CONNECT.map(|name| (name, ())),
+        |p: &mut CgroupSockAddr, ()| {
+            p.load()?;
+            // On 5.7+ aya attaches through a bpf link, which the kernel always adds beside
+            // other programs (systemd's, a container runtime's) and which takes no flags:
+            // `Single` means flags 0 there (any other mode makes the kernel answer EINVAL).
+            p.attach(&cgroup, CgroupAttachMode::Single).map(drop)
+        },
+    )
 }
 
 /// Attaches everything; returns the blind spots left by hooks this host lacks.
