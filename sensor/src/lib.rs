@@ -17,4 +17,6 @@ pub mod safefs;
 pub mod sinks;
 pub mod sources;
 pub mod telemetry;
+#[cfg(test)]
+mod test_dir;
 pub mod timefmt;

@@ -436,20 +436,11 @@ fn io_uring_file_write_is_seen_by_fanotify() {
     if !privileged() {
         return;
     }
-    let dir = PathBuf::from("/var/tmp").join(marker("uring-files"));
-    std::fs::create_dir_all(dir.join("tree")).unwrap();
-    let cfg = dir.join("sensor.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[files]\nwatch = [{:?}]\n",
-            dir.join("tree").display().to_string()
-        ),
-    )
-    .unwrap();
+    let w = WatchedTree::new("uring-files");
+    let cfg = w.config.clone();
     let attacks = build_attacks();
     let sensor = Sensor::start("ebpf", &["--config", cfg.to_str().unwrap()]);
-    let target = dir.join("tree").join("uring-dropped");
+    let target = w.tree.join("uring-dropped");
     let ran = run(
         &attacks,
         &["uring_write", target.to_str().unwrap(), "payload"],
@@ -457,7 +448,6 @@ fn io_uring_file_write_is_seen_by_fanotify() {
     std::thread::sleep(Duration::from_millis(500));
     let reason = sensor.reason();
     let events = sensor.stop();
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(reason.contains("files: fanotify"), "{reason}");
     let files: Vec<&Value> = of_kind(&events, "file")
         .into_iter()

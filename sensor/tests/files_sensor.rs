@@ -12,20 +12,9 @@ fn file_events_name_the_process() {
         return;
     }
     // On the root filesystem (ext4 here): fanotify FID mode.
-    let dir = std::path::PathBuf::from("/var/tmp").join(marker("files-bin"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("sensor.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[files]\nwatch = [{:?}]\n",
-            dir.join("tree").display().to_string()
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.join("tree")).unwrap();
-    let sensor = Sensor::start("ebpf", &["--config", cfg.to_str().unwrap()]);
-    let target = dir.join("tree").join("dropped-binary");
+    let w = WatchedTree::new("files-bin");
+    let sensor = Sensor::start("ebpf", &["--config", w.config.to_str().unwrap()]);
+    let target = w.tree.join("dropped-binary");
     let child = Command::new("/bin/sh")
         .args([
             "-c",
@@ -42,7 +31,6 @@ fn file_events_name_the_process() {
     std::thread::sleep(Duration::from_millis(500));
     let reason = sensor.reason();
     let events = sensor.stop();
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(reason.contains("files: fanotify"), "{reason}");
     let files: Vec<&serde_json::Value> = of_kind(&events, "file")
         .into_iter()

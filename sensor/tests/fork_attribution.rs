@@ -5,7 +5,6 @@
 //! ancestor, and no `incomplete` marker for exe or argv. Runs in eBPF and in audit mode.
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,20 +17,6 @@ fn audit_available() -> bool {
     }
     eprintln!("skipped: this build has no audit source");
     false
-}
-
-fn config(dir: &Path) -> PathBuf {
-    let cfg = dir.join("sensor.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[files]\nwatch = [{:?}]\n",
-            dir.join("tree").display().to_string()
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.join("tree")).unwrap();
-    cfg
 }
 
 fn file_events<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
@@ -53,12 +38,10 @@ fn marked(ev: &Value, what: &str) -> bool {
 
 fn forked_writers(mode: &str) {
     // On the root filesystem: the watched tree must not be on the /tmp tmpfs.
-    let tree_dir = TempDir::new_in(Path::new("/var/tmp"), "fork");
-    let dir = tree_dir.path().to_path_buf();
-    let cfg = config(&dir);
-    let sensor = Sensor::start(mode, &["--config", cfg.to_str().unwrap()]);
+    let w = WatchedTree::new("fork");
+    let sensor = Sensor::start(mode, &["--config", w.config.to_str().unwrap()]);
     let m = marker("fork");
-    let tree = dir.join("tree");
+    let tree = &w.tree;
     // The shell forks a subshell for `( ... )` and a worker per `&`; none of them execs.
     let script = format!(
         "cd '{t}'; (echo sub > sub-{m}); for i in 1 2 3; do (echo $i > worker-$i-{m}) & done; wait; true",

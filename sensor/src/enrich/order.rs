@@ -292,27 +292,12 @@ impl Orderer {
 mod tests {
     use super::*;
     use crate::enrich::feed::process_feed;
-    use crate::enrich::EnrichConfig;
     use crate::event::Process;
 
     const MS: u64 = 1_000_000;
 
-    /// A cache over an empty proc root (nothing is found in /proc), removed on drop.
-    struct Empty(std::path::PathBuf);
-
-    impl Drop for Empty {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn cache(tag: &str) -> (ProcessCache, Empty) {
-        let dir = std::env::temp_dir().join(format!("order-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let c = ProcessCache::new(&EnrichConfig::default())
-            .with_proc_root(&dir)
-            .with_cgroup_root(None);
-        (c, Empty(dir))
+    fn cache(tag: &str) -> (ProcessCache, crate::test_dir::TestDir) {
+        ProcessCache::over_empty_proc(&format!("order-{tag}"))
     }
 
     fn event(source: Source, kind: Kind, pid: u32, ktime: u64) -> Event {

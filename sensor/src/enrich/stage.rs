@@ -240,22 +240,8 @@ mod tests {
         e
     }
 
-    /// An empty proc root, removed on drop.
-    struct EmptyProc(std::path::PathBuf);
-
-    impl Drop for EmptyProc {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn cache(tag: &str) -> (ProcessCache, EmptyProc) {
-        let dir = std::env::temp_dir().join(format!("enrich-stage-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cache = ProcessCache::new(&EnrichConfig::default())
-            .with_proc_root(&dir)
-            .with_cgroup_root(None);
-        (cache, EmptyProc(dir))
+    fn cache(tag: &str) -> (ProcessCache, crate::test_dir::TestDir) {
+        ProcessCache::over_empty_proc(&format!("enrich-stage-{tag}"))
     }
 
     #[tokio::test]

@@ -216,6 +216,29 @@ mod temp_dir;
 #[allow(unused_imports)]
 pub use temp_dir::TempDir;
 
+/// A directory on the root filesystem (not the /tmp tmpfs) holding `tree/` and a
+/// `sensor.toml` whose `[files]` section watches it; removed on drop.
+pub struct WatchedTree {
+    pub dir: TempDir,
+    pub tree: PathBuf,
+    pub config: PathBuf,
+}
+
+impl WatchedTree {
+    pub fn new(tag: &str) -> WatchedTree {
+        let dir = TempDir::new_in(Path::new("/var/tmp"), tag);
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(&tree).unwrap();
+        let config = dir.path().join("sensor.toml");
+        std::fs::write(
+            &config,
+            format!("[files]\nwatch = [{:?}]\n", tree.display().to_string()),
+        )
+        .unwrap();
+        WatchedTree { dir, tree, config }
+    }
+}
+
 pub fn read_events(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()

@@ -194,6 +194,17 @@ impl ProcessCache {
         self
     }
 
+    /// For tests: a default cache over an empty proc root (nothing is found in /proc) and no
+    /// cgroup mount; the root is removed when the returned guard drops.
+    #[cfg(test)]
+    pub(crate) fn over_empty_proc(tag: &str) -> (Self, crate::test_dir::TestDir) {
+        let dir = crate::test_dir::TestDir::new(&format!("empty-proc-{tag}"));
+        let cache = Self::new(&super::EnrichConfig::default())
+            .with_proc_root(&*dir)
+            .with_cgroup_root(None);
+        (cache, dir)
+    }
+
     /// Uses `root` as the cgroup v2 mount (or none) instead of the one found at start.
     pub fn with_cgroup_root(mut self, root: Option<Cgroup2Root>) -> Self {
         self.cgroups.root = root;

@@ -170,28 +170,10 @@ impl SeqAllocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
 
-    /// A temp dir removed on drop (also when the test panics).
-    struct Tmp(PathBuf);
-
-    impl std::ops::Deref for Tmp {
-        type Target = Path;
-        fn deref(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn tmp(tag: &str) -> Tmp {
-        let d = std::env::temp_dir().join(format!("ship-ids-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Tmp(d)
+    fn tmp(tag: &str) -> TestDir {
+        TestDir::new(&format!("ids-{tag}"))
     }
 
     #[test]

@@ -1,27 +1,9 @@
 use super::*;
+use crate::test_dir::TestDir;
 use std::fs::OpenOptions;
 
-/// A temp dir removed on drop (also when the test panics).
-struct Tmp(PathBuf);
-
-impl std::ops::Deref for Tmp {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tmp(tag: &str) -> Tmp {
-    let d = std::env::temp_dir().join(format!("ship-spool-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    Tmp(d)
+fn tmp(tag: &str) -> TestDir {
+    TestDir::new(&format!("spool-{tag}"))
 }
 
 fn opts(max: u64, seg: u64) -> SpoolOptions {
