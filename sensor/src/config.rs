@@ -77,7 +77,7 @@ impl Default for SensorSection {
             host: String::new(),
             mode: "auto".into(),
             channel_capacity: 65_536,
-            argv_max_bytes: crate::argv::DEFAULT_BOUND as u32,
+            argv_max_bytes: crate::sources::argv::DEFAULT_BOUND as u32,
         }
     }
 }
@@ -140,11 +140,11 @@ impl Config {
             )));
         }
         let argv = self.sensor.argv_max_bytes as usize;
-        if !(crate::argv::ARGV_MIN_BOUND..=crate::argv::ARGV_MAX_BOUND).contains(&argv) {
+        if !(crate::sources::argv::ARGV_MIN_BOUND..=crate::sources::argv::ARGV_MAX_BOUND).contains(&argv) {
             return Err(ConfigError::Invalid(format!(
                 "sensor.argv_max_bytes = {argv}: must be between {} and {}",
-                crate::argv::ARGV_MIN_BOUND,
-                crate::argv::ARGV_MAX_BOUND
+                crate::sources::argv::ARGV_MIN_BOUND,
+                crate::sources::argv::ARGV_MAX_BOUND
             )));
         }
         if self.sensor.channel_capacity == 0 {

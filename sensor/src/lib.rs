@@ -1,6 +1,4 @@
 //! Host security sensor library: capture sources, decoding, normalized events and output.
-pub mod argv;
-pub mod blind_spots;
 pub mod btf;
 pub mod config;
 pub mod enrich;

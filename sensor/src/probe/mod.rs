@@ -15,6 +15,7 @@
 //! * pure logic, unit-tested without privileges: `choose.rs` ([`choose_mode`]) and
 //!   `report.rs` ([`render_report`]).
 mod audit;
+pub mod blind_spots;
 mod choose;
 mod conntrack;
 mod ebpf;
@@ -64,7 +65,7 @@ pub fn probe() -> HostCapabilities {
         )
         .into(),
         conntrack: check_conntrack().into(),
-        coverage: crate::blind_spots::probe(),
+        coverage: crate::probe::blind_spots::probe(),
     };
     tracing::debug!(?caps, "host capability probe");
     caps

@@ -67,7 +67,7 @@ pub struct HostCapabilities {
     /// `/proc/sys/net/netfilter/nf_conntrack_max` exists.
     pub conntrack: Check,
     /// Attacker-choosable paths (ia32 entry, io_uring) and whether each mode sees them here.
-    pub coverage: Vec<crate::blind_spots::Coverage>,
+    pub coverage: Vec<crate::probe::blind_spots::Coverage>,
 }
 
 /// A capture mode the sensor can run in.

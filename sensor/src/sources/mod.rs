@@ -6,6 +6,7 @@ use tokio::sync::mpsc;
 use crate::event::Event;
 use crate::telemetry::counters::Counters;
 
+pub mod argv;
 pub mod audit;
 pub mod build;
 pub mod conntrack;

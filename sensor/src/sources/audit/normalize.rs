@@ -120,7 +120,7 @@ pub fn to_events(
     host: &str,
     sock_type: &dyn Fn(u32, i32) -> Option<u16>,
 ) -> Vec<Event> {
-    to_events_bounded(group, host, sock_type, crate::argv::DEFAULT_BOUND)
+    to_events_bounded(group, host, sock_type, crate::sources::argv::DEFAULT_BOUND)
 }
 
 /// [`to_events`] with argv cut to `argv_bound` bytes (head and tail, as in eBPF mode).
@@ -140,7 +140,7 @@ pub fn try_to_events(
     host: &str,
     sock_type: &dyn Fn(u32, i32) -> Option<u16>,
 ) -> Result<Vec<Event>, NormalizeError> {
-    try_to_events_bounded(group, host, sock_type, crate::argv::DEFAULT_BOUND)
+    try_to_events_bounded(group, host, sock_type, crate::sources::argv::DEFAULT_BOUND)
 }
 
 fn try_to_events_bounded(
@@ -320,7 +320,7 @@ fn exec_event(
     });
     match argv {
         Some((args, truncated)) => {
-            let (args, omitted, capped) = crate::argv::bound_list(args, argv_bound);
+            let (args, omitted, capped) = crate::sources::argv::bound_list(args, argv_bound);
             p.argv = Some(args.iter().map(|a| escape_bytes(a)).collect());
             p.argv_truncated = truncated || capped;
             p.argv_omitted_bytes = omitted as u64;

@@ -56,7 +56,7 @@ impl Default for AuditConfig {
             max_open_groups: 4096,
             check_interval_secs: 5,
             exit_delay_ms: 300,
-            argv_bound: crate::argv::DEFAULT_BOUND,
+            argv_bound: crate::sources::argv::DEFAULT_BOUND,
         }
     }
 }

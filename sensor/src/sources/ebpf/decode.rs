@@ -36,7 +36,7 @@ pub struct ExecRecord {
     pub process: ProcessInfo,
     pub filename: Vec<u8>,
     /// Arguments as the process received them; the last one may be cut when `argv_truncated`,
-    /// or, when `argv_omitted` > 0, head and tail around a marker (see [`crate::argv`]).
+    /// or, when `argv_omitted` > 0, head and tail around a marker (see [`crate::sources::argv`]).
     pub argv: Vec<Vec<u8>>,
     /// argv bytes left out between head and tail.
     pub argv_omitted: usize,
@@ -238,7 +238,7 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecRecord, DecodeError> {
     let argv_omitted = word(offset_of!(ExecEvent, argv_omitted)) as usize;
     let argv_buf = &bytes[ARGV_AT..ARGV_AT + argv_len];
     let argv = if argv_omitted > 0 {
-        crate::argv::to_list(
+        crate::sources::argv::to_list(
             &argv_buf[..head_len],
             &argv_buf[head_len..],
             argv_omitted,
@@ -454,8 +454,8 @@ mod tests {
     #[test]
     fn exec_head_and_tail() {
         let script = format!("{}true payload", " ".repeat(6000));
-        let area = crate::argv::join(&[b"sh".to_vec(), b"-c".to_vec(), script.into_bytes()]);
-        let cut = crate::argv::cut(&area, 4096);
+        let area = crate::sources::argv::join(&[b"sh".to_vec(), b"-c".to_vec(), script.into_bytes()]);
+        let cut = crate::sources::argv::cut(&area, 4096);
         let mut kept = cut.head.to_vec();
         kept.extend_from_slice(cut.tail);
         let mut bytes = exec(b"/bin/sh", &kept, &[], FLAG_ARGV_TRUNCATED);
@@ -477,7 +477,7 @@ mod tests {
         };
         assert_eq!(e.argv_omitted, cut.omitted);
         assert_eq!(e.argv.len(), 5);
-        assert_eq!(e.argv[3], crate::argv::omitted_marker(cut.omitted));
+        assert_eq!(e.argv[3], crate::sources::argv::omitted_marker(cut.omitted));
         assert!(e.argv[4].ends_with(b"true payload"));
         // A head length past the bytes used is refused, not trusted.
         put(

@@ -79,8 +79,8 @@ fn exec_with_long_split_args() {
     let args = p.argv.unwrap();
     // Bounded like eBPF: the head of the area, a marker, and its last 1 KiB.
     let (full, _) = argv_from_execve(g).unwrap();
-    let area = crate::argv::join(&full).len();
-    let bound = crate::argv::DEFAULT_BOUND;
+    let area = crate::sources::argv::join(&full).len();
+    let bound = crate::sources::argv::DEFAULT_BOUND;
     assert!(p.argv_truncated);
     assert_eq!(p.argv_omitted_bytes, (area - bound) as u64);
     assert_eq!(args[0], "/bin/true");
