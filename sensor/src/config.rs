@@ -140,7 +140,9 @@ impl Config {
             )));
         }
         let argv = self.sensor.argv_max_bytes as usize;
-        if !(crate::sources::argv::ARGV_MIN_BOUND..=crate::sources::argv::ARGV_MAX_BOUND).contains(&argv) {
+        if !(crate::sources::argv::ARGV_MIN_BOUND..=crate::sources::argv::ARGV_MAX_BOUND)
+            .contains(&argv)
+        {
             return Err(ConfigError::Invalid(format!(
                 "sensor.argv_max_bytes = {argv}: must be between {} and {}",
                 crate::sources::argv::ARGV_MIN_BOUND,

@@ -454,7 +454,8 @@ mod tests {
     #[test]
     fn exec_head_and_tail() {
         let script = format!("{}true payload", " ".repeat(6000));
-        let area = crate::sources::argv::join(&[b"sh".to_vec(), b"-c".to_vec(), script.into_bytes()]);
+        let area =
+            crate::sources::argv::join(&[b"sh".to_vec(), b"-c".to_vec(), script.into_bytes()]);
         let cut = crate::sources::argv::cut(&area, 4096);
         let mut kept = cut.head.to_vec();
         kept.extend_from_slice(cut.tail);
