@@ -5,7 +5,8 @@
 //!
 //! A filesystem mark sees the whole disk, so the work per event is kept small: the sensor's
 //! own pid is dropped before anything else, directory handles are cached (invalidated when a
-//! directory is moved or removed), and the path filter runs before /proc is read.
+//! directory is moved or removed), the path filter runs before /proc is read, and a directory
+//! whose events are all filtered out gets an in-kernel ignore mark ([`super::marks`]).
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use super::emit::{Activity, Outcome, Sink};
 use super::fanotify_parse::{self, Fid, FidInfo, MAX_HANDLE_SZ};
+use super::marks::{self, Ignorer};
 use super::roots::Tree;
 use super::source::{errno_text, read_loop};
 use super::OpSet;
@@ -37,12 +39,23 @@ pub struct FidGroup {
     pub marked: Vec<PathBuf>,
     /// Index into the trees of those no filesystem mark covers, with the error.
     pub unmarked: Vec<(usize, String)>,
+    /// The bound on directories with an ignore mark, or why there are none.
+    pub ignore_marks: Result<usize, String>,
+    ops: OpSet,
 }
 
 impl FidGroup {
     pub fn describe(&self) -> String {
+        let ignore = match &self.ignore_marks {
+            Ok(max) => format!(
+                "in-kernel ignore marks (FAN_MARK_IGNORE|FAN_MARK_EVICTABLE) on up to {max} directories outside the watched trees"
+            ),
+            Err(e) => format!(
+                "no ignore marks ({e}): every event on the filesystem is read and filtered in userspace"
+            ),
+        };
         format!(
-            "FAN_REPORT_DFID_NAME|FAN_REPORT_FID{} with filesystem marks on {} ({}), {}",
+            "FAN_REPORT_DFID_NAME|FAN_REPORT_FID{} with filesystem marks on {} ({}), {}, {ignore}",
             if self.target_fid {
                 "|FAN_REPORT_TARGET_FID"
             } else {
@@ -165,8 +178,14 @@ fn mark_mask(ops: OpSet, rename: bool) -> u64 {
 }
 
 /// Initializes the group and marks the filesystem of every tree. Errors when nothing could
-/// be marked; trees on filesystems that refused the mark are listed in `unmarked`.
-pub fn open(trees: &[Tree], ops: OpSet, unlimited_queue: bool) -> Result<FidGroup, String> {
+/// be marked; trees on filesystems that refused the mark are listed in `unmarked`. Up to
+/// `max_ignore_marks` directories outside the trees get ignore marks (0: none).
+pub fn open(
+    trees: &[Tree],
+    ops: OpSet,
+    unlimited_queue: bool,
+    max_ignore_marks: usize,
+) -> Result<FidGroup, String> {
     let base = libc::FAN_CLASS_NOTIF
         | libc::FAN_CLOEXEC
         | libc::FAN_NONBLOCK
@@ -195,6 +214,12 @@ pub fn open(trees: &[Tree], ops: OpSet, unlimited_queue: bool) -> Result<FidGrou
             }
         },
     };
+    // Checked before any other mark exists, so the probe mark on `/` can hide nothing.
+    let ignore_marks = if max_ignore_marks == 0 {
+        Err("files.max_ignore_marks = 0".into())
+    } else {
+        marks::supported(fd.as_raw_fd(), mark_mask(ops, target_fid)).map(|()| max_ignore_marks)
+    };
     let mut g = FidGroup {
         fd,
         mounts: Vec::new(),
@@ -202,6 +227,8 @@ pub fn open(trees: &[Tree], ops: OpSet, unlimited_queue: bool) -> Result<FidGrou
         target_fid,
         marked: Vec::new(),
         unmarked: Vec::new(),
+        ignore_marks,
+        ops,
     };
     for (i, tree) in trees.iter().enumerate() {
         if let Err(e) = g.mark_tree(tree, ops) {
@@ -281,25 +308,33 @@ impl Resolver {
             .map(|(_, fd)| fd.as_raw_fd())
     }
 
-    /// The current path of a handle. `Err(true)` when the object is gone (unlinked).
-    fn open_path(&self, fid: &Fid<'_>) -> Result<Vec<u8>, bool> {
+    /// An fd on the object of a handle. `Err(true)` when the object is gone (unlinked).
+    fn open_handle(&self, fid: &Fid<'_>, flags: libc::c_int) -> Result<OwnedFd, bool> {
         let mount_fd = self.mount_fd(&fid.fsid).ok_or(false)?;
         let mut h = HandleBuf::from_fid(fid).ok_or(false)?;
         // SAFETY: a well-formed handle buffer; the kernel validates its contents.
-        let fd = unsafe {
-            libc::open_by_handle_at(
-                mount_fd,
-                (&mut h as *mut HandleBuf).cast(),
-                libc::O_PATH | libc::O_CLOEXEC,
-            )
-        };
+        let fd =
+            unsafe { libc::open_by_handle_at(mount_fd, (&mut h as *mut HandleBuf).cast(), flags) };
         if fd < 0 {
             let gone = std::io::Error::last_os_error().raw_os_error() == Some(libc::ESTALE);
             return Err(gone);
         }
         // SAFETY: fresh fd we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// The current path of a handle. `Err(true)` when the object is gone (unlinked).
+    fn open_path(&self, fid: &Fid<'_>) -> Result<Vec<u8>, bool> {
+        let fd = self.open_handle(fid, libc::O_PATH | libc::O_CLOEXEC)?;
         path_of_fd(fd.as_raw_fd()).map_err(|_| false)
+    }
+
+    /// A directory opened by handle (fanotify_mark takes no O_PATH fd) and its current path.
+    fn open_dir(&self, fid: &Fid<'_>) -> Option<(OwnedFd, Vec<u8>)> {
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        let fd = self.open_handle(fid, flags).ok()?;
+        let path = path_of_fd(fd.as_raw_fd()).ok()?;
+        Some((fd, path))
     }
 
     fn dir(&mut self, fid: &Fid<'_>) -> Result<&[u8], bool> {
@@ -374,6 +409,10 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
     };
     let (mut path, mut new_path) = (Vec::with_capacity(256), Vec::with_capacity(256));
     let fd = group.fd;
+    let mut ignorer = group
+        .ignore_marks
+        .ok()
+        .map(|max| Ignorer::new(fd.as_raw_fd(), mark_mask(group.ops, group.rename), max));
     read_loop(
         fd.as_raw_fd(),
         READ_BUF,
@@ -388,8 +427,8 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
                     // SAFETY: the kernel gave us this fd; nothing else owns it.
                     drop(unsafe { OwnedFd::from_raw_fd(ev.fd) });
                 }
-                if handle(&ev, me, &mut res, &mut sink, &mut path, &mut new_path) == Outcome::Closed
-                {
+                let bufs = (&mut path, &mut new_path);
+                if handle(&ev, me, &mut res, &mut sink, bufs, ignorer.as_mut()) == Outcome::Closed {
                     return false;
                 }
             }
@@ -403,8 +442,8 @@ fn handle(
     me: i32,
     res: &mut Resolver,
     sink: &mut Sink,
-    path: &mut Vec<u8>,
-    new_path: &mut Vec<u8>,
+    (path, new_path): (&mut Vec<u8>, &mut Vec<u8>),
+    mut ignorer: Option<&mut Ignorer>,
 ) -> Outcome {
     let stats = sink.stats();
     if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
@@ -437,6 +476,10 @@ fn handle(
             res.invalidate(path);
             if let Some(child) = &info.fid {
                 res.remember(&child.fid, new_path);
+            }
+            let f = sink.filter();
+            if let Some(ig) = ignorer.filter(|_| f.descend(new_path) && !f.descend(path)) {
+                ig.moved_in(new_path, f);
             }
         }
         return out;
@@ -475,6 +518,19 @@ fn handle(
             if let Some(child) = &info.fid {
                 res.remember(&child.fid, path);
             }
+        }
+        // Without FAN_RENAME the old side is unknown: any directory moved into the trees.
+        if ev.mask & libc::FAN_MOVED_TO != 0 && sink.filter().descend(path) {
+            if let Some(ig) = ignorer.as_deref_mut() {
+                ig.moved_in(path, sink.filter());
+            }
+        }
+    }
+    if out == Outcome::Filtered {
+        if let (Some(ig), Some(d)) = (ignorer, &info.dfid) {
+            ig.consider(d.fid.key, sink.filter(), sink.stats(), || {
+                res.open_dir(&d.fid)
+            });
         }
     }
     out

@@ -30,6 +30,7 @@ pub mod fanotify_fid;
 pub mod fanotify_parse;
 pub mod filter;
 pub mod inotify;
+pub mod marks;
 pub mod roots;
 pub mod source;
 
@@ -115,6 +116,11 @@ pub struct FilesConfig {
     /// fanotify-fd mode: also run recursive inotify for create/delete/rename/attrib, which
     /// mount marks cannot report (those events then carry no pid).
     pub fd_mode_inotify: bool,
+    /// fanotify-fid mode: at most this many directories outside the watched trees get an
+    /// in-kernel ignore mark, so their events stop reaching the sensor (see
+    /// docs/ARCHITECTURE.md, "File activity"). 0: none (every event on the filesystem is
+    /// filtered in userspace).
+    pub max_ignore_marks: usize,
 }
 
 pub const DEFAULT_WATCH: [&str; 15] = [
@@ -147,6 +153,7 @@ impl Default for FilesConfig {
             coalesce_modify_ms: 1000,
             unlimited_queue: true,
             fd_mode_inotify: true,
+            max_ignore_marks: 16_384,
         }
     }
 }
@@ -288,6 +295,12 @@ pub struct FileStats {
     pub nameless: AtomicU64,
     /// Configured trees that did not exist at start.
     pub trees_missing: AtomicU64,
+    /// Directories outside the trees given an in-kernel ignore mark (fanotify-fid).
+    pub ignore_marks: AtomicU64,
+    /// 1 once `files.max_ignore_marks` was reached.
+    pub ignore_marks_full: AtomicU64,
+    /// fanotify marks the kernel refused (ENOSPC at fs.fanotify.max_user_marks, EACCES...).
+    pub mark_failures: AtomicU64,
 }
 
 impl FileStats {
@@ -325,6 +338,9 @@ impl FileStats {
             ("files_process_gone", &self.process_gone),
             ("files_nameless_events", &self.nameless),
             ("files_trees_missing", &self.trees_missing),
+            ("files_ignore_marks", &self.ignore_marks),
+            ("files_ignore_marks_full", &self.ignore_marks_full),
+            ("files_mark_failures", &self.mark_failures),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
