@@ -3,6 +3,8 @@
 //! - nested directories created and written at once (mkdir-then-write races) are all seen,
 //!   with the writing process;
 //! - a directory that was ignored outside the trees and is then moved in is seen again;
+//! - attribute changes come from inode marks on the trees' directories, also on a directory
+//!   made while running;
 //! - the outside storm gets its directory ignored, and health says so.
 mod common;
 
@@ -95,7 +97,9 @@ fn ignore_marks_hide_nothing_inside_the_trees() {
         &format!(
             "i=0; while [ $i -lt 40 ]; do d={tree_s}/d$i/e/f; mkdir -p $d; \
              echo {tag} > $d/file-{tag}-$i; echo {tag} > {tree_s}/d$i/top-{tag}-$i; \
-             i=$((i+1)); done; echo $$\n"
+             i=$((i+1)); done; sleep 0.3; chmod 600 {tree_s}/d7/e/f/file-{tag}-7; \
+             mkdir {tree_s}/d7/e/f/g; sleep 0.3; touch {tree_s}/d7/e/f/g/t-{tag}; \
+             sleep 0.3; chmod 600 {tree_s}/d7/e/f/g/t-{tag}; echo $$\n"
         ),
     );
     // 3. The ignored directory moved into the tree, then written.
@@ -156,12 +160,26 @@ fn ignore_marks_hide_nothing_inside_the_trees() {
         "missed {missing:?}\nevents:\n{}",
         dump()
     );
+    // Attribute changes come from inode marks on the trees' directories (also on one made
+    // while running).
+    for path in [
+        format!("{tree_s}/d7/e/f/file-{tag}-7"),
+        format!("{tree_s}/d7/e/f/g/t-{tag}"),
+    ] {
+        let ops = ops_of(&files, &path);
+        assert!(ops.iter().any(|o| o == "attrib"), "{path}: {ops:?}");
+    }
     for e in files.iter().filter(|e| {
         e["file"]["path"]
             .as_str()
             .is_some_and(|p| p.contains("/d") && !p.contains("/mv/"))
     }) {
-        assert_eq!(e["process"]["pid"], race_pid, "{e}");
+        // The shell wrote (echo); chmod and touch are its children.
+        let p = &e["process"];
+        assert!(
+            p["pid"] == race_pid || p["ancestors"][0]["pid"] == race_pid,
+            "{e}"
+        );
     }
     for name in [format!("mv/after-{tag}"), format!("mv/new/deeper-{tag}")] {
         let path = format!("{tree_s}/{name}");
@@ -196,7 +214,8 @@ fn ignore_marks_hide_nothing_inside_the_trees() {
     let h = last_health(&events);
     let notes = &h["health"]["events"];
     eprintln!(
-        "ignore marks {} filtered {} nameless {} mark failures {}",
+        "dir marks {} ignore marks {} filtered {} nameless {} mark failures {}",
+        notes["files_dir_marks"],
         notes["files_ignore_marks"],
         notes["files_filtered_out"],
         notes["files_nameless_events"],
@@ -206,5 +225,7 @@ fn ignore_marks_hide_nothing_inside_the_trees() {
         notes["files_ignore_marks"].as_u64().unwrap_or(0) >= 1,
         "{h}"
     );
+    assert!(notes["files_dir_marks"].as_u64().unwrap_or(0) >= 80, "{h}");
+    assert_eq!(notes["files_mark_failures"], 0, "{h}");
     assert_eq!(h["health"]["drops"]["files_queue_overflows"], 0);
 }

@@ -14,12 +14,14 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
+use super::dir_marks::{DirMarks, Stop};
 use super::emit::{Activity, Outcome, Sink};
 use super::fanotify_parse::{self, Fid, FidInfo, MAX_HANDLE_SZ};
+use super::filter::PathFilter;
 use super::marks::{self, Ignorer};
 use super::roots::Tree;
 use super::source::{errno_text, read_loop};
-use super::OpSet;
+use super::{FileStats, OpSet};
 
 /// Size of one `read(2)` from the group.
 const READ_BUF: usize = 256 * 1024;
@@ -41,7 +43,19 @@ pub struct FidGroup {
     pub unmarked: Vec<(usize, String)>,
     /// The bound on directories with an ignore mark, or why there are none.
     pub ignore_marks: Result<usize, String>,
+    /// Inode marks for `FAN_ATTRIB` on the trees' directories, or why `FAN_ATTRIB` is on the
+    /// filesystem mark (None: attrib is not reported).
+    pub dir_marks: Option<Result<DirMarks, String>>,
+    /// `FAN_ATTRIB` is on the filesystem marks.
+    attrib_on_fs: bool,
     ops: OpSet,
+}
+
+/// Bounds on the marks of one group (`files.max_ignore_marks`, `files.max_dir_marks`).
+#[derive(Debug, Clone, Copy)]
+pub struct MarkLimits {
+    pub ignore: usize,
+    pub dirs: usize,
 }
 
 impl FidGroup {
@@ -54,8 +68,13 @@ impl FidGroup {
                 "no ignore marks ({e}): every event on the filesystem is read and filtered in userspace"
             ),
         };
+        let attrib = match &self.dir_marks {
+            Some(Ok(d)) => format!(", FAN_ATTRIB from inode marks on {} directories", d.count),
+            Some(Err(e)) => format!(", FAN_ATTRIB on the filesystem mark ({e})"),
+            None => String::new(),
+        };
         format!(
-            "FAN_REPORT_DFID_NAME|FAN_REPORT_FID{} with filesystem marks on {} ({}), {}, {ignore}",
+            "FAN_REPORT_DFID_NAME|FAN_REPORT_FID{} with filesystem marks on {} ({}), {}, {ignore}{attrib}",
             if self.target_fid {
                 "|FAN_REPORT_TARGET_FID"
             } else {
@@ -154,11 +173,12 @@ fn check_handles(mount_fd: RawFd, anchor: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn mark_mask(ops: OpSet, rename: bool) -> u64 {
+/// The filesystem mark's mask. `FAN_ATTRIB` only when attrib is reported and no inode marks
+/// on the trees' directories carry it (`attrib_on_fs`).
+fn mark_mask(ops: OpSet, rename: bool, attrib_on_fs: bool) -> u64 {
     let mut m = libc::FAN_CREATE
         | libc::FAN_DELETE
         | libc::FAN_MODIFY
-        | libc::FAN_ATTRIB
         | libc::FAN_CLOSE_WRITE
         | libc::FAN_ONDIR
         | libc::FAN_EVENT_ON_CHILD;
@@ -168,6 +188,9 @@ fn mark_mask(ops: OpSet, rename: bool) -> u64 {
     } else {
         libc::FAN_MOVED_FROM | libc::FAN_MOVED_TO
     };
+    if ops.contains(OpSet::ATTRIB) && attrib_on_fs {
+        m |= libc::FAN_ATTRIB;
+    }
     if ops.contains(OpSet::OPEN) {
         m |= libc::FAN_OPEN;
     }
@@ -179,12 +202,15 @@ fn mark_mask(ops: OpSet, rename: bool) -> u64 {
 
 /// Initializes the group and marks the filesystem of every tree. Errors when nothing could
 /// be marked; trees on filesystems that refused the mark are listed in `unmarked`. Up to
-/// `max_ignore_marks` directories outside the trees get ignore marks (0: none).
+/// `limits.ignore` directories outside the trees get ignore marks (0: none); up to
+/// `limits.dirs` directories of the trees get inode marks for `FAN_ATTRIB`.
 pub fn open(
     trees: &[Tree],
     ops: OpSet,
     unlimited_queue: bool,
-    max_ignore_marks: usize,
+    limits: MarkLimits,
+    filter: &PathFilter,
+    stats: &FileStats,
 ) -> Result<FidGroup, String> {
     let base = libc::FAN_CLASS_NOTIF
         | libc::FAN_CLOEXEC
@@ -215,11 +241,12 @@ pub fn open(
         },
     };
     // Checked before any other mark exists, so the probe mark on `/` can hide nothing.
-    let ignore_marks = if max_ignore_marks == 0 {
+    let ignore_marks = if limits.ignore == 0 {
         Err("files.max_ignore_marks = 0".into())
     } else {
-        marks::supported(fd.as_raw_fd(), mark_mask(ops, target_fid)).map(|()| max_ignore_marks)
+        marks::supported(fd.as_raw_fd(), mark_mask(ops, target_fid, true)).map(|()| limits.ignore)
     };
+    let want_dirs = ops.contains(OpSet::ATTRIB) && limits.dirs > 0;
     let mut g = FidGroup {
         fd,
         mounts: Vec::new(),
@@ -228,6 +255,8 @@ pub fn open(
         marked: Vec::new(),
         unmarked: Vec::new(),
         ignore_marks,
+        dir_marks: None,
+        attrib_on_fs: !want_dirs,
         ops,
     };
     for (i, tree) in trees.iter().enumerate() {
@@ -246,10 +275,88 @@ pub fn open(
             why.join("; ")
         ));
     }
+    if want_dirs {
+        // Only the trees a filesystem mark covers: the others get inotify.
+        let covered: Vec<&Tree> = (0..trees.len())
+            .filter(|i| !g.unmarked.iter().any(|(u, _)| u == i))
+            .map(|i| &trees[i])
+            .collect();
+        let d = dir_marks(g.fd.as_raw_fd(), &covered, limits.dirs, filter, stats);
+        g.dir_marks = Some(match d {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                g.attrib_on_fs = true;
+                Err(match g.attrib_to_fs_marks(stats) {
+                    Ok(()) => e,
+                    Err(f) => format!("{e}; {f}"),
+                })
+            }
+        });
+    } else if ops.contains(OpSet::ATTRIB) {
+        g.dir_marks = Some(Err("files.max_dir_marks = 0".into()));
+    }
     Ok(g)
 }
 
+/// Marks the directories of every tree for `FAN_ATTRIB` (walking from each tree's anchor);
+/// at the bound or a refused mark, removes them all again and says why.
+fn dir_marks(
+    group: RawFd,
+    trees: &[&Tree],
+    max: usize,
+    filter: &PathFilter,
+    stats: &FileStats,
+) -> Result<DirMarks, String> {
+    if max == 0 {
+        return Err("files.max_dir_marks = 0".into());
+    }
+    let mut d = DirMarks::new(group, max);
+    for t in trees {
+        if let Err(stop) = d.add_tree(t.anchor.as_os_str().as_bytes(), filter, stats) {
+            d.flush(stats);
+            return Err(match stop {
+                Stop::Bound(n) => {
+                    format!("the trees hold more than files.max_dir_marks = {n} directories")
+                }
+                Stop::Refused(e) => e,
+            });
+        }
+    }
+    Ok(d)
+}
+
 impl FidGroup {
+    /// Whether `FAN_ATTRIB` belongs on the filesystem mark.
+    fn attrib_on_fs(&self) -> bool {
+        self.attrib_on_fs
+    }
+
+    /// Adds `FAN_ATTRIB` to the filesystem marks (the directory marks could not be placed).
+    fn attrib_to_fs_marks(&self, stats: &FileStats) -> Result<(), String> {
+        let mask = mark_mask(self.ops, self.rename, true);
+        for anchor in &self.marked {
+            let c = cstring(anchor)?;
+            // SAFETY: valid group fd and C string; adding to an existing mark ORs the mask.
+            let r = unsafe {
+                libc::fanotify_mark(
+                    self.fd.as_raw_fd(),
+                    libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+                    mask,
+                    libc::AT_FDCWD,
+                    c.as_ptr(),
+                )
+            };
+            if r != 0 {
+                stats.mark_failures.fetch_add(1, Relaxed);
+                return Err(format!(
+                    "attrib NOT reported: {}",
+                    errno_text("fanotify_mark(FAN_MARK_FILESYSTEM, FAN_ATTRIB)")
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn mark_tree(&mut self, tree: &Tree, ops: OpSet) -> Result<(), String> {
         let anchor = &tree.anchor;
         let c = cstring(anchor)?;
@@ -277,13 +384,14 @@ impl FidGroup {
                 )
             }
         };
-        if mark(mark_mask(ops, self.rename)) != 0 {
+        let on_fs = self.attrib_on_fs();
+        if mark(mark_mask(ops, self.rename, on_fs)) != 0 {
             let err = std::io::Error::last_os_error();
             if !(self.rename && err.raw_os_error() == Some(libc::EINVAL)) {
                 return Err(errno_text("fanotify_mark(FAN_MARK_FILESYSTEM)"));
             }
             // A kernel with TARGET_FID but without FAN_RENAME: fall back to moves.
-            if mark(mark_mask(ops, false)) != 0 {
+            if mark(mark_mask(ops, false, on_fs)) != 0 {
                 return Err(errno_text("fanotify_mark(FAN_MARK_FILESYSTEM)"));
             }
             self.rename = false;
@@ -403,16 +511,21 @@ pub(super) fn path_of_fd(fd: RawFd) -> std::io::Result<Vec<u8>> {
 /// Reads events until `stop`, sending what the filter keeps.
 pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
     let me = std::process::id() as i32;
+    let on_fs = group.attrib_on_fs();
     let mut res = Resolver {
         mounts: group.mounts,
         cache: HashMap::new(),
     };
     let (mut path, mut new_path) = (Vec::with_capacity(256), Vec::with_capacity(256));
     let fd = group.fd;
-    let mut ignorer = group
-        .ignore_marks
-        .ok()
-        .map(|max| Ignorer::new(fd.as_raw_fd(), mark_mask(group.ops, group.rename), max));
+    let mut ignorer = group.ignore_marks.ok().map(|max| {
+        Ignorer::new(
+            fd.as_raw_fd(),
+            mark_mask(group.ops, group.rename, on_fs),
+            max,
+        )
+    });
+    let mut dirs = group.dir_marks.and_then(Result::ok);
     read_loop(
         fd.as_raw_fd(),
         READ_BUF,
@@ -428,7 +541,8 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
                     drop(unsafe { OwnedFd::from_raw_fd(ev.fd) });
                 }
                 let bufs = (&mut path, &mut new_path);
-                if handle(&ev, me, &mut res, &mut sink, bufs, ignorer.as_mut()) == Outcome::Closed {
+                let marks = (ignorer.as_mut(), dirs.as_mut());
+                if handle(&ev, me, &mut res, &mut sink, bufs, marks) == Outcome::Closed {
                     return false;
                 }
             }
@@ -443,7 +557,7 @@ fn handle(
     res: &mut Resolver,
     sink: &mut Sink,
     (path, new_path): (&mut Vec<u8>, &mut Vec<u8>),
-    mut ignorer: Option<&mut Ignorer>,
+    (mut ignorer, mut dirs): (Option<&mut Ignorer>, Option<&mut DirMarks>),
 ) -> Outcome {
     let stats = sink.stats();
     if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
@@ -480,6 +594,9 @@ fn handle(
             let f = sink.filter();
             if let Some(ig) = ignorer.filter(|_| f.descend(new_path) && !f.descend(path)) {
                 ig.moved_in(new_path, f);
+            }
+            if let Some(d) = dirs.filter(|_| f.descend(new_path) && !f.descend(path)) {
+                d.appeared(new_path, f, sink.stats());
             }
         }
         return out;
@@ -518,6 +635,9 @@ fn handle(
             if let Some(child) = &info.fid {
                 res.remember(&child.fid, path);
             }
+            if let Some(d) = dirs.as_deref_mut() {
+                d.appeared(path, sink.filter(), sink.stats());
+            }
         }
         // Without FAN_RENAME the old side is unknown: any directory moved into the trees.
         if ev.mask & libc::FAN_MOVED_TO != 0 && sink.filter().descend(path) {
@@ -542,13 +662,16 @@ mod tests {
 
     #[test]
     fn mask_follows_ops() {
-        let m = mark_mask(OpSet::DEFAULT, true);
+        let m = mark_mask(OpSet::DEFAULT, true, true);
+        assert_ne!(m & libc::FAN_ATTRIB, 0);
+        assert_eq!(mark_mask(OpSet::DEFAULT, true, false) & libc::FAN_ATTRIB, 0);
         assert_ne!(m & libc::FAN_RENAME, 0);
         assert_eq!(
             m & (libc::FAN_MOVED_FROM | libc::FAN_OPEN | libc::FAN_CLOSE_NOWRITE),
             0
         );
-        let m = mark_mask(OpSet::ALL, false);
+        assert_eq!(mark_mask(OpSet::CREATE, true, true) & libc::FAN_ATTRIB, 0);
+        let m = mark_mask(OpSet::ALL, false, true);
         assert_eq!(m & libc::FAN_RENAME, 0);
         assert_ne!(m & libc::FAN_MOVED_TO, 0);
         assert_ne!(m & libc::FAN_OPEN, 0);

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
+pub mod dir_marks;
 pub mod emit;
 pub mod fanotify_fd;
 pub mod fanotify_fid;
@@ -122,6 +123,10 @@ pub struct FilesConfig {
     /// docs/ARCHITECTURE.md, "File activity"). 0: none (every event on the filesystem is
     /// filtered in userspace).
     pub max_ignore_marks: usize,
+    /// fanotify-fid mode: attribute changes (attrib) come from inode marks on the directories
+    /// of the watched trees, at most this many at start; above it, or with 0, from the
+    /// filesystem mark (which then also reads a link-count event for every unlink on the disk).
+    pub max_dir_marks: usize,
 }
 
 pub const DEFAULT_WATCH: [&str; 15] = [
@@ -155,6 +160,7 @@ impl Default for FilesConfig {
             unlimited_queue: true,
             fd_mode_inotify: true,
             max_ignore_marks: 16_384,
+            max_dir_marks: 8_192,
         }
     }
 }
@@ -300,6 +306,10 @@ pub struct FileStats {
     pub ignore_marks: AtomicU64,
     /// 1 once `files.max_ignore_marks` was reached.
     pub ignore_marks_full: AtomicU64,
+    /// Directories of the trees with an inode mark for attrib (fanotify-fid).
+    pub dir_marks: AtomicU64,
+    /// 1 once a new directory could not be marked for attrib (bound or refusal).
+    pub dir_marks_full: AtomicU64,
     /// fanotify marks the kernel refused (ENOSPC at fs.fanotify.max_user_marks, EACCES...).
     pub mark_failures: AtomicU64,
 }
@@ -342,6 +352,8 @@ impl FileStats {
             ("files_ignore_marks", &self.ignore_marks),
             ("files_ignore_marks_full", &self.ignore_marks_full),
             ("files_mark_failures", &self.mark_failures),
+            ("files_dir_marks", &self.dir_marks),
+            ("files_dir_marks_full", &self.dir_marks_full),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
