@@ -5,7 +5,8 @@
 //!    `FAN_RENAME` where the kernel has them) with one filesystem mark per filesystem of the
 //!    watched trees. Create, delete, modify, attrib, close_write, rename (old and new path in
 //!    one event), optionally open/close; every event carries the acting pid. Directories
-//!    outside the trees get in-kernel ignore marks ([`marks`]).
+//!    outside the trees get in-kernel ignore marks ([`marks`]); attrib comes from inode marks
+//!    on the trees' directories ([`dir_marks`]).
 //! 2. `fanotify-fd`: classic mode, mount marks, modify / close_write (+ open / close), with the
 //!    pid; the kernel refuses create/delete/move/attrib on mount marks, so recursive inotify
 //!    reports those (without a pid) alongside, unless `fd_mode_inotify = false`.
