@@ -68,18 +68,23 @@ fn ignore_marks_hide_nothing_inside_the_trees() {
     let (tree, outside) = (t.0.join("tree"), t.0.join("outside"));
     std::fs::create_dir_all(&tree).unwrap();
     std::fs::create_dir_all(outside.join("mv")).unwrap();
+    // A tree that is one file, in a directory of its own.
+    let single = t.0.join("lone").join("single.conf");
+    std::fs::create_dir_all(single.parent().unwrap()).unwrap();
+    std::fs::write(&single, b"x").unwrap();
     let cfg = t.0.join("sensor.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[files]\nwatch = [{:?}]\n[limits]\ncpu_percent = 0\n",
-            tree.display().to_string()
+            "[files]\nwatch = [{:?}, {:?}]\n[limits]\ncpu_percent = 0\n",
+            tree.display().to_string(),
+            single.display().to_string()
         ),
     )
     .unwrap();
     let sensor = Sensor::start("ebpf", &["--config", cfg.to_str().unwrap()]);
     let tag = marker("race");
-    let (tree_s, out_s) = (tree.display(), outside.display());
+    let (tree_s, out_s, single_s) = (tree.display(), outside.display(), single.display());
     // 1. Outside: a storm in `outside` and in `outside/mv`, so both get ignore marks.
     sh(
         &t.0,
@@ -99,7 +104,7 @@ fn ignore_marks_hide_nothing_inside_the_trees() {
              echo {tag} > $d/file-{tag}-$i; echo {tag} > {tree_s}/d$i/top-{tag}-$i; \
              i=$((i+1)); done; sleep 0.3; chmod 600 {tree_s}/d7/e/f/file-{tag}-7; \
              mkdir {tree_s}/d7/e/f/g; sleep 0.3; touch {tree_s}/d7/e/f/g/t-{tag}; \
-             sleep 0.3; chmod 600 {tree_s}/d7/e/f/g/t-{tag}; echo $$\n"
+             sleep 0.3; chmod 600 {tree_s}/d7/e/f/g/t-{tag}; chmod 600 {single_s}; echo $$\n"
         ),
     );
     // 3. The ignored directory moved into the tree, then written.
@@ -169,6 +174,14 @@ fn ignore_marks_hide_nothing_inside_the_trees() {
         let ops = ops_of(&files, &path);
         assert!(ops.iter().any(|o| o == "attrib"), "{path}: {ops:?}");
     }
+    let lone = of_kind(&events, "file")
+        .into_iter()
+        .filter(|e| e["file"]["path"] == single_s.to_string())
+        .cloned()
+        .collect::<Vec<_>>();
+    let lone_refs: Vec<&Value> = lone.iter().collect();
+    let ops = ops_of(&lone_refs, &single_s.to_string());
+    assert!(ops.iter().any(|o| o == "attrib"), "{single_s}: {ops:?}");
     for e in files.iter().filter(|e| {
         e["file"]["path"]
             .as_str()

@@ -312,7 +312,12 @@ fn dir_marks(
     }
     let mut d = DirMarks::new(group, max);
     for t in trees {
-        if let Err(stop) = d.add_tree(t.anchor.as_os_str().as_bytes(), filter, stats) {
+        // A tree that is a single file: its directory reports its attribute changes.
+        let top = match t.anchor.parent() {
+            Some(parent) if !t.anchor.is_dir() => parent,
+            _ => &t.anchor,
+        };
+        if let Err(stop) = d.add_tree(top.as_os_str().as_bytes(), filter, stats) {
             d.flush(stats);
             return Err(match stop {
                 Stop::Bound(n) => {
