@@ -202,7 +202,7 @@ mod tests {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         let top = d.as_os_str().as_bytes().to_vec();
-        let f = PathFilter::new(&[top.clone()], &[] as &[&str], &[] as &[&str]);
+        let f = PathFilter::new(std::slice::from_ref(&top), &[] as &[&str], &[] as &[&str]);
         let stats = FileStats::default();
         // Not a fanotify group: every mark is refused (EBADF/EINVAL), counted, reported.
         let mut m = DirMarks::new(-1, 10);

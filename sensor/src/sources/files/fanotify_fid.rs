@@ -562,7 +562,7 @@ fn handle(
     res: &mut Resolver,
     sink: &mut Sink,
     (path, new_path): (&mut Vec<u8>, &mut Vec<u8>),
-    (mut ignorer, mut dirs): (Option<&mut Ignorer>, Option<&mut DirMarks>),
+    (mut ignorer, dirs): (Option<&mut Ignorer>, Option<&mut DirMarks>),
 ) -> Outcome {
     let stats = sink.stats();
     if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
@@ -640,7 +640,7 @@ fn handle(
             if let Some(child) = &info.fid {
                 res.remember(&child.fid, path);
             }
-            if let Some(d) = dirs.as_deref_mut() {
+            if let Some(d) = dirs {
                 d.appeared(path, sink.filter(), sink.stats());
             }
         }
