@@ -18,9 +18,11 @@
 use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::filter::PathFilter;
+use super::roots::Tree;
 use super::source::errno_text;
 use super::FileStats;
 
@@ -165,6 +167,71 @@ impl DirMarks {
         self.count = 0;
         stats.dir_marks.store(0, Relaxed);
     }
+}
+
+/// Marks the directories of every tree for `FAN_ATTRIB` (walking from each tree's anchor);
+/// at the bound or a refused mark, removes them all again and says why.
+pub fn for_trees(
+    group: RawFd,
+    trees: &[&Tree],
+    max: usize,
+    filter: &PathFilter,
+    stats: &FileStats,
+) -> Result<DirMarks, String> {
+    if max == 0 {
+        return Err("files.max_dir_marks = 0".into());
+    }
+    let mut d = DirMarks::new(group, max);
+    for t in trees {
+        // A tree that is a single file: its directory reports its attribute changes.
+        let top = match t.anchor.parent() {
+            Some(parent) if !t.anchor.is_dir() => parent,
+            _ => &t.anchor,
+        };
+        if let Err(stop) = d.add_tree(top.as_os_str().as_bytes(), filter, stats) {
+            d.flush(stats);
+            return Err(match stop {
+                Stop::Bound(n) => {
+                    format!("the trees hold more than files.max_dir_marks = {n} directories")
+                }
+                Stop::Refused(e) => e,
+            });
+        }
+    }
+    Ok(d)
+}
+
+/// Adds `FAN_ATTRIB` (in `mask`) to the filesystem marks of `anchors`, after the directory
+/// marks could not be placed. Adding to an existing mark ORs the mask.
+pub fn attrib_to_fs(
+    group: RawFd,
+    anchors: &[PathBuf],
+    mask: u64,
+    stats: &FileStats,
+) -> Result<(), String> {
+    for anchor in anchors {
+        let Ok(c) = CString::new(anchor.as_os_str().as_bytes()) else {
+            continue;
+        };
+        // SAFETY: valid group fd and C string.
+        let r = unsafe {
+            libc::fanotify_mark(
+                group,
+                libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+                mask,
+                libc::AT_FDCWD,
+                c.as_ptr(),
+            )
+        };
+        if r != 0 {
+            stats.mark_failures.fetch_add(1, Relaxed);
+            return Err(format!(
+                "attrib NOT reported: {}",
+                errno_text("fanotify_mark(FAN_MARK_FILESYSTEM, FAN_ATTRIB)")
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use super::dir_marks::{DirMarks, Stop};
+use super::dir_marks::{self, DirMarks};
 use super::emit::{Activity, Outcome, Sink};
 use super::fanotify_parse::{self, Fid, FidInfo, MAX_HANDLE_SZ};
 use super::filter::PathFilter;
@@ -281,15 +281,18 @@ pub fn open(
             .filter(|i| !g.unmarked.iter().any(|(u, _)| u == i))
             .map(|i| &trees[i])
             .collect();
-        let d = dir_marks(g.fd.as_raw_fd(), &covered, limits.dirs, filter, stats);
+        let d = dir_marks::for_trees(g.fd.as_raw_fd(), &covered, limits.dirs, filter, stats);
         g.dir_marks = Some(match d {
             Ok(d) => Ok(d),
             Err(e) => {
                 g.attrib_on_fs = true;
-                Err(match g.attrib_to_fs_marks(stats) {
-                    Ok(()) => e,
-                    Err(f) => format!("{e}; {f}"),
-                })
+                let mask = mark_mask(g.ops, g.rename, true);
+                Err(
+                    match dir_marks::attrib_to_fs(g.fd.as_raw_fd(), &g.marked, mask, stats) {
+                        Ok(()) => e,
+                        Err(f) => format!("{e}; {f}"),
+                    },
+                )
             }
         });
     } else if ops.contains(OpSet::ATTRIB) {
@@ -298,68 +301,10 @@ pub fn open(
     Ok(g)
 }
 
-/// Marks the directories of every tree for `FAN_ATTRIB` (walking from each tree's anchor);
-/// at the bound or a refused mark, removes them all again and says why.
-fn dir_marks(
-    group: RawFd,
-    trees: &[&Tree],
-    max: usize,
-    filter: &PathFilter,
-    stats: &FileStats,
-) -> Result<DirMarks, String> {
-    if max == 0 {
-        return Err("files.max_dir_marks = 0".into());
-    }
-    let mut d = DirMarks::new(group, max);
-    for t in trees {
-        // A tree that is a single file: its directory reports its attribute changes.
-        let top = match t.anchor.parent() {
-            Some(parent) if !t.anchor.is_dir() => parent,
-            _ => &t.anchor,
-        };
-        if let Err(stop) = d.add_tree(top.as_os_str().as_bytes(), filter, stats) {
-            d.flush(stats);
-            return Err(match stop {
-                Stop::Bound(n) => {
-                    format!("the trees hold more than files.max_dir_marks = {n} directories")
-                }
-                Stop::Refused(e) => e,
-            });
-        }
-    }
-    Ok(d)
-}
-
 impl FidGroup {
     /// Whether `FAN_ATTRIB` belongs on the filesystem mark.
     fn attrib_on_fs(&self) -> bool {
         self.attrib_on_fs
-    }
-
-    /// Adds `FAN_ATTRIB` to the filesystem marks (the directory marks could not be placed).
-    fn attrib_to_fs_marks(&self, stats: &FileStats) -> Result<(), String> {
-        let mask = mark_mask(self.ops, self.rename, true);
-        for anchor in &self.marked {
-            let c = cstring(anchor)?;
-            // SAFETY: valid group fd and C string; adding to an existing mark ORs the mask.
-            let r = unsafe {
-                libc::fanotify_mark(
-                    self.fd.as_raw_fd(),
-                    libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
-                    mask,
-                    libc::AT_FDCWD,
-                    c.as_ptr(),
-                )
-            };
-            if r != 0 {
-                stats.mark_failures.fetch_add(1, Relaxed);
-                return Err(format!(
-                    "attrib NOT reported: {}",
-                    errno_text("fanotify_mark(FAN_MARK_FILESYSTEM, FAN_ATTRIB)")
-                ));
-            }
-        }
-        Ok(())
     }
 
     fn mark_tree(&mut self, tree: &Tree, ops: OpSet) -> Result<(), String> {
