@@ -517,6 +517,11 @@ fn handle(
     }
     if ev.pid == me {
         stats.own_events.fetch_add(1, Relaxed);
+        // The sensor's own spool and output directories are ignored paths: no need to read
+        // their events at all.
+        if let (Some(ig), Some(d)) = (ignorer, &ev.info.dfid) {
+            ig.consider(d.fid.key, sink.filter(), stats, || res.open_dir(&d.fid));
+        }
         return Outcome::Filtered;
     }
     let ondir = ev.mask & libc::FAN_ONDIR != 0;
