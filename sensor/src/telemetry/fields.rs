@@ -152,6 +152,11 @@ impl Telemetry for FileStats {
             ("files_process_gone", &self.process_gone),
             ("files_nameless_events", &self.nameless),
             ("files_trees_missing", &self.trees_missing),
+            ("files_ignore_marks", &self.ignore_marks),
+            ("files_ignore_marks_full", &self.ignore_marks_full),
+            ("files_mark_failures", &self.mark_failures),
+            ("files_dir_marks", &self.dir_marks),
+            ("files_dir_marks_full", &self.dir_marks_full),
         ]);
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! A filesystem mark sees the whole disk, so the work per event is kept small: the sensor's
 //! own pid is dropped before anything else, directory handles are cached (invalidated when a
-//! directory is moved or removed), and the path filter runs before /proc is read.
+//! directory is moved or removed), the path filter runs before /proc is read, and a directory
+//! whose events are all filtered out gets an in-kernel ignore mark ([`super::marks`]).
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -13,11 +14,14 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
+use super::dir_marks::{self, DirMarks};
 use super::emit::{Activity, Outcome, Sink};
 use super::fanotify_parse::{self, Fid, FidInfo, MAX_HANDLE_SZ};
+use super::filter::PathFilter;
+use super::marks::{self, Ignorer};
 use super::roots::Tree;
 use super::source::{errno_text, read_loop};
-use super::OpSet;
+use super::{FileStats, OpSet};
 
 /// Size of one `read(2)` from the group.
 const READ_BUF: usize = 256 * 1024;
@@ -37,12 +41,40 @@ pub struct FidGroup {
     pub marked: Vec<PathBuf>,
     /// Index into the trees of those no filesystem mark covers, with the error.
     pub unmarked: Vec<(usize, String)>,
+    /// The bound on directories with an ignore mark, or why there are none.
+    pub ignore_marks: Result<usize, String>,
+    /// Inode marks for `FAN_ATTRIB` on the trees' directories, or why `FAN_ATTRIB` is on the
+    /// filesystem mark (None: attrib is not reported).
+    pub dir_marks: Option<Result<DirMarks, String>>,
+    /// `FAN_ATTRIB` is on the filesystem marks.
+    attrib_on_fs: bool,
+    ops: OpSet,
+}
+
+/// Bounds on the marks of one group (`files.max_ignore_marks`, `files.max_dir_marks`).
+#[derive(Debug, Clone, Copy)]
+pub struct MarkLimits {
+    pub ignore: usize,
+    pub dirs: usize,
 }
 
 impl FidGroup {
     pub fn describe(&self) -> String {
+        let ignore = match &self.ignore_marks {
+            Ok(max) => format!(
+                "in-kernel ignore marks (FAN_MARK_IGNORE|FAN_MARK_EVICTABLE) on up to {max} directories outside the watched trees"
+            ),
+            Err(e) => format!(
+                "no ignore marks ({e}): every event on the filesystem is read and filtered in userspace"
+            ),
+        };
+        let attrib = match &self.dir_marks {
+            Some(Ok(d)) => format!(", FAN_ATTRIB from inode marks on {} directories", d.count),
+            Some(Err(e)) => format!(", FAN_ATTRIB on the filesystem mark ({e})"),
+            None => String::new(),
+        };
         format!(
-            "FAN_REPORT_DFID_NAME|FAN_REPORT_FID{} with filesystem marks on {} ({}), {}",
+            "FAN_REPORT_DFID_NAME|FAN_REPORT_FID{} with filesystem marks on {} ({}), {}, {ignore}{attrib}",
             if self.target_fid {
                 "|FAN_REPORT_TARGET_FID"
             } else {
@@ -141,11 +173,12 @@ fn check_handles(mount_fd: RawFd, anchor: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn mark_mask(ops: OpSet, rename: bool) -> u64 {
+/// The filesystem mark's mask. `FAN_ATTRIB` only when attrib is reported and no inode marks
+/// on the trees' directories carry it (`attrib_on_fs`).
+fn mark_mask(ops: OpSet, rename: bool, attrib_on_fs: bool) -> u64 {
     let mut m = libc::FAN_CREATE
         | libc::FAN_DELETE
         | libc::FAN_MODIFY
-        | libc::FAN_ATTRIB
         | libc::FAN_CLOSE_WRITE
         | libc::FAN_ONDIR
         | libc::FAN_EVENT_ON_CHILD;
@@ -155,6 +188,9 @@ fn mark_mask(ops: OpSet, rename: bool) -> u64 {
     } else {
         libc::FAN_MOVED_FROM | libc::FAN_MOVED_TO
     };
+    if ops.contains(OpSet::ATTRIB) && attrib_on_fs {
+        m |= libc::FAN_ATTRIB;
+    }
     if ops.contains(OpSet::OPEN) {
         m |= libc::FAN_OPEN;
     }
@@ -165,8 +201,17 @@ fn mark_mask(ops: OpSet, rename: bool) -> u64 {
 }
 
 /// Initializes the group and marks the filesystem of every tree. Errors when nothing could
-/// be marked; trees on filesystems that refused the mark are listed in `unmarked`.
-pub fn open(trees: &[Tree], ops: OpSet, unlimited_queue: bool) -> Result<FidGroup, String> {
+/// be marked; trees on filesystems that refused the mark are listed in `unmarked`. Up to
+/// `limits.ignore` directories outside the trees get ignore marks (0: none); up to
+/// `limits.dirs` directories of the trees get inode marks for `FAN_ATTRIB`.
+pub fn open(
+    trees: &[Tree],
+    ops: OpSet,
+    unlimited_queue: bool,
+    limits: MarkLimits,
+    filter: &PathFilter,
+    stats: &FileStats,
+) -> Result<FidGroup, String> {
     let base = libc::FAN_CLASS_NOTIF
         | libc::FAN_CLOEXEC
         | libc::FAN_NONBLOCK
@@ -195,6 +240,13 @@ pub fn open(trees: &[Tree], ops: OpSet, unlimited_queue: bool) -> Result<FidGrou
             }
         },
     };
+    // Checked before any other mark exists, so the probe mark on `/` can hide nothing.
+    let ignore_marks = if limits.ignore == 0 {
+        Err("files.max_ignore_marks = 0".into())
+    } else {
+        marks::supported(fd.as_raw_fd(), mark_mask(ops, target_fid, true)).map(|()| limits.ignore)
+    };
+    let want_dirs = ops.contains(OpSet::ATTRIB) && limits.dirs > 0;
     let mut g = FidGroup {
         fd,
         mounts: Vec::new(),
@@ -202,6 +254,10 @@ pub fn open(trees: &[Tree], ops: OpSet, unlimited_queue: bool) -> Result<FidGrou
         target_fid,
         marked: Vec::new(),
         unmarked: Vec::new(),
+        ignore_marks,
+        dir_marks: None,
+        attrib_on_fs: !want_dirs,
+        ops,
     };
     for (i, tree) in trees.iter().enumerate() {
         if let Err(e) = g.mark_tree(tree, ops) {
@@ -219,10 +275,38 @@ pub fn open(trees: &[Tree], ops: OpSet, unlimited_queue: bool) -> Result<FidGrou
             why.join("; ")
         ));
     }
+    if want_dirs {
+        // Only the trees a filesystem mark covers: the others get inotify.
+        let covered: Vec<&Tree> = (0..trees.len())
+            .filter(|i| !g.unmarked.iter().any(|(u, _)| u == i))
+            .map(|i| &trees[i])
+            .collect();
+        let d = dir_marks::for_trees(g.fd.as_raw_fd(), &covered, limits.dirs, filter, stats);
+        g.dir_marks = Some(match d {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                g.attrib_on_fs = true;
+                let mask = mark_mask(g.ops, g.rename, true);
+                Err(
+                    match dir_marks::attrib_to_fs(g.fd.as_raw_fd(), &g.marked, mask, stats) {
+                        Ok(()) => e,
+                        Err(f) => format!("{e}; {f}"),
+                    },
+                )
+            }
+        });
+    } else if ops.contains(OpSet::ATTRIB) {
+        g.dir_marks = Some(Err("files.max_dir_marks = 0".into()));
+    }
     Ok(g)
 }
 
 impl FidGroup {
+    /// Whether `FAN_ATTRIB` belongs on the filesystem mark.
+    fn attrib_on_fs(&self) -> bool {
+        self.attrib_on_fs
+    }
+
     fn mark_tree(&mut self, tree: &Tree, ops: OpSet) -> Result<(), String> {
         let anchor = &tree.anchor;
         let c = cstring(anchor)?;
@@ -250,13 +334,14 @@ impl FidGroup {
                 )
             }
         };
-        if mark(mark_mask(ops, self.rename)) != 0 {
+        let on_fs = self.attrib_on_fs();
+        if mark(mark_mask(ops, self.rename, on_fs)) != 0 {
             let err = std::io::Error::last_os_error();
             if !(self.rename && err.raw_os_error() == Some(libc::EINVAL)) {
                 return Err(errno_text("fanotify_mark(FAN_MARK_FILESYSTEM)"));
             }
             // A kernel with TARGET_FID but without FAN_RENAME: fall back to moves.
-            if mark(mark_mask(ops, false)) != 0 {
+            if mark(mark_mask(ops, false, on_fs)) != 0 {
                 return Err(errno_text("fanotify_mark(FAN_MARK_FILESYSTEM)"));
             }
             self.rename = false;
@@ -281,25 +366,33 @@ impl Resolver {
             .map(|(_, fd)| fd.as_raw_fd())
     }
 
-    /// The current path of a handle. `Err(true)` when the object is gone (unlinked).
-    fn open_path(&self, fid: &Fid<'_>) -> Result<Vec<u8>, bool> {
+    /// An fd on the object of a handle. `Err(true)` when the object is gone (unlinked).
+    fn open_handle(&self, fid: &Fid<'_>, flags: libc::c_int) -> Result<OwnedFd, bool> {
         let mount_fd = self.mount_fd(&fid.fsid).ok_or(false)?;
         let mut h = HandleBuf::from_fid(fid).ok_or(false)?;
         // SAFETY: a well-formed handle buffer; the kernel validates its contents.
-        let fd = unsafe {
-            libc::open_by_handle_at(
-                mount_fd,
-                (&mut h as *mut HandleBuf).cast(),
-                libc::O_PATH | libc::O_CLOEXEC,
-            )
-        };
+        let fd =
+            unsafe { libc::open_by_handle_at(mount_fd, (&mut h as *mut HandleBuf).cast(), flags) };
         if fd < 0 {
             let gone = std::io::Error::last_os_error().raw_os_error() == Some(libc::ESTALE);
             return Err(gone);
         }
         // SAFETY: fresh fd we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// The current path of a handle. `Err(true)` when the object is gone (unlinked).
+    fn open_path(&self, fid: &Fid<'_>) -> Result<Vec<u8>, bool> {
+        let fd = self.open_handle(fid, libc::O_PATH | libc::O_CLOEXEC)?;
         path_of_fd(fd.as_raw_fd()).map_err(|_| false)
+    }
+
+    /// A directory opened by handle (fanotify_mark takes no O_PATH fd) and its current path.
+    fn open_dir(&self, fid: &Fid<'_>) -> Option<(OwnedFd, Vec<u8>)> {
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        let fd = self.open_handle(fid, flags).ok()?;
+        let path = path_of_fd(fd.as_raw_fd()).ok()?;
+        Some((fd, path))
     }
 
     fn dir(&mut self, fid: &Fid<'_>) -> Result<&[u8], bool> {
@@ -368,12 +461,21 @@ pub(super) fn path_of_fd(fd: RawFd) -> std::io::Result<Vec<u8>> {
 /// Reads events until `stop`, sending what the filter keeps.
 pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
     let me = std::process::id() as i32;
+    let on_fs = group.attrib_on_fs();
     let mut res = Resolver {
         mounts: group.mounts,
         cache: HashMap::new(),
     };
     let (mut path, mut new_path) = (Vec::with_capacity(256), Vec::with_capacity(256));
     let fd = group.fd;
+    let mut ignorer = group.ignore_marks.ok().map(|max| {
+        Ignorer::new(
+            fd.as_raw_fd(),
+            mark_mask(group.ops, group.rename, on_fs),
+            max,
+        )
+    });
+    let mut dirs = group.dir_marks.and_then(Result::ok);
     read_loop(
         fd.as_raw_fd(),
         READ_BUF,
@@ -388,8 +490,9 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
                     // SAFETY: the kernel gave us this fd; nothing else owns it.
                     drop(unsafe { OwnedFd::from_raw_fd(ev.fd) });
                 }
-                if handle(&ev, me, &mut res, &mut sink, &mut path, &mut new_path) == Outcome::Closed
-                {
+                let bufs = (&mut path, &mut new_path);
+                let marks = (ignorer.as_mut(), dirs.as_mut());
+                if handle(&ev, me, &mut res, &mut sink, bufs, marks) == Outcome::Closed {
                     return false;
                 }
             }
@@ -403,8 +506,8 @@ fn handle(
     me: i32,
     res: &mut Resolver,
     sink: &mut Sink,
-    path: &mut Vec<u8>,
-    new_path: &mut Vec<u8>,
+    (path, new_path): (&mut Vec<u8>, &mut Vec<u8>),
+    (mut ignorer, dirs): (Option<&mut Ignorer>, Option<&mut DirMarks>),
 ) -> Outcome {
     let stats = sink.stats();
     if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
@@ -414,6 +517,11 @@ fn handle(
     }
     if ev.pid == me {
         stats.own_events.fetch_add(1, Relaxed);
+        // The sensor's own spool and output directories are ignored paths: no need to read
+        // their events at all.
+        if let (Some(ig), Some(d)) = (ignorer, &ev.info.dfid) {
+            ig.consider(d.fid.key, sink.filter(), stats, || res.open_dir(&d.fid));
+        }
         return Outcome::Filtered;
     }
     let ondir = ev.mask & libc::FAN_ONDIR != 0;
@@ -437,6 +545,13 @@ fn handle(
             res.invalidate(path);
             if let Some(child) = &info.fid {
                 res.remember(&child.fid, new_path);
+            }
+            let f = sink.filter();
+            if let Some(ig) = ignorer.filter(|_| f.descend(new_path) && !f.descend(path)) {
+                ig.moved_in(new_path, f);
+            }
+            if let Some(d) = dirs.filter(|_| f.descend(new_path) && !f.descend(path)) {
+                d.appeared(new_path, f, sink.stats());
             }
         }
         return out;
@@ -475,6 +590,22 @@ fn handle(
             if let Some(child) = &info.fid {
                 res.remember(&child.fid, path);
             }
+            if let Some(d) = dirs {
+                d.appeared(path, sink.filter(), sink.stats());
+            }
+        }
+        // Without FAN_RENAME the old side is unknown: any directory moved into the trees.
+        if ev.mask & libc::FAN_MOVED_TO != 0 && sink.filter().descend(path) {
+            if let Some(ig) = ignorer.as_deref_mut() {
+                ig.moved_in(path, sink.filter());
+            }
+        }
+    }
+    if out == Outcome::Filtered {
+        if let (Some(ig), Some(d)) = (ignorer, &info.dfid) {
+            ig.consider(d.fid.key, sink.filter(), sink.stats(), || {
+                res.open_dir(&d.fid)
+            });
         }
     }
     out
@@ -486,13 +617,16 @@ mod tests {
 
     #[test]
     fn mask_follows_ops() {
-        let m = mark_mask(OpSet::DEFAULT, true);
+        let m = mark_mask(OpSet::DEFAULT, true, true);
+        assert_ne!(m & libc::FAN_ATTRIB, 0);
+        assert_eq!(mark_mask(OpSet::DEFAULT, true, false) & libc::FAN_ATTRIB, 0);
         assert_ne!(m & libc::FAN_RENAME, 0);
         assert_eq!(
             m & (libc::FAN_MOVED_FROM | libc::FAN_OPEN | libc::FAN_CLOSE_NOWRITE),
             0
         );
-        let m = mark_mask(OpSet::ALL, false);
+        assert_eq!(mark_mask(OpSet::CREATE, true, true) & libc::FAN_ATTRIB, 0);
+        let m = mark_mask(OpSet::ALL, false, true);
         assert_eq!(m & libc::FAN_RENAME, 0);
         assert_ne!(m & libc::FAN_MOVED_TO, 0);
         assert_ne!(m & libc::FAN_OPEN, 0);

@@ -4,7 +4,9 @@
 //! 1. `fanotify-fid`: `FAN_REPORT_DFID_NAME | FAN_REPORT_FID` (+ `FAN_REPORT_TARGET_FID` and
 //!    `FAN_RENAME` where the kernel has them) with one filesystem mark per filesystem of the
 //!    watched trees. Create, delete, modify, attrib, close_write, rename (old and new path in
-//!    one event), optionally open/close; every event carries the acting pid.
+//!    one event), optionally open/close; every event carries the acting pid. Directories
+//!    outside the trees get in-kernel ignore marks ([`marks`]); attrib comes from inode marks
+//!    on the trees' directories ([`dir_marks`]).
 //! 2. `fanotify-fd`: classic mode, mount marks, modify / close_write (+ open / close), with the
 //!    pid; the kernel refuses create/delete/move/attrib on mount marks, so recursive inotify
 //!    reports those (without a pid) alongside, unless `fd_mode_inotify = false`.
@@ -23,12 +25,14 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
+pub mod dir_marks;
 pub mod emit;
 pub mod fanotify_fd;
 pub mod fanotify_fid;
 pub mod fanotify_parse;
 pub mod filter;
 pub mod inotify;
+pub mod marks;
 pub mod roots;
 pub mod source;
 
@@ -114,6 +118,15 @@ pub struct FilesConfig {
     /// fanotify-fd mode: also run recursive inotify for create/delete/rename/attrib, which
     /// mount marks cannot report (those events then carry no pid).
     pub fd_mode_inotify: bool,
+    /// fanotify-fid mode: at most this many directories outside the watched trees get an
+    /// in-kernel ignore mark, so their events stop reaching the sensor (see
+    /// docs/ARCHITECTURE.md, "File activity"). 0: none (every event on the filesystem is
+    /// filtered in userspace).
+    pub max_ignore_marks: usize,
+    /// fanotify-fid mode: attribute changes (attrib) come from inode marks on the directories
+    /// of the watched trees, at most this many at start; above it, or with 0, from the
+    /// filesystem mark (which then also reads a link-count event for every unlink on the disk).
+    pub max_dir_marks: usize,
 }
 
 pub const DEFAULT_WATCH: [&str; 15] = [
@@ -146,6 +159,8 @@ impl Default for FilesConfig {
             coalesce_modify_ms: 1000,
             unlimited_queue: true,
             fd_mode_inotify: true,
+            max_ignore_marks: 16_384,
+            max_dir_marks: 8_192,
         }
     }
 }
@@ -287,6 +302,16 @@ pub struct FileStats {
     pub nameless: AtomicU64,
     /// Configured trees that did not exist at start.
     pub trees_missing: AtomicU64,
+    /// Directories outside the trees given an in-kernel ignore mark (fanotify-fid).
+    pub ignore_marks: AtomicU64,
+    /// 1 once `files.max_ignore_marks` was reached.
+    pub ignore_marks_full: AtomicU64,
+    /// Directories of the trees with an inode mark for attrib (fanotify-fid).
+    pub dir_marks: AtomicU64,
+    /// 1 once a new directory could not be marked for attrib (bound or refusal).
+    pub dir_marks_full: AtomicU64,
+    /// fanotify marks the kernel refused (ENOSPC at fs.fanotify.max_user_marks, EACCES...).
+    pub mark_failures: AtomicU64,
 }
 
 impl FileStats {

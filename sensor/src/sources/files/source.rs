@@ -246,7 +246,18 @@ type Attempt = Result<(Option<Setup>, String), String>;
 
 fn try_fid(cfg: &FilesConfig, p: &Prepared, dry_run: bool) -> Attempt {
     let trees = &p.plan.trees;
-    let g = fanotify_fid::open(trees, p.ops, cfg.unlimited_queue)?;
+    let limits = fanotify_fid::MarkLimits {
+        ignore: cfg.max_ignore_marks,
+        dirs: cfg.max_dir_marks,
+    };
+    let g = fanotify_fid::open(
+        trees,
+        p.ops,
+        cfg.unlimited_queue,
+        limits,
+        &p.filter,
+        &p.stats,
+    )?;
     let mut reason = g.describe();
     if g.unmarked.is_empty() {
         return Ok((
