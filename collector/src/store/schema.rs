@@ -1,18 +1,31 @@
 //! Tables and indexes. Indexed columns are extracted from the event at write time; the
 //! event itself is kept whole as its protobuf encoding (`body`), so no field is lost and
 //! the query output is the sensor's JSON shape.
+//!
+//! Events arrive in `events_hot`, which has one index (the dedup key), and the writer moves
+//! them into `events_indexed` (every query index) when it is idle; the view `events` is both
+//! (see `docs/ARCHITECTURE.md#collector`).
 use rusqlite::Connection;
 
 use super::Synchronous;
 
 /// Bumped when the schema changes; older versions are brought up to date by [`MIGRATIONS`].
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// What takes a database from version `i + 1` to `i + 2`.
 /// 1 -> 2: `events_uid` goes. A `--user <number>` query asks `uid = ? OR auid = ?`, which
 /// SQLite can answer from indexes only when both columns have one, so it never used it; it
 /// only cost every insert a B-tree update (see `docs/ARCHITECTURE.md#collector`).
-const MIGRATIONS: &[&str] = &["DROP INDEX IF EXISTS events_uid;"];
+/// 2 -> 3: `events` becomes `events_indexed` (its indexes go with it); [`SCHEMA`] then adds
+/// `events_hot` and the view `events` over both.
+const MIGRATIONS: &[&str] = &[
+    "DROP INDEX IF EXISTS events_uid;",
+    "ALTER TABLE events RENAME TO events_indexed;",
+];
+
+/// The columns of both event tables, in this order (the move copies `*`).
+pub const EVENT_COLUMNS: &str = "id, boot, seq, time_ns, received_ns, host, kind, source, pid, \
+     ppid, uid, auid, user, session, tty, text, body";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sensors (
@@ -32,7 +45,7 @@ CREATE TABLE IF NOT EXISTS boots (
     boot_id TEXT NOT NULL,
     UNIQUE (sensor, boot_id)
 );
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE IF NOT EXISTS events_indexed (
     id          INTEGER PRIMARY KEY,
     boot        INTEGER NOT NULL REFERENCES boots(id),
     seq         INTEGER NOT NULL,
@@ -52,13 +65,39 @@ CREATE TABLE IF NOT EXISTS events (
     body        BLOB NOT NULL
 );
 -- de-duplication key: (sensor id, boot id) -> boot, plus seq
-CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events (boot, seq);
-CREATE INDEX IF NOT EXISTS events_time ON events (time_ns);
-CREATE INDEX IF NOT EXISTS events_host_time ON events (host, time_ns);
-CREATE INDEX IF NOT EXISTS events_kind_time ON events (kind, time_ns);
-CREATE INDEX IF NOT EXISTS events_pid ON events (pid) WHERE pid IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_user ON events (user) WHERE user IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_session ON events (session, time_ns) WHERE session IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events_indexed (boot, seq);
+CREATE INDEX IF NOT EXISTS events_time ON events_indexed (time_ns);
+CREATE INDEX IF NOT EXISTS events_host_time ON events_indexed (host, time_ns);
+CREATE INDEX IF NOT EXISTS events_kind_time ON events_indexed (kind, time_ns);
+CREATE INDEX IF NOT EXISTS events_pid ON events_indexed (pid) WHERE pid IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_user ON events_indexed (user) WHERE user IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_session ON events_indexed (session, time_ns)
+    WHERE session IS NOT NULL;
+-- Where the writer inserts: only the dedup key is indexed. `boot` has no foreign key here:
+-- the writer binds only ids it has just looked up in `boots`; the move checks it.
+CREATE TABLE IF NOT EXISTS events_hot (
+    id          INTEGER PRIMARY KEY,
+    boot        INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    time_ns     INTEGER NOT NULL,
+    received_ns INTEGER NOT NULL,
+    host        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    pid         INTEGER,
+    ppid        INTEGER,
+    uid         INTEGER,
+    auid        INTEGER,
+    user        TEXT,
+    session     INTEGER,
+    tty         TEXT,
+    text        TEXT,
+    body        BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_hot_dedup ON events_hot (boot, seq);
+-- Every stored event, for ad-hoc SQL; `collector query` reads both tables itself.
+CREATE VIEW IF NOT EXISTS events AS
+    SELECT * FROM events_indexed UNION ALL SELECT * FROM events_hot;
 ";
 
 /// Pragmas for a writing connection, then the schema.
@@ -78,21 +117,23 @@ pub fn prepare(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
         "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
          PRAGMA cache_size = -131072; PRAGMA wal_autocheckpoint = 8192;"
     ))?;
-    conn.execute_batch(SCHEMA)?;
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if v == 0 {
-        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
-    } else if v < SCHEMA_VERSION && v > 0 {
-        for step in &MIGRATIONS[(v - 1) as usize..] {
-            conn.execute_batch(step)?;
-        }
-        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
-    } else if v != SCHEMA_VERSION {
+    if v > SCHEMA_VERSION {
         return Err(rusqlite::Error::InvalidParameterName(format!(
             "database schema version {v}, this collector knows {SCHEMA_VERSION}"
         )));
     }
-    Ok(())
+    // Migrations first (they rename what the schema then builds on), all in one
+    // transaction with the schema and the new version.
+    let mut script = String::from("BEGIN IMMEDIATE;");
+    if v > 0 {
+        for step in &MIGRATIONS[(v - 1) as usize..] {
+            script.push_str(step);
+        }
+    }
+    script.push_str(SCHEMA);
+    script.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"));
+    conn.execute_batch(&script)
 }
 
 #[cfg(test)]
