@@ -1,4 +1,8 @@
-//! The indexed columns of one event: pure, so what a query can find is unit-tested.
+//! The indexed columns of one event: pure, so what a query can find is unit-tested; and a
+//! batch's columns and bodies in a form the writer thread only binds (see
+//! `docs/ARCHITECTURE.md#collector`).
+use prost::bytes::Bytes;
+use prost::Message as _;
 use sensor_proto::names::{kind_name, source_name};
 use sensor_proto::v1::{Event, Kind, Source};
 
@@ -76,6 +80,99 @@ pub fn columns(ev: &Event) -> Columns<'_> {
     }
 }
 
+/// Where a string lies in [`RowBatch`]'s buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(u32, u32);
+
+/// One row's columns, its strings in the batch's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub seq: u64,
+    pub time_ns: i64,
+    pub kind: &'static str,
+    pub source: &'static str,
+    pub pid: Option<u32>,
+    pub ppid: Option<u32>,
+    pub uid: Option<u32>,
+    pub auid: Option<u32>,
+    pub session: Option<u32>,
+    pub host: Span,
+    pub user: Option<Span>,
+    pub tty: Option<Span>,
+    pub text: Option<Span>,
+}
+
+/// A batch as the writer stores it: built by the stream's task, so the writer thread neither
+/// walks nor frees the decoded events, and frees two buffers per batch instead of a few
+/// strings per event.
+#[derive(Debug, Default)]
+pub struct RowBatch {
+    strings: String,
+    pub rows: Vec<Row>,
+    /// Each row's protobuf bytes: as received, or encoded here.
+    pub bodies: Vec<Bytes>,
+}
+
+impl RowBatch {
+    /// `bodies`, when it has one entry per event, holds the bytes each event was decoded
+    /// from; otherwise every event is encoded.
+    pub fn new(events: &[Event], bodies: Vec<Bytes>) -> RowBatch {
+        let bodies = if bodies.len() == events.len() {
+            bodies
+        } else {
+            events
+                .iter()
+                .map(|e| Bytes::from(e.encode_to_vec()))
+                .collect()
+        };
+        let mut strings = String::new();
+        let mut put = |s: &str| {
+            let start = strings.len();
+            strings.push_str(s);
+            Span(start as u32, strings.len() as u32)
+        };
+        let rows = events
+            .iter()
+            .map(|ev| {
+                let c = columns(ev);
+                Row {
+                    seq: ev.seq,
+                    time_ns: c.time_ns,
+                    kind: c.kind,
+                    source: c.source,
+                    pid: c.pid,
+                    ppid: c.ppid,
+                    uid: c.uid,
+                    auid: c.auid,
+                    session: c.session,
+                    host: put(c.host),
+                    user: c.user.map(&mut put),
+                    tty: c.tty.map(&mut put),
+                    text: c.text.as_deref().map(&mut put),
+                }
+            })
+            .collect();
+        RowBatch {
+            strings,
+            rows,
+            bodies,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The string at `span`.
+    pub fn str(&self, span: Span) -> &str {
+        self.strings.get(span.0 as usize..span.1 as usize).unwrap_or("")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +241,32 @@ mod tests {
         };
         assert_eq!(columns(&ev).text.as_deref(), Some("/etc/a /etc/b"));
         assert_eq!(columns(&ev).kind, "file");
+    }
+
+    #[test]
+    fn a_row_batch_holds_the_columns_and_the_bodies() {
+        let ev = |seq, user: &str| Event {
+            seq,
+            kind: Kind::Login as i32,
+            host: format!("host-{seq}"),
+            login: Some(Login {
+                user: user.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let events = [ev(1, "alice"), ev(2, "bob")];
+        let b = RowBatch::new(&events, Vec::new());
+        assert_eq!(b.len(), 2);
+        for (row, (e, body)) in b.rows.iter().zip(events.iter().zip(&b.bodies)) {
+            assert_eq!(row.seq, e.seq);
+            assert_eq!(b.str(row.host), e.host);
+            assert_eq!(Event::decode(body.clone()).unwrap(), *e);
+        }
+        assert_eq!(b.rows[1].user.map(|s| b.str(s)), Some("bob"));
+        assert_eq!(b.rows[0].tty, None);
+        // Bytes given for every event are kept as they are.
+        let given = vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")];
+        assert_eq!(RowBatch::new(&events, given.clone()).bodies, given);
     }
 }

@@ -139,21 +139,166 @@ pub fn prepare(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::query::{build_sql, Filter};
 
-    fn plan(conn: &Connection, sql: &str) -> String {
+    /// Version 2's tables and indexes, as version 2 made them.
+    const V2_SCHEMA: &str = "
+CREATE TABLE sensors (id INTEGER PRIMARY KEY, sensor_id TEXT NOT NULL UNIQUE, host TEXT,
+    version TEXT, kernel TEXT, mode TEXT, capabilities TEXT, first_seen_ns INTEGER,
+    last_seen_ns INTEGER);
+CREATE TABLE boots (id INTEGER PRIMARY KEY, sensor INTEGER NOT NULL REFERENCES sensors(id),
+    boot_id TEXT NOT NULL, UNIQUE (sensor, boot_id));
+CREATE TABLE events (id INTEGER PRIMARY KEY, boot INTEGER NOT NULL REFERENCES boots(id),
+    seq INTEGER NOT NULL, time_ns INTEGER NOT NULL, received_ns INTEGER NOT NULL,
+    host TEXT NOT NULL, kind TEXT NOT NULL, source TEXT NOT NULL, pid INTEGER, ppid INTEGER,
+    uid INTEGER, auid INTEGER, user TEXT, session INTEGER, tty TEXT, text TEXT,
+    body BLOB NOT NULL);
+CREATE UNIQUE INDEX events_dedup ON events (boot, seq);
+CREATE INDEX events_time ON events (time_ns);
+CREATE INDEX events_host_time ON events (host, time_ns);
+CREATE INDEX events_kind_time ON events (kind, time_ns);
+CREATE INDEX events_pid ON events (pid) WHERE pid IS NOT NULL;
+CREATE INDEX events_user ON events (user) WHERE user IS NOT NULL;
+CREATE INDEX events_session ON events (session, time_ns) WHERE session IS NOT NULL;
+";
+
+    /// The plan's table steps in order: the `events_indexed` arm comes first, then
+    /// `events_hot`.
+    fn arm_plans(conn: &Connection, f: &Filter) -> Vec<String> {
+        let (sql, params) = build_sql(f);
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = stmt
-            .query_map([], |r| r.get::<_, String>(3))
+            .query_map(rusqlite::params_from_iter(params), |r| r.get::<_, String>(3))
             .unwrap()
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
-        rows.join("; ")
+        rows.into_iter()
+            .filter(|d| d.starts_with("SCAN e") || d.starts_with("SEARCH e "))
+            .collect()
+    }
+
+    fn names(conn: &Connection, kind: &str, table: &str) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = ?1 AND tbl_name = ?2")
+            .unwrap();
+        let mut v = stmt
+            .query_map([kind, table], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        v.sort();
+        v
+    }
+
+    /// Every filter `collector query`, `sessions` and `report` build reads `events_indexed`
+    /// through an index and scans only the bounded `events_hot`.
+    fn every_query_shape_uses_an_index(conn: &Connection) {
+        let t = Some(1);
+        let shapes: Vec<(&str, Filter, &[&str])> = vec![
+            ("all, time order", Filter::default(), &["events_time"]),
+            (
+                "--since",
+                Filter { since_ns: t, ..Default::default() },
+                &["events_time"],
+            ),
+            (
+                "--newest-first --limit",
+                Filter { newest_first: true, limit: Some(10), ..Default::default() },
+                &["events_time"],
+            ),
+            (
+                "--host --since",
+                Filter { hosts: vec!["a".into()], since_ns: t, ..Default::default() },
+                &["events_host_time"],
+            ),
+            (
+                "--kind --since",
+                Filter { kinds: vec!["login".into()], since_ns: t, ..Default::default() },
+                &["events_kind_time"],
+            ),
+            ("--pid", Filter { pid: Some(7), ..Default::default() }, &["events_pid"]),
+            (
+                "--user name",
+                Filter { user: Some("alice".into()), ..Default::default() },
+                &["events_user"],
+            ),
+            (
+                "--session (report)",
+                Filter { session: Some(3), since_ns: t, ..Default::default() },
+                &["events_session"],
+            ),
+            (
+                "sessions",
+                Filter {
+                    kinds: ["login", "logout", "login_failed", "process_exec"]
+                        .map(String::from)
+                        .to_vec(),
+                    with_session: true,
+                    since_ns: t,
+                    ..Default::default()
+                },
+                &["events_kind_time", "events_session"],
+            ),
+            (
+                "report: the logout after a login",
+                Filter {
+                    hosts: vec!["a".into()],
+                    kinds: vec!["logout".into()],
+                    since_ns: t,
+                    ..Default::default()
+                },
+                &["events_host_time", "events_kind_time"],
+            ),
+        ];
+        for (what, f, idx) in shapes {
+            let arms = arm_plans(conn, &f);
+            assert_eq!(arms.len(), 2, "{what}: {arms:?}");
+            assert!(
+                idx.iter().any(|i| arms[0].contains(&format!("USING INDEX {i}"))),
+                "{what}: indexed arm {:?}, expected one of {idx:?}",
+                arms[0]
+            );
+            assert!(
+                arms[1].starts_with("SCAN e") || arms[1].contains("USING INDEX events_hot_dedup"),
+                "{what}: hot arm {:?}",
+                arms[1]
+            );
+        }
+    }
+
+    fn version(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_new_database_has_every_table_and_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        prepare(&conn, Synchronous::Normal).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+        assert_eq!(
+            names(&conn, "index", "events_indexed"),
+            [
+                "events_dedup",
+                "events_host_time",
+                "events_kind_time",
+                "events_pid",
+                "events_session",
+                "events_time",
+                "events_user"
+            ]
+        );
+        assert_eq!(names(&conn, "index", "events_hot"), ["events_hot_dedup"]);
+        assert_eq!(names(&conn, "view", "events"), ["events"]);
+        every_query_shape_uses_an_index(&conn);
+        // Opening again changes nothing.
+        prepare(&conn, Synchronous::Normal).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION);
     }
 
     #[test]
     fn a_version_1_database_is_migrated() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute_batch(V2_SCHEMA).unwrap();
         conn.execute_batch(
             "CREATE INDEX events_uid ON events (uid) WHERE uid IS NOT NULL; \
              PRAGMA user_version = 1;",
@@ -161,12 +306,12 @@ mod tests {
         .unwrap();
         // The old index did not serve the uid query: it is an OR with auid.
         let q = "SELECT id FROM events e WHERE (e.uid = 5 OR e.auid = 5)";
-        assert!(plan(&conn, q).starts_with("SCAN e"), "{}", plan(&conn, q));
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
+        let p: String = stmt.query_row([], |r| r.get(3)).unwrap();
+        assert!(p.starts_with("SCAN e"), "{p}");
+        drop(stmt);
         prepare(&conn, Synchronous::Normal).unwrap();
-        let v: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(version(&conn), SCHEMA_VERSION);
         let n: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE name = 'events_uid'",
@@ -175,33 +320,47 @@ mod tests {
             )
             .unwrap();
         assert_eq!(n, 0);
-        // Every query shape `collector query` builds still finds its index.
-        for (q, idx) in [
-            (
-                "SELECT id FROM events e WHERE e.time_ns >= 1 ORDER BY e.time_ns",
-                "events_time",
-            ),
-            (
-                "SELECT id FROM events e WHERE e.host IN ('a') AND e.time_ns >= 1",
-                "events_host_time",
-            ),
-            (
-                "SELECT id FROM events e WHERE e.kind IN ('login') AND e.time_ns >= 1",
-                "events_kind_time",
-            ),
-            ("SELECT id FROM events e WHERE e.pid = 7", "events_pid"),
-            (
-                "SELECT id FROM events e WHERE e.user = 'alice'",
-                "events_user",
-            ),
-            (
-                "SELECT id FROM events e WHERE e.session = 3",
-                "events_session",
-            ),
-        ] {
-            let p = plan(&conn, q);
-            assert!(p.contains(idx), "{q}: {p}");
-        }
+        every_query_shape_uses_an_index(&conn);
+    }
+
+    #[test]
+    fn a_version_2_database_is_migrated_with_its_rows() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V2_SCHEMA).unwrap();
+        conn.execute_batch(
+            "INSERT INTO sensors (id, sensor_id) VALUES (1, 's'); \
+             INSERT INTO boots (id, sensor, boot_id) VALUES (1, 1, 'b'); \
+             INSERT INTO events (id, boot, seq, time_ns, received_ns, host, kind, source, body) \
+                 VALUES (41, 1, 7, 100, 200, 'h', 'login', 'wtmp', x'08'); \
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        prepare(&conn, Synchronous::Normal).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+        // The rows and the indexes moved with the table; the view shows them.
+        let (id, seq): (i64, i64) = conn
+            .query_row("SELECT id, seq FROM events_indexed", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((id, seq), (41, 7));
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM events WHERE kind = 'login'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(names(&conn, "index", "events_indexed").len(), 7);
+        assert!(names(&conn, "table", "events").is_empty());
+        every_query_shape_uses_an_index(&conn);
+        // The dedup key still holds across the rename.
+        assert!(conn
+            .execute(
+                "INSERT INTO events_indexed (boot, seq, time_ns, received_ns, host, kind, source, \
+                 body) VALUES (1, 7, 1, 1, 'h', 'login', 'wtmp', x'08')",
+                [],
+            )
+            .is_err());
     }
 
     #[test]

@@ -12,13 +12,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use prost::bytes::Bytes;
-use prost::Message as _;
 use rusqlite::{params, Connection, OptionalExtension};
 use sensor_proto::v1::{Event, Hello};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{row::columns, schema::EVENT_COLUMNS, StoreError};
+use super::{checkpoint::Checkpointer, row::RowBatch, schema::EVENT_COLUMNS, StoreError};
 
 /// What happened to one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,9 +32,7 @@ enum Job {
     Batch {
         sensor_id: String,
         boot_id: String,
-        events: Vec<Event>,
-        /// The events' bytes as received, stored as they are; empty: encode `events`.
-        bodies: Vec<Bytes>,
+        rows: RowBatch,
         received_ns: i64,
         reply: Reply,
     },
@@ -48,7 +45,7 @@ enum Job {
 impl Job {
     fn events(&self) -> usize {
         match self {
-            Job::Batch { events, .. } => events.len(),
+            Job::Batch { rows, .. } => rows.len(),
             Job::Hello { .. } => 1,
         }
     }
@@ -68,9 +65,13 @@ impl Writer {
         path: PathBuf,
     ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(1024);
+        let checkpointer = Checkpointer::start(&path, &conn).map_err(std::io::Error::other)?;
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx, max_events_per_commit.max(1), path))?;
+            .spawn(move || {
+                run(conn, rx, max_events_per_commit.max(1), path);
+                drop(checkpointer);
+            })?;
         Ok((Writer { tx }, handle))
     }
 
@@ -87,17 +88,14 @@ impl Writer {
         received_ns: i64,
     ) -> Result<oneshot::Receiver<Result<Outcome, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let bodies = if bodies.len() == events.len() {
-            bodies
-        } else {
-            Vec::new()
-        };
+        // Here, in the caller's task: the columns, the bodies, and dropping `events`.
+        let rows = RowBatch::new(&events, bodies);
+        drop(events);
         self.tx
             .send(Job::Batch {
                 sensor_id,
                 boot_id,
-                events,
-                bodies,
+                rows,
                 received_ns,
                 reply,
             })
@@ -299,14 +297,14 @@ fn insert_sql(rows: usize) -> String {
     s
 }
 
-/// Which of `events` (of one boot) are not in `events_indexed` yet. One range probe per
+/// Which of `rows` (of one boot) are not in `events_indexed` yet. One range probe per
 /// batch; only a batch that overlaps indexed rows (a resend) is checked event by event.
 /// Duplicates of hot rows are left to `INSERT OR IGNORE` and `events_hot_dedup`.
-fn not_indexed(tx: &Connection, boot: i64, events: &[Event]) -> rusqlite::Result<Vec<usize>> {
-    let all = || (0..events.len()).collect();
+fn not_indexed(tx: &Connection, boot: i64, rows: &RowBatch) -> rusqlite::Result<Vec<usize>> {
+    let all = || (0..rows.len()).collect();
     let (Some(lo), Some(hi)) = (
-        events.iter().map(|e| e.seq).min(),
-        events.iter().map(|e| e.seq).max(),
+        rows.rows.iter().map(|r| r.seq).min(),
+        rows.rows.iter().map(|r| r.seq).max(),
     ) else {
         return Ok(Vec::new());
     };
@@ -320,9 +318,9 @@ fn not_indexed(tx: &Connection, boot: i64, events: &[Event]) -> rusqlite::Result
     }
     let mut stmt =
         tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM events_indexed WHERE boot = ?1 AND seq = ?2)")?;
-    let mut keep = Vec::with_capacity(events.len());
-    for (i, ev) in events.iter().enumerate() {
-        let known: bool = stmt.query_row(params![boot, ev.seq as i64], |r| r.get(0))?;
+    let mut keep = Vec::with_capacity(rows.len());
+    for (i, row) in rows.rows.iter().enumerate() {
+        let known: bool = stmt.query_row(params![boot, row.seq as i64], |r| r.get(0))?;
         if !known {
             keep.push(i);
         }
@@ -330,55 +328,40 @@ fn not_indexed(tx: &Connection, boot: i64, events: &[Event]) -> rusqlite::Result
     Ok(keep)
 }
 
-/// Inserts the events of one boot at `keep` (indexes into `events`) into `events_hot`;
-/// returns how many were new (the rest were duplicates). `received` holds each event's bytes
-/// as received, or is empty (then each is encoded into `scratch`).
-fn insert_events(
+/// Inserts the rows of one boot at `keep` (indexes into `rows`) into `events_hot`; returns
+/// how many were new (the rest were duplicates).
+fn insert_rows(
     tx: &Connection,
     state: &mut State,
     boot: i64,
     received_ns: i64,
-    (events, received): (&[Event], &[Bytes]),
+    rows: &RowBatch,
     keep: &[usize],
-    scratch: &mut Vec<Vec<u8>>,
 ) -> rusqlite::Result<u32> {
     let mut stored = 0u32;
     for chunk in keep.chunks(ROWS_PER_INSERT) {
         let mut stmt = tx.prepare_cached(&insert_sql(chunk.len()))?;
-        if received.is_empty() {
-            scratch.resize_with(chunk.len(), Vec::new);
-            for (&i, body) in chunk.iter().zip(scratch.iter_mut()) {
-                body.clear();
-                // Encoding into a Vec cannot fail (it grows as needed).
-                let _ = events[i].encode(body);
-            }
-        }
         let mut k = 1;
-        for (j, &i) in chunk.iter().enumerate() {
-            let ev = &events[i];
-            let body: &[u8] = match received.get(i) {
-                Some(b) => b,
-                None => &scratch[j],
-            };
-            let c = columns(ev);
+        for &i in chunk {
+            let (c, body) = (&rows.rows[i], &rows.bodies[i]);
             stmt.raw_bind_parameter(k, state.next_id)?;
             state.next_id += 1;
             stmt.raw_bind_parameter(k + 1, boot)?;
-            stmt.raw_bind_parameter(k + 2, ev.seq as i64)?;
+            stmt.raw_bind_parameter(k + 2, c.seq as i64)?;
             stmt.raw_bind_parameter(k + 3, c.time_ns)?;
             stmt.raw_bind_parameter(k + 4, received_ns)?;
-            stmt.raw_bind_parameter(k + 5, c.host)?;
+            stmt.raw_bind_parameter(k + 5, rows.str(c.host))?;
             stmt.raw_bind_parameter(k + 6, c.kind)?;
             stmt.raw_bind_parameter(k + 7, c.source)?;
             stmt.raw_bind_parameter(k + 8, c.pid)?;
             stmt.raw_bind_parameter(k + 9, c.ppid)?;
             stmt.raw_bind_parameter(k + 10, c.uid)?;
             stmt.raw_bind_parameter(k + 11, c.auid)?;
-            stmt.raw_bind_parameter(k + 12, c.user)?;
+            stmt.raw_bind_parameter(k + 12, c.user.map(|s| rows.str(s)))?;
             stmt.raw_bind_parameter(k + 13, c.session)?;
-            stmt.raw_bind_parameter(k + 14, c.tty)?;
-            stmt.raw_bind_parameter(k + 15, c.text.as_deref())?;
-            stmt.raw_bind_parameter(k + 16, body)?;
+            stmt.raw_bind_parameter(k + 14, c.tty.map(|s| rows.str(s)))?;
+            stmt.raw_bind_parameter(k + 15, c.text.map(|s| rows.str(s)))?;
+            stmt.raw_bind_parameter(k + 16, &body[..])?;
             k += 17;
         }
         stored += stmt.raw_execute()? as u32;
@@ -394,7 +377,6 @@ fn write_all(
 ) -> Result<(Vec<Outcome>, u64), rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(jobs.len());
-    let mut scratch: Vec<Vec<u8>> = Vec::new();
     let mut inserted = 0u64;
     for job in jobs {
         match job {
@@ -405,8 +387,7 @@ fn write_all(
             Job::Batch {
                 sensor_id,
                 boot_id,
-                events,
-                bodies,
+                rows,
                 received_ns,
                 ..
             } => {
@@ -419,22 +400,14 @@ fn write_all(
                         b
                     }
                 };
-                let keep = not_indexed(&tx, boot, events)?;
-                let stored = insert_events(
-                    &tx,
-                    state,
-                    boot,
-                    *received_ns,
-                    (events, bodies),
-                    &keep,
-                    &mut scratch,
-                )?;
+                let keep = not_indexed(&tx, boot, rows)?;
+                let stored = insert_rows(&tx, state, boot, *received_ns, rows, &keep)?;
                 inserted += u64::from(stored);
                 tx.prepare_cached("UPDATE sensors SET last_seen_ns = ?2 WHERE sensor_id = ?1")?
                     .execute(params![sensor_id, received_ns])?;
                 outcomes.push(Outcome {
                     stored,
-                    duplicates: events.len() as u32 - stored,
+                    duplicates: rows.len() as u32 - stored,
                 });
             }
         }
@@ -496,3 +469,7 @@ fn upsert_sensor(tx: &Connection, h: &Hello, seen_ns: i64) -> rusqlite::Result<(
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;
