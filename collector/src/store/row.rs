@@ -169,7 +169,9 @@ impl RowBatch {
 
     /// The string at `span`.
     pub fn str(&self, span: Span) -> &str {
-        self.strings.get(span.0 as usize..span.1 as usize).unwrap_or("")
+        self.strings
+            .get(span.0 as usize..span.1 as usize)
+            .unwrap_or("")
     }
 }
 

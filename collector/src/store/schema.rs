@@ -168,7 +168,9 @@ CREATE INDEX events_session ON events (session, time_ns) WHERE session IS NOT NU
         let (sql, params) = build_sql(f);
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = stmt
-            .query_map(rusqlite::params_from_iter(params), |r| r.get::<_, String>(3))
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                r.get::<_, String>(3)
+            })
             .unwrap()
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
@@ -198,33 +200,62 @@ CREATE INDEX events_session ON events (session, time_ns) WHERE session IS NOT NU
             ("all, time order", Filter::default(), &["events_time"]),
             (
                 "--since",
-                Filter { since_ns: t, ..Default::default() },
+                Filter {
+                    since_ns: t,
+                    ..Default::default()
+                },
                 &["events_time"],
             ),
             (
                 "--newest-first --limit",
-                Filter { newest_first: true, limit: Some(10), ..Default::default() },
+                Filter {
+                    newest_first: true,
+                    limit: Some(10),
+                    ..Default::default()
+                },
                 &["events_time"],
             ),
             (
                 "--host --since",
-                Filter { hosts: vec!["a".into()], since_ns: t, ..Default::default() },
+                Filter {
+                    hosts: vec!["a".into()],
+                    since_ns: t,
+                    ..Default::default()
+                },
                 &["events_host_time"],
             ),
             (
                 "--kind --since",
-                Filter { kinds: vec!["login".into()], since_ns: t, ..Default::default() },
+                Filter {
+                    kinds: vec!["login".into()],
+                    since_ns: t,
+                    ..Default::default()
+                },
                 &["events_kind_time"],
             ),
-            ("--pid", Filter { pid: Some(7), ..Default::default() }, &["events_pid"]),
+            (
+                "--pid",
+                Filter {
+                    pid: Some(7),
+                    ..Default::default()
+                },
+                &["events_pid"],
+            ),
             (
                 "--user name",
-                Filter { user: Some("alice".into()), ..Default::default() },
+                Filter {
+                    user: Some("alice".into()),
+                    ..Default::default()
+                },
                 &["events_user"],
             ),
             (
                 "--session (report)",
-                Filter { session: Some(3), since_ns: t, ..Default::default() },
+                Filter {
+                    session: Some(3),
+                    since_ns: t,
+                    ..Default::default()
+                },
                 &["events_session"],
             ),
             (
@@ -254,7 +285,8 @@ CREATE INDEX events_session ON events (session, time_ns) WHERE session IS NOT NU
             let arms = arm_plans(conn, &f);
             assert_eq!(arms.len(), 2, "{what}: {arms:?}");
             assert!(
-                idx.iter().any(|i| arms[0].contains(&format!("USING INDEX {i}"))),
+                idx.iter()
+                    .any(|i| arms[0].contains(&format!("USING INDEX {i}"))),
                 "{what}: indexed arm {:?}, expected one of {idx:?}",
                 arms[0]
             );
@@ -267,7 +299,8 @@ CREATE INDEX events_session ON events (session, time_ns) WHERE session IS NOT NU
     }
 
     fn version(conn: &Connection) -> i64 {
-        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
     }
 
     #[test]
@@ -345,9 +378,11 @@ CREATE INDEX events_session ON events (session, time_ns) WHERE session IS NOT NU
             .unwrap();
         assert_eq!((id, seq), (41, 7));
         let n: i64 = conn
-            .query_row("SELECT count(*) FROM events WHERE kind = 'login'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM events WHERE kind = 'login'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(n, 1);
         assert_eq!(names(&conn, "index", "events_indexed").len(), 7);

@@ -242,7 +242,9 @@ fn move_some(conn: &mut Connection, state: &mut State, path: &std::path::Path) {
         Err(e) => {
             tracing::error!(db = %path.display(), error = %e, "moving events into the indexed table failed");
             state.hot_rows = conn
-                .query_row("SELECT count(*) FROM events_hot", [], |r| r.get::<_, i64>(0))
+                .query_row("SELECT count(*) FROM events_hot", [], |r| {
+                    r.get::<_, i64>(0)
+                })
                 .map(|n| n as u64)
                 .unwrap_or(0);
             // Do not spin on a persistent error: the next batch or idle period retries.
@@ -316,8 +318,9 @@ fn not_indexed(tx: &Connection, boot: i64, rows: &RowBatch) -> rusqlite::Result<
     if !overlaps {
         return Ok(all());
     }
-    let mut stmt =
-        tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM events_indexed WHERE boot = ?1 AND seq = ?2)")?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM events_indexed WHERE boot = ?1 AND seq = ?2)",
+    )?;
     let mut keep = Vec::with_capacity(rows.len());
     for (i, row) in rows.rows.iter().enumerate() {
         let known: bool = stmt.query_row(params![boot, row.seq as i64], |r| r.get(0))?;

@@ -59,7 +59,10 @@ fn duplicates_are_dropped_in_both_tables() {
     assert_eq!(count(&conn, "events_hot"), 4);
     assert_eq!(move_hot(&mut conn, 6).unwrap(), 4);
     assert_eq!(move_hot(&mut conn, 6).unwrap(), 0);
-    assert_eq!((count(&conn, "events_hot"), count(&conn, "events_indexed")), (0, 10));
+    assert_eq!(
+        (count(&conn, "events_hot"), count(&conn, "events_indexed")),
+        (0, 10)
+    );
     let moved: Vec<i64> = conn
         .prepare("SELECT id FROM events_indexed ORDER BY seq")
         .unwrap()
