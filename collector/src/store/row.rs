@@ -1,15 +1,19 @@
 //! The indexed columns of one event: pure, so what a query can find is unit-tested; and a
 //! batch's columns and bodies in a form the writer thread only binds (see
 //! `docs/ARCHITECTURE.md#collector`).
+use std::borrow::Cow;
+
 use prost::bytes::Bytes;
 use prost::Message as _;
 use sensor_proto::names::{kind_name, source_name};
 use sensor_proto::v1::{Event, Kind, Source};
 
+/// The indexed columns of one event; `S` is how a string column is held (borrowed text
+/// from [`columns`], or a [`Span`] in a [`RowBatch`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Columns<'a> {
+pub struct Columns<S> {
     pub time_ns: i64,
-    pub host: &'a str,
+    pub host: S,
     pub kind: &'static str,
     pub source: &'static str,
     pub pid: Option<u32>,
@@ -17,14 +21,34 @@ pub struct Columns<'a> {
     pub uid: Option<u32>,
     pub auid: Option<u32>,
     /// User name: the login's user, or the process's resolved user.
-    pub user: Option<&'a str>,
+    pub user: Option<S>,
     pub session: Option<u32>,
-    pub tty: Option<&'a str>,
+    pub tty: Option<S>,
     /// What `--text` searches: exe, argv joined by spaces, file paths.
-    pub text: Option<String>,
+    pub text: Option<S>,
 }
 
-pub fn columns(ev: &Event) -> Columns<'_> {
+impl<S> Columns<S> {
+    /// The same columns with every string turned into `f(string)`.
+    pub fn map<T>(self, mut f: impl FnMut(S) -> T) -> Columns<T> {
+        Columns {
+            time_ns: self.time_ns,
+            host: f(self.host),
+            kind: self.kind,
+            source: self.source,
+            pid: self.pid,
+            ppid: self.ppid,
+            uid: self.uid,
+            auid: self.auid,
+            user: self.user.map(&mut f),
+            session: self.session,
+            tty: self.tty.map(&mut f),
+            text: self.text.map(&mut f),
+        }
+    }
+}
+
+pub fn columns(ev: &Event) -> Columns<Cow<'_, str>> {
     let kind = Kind::try_from(ev.kind).unwrap_or(Kind::Unspecified);
     let source = Source::try_from(ev.source).unwrap_or(Source::Unspecified);
     let p = ev.process.as_ref();
@@ -56,7 +80,7 @@ pub fn columns(ev: &Event) -> Columns<'_> {
     }
     Columns {
         time_ns: ev.time_unix_ns,
-        host: &ev.host,
+        host: Cow::Borrowed(ev.host.as_str()),
         kind: kind_name(kind),
         source: source_name(source),
         pid: p
@@ -67,39 +91,32 @@ pub fn columns(ev: &Event) -> Columns<'_> {
         auid: p.and_then(|p| p.auid),
         user: login
             .map(|l| l.user.as_str())
-            .or_else(|| p.and_then(|p| p.user.as_deref())),
+            .or_else(|| p.and_then(|p| p.user.as_deref()))
+            .map(Cow::Borrowed),
         session: p
             .and_then(|p| p.session)
             .or_else(|| login.and_then(|l| l.session)),
-        tty: p.and_then(|p| p.tty.as_deref()).or_else(|| {
-            login
-                .and_then(|l| l.tty.as_deref())
-                .filter(|t| !t.is_empty())
-        }),
-        text: (!text.is_empty()).then_some(text),
+        tty: p
+            .and_then(|p| p.tty.as_deref())
+            .or_else(|| {
+                login
+                    .and_then(|l| l.tty.as_deref())
+                    .filter(|t| !t.is_empty())
+            })
+            .map(Cow::Borrowed),
+        text: (!text.is_empty()).then_some(Cow::Owned(text)),
     }
 }
 
 /// Where a string lies in [`RowBatch`]'s buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span(u32, u32);
+pub struct Span(usize, usize);
 
-/// One row's columns, its strings in the batch's buffer.
+/// One row: its seq and its columns, their strings in the batch's buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub seq: u64,
-    pub time_ns: i64,
-    pub kind: &'static str,
-    pub source: &'static str,
-    pub pid: Option<u32>,
-    pub ppid: Option<u32>,
-    pub uid: Option<u32>,
-    pub auid: Option<u32>,
-    pub session: Option<u32>,
-    pub host: Span,
-    pub user: Option<Span>,
-    pub tty: Option<Span>,
-    pub text: Option<Span>,
+    pub cols: Columns<Span>,
 }
 
 /// A batch as the writer stores it: built by the stream's task, so the writer thread neither
@@ -129,27 +146,13 @@ impl RowBatch {
         let mut put = |s: &str| {
             let start = strings.len();
             strings.push_str(s);
-            Span(start as u32, strings.len() as u32)
+            Span(start, strings.len())
         };
         let rows = events
             .iter()
-            .map(|ev| {
-                let c = columns(ev);
-                Row {
-                    seq: ev.seq,
-                    time_ns: c.time_ns,
-                    kind: c.kind,
-                    source: c.source,
-                    pid: c.pid,
-                    ppid: c.ppid,
-                    uid: c.uid,
-                    auid: c.auid,
-                    session: c.session,
-                    host: put(c.host),
-                    user: c.user.map(&mut put),
-                    tty: c.tty.map(&mut put),
-                    text: c.text.as_deref().map(&mut put),
-                }
+            .map(|ev| Row {
+                seq: ev.seq,
+                cols: columns(ev).map(|s| put(&s)),
             })
             .collect();
         RowBatch {
@@ -169,9 +172,7 @@ impl RowBatch {
 
     /// The string at `span`.
     pub fn str(&self, span: Span) -> &str {
-        self.strings
-            .get(span.0 as usize..span.1 as usize)
-            .unwrap_or("")
+        self.strings.get(span.0..span.1).unwrap_or("")
     }
 }
 
@@ -208,7 +209,7 @@ mod tests {
         assert_eq!(c.source, "ebpf");
         assert_eq!((c.pid, c.uid, c.session), (Some(5), Some(1000), Some(4)));
         assert_eq!(c.text.as_deref(), Some("/bin/ls ls -l"));
-        assert_eq!(c.tty, Some("pts/1"));
+        assert_eq!(c.tty.as_deref(), Some("pts/1"));
         assert_eq!(c.user, None);
     }
 
@@ -226,9 +227,9 @@ mod tests {
             ..Default::default()
         };
         let c = columns(&ev);
-        assert_eq!(c.user, Some("alice"));
+        assert_eq!(c.user.as_deref(), Some("alice"));
         assert_eq!(
-            (c.pid, c.session, c.tty),
+            (c.pid, c.session, c.tty.as_deref()),
             (Some(77), Some(9), Some("pts/2"))
         );
         assert_eq!(c.text, None);
@@ -262,11 +263,11 @@ mod tests {
         assert_eq!(b.len(), 2);
         for (row, (e, body)) in b.rows.iter().zip(events.iter().zip(&b.bodies)) {
             assert_eq!(row.seq, e.seq);
-            assert_eq!(b.str(row.host), e.host);
+            assert_eq!(b.str(row.cols.host), e.host);
             assert_eq!(Event::decode(body.clone()).unwrap(), *e);
         }
-        assert_eq!(b.rows[1].user.map(|s| b.str(s)), Some("bob"));
-        assert_eq!(b.rows[0].tty, None);
+        assert_eq!(b.rows[1].cols.user.map(|s| b.str(s)), Some("bob"));
+        assert_eq!(b.rows[0].cols.tty, None);
         // Bytes given for every event are kept as they are.
         let given = vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")];
         assert_eq!(RowBatch::new(&events, given.clone()).bodies, given);

@@ -346,11 +346,12 @@ fn insert_rows(
         let mut stmt = tx.prepare_cached(&insert_sql(chunk.len()))?;
         let mut k = 1;
         for &i in chunk {
-            let (c, body) = (&rows.rows[i], &rows.bodies[i]);
+            let (row, body) = (&rows.rows[i], &rows.bodies[i]);
+            let c = &row.cols;
             stmt.raw_bind_parameter(k, state.next_id)?;
             state.next_id += 1;
             stmt.raw_bind_parameter(k + 1, boot)?;
-            stmt.raw_bind_parameter(k + 2, c.seq as i64)?;
+            stmt.raw_bind_parameter(k + 2, row.seq as i64)?;
             stmt.raw_bind_parameter(k + 3, c.time_ns)?;
             stmt.raw_bind_parameter(k + 4, received_ns)?;
             stmt.raw_bind_parameter(k + 5, rows.str(c.host))?;
