@@ -134,8 +134,9 @@ impl Writer {
 pub const IDLE_BEFORE_MOVE: Duration = Duration::from_millis(50);
 /// Rows moved per transaction: a batch that arrives meanwhile waits for one chunk (a few ms).
 pub const MOVE_CHUNK: usize = 2_000;
-/// Above this many hot rows the writer moves a chunk after every commit, busy or not, so
-/// the part of a query that scans `events_hot` stays bounded.
+/// Above this many hot rows the writer moves, after every commit, busy or not, at least as
+/// many rows as that commit added, so the part of a query that scans `events_hot` stays
+/// bounded (by this plus one commit).
 pub const HOT_MAX_ROWS: u64 = 1_000_000;
 
 /// What the writer keeps between transactions.
@@ -172,6 +173,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_events: usize, pat
         }
     };
     let mut idle_since = Instant::now();
+    let mut last_inserted = 0u64;
     loop {
         let first = if state.hot_rows == 0 {
             match rx.blocking_recv() {
@@ -184,7 +186,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_events: usize, pat
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
                     if idle_since.elapsed() >= IDLE_BEFORE_MOVE {
-                        move_some(&mut conn, &mut state, &path);
+                        move_some(&mut conn, &mut state, &path, MOVE_CHUNK);
                     } else {
                         std::thread::sleep(Duration::from_millis(5));
                     }
@@ -206,6 +208,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_events: usize, pat
         match write_all(&mut conn, &mut state, &jobs) {
             Ok((outcomes, inserted)) => {
                 state.hot_rows += inserted;
+                last_inserted = inserted;
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     if let Job::Batch { reply, .. } = job {
                         let _ = reply.send(Ok(outcome));
@@ -226,17 +229,19 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_events: usize, pat
             }
         }
         if state.hot_rows > HOT_MAX_ROWS {
-            move_some(&mut conn, &mut state, &path);
+            // At least as many as just came in, so the hot table stops growing.
+            let n = (last_inserted as usize).max(MOVE_CHUNK);
+            move_some(&mut conn, &mut state, &path, n);
         }
         idle_since = Instant::now();
     }
     tracing::debug!("storage writer stopped");
 }
 
-/// Moves one chunk of hot rows; on failure the rows stay hot (queries still see them) and
+/// Moves up to `limit` hot rows; on failure the rows stay hot (queries still see them) and
 /// the count is read again.
-fn move_some(conn: &mut Connection, state: &mut State, path: &std::path::Path) {
-    match move_hot(conn, MOVE_CHUNK) {
+fn move_some(conn: &mut Connection, state: &mut State, path: &std::path::Path, limit: usize) {
+    match move_hot(conn, limit) {
         Ok(0) => state.hot_rows = 0,
         Ok(moved) => state.hot_rows = state.hot_rows.saturating_sub(moved as u64),
         Err(e) => {
