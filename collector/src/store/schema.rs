@@ -27,7 +27,33 @@ const MIGRATIONS: &[&str] = &[
 pub const EVENT_COLUMNS: &str = "id, boot, seq, time_ns, received_ns, host, kind, source, pid, \
      ppid, uid, auid, user, session, tty, text, body";
 
-const SCHEMA: &str = "
+/// The columns both event tables have after `id` and `boot` (same order: the move and the
+/// view use `*`).
+macro_rules! event_columns {
+    () => {
+        "
+    seq         INTEGER NOT NULL,
+    time_ns     INTEGER NOT NULL,
+    received_ns INTEGER NOT NULL,
+    host        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    pid         INTEGER,
+    ppid        INTEGER,
+    uid         INTEGER,
+    auid        INTEGER,
+    user        TEXT,
+    session     INTEGER,
+    tty         TEXT,
+    text        TEXT,
+    body        BLOB NOT NULL
+);
+"
+    };
+}
+
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS sensors (
     id            INTEGER PRIMARY KEY,
     sensor_id     TEXT NOT NULL UNIQUE,
@@ -48,22 +74,9 @@ CREATE TABLE IF NOT EXISTS boots (
 CREATE TABLE IF NOT EXISTS events_indexed (
     id          INTEGER PRIMARY KEY,
     boot        INTEGER NOT NULL REFERENCES boots(id),
-    seq         INTEGER NOT NULL,
-    time_ns     INTEGER NOT NULL,
-    received_ns INTEGER NOT NULL,
-    host        TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    pid         INTEGER,
-    ppid        INTEGER,
-    uid         INTEGER,
-    auid        INTEGER,
-    user        TEXT,
-    session     INTEGER,
-    tty         TEXT,
-    text        TEXT,
-    body        BLOB NOT NULL
-);
+",
+    event_columns!(),
+    "
 -- de-duplication key: (sensor id, boot id) -> boot, plus seq
 CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events_indexed (boot, seq);
 CREATE INDEX IF NOT EXISTS events_time ON events_indexed (time_ns);
@@ -78,27 +91,15 @@ CREATE INDEX IF NOT EXISTS events_session ON events_indexed (session, time_ns)
 CREATE TABLE IF NOT EXISTS events_hot (
     id          INTEGER PRIMARY KEY,
     boot        INTEGER NOT NULL,
-    seq         INTEGER NOT NULL,
-    time_ns     INTEGER NOT NULL,
-    received_ns INTEGER NOT NULL,
-    host        TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    pid         INTEGER,
-    ppid        INTEGER,
-    uid         INTEGER,
-    auid        INTEGER,
-    user        TEXT,
-    session     INTEGER,
-    tty         TEXT,
-    text        TEXT,
-    body        BLOB NOT NULL
-);
+",
+    event_columns!(),
+    "
 CREATE UNIQUE INDEX IF NOT EXISTS events_hot_dedup ON events_hot (boot, seq);
 -- Every stored event, for ad-hoc SQL; `collector query` reads both tables itself.
 CREATE VIEW IF NOT EXISTS events AS
     SELECT * FROM events_indexed UNION ALL SELECT * FROM events_hot;
-";
+"
+);
 
 /// Pragmas for a writing connection, then the schema.
 pub fn prepare(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
@@ -196,88 +197,54 @@ CREATE INDEX events_session ON events (session, time_ns) WHERE session IS NOT NU
     /// through an index and scans only the bounded `events_hot`.
     fn every_query_shape_uses_an_index(conn: &Connection) {
         let t = Some(1);
+        let with = |edit: &dyn Fn(&mut Filter)| {
+            let mut f = Filter::default();
+            edit(&mut f);
+            f
+        };
+        let timeline = ["login", "logout", "login_failed", "process_exec"].map(String::from);
         let shapes: Vec<(&str, Filter, &[&str])> = vec![
             ("all, time order", Filter::default(), &["events_time"]),
-            (
-                "--since",
-                Filter {
-                    since_ns: t,
-                    ..Default::default()
-                },
-                &["events_time"],
-            ),
+            ("--since", with(&|f| f.since_ns = t), &["events_time"]),
             (
                 "--newest-first --limit",
-                Filter {
-                    newest_first: true,
-                    limit: Some(10),
-                    ..Default::default()
-                },
+                with(&|f| (f.newest_first, f.limit) = (true, Some(10))),
                 &["events_time"],
             ),
             (
                 "--host --since",
-                Filter {
-                    hosts: vec!["a".into()],
-                    since_ns: t,
-                    ..Default::default()
-                },
+                with(&|f| (f.hosts, f.since_ns) = (vec!["a".into()], t)),
                 &["events_host_time"],
             ),
             (
                 "--kind --since",
-                Filter {
-                    kinds: vec!["login".into()],
-                    since_ns: t,
-                    ..Default::default()
-                },
+                with(&|f| (f.kinds, f.since_ns) = (vec!["login".into()], t)),
                 &["events_kind_time"],
             ),
-            (
-                "--pid",
-                Filter {
-                    pid: Some(7),
-                    ..Default::default()
-                },
-                &["events_pid"],
-            ),
+            ("--pid", with(&|f| f.pid = Some(7)), &["events_pid"]),
             (
                 "--user name",
-                Filter {
-                    user: Some("alice".into()),
-                    ..Default::default()
-                },
+                with(&|f| f.user = Some("alice".into())),
                 &["events_user"],
             ),
             (
                 "--session (report)",
-                Filter {
-                    session: Some(3),
-                    since_ns: t,
-                    ..Default::default()
-                },
+                with(&|f| (f.session, f.since_ns) = (Some(3), t)),
                 &["events_session"],
             ),
             (
                 "sessions",
-                Filter {
-                    kinds: ["login", "logout", "login_failed", "process_exec"]
-                        .map(String::from)
-                        .to_vec(),
-                    with_session: true,
-                    since_ns: t,
-                    ..Default::default()
-                },
+                with(&|f| {
+                    (f.kinds, f.with_session, f.since_ns) = (timeline.to_vec(), true, t);
+                }),
                 &["events_kind_time", "events_session"],
             ),
             (
                 "report: the logout after a login",
-                Filter {
-                    hosts: vec!["a".into()],
-                    kinds: vec!["logout".into()],
-                    since_ns: t,
-                    ..Default::default()
-                },
+                with(&|f| {
+                    (f.hosts, f.kinds) = (vec!["a".into()], vec!["logout".into()]);
+                    f.since_ns = t;
+                }),
                 &["events_host_time", "events_kind_time"],
             ),
         ];

@@ -34,6 +34,15 @@ fn count(conn: &Connection, table: &str) -> i64 {
         .unwrap()
 }
 
+fn ids_by_seq(conn: &Connection, table: &str) -> Vec<i64> {
+    conn.prepare(&format!("SELECT id FROM {table} ORDER BY seq"))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 fn outcome(stored: u32, duplicates: u32) -> Outcome {
     Outcome { stored, duplicates }
 }
@@ -47,13 +56,7 @@ fn duplicates_are_dropped_in_both_tables() {
     // A resend while the first copy is hot.
     assert_eq!(store(&mut conn, &mut state, batch(1..=10)), outcome(0, 10));
     assert_eq!((count(&conn, "events_hot"), state.hot_rows), (10, 10));
-    let ids: Vec<i64> = conn
-        .prepare("SELECT id FROM events_hot ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let ids = ids_by_seq(&conn, "events_hot");
     // Moved in two chunks, oldest first.
     assert_eq!(move_hot(&mut conn, 6).unwrap(), 6);
     assert_eq!(count(&conn, "events_hot"), 4);
@@ -63,13 +66,7 @@ fn duplicates_are_dropped_in_both_tables() {
         (count(&conn, "events_hot"), count(&conn, "events_indexed")),
         (0, 10)
     );
-    let moved: Vec<i64> = conn
-        .prepare("SELECT id FROM events_indexed ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let moved = ids_by_seq(&conn, "events_indexed");
     assert_eq!(moved, ids, "a row keeps its id when it moves");
     // A resend overlapping indexed rows: only the new ones are stored.
     assert_eq!(store(&mut conn, &mut state, batch(5..=15)), outcome(5, 6));
