@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use super::emit::{Activity, Outcome, Sink};
-use super::fanotify_fid::path_of_fd;
 use super::fanotify_parse;
+use super::fid_resolver::path_of_fd;
 use super::roots::Tree;
 use super::source::{errno_text, read_loop};
 use super::OpSet;

@@ -30,6 +30,7 @@ pub mod emit;
 pub mod fanotify_fd;
 pub mod fanotify_fid;
 pub mod fanotify_parse;
+mod fid_resolver;
 pub mod filter;
 pub mod inotify;
 pub mod marks;
