@@ -157,6 +157,7 @@ impl Telemetry for FileStats {
             ("files_mark_failures", &self.mark_failures),
             ("files_dir_marks", &self.dir_marks),
             ("files_dir_marks_full", &self.dir_marks_full),
+            ("files_changed_while_ignored", &self.changed_while_ignored),
         ]);
     }
 }

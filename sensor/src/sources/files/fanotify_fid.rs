@@ -413,12 +413,15 @@ fn handle(
                 res.remember(&child.fid, new_path);
             }
             let f = sink.filter();
-            if let Some(ig) = ignorer.filter(|_| f.descend(new_path) && !f.descend(path)) {
-                ig.moved_in(new_path, f);
-            }
-            if let Some(d) = dirs.filter(|_| f.descend(new_path) && !f.descend(path)) {
+            let moved_in = f.descend(new_path) && !f.descend(path);
+            let changed = match ignorer.filter(|_| moved_in) {
+                Some(ig) => ig.moved_in(new_path, f),
+                None => Vec::new(),
+            };
+            if let Some(d) = dirs.filter(|_| moved_in) {
                 d.appeared(new_path, f, sink.stats());
             }
+            report_changed_while_ignored(sink, &changed);
         }
         return out;
     }
@@ -463,7 +466,8 @@ fn handle(
         // Without FAN_RENAME the old side is unknown: any directory moved into the trees.
         if ev.mask & libc::FAN_MOVED_TO != 0 && sink.filter().descend(path) {
             if let Some(ig) = ignorer.as_deref_mut() {
-                ig.moved_in(path, sink.filter());
+                let changed = ig.moved_in(path, sink.filter());
+                report_changed_while_ignored(sink, &changed);
             }
         }
     }
@@ -475,6 +479,20 @@ fn handle(
         }
     }
     out
+}
+
+/// Files changed in a directory moved into a tree before its ignore marks came off (see
+/// `marks::Ignorer::moved_in`): the kernel named no process for them, so none is reported.
+fn report_changed_while_ignored(sink: &mut Sink, changed: &[Vec<u8>]) {
+    for p in changed {
+        sink.stats().changed_while_ignored.fetch_add(1, Relaxed);
+        sink.emit(Activity {
+            path: p,
+            new_path: None,
+            ops: OpSet::MODIFY,
+            pid: None,
+        });
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::filter::PathFilter;
 use super::source::errno_text;
@@ -157,6 +157,10 @@ pub struct Ignorer {
     mask: u64,
     table: IgnoreTable,
     warned: bool,
+    /// The directories given an ignore mark, by (device, inode), and when: no event of
+    /// theirs was dropped in the kernel before that time. Kept across table resets (the
+    /// kernel keeps the marks), until the directory moves into a tree.
+    marked: HashMap<(u64, u64), SystemTime>,
 }
 
 impl Ignorer {
@@ -167,6 +171,7 @@ impl Ignorer {
             mask: mark_mask,
             table: IgnoreTable::new(max),
             warned: false,
+            marked: HashMap::new(),
         }
     }
 
@@ -201,6 +206,15 @@ impl Ignorer {
         if !ignorable(filter, &path) {
             return;
         }
+        // Only a directory remembered in `marked` may carry a mark: a move into a tree must
+        // be able to say since when its events were dropped.
+        let Some(id) = dir_id(fd.as_raw_fd()) else {
+            return;
+        };
+        if !self.marked.contains_key(&id) && self.marked.len() >= self.table.max {
+            self.table.marked(key, now);
+            return;
+        }
         match mark(
             self.group,
             ADD_FLAGS,
@@ -208,8 +222,9 @@ impl Ignorer {
             fd.as_raw_fd(),
         ) {
             Ok(()) => {
+                self.marked.entry(id).or_insert_with(SystemTime::now);
                 self.table.marked(key, now);
-                stats.ignore_marks.store(self.table.len() as u64, Relaxed);
+                stats.ignore_marks.store(self.marked.len() as u64, Relaxed);
             }
             Err(e) => {
                 if stats.mark_failures.fetch_add(1, Relaxed) < 10 {
@@ -222,10 +237,18 @@ impl Ignorer {
     }
 
     /// A directory was moved to `path`, which may be reported: removes the ignore marks from
-    /// it and every directory below it (excluded and ignored subtrees keep theirs).
-    pub fn moved_in(&mut self, path: &[u8], filter: &PathFilter) {
-        if self.table.is_empty() {
-            return;
+    /// it and every directory below it (excluded and ignored subtrees keep theirs), and
+    /// returns the files directly in a directory that had an ignore mark and changed since
+    /// that mark was added (ctime at or after it). Changes between the move and this call had
+    /// their events dropped by the kernel while the marks were on, so the caller reports them,
+    /// without a process. The mark comes off a directory before its entries are read, so a
+    /// change is either found here or delivered by the kernel. Files changed before the move,
+    /// while still outside, are reported too: more than was missed, never less. At most
+    /// [`CHANGED_MAX`].
+    pub fn moved_in(&mut self, path: &[u8], filter: &PathFilter) -> Vec<Vec<u8>> {
+        let mut changed = Vec::new();
+        if self.marked.is_empty() {
+            return changed;
         }
         let mut stack = vec![path.to_vec()];
         while let Some(dir) = stack.pop() {
@@ -235,22 +258,53 @@ impl Ignorer {
             let Some(fd) = open_dir(&dir) else {
                 continue;
             };
+            let since = dir_id(fd.as_raw_fd())
+                .and_then(|id| self.marked.remove(&id))
+                .map(|t| {
+                    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+                    (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+                });
             remove(self.group, self.mask, fd.as_raw_fd());
             let Ok(rd) = std::fs::read_dir(std::ffi::OsStr::from_bytes(&dir)) else {
                 continue;
             };
             for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    let mut child = dir.clone();
-                    child.push(b'/');
-                    child.extend_from_slice(e.file_name().as_bytes());
+                let mut child = dir.clone();
+                child.push(b'/');
+                child.extend_from_slice(e.file_name().as_bytes());
+                let Ok(meta) = e.metadata() else {
+                    continue;
+                };
+                if meta.is_dir() {
                     stack.push(child);
+                } else if since.is_some_and(|t| ctime_of(&meta) >= t) && changed.len() < CHANGED_MAX
+                {
+                    changed.push(child);
                 }
             }
         }
-        // Handle keys of the unmarked directories are not known here: start over.
+        // Handle keys of the unmarked directories are not known here: the rate limit starts
+        // over (the kernel keeps the other marks, and `marked` remembers them).
         self.table.clear();
+        changed
     }
+}
+
+/// Files [`Ignorer::moved_in`] reports at most for one move.
+pub const CHANGED_MAX: usize = 4096;
+
+/// (device, inode) of an open directory.
+fn dir_id(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: stat is plain data; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid fd and pointer.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
+/// A file's ctime as (seconds, nanoseconds), ordered.
+fn ctime_of(m: &std::fs::Metadata) -> (i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.ctime(), m.ctime_nsec())
 }
 
 #[cfg(test)]
@@ -318,5 +372,44 @@ mod tests {
         assert_ne!(i & libc::FAN_EVENT_ON_CHILD, 0);
         assert_ne!(i & libc::FAN_ONDIR, 0);
         assert_ne!(i & libc::FAN_MODIFY, 0);
+    }
+
+    #[test]
+    fn a_directory_moved_in_reports_what_changed_since_the_move() {
+        let root = crate::test_dir::TestDir::new("marks-moved-in");
+        let (outside, tree) = (root.join("outside"), root.join("tree"));
+        std::fs::create_dir_all(outside.join("d/sub")).unwrap();
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(outside.join("d/before"), b"x").unwrap();
+        std::fs::write(outside.join("d/sub/before2"), b"x").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let mut ig = Ignorer::new(-1, libc::FAN_MODIFY, 8);
+        // No group: removing marks fails quietly. `d` and `d/sub` are ignored from now on.
+        for sub in ["d", "d/sub"] {
+            let fd = open_dir(outside.join(sub).as_os_str().as_bytes()).unwrap();
+            let id = dir_id(fd.as_raw_fd()).unwrap();
+            ig.marked.insert(id, SystemTime::now());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::rename(outside.join("d"), tree.join("d")).unwrap();
+        std::fs::write(tree.join("d/after"), b"y").unwrap();
+        std::fs::write(tree.join("d/sub/after2"), b"y").unwrap();
+        // A later entry moves the directory's own ctime on; the first is still found.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(tree.join("d/later"), b"y").unwrap();
+        let t = tree.to_str().unwrap();
+        let none: [&str; 0] = [];
+        let f = PathFilter::new(&[t], &none, &none);
+        let mut changed = Ignorer::new(-1, libc::FAN_MODIFY, 8)
+            .moved_in(tree.join("d").as_os_str().as_bytes(), &f);
+        assert!(changed.is_empty(), "nothing was ignored: nothing to report");
+        changed = ig.moved_in(tree.join("d").as_os_str().as_bytes(), &f);
+        changed.sort();
+        let want: Vec<Vec<u8>> = ["d/after", "d/later", "d/sub/after2"]
+            .iter()
+            .map(|n| tree.join(n).as_os_str().as_bytes().to_vec())
+            .collect();
+        assert_eq!(changed, want);
+        assert!(ig.marked.is_empty(), "the moved directories are forgotten");
     }
 }

@@ -313,6 +313,9 @@ pub struct FileStats {
     pub dir_marks_full: AtomicU64,
     /// fanotify marks the kernel refused (ENOSPC at fs.fanotify.max_user_marks, EACCES...).
     pub mark_failures: AtomicU64,
+    /// Files found changed, by the walk after a directory with ignore marks moved into a
+    /// tree, between that move and the sensor reading it (reported without a process).
+    pub changed_while_ignored: AtomicU64,
 }
 
 impl FileStats {
