@@ -119,7 +119,8 @@ pub fn status_kb(text: &str, key: &str) -> Option<u64> {
         .trim()
         .parse()
         .ok()?;
-    Some(kb * 1024)
+    // A value the kernel cannot hold is not a size: no answer rather than a wrapped one.
+    kb.checked_mul(1024)
 }
 
 /// A stat line as a 6.x kernel writes it (tests of the parsers and of the readers on top).
@@ -222,6 +223,8 @@ mod tests {
         assert_eq!(status_kb(s, "VmHWM"), Some(2048 * 1024));
         assert_eq!(status_kb(s, "VmSwap"), None);
         assert_eq!(status_kb("VmRSSx:\t1 kB\n", "VmRSS"), None);
+        // Found by the fuzz smoke: a value whose bytes overflow u64 is no answer, not a panic.
+        assert_eq!(status_kb("VmRSS:\t14917696395404193163 kB\n", "VmRSS"), None);
     }
 
     #[test]
