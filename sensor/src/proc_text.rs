@@ -223,8 +223,11 @@ mod tests {
         assert_eq!(status_kb(s, "VmHWM"), Some(2048 * 1024));
         assert_eq!(status_kb(s, "VmSwap"), None);
         assert_eq!(status_kb("VmRSSx:\t1 kB\n", "VmRSS"), None);
-        // Found by the fuzz smoke: a value whose bytes overflow u64 is no answer, not a panic.
-        assert_eq!(status_kb("VmRSS:\t14917696395404193163 kB\n", "VmRSS"), None);
+        // Found by the fuzz smoke: a size that overflows u64 in bytes is no answer, not a panic.
+        assert_eq!(
+            status_kb("VmRSS:\t14917696395404193163 kB\n", "VmRSS"),
+            None
+        );
     }
 
     #[test]
