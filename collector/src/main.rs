@@ -5,8 +5,9 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use collector::{
     config::CollectorConfig,
-    ingest_stream::now_ns,
-    jetstream, render, serve, sessions,
+    jetstream, render, serve,
+    server::now_ns,
+    sessions,
     store::{self, query::Filter},
     timearg::parse_time_arg,
 };
