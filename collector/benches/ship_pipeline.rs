@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use collector::config::CollectorConfig;
 use prost::Message as _;
 use sensor::event::Event;
-use sensor::sinks::grpc::proto_conv::event_to_proto;
 use support::{cpu_secs, event, InProcessCollector, Rate};
 
 /// `collector serve` in this process with the SQLite sink at `db`.
@@ -43,7 +42,7 @@ fn conversion(n: u64) -> f64 {
     let t = Instant::now();
     let mut bytes = 0usize;
     for ev in events {
-        bytes += event_to_proto(ev).encode_to_vec().len();
+        bytes += ev.into_msg().encode_to_vec().len();
     }
     std::hint::black_box(bytes);
     n as f64 / t.elapsed().as_secs_f64()
@@ -61,7 +60,7 @@ fn spool_only(n: u64) -> f64 {
         },
     )
     .unwrap();
-    let protos: Vec<_> = (0..n).map(|i| event_to_proto(event(i))).collect();
+    let protos: Vec<_> = (0..n).map(|i| event(i).into_msg()).collect();
     let t = Instant::now();
     for (k, chunk) in protos.chunks(2000).enumerate() {
         let mut b = sensor_proto::v1::Batch {
@@ -89,7 +88,7 @@ fn store_only(n: u64, sync: &str) -> Rate {
     let (w, th) = Writer::spawn(conn, 50_000, dir.join("e.db")).unwrap();
     let protos: Vec<_> = (0..n)
         .map(|i| {
-            let mut p = event_to_proto(event(i));
+            let mut p = event(i).into_msg();
             p.seq = i + 1;
             let body = prost::bytes::Bytes::from(p.encode_to_vec());
             (p, body)

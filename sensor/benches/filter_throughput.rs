@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sensor::event::{Event, Extra, FileActivity, Kind, Process, Source};
+use sensor::event::{Event, FileActivity, Kind, Process, Source};
 use sensor::filter::{run_filter_stage, FilterConfig, FilterStats, Verdict};
 use tokio::sync::mpsc;
 
@@ -56,39 +56,27 @@ fn event(i: usize) -> Event {
         3 => Kind::NetConnect,
         _ => Kind::File,
     };
-    Event {
-        seq: 0,
-        time_unix_ns: 1_767_225_600_000_000_000,
-        host: "bench".into(),
-        source: Source::Ebpf,
-        kind,
-        process: Some(Process {
-            pid,
-            ppid: 1,
-            start_boottime_ns: 1_000 + i as u64,
-            comm: comm.into(),
-            exe: Some(format!("/usr/bin/{comm}")),
-            argv: Some(argv.iter().map(|s| s.to_string()).collect()),
-            ..Default::default()
-        }),
-        exit: None,
-        connect: None,
-        health: None,
-        ktime_ns: None,
-        extra: Extra {
-            file: (kind == Kind::File).then(|| FileActivity {
-                path: "/etc/hosts".into(),
-                ops: vec!["open".into()],
-                new_path: None,
-            }),
-            ..Default::default()
-        },
-    }
+    let mut ev = Event::new(kind, Source::Ebpf, 1_767_225_600_000_000_000, "bench");
+    ev.process = Some(Process {
+        pid,
+        ppid: 1,
+        start_boottime_ns: 1_000 + i as u64,
+        comm: comm.into(),
+        exe: Some(format!("/usr/bin/{comm}")),
+        argv: Some(argv.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    });
+    ev.file = (kind == Kind::File).then(|| FileActivity {
+        path: "/etc/hosts".into(),
+        ops: vec!["open".into()],
+        new_path: None,
+    });
+    ev
 }
 
 fn exit_of(e: &Event) -> Event {
     let mut x = e.clone();
-    x.kind = Kind::ProcessExit;
+    x.set_kind(Kind::ProcessExit);
     x
 }
 
@@ -113,7 +101,7 @@ fn main() {
     let mut events = Vec::with_capacity(TEMPLATES * 2);
     for i in 0..TEMPLATES {
         let e = event(i);
-        let x = (e.kind == Kind::ProcessExec).then(|| exit_of(&e));
+        let x = (e.kind() == Kind::ProcessExec).then(|| exit_of(&e));
         events.push(e);
         events.extend(x);
     }
@@ -139,7 +127,7 @@ fn main() {
     );
 
     // 2. Redaction of a fresh copy of each argv (the copy is timed separately).
-    let argv = |i: usize| at(i).process.as_ref().unwrap().argv.clone().unwrap();
+    let argv = |i: usize| at(i).process.as_ref().unwrap().argv.clone().unwrap().args;
     let t = Instant::now();
     for i in 0..n {
         black_box(argv(i));

@@ -157,12 +157,15 @@ fn exec_event(i: u32, dirs: &Dirs) -> Event {
     let exe = EXES[i as usize % EXES.len()];
     p.exe = Some(exe.to_string());
     p.cwd = Some(format!("/srv/app{}", i % 20));
-    p.argv = Some(vec![
-        p.comm.clone(),
-        "--worker".into(),
-        format!("--id={i}"),
-        format!("--config=/etc/app/service-{}.toml", i % 50),
-    ]);
+    p.argv = Some(
+        vec![
+            p.comm.clone(),
+            "--worker".into(),
+            format!("--id={i}"),
+            format!("--config=/etc/app/service-{}.toml", i % 50),
+        ]
+        .into(),
+    );
     event(Kind::ProcessExec, p)
 }
 
@@ -171,19 +174,9 @@ fn connect_event(i: u32, dirs: &Dirs) -> Event {
 }
 
 fn event(kind: Kind, p: Process) -> Event {
-    Event {
-        seq: 0,
-        time_unix_ns: 0,
-        host: "bench".into(),
-        source: Source::Ebpf,
-        kind,
-        process: Some(p),
-        exit: None,
-        connect: None,
-        health: None,
-        ktime_ns: None,
-        extra: Default::default(),
-    }
+    let mut ev = Event::new(kind, Source::Ebpf, 0, "bench");
+    ev.process = Some(p);
+    ev
 }
 
 fn init(cache: &mut ProcessCache, dirs: &Dirs) {
@@ -192,7 +185,7 @@ fn init(cache: &mut ProcessCache, dirs: &Dirs) {
     p.ppid = 0;
     p.start_boottime_ns = TICK_NS;
     p.exe = Some("/usr/lib/systemd/systemd".into());
-    p.argv = Some(vec!["/sbin/init".into()]);
+    p.argv = Some(vec!["/sbin/init".into()].into());
     p.cwd = Some("/".into());
     p.comm = "systemd".into();
     cache.enrich(&mut event(Kind::ProcessExec, p), 1);
@@ -352,7 +345,7 @@ fn main() {
     );
     // Exit-pending first: mark the newest processes exited, then insert past the bound.
     for ev in events.iter_mut().rev().take(1000) {
-        ev.kind = Kind::ProcessExit;
+        ev.set_kind(Kind::ProcessExit);
         cache.enrich(ev, now);
     }
     let before = cache.stats().exit_pending;

@@ -140,8 +140,8 @@ impl Capture {
             }
             match self.rx.try_recv() {
                 Ok(ev) => {
-                    assert_eq!(ev.kind, sensor::event::Kind::Flow);
-                    self.seen.push(ev.extra.flow.expect("flow payload"));
+                    assert_eq!(ev.kind(), sensor::event::Kind::Flow);
+                    self.seen.push(ev.msg.flow.expect("flow payload"));
                 }
                 Err(_) => {
                     if Instant::now() > deadline {
@@ -165,8 +165,8 @@ impl Drop for Capture {
 fn is(f: &Flow, proto: &str, dport: u16, sport: u16, state: &str) -> bool {
     f.protocol == proto
         && f.state == state
-        && f.dst_port == dport
-        && f.src_port == sport
+        && f.dst_port == u32::from(dport)
+        && f.src_port == u32::from(sport)
         && f.src_addr == "127.0.0.1"
         && f.dst_addr == "127.0.0.1"
 }

@@ -238,7 +238,7 @@ fn workload_child() {
 }
 
 fn file_of(e: &Event) -> &sensor::event::FileActivity {
-    e.extra.file.as_ref().unwrap()
+    e.file.as_ref().unwrap()
 }
 
 /// Receives until `done(events)` or the timeout.
@@ -303,7 +303,7 @@ fn assert_common(evs: &[Event], t: &TempTree) {
             .map(|e| {
                 format!(
                     "{:?} {:?} pid={:?}",
-                    e.source,
+                    e.source(),
                     file_of(e),
                     e.process.as_ref().map(|p| p.pid)
                 )
@@ -321,7 +321,7 @@ fn assert_common(evs: &[Event], t: &TempTree) {
     let outside = t.outside.display().to_string();
     let ignored = t.watched.join("ignored").display().to_string();
     for e in evs {
-        assert_eq!(e.kind, Kind::File);
+        assert_eq!(e.kind(), Kind::File);
         let f = file_of(e);
         assert!(
             !f.path.starts_with(&outside),
@@ -364,6 +364,7 @@ fn assert_attributed(e: &Event, w: &Workload) {
         .argv
         .as_ref()
         .unwrap()
+        .args
         .iter()
         .any(|a| a == "workload_child"));
     assert_eq!((p.uid, p.euid), (0, 0));
@@ -415,7 +416,7 @@ fn w_check(evs: &[Event], t: &TempTree, w: &Workload) {
         assert!(a.contains(op), "a.txt lacks {op}: {a:?}");
     }
     for e in evs {
-        assert_eq!(e.source, Source::Fanotify);
+        assert_eq!(e.source(), Source::Fanotify);
         assert_attributed(e, w);
     }
 }
@@ -435,7 +436,7 @@ fn fanotify_fd_reports_writes_with_pid_and_structure_from_inotify() {
     let wd = t.watched.clone();
     let written = |evs: &[Event]| {
         evs.iter()
-            .filter(|e| e.source == Source::Fanotify)
+            .filter(|e| e.source() == Source::Fanotify)
             .flat_map(|e| file_of(e).ops.clone())
             .collect::<BTreeSet<String>>()
     };
@@ -448,7 +449,7 @@ fn fanotify_fd_reports_writes_with_pid_and_structure_from_inotify() {
     assert_common(&evs, &t);
     for e in &evs {
         let f = file_of(e);
-        match e.source {
+        match e.source() {
             // What the fd names at read time: the file may have been renamed since.
             Source::Fanotify => {
                 assert_attributed(e, &w);
@@ -472,7 +473,7 @@ fn fanotify_fd_reports_writes_with_pid_and_structure_from_inotify() {
     assert!(ops_on(&evs, &t.watched.join("a.txt")).contains("attrib"));
     let modified: Vec<&Event> = evs
         .iter()
-        .filter(|e| e.source == Source::Fanotify && file_of(e).ops.contains(&"modify".into()))
+        .filter(|e| e.source() == Source::Fanotify && file_of(e).ops.contains(&"modify".into()))
         .collect();
     let names = [t.watched.join("a.txt"), t.watched.join("b.txt")].map(|p| p.display().to_string());
     assert!(
@@ -506,7 +507,7 @@ fn inotify_reports_the_same_operations_without_pid() {
         assert!(a.contains(op), "a.txt lacks {op}: {a:?}");
     }
     for e in &evs {
-        assert_eq!(e.source, Source::Inotify);
+        assert_eq!(e.source(), Source::Inotify);
         assert!(e.process.is_none(), "inotify cannot name a process");
     }
     // The file created right after its directory is reported exactly once.
@@ -587,7 +588,7 @@ fn trees_fid_cannot_mark_fall_back_to_inotify_for_those_trees_only() {
     stop_and_drain(cap, &mut rx, &mut evs);
     assert_common(&evs, &t);
     for e in &evs {
-        assert_eq!(e.source, Source::Fanotify);
+        assert_eq!(e.source(), Source::Fanotify);
         assert_attributed(e, &w);
     }
     w.finish();

@@ -21,58 +21,51 @@ pub fn event(i: u64) -> Event {
         format!("job-{i}"),
     ];
     let exec = i.is_multiple_of(2);
-    Event {
-        seq: 0,
-        time_unix_ns: unix_now_ns(),
-        host: "bench-host.example".into(),
-        source: Source::Ebpf,
-        kind: if exec {
-            Kind::ProcessExec
-        } else {
-            Kind::ProcessExit
-        },
-        process: Some(Process {
-            pid,
-            ppid: 1234,
-            start_time_unix_ns: Some(unix_now_ns()),
-            start_boottime_ns: 1_000_000 + i,
-            uid: 1000,
-            euid: 1000,
-            gid: 1000,
-            egid: 1000,
-            auid: Some(1000),
-            session: Some(7),
-            tty: Some("pts/2".into()),
-            comm: "python3".into(),
-            exe: Some("/usr/bin/python3.11".into()),
-            cwd: Some("/home/user/project".into()),
-            argv: exec.then(|| args.to_vec()),
-            cgroup_id: 4242,
-            container_id: String::new(),
-            ancestors: vec![
-                Ancestor {
-                    pid: 1234,
-                    comm: "bash".into(),
-                    exe: "/usr/bin/bash".into(),
-                },
-                Ancestor {
-                    pid: 1200,
-                    comm: "sshd".into(),
-                    exe: "/usr/sbin/sshd".into(),
-                },
-            ],
-            ..Default::default()
-        }),
-        exit: (!exec).then_some(Exit {
-            code: Some(0),
-            signal: None,
-            core_dumped: false,
-        }),
-        connect: None,
-        health: None,
-        ktime_ns: Some(monotonic_now_ns()),
-        extra: Default::default(),
-    }
+    let kind = if exec {
+        Kind::ProcessExec
+    } else {
+        Kind::ProcessExit
+    };
+    let mut ev = Event::new(kind, Source::Ebpf, unix_now_ns(), "bench-host.example");
+    ev.ktime_ns = Some(monotonic_now_ns());
+    ev.process = Some(Process {
+        pid,
+        ppid: 1234,
+        start_time_unix_ns: Some(unix_now_ns()),
+        start_boottime_ns: 1_000_000 + i,
+        uid: 1000,
+        euid: 1000,
+        gid: 1000,
+        egid: 1000,
+        auid: Some(1000),
+        session: Some(7),
+        tty: Some("pts/2".into()),
+        comm: "python3".into(),
+        exe: Some("/usr/bin/python3.11".into()),
+        cwd: Some("/home/user/project".into()),
+        argv: exec.then(|| args.to_vec().into()),
+        cgroup_id: 4242,
+        container_id: String::new(),
+        ancestors: vec![
+            Ancestor {
+                pid: 1234,
+                comm: "bash".into(),
+                exe: "/usr/bin/bash".into(),
+            },
+            Ancestor {
+                pid: 1200,
+                comm: "sshd".into(),
+                exe: "/usr/sbin/sshd".into(),
+            },
+        ],
+        ..Default::default()
+    });
+    ev.exit = (!exec).then_some(Exit {
+        code: Some(0),
+        signal: None,
+        core_dumped: false,
+    });
+    ev
 }
 
 /// `collector serve` in this process, on its own 2-thread runtime.

@@ -218,7 +218,7 @@ pub fn marked_event(i: u64) -> Event {
         ppid: 1,
         comm: "worker".into(),
         exe: Some("/usr/bin/worker".into()),
-        argv: Some(vec!["/usr/bin/worker".into(), format!("fleet-mark-{i}")]),
+        argv: Some(vec!["/usr/bin/worker".into(), format!("fleet-mark-{i}")].into()),
         ..Default::default()
     });
     ev

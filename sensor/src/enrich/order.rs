@@ -212,7 +212,7 @@ impl Orderer {
         mark: &Watermark,
         st: &AttribStats,
     ) -> Option<Event> {
-        if ev.source == Source::Ebpf {
+        if ev.source() == Source::Ebpf {
             // Forks sent before this event apply before it.
             self.apply_forks(cache, st);
             self.taken += 1;
@@ -222,7 +222,7 @@ impl Orderer {
             return Some(ev);
         };
         if self.hold_ns == 0
-            || ev.kind == Kind::ProcessExec
+            || ev.kind() == Kind::ProcessExec
             || p.pid == 0
             || (cache.settled(p.pid, p.start_boottime_ns) && !self.lazy.contains_key(&p.pid))
         {
@@ -321,7 +321,7 @@ mod tests {
         p.ppid = ppid;
         p.exe = Some(exe.into());
         p.cwd = Some("/".into());
-        p.argv = Some(vec![exe.into(), "arg".into()]);
+        p.argv = Some(vec![exe.into(), "arg".into()].into());
         ev
     }
 
@@ -382,10 +382,17 @@ mod tests {
         assert_eq!(exe_of(&conn), Some("/usr/bin/python3"));
         let p = conn.process.as_ref().unwrap();
         assert_eq!(p.ppid, 100);
-        assert_eq!(p.argv.as_deref().unwrap(), ["/usr/bin/python3", "arg"]);
+        assert_eq!(
+            p.argv.as_ref().map(|a| a.args.as_slice()).unwrap(),
+            ["/usr/bin/python3", "arg"]
+        );
         assert_eq!(p.ancestors[0].pid, 100);
         for what in ["exe", "argv", "cwd"] {
-            assert!(!p.incomplete.contains(&what), "{:?}", p.incomplete);
+            assert!(
+                !p.incomplete.iter().any(|f| f == what),
+                "{:?}",
+                p.incomplete
+            );
         }
         assert_eq!(st.forks_seen.load(Relaxed), 1);
     }
@@ -500,7 +507,7 @@ mod tests {
         o.push_fork(fork(500, 499, 2 * MS, 0, false), &mut c, &st);
         o.push_fork(fork(501, 500, 4 * MS, 0, false), &mut c, &st);
         let mut bash = exec(500, 499, "/usr/bin/bash", 3 * MS);
-        bash.source = Source::Audit;
+        bash.set_source(Source::Audit);
         bash.process.as_mut().unwrap().start_boottime_ns = 0;
         o.prepare(&bash, &mut c, &st);
         c.enrich(&mut bash, 5 * MS);
@@ -526,7 +533,7 @@ mod tests {
         let mut sh = exec(600, 1, "/usr/bin/dash", MS);
         c.enrich(&mut sh, MS);
         let mut bash = exec(601, 600, "/usr/bin/bash", 3 * MS);
-        bash.source = Source::Audit;
+        bash.set_source(Source::Audit);
         bash.process.as_mut().unwrap().start_boottime_ns = 0;
         o.prepare(&bash, &mut c, &st);
         c.enrich(&mut bash, 3 * MS);
@@ -538,7 +545,13 @@ mod tests {
         c.enrich(&mut conn, 4 * MS);
         assert_eq!(exe_of(&conn), Some("/usr/bin/bash"));
         assert!(
-            !conn.process.as_ref().unwrap().incomplete.contains(&"exe"),
+            !conn
+                .process
+                .as_ref()
+                .unwrap()
+                .incomplete
+                .iter()
+                .any(|f| f == "exe"),
             "{:?}",
             conn.process
         );

@@ -131,16 +131,16 @@ pub struct Shedder {
 impl Shedder {
     /// `None`: keep the event. `Some(reason)`: shed it (the caller counts it).
     pub fn decide(&mut self, ev: &Event, level: u8, now_ns: u64) -> Option<Reason> {
-        if level == 0 || never_shed(ev.kind) {
+        if level == 0 || never_shed(ev.kind()) {
             return None;
         }
         if level >= 2 && is_low_value(ev) {
             return Some(Reason::LowValue);
         }
-        if level >= 3 && matches!(ev.kind, Kind::File | Kind::NetConnect) {
+        if level >= 3 && matches!(ev.kind(), Kind::File | Kind::NetConnect) {
             return Some(Reason::Kind);
         }
-        if level >= 4 && ev.kind == Kind::ProcessExec && self.seen(burst_key(ev), now_ns) {
+        if level >= 4 && ev.kind() == Kind::ProcessExec && self.seen(burst_key(ev), now_ns) {
             return Some(Reason::ExecBurst);
         }
         if self.seen(repeat_key(ev), now_ns) {
@@ -197,11 +197,11 @@ impl Admission {
             h.drops.extend(f.drops);
             h.events.extend(f.events);
         }
-        self.counters.count_source(ev.source, ev.kind);
+        self.counters.count_source(ev.source(), ev.kind());
         match self.shedder.decide(ev, self.stats.level(), now_ns) {
             None => true,
             Some(reason) => {
-                self.stats.count(reason, ev.kind);
+                self.stats.count(reason, ev.kind());
                 false
             }
         }
@@ -209,9 +209,9 @@ impl Admission {
 }
 
 fn is_low_value(ev: &Event) -> bool {
-    match ev.kind {
+    match ev.kind() {
         Kind::Flow => true,
-        Kind::File => ev.extra.file.as_ref().is_some_and(|f| {
+        Kind::File => ev.file.as_ref().is_some_and(|f| {
             !f.ops.is_empty() && f.ops.iter().all(|op| op == "open" || op == "close")
         }),
         _ => false,
@@ -220,7 +220,7 @@ fn is_low_value(ev: &Event) -> bool {
 
 fn hasher(ev: &Event) -> DefaultHasher {
     let mut h = DefaultHasher::new();
-    ev.kind.as_str().hash(&mut h);
+    ev.kind().as_str().hash(&mut h);
     h
 }
 
@@ -228,7 +228,7 @@ fn hasher(ev: &Event) -> DefaultHasher {
 fn repeat_key(ev: &Event) -> u64 {
     let mut h = hasher(ev);
     if let Some(p) = &ev.process {
-        match ev.kind {
+        match ev.kind() {
             Kind::ProcessExec => {
                 (p.ppid, p.uid, &p.exe, &p.filename, &p.argv).hash(&mut h);
             }
@@ -236,12 +236,12 @@ fn repeat_key(ev: &Event) -> u64 {
         }
     }
     if let Some(c) = &ev.connect {
-        (&c.dst_addr, c.dst_port, &c.protocol, c.result).hash(&mut h);
+        (&c.dst_addr, c.dst_port, &c.protocol, &c.result).hash(&mut h);
     }
-    if let Some(f) = &ev.extra.file {
+    if let Some(f) = &ev.file {
         (&f.path, &f.ops, &f.new_path).hash(&mut h);
     }
-    if let Some(fl) = &ev.extra.flow {
+    if let Some(fl) = &ev.flow {
         (
             &fl.protocol,
             &fl.src_addr,
@@ -270,30 +270,20 @@ mod tests {
     use crate::event::{Connect, FileActivity, Process, Source};
 
     fn ev(kind: Kind, pid: u32, argv: &[&str]) -> Event {
-        Event {
-            seq: 0,
-            time_unix_ns: 0,
-            host: "h".into(),
-            source: Source::Ebpf,
-            kind,
-            process: Some(Process {
-                pid,
-                ppid: 1,
-                exe: Some("/usr/bin/x".into()),
-                argv: Some(argv.iter().map(|s| s.to_string()).collect()),
-                ..Process::default()
-            }),
-            exit: None,
-            connect: None,
-            health: None,
-            ktime_ns: None,
-            extra: Default::default(),
-        }
+        let mut e = Event::new(kind, Source::Ebpf, 0, "h");
+        e.process = Some(Process {
+            pid,
+            ppid: 1,
+            exe: Some("/usr/bin/x".into()),
+            argv: Some(argv.iter().map(|s| s.to_string()).collect()),
+            ..Process::default()
+        });
+        e
     }
 
     fn file(pid: u32, path: &str, ops: &[&str]) -> Event {
         let mut e = ev(Kind::File, pid, &[]);
-        e.extra.file = Some(FileActivity {
+        e.file = Some(FileActivity {
             path: path.into(),
             ops: ops.iter().map(|s| s.to_string()).collect(),
             new_path: None,
@@ -304,12 +294,13 @@ mod tests {
     fn connect(pid: u32, port: u16) -> Event {
         let mut e = ev(Kind::NetConnect, pid, &[]);
         e.connect = Some(Connect {
-            family: "ipv4",
+            family: "ipv4".into(),
             protocol: "tcp".into(),
             dst_addr: "10.0.0.1".into(),
-            dst_port: port,
-            result: "success",
+            dst_port: u32::from(port),
+            result: "success".into(),
             errno: 0,
+            ..Connect::default()
         });
         e
     }
@@ -441,7 +432,7 @@ mod tests {
             lag_ms: 0.0,
         });
         assert!(a.admit(&mut h, S));
-        let health = h.health.unwrap();
+        let health = h.msg.health.unwrap();
         assert_eq!(health.drops["shed_kind_net_connect"], 1);
         assert_eq!(health.events["shed_level"], 3);
         assert_eq!(counters.by_source()["ebpf"]["net_connect"], 1);

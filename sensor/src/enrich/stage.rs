@@ -78,7 +78,7 @@ impl Out<'_> {
             .as_ref()
             .is_some_and(|p| !p.incomplete.is_empty())
         {
-            self.attrib.count_incomplete(ev.kind, ev.source);
+            self.attrib.count_incomplete(ev.kind(), ev.source());
         }
         if self.tx.send(ev).await.is_err() {
             tracing::warn!("enrich: output closed; stopping");
@@ -163,7 +163,7 @@ pub async fn run_stage(
                     let Some(ev) = order.take(ev, &mut cache, now, &watermark, &attrib) else {
                         continue;
                     };
-                    let exec = ev.kind == Kind::ProcessExec;
+                    let exec = ev.kind() == Kind::ProcessExec;
                     let mut out = Out { tx: &tx, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
                     if !out.send(ev, now).await {
                         break 'run;
@@ -232,7 +232,7 @@ mod tests {
             start_boottime_ns: 7_000_000_000,
             comm: "t".into(),
             exe: exe.map(str::to_string),
-            argv: exe.map(|e| vec![e.to_string(), "x".into()]),
+            argv: exe.map(|e| vec![e.to_string(), "x".into()].into()),
             cwd: exe.map(|_| "/".to_string()),
             cgroup_id: 0,
             ..Process::default()
@@ -288,13 +288,13 @@ mod tests {
                 pair[1].process.as_ref().unwrap(),
             );
             assert_eq!(
-                (pair[0].kind, pair[1].kind),
+                (pair[0].kind(), pair[1].kind()),
                 (Kind::ProcessExec, Kind::NetConnect)
             );
             assert_eq!(a.pid, b.pid);
             assert_eq!(b.exe.as_deref(), Some("/bin/x"));
             assert_eq!(
-                b.argv.as_deref(),
+                b.argv.as_ref().map(|a| a.args.as_slice()),
                 Some(&["/bin/x".to_string(), "x".into()][..])
             );
         }

@@ -111,7 +111,7 @@ mod tests {
         }
         let comms: Vec<(Kind, &str)> = out
             .iter()
-            .map(|e| (e.kind, e.process.as_ref().unwrap().comm.as_str()))
+            .map(|e| (e.kind(), e.process.as_ref().unwrap().comm.as_str()))
             .collect();
         assert_eq!(
             comms,

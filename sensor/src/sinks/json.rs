@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 use sensor_proto::json::write_event;
 
 use super::ocsf::LineFormat;
-use crate::sinks::grpc::proto_conv::event_to_proto;
 use crate::{event::Event, telemetry::counters::Counters, timefmt::monotonic_now_ns};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +42,9 @@ pub fn open(target: &str) -> Result<Box<dyn Write + Send>, OutputError> {
 }
 
 /// Appends one event as a JSON line, written by the one event writer
-/// (`sensor_proto::json`, the collector's too) from the event's protobuf form.
+/// (`sensor_proto::json`, the collector's too) from the event's wire message.
 pub fn write_line(event: Event, buf: &mut Vec<u8>) {
-    write_event(&event_to_proto(event), buf);
+    write_event(&event.msg, buf);
     buf.push(b'\n');
 }
 

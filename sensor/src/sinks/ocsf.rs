@@ -1,5 +1,5 @@
 //! OCSF 1.5.0 lines: `--output ocsf` (stdout) or `--output ocsf:FILE`. Each event goes through
-//! the wire form (`sinks::grpc::proto_conv::event_to_proto`) and the shared mapping in
+//! the shared mapping in
 //! `sensor_proto::ocsf`, so the sensor and `collector query --format ocsf` write the same thing.
 use crate::event::Event;
 
@@ -24,8 +24,7 @@ pub fn split_target(target: &str) -> (LineFormat, &str) {
 
 /// Appends one event as an OCSF JSON line to `buf`.
 pub fn write_line(event: Event, buf: &mut Vec<u8>) {
-    let pb = crate::sinks::grpc::proto_conv::event_to_proto(event);
-    let v = sensor_proto::ocsf::to_ocsf(&pb, sensor_proto::ocsf::Origin::default());
+    let v = sensor_proto::ocsf::to_ocsf(&event.msg, sensor_proto::ocsf::Origin::default());
     // Writing a Value into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *buf, &v);
     buf.push(b'\n');

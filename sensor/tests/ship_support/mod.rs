@@ -327,7 +327,7 @@ pub fn synth(marker: &str, i: u64) -> Event {
     ev.ktime_ns = Some(sensor::timefmt::monotonic_now_ns());
     match i % 4 {
         1 => {
-            ev.kind = Kind::ProcessExit;
+            ev.set_kind(Kind::ProcessExit);
             ev.exit = Some(Exit {
                 code: Some((i % 256) as i32),
                 signal: None,
@@ -335,14 +335,15 @@ pub fn synth(marker: &str, i: u64) -> Event {
             });
         }
         2 => {
-            ev.kind = Kind::NetConnect;
+            ev.set_kind(Kind::NetConnect);
             ev.connect = Some(Connect {
-                family: "ipv4",
+                family: "ipv4".into(),
                 protocol: "tcp".into(),
                 dst_addr: "127.0.0.1".into(),
-                dst_port: (i % 65_536) as u16,
-                result: "refused",
+                dst_port: (i % 65_536) as u32,
+                result: "refused".into(),
                 errno: 111,
+                ..Default::default()
             });
         }
         _ => {}
@@ -353,8 +354,8 @@ pub fn synth(marker: &str, i: u64) -> Event {
             reason: format!("{marker} health"),
             ..Default::default()
         });
-        ev.kind = Kind::SensorHealth;
-        ev.source = Source::Sensor;
+        ev.set_kind(Kind::SensorHealth);
+        ev.set_source(Source::Sensor);
         ev.process = Some(process(pid, &[marker, &idx]));
     }
     ev

@@ -2,7 +2,7 @@
 //! how a miss resolves, what the event's credentials refresh, and what the event gets back.
 use super::{add_marker, take_marker, CachedProcess, ProcessCache, UNKNOWN_START};
 use crate::enrich::procfs;
-use crate::event::{Kind, Process};
+use crate::event::{Argv, Kind, Process};
 
 impl ProcessCache {
     /// An entry built from the event's own fields (credentials, comm, tty).
@@ -55,7 +55,7 @@ impl ProcessCache {
         e.exe = self.strings.opt(p.exe.as_deref());
         e.cwd = self.strings.opt(p.cwd.as_deref());
         if let Some(a) = &p.argv {
-            (e.argv, e.argv_truncated) = self.strings.argv(a, p.argv_truncated);
+            (e.argv, e.argv_truncated) = self.strings.argv(&a.args, a.truncated);
         }
         if e.exe.is_none() || e.cwd.is_none() || e.argv.is_none() {
             // The kernel could not give them: the new image is in /proc while it runs.
@@ -138,8 +138,8 @@ impl ProcessCache {
         }
         let comm_changed = *self.store.entry(i).comm != *p.comm;
         let comm = comm_changed.then(|| self.strings.get(&p.comm));
-        let has_uid = !p.incomplete.contains(&"uid");
-        let has_session = !p.incomplete.contains(&"session");
+        let has_uid = !p.incomplete.iter().any(|f| f == "uid");
+        let has_session = !p.incomplete.iter().any(|f| f == "session");
         let e = self.store.entry_mut(i);
         if p.ppid != 0 {
             e.ppid = p.ppid;
@@ -173,10 +173,10 @@ impl ProcessCache {
                 (p.auid, p.session) = (e.auid, e.session);
             }
         } else {
-            if p.incomplete.contains(&"uid") {
+            if p.incomplete.iter().any(|f| f == "uid") {
                 (p.uid, p.euid, p.gid, p.egid) = (e.uid, e.euid, e.gid, e.egid);
             }
-            if p.incomplete.contains(&"session") {
+            if p.incomplete.iter().any(|f| f == "session") {
                 (p.auid, p.session) = (e.auid, e.session);
             }
         }
@@ -208,8 +208,11 @@ impl ProcessCache {
         }
         if p.argv.is_none() {
             if let Some(a) = &e.argv {
-                p.argv = Some(a.to_vec());
-                p.argv_truncated = e.argv_truncated;
+                p.argv = Some(Argv {
+                    args: a.to_vec(),
+                    truncated: e.argv_truncated,
+                    omitted_bytes: 0,
+                });
                 take_marker(p, "argv");
             }
         }

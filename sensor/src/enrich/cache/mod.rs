@@ -162,9 +162,9 @@ fn ns_per_tick() -> u64 {
     (1_000_000_000 / hz).max(1)
 }
 
-fn add_marker(p: &mut Process, name: &'static str) {
-    if !p.incomplete.contains(&name) {
-        p.incomplete.push(name);
+fn add_marker(p: &mut Process, name: &str) {
+    if !p.incomplete.iter().any(|f| f == name) {
+        p.incomplete.push(name.to_string());
     }
 }
 
@@ -267,7 +267,11 @@ impl ProcessCache {
     /// Enriches `ev` in place and updates the cache from it. See the module documentation.
     pub fn enrich(&mut self, ev: &mut Event, now_mono_ns: u64) {
         self.store.expire(now_mono_ns, EXPIRE_PER_EVENT);
-        let kind = ev.kind;
+        let kind = ev.kind();
+        // A file event's process fields are a /proc snapshot the file source took after the
+        // fact (empty argv and no exe once the process is a zombie, the new image after an
+        // exec): the cache's, from the kernel's records, are preferred.
+        let snapshot = matches!(ev.source(), Source::Fanotify | Source::Inotify);
         let Some(p) = ev.process.as_mut() else {
             return;
         };
@@ -285,10 +289,6 @@ impl ProcessCache {
                 if kind != Kind::ProcessExec {
                     self.refresh(i, p);
                 }
-                // A file event's process fields are a /proc snapshot the file source took after
-                // the fact (empty argv and no exe once the process is a zombie, the new image
-                // after an exec): the cache's, from the kernel's records, are preferred.
-                let snapshot = matches!(ev.source, Source::Fanotify | Source::Inotify);
                 self.fill_process(i, p, snapshot);
                 self.store.touch(i);
             }

@@ -211,7 +211,7 @@ impl NoiseFilter {
                 .process
                 .as_ref()
                 .and_then(|p| p.argv.as_ref())
-                .map(|a| a.join(" "));
+                .map(|a| a.args.join(" "));
             joined.as_deref()
         } else {
             None
@@ -224,7 +224,7 @@ impl NoiseFilter {
         if !self.enabled {
             return Verdict::Keep;
         }
-        match ev.kind {
+        match ev.kind() {
             Kind::SensorHealth => Verdict::Keep,
             Kind::ProcessExit => {
                 let Some(p) = ev.process.as_ref() else {

@@ -50,7 +50,7 @@ fn under(path: &str, prefix: &str) -> bool {
 
 impl Compiled {
     pub(super) fn matches(&self, ev: &Event, joined_argv: Option<&str>) -> bool {
-        if self.kinds & kind_bit(ev.kind) == 0 {
+        if self.kinds & kind_bit(ev.kind()) == 0 {
             return false;
         }
         let p = ev.process.as_ref();
@@ -81,7 +81,6 @@ impl Compiled {
         if !(self.uids.is_empty() && self.user_names.is_empty()) {
             let by_uid = p.is_some_and(|p| self.uids.contains(&p.uid));
             let by_name = ev
-                .extra
                 .login
                 .as_ref()
                 .is_some_and(|l| self.user_names.contains(&l.user));
@@ -90,7 +89,7 @@ impl Compiled {
             }
         }
         if !self.path_prefix.is_empty() {
-            let Some(f) = ev.extra.file.as_ref() else {
+            let Some(f) = ev.file.as_ref() else {
                 return false;
             };
             let hit = |path: &str| self.path_prefix.iter().any(|pre| under(path, pre));

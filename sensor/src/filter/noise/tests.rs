@@ -9,7 +9,7 @@ fn ev(kind: Kind, pid: u32, start: u64, comm: &str) -> Event {
         start_boottime_ns: start,
         comm: comm.into(),
         exe: Some(format!("/usr/bin/{comm}")),
-        argv: Some(vec![comm.into()]),
+        argv: Some(vec![comm.into()].into()),
         ..Default::default()
     });
     e
@@ -126,13 +126,16 @@ fn exe_comm_argv_parent_user_path() {
     assert_eq!(f.check(&e), Verdict::Drop(0));
 
     let mut e = ev(Kind::ProcessExec, 2, 1, "curl");
-    e.process.as_mut().unwrap().argv = Some(vec![
-        "curl".into(),
-        "-s".into(),
-        "http://127.0.0.1:8080/health".into(),
-    ]);
+    e.process.as_mut().unwrap().argv = Some(
+        vec![
+            "curl".into(),
+            "-s".into(),
+            "http://127.0.0.1:8080/health".into(),
+        ]
+        .into(),
+    );
     assert_eq!(f.check(&e), Verdict::Drop(1));
-    e.process.as_mut().unwrap().argv = Some(vec!["curl".into(), "http://evil/x".into()]);
+    e.process.as_mut().unwrap().argv = Some(vec!["curl".into(), "http://evil/x".into()].into());
     assert_eq!(f.check(&e), Verdict::Keep);
     e.process.as_mut().unwrap().argv = None;
     assert_eq!(
@@ -152,27 +155,30 @@ fn exe_comm_argv_parent_user_path() {
     assert_eq!(f.check(&e), Verdict::Keep, "user condition");
 
     let mut e = ev(Kind::File, 4, 1, "rsyslogd");
-    e.extra.file = Some(FileActivity {
+    e.file = Some(FileActivity {
         path: "/var/log/syslog".into(),
         ops: vec!["modify".into()],
         new_path: None,
     });
     assert_eq!(f.check(&e), Verdict::Drop(3));
-    e.extra.file.as_mut().unwrap().path = "/var/logs/x".into();
+    e.file.as_mut().unwrap().path = "/var/logs/x".into();
     assert_eq!(f.check(&e), Verdict::Keep, "whole components");
-    e.extra.file.as_mut().unwrap().new_path = Some("/var/log/x.1".into());
+    e.file.as_mut().unwrap().new_path = Some("/var/log/x.1".into());
     assert_eq!(f.check(&e), Verdict::Drop(3), "rename into the tree");
     let mut e = ev(Kind::ProcessExec, 5, 1, "tail");
-    e.extra.file = None;
+    e.file = None;
     assert_eq!(f.check(&e), Verdict::Keep, "path rule is file-only");
 
     let mut e = ev(Kind::ProcessExec, 6, 1, "rsync");
-    e.process.as_mut().unwrap().argv = Some(vec![
-        "rsync".into(),
-        "-a".into(),
-        "/srv/".into(),
-        "/backup/srv".into(),
-    ]);
+    e.process.as_mut().unwrap().argv = Some(
+        vec![
+            "rsync".into(),
+            "-a".into(),
+            "/srv/".into(),
+            "/backup/srv".into(),
+        ]
+        .into(),
+    );
     assert_eq!(f.check(&e), Verdict::Drop(4));
 }
 
@@ -187,12 +193,12 @@ fn users_by_name_and_logins() {
     assert_eq!(f.check(&e), Verdict::Drop(0));
     let mut l = ev(Kind::Login, 2, 1, "sshd");
     l.process = None;
-    l.extra.login = Some(Login {
+    l.login = Some(Login {
         user: "nagios-not-a-user".into(),
         ..Default::default()
     });
     assert_eq!(f.check(&l), Verdict::Drop(0));
-    l.extra.login.as_mut().unwrap().user = "alice".into();
+    l.login.as_mut().unwrap().user = "alice".into();
     assert_eq!(f.check(&l), Verdict::Keep);
     // Kinds restrict: a connect by root is kept.
     let mut c = ev(Kind::NetConnect, 1, 1, "x");

@@ -237,7 +237,7 @@ impl Redactor {
             return 0;
         }
         match ev.process.as_mut().and_then(|p| p.argv.as_mut()) {
-            Some(argv) => self.redact_argv(argv),
+            Some(argv) => self.redact_argv(&mut argv.args),
             None => 0,
         }
     }

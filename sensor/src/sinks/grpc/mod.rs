@@ -10,7 +10,7 @@
 //!                                   spool.ack -> segment deleted when fully acked
 //! ```
 //!
-//! - [`proto_conv`]: `Event` -> protobuf (pure, exhaustive: the JSON output is written from it).
+//! - The wire message is the event itself (`crate::event`); nothing is converted.
 //! - [`spool`]: the disk spool (survives kill -9; bounded; evicts oldest, rescuing exits).
 //! - [`client`]: connection, TLS policy, the stream task with jittered backoff.
 //! - [`ids`]: persistent sensor id, boot id, and the seq allocator that keeps
@@ -22,9 +22,11 @@ mod codec;
 mod hello;
 pub mod ids;
 pub mod local;
-pub mod proto_conv;
 pub mod spool;
 pub mod stage;
+
+#[cfg(test)]
+mod wire_tests;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

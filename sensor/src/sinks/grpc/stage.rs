@@ -33,7 +33,6 @@ use tokio::time::Instant;
 use super::client::{self, LinkEvent, Outbound, Target, TlsFiles};
 use super::hello;
 use super::ids::{self, SeqAllocator};
-use super::proto_conv::event_to_proto;
 use super::spool::{Eviction, FsyncPolicy, Spool, SpoolOptions};
 use super::{ShipConfig, ShipError, ShipStats};
 use crate::event::{Event, Kind};
@@ -307,7 +306,7 @@ impl Stage {
     }
 
     fn on_event(&mut self, ev: Event) {
-        if ev.kind == Kind::SensorHealth {
+        if ev.kind() == Kind::SensorHealth {
             if let Some(h) = &ev.health {
                 if h.mode != self.hello.mode {
                     self.hello.mode = h.mode.clone();
@@ -322,7 +321,7 @@ impl Stage {
         if let Some(k) = ev.ktime_ns {
             self.batch_min_ktime = Some(self.batch_min_ktime.map_or(k, |m| m.min(k)));
         }
-        let p = event_to_proto(ev);
+        let p = ev.into_msg();
         self.batch_bytes += p.encoded_len() + 4;
         self.batch.push(p);
         if self.batch_started.is_none() {

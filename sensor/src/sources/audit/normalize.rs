@@ -47,7 +47,7 @@ use super::{
 };
 use crate::{
     escape::escape_bytes,
-    event::{Connect, Event, Exit, Kind, Process, Source},
+    event::{Argv, Connect, Event, Exit, Kind, Process, Source},
     sources::kernel_values::{
         connect_result, format_addr, protocol as socket_type_name, resolve_exe,
         tty_name as kernel_tty_name,
@@ -248,7 +248,7 @@ fn audit_process(pid: u32) -> Process {
         pid,
         start_time_unix_ns: None,
         start_boottime_ns: 0,
-        incomplete: vec!["start_time", "cgroup_id"],
+        incomplete: vec!["start_time".into(), "cgroup_id".into()],
         ..Process::default()
     }
 }
@@ -262,7 +262,7 @@ pub(crate) fn process(sys: &Record) -> Result<Process, NormalizeError> {
     let mut p = audit_process(pid);
     let mut id = |key: &'static str, unknown: u32| -> u32 {
         sys.get_dec::<u32>(key).unwrap_or_else(|| {
-            p.incomplete.push(key);
+            p.incomplete.push(key.to_string());
             unknown
         })
     };
@@ -290,7 +290,7 @@ fn exec_event(
     let cwd = group.first(types::CWD).and_then(|r| r.get("cwd"));
     match cwd {
         Some(c) => p.cwd = Some(escape_bytes(c)),
-        None => p.incomplete.push("cwd"),
+        None => p.incomplete.push("cwd".into()),
     }
     let item0 = group
         .all(types::PATH)
@@ -303,11 +303,11 @@ fn exec_event(
     p.exe = match (sys.get("exe"), item0) {
         (Some(exe), _) if !exe.is_empty() && exe != b"(null)" => Some(escape_bytes(exe)),
         (_, Some(name)) => {
-            p.incomplete.push("exe");
+            p.incomplete.push("exe".into());
             Some(escape_bytes(&resolve_exe(name, cwd.unwrap_or_default())))
         }
         _ => {
-            p.incomplete.push("exe");
+            p.incomplete.push("exe".into());
             None
         }
     };
@@ -321,11 +321,13 @@ fn exec_event(
     match argv {
         Some((args, truncated)) => {
             let (args, omitted, capped) = crate::sources::argv::bound_list(args, argv_bound);
-            p.argv = Some(args.iter().map(|a| escape_bytes(a)).collect());
-            p.argv_truncated = truncated || capped;
-            p.argv_omitted_bytes = omitted as u64;
+            p.argv = Some(Argv {
+                args: args.iter().map(|a| escape_bytes(a)).collect(),
+                truncated: truncated || capped,
+                omitted_bytes: omitted as u64,
+            });
         }
-        None => p.incomplete.push("argv"),
+        None => p.incomplete.push("argv".into()),
     }
     ev.process = Some(p);
     Ok(ev)
@@ -413,12 +415,15 @@ fn connect_event(
     let fd = i32::try_from(fd).unwrap_or(-1);
     let mut ev = base(Kind::NetConnect, group, host);
     ev.connect = Some(Connect {
-        family,
+        family: family.to_string(),
         protocol: protocol(sock_type(p.pid, fd)),
         dst_addr,
-        dst_port,
-        result: connect_result(ret),
+        dst_port: u32::from(dst_port),
+        result: connect_result(ret).to_string(),
         errno: -ret.min(0),
+        // Audit records carry the destination only.
+        src_addr: None,
+        src_port: None,
     });
     ev.process = Some(p);
     Ok(Some(ev))
@@ -478,7 +483,8 @@ fn abend_event(group: &Group, r: &Record, host: &str) -> Result<Event, Normalize
     p.auid = login_id(r, "auid");
     p.session = login_id(r, "ses");
     p.comm = escape_bytes(r.get("comm").unwrap_or_default());
-    p.incomplete.extend(["ppid", "euid", "egid", "tty"]);
+    p.incomplete
+        .extend(["ppid", "euid", "egid", "tty"].map(String::from));
     let mut ev = base(Kind::ProcessExit, group, host);
     ev.process = Some(p);
     ev.exit = Some(Exit {

@@ -62,16 +62,19 @@ pub fn to_event(g: &Group, host: &str, passwd: &str) -> Option<Event> {
         session: r.get_dec::<u32>("ses").filter(|&v| v != u32::MAX),
         ..Process::default()
     };
-    process.incomplete.push("exe");
+    process.incomplete.push("exe".into());
     if r.rtype == types::USER_AUTH && res == b"failed" {
         let mut ev = base(Kind::LoginFailed, g, host);
         ev.process = Some(process);
-        ev.extra.login = Some(Login {
+        ev.login = Some(Login {
             user: acct,
             tty: text(r.get_nested("terminal")),
             host: text(r.get_nested("hostname")),
             addr: text(r.get_nested("addr")),
             session_key: None,
+            // The process and its session are on `process`.
+            pid: 0,
+            session: None,
         });
         return Some(ev);
     }
@@ -85,7 +88,7 @@ pub fn to_event(g: &Group, host: &str, passwd: &str) -> Option<Event> {
     let old_gid = passwd_by_uid(passwd, uid).map_or(u32::MAX, |(_, g)| g);
     let mut ev = base(Kind::PrivilegeChange, g, host);
     ev.process = Some(process);
-    ev.extra.privilege = Some(Privilege {
+    ev.privilege = Some(Privilege {
         old_uid: uid,
         new_uid,
         old_euid: uid,
@@ -121,21 +124,21 @@ mod tests {
     fn su_session_is_a_privilege_change() {
         let g = group(1105, "audit(1700000000.123:50): pid=4242 uid=1000 auid=1000 ses=3 subj=unconfined msg='op=PAM:session_open grantors=pam_keyinit,pam_unix acct=\"root\" exe=\"/usr/bin/su\" hostname=? addr=? terminal=/dev/pts/0 res=success'");
         let ev = to_event(&g, "h", PASSWD).unwrap();
-        assert_eq!(ev.kind, Kind::PrivilegeChange);
-        let p = ev.extra.privilege.unwrap();
+        assert_eq!(ev.kind(), Kind::PrivilegeChange);
+        let p = ev.msg.privilege.unwrap();
         assert_eq!(
             (p.old_uid, p.new_uid, p.old_gid, p.new_gid, p.via.as_str()),
             (1000, 0, 1000, 0, "pam:su")
         );
-        assert_eq!(ev.process.unwrap().session, Some(3));
+        assert_eq!(ev.msg.process.unwrap().session, Some(3));
     }
 
     #[test]
     fn failed_auth_is_a_failed_login_and_others_are_ignored() {
         let g = group(1100, "audit(1700000000.123:51): pid=4243 uid=1000 auid=1000 ses=3 msg='op=PAM:authentication grantors=? acct=\"root\" exe=\"/usr/bin/su\" hostname=? addr=? terminal=/dev/pts/0 res=failed'");
         let ev = to_event(&g, "h", PASSWD).unwrap();
-        assert_eq!(ev.kind, Kind::LoginFailed);
-        let l = ev.extra.login.unwrap();
+        assert_eq!(ev.kind(), Kind::LoginFailed);
+        let l = ev.msg.login.unwrap();
         assert_eq!(
             (l.user.as_str(), l.tty.as_deref(), l.host),
             ("root", Some("/dev/pts/0"), None)

@@ -92,7 +92,7 @@ impl CredTracker {
         };
         let mut ev = base(Kind::PrivilegeChange, g, host);
         ev.process = process(sys).ok();
-        ev.extra.privilege = Some(Privilege {
+        ev.privilege = Some(Privilege {
             old_uid: old.uid,
             new_uid: new.uid,
             old_euid: old.euid,
@@ -143,15 +143,15 @@ mod tests {
         let mut t = CredTracker::new(100);
         // sudo exec: uid 1000, euid 0 (set-uid binary)
         let ev = t.observe(&g(&sys(1, 59, 1000, 0)), "h").unwrap();
-        let p = ev.extra.privilege.unwrap();
+        let p = ev.msg.privilege.unwrap();
         assert_eq!(
             (p.via.as_str(), p.old_euid, p.new_euid),
             ("exec_setuid", 1000, 0)
         );
-        assert_eq!(ev.process.unwrap().pid, 77);
+        assert_eq!(ev.msg.process.unwrap().pid, 77);
         // setresuid(0,0,0)
         let ev = t.observe(&g(&sys(2, 117, 0, 0)), "h").unwrap();
-        let p = ev.extra.privilege.unwrap();
+        let p = ev.msg.privilege.unwrap();
         assert_eq!(
             (p.via.as_str(), p.old_uid, p.new_uid),
             ("setresuid", 1000, 0)

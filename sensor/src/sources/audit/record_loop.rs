@@ -235,7 +235,7 @@ impl RecordLoop {
             if g.records.iter().any(|r| matches!(r.rtype, 1100 | 1105)) {
                 let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
                 if let Some(ev) = super::pam::to_event(&g, &self.host, &passwd) {
-                    self.counters.count_event(ev.kind);
+                    self.counters.count_event(ev.kind());
                     if self.tx.blocking_send(ev).is_err() {
                         return;
                     }
@@ -243,7 +243,7 @@ impl RecordLoop {
                 continue;
             }
             if let Some(ev) = self.creds.observe(&g, &self.host) {
-                self.counters.count_event(ev.kind);
+                self.counters.count_event(ev.kind());
                 if self.tx.blocking_send(ev).is_err() {
                     return;
                 }
@@ -257,10 +257,10 @@ impl RecordLoop {
                 known.or_else(|| socket_types::from_proc(pid, fd))
             };
             for ev in normalize::to_events_bounded(&g, &self.host, &resolver, self.argv_bound) {
-                if self.drop_exits && ev.kind == Kind::ProcessExit {
+                if self.drop_exits && ev.kind() == Kind::ProcessExit {
                     continue;
                 }
-                self.counters.count_event(ev.kind);
+                self.counters.count_event(ev.kind());
                 if self.tx.blocking_send(ev).is_err() {
                     return;
                 }

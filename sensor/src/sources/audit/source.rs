@@ -383,7 +383,7 @@ fn exit_loop(
             if let (Some(p), Ok(mut s)) = (ev.process.as_ref(), sockets.lock()) {
                 s.forget_pid(p.pid);
             }
-            counters.count_event(ev.kind);
+            counters.count_event(ev.kind());
             if tx.blocking_send(ev).is_err() {
                 return false;
             }
@@ -463,7 +463,7 @@ fn exit_event(n: &proc_connector::ExitNotice, host: &str, clocks: &Clocks) -> Ev
                 p.ppid = ppid;
             }
         }
-        None => p.incomplete.push("process"),
+        None => p.incomplete.push("process".into()),
     }
     let time = clocks.monotonic_to_unix(n.timestamp_ns);
     let mut ev = Event::new(Kind::ProcessExit, Source::Audit, time, host);
@@ -506,6 +506,6 @@ mod tests {
         );
         assert_eq!(ev.exit.as_ref().unwrap().signal, Some(9));
         assert_eq!(ev.process.as_ref().unwrap().incomplete, vec!["process"]);
-        assert_eq!(ev.source, Source::Audit);
+        assert_eq!(ev.source(), Source::Audit);
     }
 }

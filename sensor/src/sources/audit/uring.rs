@@ -90,13 +90,15 @@ pub fn connect_event(group: &Group, host: &str) -> Result<Option<Event>, Normali
     let p = process(sys.unwrap_or(op))?;
     let mut ev = base(Kind::NetConnect, group, host);
     ev.connect = Some(Connect {
-        family,
+        family: family.to_string(),
         // The socket's fd is not in the records: its type is unknown.
         protocol: crate::sources::kernel_values::protocol(0),
         dst_addr: protocol_addr,
-        dst_port: port,
-        result: uring_connect_result(ret, waited),
+        dst_port: u32::from(port),
+        result: uring_connect_result(ret, waited).to_string(),
         errno: -ret.min(0),
+        src_addr: None,
+        src_port: None,
     });
     ev.process = Some(p);
     Ok(Some(ev))
@@ -132,12 +134,17 @@ mod tests {
             (1306, "audit(1796532385.788:9): saddr=0200D5B97F000001"),
         ]);
         let ev = connect_event(&g, "h").unwrap().unwrap();
-        let c = ev.connect.unwrap();
+        let c = ev.msg.connect.unwrap();
         assert_eq!(
-            (c.family, c.dst_addr.as_str(), c.dst_port, c.result),
+            (
+                c.family.as_str(),
+                c.dst_addr.as_str(),
+                c.dst_port,
+                c.result.as_str()
+            ),
             ("ipv4", "127.0.0.1", 54713, "in_progress")
         );
-        let p = ev.process.unwrap();
+        let p = ev.msg.process.unwrap();
         assert_eq!((p.pid, p.ppid, p.comm.as_str()), (27185, 27183, "attacks"));
     }
 
@@ -147,8 +154,13 @@ mod tests {
             (URINGOP, "audit(1796532385.788:9): uring_op=16 success=yes exit=0 items=0 ppid=1 pid=7 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0"),
             (1306, "audit(1796532385.788:9): saddr=0200D5B97F000001"),
         ]);
-        let c = connect_event(&g, "h").unwrap().unwrap().connect.unwrap();
-        assert_eq!(c.result, "success");
+        let c = connect_event(&g, "h")
+            .unwrap()
+            .unwrap()
+            .msg
+            .connect
+            .unwrap();
+        assert_eq!(c.result.as_str(), "success");
     }
 
     #[test]
@@ -158,12 +170,18 @@ mod tests {
             (1306, "audit(1796532385.788:9): saddr=0A000050000000000000000000000000000000000000000100000000"),
         ]);
         let ev = connect_event(&g, "h").unwrap().unwrap();
-        let c = ev.connect.unwrap();
+        let c = ev.msg.connect.unwrap();
         assert_eq!(
-            (c.family, c.dst_addr.as_str(), c.dst_port, c.result, c.errno),
+            (
+                c.family.as_str(),
+                c.dst_addr.as_str(),
+                c.dst_port,
+                c.result.as_str(),
+                c.errno
+            ),
             ("ipv6", "::1", 80, "refused", 111)
         );
-        assert_eq!(ev.process.unwrap().uid, 1000);
+        assert_eq!(ev.msg.process.unwrap().uid, 1000);
     }
 
     #[test]

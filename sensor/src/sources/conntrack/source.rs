@@ -246,7 +246,7 @@ fn read_loop(
                 msg::CtEventType::Update => 0,
             };
             let ev = flow_event(&ct, &ctx.host, unix, mono);
-            ctx.counters.count_event(ev.kind);
+            ctx.counters.count_event(ev.kind());
             if ctx.tx.blocking_send(ev).is_err() {
                 stats.channel_closed.fetch_add(1, Relaxed);
                 return;
@@ -264,12 +264,12 @@ pub fn flow_event(ct: &CtEvent, host: &str, unix_ns: i64, mono_ns: u64) -> Event
     let o = &ct.orig;
     let mut ev = Event::new(Kind::Flow, Source::Conntrack, unix_ns, host);
     ev.ktime_ns = Some(mono_ns);
-    ev.extra.flow = Some(Flow {
+    ev.flow = Some(Flow {
         protocol: msg::proto_name(o.proto),
         src_addr: o.src.to_string(),
-        src_port: o.src_port.unwrap_or(0),
+        src_port: u32::from(o.src_port.unwrap_or(0)),
         dst_addr: o.dst.to_string(),
-        dst_port: o.dst_port.unwrap_or(0),
+        dst_port: u32::from(o.dst_port.unwrap_or(0)),
         state: ct.event.as_str().to_string(),
         bytes_in: ct.counters_reply.map(|c| c.bytes),
         bytes_out: ct.counters_orig.map(|c| c.bytes),
@@ -327,9 +327,9 @@ mod tests {
         );
         let ct = parse_datagram(&m).remove(0).unwrap();
         let ev = flow_event(&ct, "h", 1_700_000_000_000_000_000, 5);
-        assert_eq!(ev.kind, Kind::Flow);
-        assert_eq!(ev.source, Source::Conntrack);
-        let f = ev.extra.flow.unwrap();
+        assert_eq!(ev.kind(), Kind::Flow);
+        assert_eq!(ev.source(), Source::Conntrack);
+        let f = ev.msg.flow.unwrap();
         assert_eq!(
             f,
             Flow {
@@ -358,7 +358,7 @@ mod tests {
         );
         let ct = parse_datagram(&m).remove(0).unwrap();
         let ev = flow_event(&ct, "h", 0, 0);
-        let f = ev.extra.flow.as_ref().unwrap();
+        let f = ev.flow.as_ref().unwrap();
         assert_eq!((f.state.as_str(), f.protocol.as_str()), ("new", "udp"));
         assert_eq!((f.bytes_in, f.packets_out), (None, None));
         let json = ev.to_json();

@@ -8,7 +8,7 @@ use sensor_common::{
 use super::decode::{ConnectRecord, ExecRecord, ExitRecord, ForkRecord, PrivilegeRecord, Record};
 use crate::{
     escape::{escape_bytes, until_nul},
-    event::{Connect, Event, Kind, Privilege, Process, Source},
+    event::{Argv, Connect, Event, Kind, Privilege, Process, Source},
     sources::kernel_values::{
         connect_result, cred_call, exit_status, format_addr, protocol, resolve_exe, tty_name,
         ARCH_I386, ARCH_X86_64,
@@ -70,10 +70,10 @@ fn unset(id: u32) -> Option<u32> {
 pub fn process(p: &ProcessInfo, pid: u32, tid: u32, clocks: &Clocks) -> Process {
     let mut incomplete = Vec::new();
     if p.flags & FLAG_NO_LOGINUID != 0 {
-        incomplete.push("loginuid");
+        incomplete.push("loginuid".into());
     }
     if p.flags & FLAG_READ_ERROR != 0 {
-        incomplete.push("kernel_read");
+        incomplete.push("kernel_read".into());
     }
     Process {
         pid,
@@ -103,7 +103,7 @@ fn exec_event(e: &ExecRecord, clocks: &Clocks, host: &str) -> Event {
     if cwd_ok {
         p.cwd = Some(escape_bytes(&e.cwd));
     } else {
-        p.incomplete.push("cwd");
+        p.incomplete.push("cwd".into());
     }
     // exe: the mapped executable (symlinks resolved, like /proc/<pid>/exe); when that walk
     // failed, the path the caller passed, made absolute against the cwd.
@@ -117,16 +117,18 @@ fn exec_event(e: &ExecRecord, clocks: &Clocks, host: &str) -> Event {
         }
         exe
     } else {
-        p.incomplete.push("exe");
+        p.incomplete.push("exe".into());
         escape_bytes(&resolve_exe(&e.filename, cwd_for_exe))
     });
     p.filename = Some(escape_bytes(&e.filename));
     if flags & FLAG_ARGV_ERROR != 0 {
-        p.incomplete.push("argv");
+        p.incomplete.push("argv".into());
     }
-    p.argv = Some(e.argv.iter().map(|a| escape_bytes(a)).collect());
-    p.argv_truncated = flags & FLAG_ARGV_TRUNCATED != 0;
-    p.argv_omitted_bytes = e.argv_omitted as u64;
+    p.argv = Some(Argv {
+        args: e.argv.iter().map(|a| escape_bytes(a)).collect(),
+        truncated: flags & FLAG_ARGV_TRUNCATED != 0,
+        omitted_bytes: e.argv_omitted as u64,
+    });
     ev.process = Some(p);
     ev
 }
@@ -142,16 +144,19 @@ fn connect_event(c: &ConnectRecord, clocks: &Clocks, host: &str) -> Event {
     let mut ev = base(Kind::NetConnect, c.header.ktime_ns, clocks, host);
     ev.process = Some(process(&c.process, c.header.tgid, c.header.pid, clocks));
     ev.connect = Some(Connect {
-        family: if c.family == AF_INET6 { "ipv6" } else { "ipv4" },
+        family: if c.family == AF_INET6 { "ipv6" } else { "ipv4" }.to_string(),
         protocol: protocol(c.sock_type),
         dst_addr: format_addr(c.family, &c.dst_addr),
-        dst_port: c.dst_port,
-        result: connect_result(c.ret),
+        dst_port: u32::from(c.dst_port),
+        result: connect_result(c.ret).to_string(),
         errno: if c.ret == CONNECT_RET_UNKNOWN {
             0
         } else {
             -c.ret.min(0)
         },
+        // The hooks record the destination only.
+        src_addr: None,
+        src_port: None,
     });
     ev
 }
@@ -188,7 +193,7 @@ fn privilege_event(r: &PrivilegeRecord, clocks: &Clocks, host: &str) -> Event {
         cred_syscall_name(r.syscall_nr)
     };
     let caps_changed = r.old.cap_effective != r.new.cap_effective;
-    ev.extra.privilege = Some(Privilege {
+    ev.privilege = Some(Privilege {
         old_uid: r.old.uid,
         new_uid: r.new.uid,
         old_euid: r.old.euid,
@@ -259,13 +264,16 @@ mod tests {
         ))
         .unwrap();
         let ev = normalize(&rec, &clocks(), "h1").unwrap();
-        assert_eq!(ev.kind, Kind::ProcessExec);
+        assert_eq!(ev.kind(), Kind::ProcessExec);
         assert_eq!(ev.time_unix_ns, 1_000_005_000);
-        let p = ev.process.unwrap();
+        let p = ev.msg.process.unwrap();
         assert_eq!(p.exe.as_deref(), Some("/usr/bin/prog"));
         assert_eq!(p.filename.as_deref(), Some("./run.sh"));
         assert_eq!(p.cwd.as_deref(), Some("/home/u"));
-        assert_eq!(p.argv.unwrap(), vec!["run.sh", "--x=1", "a\\xffb"]);
+        assert_eq!(
+            p.argv.clone().unwrap().args,
+            vec!["run.sh", "--x=1", "a\\xffb"]
+        );
         assert_eq!(p.tty.as_deref(), Some("pts/1"));
         assert_eq!(
             (p.pid, p.ppid, p.uid, p.euid, p.auid, p.session),
@@ -280,10 +288,14 @@ mod tests {
     fn exec_flags_mark_incomplete_and_truncated() {
         let flags = FLAG_CWD_ERROR | FLAG_ARGV_TRUNCATED | FLAG_NO_LOGINUID | FLAG_EXE_ERROR;
         let rec = decode(&fixtures::exec(b"rel", b"a\0", &[], flags)).unwrap();
-        let p = normalize(&rec, &clocks(), "h").unwrap().process.unwrap();
+        let p = normalize(&rec, &clocks(), "h")
+            .unwrap()
+            .msg
+            .process
+            .unwrap();
         assert_eq!(p.cwd, None);
         assert_eq!(p.exe.as_deref(), Some("rel"));
-        assert!(p.argv_truncated);
+        assert!(p.argv.as_ref().unwrap().truncated);
         assert_eq!(p.incomplete, vec!["loginuid", "cwd", "exe"]);
     }
 
@@ -298,7 +310,11 @@ mod tests {
         let name = b"memfd:innocent\0";
         bytes[exe + 8..exe + 8 + name.len()].copy_from_slice(name);
         let rec = decode(&bytes).unwrap();
-        let p = normalize(&rec, &clocks(), "h").unwrap().process.unwrap();
+        let p = normalize(&rec, &clocks(), "h")
+            .unwrap()
+            .msg
+            .process
+            .unwrap();
         assert_eq!(p.exe.as_deref(), Some("/memfd:innocent (deleted)"));
         assert!(p.exe_deleted);
     }
@@ -313,8 +329,12 @@ mod tests {
             sensor_common::CONNECT_RET_UNKNOWN,
         ))
         .unwrap();
-        let c = normalize(&rec, &clocks(), "h").unwrap().connect.unwrap();
-        assert_eq!((c.result, c.errno), ("attempted", 0));
+        let c = normalize(&rec, &clocks(), "h")
+            .unwrap()
+            .msg
+            .connect
+            .unwrap();
+        assert_eq!((c.result.as_str(), c.errno), ("attempted", 0));
     }
 
     #[test]
@@ -328,25 +348,34 @@ mod tests {
         ))
         .unwrap();
         let ev = normalize(&rec, &clocks(), "h").unwrap();
-        let c = ev.connect.unwrap();
+        let c = ev.msg.connect.unwrap();
         assert_eq!(
             (
-                c.family,
+                c.family.as_str(),
                 c.protocol.as_str(),
                 c.dst_addr.as_str(),
                 c.dst_port,
-                c.result,
+                c.result.as_str(),
                 c.errno
             ),
             ("ipv4", "tcp", "127.0.0.1", 8080, "refused", 111)
         );
-        assert_eq!(ev.process.unwrap().tid, Some(43));
+        assert_eq!(ev.msg.process.unwrap().tid, Some(43));
         let mut v6 = [0u8; 16];
         v6[15] = 1;
         let rec = decode(&fixtures::connect(10, 2, &v6, 53, 0)).unwrap();
-        let c = normalize(&rec, &clocks(), "h").unwrap().connect.unwrap();
+        let c = normalize(&rec, &clocks(), "h")
+            .unwrap()
+            .msg
+            .connect
+            .unwrap();
         assert_eq!(
-            (c.family, c.protocol.as_str(), c.dst_addr.as_str(), c.result),
+            (
+                c.family.as_str(),
+                c.protocol.as_str(),
+                c.dst_addr.as_str(),
+                c.result.as_str()
+            ),
             ("ipv6", "udp", "::1", "success")
         );
         assert_eq!(connect_result(-libc::EINPROGRESS), "in_progress");
@@ -373,8 +402,8 @@ mod tests {
         };
         let rec = decode(&fixtures::privilege(VIA_SYSCALL, 105, old, new)).unwrap();
         let ev = normalize(&rec, &clocks(), "h").unwrap();
-        assert_eq!(ev.kind, Kind::PrivilegeChange);
-        let p = ev.extra.privilege.unwrap();
+        assert_eq!(ev.kind(), Kind::PrivilegeChange);
+        let p = ev.msg.privilege.unwrap();
         assert_eq!(
             (p.old_uid, p.new_uid, p.old_euid, p.new_euid, p.via.as_str()),
             (1000, 0, 1000, 0, "setuid")
@@ -391,7 +420,7 @@ mod tests {
         let rec = decode(&fixtures::privilege(VIA_EXEC, 0, old, new)).unwrap();
         let p = normalize(&rec, &clocks(), "h")
             .unwrap()
-            .extra
+            .msg
             .privilege
             .unwrap();
         assert_eq!((p.via.as_str(), p.old_caps), ("exec_setuid", None));
@@ -404,7 +433,7 @@ mod tests {
         .unwrap();
         let p = normalize(&rec, &clocks(), "h")
             .unwrap()
-            .extra
+            .msg
             .privilege
             .unwrap();
         assert_eq!(p.via, "observed");

@@ -148,7 +148,7 @@ async fn drain(ring: &mut RingBuf<MapData>, ctx: &ReaderCtx, progress: &mut Prog
         let Some(event) = normalize(&record, &ctx.clocks, &ctx.host) else {
             continue;
         };
-        ctx.counters.count_event(event.kind);
+        ctx.counters.count_event(event.kind());
         if ctx.tx.send(event).await.is_err() {
             return false;
         }

@@ -13,7 +13,7 @@ use super::filter::{Decision, PathFilter};
 use super::{FileStats, OpSet};
 use crate::enrich::procfs;
 use crate::escape::escape_bytes;
-use crate::event::{Event, FileActivity, Kind, Process, Source};
+use crate::event::{Argv, Event, FileActivity, Kind, Process, Source};
 use crate::telemetry::counters::Counters;
 use crate::timefmt::{monotonic_now_ns, unix_now_ns, Clocks};
 
@@ -108,7 +108,7 @@ impl Sink {
         }
         let process = a.pid.map(|pid| {
             let p = self.procs.lookup(pid, now, &self.clocks);
-            if p.incomplete.contains(&"process") {
+            if p.incomplete.iter().any(|f| f == "process") {
                 self.stats.process_gone.fetch_add(1, Relaxed);
             }
             p
@@ -116,7 +116,7 @@ impl Sink {
         let mut ev = Event::new(Kind::File, self.source, unix_now_ns(), &self.host);
         ev.process = process;
         ev.ktime_ns = Some(monotonic_now_ns());
-        ev.extra.file = Some(FileActivity {
+        ev.file = Some(FileActivity {
             path: escape_bytes(a.path),
             ops: ops.names(),
             new_path: a.new_path.map(escape_bytes),
@@ -205,7 +205,7 @@ impl ProcCache {
             self.entries.remove(&pid);
             return Process {
                 pid,
-                incomplete: vec!["process"],
+                incomplete: vec!["process".into()],
                 ..Process::default()
             };
         };
@@ -239,18 +239,21 @@ impl ProcCache {
             .and_then(|s| procfs::parse_status(&s))
         {
             Some(ids) => (p.uid, p.euid, p.gid, p.egid) = (ids.uid, ids.euid, ids.gid, ids.egid),
-            None => p.incomplete.push("uid"),
+            None => p.incomplete.push("uid".into()),
         }
         p.exe = procfs::read_link(root, pid, "exe");
         if p.exe.is_none() {
-            p.incomplete.push("exe");
+            p.incomplete.push("exe".into());
         }
         match procfs::read_cmdline(root, pid) {
-            Some((argv, truncated)) => {
-                p.argv = Some(argv);
-                p.argv_truncated = truncated;
+            Some((args, truncated)) => {
+                p.argv = Some(Argv {
+                    args,
+                    truncated,
+                    omitted_bytes: 0,
+                })
             }
-            None => p.incomplete.push("argv"),
+            None => p.incomplete.push("argv".into()),
         }
         if self.entries.len() >= PROC_MAX {
             self.entries
@@ -330,24 +333,24 @@ mod tests {
         assert_eq!(s.emit(rename), Outcome::Sent);
 
         let ev = rx.try_recv().unwrap();
-        assert_eq!(ev.kind, Kind::File);
-        assert_eq!(ev.source, Source::Fanotify);
-        let f = ev.extra.file.unwrap();
+        assert_eq!(ev.kind(), Kind::File);
+        assert_eq!(ev.source(), Source::Fanotify);
+        let f = ev.msg.file.unwrap();
         assert_eq!(
             (f.path.as_str(), f.ops),
             ("/etc/a\\xff", vec!["create".into()])
         );
-        let p = ev.process.unwrap();
+        let p = ev.msg.process.unwrap();
         assert_eq!(p.pid, me);
         assert!(p.incomplete.is_empty(), "{:?}", p.incomplete);
         assert!(p.exe.is_some() && p.argv.is_some() && !p.comm.is_empty());
         assert!(p.start_boottime_ns > 0);
         let _modify = rx.try_recv().unwrap();
-        let both = rx.try_recv().unwrap().extra.file.unwrap();
+        let both = rx.try_recv().unwrap().msg.file.unwrap();
         assert_eq!(both.ops, ["modify", "close_write"]);
         let r = rx.try_recv().unwrap();
         assert!(r.process.is_none());
-        assert_eq!(r.extra.file.unwrap().new_path.as_deref(), Some("/etc/x"));
+        assert_eq!(r.msg.file.unwrap().new_path.as_deref(), Some("/etc/x"));
         assert!(rx.try_recv().is_err());
         assert_eq!(stats.filtered_out.load(Relaxed), 3);
         assert_eq!(stats.coalesced.load(Relaxed), 2);

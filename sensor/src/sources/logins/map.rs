@@ -64,6 +64,9 @@ impl Sessions {
             host: (!rec.host.is_empty()).then(|| escape_bytes(&rec.host)),
             addr: addr.clone(),
             session_key: None,
+            // The record's process and session are on `process`.
+            pid: 0,
+            session: None,
         };
         let mut process = Process {
             pid: rec.pid.max(0) as u32,
@@ -76,7 +79,7 @@ impl Sessions {
                     process.session = (ses != u32::MAX).then_some(ses);
                     login.session_key = process.session.map(|s| format!("ses:{s}"));
                 } else {
-                    process.incomplete.push("session");
+                    process.incomplete.push("session".into());
                 }
                 if self.open.len() >= MAX_OPEN {
                     self.open.clear();
@@ -110,7 +113,7 @@ impl Sessions {
             .saturating_add(i64::from(rec.tv_usec).saturating_mul(1_000));
         let mut ev = Event::new(kind, source, unix_ns, host);
         ev.process = Some(process);
-        ev.extra.login = Some(login);
+        ev.login = Some(login);
         Some(ev)
     }
 }
@@ -139,8 +142,8 @@ mod tests {
             v4([203, 0, 113, 9]),
         ));
         let ev = s.map(&login, LogFile::Wtmp, "h", &lookup).unwrap();
-        assert_eq!((ev.kind, ev.source), (Kind::Login, Source::Wtmp));
-        let l = ev.extra.login.as_ref().unwrap();
+        assert_eq!((ev.kind(), ev.source()), (Kind::Login, Source::Wtmp));
+        let l = ev.login.as_ref().unwrap();
         assert_eq!(
             (l.user.as_str(), l.tty.as_deref(), l.addr.as_deref()),
             ("alice", Some("pts/2"), Some("203.0.113.9"))
@@ -159,8 +162,8 @@ mod tests {
             [0; 16],
         ));
         let ev = s.map(&logout, LogFile::Wtmp, "h", &lookup).unwrap();
-        assert_eq!(ev.kind, Kind::Logout);
-        let l = ev.extra.login.as_ref().unwrap();
+        assert_eq!(ev.kind(), Kind::Logout);
+        let l = ev.login.as_ref().unwrap();
         assert_eq!(
             (l.user.as_str(), l.session_key.as_deref(), l.host.as_deref()),
             ("alice", Some("ses:42"), Some("203.0.113.9"))
@@ -214,8 +217,8 @@ mod tests {
             v4([198, 51, 100, 7]),
         ));
         let ev = s.map(&r, LogFile::Btmp, "h", &none).unwrap();
-        assert_eq!((ev.kind, ev.source), (Kind::LoginFailed, Source::Btmp));
-        assert_eq!(ev.extra.login.unwrap().user, "root");
+        assert_eq!((ev.kind(), ev.source()), (Kind::LoginFailed, Source::Btmp));
+        assert_eq!(ev.msg.login.unwrap().user, "root");
     }
 
     #[test]
@@ -242,9 +245,9 @@ mod tests {
             [0; 16],
         ));
         let ev = s.map(&r, LogFile::Wtmp, "h", &none).unwrap();
-        let l = ev.extra.login.unwrap();
+        let l = ev.msg.login.unwrap();
         assert_eq!(l.user, "b\\xffd");
         assert_eq!(l.host, None);
-        assert_eq!(ev.process.unwrap().incomplete, vec!["session"]);
+        assert_eq!(ev.msg.process.unwrap().incomplete, vec!["session"]);
     }
 }

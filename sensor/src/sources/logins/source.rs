@@ -184,7 +184,7 @@ fn follow(cfg: &LoginsConfig, ctx: &SourceCtx, stop: &AtomicBool, stats: &LoginS
                     }
                 };
                 if let Some(ev) = sessions.map(&rec, *file, &ctx.host, &session_of) {
-                    ctx.counters.count_event(ev.kind);
+                    ctx.counters.count_event(ev.kind());
                     if ctx.tx.blocking_send(ev).is_err() {
                         return;
                     }

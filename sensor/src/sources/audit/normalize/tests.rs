@@ -27,14 +27,14 @@ fn one(g: &Group) -> Event {
 }
 
 fn argv(ev: &Event) -> Vec<String> {
-    ev.process.as_ref().unwrap().argv.clone().unwrap()
+    ev.process.as_ref().unwrap().argv.clone().unwrap().args
 }
 
 #[test]
 fn exec_with_hex_args() {
     let ev = one(&groups()[&6]);
-    assert_eq!(ev.kind, Kind::ProcessExec);
-    assert_eq!(ev.source, Source::Audit);
+    assert_eq!(ev.kind(), Kind::ProcessExec);
+    assert_eq!(ev.source(), Source::Audit);
     assert_eq!(ev.time_unix_ns, 1_795_805_362_236_000_000);
     assert_eq!(ev.ktime_ns, None);
     let p = ev.process.as_ref().unwrap();
@@ -51,7 +51,7 @@ fn exec_with_hex_args() {
             "new\nline"
         ]
     );
-    assert!(!p.argv_truncated);
+    assert!(!p.argv.as_ref().unwrap().truncated);
     // exe is the binary (SYSCALL exe=, symlinks resolved, as eBPF's mm->exe_file walk);
     // filename is the path given to execve.
     assert_eq!(p.exe.as_deref(), Some("/usr/bin/echo"));
@@ -75,14 +75,17 @@ fn exec_with_hex_args() {
 fn exec_with_long_split_args() {
     let g = &groups()[&8];
     let ev = one(g);
-    let p = ev.process.unwrap();
-    let args = p.argv.unwrap();
+    let p = ev.msg.process.unwrap();
+    let args = p.argv.clone().unwrap().args;
     // Bounded like eBPF: the head of the area, a marker, and its last 1 KiB.
     let (full, _) = argv_from_execve(g).unwrap();
     let area = crate::sources::argv::join(&full).len();
     let bound = crate::sources::argv::DEFAULT_BOUND;
-    assert!(p.argv_truncated);
-    assert_eq!(p.argv_omitted_bytes, (area - bound) as u64);
+    assert!(p.argv.as_ref().unwrap().truncated);
+    assert_eq!(
+        p.argv.as_ref().unwrap().omitted_bytes,
+        (area - bound) as u64
+    );
     assert_eq!(args[0], "/bin/true");
     assert_eq!(args[1], "x".repeat(10000));
     let marker = format!("[... {} bytes omitted ...]", area - bound);
@@ -125,13 +128,13 @@ fn split_args_with_missing_pieces_are_truncated() {
 #[test]
 fn exec_hex_exe_and_cwd_relative_path() {
     let gs = groups();
-    let p = one(&gs[&20]).process.unwrap();
+    let p = one(&gs[&20]).msg.process.unwrap();
     assert_eq!(p.comm, "my prog");
     assert_eq!(p.exe.as_deref(), Some("/tmp/auditcap/my prog"));
     assert_eq!(p.cwd.as_deref(), Some("/tmp/auditcap/dir with space"));
     assert_eq!(argv_of(&gs[&20]), vec!["/tmp/auditcap/my prog", "arg"]);
     // ./weird"q run from that directory: resolved against the cwd, like eBPF.
-    let p = one(&gs[&22]).process.unwrap();
+    let p = one(&gs[&22]).msg.process.unwrap();
     assert_eq!(
         p.exe.as_deref(),
         Some("/tmp/auditcap/dir with space/weird\"q")
@@ -145,9 +148,9 @@ fn argv_of(g: &Group) -> Vec<String> {
 
 #[test]
 fn fexecve_falls_back_to_syscall_exe() {
-    let p = one(&groups()[&28]).process.unwrap();
+    let p = one(&groups()[&28]).msg.process.unwrap();
     assert_eq!(p.exe.as_deref(), Some("/usr/bin/true"));
-    assert_eq!(p.argv.unwrap(), vec!["true", "via-fexecve"]);
+    assert_eq!(p.argv.clone().unwrap().args, vec!["true", "via-fexecve"]);
 }
 
 #[test]
@@ -160,10 +163,10 @@ fn failed_exec_gives_nothing() {
 #[test]
 fn exec_with_tty_and_login_ids() {
     let gs = groups();
-    let p = one(&gs[&36]).process.unwrap();
+    let p = one(&gs[&36]).msg.process.unwrap();
     assert_eq!(p.tty.as_deref(), Some("pts/0"));
-    assert_eq!(p.argv.unwrap(), vec!["/bin/echo", "on-a-tty"]);
-    let p = one(&gs[&32]).process.unwrap();
+    assert_eq!(p.argv.clone().unwrap().args, vec!["/bin/echo", "on-a-tty"]);
+    let p = one(&gs[&32]).msg.process.unwrap();
     assert_eq!((p.auid, p.session), (Some(1000), Some(1)));
     // The loginuid write itself (syscall 1 + LOGIN) maps to nothing.
     assert!(try_to_events(&gs[&31], "h", &none).unwrap().is_empty());
@@ -173,7 +176,7 @@ fn exec_with_tty_and_login_ids() {
 fn exit_group_code() {
     let gs = groups();
     let ev = one(&gs[&11]);
-    assert_eq!(ev.kind, Kind::ProcessExit);
+    assert_eq!(ev.kind(), Kind::ProcessExit);
     assert_eq!(
         ev.exit,
         Some(Exit {
@@ -182,18 +185,18 @@ fn exit_group_code() {
             core_dumped: false
         })
     );
-    let p = ev.process.unwrap();
+    let p = ev.msg.process.unwrap();
     assert_eq!((p.pid, p.ppid, p.comm.as_str()), (18581, 18578, "sh"));
     assert_eq!(p.exe, None);
-    assert_eq!(one(&gs[&13]).exit.unwrap().code, Some(0));
-    assert_eq!(one(&gs[&26]).exit.unwrap().code, Some(3));
+    assert_eq!(one(&gs[&13]).msg.exit.unwrap().code, Some(0));
+    assert_eq!(one(&gs[&26]).msg.exit.unwrap().code, Some(3));
 }
 
 #[test]
 fn anom_abend_is_a_signal_exit() {
     let gs = groups();
     let ev = one(&gs[&15]);
-    assert_eq!(ev.kind, Kind::ProcessExit);
+    assert_eq!(ev.kind(), Kind::ProcessExit);
     assert_eq!(
         ev.exit,
         Some(Exit {
@@ -202,17 +205,17 @@ fn anom_abend_is_a_signal_exit() {
             core_dumped: false
         })
     );
-    let p = ev.process.unwrap();
+    let p = ev.msg.process.unwrap();
     assert_eq!(
         (p.pid, p.uid, p.gid, p.comm.as_str()),
         (18583, 0, 4242, "python3")
     );
     assert_eq!((p.ppid, p.euid), (0, u32::MAX));
-    assert!(p.incomplete.contains(&"ppid"));
-    assert_eq!(one(&gs[&17]).exit.unwrap().signal, Some(11));
+    assert!(p.incomplete.iter().any(|f| f == "ppid"));
+    assert_eq!(one(&gs[&17]).msg.exit.unwrap().signal, Some(11));
     // The SIGKILLed and SIGTERMed sleeps (serials 18, 19) left only their exec.
     for s in [18, 19] {
-        assert_eq!(one(&gs[&s]).kind, Kind::ProcessExec);
+        assert_eq!(one(&gs[&s]).kind(), Kind::ProcessExec);
     }
     assert!(!gs.values().any(|g| g.records.iter().any(|r| {
         r.rtype == types::SYSCALL
@@ -223,8 +226,8 @@ fn anom_abend_is_a_signal_exit() {
 
 fn connect(g: &Group) -> (Connect, Process) {
     let ev = one(g);
-    assert_eq!(ev.kind, Kind::NetConnect);
-    (ev.connect.unwrap(), ev.process.unwrap())
+    assert_eq!(ev.kind(), Kind::NetConnect);
+    (ev.msg.connect.unwrap(), ev.msg.process.unwrap())
 }
 
 #[test]
@@ -232,16 +235,25 @@ fn ipv4_connects() {
     let gs = groups();
     let (c, p) = connect(&gs[&39]);
     assert_eq!(
-        (c.family, c.dst_addr.as_str(), c.dst_port, c.result, c.errno),
+        (
+            c.family.as_str(),
+            c.dst_addr.as_str(),
+            c.dst_port,
+            c.result.as_str(),
+            c.errno
+        ),
         ("ipv4", "127.0.0.1", 54045, "success", 0)
     );
     assert_eq!(c.protocol, "unknown");
     assert_eq!((p.pid, p.ppid), (18578, 18535));
     let (c, _) = connect(&gs[&40]);
-    assert_eq!((c.dst_port, c.result, c.errno), (1, "refused", 111));
+    assert_eq!(
+        (c.dst_port, c.result.as_str(), c.errno),
+        (1, "refused", 111)
+    );
     let (c, _) = connect(&gs[&41]);
     assert_eq!(
-        (c.dst_addr.as_str(), c.dst_port, c.result, c.errno),
+        (c.dst_addr.as_str(), c.dst_port, c.result.as_str(), c.errno),
         ("10.255.255.1", 8080, "in_progress", 115)
     );
     let (c, _) = connect(&gs[&45]);
@@ -258,17 +270,22 @@ fn ipv6_connects() {
     let gs = groups();
     let (c, _) = connect(&gs[&42]);
     assert_eq!(
-        (c.family, c.dst_addr.as_str(), c.dst_port, c.result),
+        (
+            c.family.as_str(),
+            c.dst_addr.as_str(),
+            c.dst_port,
+            c.result.as_str()
+        ),
         ("ipv6", "::1", 41481, "success")
     );
     let (c, _) = connect(&gs[&43]);
     assert_eq!(
-        (c.dst_addr.as_str(), c.dst_port, c.result),
+        (c.dst_addr.as_str(), c.dst_port, c.result.as_str()),
         ("::ffff:127.0.0.1", 1, "refused")
     );
     let (c, _) = connect(&gs[&44]);
     assert_eq!(
-        (c.dst_addr.as_str(), c.dst_port, c.result, c.errno),
+        (c.dst_addr.as_str(), c.dst_port, c.result.as_str(), c.errno),
         ("2001:db8::1", 443, "in_progress", 115)
     );
     let (c, _) = connect(&gs[&46]);
@@ -335,7 +352,7 @@ fn whole_session_event_counts() {
     let mut kinds: HashMap<&str, usize> = HashMap::new();
     for g in gs.values() {
         for ev in try_to_events(g, "h", &none).unwrap() {
-            *kinds.entry(ev.kind.as_str()).or_default() += 1;
+            *kinds.entry(ev.kind().as_str()).or_default() += 1;
         }
     }
     // 20 successful execs; 13 exit_group + 2 ANOM_ABEND; 11 INET/INET6 connects.
@@ -402,12 +419,12 @@ fn malformed_groups_give_errors_not_panics() {
         ),
         (1309, "audit(1.000:1): argc=4294967295 a0=\"x\""),
     ]);
-    let p = one(&g).process.unwrap();
-    assert_eq!(p.argv.unwrap(), vec!["x"]);
-    assert!(p.argv_truncated);
-    assert!(p.incomplete.contains(&"cwd"));
+    let p = one(&g).msg.process.unwrap();
+    assert_eq!(p.argv.clone().unwrap().args, vec!["x"]);
+    assert!(p.argv.as_ref().unwrap().truncated);
+    assert!(p.incomplete.iter().any(|f| f == "cwd"));
     // exe falls back to nothing at all.
-    assert!(p.incomplete.contains(&"exe"));
+    assert!(p.incomplete.iter().any(|f| f == "exe"));
 }
 
 #[test]
@@ -455,12 +472,12 @@ fn script_exec_and_sigquit() {
     assert_eq!(p.exe.as_deref(), Some("/usr/bin/dash"));
     assert_eq!(p.filename.as_deref(), Some("./script.sh"));
     assert_eq!(
-        p.argv.as_deref().unwrap(),
+        p.argv.as_ref().map(|a| a.args.as_slice()).unwrap(),
         ["/bin/sh", "./script.sh", "arg one"]
     );
     let exits: Vec<(u32, Option<i32>, Option<i32>)> = evs
         .iter()
-        .filter(|e| e.kind == Kind::ProcessExit)
+        .filter(|e| e.kind() == Kind::ProcessExit)
         .map(|e| {
             let x = e.exit.as_ref().unwrap();
             (e.process.as_ref().unwrap().pid, x.code, x.signal)
@@ -488,15 +505,18 @@ fn tty_forms() {
 fn proctitle_fallback_when_execve_lost() {
     let mut g = groups()[&10].clone();
     g.records.retain(|r| r.rtype != types::EXECVE);
-    let p = one(&g).process.unwrap();
-    assert_eq!(p.argv.unwrap(), vec!["/bin/sh", "-c", "exit 7"]);
-    assert!(!p.argv_truncated);
+    let p = one(&g).msg.process.unwrap();
+    assert_eq!(
+        p.argv.clone().unwrap().args,
+        vec!["/bin/sh", "-c", "exit 7"]
+    );
+    assert!(!p.argv.as_ref().unwrap().truncated);
     let mut g = groups()[&24].clone();
     g.records.retain(|r| r.rtype != types::EXECVE);
-    let p = one(&g).process.unwrap();
-    assert!(p.argv_truncated); // 128-byte title
+    let p = one(&g).msg.process.unwrap();
+    assert!(p.argv.as_ref().unwrap().truncated); // 128-byte title
     g.records.retain(|r| r.rtype != types::PROCTITLE);
-    let p = one(&g).process.unwrap();
+    let p = one(&g).msg.process.unwrap();
     assert_eq!(p.argv, None);
-    assert!(p.incomplete.contains(&"argv"));
+    assert!(p.incomplete.iter().any(|f| f == "argv"));
 }

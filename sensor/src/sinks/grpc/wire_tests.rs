@@ -1,7 +1,12 @@
-use super::*;
-use crate::event::{Kind, Source};
+//! The wire contract, end to end: every kind's JSON line, the same bytes from the collector
+//! after encode and decode.
+use crate::event::{
+    Ancestor, Argv, Connect, Event, Exit, FileActivity, Flow, Health, Kind, Login, Privilege,
+    Process, Source,
+};
 use prost::Message as _;
 use sensor_proto::json::event_to_json;
+use sensor_proto::v1 as pb;
 use serde_json::json;
 
 const T: i64 = 1_795_804_496_123_456_789;
@@ -25,15 +30,17 @@ fn proc_full() -> Process {
         exe: Some("/usr/bin/echo".into()),
         filename: Some("./echo".into()),
         cwd: Some("/home/u dir".into()),
-        argv: Some(vec![
-            "echo".into(),
-            "two words".into(),
-            String::new(),
-            "bad\\xffbyte".into(),
-            "\"q\" 'q'".into(),
-        ]),
-        argv_truncated: true,
-        argv_omitted_bytes: 12345,
+        argv: Some(Argv {
+            args: vec![
+                "echo".into(),
+                "two words".into(),
+                String::new(),
+                "bad\\xffbyte".into(),
+                "\"q\" 'q'".into(),
+            ],
+            truncated: true,
+            omitted_bytes: 12345,
+        }),
         exe_deleted: true,
         cgroup_id: 9876,
         container_id: "abc123".into(),
@@ -42,7 +49,8 @@ fn proc_full() -> Process {
             comm: "systemd".into(),
             exe: "/usr/lib/systemd/systemd".into(),
         }],
-        incomplete: vec!["cwd", "loginuid"],
+        incomplete: vec!["cwd".into(), "loginuid".into()],
+        user: None,
     }
 }
 
@@ -82,6 +90,8 @@ fn login(user: &str) -> Login {
         host: Some("203.0.113.9".into()),
         addr: Some("203.0.113.9".into()),
         session_key: Some("wtmp:pts/9:1795804496".into()),
+        pid: 0,
+        session: None,
     }
 }
 
@@ -139,12 +149,14 @@ pub(crate) fn samples() -> Vec<(Event, serde_json::Value)> {
     let mut e = ev(Kind::NetConnect, Source::Ebpf);
     e.process = Some(proc_full());
     e.connect = Some(Connect {
-        family: "ipv6",
+        family: "ipv6".into(),
         protocol: "tcp".into(),
         dst_addr: "::1".into(),
         dst_port: 65535,
-        result: "refused",
+        result: "refused".into(),
         errno: 111,
+        src_addr: None,
+        src_port: None,
     });
     let mut j = top("net_connect", "ebpf");
     j["process"] = proc_full_json();
@@ -154,7 +166,7 @@ pub(crate) fn samples() -> Vec<(Event, serde_json::Value)> {
 
     let mut e = ev(Kind::File, Source::Fanotify);
     e.process = Some(proc_full());
-    e.extra.file = Some(FileActivity {
+    e.file = Some(FileActivity {
         path: "/etc/a b".into(),
         ops: vec!["rename".into(), "close_write".into()],
         new_path: Some("/etc/\"c\"".into()),
@@ -166,7 +178,7 @@ pub(crate) fn samples() -> Vec<(Event, serde_json::Value)> {
     out.push((e, j));
 
     let mut e = ev(Kind::File, Source::Inotify);
-    e.extra.file = Some(FileActivity {
+    e.file = Some(FileActivity {
         path: "/etc/x".into(),
         ops: vec!["delete".into()],
         new_path: None,
@@ -182,7 +194,7 @@ pub(crate) fn samples() -> Vec<(Event, serde_json::Value)> {
     ] {
         let mut e = ev(kind, source);
         e.process = Some(proc_full());
-        e.extra.login = Some(login("alice"));
+        e.login = Some(login("alice"));
         let mut j = top(name, src);
         j["process"] = proc_full_json();
         j["login"] = login_json("alice");
@@ -190,12 +202,14 @@ pub(crate) fn samples() -> Vec<(Event, serde_json::Value)> {
     }
     // A local login: no host, address or session key.
     let mut e = ev(Kind::Login, Source::Audit);
-    e.extra.login = Some(Login {
+    e.login = Some(Login {
         user: "root".into(),
         tty: None,
         host: None,
         addr: None,
         session_key: None,
+        pid: 0,
+        session: None,
     });
     let mut j = top("login", "audit");
     j["login"] = json!({"user": "root", "tty": null, "host": null, "addr": null});
@@ -203,7 +217,7 @@ pub(crate) fn samples() -> Vec<(Event, serde_json::Value)> {
 
     let mut e = ev(Kind::PrivilegeChange, Source::Ebpf);
     e.process = Some(proc_full());
-    e.extra.privilege = Some(Privilege {
+    e.privilege = Some(Privilege {
         old_uid: 1000,
         new_uid: 0,
         old_euid: 1000,
@@ -225,7 +239,7 @@ pub(crate) fn samples() -> Vec<(Event, serde_json::Value)> {
     out.push((e, j));
 
     let mut e = ev(Kind::PrivilegeChange, Source::Audit);
-    e.extra.privilege = Some(Privilege {
+    e.privilege = Some(Privilege {
         via: "pam".into(),
         ..Default::default()
     });
@@ -235,7 +249,7 @@ pub(crate) fn samples() -> Vec<(Event, serde_json::Value)> {
     out.push((e, j));
 
     let mut e = ev(Kind::Flow, Source::Conntrack);
-    e.extra.flow = Some(Flow {
+    e.flow = Some(Flow {
         protocol: "tcp".into(),
         src_addr: "10.0.0.1".into(),
         src_port: 40000,
@@ -254,7 +268,7 @@ pub(crate) fn samples() -> Vec<(Event, serde_json::Value)> {
     out.push((e, j));
 
     let mut e = ev(Kind::Flow, Source::Conntrack);
-    e.extra.flow = Some(Flow {
+    e.flow = Some(Flow {
         protocol: "udp".into(),
         state: "new".into(),
         ..Default::default()
@@ -292,13 +306,13 @@ pub(crate) fn samples() -> Vec<(Event, serde_json::Value)> {
 fn collector_json_equals_sensor_json() {
     let mut seen = std::collections::BTreeSet::new();
     for (ev, expected) in samples() {
-        let kind = ev.kind;
+        let kind = ev.kind();
         seen.insert(kind.as_str());
         let mut line = Vec::new();
         crate::sinks::json::write_line(ev.clone(), &mut line);
         let sensor: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(sensor, expected, "sensor JSON of {kind:?}");
-        let wire = event_to_proto(ev).encode_to_vec();
+        let wire = ev.into_msg().encode_to_vec();
         let received = pb::Event::decode(wire.as_slice()).unwrap();
         let collector = sensor_proto::json::event_to_line(&received);
         assert_eq!(
@@ -315,7 +329,7 @@ fn collector_json_equals_sensor_json() {
 #[test]
 fn enums_and_times() {
     let (ev, _) = samples().remove(0);
-    let p = event_to_proto(ev);
+    let p = ev.into_msg();
     assert_eq!(p.kind, pb::Kind::ProcessExec as i32);
     assert_eq!(p.source, pb::Source::Ebpf as i32);
     assert_eq!(p.time_unix_ns, T);
@@ -324,9 +338,6 @@ fn enums_and_times() {
         Some(1_795_804_400_000_000_001)
     );
     let (audit, _) = samples().remove(1);
-    assert_eq!(
-        event_to_proto(audit).process.unwrap().start_time_unix_ns,
-        None
-    );
+    assert_eq!(audit.into_msg().process.unwrap().start_time_unix_ns, None);
     assert!(p.process.unwrap().argv.unwrap().truncated);
 }
