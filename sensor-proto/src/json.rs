@@ -27,36 +27,53 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
 /// [`write_event`] followed by extra top-level string fields (the collector adds
 /// `sensor_id` and `boot_id`).
 pub fn write_event_with(ev: &Event, extra: &[(&'static str, &str)], out: &mut Vec<u8>) {
+    // Destructured without `..`: a payload added to the schema and not written here is a
+    // compile error, never a field silently missing from the JSON.
+    let Event {
+        seq,
+        time_unix_ns,
+        host,
+        source,
+        kind,
+        process: process_,
+        exit: exit_,
+        connect: connect_,
+        health: health_,
+        file: file_,
+        login: login_,
+        privilege: privilege_,
+        flow: flow_,
+    } = ev;
     let mut o = Obj::open(out);
-    o.num("seq", &ev.seq);
-    o.str("time", &format_rfc3339_nanos(ev.time_unix_ns));
-    o.str("host", &ev.host);
-    let source = Source::try_from(ev.source).unwrap_or(Source::Unspecified);
+    o.num("seq", seq);
+    o.str("time", &format_rfc3339_nanos(*time_unix_ns));
+    o.str("host", host);
+    let source = Source::try_from(*source).unwrap_or(Source::Unspecified);
     o.str("source", source.as_str());
-    let kind = Kind::try_from(ev.kind).unwrap_or(Kind::Unspecified);
+    let kind = Kind::try_from(*kind).unwrap_or(Kind::Unspecified);
     o.str("kind", kind.as_str());
-    if let Some(p) = &ev.process {
+    if let Some(p) = process_ {
         process(o.key("process"), p);
     }
-    if let Some(x) = &ev.exit {
+    if let Some(x) = exit_ {
         exit(o.key("exit"), x);
     }
-    if let Some(c) = &ev.connect {
+    if let Some(c) = connect_ {
         connect(o.key("connect"), c);
     }
-    if let Some(h) = &ev.health {
+    if let Some(h) = health_ {
         health(o.key("health"), h);
     }
-    if let Some(f) = &ev.file {
+    if let Some(f) = file_ {
         file(o.key("file"), f);
     }
-    if let Some(l) = &ev.login {
+    if let Some(l) = login_ {
         login(o.key("login"), l);
     }
-    if let Some(p) = &ev.privilege {
+    if let Some(p) = privilege_ {
         privilege(o.key("privilege"), p);
     }
-    if let Some(f) = &ev.flow {
+    if let Some(f) = flow_ {
         flow(o.key("flow"), f);
     }
     for (k, v) in extra {

@@ -1,86 +1,30 @@
 //! The JSON names of the proto enums (`process_exec`, `ebpf`, ...; see
 //! docs/ARCHITECTURE.md#event-model).
-//! The proto enums are the sensor's kinds and sources too: this file and `sensor.proto`
-//! are the only lists of them.
+//! The proto enums are the sensor's kinds and sources too; `sensor.proto` is the only list
+//! of them.
 use crate::v1::{Kind, Source};
 
+// `Kind::ALL`, `Source::ALL` and their `as_str` (the JSON names) are generated from
+// sensor.proto by sensor-proto/generate (a new kind or source needs no edit here).
+include!("gen/names.rs");
+
 impl Kind {
-    /// Every kind, for tables, counters, metrics and tests (a unit test checks that it
-    /// holds every value of the proto enum).
-    pub const ALL: [Kind; 10] = [
-        Kind::ProcessExec,
-        Kind::ProcessExit,
-        Kind::NetConnect,
-        Kind::File,
-        Kind::Login,
-        Kind::Logout,
-        Kind::LoginFailed,
-        Kind::PrivilegeChange,
-        Kind::Flow,
-        Kind::SensorHealth,
-    ];
-
-    /// The JSON name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Unspecified => "unspecified",
-            Kind::ProcessExec => "process_exec",
-            Kind::ProcessExit => "process_exit",
-            Kind::NetConnect => "net_connect",
-            Kind::File => "file",
-            Kind::Login => "login",
-            Kind::Logout => "logout",
-            Kind::LoginFailed => "login_failed",
-            Kind::PrivilegeChange => "privilege_change",
-            Kind::Flow => "flow",
-            Kind::SensorHealth => "sensor_health",
-        }
-    }
-
-    /// Position in [`Kind::ALL`] (0 for `Unspecified`, which no event carries).
+    /// Position in [`Kind::ALL`] (0 for `Unspecified`), for per-kind tables.
     pub fn index(self) -> usize {
         Kind::ALL.iter().position(|&k| k == self).unwrap_or(0)
     }
 }
 
 impl Source {
-    /// Every source (a unit test checks that it holds every value of the proto enum).
-    pub const ALL: [Source; 8] = [
-        Source::Ebpf,
-        Source::Audit,
-        Source::Fanotify,
-        Source::Inotify,
-        Source::Wtmp,
-        Source::Btmp,
-        Source::Conntrack,
-        Source::Sensor,
-    ];
-
-    /// The JSON name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Unspecified => "unspecified",
-            Source::Ebpf => "ebpf",
-            Source::Audit => "audit",
-            Source::Fanotify => "fanotify",
-            Source::Inotify => "inotify",
-            Source::Wtmp => "wtmp",
-            Source::Btmp => "btmp",
-            Source::Conntrack => "conntrack",
-            Source::Sensor => "sensor",
-        }
-    }
-
     /// Position in [`Source::ALL`] (0 for `Unspecified`).
     pub fn index(self) -> usize {
         Source::ALL.iter().position(|&s| s == self).unwrap_or(0)
     }
 }
 
-/// Every kind, for tables, metrics and tests.
-pub const ALL_KINDS: [Kind; 10] = Kind::ALL;
+pub const ALL_KINDS: [Kind; Kind::ALL.len()] = Kind::ALL;
 
-pub const ALL_SOURCES: [Source; 8] = Source::ALL;
+pub const ALL_SOURCES: [Source; Source::ALL.len()] = Source::ALL;
 
 pub fn kind_name(kind: Kind) -> &'static str {
     kind.as_str()
