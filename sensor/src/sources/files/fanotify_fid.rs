@@ -415,7 +415,7 @@ fn handle(
             let f = sink.filter();
             let moved_in = f.descend(new_path) && !f.descend(path);
             let changed = match ignorer.filter(|_| moved_in) {
-                Some(ig) => ig.moved_in(new_path, f),
+                Some(ig) => ig.moved_in(new_path, f, sink.stats()),
                 None => Vec::new(),
             };
             if let Some(d) = dirs.filter(|_| moved_in) {
@@ -466,7 +466,7 @@ fn handle(
         // Without FAN_RENAME the old side is unknown: any directory moved into the trees.
         if ev.mask & libc::FAN_MOVED_TO != 0 && sink.filter().descend(path) {
             if let Some(ig) = ignorer.as_deref_mut() {
-                let changed = ig.moved_in(path, sink.filter());
+                let changed = ig.moved_in(path, sink.filter(), sink.stats());
                 report_changed_while_ignored(sink, &changed);
             }
         }

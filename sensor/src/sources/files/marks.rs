@@ -244,8 +244,13 @@ impl Ignorer {
     /// without a process. The mark comes off a directory before its entries are read, so a
     /// change is either found here or delivered by the kernel. Files changed before the move,
     /// while still outside, are reported too: more than was missed, never less. At most
-    /// [`CHANGED_MAX`].
-    pub fn moved_in(&mut self, path: &[u8], filter: &PathFilter) -> Vec<Vec<u8>> {
+    /// [`CHANGED_MAX`]. The `files_ignore_marks` gauge drops by the marks taken off.
+    pub fn moved_in(
+        &mut self,
+        path: &[u8],
+        filter: &PathFilter,
+        stats: &FileStats,
+    ) -> Vec<Vec<u8>> {
         let mut changed = Vec::new();
         if self.marked.is_empty() {
             return changed;
@@ -286,6 +291,7 @@ impl Ignorer {
         // Handle keys of the unmarked directories are not known here: the rate limit starts
         // over (the kernel keeps the other marks, and `marked` remembers them).
         self.table.clear();
+        stats.ignore_marks.store(self.marked.len() as u64, Relaxed);
         changed
     }
 }
@@ -400,10 +406,16 @@ mod tests {
         let t = tree.to_str().unwrap();
         let none: [&str; 0] = [];
         let f = PathFilter::new(&[t], &none, &none);
-        let mut changed = Ignorer::new(-1, libc::FAN_MODIFY, 8)
-            .moved_in(tree.join("d").as_os_str().as_bytes(), &f);
+        let stats = FileStats::default();
+        stats.ignore_marks.store(2, Relaxed);
+        let mut changed = Ignorer::new(-1, libc::FAN_MODIFY, 8).moved_in(
+            tree.join("d").as_os_str().as_bytes(),
+            &f,
+            &stats,
+        );
         assert!(changed.is_empty(), "nothing was ignored: nothing to report");
-        changed = ig.moved_in(tree.join("d").as_os_str().as_bytes(), &f);
+        assert_eq!(stats.ignore_marks.load(Relaxed), 2, "nothing taken off");
+        changed = ig.moved_in(tree.join("d").as_os_str().as_bytes(), &f, &stats);
         changed.sort();
         let want: Vec<Vec<u8>> = ["d/after", "d/later", "d/sub/after2"]
             .iter()
@@ -411,5 +423,6 @@ mod tests {
             .collect();
         assert_eq!(changed, want);
         assert!(ig.marked.is_empty(), "the moved directories are forgotten");
+        assert_eq!(stats.ignore_marks.load(Relaxed), 0, "and no longer counted");
     }
 }
