@@ -10,11 +10,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::{CollectorConfig, ConfigError};
+use crate::ingest_stream::IngestService;
 use crate::ingest_svc::IngestServer;
 use crate::jetstream::{self, publish::Publisher};
 use crate::listen::{self, ListenAddr, Listener};
 use crate::metrics::Metrics;
-use crate::server::IngestService;
 use crate::sink::Sink;
 use crate::store::{self, writer::Writer, StoreError, Synchronous};
 use crate::stream_quota::StreamQuota;

@@ -19,8 +19,8 @@ use tokio_stream::StreamExt as _;
 
 use super::JsError;
 use crate::config::CollectorConfig;
+use crate::ingest_stream::now_ns;
 use crate::metrics::Metrics;
-use crate::server::now_ns;
 use crate::store::{self, writer::Writer, Synchronous};
 use crate::validate::{check_storage_id, validate_batch, Limits};
 use sensor_proto::error_chain::error_chain;
