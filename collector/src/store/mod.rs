@@ -5,6 +5,7 @@
 //! commit fsyncs the WAL before the writer replies, so an acknowledged batch survives power
 //! loss. `synchronous = NORMAL` skips that fsync: a collector crash loses nothing, power loss
 //! may lose the last commits although they were acknowledged.
+pub mod checkpoint;
 pub mod query;
 pub mod row;
 pub mod schema;
