@@ -151,7 +151,11 @@ struct State {
 impl State {
     fn load(conn: &Connection) -> rusqlite::Result<State> {
         let (max_id, hot_rows): (Option<i64>, i64) = conn.query_row(
-            "SELECT max((SELECT max(id) FROM events_indexed), (SELECT max(id) FROM events_hot)), \
+            // coalesce each: SQLite's max(a, b) is NULL when either is (an empty table), which
+            // once restarted the ids at 1 after every row had moved (and the move then
+            // dropped the new rows, see docs/ARCHITECTURE.md#collector).
+            "SELECT max(coalesce((SELECT max(id) FROM events_indexed), 0), \
+             coalesce((SELECT max(id) FROM events_hot), 0)), \
              (SELECT count(*) FROM events_hot)",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -270,10 +274,13 @@ pub fn move_hot(conn: &mut Connection, limit: usize) -> rusqlite::Result<usize> 
     let Some(upto) = upto else {
         return Ok(0);
     };
-    // OR IGNORE: a row already indexed (it cannot be, the insert checks) is a duplicate.
+    // Only the dedup key may conflict (the same event, already indexed: the insert checks,
+    // so it cannot happen); any other conflict, an id above all, is an error and rolls the
+    // move back, so the hot rows stay.
     tx.prepare_cached(&format!(
-        "INSERT OR IGNORE INTO events_indexed ({EVENT_COLUMNS}) \
-         SELECT {EVENT_COLUMNS} FROM events_hot WHERE id <= ?1 ORDER BY id"
+        "INSERT INTO events_indexed ({EVENT_COLUMNS}) \
+         SELECT {EVENT_COLUMNS} FROM events_hot WHERE id <= ?1 ORDER BY id \
+         ON CONFLICT (boot, seq) DO NOTHING"
     ))?
     .execute([upto])?;
     let moved = tx
@@ -287,13 +294,17 @@ pub fn move_hot(conn: &mut Connection, limit: usize) -> rusqlite::Result<usize> 
 /// SQLite's 32766 variable limit).
 const ROWS_PER_INSERT: usize = 64;
 
-const INSERT_HEAD: &str = "INSERT OR IGNORE INTO events_hot (id, boot, seq, time_ns, \
+const INSERT_HEAD: &str = "INSERT INTO events_hot (id, boot, seq, time_ns, \
      received_ns, host, kind, source, pid, ppid, uid, auid, user, session, tty, text, body) \
      VALUES ";
 const ROW: &str = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+/// Only a resend (the same boot and seq) is skipped; a conflict on anything else (the id)
+/// fails the transaction, so its batches are not acknowledged.
+const INSERT_TAIL: &str = " ON CONFLICT (boot, seq) DO NOTHING";
 
 fn insert_sql(rows: usize) -> String {
-    let mut s = String::with_capacity(INSERT_HEAD.len() + rows * (ROW.len() + 1));
+    let mut s =
+        String::with_capacity(INSERT_HEAD.len() + rows * (ROW.len() + 1) + INSERT_TAIL.len());
     s.push_str(INSERT_HEAD);
     for i in 0..rows {
         if i > 0 {
@@ -301,12 +312,13 @@ fn insert_sql(rows: usize) -> String {
         }
         s.push_str(ROW);
     }
+    s.push_str(INSERT_TAIL);
     s
 }
 
 /// Which of `rows` (of one boot) are not in `events_indexed` yet. One range probe per
 /// batch; only a batch that overlaps indexed rows (a resend) is checked event by event.
-/// Duplicates of hot rows are left to `INSERT OR IGNORE` and `events_hot_dedup`.
+/// Duplicates of hot rows are left to `ON CONFLICT (boot, seq) DO NOTHING` (`events_hot_dedup`).
 fn not_indexed(tx: &Connection, boot: i64, rows: &RowBatch) -> rusqlite::Result<Vec<usize>> {
     let all = || (0..rows.len()).collect();
     let (Some(lo), Some(hi)) = (
@@ -427,7 +439,8 @@ fn write_all(
 
 fn sensor_key(tx: &Connection, sensor_id: &str, seen_ns: i64) -> rusqlite::Result<i64> {
     tx.execute(
-        "INSERT OR IGNORE INTO sensors (sensor_id, first_seen_ns, last_seen_ns) VALUES (?1, ?2, ?2)",
+        "INSERT INTO sensors (sensor_id, first_seen_ns, last_seen_ns) VALUES (?1, ?2, ?2) \
+         ON CONFLICT (sensor_id) DO NOTHING",
         params![sensor_id, seen_ns],
     )?;
     tx.query_row(

@@ -80,3 +80,45 @@ fn duplicates_are_dropped_in_both_tables() {
         .unwrap();
     assert!(state.next_id > max);
 }
+
+/// The loss behind the reverted merge (see `docs/ARCHITECTURE.md#collector`): every row had
+/// been moved when the collector stopped, so `events_hot` was empty at the next start and
+/// the next id must still come after every indexed id.
+#[test]
+fn a_restart_with_every_row_indexed_loses_nothing() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    schema::prepare(&conn, Synchronous::Normal).unwrap();
+    let mut state = State::load(&conn).unwrap();
+    assert_eq!(store(&mut conn, &mut state, batch(1..=10)), outcome(10, 0));
+    assert_eq!(move_hot(&mut conn, 100).unwrap(), 10);
+    assert_eq!(count(&conn, "events_hot"), 0);
+    // Restart.
+    let mut state = State::load(&conn).unwrap();
+    assert_eq!(state.next_id, 11, "ids continue after the indexed rows");
+    assert_eq!(store(&mut conn, &mut state, batch(11..=20)), outcome(10, 0));
+    assert_eq!(move_hot(&mut conn, 100).unwrap(), 10);
+    assert_eq!(count(&conn, "events"), 20, "every acknowledged row is kept");
+}
+
+/// Only a resend may be skipped: a row whose id is taken fails its transaction (so its batch
+/// is not acknowledged), in the insert and in the move alike.
+#[test]
+fn an_id_conflict_is_an_error_not_a_duplicate() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    schema::prepare(&conn, Synchronous::Normal).unwrap();
+    let mut state = State::load(&conn).unwrap();
+    assert_eq!(store(&mut conn, &mut state, batch(1..=10)), outcome(10, 0));
+    // A stale counter (as a second writer on the same file would have).
+    state.next_id = 5;
+    assert!(write_all(&mut conn, &mut state, &[batch(11..=12)]).is_err());
+    assert_eq!(count(&conn, "events"), 10, "the failed batch left nothing behind");
+    // The same stale ids, inserted hot after the first rows moved: the move fails and keeps them.
+    assert_eq!(move_hot(&mut conn, 100).unwrap(), 10);
+    state.next_id = 5;
+    assert_eq!(store(&mut conn, &mut state, batch(11..=12)), outcome(2, 0));
+    assert!(move_hot(&mut conn, 100).is_err());
+    assert_eq!(
+        (count(&conn, "events_hot"), count(&conn, "events_indexed")),
+        (2, 10)
+    );
+}
