@@ -109,8 +109,8 @@ fn store_only(n: u64, sync: &str) -> (Rate, f64) {
     use collector::store::{self, writer::Writer, Synchronous};
     let dir = tmpdir("store");
     let db = dir.join("e.db");
-    let conn = store::open_rw(&db, Synchronous::parse(sync).unwrap()).unwrap();
-    let (w, th) = Writer::spawn(conn, 50_000, db.clone()).unwrap();
+    let opened = store::open_rw(&db, Synchronous::parse(sync).unwrap()).unwrap();
+    let (w, th) = Writer::spawn(opened, 50_000, db.clone()).unwrap();
     let protos: Vec<_> = (0..n)
         .map(|i| {
             let mut p = event_to_proto(event(i));
@@ -152,9 +152,9 @@ fn store_only(n: u64, sync: &str) -> (Rate, f64) {
     });
     let _ = th.join();
     // The move, on this thread, in the writer's chunks.
-    let mut conn = store::open_rw(&db, Synchronous::parse(sync).unwrap()).unwrap();
+    let mut opened = store::open_rw(&db, Synchronous::parse(sync).unwrap()).unwrap();
     let cpu = cpu_secs();
-    while store::writer::move_hot(&mut conn, store::writer::MOVE_CHUNK).unwrap() > 0 {}
+    while store::writer::move_hot(&mut opened.conn, store::writer::MOVE_CHUNK).unwrap() > 0 {}
     let moved = (cpu_secs() - cpu) * 1e6 / n as f64;
     let _ = std::fs::remove_dir_all(&dir);
     (rate, moved)

@@ -88,12 +88,12 @@ async fn open_sink(cfg: &CollectorConfig) -> Result<(Sink, Opened), ServeError> 
         ));
     }
     let sync = Synchronous::parse(&cfg.storage.synchronous).unwrap_or(Synchronous::Full);
-    let conn = store::open_rw(&cfg.storage.path, sync)?;
-    let existing = store::query::count(&conn)?;
+    let opened = store::open_rw(&cfg.storage.path, sync)?;
+    let existing = store::query::count(&opened.conn)?;
     tracing::info!(db = %cfg.storage.path.display(), synchronous = %cfg.storage.synchronous,
         stored_events = existing, "sink: SQLite");
     let (writer, writer_thread) = Writer::spawn(
-        conn,
+        opened,
         cfg.storage.max_events_per_commit,
         cfg.storage.path.clone(),
     )

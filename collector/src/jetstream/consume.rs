@@ -165,9 +165,9 @@ pub async fn run(
 ) -> Result<Report, JsError> {
     let j = &cfg.jetstream;
     let sync = Synchronous::parse(&cfg.storage.synchronous).unwrap_or(Synchronous::Full);
-    let conn = store::open_rw(&cfg.storage.path, sync)?;
+    let opened = store::open_rw(&cfg.storage.path, sync)?;
     let (writer, writer_thread) = Writer::spawn(
-        conn,
+        opened,
         cfg.storage.max_events_per_commit,
         cfg.storage.path.clone(),
     )

@@ -17,7 +17,9 @@ use sensor_proto::v1::{Event, Hello};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{checkpoint::Checkpointer, row::RowBatch, schema::EVENT_COLUMNS, StoreError};
+use super::{
+    checkpoint::Checkpointer, row::RowBatch, schema::EVENT_COLUMNS, StoreError, WriteStore,
+};
 
 /// What happened to one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,12 +60,14 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on an open read-write connection.
+    /// Starts the writer thread on a database opened for writing. The thread keeps the
+    /// writer lock until its connection and the checkpointer's are closed.
     pub fn spawn(
-        conn: Connection,
+        store: WriteStore,
         max_events_per_commit: usize,
         path: PathBuf,
     ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
+        let WriteStore { conn, lock } = store;
         let (tx, rx) = mpsc::channel(1024);
         let checkpointer = Checkpointer::start(&path, &conn).map_err(std::io::Error::other)?;
         let handle = std::thread::Builder::new()
@@ -71,6 +75,7 @@ impl Writer {
             .spawn(move || {
                 run(conn, rx, max_events_per_commit.max(1), path);
                 drop(checkpointer);
+                drop(lock);
             })?;
         Ok((Writer { tx }, handle))
     }
