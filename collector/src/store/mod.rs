@@ -44,7 +44,9 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("database {0} has another writer (another collector, or the previous one still stopping)")]
+    #[error(
+        "database {0} has another writer (another collector, or the previous one still stopping)"
+    )]
     Busy(PathBuf),
     #[error("the storage writer has stopped")]
     WriterGone,

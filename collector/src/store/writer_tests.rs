@@ -111,7 +111,11 @@ fn an_id_conflict_is_an_error_not_a_duplicate() {
     // A stale counter (as a second writer on the same file would have).
     state.next_id = 5;
     assert!(write_all(&mut conn, &mut state, &[batch(11..=12)]).is_err());
-    assert_eq!(count(&conn, "events"), 10, "the failed batch left nothing behind");
+    assert_eq!(
+        count(&conn, "events"),
+        10,
+        "the failed batch left nothing behind"
+    );
     // The same stale ids, inserted hot after the first rows moved: the move fails and keeps them.
     assert_eq!(move_hot(&mut conn, 100).unwrap(), 10);
     state.next_id = 5;
