@@ -43,15 +43,21 @@ fn ids_by_seq(conn: &Connection, table: &str) -> Vec<i64> {
         .unwrap()
 }
 
+/// A new in-memory database and its writer state.
+fn empty_store() -> (Connection, State) {
+    let conn = Connection::open_in_memory().unwrap();
+    schema::prepare(&conn, Synchronous::Normal).unwrap();
+    let state = State::load(&conn).unwrap();
+    (conn, state)
+}
+
 fn outcome(stored: u32, duplicates: u32) -> Outcome {
     Outcome { stored, duplicates }
 }
 
 #[test]
 fn duplicates_are_dropped_in_both_tables() {
-    let mut conn = Connection::open_in_memory().unwrap();
-    schema::prepare(&conn, Synchronous::Normal).unwrap();
-    let mut state = State::load(&conn).unwrap();
+    let (mut conn, mut state) = empty_store();
     assert_eq!(store(&mut conn, &mut state, batch(1..=10)), outcome(10, 0));
     // A resend while the first copy is hot.
     assert_eq!(store(&mut conn, &mut state, batch(1..=10)), outcome(0, 10));
@@ -86,9 +92,7 @@ fn duplicates_are_dropped_in_both_tables() {
 /// the next id must still come after every indexed id.
 #[test]
 fn a_restart_with_every_row_indexed_loses_nothing() {
-    let mut conn = Connection::open_in_memory().unwrap();
-    schema::prepare(&conn, Synchronous::Normal).unwrap();
-    let mut state = State::load(&conn).unwrap();
+    let (mut conn, mut state) = empty_store();
     assert_eq!(store(&mut conn, &mut state, batch(1..=10)), outcome(10, 0));
     assert_eq!(move_hot(&mut conn, 100).unwrap(), 10);
     assert_eq!(count(&conn, "events_hot"), 0);
@@ -104,9 +108,7 @@ fn a_restart_with_every_row_indexed_loses_nothing() {
 /// is not acknowledged), in the insert and in the move alike.
 #[test]
 fn an_id_conflict_is_an_error_not_a_duplicate() {
-    let mut conn = Connection::open_in_memory().unwrap();
-    schema::prepare(&conn, Synchronous::Normal).unwrap();
-    let mut state = State::load(&conn).unwrap();
+    let (mut conn, mut state) = empty_store();
     assert_eq!(store(&mut conn, &mut state, batch(1..=10)), outcome(10, 0));
     // A stale counter (as a second writer on the same file would have).
     state.next_id = 5;
