@@ -100,10 +100,11 @@ fn main() {
         std::fs::create_dir_all(&d).unwrap();
         let r = pipeline(&d, collector_config(&d, None), n, comp);
         println!(
-            "{:<72} {:>12.0} {:>14.2}",
+            "{:<72} {:>12.0} {:>14.2}   (SQLite writer {:.2} us/event)",
             format!("SQLite synchronous=FULL, compression={comp} ({n} events)"),
             r.events_per_sec,
-            r.cpu_us_per_event
+            r.cpu_us_per_event,
+            r.writer_us_per_event
         );
     }
 

@@ -15,7 +15,7 @@ use tonic::codec::{
 use tonic::codegen::{http, Body as HttpBody, BoxFuture, Service, StdError};
 use tonic::Status;
 
-use crate::server::IngestService;
+use crate::ingest_stream::IngestService;
 use crate::wire_scan::{scan_events, ScanError, ScanLimits};
 
 /// One decoded `SensorMessage` and the bytes it was decoded from.
@@ -125,7 +125,7 @@ struct StreamSvc(Arc<IngestService>);
 
 impl tonic::server::StreamingService<Inbound> for StreamSvc {
     type Response = CollectorMessage;
-    type ResponseStream = crate::server::OutStream;
+    type ResponseStream = crate::ingest_stream::OutStream;
     type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
 
     fn call(&mut self, request: tonic::Request<tonic::Streaming<Inbound>>) -> Self::Future {

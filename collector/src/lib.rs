@@ -6,6 +6,7 @@
 pub mod certs;
 pub mod config;
 pub mod http;
+pub mod ingest_stream;
 pub mod ingest_svc;
 pub mod jetstream;
 pub mod listen;
@@ -14,7 +15,6 @@ pub mod peer;
 pub mod render;
 pub mod report;
 pub mod serve;
-pub mod server;
 pub mod sessions;
 pub mod sink;
 pub mod store;

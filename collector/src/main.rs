@@ -5,9 +5,8 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use collector::{
     config::CollectorConfig,
-    jetstream, render, serve,
-    server::now_ns,
-    sessions,
+    ingest_stream::now_ns,
+    jetstream, render, serve, sessions,
     store::{self, query::Filter},
     timearg::parse_time_arg,
 };

@@ -10,11 +10,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::{CollectorConfig, ConfigError};
+use crate::ingest_stream::IngestService;
 use crate::ingest_svc::IngestServer;
 use crate::jetstream::{self, publish::Publisher};
 use crate::listen::{self, ListenAddr, Listener};
 use crate::metrics::Metrics;
-use crate::server::IngestService;
 use crate::sink::Sink;
 use crate::store::{self, writer::Writer, StoreError, Synchronous};
 use crate::stream_quota::StreamQuota;
@@ -88,12 +88,12 @@ async fn open_sink(cfg: &CollectorConfig) -> Result<(Sink, Opened), ServeError> 
         ));
     }
     let sync = Synchronous::parse(&cfg.storage.synchronous).unwrap_or(Synchronous::Full);
-    let conn = store::open_rw(&cfg.storage.path, sync)?;
-    let existing = store::query::count(&conn)?;
+    let opened = store::open_rw(&cfg.storage.path, sync)?;
+    let existing = store::query::count(&opened.conn)?;
     tracing::info!(db = %cfg.storage.path.display(), synchronous = %cfg.storage.synchronous,
         stored_events = existing, "sink: SQLite");
     let (writer, writer_thread) = Writer::spawn(
-        conn,
+        opened,
         cfg.storage.max_events_per_commit,
         cfg.storage.path.clone(),
     )

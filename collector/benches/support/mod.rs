@@ -131,12 +131,40 @@ pub fn cpu_secs() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// CPU time (ns) spent so far by this process's threads named `name` (from each thread's
+/// `schedstat`, which counts in nanoseconds): the SQLite writer's share of a stage.
+pub fn thread_cpu_ns(name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut ns = 0;
+    for t in tasks.flatten() {
+        let p = t.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(p.join("schedstat")).unwrap_or_default();
+        ns += stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    ns
+}
+
+/// The thread that owns the SQLite connection (`store::writer`).
+pub const WRITER_THREAD: &str = "sqlite-writer";
+
 /// What a timed run measured.
 #[derive(Debug, Clone, Copy)]
 pub struct Rate {
     pub events_per_sec: f64,
     /// Process CPU time per event over the same interval, microseconds.
     pub cpu_us_per_event: f64,
+    /// The SQLite writer thread's CPU time per event over the same interval, microseconds.
+    pub writer_us_per_event: f64,
 }
 
 /// Ships `events` with the real shipper (spool in `dir`) to the collector at `addr` and
@@ -172,6 +200,7 @@ pub fn ship_all(addr: &str, dir: &Path, events: Vec<Event>, compression: &str) -
         }
         let t = Instant::now();
         let cpu = cpu_secs();
+        let writer = thread_cpu_ns(WRITER_THREAD);
         for ev in events {
             tx.send(ev).await.unwrap();
         }
@@ -186,12 +215,14 @@ pub fn ship_all(addr: &str, dir: &Path, events: Vec<Event>, compression: &str) -
         }
         let secs = t.elapsed().as_secs_f64();
         let cpu = cpu_secs() - cpu;
+        let writer = thread_cpu_ns(WRITER_THREAD).saturating_sub(writer);
         let _ = stop_tx.send(true);
         drop(tx);
         h.await.unwrap().unwrap();
         Rate {
             events_per_sec: n as f64 / secs,
             cpu_us_per_event: cpu * 1e6 / n as f64,
+            writer_us_per_event: writer as f64 / 1e3 / n as f64,
         }
     })
 }

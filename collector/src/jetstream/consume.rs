@@ -19,8 +19,8 @@ use tokio_stream::StreamExt as _;
 
 use super::JsError;
 use crate::config::CollectorConfig;
+use crate::ingest_stream::now_ns;
 use crate::metrics::Metrics;
-use crate::server::now_ns;
 use crate::store::{self, writer::Writer, Synchronous};
 use crate::validate::{check_storage_id, validate_batch, Limits};
 use sensor_proto::error_chain::error_chain;
@@ -165,9 +165,9 @@ pub async fn run(
 ) -> Result<Report, JsError> {
     let j = &cfg.jetstream;
     let sync = Synchronous::parse(&cfg.storage.synchronous).unwrap_or(Synchronous::Full);
-    let conn = store::open_rw(&cfg.storage.path, sync)?;
+    let opened = store::open_rw(&cfg.storage.path, sync)?;
     let (writer, writer_thread) = Writer::spawn(
-        conn,
+        opened,
         cfg.storage.max_events_per_commit,
         cfg.storage.path.clone(),
     )

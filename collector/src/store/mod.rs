@@ -5,10 +5,12 @@
 //! commit fsyncs the WAL before the writer replies, so an acknowledged batch survives power
 //! loss. `synchronous = NORMAL` skips that fsync: a collector crash loses nothing, power loss
 //! may lose the last commits although they were acknowledged.
+pub mod checkpoint;
 pub mod query;
 pub mod row;
 pub mod schema;
 pub mod writer;
+pub mod writer_lock;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +38,16 @@ pub enum StoreError {
         #[source]
         source: prost::DecodeError,
     },
+    #[error("database writer lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "database {0} has another writer (another collector, or the previous one still stopping)"
+    )]
+    Busy(PathBuf),
     #[error("the storage writer has stopped")]
     WriterGone,
     #[error("storing the batch failed: {0}")]
@@ -59,14 +71,22 @@ impl Synchronous {
     }
 }
 
+/// A database opened for writing, and the lock that makes this its only writer.
+pub struct WriteStore {
+    pub conn: rusqlite::Connection,
+    pub lock: writer_lock::WriterLock,
+}
+
 /// Opens (creating when missing) the database for writing and brings the schema up to date.
-pub fn open_rw(path: &Path, sync: Synchronous) -> Result<rusqlite::Connection, StoreError> {
+/// Waits first (up to [`writer_lock::WAIT`]) until no other writer holds the file.
+pub fn open_rw(path: &Path, sync: Synchronous) -> Result<WriteStore, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
     }
+    let lock = writer_lock::WriterLock::acquire(path, writer_lock::WAIT)?;
     let conn = rusqlite::Connection::open(path).map_err(|source| StoreError::Open {
         path: path.to_path_buf(),
         source,
@@ -75,7 +95,7 @@ pub fn open_rw(path: &Path, sync: Synchronous) -> Result<rusqlite::Connection, S
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(conn)
+    Ok(WriteStore { conn, lock })
 }
 
 /// Opens an existing database read-only (queries; works while the collector runs).

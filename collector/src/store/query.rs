@@ -1,5 +1,7 @@
 //! Read-only queries: a filter becomes one parameterized SELECT (pure, unit-tested), rows
-//! come back as the stored protobuf events with where they came from.
+//! come back as the stored protobuf events with where they came from. The SELECT reads both
+//! event tables (`events_indexed` through its indexes, the bounded `events_hot` by a scan)
+//! and merges them in time order (see `docs/ARCHITECTURE.md#collector`).
 use prost::Message as _;
 use rusqlite::{types::Value, Connection};
 use sensor_proto::v1::Event;
@@ -51,12 +53,11 @@ pub fn like_escape(s: &str) -> String {
     out
 }
 
+/// The tables a query reads, each with the same conditions.
+pub const EVENT_TABLES: [&str; 2] = ["events_indexed", "events_hot"];
+
 /// The SELECT and its parameters for `f`.
 pub fn build_sql(f: &Filter) -> (String, Vec<Value>) {
-    let mut sql = String::from(
-        "SELECT e.id, s.sensor_id, b.boot_id, e.received_ns, e.body FROM events e \
-         JOIN boots b ON b.id = e.boot JOIN sensors s ON s.id = b.sensor",
-    );
     let mut conds: Vec<String> = Vec::new();
     let mut params: Vec<Value> = Vec::new();
     let mut push = |cond: &str, vals: Vec<Value>, params: &mut Vec<Value>| {
@@ -119,10 +120,21 @@ pub fn build_sql(f: &Filter) -> (String, Vec<Value>) {
             &mut params,
         );
     }
-    if !conds.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&conds.join(" AND "));
+    let mut arms = Vec::with_capacity(EVENT_TABLES.len());
+    for table in EVENT_TABLES {
+        let mut arm = format!(
+            "SELECT e.id, s.sensor_id, b.boot_id, e.received_ns, e.body, e.time_ns \
+             FROM {table} e JOIN boots b ON b.id = e.boot JOIN sensors s ON s.id = b.sensor"
+        );
+        if !conds.is_empty() {
+            arm.push_str(" WHERE ");
+            arm.push_str(&conds.join(" AND "));
+        }
+        arms.push(arm);
     }
+    // Numbered parameters, so both arms bind the same values; ORDER BY names result columns
+    // and SQLite merges the two ordered arms (the indexed one in index order).
+    let mut sql = arms.join(" UNION ALL ");
     let dir = if f.newest_first { "DESC" } else { "ASC" };
     sql.push_str(&format!(" ORDER BY e.time_ns {dir}, e.id {dir}"));
     if let Some(l) = f.limit {
@@ -163,7 +175,11 @@ pub fn fetch(conn: &Connection, f: &Filter) -> Result<Vec<Stored>, StoreError> {
 
 /// Number of stored events (all sensors).
 pub fn count(conn: &Connection) -> Result<u64, StoreError> {
-    let n: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+    let n: i64 = conn.query_row(
+        "SELECT (SELECT count(*) FROM events_indexed) + (SELECT count(*) FROM events_hot)",
+        [],
+        |r| r.get(0),
+    )?;
     Ok(n as u64)
 }
 
