@@ -6,7 +6,7 @@
 //! it maps it: a 4 MiB ring counted as 8 MiB of RSS although it is 4 MiB of kernel memory.
 //! This consumer maps the producer page and the data pages once, copies the rare record that
 //! wraps into a scratch buffer, and so holds the ring's real size in its RSS
-//! (docs/ARCHITECTURE.md#memory).
+//! (docs/ARCHITECTURE.md#ebpf-and-tracefs).
 //!
 //! Layout (the kernel's BPF ring buffer ABI): page 0 holds `consumer_pos` (the only page the
 //! consumer may write); page 1 `producer_pos`; the data pages follow. Each record starts at
