@@ -61,3 +61,67 @@ fn privilege_changes_by_syscall_and_setuid_exec() {
     }
     workload::privilege_workload("ebpf");
 }
+
+/// A 32 KiB ring wraps every few records: each record that wraps past the end of the data
+/// pages reaches the output whole (the consumer maps them once and copies such a record;
+/// docs/ARCHITECTURE.md#ebpf-and-tracefs), nothing is undecodable, and every exec and exit is
+/// there or counted.
+#[test]
+fn records_wrapping_a_small_ring_arrive_whole() {
+    if !privileged() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(marker("ring-wrap"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sensor.toml");
+    std::fs::write(
+        &config,
+        "[ebpf]\nring_buffer_bytes = 32768\n[limits]\ncpu_percent = 0\n",
+    )
+    .unwrap();
+    let sensor = Sensor::start("ebpf", &["--config", config.to_str().unwrap()]);
+    let m = marker("wrap");
+    let n = 300;
+    // Lengths that do not divide the ring, so records start and end all over it.
+    let arg = |i: usize| format!("{m}-{i}-{}", "x".repeat(100 + (i * 37) % 900));
+    for i in 0..n {
+        let status = Command::new("/bin/true").arg(arg(i)).status().unwrap();
+        assert!(status.success());
+    }
+    let events = sensor.stop();
+    std::fs::remove_dir_all(&dir).ok();
+    let health = of_kind(&events, "sensor_health");
+    let drops = &health.last().unwrap()["health"]["drops"];
+    assert_eq!(drops["decode_errors"], 0, "{drops}");
+    let mut seen = std::collections::HashSet::new();
+    let mut pids = std::collections::HashSet::new();
+    for e in of_kind(&events, "process_exec") {
+        let Some(a) = e["process"]["argv"][1].as_str() else {
+            continue;
+        };
+        if let Some(i) = a
+            .strip_prefix(&format!("{m}-"))
+            .and_then(|r| r.split('-').next())
+        {
+            let i: usize = i.parse().unwrap();
+            assert_eq!(a, arg(i), "argv of exec {i} arrived changed");
+            seen.insert(i);
+            pids.insert(e["process"]["pid"].as_u64().unwrap());
+        }
+    }
+    let exits = of_kind(&events, "process_exit")
+        .iter()
+        .filter(|e| {
+            e["process"]["pid"]
+                .as_u64()
+                .is_some_and(|p| pids.contains(&p))
+        })
+        .count();
+    eprintln!("32 KiB ring: {} of {n} execs, {exits} exits", seen.len());
+    let shortfall = (n - seen.len()) + (seen.len() - exits);
+    assert!(
+        shortfall as u64 <= final_drops(&events),
+        "{shortfall} events missing, drops {drops}"
+    );
+    assert!(seen.len() > n / 2, "too few execs to have wrapped the ring");
+}

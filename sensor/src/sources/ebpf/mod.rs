@@ -7,11 +7,12 @@ pub mod normalize;
 pub mod offsets;
 pub mod raw_tracepoints;
 pub mod reader;
+pub mod ring_mmap;
 pub mod source;
 pub mod tracefs;
 
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Map, MapData, PerCpuArray},
     Ebpf,
 };
 use sensor_common::{
@@ -53,7 +54,7 @@ pub enum EbpfError {
 pub struct EbpfCapture {
     /// Owns the programs and links; dropping it detaches everything.
     pub ebpf: Ebpf,
-    pub ring: RingBuf<MapData>,
+    pub ring: ring_mmap::MappedRing,
     pub drops: KernelDrops,
     pub noise: KernelNoise,
     pub shed: KernelShed,
@@ -180,7 +181,11 @@ pub fn load(
     let ring = ebpf
         .take_map("EVENTS")
         .ok_or_else(|| map_err("EVENTS", "missing".into()))?;
-    let ring = RingBuf::try_from(ring).map_err(|e| map_err("EVENTS", e.to_string()))?;
+    let Map::RingBuf(ring) = ring else {
+        return Err(map_err("EVENTS", "not a ring buffer".into()));
+    };
+    let ring = ring_mmap::MappedRing::new(ring, ring_bytes)
+        .map_err(|e| map_err("EVENTS", e.to_string()))?;
     let drops = ebpf
         .take_map("DROPS")
         .ok_or_else(|| map_err("DROPS", "missing".into()))?;

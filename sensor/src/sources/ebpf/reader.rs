@@ -5,12 +5,12 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 
 use super::decode::{decode, Record};
 use super::normalize::{fork_start, normalize};
+use super::ring_mmap::MappedRing;
 use crate::{
     enrich::ProcessFeed,
     event::Event,
@@ -71,7 +71,7 @@ struct Progress {
 }
 
 /// Runs until shutdown; then drains what is already in the ring and returns.
-pub async fn run_reader(ring: RingBuf<MapData>, mut ctx: ReaderCtx) -> std::io::Result<()> {
+pub async fn run_reader(ring: MappedRing, mut ctx: ReaderCtx) -> std::io::Result<()> {
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer,
     // and `as_raw_fd` always returns that same fd.
     let mut afd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -107,7 +107,7 @@ pub async fn run_reader(ring: RingBuf<MapData>, mut ctx: ReaderCtx) -> std::io::
 }
 
 /// Reads every available record. Returns false when downstream has gone away.
-async fn drain(ring: &mut RingBuf<MapData>, ctx: &ReaderCtx, progress: &mut Progress) -> bool {
+async fn drain(ring: &mut MappedRing, ctx: &ReaderCtx, progress: &mut Progress) -> bool {
     // Every record committed before this instant is read below (or was read before).
     let started = monotonic_now_ns();
     loop {
