@@ -188,6 +188,7 @@ fn main() -> anyhow::Result<()> {
             }
             cfg.validate()?;
             sensor::logging::init(&cfg.log);
+            sensor::logging::abort_on_panic();
             // Before any thread exists: threads inherit the nice value of their creator.
             if let Err(e) = sensor::limits::priority::set_nice(cfg.limits.nice) {
                 tracing::warn!(error = %e, "cannot lower the scheduling priority");
