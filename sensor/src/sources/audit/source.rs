@@ -355,6 +355,8 @@ fn fork_start(n: &proc_connector::ForkNotice) -> crate::enrich::ProcessStart {
 /// bytes with its netlink and connector headers).
 const PROC_BATCH_SLOTS: usize = 64;
 const PROC_DATAGRAM_MAX: usize = 512;
+/// How long past `exit_delay_ms` an exit may wait so that exits are released together.
+const EXIT_COALESCE: Duration = Duration::from_millis(50);
 
 fn exit_loop(
     mut pc: ProcConnector,
@@ -377,6 +379,12 @@ fn exit_loop(
     // Exits held back for `delay` (reorder window), oldest first.
     let mut held: std::collections::VecDeque<(Instant, Event)> = std::collections::VecDeque::new();
     let release = |held: &mut std::collections::VecDeque<(Instant, Event)>, all: bool| -> bool {
+        // Exits leave in bursts: only once the oldest has waited `delay` plus the coalescing
+        // window, then every one that has waited `delay`. One wake-up of the stages downstream
+        // then carries many exits instead of one each (docs/ARCHITECTURE.md, Audit netlink).
+        if !all && held.front().is_none_or(|(at, _)| at.elapsed() < delay + EXIT_COALESCE) {
+            return true;
+        }
         while let Some((at, _)) = held.front() {
             if !all && at.elapsed() < delay {
                 break;
