@@ -248,4 +248,21 @@ mod tests {
         }
         assert_eq!(parse(&[]), None);
     }
+
+    #[test]
+    fn listen_messages_have_the_kernels_layout() {
+        // nlmsghdr (16) + cn_msg (20) + data: the plain op is 4 bytes, the filtered one is
+        // `struct proc_input` (8 bytes), which is how the kernel tells them apart.
+        let plain = control_message(PROC_CN_MCAST_LISTEN);
+        assert_eq!(plain.len(), NLMSG_HDRLEN + CN_MSG_LEN + 4);
+        let filtered = filtered_listen_message(PROC_EVENT_FORK | PROC_EVENT_EXIT);
+        assert_eq!(filtered.len(), NLMSG_HDRLEN + CN_MSG_LEN + 8);
+        let cn = &filtered[NLMSG_HDRLEN..];
+        assert_eq!(u32_at(cn, 0), Some(CN_IDX_PROC));
+        assert_eq!(u32_at(cn, 4), Some(CN_VAL_PROC));
+        assert_eq!(u16::from_ne_bytes([cn[16], cn[17]]), 8, "cn_msg len");
+        assert_eq!(u32_at(cn, CN_MSG_LEN), Some(PROC_CN_MCAST_LISTEN));
+        assert_eq!(u32_at(cn, CN_MSG_LEN + 4), Some(0x8000_0001));
+        assert_eq!(u32::from_ne_bytes(filtered[..4].try_into().unwrap()) as usize, filtered.len());
+    }
 }
