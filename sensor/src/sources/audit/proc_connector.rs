@@ -263,6 +263,9 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([cn[16], cn[17]]), 8, "cn_msg len");
         assert_eq!(u32_at(cn, CN_MSG_LEN), Some(PROC_CN_MCAST_LISTEN));
         assert_eq!(u32_at(cn, CN_MSG_LEN + 4), Some(0x8000_0001));
-        assert_eq!(u32::from_ne_bytes(filtered[..4].try_into().unwrap()) as usize, filtered.len());
+        assert_eq!(
+            u32::from_ne_bytes(filtered[..4].try_into().unwrap()) as usize,
+            filtered.len()
+        );
     }
 }

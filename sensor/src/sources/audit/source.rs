@@ -355,6 +355,8 @@ fn fork_start(n: &proc_connector::ForkNotice) -> crate::enrich::ProcessStart {
 /// bytes with its netlink and connector headers).
 const PROC_BATCH_SLOTS: usize = 64;
 const PROC_DATAGRAM_MAX: usize = 512;
+/// Pause after a batch that did not fill every slot, so the next one carries more.
+const PROC_PAUSE: Duration = Duration::from_millis(10);
 /// How long past `exit_delay_ms` an exit may wait so that exits are released together.
 const EXIT_COALESCE: Duration = Duration::from_millis(50);
 
@@ -382,7 +384,11 @@ fn exit_loop(
         // Exits leave in bursts: only once the oldest has waited `delay` plus the coalescing
         // window, then every one that has waited `delay`. One wake-up of the stages downstream
         // then carries many exits instead of one each (docs/ARCHITECTURE.md, Audit netlink).
-        if !all && held.front().is_none_or(|(at, _)| at.elapsed() < delay + EXIT_COALESCE) {
+        if !all
+            && held
+                .front()
+                .is_none_or(|(at, _)| at.elapsed() < delay + EXIT_COALESCE)
+        {
             return true;
         }
         while let Some((at, _)) = held.front() {
@@ -457,6 +463,13 @@ fn exit_loop(
             if let Some(n) = proc_connector::parse(d).filter(|n| n.pid == n.tgid) {
                 held.push_back((Instant::now(), exit_event(&n, host, clocks)));
             }
+        }
+        // Let notices queue up rather than wake for each fork and exit: exits wait
+        // `exit_delay_ms` anyway, and a fork only has to reach the cache before an event of
+        // the child is enriched, which waits `enrich.process_wait_ms` for it
+        // (docs/ARCHITECTURE.md, Audit netlink).
+        if !batch.full() && !stop.load(Relaxed) {
+            std::thread::sleep(PROC_PAUSE);
         }
     }
 }
