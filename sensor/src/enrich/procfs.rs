@@ -127,7 +127,9 @@ fn io_err(pid: u32, path: &Path, e: std::io::Error) -> ProcError {
 }
 
 fn read_bounded(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
+    // /proc files report size 0: room for a typical file up front makes it one read(2) and
+    // the end-of-file read, instead of growing from 32 bytes (five to seven reads).
+    let mut buf = Vec::with_capacity(max.min(4096));
     std::fs::File::open(path)?
         .take(max as u64)
         .read_to_end(&mut buf)?;

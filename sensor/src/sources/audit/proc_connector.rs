@@ -3,7 +3,7 @@
 //! signal, which audit cannot report (a SIGKILLed process never calls exit_group).
 use std::time::Duration;
 
-use crate::sources::netlink::NetlinkSocket;
+use crate::sources::netlink::{NetlinkSocket, RecvBatch};
 use crate::sources::nlmsg::{self, NLMSG_HDRLEN};
 
 const CN_IDX_PROC: u32 = 1;
@@ -97,14 +97,27 @@ pub fn parse_fork(datagram: &[u8]) -> Option<ForkNotice> {
 }
 
 fn control_message(op: u32) -> Vec<u8> {
-    let mut cn = Vec::with_capacity(CN_MSG_LEN + 4);
+    connector_message(&op.to_ne_bytes())
+}
+
+/// `struct proc_input { mcast_op; event_type }`: a subscription the kernel filters by event
+/// type (Linux 6.6 and later; earlier kernels ignore a message of this length).
+fn filtered_listen_message(event_types: u32) -> Vec<u8> {
+    let mut data = [0u8; 8];
+    data[..4].copy_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+    data[4..].copy_from_slice(&event_types.to_ne_bytes());
+    connector_message(&data)
+}
+
+fn connector_message(data: &[u8]) -> Vec<u8> {
+    let mut cn = Vec::with_capacity(CN_MSG_LEN + data.len());
     cn.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
     cn.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
     cn.extend_from_slice(&0u32.to_ne_bytes()); // seq
     cn.extend_from_slice(&0u32.to_ne_bytes()); // ack
-    cn.extend_from_slice(&4u16.to_ne_bytes()); // len
+    cn.extend_from_slice(&(data.len() as u16).to_ne_bytes()); // len
     cn.extend_from_slice(&0u16.to_ne_bytes()); // flags
-    cn.extend_from_slice(&op.to_ne_bytes());
+    cn.extend_from_slice(data);
     nlmsg::build(libc::NLMSG_DONE as u16, 0, 0, &cn)
 }
 
@@ -125,25 +138,35 @@ impl ProcConnector {
         sock.set_rcvbuf(8 * 1024 * 1024);
         let _ = sock.set_timeout(timeout);
         let pc = Self { sock };
-        pc.send(PROC_CN_MCAST_LISTEN)?;
+        pc.send(&control_message(PROC_CN_MCAST_LISTEN))?;
+        // Only forks and exits: without the filter every exec, uid, gid, sid, comm, ptrace and
+        // coredump change of every task is also sent (allocated in the task's own context)
+        // and read here only to be thrown away. The unfiltered listen above stays in force on
+        // kernels before 6.6, which ignore this message; 6.6 and later replace it
+        // (docs/ARCHITECTURE.md, Audit netlink).
+        if let Err(e) = pc.send(&filtered_listen_message(PROC_EVENT_FORK | PROC_EVENT_EXIT)) {
+            tracing::debug!(error = %e, "proc connector event filter not set");
+        }
         Ok(pc)
     }
 
-    fn send(&self, op: u32) -> Result<(), ProcConnError> {
-        self.sock
-            .send(&control_message(op))
-            .map_err(io("send(PROC_CN_MCAST)"))
+    fn send(&self, msg: &[u8]) -> Result<(), ProcConnError> {
+        self.sock.send(msg).map_err(io("send(PROC_CN_MCAST)"))
     }
 
-    /// Next datagram: `Ok(None)` on timeout; `Err` with ENOBUFS means notifications were lost.
-    pub fn recv(&mut self) -> Result<Option<&[u8]>, ProcConnError> {
-        self.sock.recv().map_err(io("recv(NETLINK_CONNECTOR)"))
+    /// Waits up to the timeout for one datagram, then takes those queued behind it in the same
+    /// system call (up to the batch's slots); 0 on timeout. `Err` with ENOBUFS means
+    /// notifications were lost.
+    pub fn recv_batch(&mut self, batch: &mut RecvBatch) -> Result<usize, ProcConnError> {
+        self.sock
+            .recv_batch(batch)
+            .map_err(io("recvmmsg(NETLINK_CONNECTOR)"))
     }
 }
 
 impl Drop for ProcConnector {
     fn drop(&mut self) {
-        let _ = self.send(PROC_CN_MCAST_IGNORE);
+        let _ = self.send(&control_message(PROC_CN_MCAST_IGNORE));
     }
 }
 
@@ -224,5 +247,25 @@ mod tests {
             let _ = parse(&d[..n]);
         }
         assert_eq!(parse(&[]), None);
+    }
+
+    #[test]
+    fn listen_messages_have_the_kernels_layout() {
+        // nlmsghdr (16) + cn_msg (20) + data: the plain op is 4 bytes, the filtered one is
+        // `struct proc_input` (8 bytes), which is how the kernel tells them apart.
+        let plain = control_message(PROC_CN_MCAST_LISTEN);
+        assert_eq!(plain.len(), NLMSG_HDRLEN + CN_MSG_LEN + 4);
+        let filtered = filtered_listen_message(PROC_EVENT_FORK | PROC_EVENT_EXIT);
+        assert_eq!(filtered.len(), NLMSG_HDRLEN + CN_MSG_LEN + 8);
+        let cn = &filtered[NLMSG_HDRLEN..];
+        assert_eq!(u32_at(cn, 0), Some(CN_IDX_PROC));
+        assert_eq!(u32_at(cn, 4), Some(CN_VAL_PROC));
+        assert_eq!(u16::from_ne_bytes([cn[16], cn[17]]), 8, "cn_msg len");
+        assert_eq!(u32_at(cn, CN_MSG_LEN), Some(PROC_CN_MCAST_LISTEN));
+        assert_eq!(u32_at(cn, CN_MSG_LEN + 4), Some(0x8000_0001));
+        assert_eq!(
+            u32::from_ne_bytes(filtered[..4].try_into().unwrap()) as usize,
+            filtered.len()
+        );
     }
 }

@@ -20,6 +20,7 @@ use super::socket_types::SocketTypes;
 use crate::config::Config;
 use crate::event::{Event, Kind, Process, Source};
 use crate::sources::kernel_values::exit_status;
+use crate::sources::netlink::RecvBatch;
 use crate::sources::source::{stop_blocking, SourceEnv, StartError, StopFuture};
 use crate::sources::SourceCtx;
 use crate::telemetry::counters::Counters;
@@ -350,6 +351,15 @@ fn fork_start(n: &proc_connector::ForkNotice) -> crate::enrich::ProcessStart {
     }
 }
 
+/// Proc-connector notices taken per `recvmmsg`, and the size of each slot (a notice is 76
+/// bytes with its netlink and connector headers).
+const PROC_BATCH_SLOTS: usize = 64;
+const PROC_DATAGRAM_MAX: usize = 512;
+/// Pause after a batch that did not fill every slot, so the next one carries more.
+const PROC_PAUSE: Duration = Duration::from_millis(10);
+/// How long past `exit_delay_ms` an exit may wait so that exits are released together.
+const EXIT_COALESCE: Duration = Duration::from_millis(50);
+
 fn exit_loop(
     mut pc: ProcConnector,
     delay: Duration,
@@ -367,9 +377,20 @@ fn exit_loop(
     } = out;
     let mut idle_after_stop = false;
     let mut drain = StopDrain::default();
+    let mut batch = RecvBatch::new(PROC_BATCH_SLOTS, PROC_DATAGRAM_MAX);
     // Exits held back for `delay` (reorder window), oldest first.
     let mut held: std::collections::VecDeque<(Instant, Event)> = std::collections::VecDeque::new();
     let release = |held: &mut std::collections::VecDeque<(Instant, Event)>, all: bool| -> bool {
+        // Exits leave in bursts: only once the oldest has waited `delay` plus the coalescing
+        // window, then every one that has waited `delay`. One wake-up of the stages downstream
+        // then carries many exits instead of one each (docs/ARCHITECTURE.md, Audit netlink).
+        if !all
+            && held
+                .front()
+                .is_none_or(|(at, _)| at.elapsed() < delay + EXIT_COALESCE)
+        {
+            return true;
+        }
         while let Some((at, _)) = held.front() {
             if !all && at.elapsed() < delay {
                 break;
@@ -400,17 +421,8 @@ fn exit_loop(
         }
         // Nothing queued when a receive times out: every fork before it was sent.
         let before_recv = crate::timefmt::monotonic_now_ns();
-        let notice = match pc.recv() {
-            Ok(Some(d)) => {
-                if let Some(f) = proc_connector::parse_fork(d) {
-                    if f.is_process() && !feed.fork_blocking(fork_start(&f)) {
-                        return;
-                    }
-                    continue;
-                }
-                proc_connector::parse(d)
-            }
-            Ok(None) => {
+        let n = match pc.recv_batch(&mut batch) {
+            Ok(0) => {
                 feed.delivered_through(before_recv, 0);
                 if stop.load(Relaxed) {
                     if idle_after_stop {
@@ -421,6 +433,7 @@ fn exit_loop(
                 }
                 continue;
             }
+            Ok(n) => n,
             Err(e) => {
                 if matches!(&e, proc_connector::ProcConnError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOBUFS))
                 {
@@ -439,47 +452,45 @@ fn exit_loop(
                 continue;
             }
         };
-        // One exit per process: the thread-group leader's.
-        let Some(n) = notice.filter(|n| n.pid == n.tgid) else {
-            continue;
-        };
-        held.push_back((Instant::now(), exit_event(&n, host, clocks)));
+        for d in (0..n).filter_map(|i| batch.get(i)) {
+            if let Some(f) = proc_connector::parse_fork(d) {
+                if f.is_process() && !feed.fork_blocking(fork_start(&f)) {
+                    return;
+                }
+                continue;
+            }
+            // One exit per process: the thread-group leader's.
+            if let Some(n) = proc_connector::parse(d).filter(|n| n.pid == n.tgid) {
+                held.push_back((Instant::now(), exit_event(&n, host, clocks)));
+            }
+        }
+        // Let notices queue up rather than wake for each fork and exit: exits wait
+        // `exit_delay_ms` anyway, and a fork only has to reach the cache before an event of
+        // the child is enriched, which waits `enrich.process_wait_ms` for it
+        // (docs/ARCHITECTURE.md, Audit netlink).
+        if !batch.full() && !stop.load(Relaxed) {
+            std::thread::sleep(PROC_PAUSE);
+        }
     }
 }
 
-/// A `process_exit` from a proc-connector notice. Identity beyond pid/ppid is read from
-/// /proc while the task is still a zombie; what cannot be read is marked incomplete.
+/// A `process_exit` from a proc-connector notice: pid and ppid only. The notice is read
+/// after the parent has usually reaped the task already, so /proc is not asked; the process
+/// cache names the process (comm, ids) from its exec or fork (docs/ARCHITECTURE.md, Audit
+/// netlink).
 fn exit_event(n: &proc_connector::ExitNotice, host: &str, clocks: &Clocks) -> Event {
     let mut p = Process {
         pid: n.tgid,
         ppid: n.parent_tgid,
         ..Process::default()
     };
-    match read_zombie(n.tgid) {
-        Some((comm, uid, euid, gid, egid, ppid)) => {
-            p.comm = comm;
-            (p.uid, p.euid, p.gid, p.egid) = (uid, euid, gid, egid);
-            if p.ppid == 0 {
-                p.ppid = ppid;
-            }
-        }
-        None => p.incomplete.push("process".into()),
-    }
+    p.incomplete.push("process".into());
     let time = clocks.monotonic_to_unix(n.timestamp_ns);
     let mut ev = Event::new(Kind::ProcessExit, Source::Audit, time, host);
     ev.process = Some(p);
     ev.exit = Some(exit_status(n.exit_code));
     ev.ktime_ns = Some(n.timestamp_ns);
     ev
-}
-
-type ZombieInfo = (String, u32, u32, u32, u32, u32);
-
-fn read_zombie(pid: u32) -> Option<ZombieInfo> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let s = crate::proc_text::parse_status_process(&status)?;
-    let ids = s.ids;
-    Some((s.name, ids.uid, ids.euid, ids.gid, ids.egid, s.ppid))
 }
 
 #[cfg(test)]
