@@ -118,9 +118,9 @@ fn exec_event(e: &ExecRecord, clocks: &Clocks, host: &str) -> Event {
         exe
     } else {
         p.incomplete.push("exe");
-        escape_bytes(&resolve_exe(&e.filename, cwd_for_exe))
+        escape_bytes(&resolve_exe(e.filename, cwd_for_exe))
     });
-    p.filename = Some(escape_bytes(&e.filename));
+    p.filename = Some(escape_bytes(e.filename));
     if flags & FLAG_ARGV_ERROR != 0 {
         p.incomplete.push("argv");
     }

@@ -106,7 +106,9 @@ pub async fn run_reader(ring: RingBuf<MapData>, mut ctx: ReaderCtx) -> std::io::
     }
 }
 
-/// What one ring-buffer record turned into, once the record is released.
+/// What one ring-buffer record turned into, once the record is released. (A transient value
+/// on the stack, moved once: the event is not boxed.)
+#[allow(clippy::large_enum_variant)]
 enum Step {
     /// Nothing to send (malformed, a duplicate exit, or dropped by normalizing).
     Skip,
@@ -128,14 +130,13 @@ fn step(bytes: &[u8], ctx: &ReaderCtx, progress: &mut Progress) -> Step {
         }
     };
     match &record {
-        Record::Exit(x) => {
+        Record::Exit(x)
             if !progress
                 .exits
-                .first(x.header.tgid, x.process.start_boottime_ns)
-            {
-                ctx.counters.duplicate_exits.fetch_add(1, Relaxed);
-                return Step::Skip;
-            }
+                .first(x.header.tgid, x.process.start_boottime_ns) =>
+        {
+            ctx.counters.duplicate_exits.fetch_add(1, Relaxed);
+            return Step::Skip;
         }
         Record::Fork(f) => {
             let mut start = fork_start(f);
