@@ -1,5 +1,6 @@
-//! Pure decoding of ring-buffer records (bytes written by `sensor-ebpf`) into owned values.
-//! Nothing here touches the kernel, so every case is unit-tested from byte fixtures.
+//! Pure decoding of ring-buffer records (bytes written by `sensor-ebpf`) into values that
+//! borrow their strings from the record. Nothing here touches the kernel, so every case is
+//! unit-tested from byte fixtures.
 use std::borrow::Cow;
 
 use sensor_common::{
