@@ -1,5 +1,8 @@
-//! Pure decoding of ring-buffer records (bytes written by `sensor-ebpf`) into owned values.
-//! Nothing here touches the kernel, so every case is unit-tested from byte fixtures.
+//! Pure decoding of ring-buffer records (bytes written by `sensor-ebpf`) into values that
+//! borrow their strings from the record. Nothing here touches the kernel, so every case is
+//! unit-tested from byte fixtures.
+use std::borrow::Cow;
+
 use sensor_common::{
     ConnectEvent, CredSnap, EventHeader, ExecEvent, ExitEvent, ForkEvent, PathWalk, PrivilegeEvent,
     ProcessInfo, ARGV_BUF, CWD_PARTS, EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_TRUNCATED,
@@ -30,14 +33,16 @@ pub enum DecodeError {
     },
 }
 
+/// An exec record, borrowing its strings from the ring-buffer record it was decoded from
+/// (normalizing escapes them into the event; nothing is copied in between).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecRecord {
+pub struct ExecRecord<'a> {
     pub header: EventHeader,
     pub process: ProcessInfo,
-    pub filename: Vec<u8>,
+    pub filename: &'a [u8],
     /// Arguments as the process received them; the last one may be cut when `argv_truncated`,
     /// or, when `argv_omitted` > 0, head and tail around a marker (see [`crate::sources::argv`]).
-    pub argv: Vec<Vec<u8>>,
+    pub argv: Vec<Cow<'a, [u8]>>,
     /// argv bytes left out between head and tail.
     pub argv_omitted: usize,
     /// Working directory, absolute (complete only when the cwd flags are clear).
@@ -82,15 +87,15 @@ pub struct ForkRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    Exec(Box<ExecRecord>),
+pub enum Record<'a> {
+    Exec(Box<ExecRecord<'a>>),
     Fork(ForkRecord),
     Exit(ExitRecord),
     Connect(ConnectRecord),
     Privilege(PrivilegeRecord),
 }
 
-impl Record {
+impl Record<'_> {
     pub fn header(&self) -> &EventHeader {
         match self {
             Record::Exec(e) => &e.header,
@@ -118,7 +123,7 @@ fn read_pod<T: Copy>(bytes: &[u8]) -> T {
 }
 
 /// Decodes one ring-buffer record.
-pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
     if bytes.len() < std::mem::size_of::<EventHeader>() {
         return Err(DecodeError::ShortHeader(bytes.len()));
     }
@@ -200,7 +205,7 @@ const _: () = assert!(ARGV_AT == EXEC_FIXED_LEN);
 /// Decodes an exec record from its bytes in place: `ExecEvent` with a full argv buffer is
 /// tens of KiB, so it is never copied whole; only its fixed fields are read (the path walks
 /// are 1.5 KiB each) and argv is split straight from the record.
-fn decode_exec(bytes: &[u8]) -> Result<ExecRecord, DecodeError> {
+fn decode_exec(bytes: &[u8]) -> Result<ExecRecord<'_>, DecodeError> {
     use std::mem::offset_of;
     let at = |off: usize| &bytes[off..];
     let word = |off: usize| read_pod::<u32>(at(off));
@@ -229,11 +234,11 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecRecord, DecodeError> {
         word(offset_of!(ExecEvent, argv_head_len)),
         argv_len,
     )?;
-    let cwd = walk_to_path(&read_pod(at(offset_of!(ExecEvent, cwd))), "cwd.depth")?;
-    let exe = walk_to_path(&read_pod(at(offset_of!(ExecEvent, exe))), "exe.depth")?;
+    let cwd = walk_to_path(at(offset_of!(ExecEvent, cwd)), "cwd.depth")?;
+    let exe = walk_to_path(at(offset_of!(ExecEvent, exe)), "exe.depth")?;
 
     let name_at = offset_of!(ExecEvent, filename);
-    let filename = until_nul(&bytes[name_at..name_at + filename_len]).to_vec();
+    let filename = until_nul(&bytes[name_at..name_at + filename_len]);
     let truncated = process.flags & FLAG_ARGV_TRUNCATED != 0;
     let argv_omitted = word(offset_of!(ExecEvent, argv_omitted)) as usize;
     let argv_buf = &bytes[ARGV_AT..ARGV_AT + argv_len];
@@ -244,6 +249,9 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecRecord, DecodeError> {
             argv_omitted,
             true,
         )
+        .into_iter()
+        .map(Cow::Owned)
+        .collect()
     } else {
         split_argv(argv_buf, truncated)
     };
@@ -259,23 +267,40 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecRecord, DecodeError> {
 }
 
 /// Joins the components of a kernel path walk (innermost first) into an absolute path,
-/// skipping the steps that crossed a mount.
-pub fn walk_to_path(w: &PathWalk, field: &'static str) -> Result<Vec<u8>, DecodeError> {
-    let depth = w.depth as usize;
+/// skipping the steps that crossed a mount. `w` holds the bytes of a `PathWalk`, read in place
+/// inside the record: the walk is 1.5 KiB, mostly unused parts, so it is never copied out.
+pub fn walk_to_path(w: &[u8], field: &'static str) -> Result<Vec<u8>, DecodeError> {
+    use std::mem::{offset_of, size_of};
+    const PART: usize = sensor_common::CWD_PART_LEN;
+    const PARTS_AT: usize = offset_of!(PathWalk, parts);
+    const _: () = assert!(PARTS_AT + CWD_PARTS * PART == size_of::<PathWalk>());
+    if w.len() < size_of::<PathWalk>() {
+        // The caller checked the record's length, so this does not happen; an error, not a
+        // panic, if it ever did.
+        return Err(DecodeError::TooShort {
+            kind: KIND_EXEC,
+            len: w.len(),
+            min: size_of::<PathWalk>(),
+        });
+    }
+    let depth_word = read_pod::<u32>(&w[offset_of!(PathWalk, depth)..]);
+    let mounts = read_pod::<u32>(&w[offset_of!(PathWalk, mounts)..]);
+    let depth = depth_word as usize;
     if depth > CWD_PARTS {
         return Err(DecodeError::OutOfBounds {
             field,
-            value: w.depth,
+            value: depth_word,
             bound: CWD_PARTS,
         });
     }
-    let mut path = Vec::new();
-    for (i, part) in w.parts[..depth].iter().enumerate().rev() {
-        if w.mounts & (1 << i) != 0 {
+    let mut path = Vec::with_capacity(64);
+    for i in (0..depth).rev() {
+        if mounts & (1 << i) != 0 {
             continue;
         }
+        let at = PARTS_AT + i * PART;
         path.push(b'/');
-        path.extend_from_slice(until_nul(part));
+        path.extend_from_slice(until_nul(&w[at..at + PART]));
     }
     if path.is_empty() {
         path.push(b'/');
@@ -285,11 +310,11 @@ pub fn walk_to_path(w: &PathWalk, field: &'static str) -> Result<Vec<u8>, Decode
 
 /// Splits the NUL-separated argv area. Each argument ends with a NUL; an empty argument is a
 /// lone NUL. When the area was cut, the bytes after the last NUL are a partial argument.
-pub fn split_argv(area: &[u8], truncated: bool) -> Vec<Vec<u8>> {
+pub fn split_argv(area: &[u8], truncated: bool) -> Vec<Cow<'_, [u8]>> {
     if area.is_empty() {
         return Vec::new();
     }
-    let mut args: Vec<Vec<u8>> = area.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
+    let mut args: Vec<Cow<'_, [u8]>> = area.split(|&b| b == 0).map(Cow::Borrowed).collect();
     // A complete area ends with a NUL, after which `split` yields one empty piece. A cut area
     // (`truncated`) ends inside its last argument, which is kept as a partial argument.
     if area.ends_with(&[0]) {
@@ -513,9 +538,9 @@ mod tests {
         w.parts[2][..1].copy_from_slice(b"a");
         w.depth = 3;
         w.mounts = 0b010;
-        assert_eq!(walk_to_path(&w, "x").unwrap(), b"/a/b");
+        assert_eq!(walk_to_path(fixtures::as_bytes(&w), "x").unwrap(), b"/a/b");
         w.depth = 0;
-        assert_eq!(walk_to_path(&w, "x").unwrap(), b"/");
+        assert_eq!(walk_to_path(fixtures::as_bytes(&w), "x").unwrap(), b"/");
     }
 
     #[test]

@@ -118,9 +118,9 @@ fn exec_event(e: &ExecRecord, clocks: &Clocks, host: &str) -> Event {
         exe
     } else {
         p.incomplete.push("exe".into());
-        escape_bytes(&resolve_exe(&e.filename, cwd_for_exe))
+        escape_bytes(&resolve_exe(e.filename, cwd_for_exe))
     });
-    p.filename = Some(escape_bytes(&e.filename));
+    p.filename = Some(escape_bytes(e.filename));
     if flags & FLAG_ARGV_ERROR != 0 {
         p.incomplete.push("argv".into());
     }
@@ -256,13 +256,8 @@ mod tests {
 
     #[test]
     fn exec_normalizes_all_fields() {
-        let rec = decode(&fixtures::exec(
-            b"./run.sh",
-            b"run.sh\0--x=1\0a\xffb\0",
-            &[b"home", b"u"],
-            0,
-        ))
-        .unwrap();
+        let record = fixtures::exec(b"./run.sh", b"run.sh\0--x=1\0a\xffb\0", &[b"home", b"u"], 0);
+        let rec = decode(&record).unwrap();
         let ev = normalize(&rec, &clocks(), "h1").unwrap();
         assert_eq!(ev.kind(), Kind::ProcessExec);
         assert_eq!(ev.time_unix_ns, 1_000_005_000);
@@ -287,7 +282,8 @@ mod tests {
     #[test]
     fn exec_flags_mark_incomplete_and_truncated() {
         let flags = FLAG_CWD_ERROR | FLAG_ARGV_TRUNCATED | FLAG_NO_LOGINUID | FLAG_EXE_ERROR;
-        let rec = decode(&fixtures::exec(b"rel", b"a\0", &[], flags)).unwrap();
+        let record = fixtures::exec(b"rel", b"a\0", &[], flags);
+        let rec = decode(&record).unwrap();
         let p = normalize(&rec, &clocks(), "h")
             .unwrap()
             .msg
@@ -321,14 +317,14 @@ mod tests {
 
     #[test]
     fn connect_seen_before_it_was_made_is_attempted() {
-        let rec = decode(&fixtures::connect(
+        let record = fixtures::connect(
             2,
             1,
             &[10, 0, 0, 1],
             443,
             sensor_common::CONNECT_RET_UNKNOWN,
-        ))
-        .unwrap();
+        );
+        let rec = decode(&record).unwrap();
         let c = normalize(&rec, &clocks(), "h")
             .unwrap()
             .msg
@@ -339,14 +335,8 @@ mod tests {
 
     #[test]
     fn connect_fields() {
-        let rec = decode(&fixtures::connect(
-            2,
-            1,
-            &[127, 0, 0, 1],
-            8080,
-            -libc::ECONNREFUSED,
-        ))
-        .unwrap();
+        let record = fixtures::connect(2, 1, &[127, 0, 0, 1], 8080, -libc::ECONNREFUSED);
+        let rec = decode(&record).unwrap();
         let ev = normalize(&rec, &clocks(), "h").unwrap();
         let c = ev.msg.connect.unwrap();
         assert_eq!(
@@ -363,7 +353,8 @@ mod tests {
         assert_eq!(ev.msg.process.unwrap().tid, Some(43));
         let mut v6 = [0u8; 16];
         v6[15] = 1;
-        let rec = decode(&fixtures::connect(10, 2, &v6, 53, 0)).unwrap();
+        let record = fixtures::connect(10, 2, &v6, 53, 0);
+        let rec = decode(&record).unwrap();
         let c = normalize(&rec, &clocks(), "h")
             .unwrap()
             .msg
@@ -400,7 +391,8 @@ mod tests {
             egid: 100,
             cap_effective: 0x1ff_ffff_ffff,
         };
-        let rec = decode(&fixtures::privilege(VIA_SYSCALL, 105, old, new)).unwrap();
+        let record = fixtures::privilege(VIA_SYSCALL, 105, old, new);
+        let rec = decode(&record).unwrap();
         let ev = normalize(&rec, &clocks(), "h").unwrap();
         assert_eq!(ev.kind(), Kind::PrivilegeChange);
         let p = ev.msg.privilege.unwrap();
@@ -417,20 +409,16 @@ mod tests {
         assert_eq!(cred_syscall_name(105 | ia32), "ia32_syscall105");
         assert_eq!(cred_syscall_name(213), "syscall213");
         let new = CredSnap { euid: 0, ..old };
-        let rec = decode(&fixtures::privilege(VIA_EXEC, 0, old, new)).unwrap();
+        let record = fixtures::privilege(VIA_EXEC, 0, old, new);
+        let rec = decode(&record).unwrap();
         let p = normalize(&rec, &clocks(), "h")
             .unwrap()
             .msg
             .privilege
             .unwrap();
         assert_eq!((p.via.as_str(), p.old_caps), ("exec_setuid", None));
-        let rec = decode(&fixtures::privilege(
-            sensor_common::VIA_OBSERVED,
-            0,
-            old,
-            new,
-        ))
-        .unwrap();
+        let record = fixtures::privilege(sensor_common::VIA_OBSERVED, 0, old, new);
+        let rec = decode(&record).unwrap();
         let p = normalize(&rec, &clocks(), "h")
             .unwrap()
             .msg

@@ -106,53 +106,79 @@ pub async fn run_reader(ring: MappedRing, mut ctx: ReaderCtx) -> std::io::Result
     }
 }
 
+/// What one ring-buffer record turned into, once the record is released. (A transient value
+/// on the stack, moved once: the event is not boxed.)
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    /// Nothing to send (malformed, a duplicate exit, or dropped by normalizing).
+    Skip,
+    Fork(crate::enrich::ProcessStart),
+    Event(Event),
+}
+
+/// Decodes one record in place (its strings are borrowed from the ring, not copied) and
+/// builds what is sent for it.
+fn step(bytes: &[u8], ctx: &ReaderCtx, progress: &mut Progress) -> Step {
+    let record = match decode(bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            let n = ctx.counters.decode_errors.fetch_add(1, Relaxed);
+            if n < 10 {
+                tracing::warn!(error = %e, "dropping malformed ring buffer record");
+            }
+            return Step::Skip;
+        }
+    };
+    match &record {
+        Record::Exit(x)
+            if !progress
+                .exits
+                .first(x.header.tgid, x.process.start_boottime_ns) =>
+        {
+            ctx.counters.duplicate_exits.fetch_add(1, Relaxed);
+            return Step::Skip;
+        }
+        Record::Fork(f) => {
+            let mut start = fork_start(f);
+            start.after_events = progress.sent;
+            return Step::Fork(start);
+        }
+        _ => {}
+    }
+    match normalize(&record, &ctx.clocks, &ctx.host) {
+        Some(event) => Step::Event(event),
+        None => Step::Skip,
+    }
+}
+
 /// Reads every available record. Returns false when downstream has gone away.
 async fn drain(ring: &mut MappedRing, ctx: &ReaderCtx, progress: &mut Progress) -> bool {
     // Every record committed before this instant is read below (or was read before).
     let started = monotonic_now_ns();
     loop {
-        let decoded = match ring.next() {
-            Some(item) => decode(&item),
+        // The record is released (its ring space handed back) before anything is awaited.
+        let next = match ring.next() {
+            Some(item) => step(&item, ctx, progress),
             None => {
                 ctx.feed.delivered_through(started, progress.sent);
                 return true;
             }
         };
-        let record = match decoded {
-            Ok(r) => r,
-            Err(e) => {
-                let n = ctx.counters.decode_errors.fetch_add(1, Relaxed);
-                if n < 10 {
-                    tracing::warn!(error = %e, "dropping malformed ring buffer record");
+        match next {
+            Step::Skip => {}
+            Step::Fork(start) => {
+                if !ctx.feed.fork(start).await {
+                    return false;
                 }
-                continue;
             }
-        };
-        if let Record::Exit(x) = &record {
-            if !progress
-                .exits
-                .first(x.header.tgid, x.process.start_boottime_ns)
-            {
-                ctx.counters.duplicate_exits.fetch_add(1, Relaxed);
-                continue;
+            Step::Event(event) => {
+                ctx.counters.count_event(event.kind());
+                if ctx.tx.send(event).await.is_err() {
+                    return false;
+                }
+                progress.sent += 1;
             }
         }
-        if let Record::Fork(f) = &record {
-            let mut start = fork_start(f);
-            start.after_events = progress.sent;
-            if !ctx.feed.fork(start).await {
-                return false;
-            }
-            continue;
-        }
-        let Some(event) = normalize(&record, &ctx.clocks, &ctx.host) else {
-            continue;
-        };
-        ctx.counters.count_event(event.kind());
-        if ctx.tx.send(event).await.is_err() {
-            return false;
-        }
-        progress.sent += 1;
     }
 }
 
