@@ -14,10 +14,11 @@ pub use sensor_proto::v1::{
 
 /// The wire message plus the sensor-only kernel time. Derefs to the message, so stages read
 /// and write `ev.process`, `ev.file`, ... directly; `ev.kind()` and `ev.source()` give the
-/// enums.
+/// enums. The message is boxed: an event moves through three channels between capture and
+/// output, and moving 24 bytes instead of the 1.2 KB message is most of that cost.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Event {
-    pub msg: sensor_proto::v1::Event,
+    pub msg: Box<sensor_proto::v1::Event>,
     /// CLOCK_MONOTONIC ns of the kernel event (for lag measurement); not on the output.
     pub ktime_ns: Option<u64>,
 }
@@ -27,14 +28,14 @@ impl Event {
     /// caller fills the payload of its kind. `seq` is assigned by the output stage.
     pub fn new(kind: Kind, source: Source, time_unix_ns: i64, host: &str) -> Self {
         Self {
-            msg: sensor_proto::v1::Event {
+            msg: Box::new(sensor_proto::v1::Event {
                 seq: 0,
                 time_unix_ns,
                 host: host.to_string(),
                 source: source as i32,
                 kind: kind as i32,
                 ..Default::default()
-            },
+            }),
             ktime_ns: None,
         }
     }
@@ -47,7 +48,7 @@ impl Event {
 
     /// The wire message, for the sinks.
     pub fn into_msg(self) -> sensor_proto::v1::Event {
-        self.msg
+        *self.msg
     }
 }
 
