@@ -67,6 +67,19 @@ fn wants_colour(stderr_is_terminal: bool, no_color: bool) -> bool {
     stderr_is_terminal && !no_color
 }
 
+/// `sensor run`: a panic anywhere ends the process (after the panic message is printed and
+/// logged) instead of leaving one pipeline task silently gone; systemd restarts the sensor and
+/// the spool resends. The workspace's release profile keeps unwinding, so the collector's
+/// per-connection tasks stay isolated from each other (docs/ARCHITECTURE.md#build-toolchain).
+pub fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        tracing::error!(panic = %info, "panic: stopping the sensor");
+        std::process::abort();
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,17 +110,4 @@ mod tests {
         };
         per_module.validate().unwrap();
     }
-}
-
-/// `sensor run`: a panic anywhere ends the process (after the panic message is printed and
-/// logged) instead of leaving one pipeline task silently gone; systemd restarts the sensor and
-/// the spool resends. The workspace's release profile keeps unwinding, so the collector's
-/// per-connection tasks stay isolated from each other (docs/ARCHITECTURE.md#build-toolchain).
-pub fn abort_on_panic() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default(info);
-        tracing::error!(panic = %info, "panic: stopping the sensor");
-        std::process::abort();
-    }));
 }
