@@ -47,7 +47,7 @@ pub(super) fn audit_get_status() -> Result<AuditStatus, ProbeError> {
     };
     let deadline = Instant::now() + AUDIT_REPLY_TIMEOUT;
     loop {
-        match sock.recv_from_kernel() {
+        match sock.recv() {
             Ok(Some(buf)) => {
                 if let Some(status) = parse_audit_get_reply(buf, seq)? {
                     return Ok(status);

@@ -129,19 +129,13 @@ impl NetlinkSocket {
         Ok(())
     }
 
-    /// One datagram; `Ok(None)` on timeout. Other errors (ENOBUFS: the kernel dropped
-    /// messages for this socket) are returned for the caller to count.
+    /// One datagram the kernel sent; `Ok(None)` on timeout. Other errors (ENOBUFS: the kernel
+    /// dropped messages for this socket) are returned for the caller to count. Every user of
+    /// this socket reads kernel messages (audit records, proc-connector notices, conntrack
+    /// events), so a datagram from another socket (source port id not 0: a process with
+    /// CAP_NET_ADMIN can send to ours) is a forgery and is skipped, here and in
+    /// [`Self::recv_batch`].
     pub fn recv(&mut self) -> std::io::Result<Option<&[u8]>> {
-        self.recv_checked(false)
-    }
-
-    /// Like [`Self::recv`], but only datagrams the kernel sent (source port id 0); one from
-    /// another socket (a process with CAP_NET_ADMIN can send to ours) is skipped.
-    pub fn recv_from_kernel(&mut self) -> std::io::Result<Option<&[u8]>> {
-        self.recv_checked(true)
-    }
-
-    fn recv_checked(&mut self, kernel_only: bool) -> std::io::Result<Option<&[u8]>> {
         loop {
             // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
             let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -166,7 +160,7 @@ impl NetlinkSocket {
                     _ => return Err(e),
                 }
             }
-            if kernel_only && from.nl_pid != 0 {
+            if from.nl_pid != 0 {
                 continue;
             }
             return Ok(Some(&self.buf[..n as usize]));
@@ -175,7 +169,8 @@ impl NetlinkSocket {
 
     /// Waits for one datagram (up to the receive timeout), then takes the datagrams already
     /// queued behind it, up to the batch's slots, in the same `recvmmsg(MSG_WAITFORONE)` call.
-    /// Returns how many arrived (0 on timeout); [`RecvBatch::get`] reads them.
+    /// Returns how many arrived (0 on timeout); [`RecvBatch::get`] reads them and gives
+    /// `None` for one another socket sent (see [`Self::recv`]).
     pub fn recv_batch(&self, batch: &mut RecvBatch) -> std::io::Result<usize> {
         let slots = batch.sizes.len();
         let len = batch.len;
@@ -190,9 +185,14 @@ impl NetlinkSocket {
         // SAFETY: mmsghdr is plain old data; zeroed is a valid empty header.
         let mut msgs: Vec<libc::mmsghdr> =
             (0..slots).map(|_| unsafe { std::mem::zeroed() }).collect();
-        for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+        // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
+        let mut from: Vec<libc::sockaddr_nl> =
+            (0..slots).map(|_| unsafe { std::mem::zeroed() }).collect();
+        for ((m, v), f) in msgs.iter_mut().zip(iov.iter_mut()).zip(from.iter_mut()) {
             m.msg_hdr.msg_iov = v;
             m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_name = (f as *mut libc::sockaddr_nl).cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
         }
         loop {
             // SAFETY: msgs and their iovecs point into live buffers of the stated sizes.
@@ -215,8 +215,13 @@ impl NetlinkSocket {
                 }
             }
             let n = n as usize;
-            for (size, m) in batch.sizes.iter_mut().zip(&msgs).take(n) {
-                *size = (m.msg_len as usize).min(len);
+            for ((size, m), f) in batch.sizes.iter_mut().zip(&msgs).zip(&from).take(n) {
+                *size = if f.nl_pid == 0 {
+                    (m.msg_len as usize).min(len)
+                } else {
+                    batch.foreign += 1;
+                    FOREIGN
+                };
             }
             batch.received = n;
             return Ok(n);
@@ -231,7 +236,12 @@ pub struct RecvBatch {
     len: usize,
     sizes: Vec<usize>,
     received: usize,
+    /// Datagrams another socket sent, skipped since the batch was made.
+    foreign: u64,
 }
+
+/// The size recorded for a slot whose datagram another socket sent.
+const FOREIGN: usize = usize::MAX;
 
 impl RecvBatch {
     pub fn new(slots: usize, len: usize) -> Self {
@@ -241,12 +251,19 @@ impl RecvBatch {
             len,
             sizes: vec![0; slots],
             received: 0,
+            foreign: 0,
         }
+    }
+
+    /// Datagrams skipped because another socket, not the kernel, sent them, since the last
+    /// call (the caller adds them to its health counter).
+    pub fn take_foreign(&mut self) -> u64 {
+        std::mem::take(&mut self.foreign)
     }
 
     /// Datagram `i` of the last batch.
     pub fn get(&self, i: usize) -> Option<&[u8]> {
-        if i >= self.received {
+        if i >= self.received || self.sizes[i] == FOREIGN {
             return None;
         }
         Some(&self.buf[i * self.len..i * self.len + self.sizes[i]])
@@ -255,5 +272,76 @@ impl RecvBatch {
     /// Whether the last batch filled every slot (more may be queued).
     pub fn full(&self) -> bool {
         self.received == self.sizes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The port id the kernel gave a bound socket.
+    fn port_id(s: &NetlinkSocket) -> u32 {
+        // SAFETY: sockaddr_nl is plain old data.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: valid fd and out-pointers of the stated size.
+        let rc = unsafe {
+            libc::getsockname(
+                s.fd.as_raw_fd(),
+                (&mut sa as *mut libc::sockaddr_nl).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        sa.nl_pid
+    }
+
+    /// Sends `datagram` from `from` to the socket with port id `to` (not the kernel).
+    fn send_to(from: &NetlinkSocket, to: u32, datagram: &[u8]) -> std::io::Result<()> {
+        // SAFETY: sockaddr_nl is plain old data.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as u16;
+        sa.nl_pid = to;
+        // SAFETY: valid buffer and address.
+        let rc = unsafe {
+            libc::sendto(
+                from.fd.as_raw_fd(),
+                datagram.as_ptr().cast(),
+                datagram.len(),
+                0,
+                (&sa as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// A datagram another socket sends to ours (a forged audit record or proc-connector
+    /// notice) is never handed out, by either receive path.
+    #[test]
+    fn datagrams_from_other_sockets_are_skipped() {
+        let open = || NetlinkSocket::open(libc::SOCK_RAW, libc::NETLINK_USERSOCK, 0, 4096);
+        let (Ok(mut victim), Ok(forger)) = (open(), open()) else {
+            eprintln!("skipped: no NETLINK_USERSOCK sockets here");
+            return;
+        };
+        victim.set_timeout(Duration::from_millis(50)).unwrap();
+        let to = port_id(&victim);
+        if let Err(e) = send_to(&forger, to, b"forged fork notice") {
+            // Unicast between user sockets needs CAP_NET_ADMIN here: nothing to forge with.
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+            eprintln!("skipped: sending to another socket is not permitted here");
+            return;
+        }
+        let mut batch = RecvBatch::new(4, 256);
+        assert_eq!(victim.recv_batch(&mut batch).unwrap(), 1, "it arrived");
+        assert_eq!(batch.get(0), None, "but is not handed out");
+        assert_eq!(batch.take_foreign(), 1);
+        assert_eq!(batch.take_foreign(), 0);
+        send_to(&forger, to, b"forged audit record").unwrap();
+        assert_eq!(victim.recv().unwrap(), None, "skipped, then the timeout");
     }
 }

@@ -106,6 +106,7 @@ impl Telemetry for AuditHealth {
             "proc_connector_overflows",
             s.proc_connector_overflows.load(Relaxed),
         );
+        out.count("audit_netlink_forged", s.netlink_forged.load(Relaxed));
         out.count("audit_group_timeouts", s.group_timeouts.load(Relaxed));
         out.count("audit_rules_repaired", s.rules_repaired.load(Relaxed));
         out.count("audit_registration_lost", s.registration_lost.load(Relaxed));

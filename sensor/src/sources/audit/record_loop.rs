@@ -96,7 +96,11 @@ impl RecordLoop {
             while let Some(d) = reader.pop_stashed() {
                 self.handle_datagram(&d, &mut reader);
             }
-            match reader.recv_batch(&mut batch) {
+            let got = reader.recv_batch(&mut batch);
+            self.stats
+                .netlink_forged
+                .fetch_add(batch.take_foreign(), Relaxed);
+            match got {
                 Ok(0) => {
                     let groups = self.assembler.flush_expired(now_ms());
                     self.handle_groups(groups);
