@@ -87,6 +87,12 @@ fn records_wrapping_a_small_ring_arrive_whole() {
     for i in 0..n {
         let status = Command::new("/bin/true").arg(arg(i)).status().unwrap();
         assert!(status.success());
+        // Paced: about 8 records (under 16 KiB) per 30 ms, while the reader drains at least
+        // every 20 ms, so the ring wraps many times (360 KiB through 32 KiB) without filling
+        // on a fast machine; drops that still happen are counted and allowed below.
+        if i % 8 == 7 {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+        }
     }
     let events = sensor.stop();
     std::fs::remove_dir_all(&dir).ok();
