@@ -109,9 +109,15 @@ impl NetlinkSocket {
 
     /// Sends one datagram to the kernel (port id 0).
     pub fn send(&self, datagram: &[u8]) -> std::io::Result<()> {
-        // SAFETY: sockaddr_nl for the kernel (pid 0).
+        self.send_to_port(0, datagram)
+    }
+
+    /// Sends one datagram to the socket with port id `port` (0: the kernel).
+    fn send_to_port(&self, port: u32, datagram: &[u8]) -> std::io::Result<()> {
+        // SAFETY: sockaddr_nl is plain old data.
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         sa.nl_family = libc::AF_NETLINK as u16;
+        sa.nl_pid = port;
         // SAFETY: valid buffer and address.
         let rc = unsafe {
             libc::sendto(
@@ -296,29 +302,6 @@ mod tests {
         sa.nl_pid
     }
 
-    /// Sends `datagram` from `from` to the socket with port id `to` (not the kernel).
-    fn send_to(from: &NetlinkSocket, to: u32, datagram: &[u8]) -> std::io::Result<()> {
-        // SAFETY: sockaddr_nl is plain old data.
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as u16;
-        sa.nl_pid = to;
-        // SAFETY: valid buffer and address.
-        let rc = unsafe {
-            libc::sendto(
-                from.fd.as_raw_fd(),
-                datagram.as_ptr().cast(),
-                datagram.len(),
-                0,
-                (&sa as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
     /// A datagram another socket sends to ours (a forged audit record or proc-connector
     /// notice) is never handed out, by either receive path.
     #[test]
@@ -330,7 +313,7 @@ mod tests {
         };
         victim.set_timeout(Duration::from_millis(50)).unwrap();
         let to = port_id(&victim);
-        if let Err(e) = send_to(&forger, to, b"forged fork notice") {
+        if let Err(e) = forger.send_to_port(to, b"forged fork notice") {
             // Unicast between user sockets needs CAP_NET_ADMIN here: nothing to forge with.
             assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
             eprintln!("skipped: sending to another socket is not permitted here");
@@ -341,7 +324,7 @@ mod tests {
         assert_eq!(batch.get(0), None, "but is not handed out");
         assert_eq!(batch.take_foreign(), 1);
         assert_eq!(batch.take_foreign(), 0);
-        send_to(&forger, to, b"forged audit record").unwrap();
+        forger.send_to_port(to, b"forged audit record").unwrap();
         assert_eq!(victim.recv().unwrap(), None, "skipped, then the timeout");
     }
 }

@@ -279,16 +279,16 @@ mod tests {
         assert!(p.incomplete.is_empty());
     }
 
+    /// The event a record's bytes normalize to.
+    fn event_of(bytes: &[u8]) -> Event {
+        normalize(&decode(bytes).unwrap(), &clocks(), "h").unwrap()
+    }
+
     #[test]
     fn exec_flags_mark_incomplete_and_truncated() {
         let flags = FLAG_CWD_ERROR | FLAG_ARGV_TRUNCATED | FLAG_NO_LOGINUID | FLAG_EXE_ERROR;
         let record = fixtures::exec(b"rel", b"a\0", &[], flags);
-        let rec = decode(&record).unwrap();
-        let p = normalize(&rec, &clocks(), "h")
-            .unwrap()
-            .msg
-            .process
-            .unwrap();
+        let p = event_of(&record).msg.process.unwrap();
         assert_eq!(p.cwd, None);
         assert_eq!(p.exe.as_deref(), Some("rel"));
         assert!(p.argv.as_ref().unwrap().truncated);
@@ -305,12 +305,7 @@ mod tests {
         bytes[exe + 4..exe + 8].copy_from_slice(&0u32.to_ne_bytes());
         let name = b"memfd:innocent\0";
         bytes[exe + 8..exe + 8 + name.len()].copy_from_slice(name);
-        let rec = decode(&bytes).unwrap();
-        let p = normalize(&rec, &clocks(), "h")
-            .unwrap()
-            .msg
-            .process
-            .unwrap();
+        let p = event_of(&bytes).msg.process.unwrap();
         assert_eq!(p.exe.as_deref(), Some("/memfd:innocent (deleted)"));
         assert!(p.exe_deleted);
     }
@@ -324,12 +319,7 @@ mod tests {
             443,
             sensor_common::CONNECT_RET_UNKNOWN,
         );
-        let rec = decode(&record).unwrap();
-        let c = normalize(&rec, &clocks(), "h")
-            .unwrap()
-            .msg
-            .connect
-            .unwrap();
+        let c = event_of(&record).msg.connect.unwrap();
         assert_eq!((c.result.as_str(), c.errno), ("attempted", 0));
     }
 
@@ -354,12 +344,7 @@ mod tests {
         let mut v6 = [0u8; 16];
         v6[15] = 1;
         let record = fixtures::connect(10, 2, &v6, 53, 0);
-        let rec = decode(&record).unwrap();
-        let c = normalize(&rec, &clocks(), "h")
-            .unwrap()
-            .msg
-            .connect
-            .unwrap();
+        let c = event_of(&record).msg.connect.unwrap();
         assert_eq!(
             (
                 c.family.as_str(),
@@ -410,20 +395,10 @@ mod tests {
         assert_eq!(cred_syscall_name(213), "syscall213");
         let new = CredSnap { euid: 0, ..old };
         let record = fixtures::privilege(VIA_EXEC, 0, old, new);
-        let rec = decode(&record).unwrap();
-        let p = normalize(&rec, &clocks(), "h")
-            .unwrap()
-            .msg
-            .privilege
-            .unwrap();
+        let p = event_of(&record).msg.privilege.unwrap();
         assert_eq!((p.via.as_str(), p.old_caps), ("exec_setuid", None));
         let record = fixtures::privilege(sensor_common::VIA_OBSERVED, 0, old, new);
-        let rec = decode(&record).unwrap();
-        let p = normalize(&rec, &clocks(), "h")
-            .unwrap()
-            .msg
-            .privilege
-            .unwrap();
+        let p = event_of(&record).msg.privilege.unwrap();
         assert_eq!(p.via, "observed");
     }
 }
