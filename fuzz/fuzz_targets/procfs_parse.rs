@@ -12,7 +12,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = procfs::parse_cmdline(data);
     let text = String::from_utf8_lossy(data);
     let _ = procfs::parse_status(&text);
-    let _ = sensor::proc_text::parse_status_process(&text);
     let _ = sensor::proc_text::status_kb(&text, "VmRSS");
     let _ = procfs::parse_id_file(&text);
     let _ = procfs::parse_cgroup(&text);

@@ -1,6 +1,6 @@
 //! Pure parsers of `/proc/<pid>/stat` and `/proc/<pid>/status` text, the one place the sensor
 //! reads those formats: the process cache and the file source (through
-//! [`crate::enrich::procfs`]), the audit source's read of an exiting process, and self-stats.
+//! [`crate::enrich::procfs`]) and self-stats.
 //!
 //! Nothing here panics on odd contents: a comm with spaces and parentheses, a truncated stat,
 //! a status without the wanted line all give `None`.
@@ -93,23 +93,6 @@ pub fn parse_status(text: &str) -> Option<Ids> {
         gid,
         egid,
     })
-}
-
-/// What `/proc/<pid>/status` says about a process that may be a zombie (no exe, no cmdline):
-/// its name, parent and ids.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusProcess {
-    pub name: String,
-    pub ppid: u32,
-    pub ids: Ids,
-}
-
-/// `Name:`, `PPid:`, `Uid:` and `Gid:` of `/proc/<pid>/status` text; `None` if one is missing.
-pub fn parse_status_process(text: &str) -> Option<StatusProcess> {
-    let ids = parse_status(text)?;
-    let ppid = status_field(text, "PPid")?.parse().ok()?;
-    let name = status_field(text, "Name")?.to_string();
-    Some(StatusProcess { name, ppid, ids })
 }
 
 /// A `VmRSS:`/`VmHWM:` style line's value in bytes (the file says kB).
@@ -228,25 +211,5 @@ mod tests {
             status_kb("VmRSS:\t14917696395404193163 kB\n", "VmRSS"),
             None
         );
-    }
-
-    #[test]
-    fn status_of_a_zombie() {
-        let s = "Name:\tsleep\nUmask:\t0022\nState:\tZ (zombie)\nTgid:\t5\nPid:\t5\nPPid:\t1\nUid:\t1000\t0\t0\t0\nGid:\t100\t101\t0\t0\n";
-        assert_eq!(
-            parse_status_process(s),
-            Some(StatusProcess {
-                name: "sleep".into(),
-                ppid: 1,
-                ids: Ids {
-                    uid: 1000,
-                    euid: 0,
-                    gid: 100,
-                    egid: 101
-                }
-            })
-        );
-        assert_eq!(parse_status_process("Name: x\n"), None);
-        assert_eq!(parse_status_process(""), None);
     }
 }
