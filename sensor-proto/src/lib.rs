@@ -3,10 +3,10 @@
 //! protoc), plus small helpers both ends share: JSON names of enums, RFC 3339 times
 //! and the JSON-lines shape of an event (the same fields as the sensor's `--output json`),
 //! the TOML config reader and the one-line error chain.
-pub mod argv;
 pub mod config_file;
 pub mod error_chain;
 pub mod json;
+pub mod message_helpers;
 pub mod names;
 pub mod ocsf;
 pub mod time;

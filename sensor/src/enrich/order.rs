@@ -382,17 +382,10 @@ mod tests {
         assert_eq!(exe_of(&conn), Some("/usr/bin/python3"));
         let p = conn.process.as_ref().unwrap();
         assert_eq!(p.ppid, 100);
-        assert_eq!(
-            p.argv.as_ref().map(|a| a.args.as_slice()).unwrap(),
-            ["/usr/bin/python3", "arg"]
-        );
+        assert_eq!(p.args().unwrap(), ["/usr/bin/python3", "arg"]);
         assert_eq!(p.ancestors[0].pid, 100);
         for what in ["exe", "argv", "cwd"] {
-            assert!(
-                !p.incomplete.iter().any(|f| f == what),
-                "{:?}",
-                p.incomplete
-            );
+            assert!(!p.is_incomplete(what), "{:?}", p.incomplete);
         }
         assert_eq!(st.forks_seen.load(Relaxed), 1);
     }
@@ -545,13 +538,7 @@ mod tests {
         c.enrich(&mut conn, 4 * MS);
         assert_eq!(exe_of(&conn), Some("/usr/bin/bash"));
         assert!(
-            !conn
-                .process
-                .as_ref()
-                .unwrap()
-                .incomplete
-                .iter()
-                .any(|f| f == "exe"),
+            !conn.process.as_ref().unwrap().is_incomplete("exe"),
             "{:?}",
             conn.process
         );

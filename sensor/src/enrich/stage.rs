@@ -293,10 +293,7 @@ mod tests {
             );
             assert_eq!(a.pid, b.pid);
             assert_eq!(b.exe.as_deref(), Some("/bin/x"));
-            assert_eq!(
-                b.argv.as_ref().map(|a| a.args.as_slice()),
-                Some(&["/bin/x".to_string(), "x".into()][..])
-            );
+            assert_eq!(b.args(), Some(&["/bin/x".to_string(), "x".into()][..]));
         }
         let s = *stats.lock().unwrap();
         assert_eq!(s.entries, u64::from(N));

@@ -138,8 +138,8 @@ impl ProcessCache {
         }
         let comm_changed = *self.store.entry(i).comm != *p.comm;
         let comm = comm_changed.then(|| self.strings.get(&p.comm));
-        let has_uid = !p.incomplete.iter().any(|f| f == "uid");
-        let has_session = !p.incomplete.iter().any(|f| f == "session");
+        let has_uid = !p.is_incomplete("uid");
+        let has_session = !p.is_incomplete("session");
         let e = self.store.entry_mut(i);
         if p.ppid != 0 {
             e.ppid = p.ppid;
@@ -173,10 +173,10 @@ impl ProcessCache {
                 (p.auid, p.session) = (e.auid, e.session);
             }
         } else {
-            if p.incomplete.iter().any(|f| f == "uid") {
+            if p.is_incomplete("uid") {
                 (p.uid, p.euid, p.gid, p.egid) = (e.uid, e.euid, e.gid, e.egid);
             }
-            if p.incomplete.iter().any(|f| f == "session") {
+            if p.is_incomplete("session") {
                 (p.auid, p.session) = (e.auid, e.session);
             }
         }

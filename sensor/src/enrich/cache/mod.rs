@@ -163,7 +163,7 @@ fn ns_per_tick() -> u64 {
 }
 
 fn add_marker(p: &mut Process, name: &str) {
-    if !p.incomplete.iter().any(|f| f == name) {
+    if !p.is_incomplete(name) {
         p.incomplete.push(name.to_string());
     }
 }

@@ -173,10 +173,7 @@ fn exec_fills_later_events_and_ancestors() {
     let p = proc_of(&conn);
     assert_eq!(p.exe.as_deref(), Some("/usr/bin/curl"));
     assert_eq!(p.cwd.as_deref(), Some("/home/u"));
-    assert_eq!(
-        p.argv.as_ref().map(|a| a.args.as_slice()).unwrap(),
-        ["curl", "http://x"]
-    );
+    assert_eq!(p.args().unwrap(), ["curl", "http://x"]);
     let anc: Vec<(u32, &str, &str)> = p
         .ancestors
         .iter()
@@ -219,7 +216,7 @@ fn ancestors_depth_is_configurable() {
     c.enrich(&mut e, SEC);
     let pids: Vec<u32> = proc_of(&e).ancestors.iter().map(|a| a.pid).collect();
     assert_eq!(pids, [12, 11]);
-    assert!(!proc_of(&e).incomplete.iter().any(|f| f == "ancestors"));
+    assert!(!proc_of(&e).is_incomplete("ancestors"));
 
     let mut c = f.cache(EnrichConfig {
         ancestors_depth: 0,
@@ -273,14 +270,7 @@ fn late_events_after_exit_resolve_within_grace() {
     let mut late = ev(Kind::NetConnect, 400, 0, 50, "sleep");
     c.enrich(&mut late, 5 * SEC);
     assert_eq!(proc_of(&late).exe.as_deref(), Some("/bin/sleep"));
-    assert_eq!(
-        proc_of(&late)
-            .argv
-            .as_ref()
-            .map(|a| a.args.as_slice())
-            .unwrap(),
-        ["sleep", "1"]
-    );
+    assert_eq!(proc_of(&late).args().unwrap(), ["sleep", "1"]);
     // A duplicate exit does not extend the grace period.
     c.enrich(&mut ev(Kind::ProcessExit, 400, 0, 50, "sleep"), 5 * SEC);
     // After the grace period: removed, and the process is gone -> incomplete, no panic.
@@ -290,11 +280,7 @@ fn late_events_after_exit_resolve_within_grace() {
     let p = proc_of(&too_late);
     assert_eq!(p.exe, None);
     for m in ["exe", "cwd", "argv"] {
-        assert!(
-            p.incomplete.iter().any(|f| f == m),
-            "{m} in {:?}",
-            p.incomplete
-        );
+        assert!(p.is_incomplete(m), "{m} in {:?}", p.incomplete);
     }
     assert_eq!(c.stats().swept_lost, 0, "a seen exit is not a lost one");
 }
@@ -374,11 +360,7 @@ fn proc_race_gives_incomplete_not_errors() {
     c.enrich(&mut e, SEC);
     let p = proc_of(&e);
     for m in ["exe", "cwd", "argv", "ancestors", "container_id"] {
-        assert!(
-            p.incomplete.iter().any(|f| f == m),
-            "{m} in {:?}",
-            p.incomplete
-        );
+        assert!(p.is_incomplete(m), "{m} in {:?}", p.incomplete);
     }
     assert!(p.ancestors.is_empty());
     assert_eq!(c.stats().proc_misses, c.stats().proc_reads);
@@ -392,11 +374,11 @@ fn proc_race_gives_incomplete_not_errors() {
     f.stat_raw(602, b"602 (x) S 1 602");
     let mut e = ev(Kind::NetConnect, 602, 1, 80, "x");
     c.enrich(&mut e, SEC);
-    assert!(proc_of(&e).incomplete.iter().any(|f| f == "exe"));
+    assert!(proc_of(&e).is_incomplete("exe"));
     // An exec whose process is already gone still caches the kernel's data.
     let mut e = exec(603, 1, 81, "/bin/true", &["true"]);
     c.enrich(&mut e, SEC);
-    assert!(proc_of(&e).incomplete.iter().any(|f| f == "ancestors"));
+    assert!(proc_of(&e).is_incomplete("ancestors"));
     assert_eq!(
         c.get(603, 81 * tick_ns()).unwrap().exe.as_deref(),
         Some("/bin/true")
@@ -422,10 +404,7 @@ fn miss_reads_proc_once_and_caches_it() {
     let p = proc_of(&e);
     assert_eq!(p.exe.as_deref(), Some("/usr/bin/python3"));
     assert_eq!(p.cwd.as_deref(), Some("/work"));
-    assert_eq!(
-        p.argv.as_ref().map(|a| a.args.as_slice()).unwrap(),
-        ["python3", "a\\xffb", ""]
-    );
+    assert_eq!(p.args().unwrap(), ["python3", "a\\xffb", ""]);
     assert_eq!(p.ancestors[0].comm, "systemd");
     let reads = c.stats().proc_reads;
     assert!(reads >= 2); // the process and its parent
@@ -510,7 +489,7 @@ fn container_from_cgroup_id_proc_then_cache_then_walk() {
     e.process.as_mut().unwrap().cgroup_id = host_cg;
     c.enrich(&mut e, SEC);
     assert_eq!(proc_of(&e).container_id, "");
-    assert!(!proc_of(&e).incomplete.iter().any(|f| f == "container_id"));
+    assert!(!proc_of(&e).is_incomplete("container_id"));
     assert_eq!(c.stats().cgroups, 3);
 }
 
@@ -582,7 +561,7 @@ fn audit_exit_delivered_before_exec_is_not_guessed() {
     c.enrich(&mut exit, SEC);
     let p = proc_of(&exit);
     assert_eq!(p.exe, None);
-    assert!(p.incomplete.iter().any(|f| f == "exe"));
+    assert!(p.is_incomplete("exe"));
     assert_eq!(p.ancestors[0].exe, "/bin/sh");
     // The late exec fills the tombstone; events after it resolve; it still expires.
     let mut e = unknown(exec(1401, 1400, 0, "/bin/bash", &["bash", "MK"]));
@@ -591,14 +570,7 @@ fn audit_exit_delivered_before_exec_is_not_guessed() {
     let mut conn = unknown(ev(Kind::NetConnect, 1401, 1400, 0, "bash"));
     c.enrich(&mut conn, SEC);
     assert_eq!(proc_of(&conn).exe.as_deref(), Some("/bin/bash"));
-    assert_eq!(
-        proc_of(&conn)
-            .argv
-            .as_ref()
-            .map(|a| a.args.as_slice())
-            .unwrap(),
-        ["bash", "MK"]
-    );
+    assert_eq!(proc_of(&conn).args().unwrap(), ["bash", "MK"]);
     c.enrich(&mut ev(Kind::NetConnect, 1400, 1, 0, "sh"), 7 * SEC);
     assert_eq!((c.len(), c.stats().swept_lost), (1, 0));
 }
@@ -633,7 +605,7 @@ fn pid_only_events_get_credentials_from_the_cache() {
     p.incomplete.push("uid".into());
     c.enrich(&mut e, SEC);
     assert_eq!(proc_of(&e).uid, 1);
-    assert!(!proc_of(&e).incomplete.iter().any(|f| f == "uid"));
+    assert!(!proc_of(&e).is_incomplete("uid"));
 }
 
 #[test]
@@ -649,10 +621,7 @@ fn forked_child_inherits_the_parent_image() {
     c.enrich(&mut e, SEC);
     let p = proc_of(&e);
     assert_eq!(p.exe.as_deref(), Some("/usr/sbin/sshd"));
-    assert_eq!(
-        p.argv.as_ref().map(|a| a.args.as_slice()).unwrap(),
-        ["sshd", "-D"]
-    );
+    assert_eq!(p.args().unwrap(), ["sshd", "-D"]);
     assert_eq!(p.ancestors[0].pid, 1200);
     // The explicit fork API does the same.
     let child = proc_of(&ev(Kind::NetConnect, 1202, 1200, 7, "sshd")).clone();
@@ -679,7 +648,7 @@ fn a_forked_child_whose_comm_changed_drops_the_inherited_image() {
     c.enrich(&mut e, SEC);
     let p = proc_of(&e);
     assert_eq!(p.exe, None, "not bash's image: {p:?}");
-    assert!(p.incomplete.iter().any(|f| f == "exe") && p.incomplete.iter().any(|f| f == "argv"));
+    assert!(p.is_incomplete("exe") && p.is_incomplete("argv"));
     // Still running: /proc gives the new image.
     f.add(
         1302,
@@ -696,10 +665,7 @@ fn a_forked_child_whose_comm_changed_drops_the_inherited_image() {
     c.enrich(&mut e, SEC);
     let p = proc_of(&e);
     assert_eq!(p.exe.as_deref(), Some("/usr/bin/date"));
-    assert_eq!(
-        p.argv.as_ref().map(|a| a.args.as_slice()).unwrap(),
-        ["date", "+%s"]
-    );
+    assert_eq!(p.args().unwrap(), ["date", "+%s"]);
 }
 
 #[test]

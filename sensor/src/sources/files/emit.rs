@@ -108,7 +108,7 @@ impl Sink {
         }
         let process = a.pid.map(|pid| {
             let p = self.procs.lookup(pid, now, &self.clocks);
-            if p.incomplete.iter().any(|f| f == "process") {
+            if p.is_incomplete("process") {
                 self.stats.process_gone.fetch_add(1, Relaxed);
             }
             p

@@ -211,7 +211,7 @@ fn anom_abend_is_a_signal_exit() {
         (18583, 0, 4242, "python3")
     );
     assert_eq!((p.ppid, p.euid), (0, u32::MAX));
-    assert!(p.incomplete.iter().any(|f| f == "ppid"));
+    assert!(p.is_incomplete("ppid"));
     assert_eq!(one(&gs[&17]).msg.exit.unwrap().signal, Some(11));
     // The SIGKILLed and SIGTERMed sleeps (serials 18, 19) left only their exec.
     for s in [18, 19] {
@@ -422,9 +422,9 @@ fn malformed_groups_give_errors_not_panics() {
     let p = one(&g).msg.process.unwrap();
     assert_eq!(p.argv.clone().unwrap().args, vec!["x"]);
     assert!(p.argv.as_ref().unwrap().truncated);
-    assert!(p.incomplete.iter().any(|f| f == "cwd"));
+    assert!(p.is_incomplete("cwd"));
     // exe falls back to nothing at all.
-    assert!(p.incomplete.iter().any(|f| f == "exe"));
+    assert!(p.is_incomplete("exe"));
 }
 
 #[test]
@@ -471,10 +471,7 @@ fn script_exec_and_sigquit() {
     let p = script.process.as_ref().unwrap();
     assert_eq!(p.exe.as_deref(), Some("/usr/bin/dash"));
     assert_eq!(p.filename.as_deref(), Some("./script.sh"));
-    assert_eq!(
-        p.argv.as_ref().map(|a| a.args.as_slice()).unwrap(),
-        ["/bin/sh", "./script.sh", "arg one"]
-    );
+    assert_eq!(p.args().unwrap(), ["/bin/sh", "./script.sh", "arg one"]);
     let exits: Vec<(u32, Option<i32>, Option<i32>)> = evs
         .iter()
         .filter(|e| e.kind() == Kind::ProcessExit)
@@ -518,5 +515,5 @@ fn proctitle_fallback_when_execve_lost() {
     g.records.retain(|r| r.rtype != types::PROCTITLE);
     let p = one(&g).msg.process.unwrap();
     assert_eq!(p.argv, None);
-    assert!(p.incomplete.iter().any(|f| f == "argv"));
+    assert!(p.is_incomplete("argv"));
 }
