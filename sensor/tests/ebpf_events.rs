@@ -71,9 +71,8 @@ fn records_wrapping_a_small_ring_arrive_whole() {
     if !privileged() {
         return;
     }
-    let dir = std::env::temp_dir().join(marker("ring-wrap"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("sensor.toml");
+    let dir = TempDir::new("ring-wrap");
+    let config = dir.path().join("sensor.toml");
     std::fs::write(
         &config,
         "[ebpf]\nring_buffer_bytes = 32768\n[limits]\ncpu_percent = 0\n",
@@ -95,7 +94,6 @@ fn records_wrapping_a_small_ring_arrive_whole() {
         }
     }
     let events = sensor.stop();
-    std::fs::remove_dir_all(&dir).ok();
     let health = of_kind(&events, "sensor_health");
     let drops = &health.last().unwrap()["health"]["drops"];
     assert_eq!(drops["decode_errors"], 0, "{drops}");
