@@ -4,7 +4,7 @@
 //! writers read it (`sensor_proto::json`, `sensor_proto::ocsf`). The only thing the sensor
 //! keeps beside the message is the kernel time of the event, for lag measurement, which is not
 //! part of the record. Times are integer ns since the Unix epoch until a writer formats them.
-//! A new event kind is a new message in `sensor.proto` and the source that fills it.
+//! Adding a kind: docs/ARCHITECTURE.md#event-model ("Adding an event kind").
 use std::ops::{Deref, DerefMut};
 
 pub use sensor_proto::v1::{
@@ -15,7 +15,7 @@ pub use sensor_proto::v1::{
 /// The wire message plus the sensor-only kernel time. Derefs to the message, so stages read
 /// and write `ev.process`, `ev.file`, ... directly; `ev.kind()` and `ev.source()` give the
 /// enums. The message is boxed: an event moves through three channels between capture and
-/// output, and moving 24 bytes instead of the 1.2 KB message is most of that cost.
+/// output, and each move copies 24 bytes instead of the 1.2 KB message.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Event {
     pub msg: Box<sensor_proto::v1::Event>,

@@ -1,6 +1,6 @@
 //! OCSF 1.5.0 lines: `--output ocsf` (stdout) or `--output ocsf:FILE`. Each event goes through
-//! the shared mapping in
-//! `sensor_proto::ocsf`, so the sensor and `collector query --format ocsf` write the same thing.
+//! the shared mapping in `sensor_proto::ocsf`, so the sensor and `collector query --format
+//! ocsf` write the same thing.
 use crate::event::Event;
 
 /// Line format of a non-gRPC output.

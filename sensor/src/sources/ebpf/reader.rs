@@ -107,7 +107,7 @@ pub async fn run_reader(ring: MappedRing, mut ctx: ReaderCtx) -> std::io::Result
 }
 
 /// What one ring-buffer record turned into, once the record is released. (A transient value
-/// on the stack, moved once: the event is not boxed.)
+/// on the stack, moved once: the fork's `ProcessStart` is not boxed.)
 #[allow(clippy::large_enum_variant)]
 enum Step {
     /// Nothing to send (malformed, a duplicate exit, or dropped by normalizing).
