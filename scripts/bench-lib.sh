@@ -2,6 +2,7 @@
 # run). The caller defines log and die, and sets STOP_TIMEOUT and STARTUP_TIMEOUT (seconds).
 #
 # Process helpers: alive, cpu_ticks, tree_ticks, nap (NAP_FD), stop_pid (STOP_RC, STOP_SECS).
+# CPU in ns through a cgroup of the monitor's own: cg_start, cg_ns, cg_stop (CG_DIR).
 # Audit helpers: audit_field, audit_state, set_conf, auditd_conf, auditd_start (AUDITD_PID),
 # auditd_teardown, check_audit_state, repair_audit_state. They use the caller's globals
 # AUDITD_RULE (array), AUDITD_RULE_ADDED, AUDITD_PREV_BACKLOG, AUDIT_ENABLED0, AUDIT_BACKLOG0,
@@ -51,6 +52,70 @@ tree_ticks() {
         [[ $q != "$root" ]] || total=$((total + ticks[$p]))
     done
     echo "$total"
+}
+
+# --- CPU accounting in nanoseconds -------------------------------------------------------
+# utime+stime count 10 ms ticks, too coarse for a monitor that uses 20-40 ms per storm. A
+# cgroup of the monitor's own counts every thread and child it has or will have, in ns, even
+# after they exit: cpuacct.usage on a cgroup-v1 cpuacct hierarchy, else cpu.stat usage_usec
+# on a cgroup-v2 mount (present in every v2 cgroup, no controller needed).
+CG_DIR=""
+CG_KIND=""
+# cg_start NAME PID: creates the cgroup NAME and moves PID and its live descendants into it.
+cg_start() {
+    local name=$1 root=$2 base p q depth st f
+    if [[ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]]; then
+        base=/sys/fs/cgroup/cpuacct CG_KIND=v1
+    elif base=$(findmnt -n -o TARGET -t cgroup2 | head -n 1) && [[ -n $base && -f $base/cgroup.procs ]]; then
+        CG_KIND=v2
+    else
+        die "no cgroup v1 cpuacct or cgroup v2 mount for CPU accounting"
+    fi
+    CG_DIR=$base/$name
+    mkdir "$CG_DIR" || die "cannot create cgroup $CG_DIR"
+    local -A parent=()
+    for p in /proc/[0-9]*; do
+        p=${p#/proc/}
+        read -r st 2>/dev/null <"/proc/$p/stat" || continue
+        st=${st##*) }
+        read -r -a f <<<"$st"
+        parent[$p]=${f[1]}
+    done
+    echo "$root" >"$CG_DIR/cgroup.procs" || die "cannot move pid $root into $CG_DIR"
+    for p in "${!parent[@]}"; do
+        q=${parent[$p]} depth=0
+        while [[ -n $q && $q != 0 && $q != "$root" && $depth -lt 64 ]]; do
+            q=${parent[$q]:-}
+            depth=$((depth + 1))
+        done
+        # A descendant that exits meanwhile cannot be moved; its CPU is not this run's.
+        [[ $q != "$root" ]] || echo "$p" >"$CG_DIR/cgroup.procs" 2>/dev/null || true
+    done
+}
+
+# cg_ns: the CPU the cgroup's processes have used so far, in ns.
+cg_ns() {
+    local k v
+    if [[ $CG_KIND == v1 ]]; then
+        cat "$CG_DIR/cpuacct.usage"
+    else
+        while read -r k v; do
+            [[ $k != usage_usec ]] || { echo $((v * 1000)); return; }
+        done <"$CG_DIR/cpu.stat"
+        die "no usage_usec in $CG_DIR/cpu.stat"
+    fi
+}
+
+# cg_stop: removes the cgroup once the processes in it have exited (call after stop_pid).
+cg_stop() {
+    local i
+    [[ -n $CG_DIR ]] || return 0
+    for ((i = 0; i < 50; i++)); do
+        rmdir "$CG_DIR" 2>/dev/null && { CG_DIR=""; return 0; }
+        nap 0.1
+    done
+    log "cgroup $CG_DIR still has processes: $(paste -sd' ' "$CG_DIR/cgroup.procs")"
+    return 1
 }
 
 # nap SECS: sleep without starting a process (a read timing out on our FIFO, NAP_FD).
