@@ -1,5 +1,13 @@
-//! Regenerates the checked-in Rust for sensor.proto. Usage: `run` (from proto/generate).
+//! Regenerates the checked-in Rust for sensor.proto. Usage: `sensor-proto/generate/run`.
+//! Writes the prost/tonic code, the enums' JSON names, the JSON writer of every message an
+//! event holds and one fully populated sample event per kind (docs/ARCHITECTURE.md#event-model).
+mod json_writer;
+mod samples;
+mod schema;
+
 use std::path::PathBuf;
+
+use schema::{camel, upper_snake};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -7,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&out_dir)?;
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let mut config = tonic_prost_build::Config::new();
-    config.protoc_executable(protoc);
+    config.protoc_executable(&protoc);
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
@@ -19,6 +27,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let names = out_dir.join("names.rs");
     std::fs::write(&names, enum_names(&proto, &["Kind", "Source"])?)?;
     println!("wrote {}", names.display());
+    let schema = schema::load(&protoc, &proto_dir, "sensor.proto")?;
+    for (file, text) in [
+        ("json_writer.rs", json_writer::emit(&schema)?),
+        ("samples.rs", samples::emit(&schema)?),
+    ] {
+        std::fs::write(out_dir.join(file), text)?;
+        println!("wrote {}", out_dir.join(file).display());
+    }
     Ok(())
 }
 
@@ -65,28 +81,4 @@ fn enum_names(proto: &str, enums: &[&str]) -> Result<String, Box<dyn std::error:
         out.push_str("        }\n    }\n}\n");
     }
     Ok(out)
-}
-
-fn upper_snake(camel: &str) -> String {
-    let mut s = String::new();
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            s.push('_');
-        }
-        s.push(c.to_ascii_uppercase());
-    }
-    s
-}
-
-fn camel(upper_snake: &str) -> String {
-    upper_snake
-        .split('_')
-        .map(|w| {
-            let mut c = w.chars();
-            match c.next() {
-                Some(f) => f.to_string() + &c.as_str().to_lowercase(),
-                None => String::new(),
-            }
-        })
-        .collect()
 }
