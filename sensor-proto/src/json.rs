@@ -16,10 +16,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::time::format_rfc3339_nanos;
-use crate::v1::{
-    Ancestor, Argv, Connect, Event, Exit, File, Flow, Health, Kind, Login, Privilege, Process,
-    Source,
-};
+// Every message type: the generated writers below name each one an event holds.
+use crate::v1::*;
 
 // The generated writers: one `<message>_fields` per message (and a `write_<message>` for
 // those written as an object), over `Obj` below.
