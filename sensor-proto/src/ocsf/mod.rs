@@ -117,6 +117,16 @@ pub fn to_ocsf(ev: &Event, origin: Origin<'_>) -> Value {
         }
     }
     common(ev, kind, &cls, origin, &mut out);
+    finish(ev, kind, out, unmapped)
+}
+
+/// The event with `unmapped`, which also names the event's seq, source and kind.
+fn finish(
+    ev: &Event,
+    kind: Kind,
+    mut out: Map<String, Value>,
+    mut unmapped: Map<String, Value>,
+) -> Value {
     unmapped.insert("seq".into(), json!(ev.seq));
     let source = Source::try_from(ev.source).unwrap_or(Source::Unspecified);
     unmapped.insert("source".into(), json!(source_name(source)));
@@ -501,12 +511,7 @@ fn base_event(ev: &Event, kind: Kind, origin: Origin<'_>) -> Value {
             }
         }
     }
-    unmapped.insert("seq".into(), json!(ev.seq));
-    let source = Source::try_from(ev.source).unwrap_or(Source::Unspecified);
-    unmapped.insert("source".into(), json!(source_name(source)));
-    unmapped.insert("kind".into(), json!(kind_name(kind)));
-    out.insert("unmapped".into(), Value::Object(unmapped));
-    Value::Object(out)
+    finish(ev, kind, out, unmapped)
 }
 
 /// Payloads the event's kind does not map (none occur today) still reach `unmapped`, under
