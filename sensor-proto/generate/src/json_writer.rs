@@ -89,7 +89,9 @@ fn field(out: &mut String, schema: &Schema, f: &Field) -> Result<(), Error> {
                 value(schema, f, &key, "*v")?
             };
             let absent = match f.json.absent {
-                Absent::Omit => return Ok(writeln!(out, "    if let Some(v) = {v} {{ {write}; }}")?),
+                Absent::Omit => {
+                    return Ok(writeln!(out, "    if let Some(v) = {v} {{ {write}; }}")?)
+                }
                 Absent::Null => format!("o.null(\"{key}\")"),
                 Absent::EmptyText => format!("o.str(\"{key}\", \"\")"),
             };

@@ -35,7 +35,11 @@ pub fn emit(schema: &Schema) -> Result<String, Error> {
                 covered.push(i);
                 list.push(format!("Kind::{}", kinds.variants[i]));
             }
-            format!("[{}].contains(&kind).then(sample_{})", list.join(", "), snake(t))
+            format!(
+                "[{}].contains(&kind).then(sample_{})",
+                list.join(", "),
+                snake(t)
+            )
         } else {
             value(schema, "event", f, &mut n)?
         };
@@ -49,9 +53,18 @@ pub fn emit(schema: &Schema) -> Result<String, Error> {
     }
     for m in schema.reachable("Event")?.iter().skip(1) {
         let lower = snake(&m.name);
-        writeln!(out, "\nfn sample_{lower}() -> {} {{\n    {} {{", m.name, m.name)?;
+        writeln!(
+            out,
+            "\nfn sample_{lower}() -> {} {{\n    {} {{",
+            m.name, m.name
+        )?;
         for f in &m.fields {
-            writeln!(out, "        {}: {},", f.rust(), value(schema, &lower, f, &mut n)?)?;
+            writeln!(
+                out,
+                "        {}: {},",
+                f.rust(),
+                value(schema, &lower, f, &mut n)?
+            )?;
         }
         out.push_str("    }\n}\n");
     }

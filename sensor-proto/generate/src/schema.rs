@@ -114,9 +114,9 @@ impl Field {
     pub fn rust(&self) -> String {
         const KEYWORDS: &[&str] = &[
             "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn",
-            "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
-            "ref", "return", "static", "struct", "trait", "true", "type", "unsafe", "use",
-            "where", "while", "async", "await", "dyn",
+            "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref",
+            "return", "static", "struct", "trait", "true", "type", "unsafe", "use", "where",
+            "while", "async", "await", "dyn",
         ];
         if KEYWORDS.contains(&self.name.as_str()) {
             format!("r#{}", self.name)
