@@ -219,8 +219,36 @@ pub fn detail(ev: &Event) -> String {
             ),
             None => String::new(),
         },
-        Kind::Unspecified => String::new(),
+        // A kind without a summary of its own (a new kind): its payload's fields.
+        _ => generic_detail(ev),
     }
+}
+
+/// What happened, for a kind without a summary of its own: the process's comm, then each
+/// payload but the process as `name: key=value ...`, from the event's JSON (so every field
+/// a payload has is shown; unknown values, null, are left out).
+pub fn generic_detail(ev: &Event) -> String {
+    let json = event_to_json(ev);
+    let mut parts: Vec<String> = ev.process.iter().map(|p| p.comm.clone()).collect();
+    for (name, v) in json.as_object().into_iter().flatten() {
+        const NOT_PAYLOADS: [&str; 6] = ["seq", "time", "host", "source", "kind", "process"];
+        let Some(fields) = v
+            .as_object()
+            .filter(|_| !NOT_PAYLOADS.contains(&name.as_str()))
+        else {
+            continue;
+        };
+        let text: Vec<String> = fields
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect();
+        parts.push(format!("{name}: {}", text.join(" ")));
+    }
+    parts.join(" ")
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -355,6 +383,36 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(command_line(&ev), "/tmp/\\e]0;x\\x07");
+    }
+
+    #[test]
+    fn a_kind_without_a_summary_shows_its_payload() {
+        let ev = Event {
+            kind: 999,
+            process: Some(Process {
+                comm: "dig".into(),
+                ..Default::default()
+            }),
+            flow: Some(sensor_proto::v1::Flow {
+                protocol: "udp".into(),
+                dst_port: 53,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let d = detail(&ev);
+        assert!(d.starts_with("dig flow: "), "{d}");
+        for part in ["protocol=udp", "dst_port=53", "src_addr= ", "state="] {
+            assert!(d.contains(part), "{part} in {d}");
+        }
+        assert!(
+            !d.contains("bytes_in"),
+            "unknown counters are left out: {d}"
+        );
+        // Every kind has a summary, the generated full sample of each included.
+        for ev in sensor_proto::samples::every_kind() {
+            assert!(!detail(&ev).is_empty(), "{ev:?}");
+        }
     }
 
     #[test]

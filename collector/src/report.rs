@@ -143,7 +143,9 @@ fn detail(ev: &Event) -> String {
             .login
             .as_ref()
             .map_or(String::new(), crate::render::login_text),
-        Kind::SensorHealth | Kind::Unspecified => String::new(),
+        Kind::SensorHealth => String::new(),
+        // A kind without a summary of its own (a new kind): its payload's fields.
+        _ => crate::render::generic_detail(ev),
     }
 }
 

@@ -5,19 +5,23 @@
 //! collector or straight from the sensor. Times are integers until here and become RFC 3339
 //! text only in this writer.
 //!
-//! Presence rules: optional fields of the schema that are "unknown" are written as `null`
-//! (`auid`, `session`, `tty`, `exit.code`, the `login` strings, flow counters); optional
-//! details are omitted when absent (`tid`, `exe`, `argv`, `new_path`, ...); `argv_truncated`
-//! and `core_dumped` appear only when true. Object keys keep the order written here.
+//! What is written is generated from `sensor.proto` (`gen/json_writer.rs`, by
+//! `sensor-proto/generate/run`): every field of every message an event holds, by
+//! construction, following the schema's JSON conventions and its `json:` annotations (null
+//! for an unknown optional, omitted details, bools only when true, key order). This file
+//! holds the object writer those functions use and the entry points.
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::time::format_rfc3339_nanos;
-use crate::v1::{
-    Ancestor, Connect, Event, Exit, File, Flow, Health, Kind, Login, Privilege, Process, Source,
-};
+// Every message type: the generated writers below name each one an event holds.
+use crate::v1::*;
+
+// The generated writers: one `<message>_fields` per message (and a `write_<message>` for
+// those written as an object), over `Obj` below.
+include!("gen/json_writer.rs");
 
 /// Appends `ev` as one JSON object (no newline) to `out`.
 pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
@@ -27,55 +31,8 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
 /// [`write_event`] followed by extra top-level string fields (the collector adds
 /// `sensor_id` and `boot_id`).
 pub fn write_event_with(ev: &Event, extra: &[(&'static str, &str)], out: &mut Vec<u8>) {
-    // Destructured without `..`: a payload added to the schema and not written here is a
-    // compile error, never a field silently missing from the JSON.
-    let Event {
-        seq,
-        time_unix_ns,
-        host,
-        source,
-        kind,
-        process: process_,
-        exit: exit_,
-        connect: connect_,
-        health: health_,
-        file: file_,
-        login: login_,
-        privilege: privilege_,
-        flow: flow_,
-    } = ev;
     let mut o = Obj::open(out);
-    o.num("seq", seq);
-    o.str("time", &format_rfc3339_nanos(*time_unix_ns));
-    o.str("host", host);
-    let source = Source::try_from(*source).unwrap_or(Source::Unspecified);
-    o.str("source", source.as_str());
-    let kind = Kind::try_from(*kind).unwrap_or(Kind::Unspecified);
-    o.str("kind", kind.as_str());
-    if let Some(p) = process_ {
-        process(o.key("process"), p);
-    }
-    if let Some(x) = exit_ {
-        exit(o.key("exit"), x);
-    }
-    if let Some(c) = connect_ {
-        connect(o.key("connect"), c);
-    }
-    if let Some(h) = health_ {
-        health(o.key("health"), h);
-    }
-    if let Some(f) = file_ {
-        file(o.key("file"), f);
-    }
-    if let Some(l) = login_ {
-        login(o.key("login"), l);
-    }
-    if let Some(p) = privilege_ {
-        privilege(o.key("privilege"), p);
-    }
-    if let Some(f) = flow_ {
-        flow(o.key("flow"), f);
-    }
+    event_fields(&mut o, ev);
     for (k, v) in extra {
         o.str(k, v);
     }
@@ -97,272 +54,6 @@ pub fn event_to_json(ev: &Event) -> Value {
     write_event(ev, &mut out);
     // The writer emits only strings, integers, finite-or-null floats, arrays and objects.
     serde_json::from_slice(&out).unwrap_or(Value::Null)
-}
-
-fn process(out: &mut Vec<u8>, p: &Process) {
-    let Process {
-        pid,
-        tid,
-        ppid,
-        start_time_unix_ns,
-        start_boottime_ns,
-        uid,
-        euid,
-        gid,
-        egid,
-        auid,
-        session,
-        tty,
-        comm,
-        exe,
-        cwd,
-        argv,
-        cgroup_id,
-        container_id,
-        ancestors,
-        incomplete,
-        user,
-        filename,
-        exe_deleted,
-    } = p;
-    let mut o = Obj::open(out);
-    o.num("pid", pid);
-    if let Some(tid) = tid {
-        o.num("tid", tid);
-    }
-    o.num("ppid", ppid);
-    // Empty text when unknown (audit has no start time).
-    let start = start_time_unix_ns.map(format_rfc3339_nanos);
-    o.str("start_time", start.as_deref().unwrap_or(""));
-    o.num("start_boottime_ns", start_boottime_ns);
-    o.num("uid", uid);
-    o.num("euid", euid);
-    o.num("gid", gid);
-    o.num("egid", egid);
-    o.num("auid", auid);
-    o.num("session", session);
-    o.num("tty", tty);
-    o.str("comm", comm);
-    if let Some(exe) = exe {
-        o.str("exe", exe);
-    }
-    if *exe_deleted {
-        o.num("exe_deleted", &true);
-    }
-    if let Some(f) = filename {
-        o.str("filename", f);
-    }
-    if let Some(cwd) = cwd {
-        o.str("cwd", cwd);
-    }
-    if let Some(argv) = argv {
-        o.num("argv", &argv.args);
-        if argv.truncated {
-            o.num("argv_truncated", &true);
-        }
-        if argv.omitted_bytes > 0 {
-            o.num("argv_omitted_bytes", &argv.omitted_bytes);
-        }
-    }
-    o.num("cgroup_id", cgroup_id);
-    o.str("container_id", container_id);
-    let list = o.key("ancestors");
-    list.push(b'[');
-    for (i, a) in ancestors.iter().enumerate() {
-        if i > 0 {
-            list.push(b',');
-        }
-        ancestor(list, a);
-    }
-    list.push(b']');
-    if !incomplete.is_empty() {
-        o.num("incomplete", incomplete);
-    }
-    if let Some(user) = user {
-        o.str("user", user);
-    }
-    o.close();
-}
-
-fn ancestor(out: &mut Vec<u8>, a: &Ancestor) {
-    let Ancestor { pid, comm, exe } = a;
-    let mut o = Obj::open(out);
-    o.num("pid", pid);
-    o.str("comm", comm);
-    o.str("exe", exe);
-    o.close();
-}
-
-fn exit(out: &mut Vec<u8>, x: &Exit) {
-    let Exit {
-        code,
-        signal,
-        core_dumped,
-    } = x;
-    let mut o = Obj::open(out);
-    o.num("code", code);
-    o.num("signal", signal);
-    if *core_dumped {
-        o.num("core_dumped", &true);
-    }
-    o.close();
-}
-
-fn connect(out: &mut Vec<u8>, c: &Connect) {
-    let Connect {
-        family,
-        protocol,
-        dst_addr,
-        dst_port,
-        result,
-        errno,
-        src_addr,
-        src_port,
-    } = c;
-    let mut o = Obj::open(out);
-    o.str("family", family);
-    o.str("protocol", protocol);
-    o.str("dst_addr", dst_addr);
-    o.num("dst_port", dst_port);
-    o.str("result", result);
-    o.num("errno", errno);
-    if let Some(a) = src_addr {
-        o.str("src_addr", a);
-    }
-    if let Some(p) = src_port {
-        o.num("src_port", p);
-    }
-    o.close();
-}
-
-fn health(out: &mut Vec<u8>, h: &Health) {
-    let Health {
-        mode,
-        reason,
-        uptime_s,
-        drops,
-        events,
-        cpu,
-        rss_bytes,
-        lag_ms,
-    } = h;
-    let mut o = Obj::open(out);
-    o.str("mode", mode);
-    o.str("reason", reason);
-    o.num("uptime_s", uptime_s);
-    // Sorted: a stable key order whatever map the message holds.
-    o.num("drops", &drops.iter().collect::<BTreeMap<_, _>>());
-    o.num("events", &events.iter().collect::<BTreeMap<_, _>>());
-    o.num("cpu", cpu);
-    o.num("rss_bytes", rss_bytes);
-    o.num("lag_ms", lag_ms);
-    o.close();
-}
-
-fn file(out: &mut Vec<u8>, f: &File) {
-    let File {
-        path,
-        ops,
-        new_path,
-    } = f;
-    let mut o = Obj::open(out);
-    o.str("path", path);
-    o.num("ops", ops);
-    if let Some(n) = new_path {
-        o.str("new_path", n);
-    }
-    o.close();
-}
-
-fn login(out: &mut Vec<u8>, l: &Login) {
-    let Login {
-        user,
-        tty,
-        host,
-        addr,
-        pid,
-        session,
-        session_key,
-    } = l;
-    let mut o = Obj::open(out);
-    o.str("user", user);
-    o.num("tty", tty);
-    o.num("host", host);
-    o.num("addr", addr);
-    if let Some(k) = session_key {
-        o.str("session_key", k);
-    }
-    if *pid != 0 {
-        o.num("pid", pid);
-    }
-    if let Some(s) = session {
-        o.num("session", s);
-    }
-    o.close();
-}
-
-fn privilege(out: &mut Vec<u8>, p: &Privilege) {
-    let Privilege {
-        old_uid,
-        new_uid,
-        old_euid,
-        new_euid,
-        old_gid,
-        new_gid,
-        via,
-        old_egid,
-        new_egid,
-        old_caps,
-        new_caps,
-    } = p;
-    let mut o = Obj::open(out);
-    o.num("old_uid", old_uid);
-    o.num("new_uid", new_uid);
-    o.num("old_euid", old_euid);
-    o.num("new_euid", new_euid);
-    o.num("old_gid", old_gid);
-    o.num("new_gid", new_gid);
-    if let Some(g) = old_egid {
-        o.num("old_egid", g);
-    }
-    if let Some(g) = new_egid {
-        o.num("new_egid", g);
-    }
-    if let Some(c) = old_caps {
-        o.str("old_caps", c);
-    }
-    if let Some(c) = new_caps {
-        o.str("new_caps", c);
-    }
-    o.str("via", via);
-    o.close();
-}
-
-fn flow(out: &mut Vec<u8>, f: &Flow) {
-    let Flow {
-        protocol,
-        src_addr,
-        src_port,
-        dst_addr,
-        dst_port,
-        state,
-        bytes_in,
-        bytes_out,
-        packets_in,
-        packets_out,
-    } = f;
-    let mut o = Obj::open(out);
-    o.str("protocol", protocol);
-    o.str("src_addr", src_addr);
-    o.num("src_port", src_port);
-    o.str("dst_addr", dst_addr);
-    o.num("dst_port", dst_port);
-    o.str("state", state);
-    o.num("bytes_in", bytes_in);
-    o.num("bytes_out", bytes_out);
-    o.num("packets_in", packets_in);
-    o.num("packets_out", packets_out);
-    o.close();
 }
 
 /// A JSON object being written: keys in call order, values through serde_json's own
@@ -403,6 +94,24 @@ impl<'a> Obj<'a> {
         put(out, v);
     }
 
+    /// `null`: an optional the schema writes as unknown when absent.
+    fn null(&mut self, k: &'static str) {
+        self.key(k).extend_from_slice(b"null");
+    }
+
+    /// A list of objects, each written by `write`.
+    fn list<T>(&mut self, k: &'static str, items: &[T], write: fn(&mut Vec<u8>, &T)) {
+        let out = self.key(k);
+        out.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write(out, item);
+        }
+        out.push(b']');
+    }
+
     fn close(self) {
         self.out.push(b'}');
     }
@@ -417,7 +126,6 @@ fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::v1::Argv;
     use serde_json::json;
 
     #[test]

@@ -54,7 +54,10 @@ fn process(pid: u32) -> Process {
     }
 }
 
-/// One fully populated event per kind (and per activity where a kind has several).
+/// One fully populated event per kind (and per activity where a kind has several): written
+/// here for the kinds with a class of their own, the generated sample
+/// (`sensor_proto::samples`, seq 100 and up) for any other kind, so a kind added to the
+/// schema is covered without an edit here.
 pub fn samples() -> Vec<Event> {
     let base = |seq: u64, kind: Kind, source: Source| Event {
         seq,
@@ -194,6 +197,13 @@ pub fn samples() -> Vec<Event> {
         }),
         ..base(40, Kind::SensorHealth, Source::Sensor)
     });
+    for (i, k) in ALL_KINDS.into_iter().enumerate() {
+        if !v.iter().any(|e| e.kind == k as i32) {
+            let mut e = sensor_proto::samples::sample(k);
+            e.seq = 100 + i as u64;
+            v.push(e);
+        }
+    }
     v
 }
 
@@ -269,7 +279,9 @@ fn classes_and_activities() {
             o["class_uid"].as_u64().unwrap(),
             o["activity_id"].as_u64().unwrap(),
         );
-        assert_eq!(got, want[&ev.seq], "seq {}: {o:#}", ev.seq);
+        // A generated sample (a kind with no class of its own) is a Base Event, Other.
+        let want = want.get(&ev.seq).copied().unwrap_or((0, 99));
+        assert_eq!(got, want, "seq {}: {o:#}", ev.seq);
     }
     let failed = samples().into_iter().find(|e| e.seq == 32).unwrap();
     let o = to_ocsf(&failed, Origin::default());
@@ -347,6 +359,81 @@ fn every_kind_validates_with_ocsf_emitter() {
             .sum::<u64>(),
         samples().len() as u64
     );
+}
+
+/// An event of a kind with no class of its own (here a kind number this build does not
+/// know, carrying every payload) is an OCSF Base Event with its whole event-model JSON under
+/// `unmapped`, and validates; a Base Event with an invented attribute does not.
+#[test]
+fn a_kind_without_a_class_is_a_base_event_with_everything() {
+    let mut ev = sensor_proto::samples::sample(Kind::ProcessExec);
+    for k in ALL_KINDS {
+        let s = sensor_proto::samples::sample(k);
+        ev.exit = ev.exit.or(s.exit);
+        ev.connect = ev.connect.or(s.connect);
+        ev.health = ev.health.or(s.health);
+        ev.file = ev.file.or(s.file);
+        ev.login = ev.login.or(s.login);
+        ev.privilege = ev.privilege.or(s.privilege);
+        ev.flow = ev.flow.or(s.flow);
+    }
+    ev.kind = 999;
+    let o = to_ocsf(&ev, Origin::default());
+    assert_eq!(
+        (
+            &o["class_uid"],
+            &o["category_uid"],
+            &o["activity_id"],
+            &o["type_uid"]
+        ),
+        (&0.into(), &0.into(), &99.into(), &99.into()),
+        "{o:#}"
+    );
+    let json = event_to_json(&ev);
+    let payloads: Vec<&String> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !["seq", "time", "host", "source", "kind"].contains(&k.as_str()))
+        .collect();
+    assert_eq!(
+        payloads.len(),
+        8,
+        "every payload is in the sample: {json:#}"
+    );
+    for k in payloads {
+        assert_eq!(
+            o["unmapped"][k], json[k],
+            "payload {k} whole under unmapped"
+        );
+    }
+    let mut broken = o.clone();
+    broken["actor_name"] = "x".into();
+    let dir = std::env::temp_dir().join(format!("ocsf-base-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.jsonl");
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&good, format!("{o}\n")).unwrap();
+    std::fs::write(&bad, format!("{broken}\n")).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/ocsf-validate");
+    let run = |p: &PathBuf| {
+        std::process::Command::new(venv_python())
+            .arg(&script)
+            .arg(p)
+            .output()
+            .unwrap()
+    };
+    let (ok, rejected) = (run(&good), run(&bad));
+    std::fs::remove_dir_all(&dir).ok();
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "Base Event rejected: {text}");
+    assert!(text.contains("\"unspecified\": 1"), "{text}");
+    let text = String::from_utf8_lossy(&rejected.stdout);
+    assert!(
+        !rejected.status.success(),
+        "invented attribute accepted: {text}"
+    );
+    assert!(text.contains("actor_name"), "{text}");
 }
 
 /// The validator is not vacuous: a wrong type_uid, a missing required attribute and an

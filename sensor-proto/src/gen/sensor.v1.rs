@@ -128,20 +128,28 @@ pub struct Event {
     pub source: i32,
     #[prost(enumeration = "Kind", tag = "5")]
     pub kind: i32,
+    /// kinds: process_exec process_exit net_connect file login logout login_failed privilege_change
     #[prost(message, optional, tag = "6")]
     pub process: ::core::option::Option<Process>,
+    /// kinds: process_exit
     #[prost(message, optional, tag = "7")]
     pub exit: ::core::option::Option<Exit>,
+    /// kinds: net_connect
     #[prost(message, optional, tag = "8")]
     pub connect: ::core::option::Option<Connect>,
+    /// kinds: sensor_health
     #[prost(message, optional, tag = "9")]
     pub health: ::core::option::Option<Health>,
+    /// kinds: file
     #[prost(message, optional, tag = "10")]
     pub file: ::core::option::Option<File>,
+    /// kinds: login logout login_failed
     #[prost(message, optional, tag = "11")]
     pub login: ::core::option::Option<Login>,
+    /// kinds: privilege_change
     #[prost(message, optional, tag = "12")]
     pub privilege: ::core::option::Option<Privilege>,
+    /// kinds: flow
     #[prost(message, optional, tag = "13")]
     pub flow: ::core::option::Option<Flow>,
 }
@@ -157,6 +165,7 @@ pub struct Process {
     pub ppid: u32,
     /// Start of the thread-group leader, ns since the Unix epoch; absent when unknown (JSON
     /// then has an empty start_time).
+    /// json: absent=""
     #[prost(int64, optional, tag = "4")]
     pub start_time_unix_ns: ::core::option::Option<i64>,
     /// Start in ns since boot; (pid, start_boottime_ns) is the process key.
@@ -171,11 +180,14 @@ pub struct Process {
     #[prost(uint32, tag = "9")]
     pub egid: u32,
     /// Login uid; absent when unset or unknown.
+    /// json: absent=null
     #[prost(uint32, optional, tag = "10")]
     pub auid: ::core::option::Option<u32>,
     /// Audit session id; absent when unset.
+    /// json: absent=null
     #[prost(uint32, optional, tag = "11")]
     pub session: ::core::option::Option<u32>,
+    /// json: absent=null
     #[prost(string, optional, tag = "12")]
     pub tty: ::core::option::Option<::prost::alloc::string::String>,
     #[prost(string, tag = "13")]
@@ -183,9 +195,16 @@ pub struct Process {
     /// The executable, symlinks resolved.
     #[prost(string, optional, tag = "14")]
     pub exe: ::core::option::Option<::prost::alloc::string::String>,
+    /// The executable was deleted or is a memfd (fileless): exe ends in " (deleted)".
+    #[prost(bool, tag = "23")]
+    pub exe_deleted: bool,
+    /// process_exec: the path the caller passed to execve, as given (may be relative).
+    #[prost(string, optional, tag = "22")]
+    pub filename: ::core::option::Option<::prost::alloc::string::String>,
     #[prost(string, optional, tag = "15")]
     pub cwd: ::core::option::Option<::prost::alloc::string::String>,
     /// Absent when the sensor has no argv for this event.
+    /// json: flatten
     #[prost(message, optional, tag = "16")]
     pub argv: ::core::option::Option<Argv>,
     #[prost(uint64, tag = "17")]
@@ -195,29 +214,28 @@ pub struct Process {
     #[prost(message, repeated, tag = "19")]
     pub ancestors: ::prost::alloc::vec::Vec<Ancestor>,
     /// Fields the sensor could not obtain (e.g. "cwd", "loginuid").
+    /// json: omit_zero
     #[prost(string, repeated, tag = "20")]
     pub incomplete: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     /// User name of uid, when an enrichment stage resolved it.
     #[prost(string, optional, tag = "21")]
     pub user: ::core::option::Option<::prost::alloc::string::String>,
-    /// process_exec: the path the caller passed to execve, as given (may be relative).
-    #[prost(string, optional, tag = "22")]
-    pub filename: ::core::option::Option<::prost::alloc::string::String>,
-    /// The executable was deleted or is a memfd (fileless): exe ends in " (deleted)".
-    #[prost(bool, tag = "23")]
-    pub exe_deleted: bool,
 }
+/// Written flat into the process's JSON (argv, argv_truncated, argv_omitted_bytes).
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Argv {
     /// Non-UTF-8 bytes arrive escaped, as in the JSON output.
+    /// json: key=argv
     #[prost(string, repeated, tag = "1")]
     pub args: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     /// The kernel cut argv to its bound.
+    /// json: key=argv_truncated
     #[prost(bool, tag = "2")]
     pub truncated: bool,
     /// Bytes left out between the kept head and the last 1 KiB (args then holds a
     /// "\[... N bytes omitted ...\]" element where they were).
+    /// json: key=argv_omitted_bytes omit_zero
     #[prost(uint64, tag = "3")]
     pub omitted_bytes: u64,
 }
@@ -234,8 +252,10 @@ pub struct Ancestor {
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Exit {
+    /// json: absent=null
     #[prost(int32, optional, tag = "1")]
     pub code: ::core::option::Option<i32>,
+    /// json: absent=null
     #[prost(int32, optional, tag = "2")]
     pub signal: ::core::option::Option<i32>,
     #[prost(bool, tag = "3")]
@@ -281,23 +301,27 @@ pub struct Login {
     #[prost(string, tag = "1")]
     pub user: ::prost::alloc::string::String,
     /// Terminal line (utmp ut_line); absent when none was recorded.
+    /// json: absent=null
     #[prost(string, optional, tag = "2")]
     pub tty: ::core::option::Option<::prost::alloc::string::String>,
     /// Remote host name as recorded (utmp ut_host); absent for local logins.
+    /// json: absent=null
     #[prost(string, optional, tag = "3")]
     pub host: ::core::option::Option<::prost::alloc::string::String>,
     /// Remote address, when recorded.
+    /// json: absent=null
     #[prost(string, optional, tag = "4")]
     pub addr: ::core::option::Option<::prost::alloc::string::String>,
+    /// A stable key linking the login to the commands of its session.
+    #[prost(string, optional, tag = "7")]
+    pub session_key: ::core::option::Option<::prost::alloc::string::String>,
     /// Process of the login record (utmp ut_pid), 0 when unknown.
+    /// json: omit_zero
     #[prost(uint32, tag = "5")]
     pub pid: u32,
     /// Audit session id of the login, when known.
     #[prost(uint32, optional, tag = "6")]
     pub session: ::core::option::Option<u32>,
-    /// A stable key linking the login to the commands of its session.
-    #[prost(string, optional, tag = "7")]
-    pub session_key: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -314,9 +338,6 @@ pub struct Privilege {
     pub old_gid: u32,
     #[prost(uint32, tag = "6")]
     pub new_gid: u32,
-    /// The call or program that changed it ("setuid", "setresuid", "sudo", ...).
-    #[prost(string, tag = "7")]
-    pub via: ::prost::alloc::string::String,
     #[prost(uint32, optional, tag = "8")]
     pub old_egid: ::core::option::Option<u32>,
     #[prost(uint32, optional, tag = "9")]
@@ -326,6 +347,9 @@ pub struct Privilege {
     pub old_caps: ::core::option::Option<::prost::alloc::string::String>,
     #[prost(string, optional, tag = "11")]
     pub new_caps: ::core::option::Option<::prost::alloc::string::String>,
+    /// The call or program that changed it ("setuid", "setresuid", "sudo", ...).
+    #[prost(string, tag = "7")]
+    pub via: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -343,12 +367,17 @@ pub struct Flow {
     /// Conntrack state ("new", "established", "destroy", ...).
     #[prost(string, tag = "6")]
     pub state: ::prost::alloc::string::String,
+    /// Counters the kernel did not report are null.
+    /// json: absent=null
     #[prost(uint64, optional, tag = "7")]
     pub bytes_in: ::core::option::Option<u64>,
+    /// json: absent=null
     #[prost(uint64, optional, tag = "8")]
     pub bytes_out: ::core::option::Option<u64>,
+    /// json: absent=null
     #[prost(uint64, optional, tag = "9")]
     pub packets_in: ::core::option::Option<u64>,
+    /// json: absent=null
     #[prost(uint64, optional, tag = "10")]
     pub packets_out: ::core::option::Option<u64>,
 }

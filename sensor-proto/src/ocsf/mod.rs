@@ -25,6 +25,9 @@
 //!   sensor; its counters are in `unmapped.health`.
 //! - Authentication has no `device` attribute in the base class; the `host` profile adds it,
 //!   and every event names that profile in `metadata.profiles`.
+//! - A kind with no class chosen here (a kind newly added to the schema, or one this build
+//!   does not know) is an OCSF Base Event (class 0, activity Other) with its whole event-model
+//!   JSON under `unmapped`: exported whole, never dropped.
 mod objects;
 
 use serde_json::{json, Map, Value};
@@ -59,6 +62,10 @@ const SYSTEM: (u32, &str) = (1, "System Activity");
 const IAM: (u32, &str) = (3, "Identity & Access Management");
 const NETWORK: (u32, &str) = (4, "Network Activity");
 const APPLICATION: (u32, &str) = (6, "Application Activity");
+const UNCATEGORIZED: (u32, &str) = (0, "Uncategorized");
+
+/// Top-level keys of the event-model JSON that are the envelope, not a payload.
+const ENVELOPE: [&str; 5] = ["seq", "time", "host", "source", "kind"];
 
 fn class(
     cat: (u32, &'static str),
@@ -95,9 +102,9 @@ pub fn to_ocsf(ev: &Event, origin: Origin<'_>) -> Value {
         Kind::Login | Kind::Logout | Kind::LoginFailed => {
             authentication(kind, ev.login.as_ref(), &mut out, &mut unmapped)
         }
-        Kind::SensorHealth | Kind::Unspecified => {
-            health(ev.health.as_ref(), &mut out, &mut unmapped)
-        }
+        Kind::SensorHealth => health(ev.health.as_ref(), &mut out, &mut unmapped),
+        // No specific class (see the module doc): the whole event, unmapped.
+        _ => return base_event(ev, kind, origin),
     };
     // A payload a kind does not use (none today) is still carried.
     carry_unused_payloads(ev, kind, &mut unmapped);
@@ -110,6 +117,16 @@ pub fn to_ocsf(ev: &Event, origin: Origin<'_>) -> Value {
         }
     }
     common(ev, kind, &cls, origin, &mut out);
+    finish(ev, kind, out, unmapped)
+}
+
+/// The event with `unmapped`, which also names the event's seq, source and kind.
+fn finish(
+    ev: &Event,
+    kind: Kind,
+    mut out: Map<String, Value>,
+    mut unmapped: Map<String, Value>,
+) -> Value {
     unmapped.insert("seq".into(), json!(ev.seq));
     let source = Source::try_from(ev.source).unwrap_or(Source::Unspecified);
     unmapped.insert("source".into(), json!(source_name(source)));
@@ -447,7 +464,7 @@ fn authentication(
     class(IAM, 3002, "Authentication", act)
 }
 
-/// sensor_health (and an unknown kind): Application Lifecycle, Other.
+/// sensor_health: Application Lifecycle, Other.
 fn health(
     h: Option<&Health>,
     out: &mut Map<String, Value>,
@@ -476,10 +493,33 @@ fn health(
     class(APPLICATION, 6002, "Application Lifecycle", (99, "Other"))
 }
 
+/// An event of a kind without a specific class: OCSF Base Event, activity Other, with every
+/// payload of the event-model JSON under `unmapped`.
+fn base_event(ev: &Event, kind: Kind, origin: Origin<'_>) -> Value {
+    let mut out = Map::new();
+    let cls = class(UNCATEGORIZED, 0, "Base Event", (99, "Other"));
+    common(ev, kind, &cls, origin, &mut out);
+    out.insert(
+        "message".into(),
+        json!(format!("{} event", kind_name(kind))),
+    );
+    let mut unmapped = Map::new();
+    if let Value::Object(full) = crate::json::event_to_json(ev) {
+        for (k, v) in full {
+            if !ENVELOPE.contains(&k.as_str()) {
+                unmapped.insert(k, v);
+            }
+        }
+    }
+    finish(ev, kind, out, unmapped)
+}
+
 /// Payloads the event's kind does not map (none occur today) still reach `unmapped`, under
-/// their event-model names, so a future producer cannot lose data silently.
+/// their event-model names, so a producer cannot lose data silently.
 fn carry_unused_payloads(ev: &Event, kind: Kind, unmapped: &mut Map<String, Value>) {
-    let full = crate::json::event_to_json(ev);
+    let Value::Object(full) = crate::json::event_to_json(ev) else {
+        return;
+    };
     let used: &[&str] = match kind {
         Kind::ProcessExec | Kind::ProcessExit | Kind::PrivilegeChange => {
             &["process", "exit", "privilege"]
@@ -488,21 +528,14 @@ fn carry_unused_payloads(ev: &Event, kind: Kind, unmapped: &mut Map<String, Valu
         Kind::Flow => &["flow"],
         Kind::File => &["process", "file"],
         Kind::Login | Kind::Logout | Kind::LoginFailed => &["login"],
-        Kind::SensorHealth | Kind::Unspecified => &["health"],
+        Kind::SensorHealth => &["health"],
+        _ => &[],
     };
-    for key in [
-        "exit",
-        "connect",
-        "health",
-        "file",
-        "login",
-        "privilege",
-        "flow",
-    ] {
-        if !used.contains(&key) {
-            if let Some(v) = full.get(key) {
-                unmapped.insert(key.into(), v.clone());
-            }
+    // The process is mapped for every kind (actor, `unmapped.process`) in `to_ocsf`.
+    for (key, v) in full {
+        let key_ = key.as_str();
+        if !ENVELOPE.contains(&key_) && key_ != "process" && !used.contains(&key_) {
+            unmapped.insert(key, v);
         }
     }
 }

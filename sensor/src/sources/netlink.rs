@@ -1,12 +1,19 @@
 //! A bound AF_NETLINK socket (thin, kernel-facing): the one piece of socket plumbing the audit,
 //! proc-connector and conntrack sources share. Message formats live with each source.
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 pub struct NetlinkSocket {
     fd: OwnedFd,
     buf: Vec<u8>,
+    /// Where [`Self::recv`] counts the datagrams it skips as forged (see
+    /// [`Self::count_forged_in`]).
+    forged: &'static AtomicU64,
 }
+
+/// Forgeries skipped by [`NetlinkSocket::recv`] on a socket whose owner named no counter.
+static FORGED_UNATTRIBUTED: AtomicU64 = AtomicU64::new(0);
 
 impl NetlinkSocket {
     /// `socket(AF_NETLINK, sock_type | SOCK_CLOEXEC, protocol)` bound to the legacy multicast
@@ -43,7 +50,15 @@ impl NetlinkSocket {
         Ok(Self {
             fd,
             buf: vec![0u8; buf_len],
+            forged: &FORGED_UNATTRIBUTED,
         })
+    }
+
+    /// Counts the datagrams [`Self::recv`] skips as forged in `counter` (the owner's health
+    /// counter: `conntrack_netlink_forged`, `audit_netlink_forged`). The batch path counts
+    /// them in its [`RecvBatch`] instead.
+    pub fn count_forged_in(&mut self, counter: &'static AtomicU64) {
+        self.forged = counter;
     }
 
     /// Asks for a receive buffer of `bytes` (SO_RCVBUFFORCE when privileged, else SO_RCVBUF).
@@ -139,8 +154,8 @@ impl NetlinkSocket {
     /// dropped messages for this socket) are returned for the caller to count. Every user of
     /// this socket reads kernel messages (audit records, proc-connector notices, conntrack
     /// events), so a datagram from another socket (source port id not 0: a process with
-    /// CAP_NET_ADMIN can send to ours) is a forgery and is skipped, here and in
-    /// [`Self::recv_batch`].
+    /// CAP_NET_ADMIN can send to ours) is a forgery and is skipped, here (counted in the
+    /// counter [`Self::count_forged_in`] named) and in [`Self::recv_batch`].
     pub fn recv(&mut self) -> std::io::Result<Option<&[u8]>> {
         loop {
             // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
@@ -167,6 +182,7 @@ impl NetlinkSocket {
                 }
             }
             if from.nl_pid != 0 {
+                self.forged.fetch_add(1, Relaxed);
                 continue;
             }
             return Ok(Some(&self.buf[..n as usize]));
@@ -281,19 +297,36 @@ impl RecvBatch {
     }
 }
 
+/// Sends `datagram` to `victim` from a second socket of netlink `protocol`, as a process with
+/// CAP_NET_ADMIN could; `false` (the caller's test is skipped) where this is not permitted.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn send_forged(victim: &NetlinkSocket, protocol: i32, datagram: &[u8]) -> bool {
+    let Ok(forger) = NetlinkSocket::open(libc::SOCK_RAW, protocol, 0, 4096) else {
+        eprintln!("skipped: no second netlink socket of protocol {protocol} here");
+        return false;
+    };
+    match forger.send_to_port(victim.port_id(), datagram) {
+        Ok(()) => true,
+        Err(e) => {
+            // Unicast between user sockets needs CAP_NET_ADMIN: nothing to forge with.
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+            eprintln!("skipped: sending to another socket is not permitted here");
+            false
+        }
+    }
+}
 
-    /// The port id the kernel gave a bound socket.
-    fn port_id(s: &NetlinkSocket) -> u32 {
+#[cfg(test)]
+impl NetlinkSocket {
+    /// The port id the kernel gave this bound socket.
+    fn port_id(&self) -> u32 {
         // SAFETY: sockaddr_nl is plain old data.
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
         // SAFETY: valid fd and out-pointers of the stated size.
         let rc = unsafe {
             libc::getsockname(
-                s.fd.as_raw_fd(),
+                self.fd.as_raw_fd(),
                 (&mut sa as *mut libc::sockaddr_nl).cast(),
                 &mut len,
             )
@@ -301,22 +334,25 @@ mod tests {
         assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
         sa.nl_pid
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     /// A datagram another socket sends to ours (a forged audit record or proc-connector
-    /// notice) is never handed out, by either receive path.
+    /// notice) is never handed out, by either receive path, and is counted.
     #[test]
     fn datagrams_from_other_sockets_are_skipped() {
-        let open = || NetlinkSocket::open(libc::SOCK_RAW, libc::NETLINK_USERSOCK, 0, 4096);
-        let (Ok(mut victim), Ok(forger)) = (open(), open()) else {
+        static FORGED: AtomicU64 = AtomicU64::new(0);
+        let Ok(mut victim) = NetlinkSocket::open(libc::SOCK_RAW, libc::NETLINK_USERSOCK, 0, 4096)
+        else {
             eprintln!("skipped: no NETLINK_USERSOCK sockets here");
             return;
         };
+        victim.count_forged_in(&FORGED);
         victim.set_timeout(Duration::from_millis(50)).unwrap();
-        let to = port_id(&victim);
-        if let Err(e) = forger.send_to_port(to, b"forged fork notice") {
-            // Unicast between user sockets needs CAP_NET_ADMIN here: nothing to forge with.
-            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
-            eprintln!("skipped: sending to another socket is not permitted here");
+        if !send_forged(&victim, libc::NETLINK_USERSOCK, b"forged fork notice") {
             return;
         }
         let mut batch = RecvBatch::new(4, 256);
@@ -324,7 +360,12 @@ mod tests {
         assert_eq!(batch.get(0), None, "but is not handed out");
         assert_eq!(batch.take_foreign(), 1);
         assert_eq!(batch.take_foreign(), 0);
-        forger.send_to_port(to, b"forged audit record").unwrap();
+        assert!(send_forged(
+            &victim,
+            libc::NETLINK_USERSOCK,
+            b"forged audit record"
+        ));
         assert_eq!(victim.recv().unwrap(), None, "skipped, then the timeout");
+        assert_eq!(FORGED.load(Relaxed), 1, "and counted");
     }
 }

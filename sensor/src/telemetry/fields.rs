@@ -106,7 +106,12 @@ impl Telemetry for AuditHealth {
             "proc_connector_overflows",
             s.proc_connector_overflows.load(Relaxed),
         );
-        out.count("audit_netlink_forged", s.netlink_forged.load(Relaxed));
+        // The record readers' batches and the control path (requests, `recv_record`).
+        out.count(
+            "audit_netlink_forged",
+            s.netlink_forged.load(Relaxed)
+                + crate::sources::audit::control::NETLINK_FORGED.load(Relaxed),
+        );
         out.count("audit_group_timeouts", s.group_timeouts.load(Relaxed));
         out.count("audit_rules_repaired", s.rules_repaired.load(Relaxed));
         out.count("audit_registration_lost", s.registration_lost.load(Relaxed));
@@ -179,6 +184,10 @@ impl Telemetry for ConntrackStats {
         out.count(
             "conntrack_tracking_table",
             self.tracking_table.load(Relaxed),
+        );
+        out.count(
+            "conntrack_netlink_forged",
+            crate::sources::conntrack::source::NETLINK_FORGED.load(Relaxed),
         );
     }
 }

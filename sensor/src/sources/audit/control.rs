@@ -1,4 +1,5 @@
 //! The NETLINK_AUDIT socket (thin, kernel-facing): status, registration, rules, records.
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use super::rules::Rule;
@@ -74,6 +75,10 @@ impl SetStatus {
     }
 }
 
+/// Datagrams from another socket that [`AuditSocket::recv`] skipped (requests, records read
+/// one at a time), on every audit socket; added to `audit_netlink_forged` in health.
+pub static NETLINK_FORGED: AtomicU64 = AtomicU64::new(0);
+
 pub struct AuditSocket {
     sock: NetlinkSocket,
     seq: u32,
@@ -109,8 +114,9 @@ impl AuditSocket {
     }
 
     fn open_groups(groups: u32) -> Result<Self, ControlError> {
-        let sock = NetlinkSocket::open(libc::SOCK_RAW, libc::NETLINK_AUDIT, groups, 64 * 1024)
+        let mut sock = NetlinkSocket::open(libc::SOCK_RAW, libc::NETLINK_AUDIT, groups, 64 * 1024)
             .map_err(io("socket(NETLINK_AUDIT)"))?;
+        sock.count_forged_in(&NETLINK_FORGED);
         // A big receive buffer absorbs storms while the reader is busy.
         sock.set_rcvbuf(8 * 1024 * 1024);
         Ok(Self {
@@ -295,5 +301,29 @@ impl AuditSocket {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// A datagram another socket sends to an audit socket (a forged record or control reply)
+    /// is skipped by the control path too, and counted for `audit_netlink_forged`.
+    #[test]
+    fn control_path_skips_and_counts_forged_datagrams() {
+        let Ok(mut s) = AuditSocket::open() else {
+            eprintln!("skipped: no NETLINK_AUDIT socket here");
+            return;
+        };
+        s.set_timeout(Duration::from_millis(50)).unwrap();
+        let before = NETLINK_FORGED.load(Relaxed);
+        let forged = nlmsg::build(1300, 0, 1, b"audit(1.0:1): forged");
+        if !crate::sources::netlink::send_forged(&s.sock, libc::NETLINK_AUDIT, &forged) {
+            return;
+        }
+        assert_eq!(s.recv_record().unwrap(), None, "skipped, then the timeout");
+        assert_eq!(NETLINK_FORGED.load(Relaxed), before + 1);
     }
 }

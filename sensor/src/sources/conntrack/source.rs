@@ -1,7 +1,9 @@
 //! The conntrack capture (thin, kernel-facing): one thread reads ctnetlink event multicasts
 //! from a `NETLINK_NETFILTER` socket bound to `NF_NETLINK_CONNTRACK_NEW | _DESTROY` and sends
 //! `flow` events into the bounded channel. A full socket buffer (`ENOBUFS`) means the kernel
-//! dropped events: counted as `conntrack_socket_overflows`.
+//! dropped events: counted as `conntrack_socket_overflows`. A datagram another socket sent
+//! (not the kernel) is skipped on every NETLINK_NETFILTER socket of the sensor (capture,
+//! tracking table, rule dump) and counted as `conntrack_netlink_forged`.
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -54,6 +56,11 @@ fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> ConntrackError {
     move |source| ConntrackError::Io { op, source }
 }
 
+/// Datagrams from another socket skipped on the sensor's NETLINK_NETFILTER sockets
+/// (reported as `conntrack_netlink_forged`): one counter for all of them, as the tracking
+/// table's and the probe's sockets come and go.
+pub static NETLINK_FORGED: AtomicU64 = AtomicU64::new(0);
+
 /// A raw `NETLINK_NETFILTER` socket (shared with the tracking table and the probe).
 pub struct NfnlSocket {
     sock: NetlinkSocket,
@@ -62,8 +69,9 @@ pub struct NfnlSocket {
 impl NfnlSocket {
     /// Opens a socket bound to the legacy multicast `groups` bitmask (0 for requests only).
     pub fn open(groups: u32) -> Result<Self, ConntrackError> {
-        let sock = NetlinkSocket::open(libc::SOCK_RAW, NETLINK_NETFILTER, groups, 256 * 1024)
+        let mut sock = NetlinkSocket::open(libc::SOCK_RAW, NETLINK_NETFILTER, groups, 256 * 1024)
             .map_err(io("socket(NETLINK_NETFILTER)"))?;
+        sock.count_forged_in(&NETLINK_FORGED);
         Ok(Self { sock })
     }
 
@@ -85,7 +93,8 @@ impl NfnlSocket {
             .map_err(io("sendto(NETLINK_NETFILTER)"))
     }
 
-    /// One datagram; `Ok(None)` on timeout. `ENOBUFS` (lost multicasts) is returned as an error.
+    /// One datagram the kernel sent (others are skipped and counted in [`NETLINK_FORGED`]);
+    /// `Ok(None)` on timeout. `ENOBUFS` (lost multicasts) is returned as an error.
     pub fn recv(&mut self) -> Result<Option<&[u8]>, ConntrackError> {
         self.sock.recv().map_err(io("recv(NETLINK_NETFILTER)"))
     }
@@ -309,6 +318,34 @@ mod tests {
     use crate::sources::conntrack::msg::build::*;
     use crate::sources::conntrack::msg::*;
     use std::net::IpAddr;
+
+    /// A conntrack event another socket sends to a NETLINK_NETFILTER socket of the sensor is
+    /// skipped, counted and reported in health as `conntrack_netlink_forged`.
+    #[test]
+    fn forged_datagrams_are_skipped_and_counted() {
+        use crate::telemetry::fields::{HealthFields, Telemetry};
+        let Ok(mut sock) = NfnlSocket::open(0) else {
+            eprintln!("skipped: no NETLINK_NETFILTER socket here");
+            return;
+        };
+        sock.set_timeout(Duration::from_millis(50)).unwrap();
+        let s: IpAddr = "10.0.0.1".parse().unwrap();
+        let forged = message(
+            IPCTNL_MSG_CT_NEW,
+            NLM_F_CREATE,
+            AF_INET,
+            &[tuple(CTA_TUPLE_ORIG, s, s, IPPROTO_TCP, 1, 2)],
+        );
+        let before = NETLINK_FORGED.load(Relaxed);
+        if !crate::sources::netlink::send_forged(&sock.sock, NETLINK_NETFILTER, &forged) {
+            return;
+        }
+        assert!(sock.recv().unwrap().is_none(), "skipped, then the timeout");
+        assert_eq!(NETLINK_FORGED.load(Relaxed), before + 1);
+        let mut health = HealthFields::default();
+        ConntrackStats::default().report(&mut health);
+        assert!(health.events["conntrack_netlink_forged"] > before);
+    }
 
     #[test]
     fn flow_from_destroy_with_counters() {
