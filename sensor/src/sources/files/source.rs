@@ -77,7 +77,7 @@ pub(super) fn errno_text(call: &str) -> String {
 /// wait, so a file created, written, closed and deleted within the pause is one event instead
 /// of four, and the writers stop waking the reader on every event (measured with
 /// `scripts/bench-files`; see docs/ARCHITECTURE.md#files).
-pub(super) const FANOTIFY_BATCH_PAUSE: Duration = Duration::from_millis(2);
+pub(super) const FANOTIFY_BATCH_PAUSE: Duration = Duration::from_millis(1);
 
 /// A read within this many bytes of the buffer's end counts as full: larger than any one
 /// fanotify or inotify event (metadata, FID records with a handle of `MAX_HANDLE_SZ` and two
