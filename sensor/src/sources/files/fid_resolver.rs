@@ -191,15 +191,16 @@ mod tests {
 
     #[test]
     fn forgetting_a_moved_directory_by_its_handle_drops_its_subtree() {
+        let cached: [(&[u8], &[u8]); 4] = [
+            (b"d", b"/w/p/d"),
+            (b"s", b"/w/p/d/s"),
+            (b"p", b"/w/p"),
+            (b"dd", b"/w/p/dd"),
+        ];
         let mut r = Resolver {
             mounts: Vec::new(),
-            cache: HashMap::new(),
+            cache: cached.iter().map(|(k, p)| ((*k).into(), p.to_vec())).collect(),
         };
-        let key = |k: &[u8]| -> Box<[u8]> { k.into() };
-        r.cache.insert(key(b"d"), b"/w/p/d".to_vec());
-        r.cache.insert(key(b"s"), b"/w/p/d/s".to_vec());
-        r.cache.insert(key(b"p"), b"/w/p".to_vec());
-        r.cache.insert(key(b"dd"), b"/w/p/dd".to_vec());
         let fid = |k: &'static [u8]| Fid {
             fsid: [0; 8],
             handle_type: 1,
