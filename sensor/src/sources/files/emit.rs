@@ -179,13 +179,16 @@ pub struct ProcCache {
 }
 
 struct Cached {
+    /// When the identity was read in full.
     at: Instant,
+    /// When it was last read or confirmed by `/proc/<pid>/stat`.
+    checked: Instant,
     start_ticks: u64,
     process: Process,
 }
 
-/// Within this window a cached identity is reused without touching /proc at all (a burst
-/// of events from one process costs one read).
+/// Within this window after a read or a confirmation a cached identity is reused without
+/// touching /proc at all (a burst of events from one process costs one read per window).
 const PROC_FRESH: Duration = Duration::from_millis(250);
 /// Beyond it and up to this age, reused if /proc/<pid>/stat shows the same start time and
 /// comm (one small read instead of four).
@@ -195,8 +198,9 @@ const PROC_MAX: usize = 4096;
 impl ProcCache {
     pub fn lookup(&mut self, pid: u32, now: Instant, clocks: &Clocks) -> Process {
         if let Some(c) = self.entries.get(&pid) {
-            // Just read: the same process (a pid is not reused within this window).
-            if now.duration_since(c.at) < PROC_FRESH {
+            // Just read or confirmed: the same process (a pid is not reused within this
+            // window).
+            if now.duration_since(c.checked) < PROC_FRESH {
                 return c.process.clone();
             }
         }
@@ -209,14 +213,14 @@ impl ProcCache {
                 ..Process::default()
             };
         };
-        if let Some(c) = self.entries.get(&pid) {
+        if let Some(c) = self.entries.get_mut(&pid) {
             if c.start_ticks == stat.start_ticks
                 && c.process.comm == stat.comm
                 && now.duration_since(c.at) < PROC_TTL
             {
-                let mut p = c.process.clone();
-                p.ppid = stat.ppid;
-                return p;
+                c.checked = now;
+                c.process.ppid = stat.ppid;
+                return c.process.clone();
             }
         }
         if self.tick_ns == 0 {
@@ -266,6 +270,7 @@ impl ProcCache {
             pid,
             Cached {
                 at: now,
+                checked: now,
                 start_ticks: stat.start_ticks,
                 process: p.clone(),
             },

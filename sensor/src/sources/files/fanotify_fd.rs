@@ -13,7 +13,7 @@ use super::emit::{Activity, Outcome, Sink};
 use super::fanotify_parse;
 use super::fid_resolver::path_of_fd;
 use super::roots::Tree;
-use super::source::{errno_text, read_loop};
+use super::source::{errno_text, read_loop, FANOTIFY_BATCH_PAUSE};
 use super::OpSet;
 
 const READ_BUF: usize = 64 * 1024;
@@ -128,6 +128,7 @@ pub fn run(group: FdGroup, mut sink: Sink, stop: &AtomicBool) {
     read_loop(
         group.fd.as_raw_fd(),
         READ_BUF,
+        FANOTIFY_BATCH_PAUSE,
         stop,
         || true,
         |buf| {

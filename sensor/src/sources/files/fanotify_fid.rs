@@ -21,7 +21,7 @@ use super::fid_resolver::{HandleBuf, Resolver};
 use super::filter::PathFilter;
 use super::marks::{self, Ignorer};
 use super::roots::Tree;
-use super::source::{errno_text, read_loop};
+use super::source::{errno_text, read_loop, FANOTIFY_BATCH_PAUSE};
 use super::{FileStats, OpSet};
 
 /// Size of one `read(2)` from the group.
@@ -324,6 +324,10 @@ impl FidGroup {
     }
 }
 
+/// A directory event after which its cached path (and those below it) is stale.
+const DIR_MOVED_OR_GONE: u64 =
+    libc::FAN_RENAME | libc::FAN_MOVED_FROM | libc::FAN_MOVED_TO | libc::FAN_DELETE;
+
 /// Reads events until `stop`, sending what the filter keeps.
 pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
     let me = std::process::id() as i32;
@@ -345,6 +349,7 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
     read_loop(
         fd.as_raw_fd(),
         READ_BUF,
+        FANOTIFY_BATCH_PAUSE,
         stop,
         || true,
         |buf| {
@@ -379,7 +384,22 @@ fn handle(
     if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
         stats.queue_overflows.fetch_add(1, Relaxed);
         tracing::warn!("fanotify queue overflowed; file events were lost");
+        // A lost directory move would leave a cached path naming the wrong place.
+        res.cache.clear();
         return Outcome::Filtered;
+    }
+    let ondir = ev.mask & libc::FAN_ONDIR != 0;
+    let dir_moved = ondir && ev.mask & DIR_MOVED_OR_GONE != 0;
+    if dir_moved {
+        // Whoever moved or removed it, and whether or not the event's own paths resolve
+        // below: the directory's cached path and those under it go first. Without the
+        // object's handle (no FAN_REPORT_TARGET_FID), by path after resolving, or all of them
+        // when that fails.
+        match &ev.info.fid {
+            Some(child) => res.forget_dir(&child.fid),
+            None if ev.pid == me => res.cache.clear(),
+            None => {}
+        }
     }
     if ev.pid == me {
         stats.own_events.fetch_add(1, Relaxed);
@@ -390,7 +410,6 @@ fn handle(
         }
         return Outcome::Filtered;
     }
-    let ondir = ev.mask & libc::FAN_ONDIR != 0;
     let ops = fanotify_parse::ops_of_mask(ev.mask);
     let pid = Some(ev.pid.max(0) as u32);
     let info = &ev.info;
@@ -399,7 +418,31 @@ fn handle(
         let (a, b) = (res.join(old, path), res.join(new, new_path));
         if a.is_err() || b.is_err() {
             stats.unresolved.fetch_add(1, Relaxed);
+            if dir_moved && info.fid.is_none() {
+                res.cache.clear();
+            }
+        }
+        if b.is_err() {
             return Outcome::Filtered;
+        }
+        if a.is_err() {
+            // The old side cannot be named any more (its directory was removed before this
+            // read): reported as what arrived at the new path, as a kernel without
+            // FAN_RENAME reports MOVED_TO, and a directory counts as moved in from outside.
+            let out = sink.emit(Activity {
+                path: new_path,
+                new_path: None,
+                ops: fanotify_parse::ops_of_mask(libc::FAN_MOVED_TO),
+                pid,
+            });
+            if ondir {
+                if let Some(child) = &info.fid {
+                    res.remember(&child.fid, new_path);
+                }
+                let moved_in = sink.filter().descend(new_path);
+                dir_arrived(sink, (ignorer, dirs), new_path, moved_in);
+            }
+            return out;
         }
         let out = sink.emit(Activity {
             path,
@@ -414,14 +457,7 @@ fn handle(
             }
             let f = sink.filter();
             let moved_in = f.descend(new_path) && !f.descend(path);
-            let changed = match ignorer.filter(|_| moved_in) {
-                Some(ig) => ig.moved_in(new_path, f, sink.stats()),
-                None => Vec::new(),
-            };
-            if let Some(d) = dirs.filter(|_| moved_in) {
-                d.appeared(new_path, f, sink.stats());
-            }
-            report_changed_while_ignored(sink, &changed);
+            dir_arrived(sink, (ignorer, dirs), new_path, moved_in);
         }
         return out;
     }
@@ -443,6 +479,9 @@ fn handle(
     };
     if resolved.is_err() {
         stats.unresolved.fetch_add(1, Relaxed);
+        if dir_moved && info.fid.is_none() {
+            res.cache.clear();
+        }
         return Outcome::Filtered;
     }
     let out = sink.emit(Activity {
@@ -479,6 +518,29 @@ fn handle(
         }
     }
     out
+}
+
+/// A directory arrived at `path` by a move; `moved_in`: from outside the trees, so its ignore
+/// marks (and those below it) come off, what changed under them is reported, and it gets its
+/// attribute marks.
+fn dir_arrived(
+    sink: &mut Sink,
+    (ignorer, dirs): (Option<&mut Ignorer>, Option<&mut DirMarks>),
+    path: &[u8],
+    moved_in: bool,
+) {
+    if !moved_in {
+        return;
+    }
+    let f = sink.filter();
+    let changed = match ignorer {
+        Some(ig) => ig.moved_in(path, f, sink.stats()),
+        None => Vec::new(),
+    };
+    if let Some(d) = dirs {
+        d.appeared(path, f, sink.stats());
+    }
+    report_changed_while_ignored(sink, &changed);
 }
 
 /// Files changed in a directory moved into a tree before its ignore marks came off (see

@@ -118,6 +118,15 @@ impl Resolver {
         }
     }
 
+    /// A directory moved or was removed: drops its own entry and, when its path was cached,
+    /// every cached directory below that path. Works from the directory's handle alone, so
+    /// it holds when the event's old path cannot be resolved (its old parent is gone too).
+    pub fn forget_dir(&mut self, fid: &Fid<'_>) {
+        if let Some(p) = self.cache.remove(fid.key) {
+            self.invalidate(&p);
+        }
+    }
+
     /// Drops every cached directory at or below `prefix` (it moved or was removed).
     pub fn invalidate(&mut self, prefix: &[u8]) {
         self.cache.retain(|_, p| {
@@ -178,6 +187,33 @@ mod tests {
         r.cache.insert(key(b"zz"), b"/".to_vec());
         r.join(&info, &mut out).unwrap();
         assert_eq!(out, b"/x");
+    }
+
+    #[test]
+    fn forgetting_a_moved_directory_by_its_handle_drops_its_subtree() {
+        let cached: [(&[u8], &[u8]); 4] = [
+            (b"d", b"/w/p/d"),
+            (b"s", b"/w/p/d/s"),
+            (b"p", b"/w/p"),
+            (b"dd", b"/w/p/dd"),
+        ];
+        let mut r = Resolver {
+            mounts: Vec::new(),
+            cache: cached.iter().map(|(k, p)| ((*k).into(), p.to_vec())).collect(),
+        };
+        let fid = |k: &'static [u8]| Fid {
+            fsid: [0; 8],
+            handle_type: 1,
+            handle: k,
+            key: k,
+        };
+        r.forget_dir(&fid(b"d"));
+        let mut left: Vec<&[u8]> = r.cache.keys().map(|k| &k[..]).collect();
+        left.sort();
+        assert_eq!(left, [&b"dd"[..], b"p"]);
+        // Not cached: nothing else goes.
+        r.forget_dir(&fid(b"zz"));
+        assert_eq!(r.cache.len(), 2);
     }
 
     #[test]

@@ -428,6 +428,7 @@ impl Watcher {
         read_loop(
             fd,
             READ_BUF,
+            Duration::ZERO,
             stop,
             || {
                 // Idle: nothing queued, so every pending move lost its pair and every

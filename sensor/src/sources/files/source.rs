@@ -72,12 +72,29 @@ pub(super) fn errno_text(call: &str) -> String {
     }
 }
 
+/// How long the fanotify readers let events queue after a read that emptied the queue. The
+/// kernel merges the events of one object (same directory, name, object and pid) while they
+/// wait, so a file created, written, closed and deleted within the pause is one event instead
+/// of four, and the writers stop waking the reader on every event (measured with
+/// `scripts/bench-files`; see docs/ARCHITECTURE.md#files).
+pub(super) const FANOTIFY_BATCH_PAUSE: Duration = Duration::from_millis(1);
+
+/// A read within this many bytes of the buffer's end counts as full: larger than any one
+/// fanotify or inotify event (metadata, FID records with a handle of `MAX_HANDLE_SZ` and two
+/// names of up to 255 bytes).
+const BATCH_FULL_MARGIN: usize = 4096;
+
 /// Polls `fd` and hands each read to `handle` until `stop` is set or a callback returns
 /// false. `on_idle` runs when nothing arrived for 100 ms. After `stop`, what is already queued
 /// is drained for at most a second (a filesystem mark on a busy disk is never empty).
+///
+/// `pause`: after a read that did not fill the buffer, wait this long before the next one, so
+/// that a storm is read in batches: the first event after a quiet spell is read at once, the
+/// ones behind it wait at most `pause` (see docs/ARCHITECTURE.md#files).
 pub(super) fn read_loop(
     fd: RawFd,
     buf_size: usize,
+    pause: Duration,
     stop: &AtomicBool,
     mut on_idle: impl FnMut() -> bool,
     mut handle: impl FnMut(&[u8]) -> bool,
@@ -133,6 +150,11 @@ pub(super) fn read_loop(
         }
         if !handle(&buf[..n as usize]) {
             return;
+        }
+        // A buffer that could not take the next event means more is queued: read on.
+        let full = n as usize + BATCH_FULL_MARGIN > buf.len();
+        if !pause.is_zero() && !full && drain_until.is_none() {
+            std::thread::sleep(pause);
         }
     }
     on_idle();
