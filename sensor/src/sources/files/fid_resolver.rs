@@ -199,7 +199,10 @@ mod tests {
         ];
         let mut r = Resolver {
             mounts: Vec::new(),
-            cache: cached.iter().map(|(k, p)| ((*k).into(), p.to_vec())).collect(),
+            cache: cached
+                .iter()
+                .map(|(k, p)| ((*k).into(), p.to_vec()))
+                .collect(),
         };
         let fid = |k: &'static [u8]| Fid {
             fsid: [0; 8],
