@@ -44,6 +44,7 @@ pub fn open(target: &str) -> Result<Box<dyn Write + Send>, OutputError> {
 pub fn write_line(event: Event, buf: &mut Vec<u8>) {
     write_event(&event.msg, buf);
     buf.push(b'\n');
+    event.recycle();
 }
 
 /// Longest an event waits in the output buffer before it is written.
