@@ -6,6 +6,7 @@
 //! part of the record. Times are integer ns since the Unix epoch until a writer formats them.
 //! Adding a kind: docs/ARCHITECTURE.md#event-model ("Adding an event kind").
 use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
 
 pub use sensor_proto::v1::{
     Ancestor, Argv, Connect, Exit, File as FileActivity, Flow, Health, Kind, Login, Privilege,
@@ -23,20 +24,51 @@ pub struct Event {
     pub ktime_ns: Option<u64>,
 }
 
+/// Emptied message boxes the JSON lines sink gave back ([`Event::recycle`]), taken by
+/// [`Event::new`]. The message is 1.2 KB: too large for glibc's per-thread cache, so each
+/// fresh box costs a search of the shared bins (and a consolidation of its fast bins);
+/// reusing boxes avoids that on the exec path (docs/ARCHITECTURE.md#event-model).
+// The boxes themselves are what is kept: `Event` holds a box.
+#[allow(clippy::vec_box)]
+static SPARE: Mutex<Vec<Box<sensor_proto::v1::Event>>> = Mutex::new(Vec::new());
+/// Most boxes kept (about one drain of the ring buffer in an exec storm; 160 KB).
+const SPARE_MAX: usize = 128;
+
 impl Event {
     /// The one constructor: an event of `kind` from `source` with no payload yet; the
     /// caller fills the payload of its kind. `seq` is assigned by the output stage.
     pub fn new(kind: Kind, source: Source, time_unix_ns: i64, host: &str) -> Self {
+        let fresh = sensor_proto::v1::Event {
+            seq: 0,
+            time_unix_ns,
+            host: host.to_string(),
+            source: source as i32,
+            kind: kind as i32,
+            ..Default::default()
+        };
+        let spare = SPARE.lock().ok().and_then(|mut s| s.pop());
+        let msg = match spare {
+            // The spare is empty (`recycle` reset it): overwriting it frees nothing.
+            Some(mut b) => {
+                *b = fresh;
+                b
+            }
+            None => Box::new(fresh),
+        };
         Self {
-            msg: Box::new(sensor_proto::v1::Event {
-                seq: 0,
-                time_unix_ns,
-                host: host.to_string(),
-                source: source as i32,
-                kind: kind as i32,
-                ..Default::default()
-            }),
+            msg,
             ktime_ns: None,
+        }
+    }
+
+    /// Frees the event's contents and keeps its box for the next [`Event::new`].
+    pub fn recycle(self) {
+        let mut msg = self.msg;
+        *msg = sensor_proto::v1::Event::default();
+        if let Ok(mut s) = SPARE.lock() {
+            if s.len() < SPARE_MAX {
+                s.push(msg);
+            }
         }
     }
 
@@ -62,5 +94,38 @@ impl Deref for Event {
 impl DerefMut for Event {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.msg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recycled_box_carries_nothing_into_the_next_event() {
+        for i in 0..2 * SPARE_MAX as i64 {
+            let mut e = Event::new(Kind::ProcessExec, Source::Ebpf, i, "old-host");
+            e.seq = 7;
+            e.process = Some(Process {
+                pid: 42,
+                argv: Some(vec!["secret".to_string()].into()),
+                ..Process::default()
+            });
+            e.ktime_ns = Some(1);
+            e.recycle();
+        }
+        for i in 0..2 * SPARE_MAX as i64 {
+            let e = Event::new(Kind::ProcessExit, Source::Audit, i, "h");
+            let want = sensor_proto::v1::Event {
+                time_unix_ns: i,
+                host: "h".into(),
+                source: Source::Audit as i32,
+                kind: Kind::ProcessExit as i32,
+                ..Default::default()
+            };
+            assert_eq!(*e.msg, want);
+            assert_eq!(e.ktime_ns, None);
+        }
+        assert!(SPARE.lock().unwrap().len() <= SPARE_MAX);
     }
 }

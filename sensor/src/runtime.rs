@@ -11,7 +11,7 @@ use crate::{
     config::Config,
     enrich::{self, shed::Admission, shed::ShedStats, CacheStats, ProcessCache, ProcessFeed},
     event::Event,
-    filter::{stage::run_filter_stage, FilterStats},
+    filter::{Filter, FilterStats},
     hostname::kernel_hostname,
     limits::{self, memory::MemoryPlan},
     probe::{self, RequestedMode},
@@ -122,16 +122,17 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The stages after the sources (enrich, filter, sink) and the governor, running.
+/// The task after the sources (enrich, filter and, for JSON lines, the sink), the gRPC sink's
+/// task when shipping, and the governor, running.
 struct Pipeline {
-    /// The sources' channel into the enrich stage.
+    /// The sources' channel into the pipeline task.
     tx: mpsc::Sender<Event>,
     filter_stats: Arc<FilterStats>,
     shed_stats: Arc<ShedStats>,
     cache_stats: Arc<Mutex<CacheStats>>,
     attrib_stats: Arc<enrich::AttribStats>,
     ship_stats: Arc<ShipStats>,
-    /// In the order they drain: enrich, filter, sink.
+    /// In the order they drain: the pipeline task, then the gRPC sink's task if any.
     stages: Vec<JoinHandle<()>>,
     governor: JoinHandle<()>,
     ship_stop: watch::Sender<bool>,
@@ -140,34 +141,27 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    /// sources -> enrich -> filter (noise rules, redaction) -> sink: nothing unredacted is
-    /// ever written or shipped. Also returns the process feed the sources produce into.
+    /// sources -> (channel) -> one task: shed admission, enrich, filter (noise rules,
+    /// redaction), then the JSON lines sink or (channel) the gRPC sink's task: nothing
+    /// unredacted is ever written or shipped. Also returns the process feed the sources
+    /// produce into.
     fn start(
         cfg: &Config,
         plan: &MemoryPlan,
         host: &str,
         counters: &Arc<Counters>,
     ) -> Result<(Self, ProcessFeed), RunError> {
-        let (tx, enrich_rx) = mpsc::channel(plan.channel_capacity);
-        let (enriched_tx, filter_rx) = mpsc::channel(plan.channel_capacity);
-        let (out_tx, rx) = mpsc::channel(plan.channel_capacity);
+        let (tx, rx) = mpsc::channel(plan.channel_capacity);
         let (noise, redactor) = cfg
             .filter
             .build()
             .map_err(|e| RunError::Config(e.to_string()))?;
         let filter_stats = Arc::new(FilterStats::for_filter(&noise));
-        let filter_stage = tokio::spawn(run_filter_stage(
-            filter_rx,
-            out_tx,
-            noise,
-            redactor,
-            filter_stats.clone(),
-        ));
         let ship_stats = Arc::new(ShipStats::default());
         let (ship_stop, ship_stop_rx) = watch::channel(false);
-        let sink = sinks::spawn(
+        let (output, sink) = sinks::open(
             cfg,
-            rx,
+            plan.channel_capacity,
             host,
             counters.clone(),
             ship_stats.clone(),
@@ -185,9 +179,12 @@ impl Pipeline {
         // Forks and delivery watermarks of the process-record sources, beside the events.
         let (feed, feed_input) = enrich::process_feed(plan.channel_capacity);
         let attrib_stats = Arc::new(enrich::AttribStats::default());
-        let enrich_stage = tokio::spawn(enrich::run_stage(
-            enrich_rx,
-            enriched_tx,
+        let task = tokio::spawn(enrich::run_stage(
+            rx,
+            enrich::Downstream {
+                filter: Filter::new(noise, redactor, filter_stats.clone()),
+                output,
+            },
             cache,
             cache_stats.clone(),
             enrich_cfg,
@@ -211,7 +208,7 @@ impl Pipeline {
             cache_stats,
             attrib_stats,
             ship_stats,
-            stages: vec![enrich_stage, filter_stage, sink],
+            stages: std::iter::once(task).chain(sink).collect(),
             governor,
             ship_stop,
             limits_stop,
@@ -245,13 +242,15 @@ impl Pipeline {
     }
 }
 
-/// The memory ceiling sizes the process cache and the three queues.
+/// The memory ceiling sizes the process cache and the queues: the sources' queue, and the
+/// gRPC sink's when shipping.
 fn memory_plan(cfg: &Config) -> MemoryPlan {
+    let queues = if cfg.output.target == "grpc" { 2 } else { 1 };
     let plan = limits::memory::plan(
         cfg.limits.memory_mb,
         cfg.enrich.max_entries,
         cfg.sensor.channel_capacity,
-        3,
+        queues,
     );
     if plan.cache_entries < cfg.enrich.max_entries
         || plan.channel_capacity < cfg.sensor.channel_capacity

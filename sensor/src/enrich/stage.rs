@@ -1,4 +1,6 @@
-//! The enrichment stage: capture -> (bounded channel) -> enrich -> (bounded channel) -> output.
+//! The pipeline task: capture -> (bounded channel) -> shed admission -> enrich -> filter ->
+//! output, one batch at a time, with plain calls after the channel (no hop, no wake-up
+//! between the stages; docs/ARCHITECTURE.md#pipeline).
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,11 +14,28 @@ use super::{CacheStats, EnrichConfig, ProcessCache};
 use crate::{
     enrich::shed::Admission,
     event::{Event, Kind},
+    filter::Filter,
+    sinks::{json::FLUSH_INTERVAL, Output},
     timefmt::monotonic_now_ns,
 };
 
 /// Events taken from the channel per batch (stats are published after each batch).
 const BATCH: usize = 256;
+
+/// What follows enrichment in the same task: the filter (noise rules, redaction), then the
+/// output, so nothing unredacted is written or shipped.
+pub struct Downstream {
+    pub filter: Filter,
+    pub output: Output,
+}
+
+impl Downstream {
+    /// After a batch: the filter's counts are published, the output writes what is due.
+    fn end_batch(&mut self) {
+        self.filter.publish();
+        self.output.end_batch();
+    }
+}
 
 fn publish(stats: &Mutex<CacheStats>, cache: &ProcessCache) {
     *stats.lock().unwrap_or_else(|e| e.into_inner()) = cache.stats();
@@ -58,7 +77,7 @@ impl Attribution {
 const HELD_RECHECK: Duration = Duration::from_millis(5);
 
 struct Out<'a> {
-    tx: &'a mpsc::Sender<Event>,
+    down: &'a mut Downstream,
     order: &'a mut Orderer,
     cache: &'a mut ProcessCache,
     admission: &'a mut Admission,
@@ -66,7 +85,7 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    /// Sheds, enriches and forwards one event; false once the output is gone.
+    /// Sheds, enriches, filters and outputs one event; false once the output is gone.
     async fn send(&mut self, mut ev: Event, now: u64) -> bool {
         if !self.admission.admit(&mut ev, now) {
             return true;
@@ -80,8 +99,11 @@ impl Out<'_> {
         {
             self.attrib.count_incomplete(ev.kind(), ev.source());
         }
-        if self.tx.send(ev).await.is_err() {
-            tracing::warn!("enrich: output closed; stopping");
+        if !self.down.filter.pass(&mut ev) {
+            return true;
+        }
+        if !self.down.output.send(ev, now).await {
+            tracing::warn!("pipeline: output closed; stopping");
             return false;
         }
         true
@@ -97,16 +119,17 @@ impl Out<'_> {
     }
 }
 
-/// Receives until `rx` closes, enriches each event, forwards it with `tx.send().await`
-/// (backpressure: a slow output slows this stage, never drops here), sweeps every
-/// `cfg.sweep_interval_secs` and publishes the cache stats after each batch and sweep.
+/// Receives until `rx` closes, enriches, filters and outputs each event (backpressure: a slow
+/// output slows this task, never drops here), sweeps every `cfg.sweep_interval_secs`,
+/// publishes the cache and filter stats after each batch and flushes the output's lines
+/// every [`FLUSH_INTERVAL`] while any wait.
 /// Forks from the feed are applied in capture order, and events of not-yet-known processes
 /// wait up to `cfg.process_wait_ms` for them (see [`super::order`]).
-/// Returns once `rx` is closed and drained and everything was forwarded (or the output is
-/// gone, in which case the remaining events cannot be delivered and the stage stops).
+/// Returns once `rx` is closed and drained and everything was output and flushed (or the
+/// output is gone, in which case the remaining events cannot be delivered and the task stops).
 pub async fn run_stage(
     mut rx: mpsc::Receiver<Event>,
-    tx: mpsc::Sender<Event>,
+    mut down: Downstream,
     mut cache: ProcessCache,
     stats: Arc<Mutex<CacheStats>>,
     cfg: EnrichConfig,
@@ -125,6 +148,8 @@ pub async fn run_stage(
     let period = Duration::from_secs(cfg.sweep_interval_secs.max(1));
     let mut ticker = interval_at(Instant::now() + period, period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut flush = interval_at(Instant::now() + FLUSH_INTERVAL, FLUSH_INTERVAL);
+    flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(BATCH);
     let mut released = Vec::new();
     publish(&stats, &cache);
@@ -145,11 +170,13 @@ pub async fn run_stage(
                 }
                 let now = monotonic_now_ns();
                 order.release(&mut cache, now, &watermark, &attrib, &mut released);
-                let mut out = Out { tx: &tx, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
+                let mut out = Out { down: &mut down, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
                 if !out.send_all(&mut released, now).await {
                     break 'run;
                 }
+                down.end_batch();
             }
+            _ = flush.tick(), if down.output.waiting() => down.output.flush(),
             n = rx.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
                     break;
@@ -164,32 +191,34 @@ pub async fn run_stage(
                         continue;
                     };
                     let exec = ev.kind() == Kind::ProcessExec;
-                    let mut out = Out { tx: &tx, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
+                    let mut out = Out { down: &mut down, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
                     if !out.send(ev, now).await {
                         break 'run;
                     }
                     if exec && order.held_len() > 0 {
                         order.release(&mut cache, now, &watermark, &attrib, &mut released);
-                        let mut out = Out { tx: &tx, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
+                        let mut out = Out { down: &mut down, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
                         if !out.send_all(&mut released, now).await {
                             break 'run;
                         }
                     }
                 }
                 order.release(&mut cache, now, &watermark, &attrib, &mut released);
-                let mut out = Out { tx: &tx, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
+                let mut out = Out { down: &mut down, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
                 if !out.send_all(&mut released, now).await {
                     break 'run;
                 }
+                down.end_batch();
                 publish(&stats, &cache);
             }
             _ = async { if let Some(r) = recheck { r.await } }, if order.held_len() > 0 => {
                 let now = monotonic_now_ns();
                 order.release(&mut cache, now, &watermark, &attrib, &mut released);
-                let mut out = Out { tx: &tx, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
+                let mut out = Out { down: &mut down, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
                 if !out.send_all(&mut released, now).await {
                     break 'run;
                 }
+                down.end_batch();
             }
             _ = ticker.tick() => {
                 let removed = sweep(&mut cache);
@@ -205,7 +234,7 @@ pub async fn run_stage(
     order.drain_all(&attrib, &mut released);
     let now = monotonic_now_ns();
     let mut out = Out {
-        tx: &tx,
+        down: &mut down,
         order: &mut order,
         cache: &mut cache,
         admission: &mut admission,
@@ -213,6 +242,8 @@ pub async fn run_stage(
     };
     out.send_all(&mut released, now).await;
     publish(&stats, &cache);
+    down.filter.publish();
+    down.output.flush();
 }
 
 #[cfg(test)]
@@ -222,6 +253,20 @@ mod tests {
 
     fn admission() -> Admission {
         Admission::new(Arc::default(), Arc::default())
+    }
+
+    fn filter() -> (Filter, Arc<crate::filter::FilterStats>) {
+        let (noise, redactor) = crate::filter::FilterConfig::default().build().unwrap();
+        let stats = Arc::new(crate::filter::FilterStats::for_filter(&noise));
+        (Filter::new(noise, redactor, stats.clone()), stats)
+    }
+
+    /// The default filter, then a channel (as to the gRPC shipper's task).
+    fn down(tx: mpsc::Sender<Event>) -> Downstream {
+        Downstream {
+            filter: filter().0,
+            output: Output::Task(tx),
+        }
     }
 
     fn event(kind: Kind, pid: u32, exe: Option<&str>) -> Event {
@@ -252,7 +297,7 @@ mod tests {
         let (cache, _dir) = cache("order");
         let stage = tokio::spawn(run_stage(
             in_rx,
-            out_tx,
+            down(out_tx),
             cache,
             stats.clone(),
             EnrichConfig::default(),
@@ -311,7 +356,7 @@ mod tests {
         let (cache, _dir) = cache("sweep");
         let stage = tokio::spawn(run_stage(
             in_rx,
-            out_tx,
+            down(out_tx),
             cache,
             stats.clone(),
             cfg,
@@ -332,5 +377,108 @@ mod tests {
         drop(in_tx);
         stage.await.unwrap();
         assert!(out_rx.recv().await.is_none());
+    }
+
+    /// A `Write` the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn filters_redacts_and_writes_lines_in_the_same_task() {
+        use crate::sinks::{json::LineSink, ocsf::LineFormat};
+        let (in_tx, in_rx) = mpsc::channel(4);
+        let written = Shared::default();
+        let counters = Arc::new(crate::telemetry::counters::Counters::default());
+        let (filter, fstats) = filter();
+        let down = Downstream {
+            filter,
+            output: Output::Lines(LineSink::new(
+                Box::new(written.clone()),
+                LineFormat::Json,
+                counters.clone(),
+            )),
+        };
+        let (cache, _dir) = cache("lines");
+        let stage = tokio::spawn(run_stage(
+            in_rx,
+            down,
+            cache,
+            Arc::default(),
+            EnrichConfig::default(),
+            admission(),
+            Attribution::none(),
+        ));
+        let with = |kind, pid, comm: &str, argv: &[&str]| {
+            let mut e = event(kind, pid, Some("/bin/x"));
+            let p = e.process.as_mut().unwrap();
+            p.comm = comm.into();
+            p.argv = Some(
+                argv.iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+            e
+        };
+        for e in [
+            with(Kind::ProcessExec, 11, "date", &["date", "+%s"]),
+            with(Kind::ProcessExit, 11, "date", &[]),
+            with(
+                Kind::ProcessExec,
+                12,
+                "mysql",
+                &["mysql", "--password=hunter2"],
+            ),
+            with(Kind::ProcessExit, 12, "mysql", &[]),
+        ] {
+            in_tx.send(e).await.unwrap();
+        }
+        // Lines wait for the flush timer (or the end), not for the next event.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while written.0.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no timed flush");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(in_tx);
+        stage.await.unwrap();
+        let text = String::from_utf8(written.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let got: Vec<(u64, &str, &str)> = lines
+            .iter()
+            .map(|v| {
+                (
+                    v["seq"].as_u64().unwrap(),
+                    v["kind"].as_str().unwrap(),
+                    v["process"]["comm"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(1, "process_exec", "mysql"), (2, "process_exit", "mysql")]
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("--password=[REDACTED]"), "{text}");
+        let n = crate::telemetry::fields::fields_of(&*fstats).events;
+        assert_eq!(n["filtered_routine_info"], 1);
+        assert_eq!(n["filter_exits_dropped"], 1);
+        assert_eq!(n["redacted_events"], 1);
+        assert_eq!(
+            counters.written.load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
     }
 }

@@ -1,4 +1,6 @@
-//! The filter stage task: enrich -> (bounded channel) -> filter -> (bounded channel) -> output.
+//! The filter step: noise rules, then argv redaction. [`Filter::pass`] runs inside the
+//! pipeline task, between enrichment and the output (docs/ARCHITECTURE.md#pipeline);
+//! [`run_filter_stage`] runs the same step as a task between two channels (benches, tests).
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -9,56 +11,80 @@ use super::redact::Redactor;
 use super::FilterStats;
 use crate::event::Event;
 
-/// Events taken from the channel per batch (tracker stats are published after each batch).
+/// Events taken from the channel per batch by [`run_filter_stage`].
 const BATCH: usize = 256;
 
-/// Receives until `rx` closes: applies the noise rules (counting each drop under its rule),
-/// then redacts argv, and forwards with `tx.send().await` (backpressure, no drops here).
-/// Returns once `rx` is closed and drained, or when the output side is gone.
+/// The noise rules, the redactor and their counters.
+pub struct Filter {
+    noise: NoiseFilter,
+    redactor: Redactor,
+    stats: Arc<FilterStats>,
+}
+
+impl Filter {
+    pub fn new(noise: NoiseFilter, redactor: Redactor, stats: Arc<FilterStats>) -> Self {
+        Self {
+            noise,
+            redactor,
+            stats,
+        }
+    }
+
+    /// Applies the noise rules (counting each drop under its rule) and, to a kept event,
+    /// redaction. False when the event is dropped.
+    pub fn pass(&mut self, ev: &mut Event) -> bool {
+        match self.noise.check(ev) {
+            Verdict::Keep => {}
+            Verdict::Drop(rule) => {
+                self.stats.count_rule(rule);
+                return false;
+            }
+            Verdict::DropExit(_) => {
+                self.stats.exits_dropped.fetch_add(1, Relaxed);
+                return false;
+            }
+        }
+        let changed = self.redactor.redact_event(ev);
+        if changed > 0 {
+            self.stats.redacted_events.fetch_add(1, Relaxed);
+            self.stats.redacted_args.fetch_add(changed as u64, Relaxed);
+        }
+        self.stats.passed.fetch_add(1, Relaxed);
+        true
+    }
+
+    /// Publishes the exit tracker's counts (after each batch).
+    pub fn publish(&self) {
+        let c = self.noise.tracker_counts();
+        self.stats.tracking_evictions.store(c.evictions, Relaxed);
+        self.stats
+            .exit_inconsistencies
+            .store(c.inconsistencies, Relaxed);
+    }
+}
+
+/// Receives until `rx` closes: [`Filter::pass`] on each event, and forwards the kept ones
+/// with `tx.send().await` (backpressure, no drops here). Returns once `rx` is closed and
+/// drained, or when the output side is gone.
 pub async fn run_filter_stage(
     mut rx: mpsc::Receiver<Event>,
     tx: mpsc::Sender<Event>,
-    mut filter: NoiseFilter,
+    noise: NoiseFilter,
     redactor: Redactor,
     stats: Arc<FilterStats>,
 ) {
+    let mut filter = Filter::new(noise, redactor, stats);
     let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        if rx.recv_many(&mut batch, BATCH).await == 0 {
-            break;
-        }
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
         for mut ev in batch.drain(..) {
-            match filter.check(&ev) {
-                Verdict::Keep => {}
-                Verdict::Drop(rule) => {
-                    stats.count_rule(rule);
-                    continue;
-                }
-                Verdict::DropExit(_) => {
-                    stats.exits_dropped.fetch_add(1, Relaxed);
-                    continue;
-                }
-            }
-            let changed = redactor.redact_event(&mut ev);
-            if changed > 0 {
-                stats.redacted_events.fetch_add(1, Relaxed);
-                stats.redacted_args.fetch_add(changed as u64, Relaxed);
-            }
-            stats.passed.fetch_add(1, Relaxed);
-            if tx.send(ev).await.is_err() {
-                publish(&filter, &stats);
+            if filter.pass(&mut ev) && tx.send(ev).await.is_err() {
+                filter.publish();
                 return;
             }
         }
-        publish(&filter, &stats);
+        filter.publish();
     }
-    publish(&filter, &stats);
-}
-
-fn publish(filter: &NoiseFilter, stats: &FilterStats) {
-    let c = filter.tracker_counts();
-    stats.tracking_evictions.store(c.evictions, Relaxed);
-    stats.exit_inconsistencies.store(c.inconsistencies, Relaxed);
+    filter.publish();
 }
 
 #[cfg(test)]

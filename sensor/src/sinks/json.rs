@@ -1,15 +1,13 @@
 //! JSON-lines sink: assigns sequence numbers, writes through the one event JSON writer,
-//! flushes when idle.
+//! flushes on a timer.
 use std::io::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use sensor_proto::json::write_event;
 
 use super::ocsf::LineFormat;
-use crate::{event::Event, telemetry::counters::Counters, timefmt::monotonic_now_ns};
+use crate::{event::Event, telemetry::counters::Counters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -46,6 +44,7 @@ pub fn open(target: &str) -> Result<Box<dyn Write + Send>, OutputError> {
 pub fn write_line(event: Event, buf: &mut Vec<u8>) {
     write_event(&event.msg, buf);
     buf.push(b'\n');
+    event.recycle();
 }
 
 /// Longest an event waits in the output buffer before it is written.
@@ -53,66 +52,61 @@ pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis
 /// Buffered bytes that trigger a write before the interval.
 const FLUSH_BYTES: usize = 256 * 1024;
 
-/// Runs until the channel closes; returns after the final flush. Events are serialized into a
-/// buffer that is written every [`FLUSH_INTERVAL`] or when it grows past 256 KiB: one write
-/// per batch, not per event.
-pub async fn run_sink(
-    mut rx: mpsc::Receiver<Event>,
+/// The JSON (or OCSF) lines sink, run inside the pipeline task (docs/ARCHITECTURE.md#pipeline):
+/// assigns `seq`, serializes each event into a buffer, and writes the buffer when it grows
+/// past 256 KiB ([`LineSink::end_batch`]) or when the pipeline's [`FLUSH_INTERVAL`] timer
+/// fires ([`LineSink::write_out`]): one write per batch, not per event.
+pub struct LineSink {
     out: Box<dyn Write + Send>,
     format: LineFormat,
+    buf: Vec<u8>,
+    /// Events in `buf`.
+    pending: u64,
+    seq: u64,
     counters: Arc<Counters>,
-) {
-    let mut sink = Sink {
-        out,
-        buf: Vec::with_capacity(FLUSH_BYTES + 64 * 1024),
-        pending: 0,
-        counters,
-    };
-    let mut seq: u64 = 0;
-    let mut batch = Vec::with_capacity(1024);
-    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            n = rx.recv_many(&mut batch, 1024) => {
-                if n == 0 {
-                    break;
-                }
-                let now = monotonic_now_ns();
-                for mut ev in batch.drain(..) {
-                    seq += 1;
-                    ev.seq = seq;
-                    if let Some(k) = ev.ktime_ns {
-                        sink.counters.observe_lag_us(now.saturating_sub(k) / 1000);
-                    }
-                    match format {
-                        LineFormat::Json => write_line(ev, &mut sink.buf),
-                        LineFormat::Ocsf => super::ocsf::write_line(ev, &mut sink.buf),
-                    }
-                    sink.pending += 1;
-                }
-                if sink.buf.len() >= FLUSH_BYTES {
-                    sink.write_out();
-                }
-            }
-            // Only wake for the timer while something is waiting to be written.
-            _ = tick.tick(), if !sink.buf.is_empty() => sink.write_out(),
+}
+
+impl LineSink {
+    pub fn new(out: Box<dyn Write + Send>, format: LineFormat, counters: Arc<Counters>) -> Self {
+        Self {
+            out,
+            format,
+            buf: Vec::with_capacity(FLUSH_BYTES + 64 * 1024),
+            pending: 0,
+            seq: 0,
+            counters,
         }
     }
-    sink.write_out();
-}
 
-struct Sink {
-    out: Box<dyn Write + Send>,
-    buf: Vec<u8>,
-    pending: u64,
-    counters: Arc<Counters>,
-}
+    /// Numbers and serializes one event; `now` (CLOCK_MONOTONIC ns) measures its lag.
+    pub fn push(&mut self, mut ev: Event, now: u64) {
+        self.seq += 1;
+        ev.seq = self.seq;
+        if let Some(k) = ev.ktime_ns {
+            self.counters.observe_lag_us(now.saturating_sub(k) / 1000);
+        }
+        match self.format {
+            LineFormat::Json => write_line(ev, &mut self.buf),
+            LineFormat::Ocsf => super::ocsf::write_line(ev, &mut self.buf),
+        }
+        self.pending += 1;
+    }
 
-impl Sink {
+    /// After a batch: writes when the buffer is past its threshold.
+    pub fn end_batch(&mut self) {
+        if self.buf.len() >= FLUSH_BYTES {
+            self.write_out();
+        }
+    }
+
+    /// Whether lines wait to be written (the flush timer runs only then).
+    pub fn waiting(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     /// Writes and flushes the buffer. The write may block (a slow pipe): on the multi-thread
     /// runtime it is done in place with `block_in_place` so other tasks keep running.
-    fn write_out(&mut self) {
+    pub fn write_out(&mut self) {
         if self.buf.is_empty() {
             return;
         }

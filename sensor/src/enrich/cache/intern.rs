@@ -32,6 +32,8 @@ impl Argv {
 #[derive(Default)]
 pub(super) struct Interner {
     set: HashSet<Arc<str>>,
+    /// argv being joined (reused: no allocation per exec for the lookup).
+    scratch: String,
 }
 
 impl Interner {
@@ -50,11 +52,19 @@ impl Interner {
 
     /// argv interned as one string, with its truncation flag passed through.
     pub fn argv(&mut self, args: &[String], truncated: bool) -> (Option<Argv>, bool) {
-        let joined = args.join("\0");
+        let mut joined = std::mem::take(&mut self.scratch);
+        joined.clear();
+        for (i, a) in args.iter().enumerate() {
+            if i > 0 {
+                joined.push('\0');
+            }
+            joined.push_str(a);
+        }
         let argv = Argv {
             joined: self.get(&joined),
             argc: args.len() as u32,
         };
+        self.scratch = joined;
         (Some(argv), truncated)
     }
 

@@ -162,6 +162,8 @@ pub struct NoiseFilter {
     /// Exact comm -> rule index, for comm-only exec rules (exit ordering in audit mode).
     comm_rules: HashMap<String, u32, FnvBuild>,
     any_argv: bool,
+    /// The argv of the event being checked, joined by spaces (reused: no allocation per event).
+    joined: String,
     tracker: ExitTracker,
 }
 
@@ -191,6 +193,7 @@ impl NoiseFilter {
             any_argv: rules.iter().any(|r| r.needs_argv),
             rules,
             comm_rules,
+            joined: String::new(),
             tracker: ExitTracker::new(cfg.exit_tracking_capacity),
         })
     }
@@ -204,18 +207,21 @@ impl NoiseFilter {
         self.tracker.counts()
     }
 
-    fn first_match(&self, ev: &Event) -> Option<usize> {
-        let joined;
-        let argv = if self.any_argv {
-            joined = ev
-                .process
-                .as_ref()
-                .and_then(|p| p.argv.as_ref())
-                .map(|a| a.args.join(" "));
-            joined.as_deref()
-        } else {
-            None
+    fn first_match(&mut self, ev: &Event) -> Option<usize> {
+        let args = match ev.process.as_ref().and_then(|p| p.argv.as_ref()) {
+            Some(a) if self.any_argv => Some(&a.args),
+            _ => None,
         };
+        if let Some(args) = args {
+            self.joined.clear();
+            for (i, a) in args.iter().enumerate() {
+                if i > 0 {
+                    self.joined.push(' ');
+                }
+                self.joined.push_str(a);
+            }
+        }
+        let argv = args.map(|_| self.joined.as_str());
         self.rules.iter().position(|r| r.matches(ev, argv))
     }
 
