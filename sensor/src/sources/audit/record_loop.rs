@@ -277,8 +277,10 @@ impl RecordLoop {
         let Some(sys) = g.records.iter().find(|r| r.rtype == AUDIT_SYSCALL) else {
             return false;
         };
-        let syscall = field_num(sys, "syscall");
-        let arch32 = field(sys, "arch").is_some_and(|a| a.eq_ignore_ascii_case(b"40000003"));
+        let [syscall, arch, a0, a1, pid, exit] =
+            sys.get_many(["syscall", "arch", "a0", "a1", "pid", "exit"]);
+        let syscall = record::dec::<u64>(syscall);
+        let arch32 = arch.is_some_and(|a| a.eq_ignore_ascii_case(b"40000003"));
         let is_socket = match syscall {
             Some(n) if !arch32 => n == u64::from(nr64::SOCKET),
             Some(n) => n == u64::from(nr32::SOCKET),
@@ -288,16 +290,13 @@ impl RecordLoop {
             return false;
         }
         // The socket rules let a few rare families through beside AF_INET and AF_INET6.
-        if !sys
-            .get_hex_u64("a0")
-            .is_some_and(super::session::internet_family)
-        {
+        if !record::hex_u64(a0).is_some_and(super::session::internet_family) {
             return true;
         }
-        let (Some(pid), Some(fd)) = (field_num(sys, "pid"), field_signed(sys, "exit")) else {
+        let (Some(pid), Some(fd)) = (record::dec::<u64>(pid), record::dec::<i64>(exit)) else {
             return true;
         };
-        let ty = field(sys, "a1")
+        let ty = a1
             .and_then(|a| std::str::from_utf8(a).ok())
             .and_then(|a| u64::from_str_radix(a, 16).ok());
         if let (true, Some(ty)) = (fd >= 0, ty) {
@@ -308,16 +307,4 @@ impl RecordLoop {
         }
         true
     }
-}
-
-fn field<'a>(r: &'a Record, key: &str) -> Option<&'a [u8]> {
-    r.get(key)
-}
-
-fn field_num(r: &Record, key: &str) -> Option<u64> {
-    std::str::from_utf8(field(r, key)?).ok()?.parse().ok()
-}
-
-fn field_signed(r: &Record, key: &str) -> Option<i64> {
-    std::str::from_utf8(field(r, key)?).ok()?.parse().ok()
 }
