@@ -94,7 +94,7 @@ impl RecordLoop {
                 break;
             }
             while let Some(d) = reader.pop_stashed() {
-                self.handle_datagram(&d, &mut reader);
+                self.handle_datagram(&d, &mut reader, now_ms());
             }
             let got = reader.recv_batch(&mut batch);
             self.stats
@@ -112,9 +112,11 @@ impl RecordLoop {
                     }
                 }
                 Ok(n) => {
+                    // One clock read per batch: its datagrams arrived together.
+                    let now = now_ms();
                     for i in 0..n {
                         if let Some(d) = batch.get(i) {
-                            self.handle_datagram(d, &mut reader);
+                            self.handle_datagram(d, &mut reader, now);
                         }
                     }
                 }
@@ -180,7 +182,7 @@ impl RecordLoop {
         }
     }
 
-    fn handle_datagram(&mut self, datagram: &[u8], reader: &mut AuditSocket) {
+    fn handle_datagram(&mut self, datagram: &[u8], reader: &mut AuditSocket, now: u64) {
         let Ok(msg) = nlmsg::record(datagram) else {
             self.stats.parse_errors.fetch_add(1, Relaxed);
             return;
@@ -191,7 +193,7 @@ impl RecordLoop {
             return;
         }
         if let Some(w) = self.slot.as_mut() {
-            if w.dedup.active() && !w.dedup.fresh(msg.msg_type, msg.payload, now_ms()) {
+            if w.dedup.active() && !w.dedup.fresh(msg.msg_type, msg.payload, now) {
                 w.state.duplicates_dropped.fetch_add(1, Relaxed);
                 return;
             }
@@ -199,7 +201,7 @@ impl RecordLoop {
         match record::parse(msg.msg_type, msg.payload) {
             Ok(rec) => {
                 self.watch_for_auditd(&rec, reader);
-                let groups = self.assembler.push(rec, now_ms());
+                let groups = self.assembler.push(rec, now);
                 self.handle_groups(groups);
             }
             Err(e) => {
