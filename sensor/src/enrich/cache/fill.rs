@@ -36,7 +36,7 @@ impl ProcessCache {
             // already be exit-pending: audit delivers proc-connector exits ahead of the
             // exec records of the same process. A new entry learns its start tick from the
             // /proc/<pid>/stat read that checks the container read (`fill_container`), so an
-            // audit exec reads stat once, not twice.
+            // audit exec reads stat once, not twice (docs/ARCHITECTURE.md#audit-netlink).
             let newest = self.store.find(p.pid, UNKNOWN_START);
             if let Some(i) = newest {
                 ticks = self.store.entry(i).start_ticks;
