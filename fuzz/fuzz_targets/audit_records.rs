@@ -1,5 +1,6 @@
 //! Arbitrary (type, payload) sequences through audit record parsing, grouping by serial and
-//! normalization: none of it may panic, and the assembler must stay within its bounds.
+//! normalization: none of it may panic, the assembler must stay within its bounds, and
+//! `Record::get_many` must agree with `Record::get`.
 //!
 //! Input: repeated `[selector][len: u16 le][payload]`. A selector below 0xF0 picks one of the
 //! known record types (so most inputs reach the strict parsers and the normalizer); otherwise
@@ -47,6 +48,11 @@ fuzz_target!(|data: &[u8]| {
         rest = &tail[2 + len..];
         now += u64::from(sel & 0x1f);
         if let Ok(rec) = parse(rtype, payload) {
+            // The one-pass lookup agrees with one lookup per key.
+            let keys = ["pid", "arch", "syscall", "a0", "exe", "item", "msg"];
+            for (k, v) in keys.iter().zip(rec.get_many(keys)) {
+                assert_eq!(v, rec.get(k));
+            }
             check(asm.push(rec, now));
         }
         assert!(asm.open_groups() <= 4);

@@ -168,11 +168,20 @@ pub fn read_cgroup(root: &Path, pid: u32) -> Option<String> {
 /// task (a zombie) has left its v1 cgroups and the file then names the root cgroups, which
 /// would be a wrong answer. `None` when the process is gone, a zombie, or another process.
 pub fn read_cgroup_alive(root: &Path, pid: u32, start_ticks: Option<u64>) -> Option<String> {
+    read_cgroup_alive_since(root, pid, start_ticks).map(|(text, _)| text)
+}
+
+/// [`read_cgroup_alive`], with the start tick its liveness check read from `stat`.
+pub fn read_cgroup_alive_since(
+    root: &Path,
+    pid: u32,
+    start_ticks: Option<u64>,
+) -> Option<(String, u64)> {
     let text = read_cgroup(root, pid)?;
     let st = read_stat(root, pid).ok()?;
     let alive = !matches!(st.state, b'Z' | b'X' | b'x');
     let same = start_ticks.is_none_or(|t| t == st.start_ticks);
-    (alive && same).then_some(text)
+    (alive && same).then_some((text, st.start_ticks))
 }
 
 fn read_id(root: &Path, pid: u32, name: &str) -> Option<u32> {

@@ -120,22 +120,27 @@ impl Cgroups {
 }
 
 impl ProcessCache {
+    /// The container id (and v2 cgroup id) from `/proc/<pid>/cgroup`, and the start tick the
+    /// liveness check read.
     fn container_via_proc(
         &mut self,
         pid: u32,
         ticks: u64,
         event_cgroup: Option<u64>,
-    ) -> (Option<Arc<str>>, Option<u64>) {
+    ) -> (Option<Arc<str>>, Option<u64>, Option<u64>) {
         self.stats.proc_reads += 1;
         // The file must be this process's (not a younger one's with the same pid), read
         // while it was alive.
         let expect = (ticks != UNKNOWN_START).then_some(ticks);
-        let Some(text) = procfs::read_cgroup_alive(&self.proc_root, pid, expect) else {
+        let Some((text, start)) = procfs::read_cgroup_alive_since(&self.proc_root, pid, expect)
+        else {
             self.stats.proc_misses += 1;
-            return (None, None);
+            return (None, None, None);
         };
-        self.cgroups
-            .resolve_text(&mut self.strings, &text, event_cgroup)
+        let (id, cg) = self
+            .cgroups
+            .resolve_text(&mut self.strings, &text, event_cgroup);
+        (id, cg, Some(start))
     }
 
     /// Sets `container_id` (and `cgroup_id` when unknown) on the event and the entry.
@@ -166,16 +171,20 @@ impl ProcessCache {
             } else if let Some(c) = self.cgroups.get(cg) {
                 Some(c.clone())
             } else {
-                let (id, _) = self.container_via_proc(p.pid, ticks, Some(cg));
+                let (id, _, _) = self.container_via_proc(p.pid, ticks, Some(cg));
                 id.or_else(|| self.cgroups.via_walk(&mut self.strings, cg))
             }
         } else if kind != Kind::ProcessExec && entry_id.is_some() {
             guessed = entry_guessed;
             entry_id.clone()
         } else {
-            // No cgroup id (audit, pid-only sources): ask /proc while the process lives.
-            let (id, got) = self.container_via_proc(p.pid, ticks, None);
+            // No cgroup id (audit, pid-only sources): ask /proc while the process lives. An
+            // entry without a start tick (an audit exec or fork) learns it from the same read.
+            let (id, got, start) = self.container_via_proc(p.pid, ticks, None);
             learned = got;
+            if let (Some(i), Some(start), UNKNOWN_START) = (idx, start, ticks) {
+                self.store.entry_mut(i).start_ticks = start;
+            }
             id
         };
         if found.is_none() {

@@ -1,7 +1,6 @@
 //! The enrichment rules between an event's process and its cache entry: what an exec stores,
 //! how a miss resolves, what the event's credentials refresh, and what the event gets back.
 use super::{add_marker, take_marker, CachedProcess, ProcessCache, UNKNOWN_START};
-use crate::enrich::procfs;
 use crate::event::{Argv, Kind, Process};
 
 impl ProcessCache {
@@ -35,17 +34,12 @@ impl ProcessCache {
         let existing = if ticks == UNKNOWN_START {
             // exec keeps pid and start time: the pid's newest entry is this process. It may
             // already be exit-pending: audit delivers proc-connector exits ahead of the
-            // exec records of the same process.
+            // exec records of the same process. A new entry learns its start tick from the
+            // /proc/<pid>/stat read that checks the container read (`fill_container`), so an
+            // audit exec reads stat once, not twice (docs/ARCHITECTURE.md#audit-netlink).
             let newest = self.store.find(p.pid, UNKNOWN_START);
-            match newest {
-                Some(i) => ticks = self.store.entry(i).start_ticks,
-                None => {
-                    self.stats.proc_reads += 1;
-                    match procfs::read_stat(&self.proc_root, p.pid) {
-                        Ok(st) => ticks = st.start_ticks,
-                        Err(_) => self.stats.proc_misses += 1,
-                    }
-                }
+            if let Some(i) = newest {
+                ticks = self.store.entry(i).start_ticks;
             }
             newest
         } else {

@@ -8,7 +8,7 @@ use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use super::record::{types, Record};
+use super::record::{dec, hex_u64, types, Record};
 
 /// How long both streams are de-duplicated after the slot was released.
 pub const DEDUP_WINDOW_MS: u64 = 2_000;
@@ -17,14 +17,16 @@ const DEDUP_CAPACITY: usize = 16_384;
 
 /// The pid of a successful execve/execveat of a program named `auditd` (SYSCALL record).
 pub fn auditd_exec(rec: &Record) -> Option<u32> {
-    if rec.rtype != types::SYSCALL || rec.get("success") != Some(b"yes") {
+    if rec.rtype != types::SYSCALL {
         return None;
     }
-    let exec =
-        crate::sources::kernel_values::is_exec(rec.get_hex_u64("arch")?, rec.get_dec("syscall")?);
-    let exe = rec.get("exe")?;
-    let base = exe.rsplit(|b| *b == b'/').next()?;
-    (exec && base == b"auditd").then(|| rec.get_dec("pid"))?
+    let [success, arch, nr, exe, pid] = rec.get_many(["success", "arch", "syscall", "exe", "pid"]);
+    if success != Some(b"yes") {
+        return None;
+    }
+    let exec = crate::sources::kernel_values::is_exec(hex_u64(arch)?, dec(nr)?);
+    let base = exe?.rsplit(|b| *b == b'/').next()?;
+    (exec && base == b"auditd").then(|| dec(pid))?
 }
 
 /// The pid of a process whose AUDIT_SET of the daemon pid was refused (kernel CONFIG_CHANGE

@@ -43,7 +43,7 @@ use thiserror::Error;
 
 use super::{
     assemble::Group,
-    record::{types, Record},
+    record::{dec, hex_u64, types, Record},
 };
 use crate::{
     escape::escape_bytes,
@@ -175,11 +175,12 @@ fn syscall_event(
         rtype: types::SYSCALL,
         field,
     };
-    let arch = sys.get_hex_u64("arch").ok_or(field("arch"))?;
-    let nr = sys.get_dec::<u64>("syscall").ok_or(field("syscall"))?;
+    let [arch, nr, success] = sys.get_many(["arch", "syscall", "success"]);
+    let arch = hex_u64(arch).ok_or(field("arch"))?;
+    let nr = dec::<u64>(nr).ok_or(field("syscall"))?;
     match call(arch, nr) {
         Call::Exec => {
-            if sys.get("success") != Some(b"yes") {
+            if success != Some(b"yes") {
                 return Ok(None);
             }
             Ok(Some(exec_event(group, sys, host, argv_bound)?))
@@ -225,7 +226,11 @@ pub(crate) fn base(kind: Kind, group: &Group, host: &str) -> Event {
 
 /// `auid`/`ses` as the kernel prints them: 4294967295 (or `unset`) means not set.
 fn login_id(r: &Record, key: &str) -> Option<u32> {
-    r.get_dec::<u32>(key).filter(|&v| v != u32::MAX)
+    login_value(r.get(key))
+}
+
+fn login_value(v: Option<&[u8]>) -> Option<u32> {
+    dec::<u32>(v).filter(|&v| v != u32::MAX)
 }
 
 /// `pts0` -> `pts/0`; `(none)` -> None (the same form as eBPF mode).
@@ -253,29 +258,32 @@ fn audit_process(pid: u32) -> Process {
     }
 }
 
-/// Process fields from a SYSCALL record.
+/// Process fields from a SYSCALL record (its fields are looked up in one pass).
 pub(crate) fn process(sys: &Record) -> Result<Process, NormalizeError> {
-    let pid = sys.get_dec::<u32>("pid").ok_or(NormalizeError::Field {
+    let [pid, ppid, uid, euid, gid, egid, auid, ses, tty, comm] = sys.get_many([
+        "pid", "ppid", "uid", "euid", "gid", "egid", "auid", "ses", "tty", "comm",
+    ]);
+    let pid = dec::<u32>(pid).ok_or(NormalizeError::Field {
         rtype: sys.rtype,
         field: "pid",
     })?;
     let mut p = audit_process(pid);
-    let mut id = |key: &'static str, unknown: u32| -> u32 {
-        sys.get_dec::<u32>(key).unwrap_or_else(|| {
+    let mut id = |key: &'static str, v: Option<&[u8]>, unknown: u32| -> u32 {
+        dec::<u32>(v).unwrap_or_else(|| {
             p.incomplete.push(key.to_string());
             unknown
         })
     };
-    let ppid = id("ppid", 0);
-    let uid = id("uid", u32::MAX);
-    let euid = id("euid", u32::MAX);
-    let gid = id("gid", u32::MAX);
-    let egid = id("egid", u32::MAX);
+    let ppid = id("ppid", ppid, 0);
+    let uid = id("uid", uid, u32::MAX);
+    let euid = id("euid", euid, u32::MAX);
+    let gid = id("gid", gid, u32::MAX);
+    let egid = id("egid", egid, u32::MAX);
     (p.ppid, p.uid, p.euid, p.gid, p.egid) = (ppid, uid, euid, gid, egid);
-    p.auid = login_id(sys, "auid");
-    p.session = login_id(sys, "ses");
-    p.tty = tty_name(sys.get("tty"));
-    p.comm = escape_bytes(sys.get("comm").unwrap_or_default());
+    p.auid = login_value(auid);
+    p.session = login_value(ses);
+    p.tty = tty_name(tty);
+    p.comm = escape_bytes(comm.unwrap_or_default());
     Ok(p)
 }
 
@@ -300,7 +308,8 @@ fn exec_event(
     // exe: the binary actually executed (SYSCALL exe=, symlinks resolved), as eBPF reports it
     // from mm->exe_file; filename: the path handed to execve (PATH item 0), as given.
     p.filename = item0.map(escape_bytes);
-    p.exe = match (sys.get("exe"), item0) {
+    let exe = sys.get("exe");
+    p.exe = match (exe, item0) {
         (Some(exe), _) if !exe.is_empty() && exe != b"(null)" => Some(escape_bytes(exe)),
         (_, Some(name)) => {
             p.incomplete.push("exe".into());
@@ -312,7 +321,7 @@ fn exec_event(
         }
     };
     // The kernel's d_path marks a deleted file, or a memfd, this way.
-    p.exe_deleted = sys.get("exe").is_some_and(|e| e.ends_with(b" (deleted)"));
+    p.exe_deleted = exe.is_some_and(|e| e.ends_with(b" (deleted)"));
     let argv = argv_from_execve(group).or_else(|| {
         let title = group.first(types::PROCTITLE)?.get("proctitle")?;
         // The kernel keeps 128 bytes of the title: a full one was probably cut.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::assemble::Group;
 use super::normalize::{base, process};
-use super::record::{types, Record};
+use super::record::{dec, hex_u64, types};
 use crate::event::{Event, Kind, Privilege};
 use crate::sources::kernel_values::{cred_call, is_exec};
 
@@ -26,12 +26,17 @@ struct Creds {
     egid: u32,
 }
 
-fn creds(sys: &Record) -> Option<Creds> {
+fn creds(
+    uid: Option<&[u8]>,
+    euid: Option<&[u8]>,
+    gid: Option<&[u8]>,
+    egid: Option<&[u8]>,
+) -> Option<Creds> {
     Some(Creds {
-        uid: sys.get_dec("uid")?,
-        euid: sys.get_dec("euid")?,
-        gid: sys.get_dec("gid")?,
-        egid: sys.get_dec("egid")?,
+        uid: dec(uid)?,
+        euid: dec(euid)?,
+        gid: dec(gid)?,
+        egid: dec(egid)?,
     })
 }
 
@@ -56,11 +61,14 @@ impl CredTracker {
     /// Learns the credentials in `g` and returns a `privilege_change` when they changed.
     pub fn observe(&mut self, g: &Group, host: &str) -> Option<Event> {
         let sys = g.first(types::SYSCALL)?;
-        let arch = sys.get_hex_u64("arch")?;
-        let nr: u64 = sys.get_dec("syscall")?;
-        let pid: u32 = sys.get_dec("pid")?;
-        let new = creds(sys)?;
-        let ok = sys.get("success") == Some(b"yes");
+        let [arch, nr, pid, uid, euid, gid, egid, success] = sys.get_many([
+            "arch", "syscall", "pid", "uid", "euid", "gid", "egid", "success",
+        ]);
+        let arch = hex_u64(arch)?;
+        let nr: u64 = dec(nr)?;
+        let pid: u32 = dec(pid)?;
+        let new = creds(uid, euid, gid, egid)?;
+        let ok = success == Some(b"yes");
         let old = self.last.get(&pid).copied();
         if self.last.len() >= self.cap {
             self.last.clear();

@@ -112,22 +112,38 @@ impl Record {
         self.fields.truncate(n);
     }
 
+    /// The first values of several distinct keys, found in one pass over the fields (a
+    /// SYSCALL record has some 35; a lookup per key would scan them again each time).
+    pub fn get_many<const N: usize>(&self, keys: [&str; N]) -> [Option<&[u8]>; N] {
+        let mut out = [None; N];
+        let mut left = N;
+        for f in &self.fields {
+            let k = &self.buf[f.key.0 as usize..f.key.1 as usize];
+            if let Some(i) = keys.iter().position(|w| w.as_bytes() == k) {
+                if out[i].is_none() {
+                    out[i] = Some(self.value(f));
+                    left -= 1;
+                    if left == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.get(key).and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// A decimal field (`pid=42`, `exit=-115`, `auid=4294967295`).
     pub fn get_dec<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
-        self.get_str(key)?.parse().ok()
+        dec(self.get(key))
     }
 
     /// A hex number field without prefix (`arch=c000003e`, SYSCALL `a0=7`).
     pub fn get_hex_u64(&self, key: &str) -> Option<u64> {
-        let s = self.get_str(key)?;
-        if s.is_empty() || s.len() > 16 {
-            return None;
-        }
-        u64::from_str_radix(s, 16).ok()
+        hex_u64(self.get(key))
     }
 
     /// Rough heap footprint, for the assembler's memory bound.
@@ -151,6 +167,20 @@ impl Record {
             .find(|f| &self.buf[f.key.0 as usize..f.key.1 as usize] == key)
             .map(|f| self.value(f))
     }
+}
+
+/// A decimal value (`pid=42`, `exit=-115`), as [`Record::get_dec`] reads it.
+pub fn dec<T: std::str::FromStr>(v: Option<&[u8]>) -> Option<T> {
+    std::str::from_utf8(v?).ok()?.parse().ok()
+}
+
+/// A hex number without prefix, as [`Record::get_hex_u64`] reads it.
+pub fn hex_u64(v: Option<&[u8]>) -> Option<u64> {
+    let s = std::str::from_utf8(v?).ok()?;
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
 }
 
 /// True for types whose fields feed normalized events; they are parsed strictly.

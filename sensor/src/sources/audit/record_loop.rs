@@ -94,7 +94,7 @@ impl RecordLoop {
                 break;
             }
             while let Some(d) = reader.pop_stashed() {
-                self.handle_datagram(&d, &mut reader);
+                self.handle_datagram(&d, &mut reader, now_ms());
             }
             let got = reader.recv_batch(&mut batch);
             self.stats
@@ -112,9 +112,11 @@ impl RecordLoop {
                     }
                 }
                 Ok(n) => {
+                    // One clock read per batch: its datagrams arrived together.
+                    let now = now_ms();
                     for i in 0..n {
                         if let Some(d) = batch.get(i) {
-                            self.handle_datagram(d, &mut reader);
+                            self.handle_datagram(d, &mut reader, now);
                         }
                     }
                 }
@@ -180,7 +182,7 @@ impl RecordLoop {
         }
     }
 
-    fn handle_datagram(&mut self, datagram: &[u8], reader: &mut AuditSocket) {
+    fn handle_datagram(&mut self, datagram: &[u8], reader: &mut AuditSocket, now: u64) {
         let Ok(msg) = nlmsg::record(datagram) else {
             self.stats.parse_errors.fetch_add(1, Relaxed);
             return;
@@ -191,7 +193,7 @@ impl RecordLoop {
             return;
         }
         if let Some(w) = self.slot.as_mut() {
-            if w.dedup.active() && !w.dedup.fresh(msg.msg_type, msg.payload, now_ms()) {
+            if w.dedup.active() && !w.dedup.fresh(msg.msg_type, msg.payload, now) {
                 w.state.duplicates_dropped.fetch_add(1, Relaxed);
                 return;
             }
@@ -199,7 +201,7 @@ impl RecordLoop {
         match record::parse(msg.msg_type, msg.payload) {
             Ok(rec) => {
                 self.watch_for_auditd(&rec, reader);
-                let groups = self.assembler.push(rec, now_ms());
+                let groups = self.assembler.push(rec, now);
                 self.handle_groups(groups);
             }
             Err(e) => {
@@ -277,8 +279,10 @@ impl RecordLoop {
         let Some(sys) = g.records.iter().find(|r| r.rtype == AUDIT_SYSCALL) else {
             return false;
         };
-        let syscall = field_num(sys, "syscall");
-        let arch32 = field(sys, "arch").is_some_and(|a| a.eq_ignore_ascii_case(b"40000003"));
+        let [syscall, arch, a0, a1, pid, exit] =
+            sys.get_many(["syscall", "arch", "a0", "a1", "pid", "exit"]);
+        let syscall = record::dec::<u64>(syscall);
+        let arch32 = arch.is_some_and(|a| a.eq_ignore_ascii_case(b"40000003"));
         let is_socket = match syscall {
             Some(n) if !arch32 => n == u64::from(nr64::SOCKET),
             Some(n) => n == u64::from(nr32::SOCKET),
@@ -288,16 +292,13 @@ impl RecordLoop {
             return false;
         }
         // The socket rules let a few rare families through beside AF_INET and AF_INET6.
-        if !sys
-            .get_hex_u64("a0")
-            .is_some_and(super::session::internet_family)
-        {
+        if !record::hex_u64(a0).is_some_and(super::session::internet_family) {
             return true;
         }
-        let (Some(pid), Some(fd)) = (field_num(sys, "pid"), field_signed(sys, "exit")) else {
+        let (Some(pid), Some(fd)) = (record::dec::<u64>(pid), record::dec::<i64>(exit)) else {
             return true;
         };
-        let ty = field(sys, "a1")
+        let ty = a1
             .and_then(|a| std::str::from_utf8(a).ok())
             .and_then(|a| u64::from_str_radix(a, 16).ok());
         if let (true, Some(ty)) = (fd >= 0, ty) {
@@ -308,16 +309,4 @@ impl RecordLoop {
         }
         true
     }
-}
-
-fn field<'a>(r: &'a Record, key: &str) -> Option<&'a [u8]> {
-    r.get(key)
-}
-
-fn field_num(r: &Record, key: &str) -> Option<u64> {
-    std::str::from_utf8(field(r, key)?).ok()?.parse().ok()
-}
-
-fn field_signed(r: &Record, key: &str) -> Option<i64> {
-    std::str::from_utf8(field(r, key)?).ok()?.parse().ok()
 }

@@ -314,3 +314,25 @@ fn execve_arg_keys() {
     assert_eq!(decode_hex(b"4"), None);
     assert_eq!(decode_hex(b""), None);
 }
+
+#[test]
+fn get_many_matches_get_for_every_captured_record() {
+    let keys = [
+        "pid", "ppid", "uid", "arch", "syscall", "exe", "a0", "item", "cwd", "argc", "nosuch",
+    ];
+    for (t, p) in &session() {
+        let r = parse(*t, p).unwrap();
+        let many = r.get_many(keys);
+        for (k, v) in keys.iter().zip(many) {
+            assert_eq!(v, r.get(k), "{t} {k}");
+        }
+    }
+    // A repeated key: the first value, as `get` gives it.
+    let r = parse(1300, b"audit(1.000:9): a=1 b=2 a=3").unwrap();
+    assert_eq!(r.get_many(["a", "b"]), [Some(&b"1"[..]), Some(&b"2"[..])]);
+    assert_eq!(dec::<u32>(Some(b"42")), Some(42));
+    assert_eq!(dec::<u32>(Some(b"x")), None);
+    assert_eq!(hex_u64(Some(b"c000003e")), Some(0xc000_003e));
+    assert_eq!(hex_u64(Some(b"11112222333344445")), None);
+    assert_eq!(hex_u64(None), None);
+}
