@@ -26,30 +26,48 @@ cpu_ticks() {
     echo $((f[11] + f[12])) # fields 14 (utime) and 15 (stime)
 }
 
-# tree_ticks PID: CPU ticks of PID and every live descendant (utime+stime of each, all
-# threads) plus PID's cutime+cstime (its children that exited and were waited for): what a
-# monitor made of several processes (auditd and its plugins) has used so far.
-tree_ticks() {
-    local root=$1 total=0 st f p
-    local -A parent=() ticks=()
+# proc_scan: fills PROC_PARENT[pid]=ppid and PROC_STAT[pid]="utime stime cutime cstime" for
+# every process now.
+declare -A PROC_PARENT=() PROC_STAT=()
+proc_scan() {
+    local st f p
+    PROC_PARENT=() PROC_STAT=()
     for p in /proc/[0-9]*; do
         p=${p#/proc/}
         read -r st 2>/dev/null <"/proc/$p/stat" || continue
         st=${st##*) }
         read -r -a f <<<"$st"
-        parent[$p]=${f[1]}
-        ticks[$p]=$((f[11] + f[12]))
-        [[ $p != "$root" ]] || total=$((f[11] + f[12] + f[13] + f[14]))
+        PROC_PARENT[$p]=${f[1]}
+        PROC_STAT[$p]="${f[11]} ${f[12]} ${f[13]} ${f[14]}"
     done
-    [[ -n ${ticks[$root]:-} ]] || die "cannot read /proc/$root/stat"
-    for p in "${!parent[@]}"; do
+}
+
+# descendants ROOT: the live descendants of ROOT in the last proc_scan, one per line.
+descendants() {
+    local root=$1 p q depth
+    for p in "${!PROC_PARENT[@]}"; do
         [[ $p != "$root" ]] || continue
-        local q=${parent[$p]} depth=0
+        q=${PROC_PARENT[$p]} depth=0
         while [[ -n $q && $q != 0 && $q != "$root" && $depth -lt 64 ]]; do
-            q=${parent[$q]:-}
+            q=${PROC_PARENT[$q]:-}
             depth=$((depth + 1))
         done
-        [[ $q != "$root" ]] || total=$((total + ticks[$p]))
+        [[ $q != "$root" ]] || echo "$p"
+    done
+}
+
+# tree_ticks PID: CPU ticks of PID and every live descendant (utime+stime of each, all
+# threads) plus PID's cutime+cstime (its children that exited and were waited for): what a
+# monitor made of several processes (auditd and its plugins) has used so far.
+tree_ticks() {
+    local root=$1 total p u s cu cs
+    proc_scan
+    [[ -n ${PROC_STAT[$root]:-} ]] || die "cannot read /proc/$root/stat"
+    read -r u s cu cs <<<"${PROC_STAT[$root]}"
+    total=$((u + s + cu + cs))
+    for p in $(descendants "$root"); do
+        read -r u s cu cs <<<"${PROC_STAT[$p]}"
+        total=$((total + u + s))
     done
     echo "$total"
 }
@@ -63,7 +81,7 @@ CG_DIR=""
 CG_KIND=""
 # cg_start NAME PID: creates the cgroup NAME and moves PID and its live descendants into it.
 cg_start() {
-    local name=$1 root=$2 base p q depth st f
+    local name=$1 root=$2 base p
     if [[ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]]; then
         base=/sys/fs/cgroup/cpuacct CG_KIND=v1
     elif base=$(findmnt -n -o TARGET -t cgroup2 | head -n 1) && [[ -n $base && -f $base/cgroup.procs ]]; then
@@ -73,23 +91,11 @@ cg_start() {
     fi
     CG_DIR=$base/$name
     mkdir "$CG_DIR" || die "cannot create cgroup $CG_DIR"
-    local -A parent=()
-    for p in /proc/[0-9]*; do
-        p=${p#/proc/}
-        read -r st 2>/dev/null <"/proc/$p/stat" || continue
-        st=${st##*) }
-        read -r -a f <<<"$st"
-        parent[$p]=${f[1]}
-    done
+    proc_scan
     echo "$root" >"$CG_DIR/cgroup.procs" || die "cannot move pid $root into $CG_DIR"
-    for p in "${!parent[@]}"; do
-        q=${parent[$p]} depth=0
-        while [[ -n $q && $q != 0 && $q != "$root" && $depth -lt 64 ]]; do
-            q=${parent[$q]:-}
-            depth=$((depth + 1))
-        done
-        # A descendant that exits meanwhile cannot be moved; its CPU is not this run's.
-        [[ $q != "$root" ]] || echo "$p" >"$CG_DIR/cgroup.procs" 2>/dev/null || true
+    # A descendant that exits meanwhile cannot be moved; its CPU is not this run's.
+    for p in $(descendants "$root"); do
+        echo "$p" >"$CG_DIR/cgroup.procs" 2>/dev/null || true
     done
 }
 
