@@ -1,6 +1,6 @@
 //! Filter stage benchmark (plain `harness = false`): events per second through the default
-//! noise rules, through argv redaction, through both, and through the async stage with its
-//! channels. The workload is a mix of execs (some filtered, some carrying secrets, most
+//! noise rules, through argv redaction, and through both as the pipeline task's filter step
+//! (`Filter::pass`). The workload is a mix of execs (some filtered, some carrying secrets, most
 //! plain), their exits, connects and file events.
 //!
 //! `cargo bench -p sensor --bench filter_throughput` (env: BENCH_FILTER_N, default 1000000).
@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sensor::event::{Event, FileActivity, Kind, Process, Source};
-use sensor::filter::{run_filter_stage, FilterConfig, FilterStats, Verdict};
-use tokio::sync::mpsc;
+use sensor::filter::{Filter, FilterConfig, FilterStats, Verdict};
 
 const ARGVS: &[&[&str]] = &[
     &["/usr/bin/date", "+%s"],
@@ -149,69 +148,28 @@ fn main() {
     );
     println!("  redacted {changed} arguments");
 
-    // 3. Both, as the stage does (redaction only for kept events), on fresh copies.
-    let (mut filter, redactor) = cfg.build().unwrap();
+    // 3. The filter step as the pipeline task runs it (`Filter::pass`: noise rules, then
+    //    redaction of kept events, with their counters), on fresh copies.
+    let (noise, redactor) = cfg.build().unwrap();
+    let stats = Arc::new(FilterStats::for_filter(&noise));
+    let mut step = Filter::new(noise, redactor, stats.clone());
     let t = Instant::now();
     let mut kept = 0usize;
     for i in 0..n {
         let mut e = at(i).clone();
-        if filter.check(&e) == Verdict::Keep {
-            redactor.redact_event(&mut e);
+        if step.pass(&mut e) {
             kept += 1;
         }
         black_box(e);
     }
+    step.publish();
     report(
-        "event copy + noise + redaction",
+        "event copy + Filter::pass (noise + redaction)",
         n,
         t.elapsed().as_secs_f64(),
     );
-    println!("  kept {kept}");
-
-    // 4. The async stage with bounded channels (producer, stage and consumer tasks).
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let templates = events.clone();
-    let secs = rt.block_on(async move {
-        let (filter, redactor) = cfg.build().unwrap();
-        let stats = Arc::new(FilterStats::for_filter(&filter));
-        let (in_tx, in_rx) = mpsc::channel(65_536);
-        let (out_tx, mut out_rx) = mpsc::channel(65_536);
-        let t = Instant::now();
-        let stage = tokio::spawn(run_filter_stage(
-            in_rx,
-            out_tx,
-            filter,
-            redactor,
-            stats.clone(),
-        ));
-        let sink = tokio::spawn(async move {
-            let mut n = 0usize;
-            let mut buf = Vec::with_capacity(256);
-            while out_rx.recv_many(&mut buf, 256).await > 0 {
-                n += buf.len();
-                buf.clear();
-            }
-            n
-        });
-        for i in 0..n {
-            in_tx
-                .send(templates[i % templates.len()].clone())
-                .await
-                .unwrap();
-        }
-        drop(in_tx);
-        stage.await.unwrap();
-        let out = sink.await.unwrap();
-        let secs = t.elapsed().as_secs_f64();
-        println!(
-            "  stage forwarded {out}; counts {:?}",
-            sensor::telemetry::fields::fields_of(&*stats).events
-        );
-        secs
-    });
-    report("stage (channels, 2 workers)", n, secs);
+    println!(
+        "  kept {kept}; counts {:?}",
+        sensor::telemetry::fields::fields_of(&*stats).events
+    );
 }

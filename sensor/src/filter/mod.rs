@@ -20,7 +20,7 @@ pub use noise::{
     NoiseRule, Verdict,
 };
 pub use redact::{RedactionConfig, Redactor, ToolRule};
-pub use stage::{run_filter_stage, Filter};
+pub use stage::Filter;
 
 /// `[filter]` in the TOML configuration; `sensor config --defaults` prints the default rules.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

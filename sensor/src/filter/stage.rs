@@ -1,18 +1,12 @@
 //! The filter step: noise rules, then argv redaction. [`Filter::pass`] runs inside the
-//! pipeline task, between enrichment and the output (docs/ARCHITECTURE.md#pipeline);
-//! [`run_filter_stage`] runs the same step as a task between two channels (benches, tests).
+//! pipeline task, between enrichment and the output (docs/ARCHITECTURE.md#pipeline).
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-
-use tokio::sync::mpsc;
 
 use super::noise::{NoiseFilter, Verdict};
 use super::redact::Redactor;
 use super::FilterStats;
 use crate::event::Event;
-
-/// Events taken from the channel per batch by [`run_filter_stage`].
-const BATCH: usize = 256;
 
 /// The noise rules, the redactor and their counters.
 pub struct Filter {
@@ -63,30 +57,6 @@ impl Filter {
     }
 }
 
-/// Receives until `rx` closes: [`Filter::pass`] on each event, and forwards the kept ones
-/// with `tx.send().await` (backpressure, no drops here). Returns once `rx` is closed and
-/// drained, or when the output side is gone.
-pub async fn run_filter_stage(
-    mut rx: mpsc::Receiver<Event>,
-    tx: mpsc::Sender<Event>,
-    noise: NoiseFilter,
-    redactor: Redactor,
-    stats: Arc<FilterStats>,
-) {
-    let mut filter = Filter::new(noise, redactor, stats);
-    let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        for mut ev in batch.drain(..) {
-            if filter.pass(&mut ev) && tx.send(ev).await.is_err() {
-                filter.publish();
-                return;
-            }
-        }
-        filter.publish();
-    }
-    filter.publish();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,13 +74,11 @@ mod tests {
         e
     }
 
-    #[tokio::test]
-    async fn drops_counts_redacts_and_forwards() {
+    #[test]
+    fn drops_counts_redacts_and_forwards() {
         let (f, r) = FilterConfig::default().build().unwrap();
         let stats = Arc::new(FilterStats::for_filter(&f));
-        let (in_tx, in_rx) = mpsc::channel(4);
-        let (out_tx, mut out_rx) = mpsc::channel(1000);
-        let task = tokio::spawn(run_filter_stage(in_rx, out_tx, f, r, stats.clone()));
+        let mut filter = Filter::new(f, r, stats.clone());
         let events = vec![
             ev(Kind::ProcessExec, 1, "date", &["date", "+%s"]),
             ev(Kind::ProcessExit, 1, "date", &[]),
@@ -126,15 +94,13 @@ mod tests {
             ev(Kind::ProcessExit, 3, "data", &[]),
             ev(Kind::ProcessExit, 4, "mysql", &[]),
         ];
-        for e in events {
-            in_tx.send(e).await.unwrap();
-        }
-        drop(in_tx);
-        task.await.unwrap();
         let mut out = Vec::new();
-        while let Ok(e) = out_rx.try_recv() {
-            out.push(e);
+        for mut e in events {
+            if filter.pass(&mut e) {
+                out.push(e);
+            }
         }
+        filter.publish();
         let comms: Vec<(Kind, &str)> = out
             .iter()
             .map(|e| (e.kind(), e.process.as_ref().unwrap().comm.as_str()))
@@ -157,27 +123,5 @@ mod tests {
         assert_eq!(n["filter_exits_dropped"], 2);
         assert_eq!((n["redacted_events"], n["redacted_args"]), (1, 1));
         assert_eq!(stats.passed.load(Relaxed), 4);
-    }
-
-    #[tokio::test]
-    async fn stops_when_output_is_gone() {
-        let (f, r) = FilterConfig::default().build().unwrap();
-        let stats = Arc::new(FilterStats::for_filter(&f));
-        let (in_tx, in_rx) = mpsc::channel(4);
-        let (out_tx, out_rx) = mpsc::channel(1);
-        drop(out_rx);
-        let task = tokio::spawn(run_filter_stage(in_rx, out_tx, f, r, stats));
-        in_tx
-            .send(ev(Kind::ProcessExec, 1, "x", &["x"]))
-            .await
-            .unwrap();
-        task.await.unwrap();
-        assert!(
-            in_tx
-                .send(ev(Kind::ProcessExec, 1, "x", &["x"]))
-                .await
-                .is_err()
-                || in_tx.is_closed()
-        );
     }
 }
