@@ -14,6 +14,7 @@ use crate::{
     filter::{Filter, FilterStats},
     hostname::kernel_hostname,
     limits::{self, memory::MemoryPlan},
+    pipeline,
     probe::{self, RequestedMode},
     sinks::{self, grpc::ShipStats},
     sources::{build, ebpf, SourceEnv, StartError},
@@ -179,9 +180,9 @@ impl Pipeline {
         // Forks and delivery watermarks of the process-record sources, beside the events.
         let (feed, feed_input) = enrich::process_feed(plan.channel_capacity);
         let attrib_stats = Arc::new(enrich::AttribStats::default());
-        let task = tokio::spawn(enrich::run_stage(
+        let task = tokio::spawn(pipeline::run_stage(
             rx,
-            enrich::Downstream {
+            pipeline::Downstream {
                 filter: Filter::new(noise, redactor, filter_stats.clone()),
                 output,
             },
@@ -189,7 +190,7 @@ impl Pipeline {
             cache_stats.clone(),
             enrich_cfg,
             Admission::new(counters.clone(), shed_stats.clone()),
-            enrich::Attribution {
+            pipeline::Attribution {
                 feed: feed_input,
                 stats: attrib_stats.clone(),
             },

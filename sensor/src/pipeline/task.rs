@@ -8,9 +8,9 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
-use super::feed::{process_feed, FeedInput};
-use super::order::{AttribStats, Orderer};
-use super::{CacheStats, EnrichConfig, ProcessCache};
+use crate::enrich::feed::{process_feed, FeedInput};
+use crate::enrich::order::{AttribStats, Orderer};
+use crate::enrich::{CacheStats, EnrichConfig, ProcessCache};
 use crate::{
     enrich::shed::Admission,
     event::{Event, Kind},
@@ -42,7 +42,7 @@ fn publish(stats: &Mutex<CacheStats>, cache: &ProcessCache) {
 }
 
 /// Runs the sweep off the async workers when the runtime allows it: with 100k entries it
-/// lists /proc and re-reads up to [`super::cache::SWEEP_STAT_BUDGET`] stat files.
+/// lists /proc and re-reads up to [`crate::enrich::cache::SWEEP_STAT_BUDGET`] stat files.
 fn sweep(cache: &mut ProcessCache) -> usize {
     let now = monotonic_now_ns();
     let root = cache.proc_root().to_path_buf();
@@ -124,7 +124,7 @@ impl Out<'_> {
 /// publishes the cache and filter stats after each batch and flushes the output's lines
 /// every [`FLUSH_INTERVAL`] while any wait.
 /// Forks from the feed are applied in capture order, and events of not-yet-known processes
-/// wait up to `cfg.process_wait_ms` for them (see [`super::order`]).
+/// wait up to `cfg.process_wait_ms` for them (see [`crate::enrich::order`]).
 /// Returns once `rx` is closed and drained and everything was output and flushed (or the
 /// output is gone, in which case the remaining events cannot be delivered and the task stops).
 pub async fn run_stage(

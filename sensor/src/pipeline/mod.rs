@@ -1,0 +1,7 @@
+//! The pipeline after capture: one task takes the sources' events in batches and runs each
+//! through shed admission, enrichment, the filter and the output (docs/ARCHITECTURE.md#pipeline).
+//!
+//! - [`task`]: the pipeline task.
+pub mod task;
+
+pub use task::{run_stage, Attribution, Downstream};
