@@ -9,12 +9,15 @@ use tokio::task::JoinHandle;
 
 use crate::{
     config::Config,
-    enrich::{self, shed::Admission, shed::ShedStats, CacheStats, ProcessCache, ProcessFeed},
+    enrich::{self, CacheStats, ProcessCache, ProcessFeed},
     event::Event,
     filter::{Filter, FilterStats},
     hostname::kernel_hostname,
     limits::{self, memory::MemoryPlan},
-    pipeline,
+    pipeline::{
+        self,
+        shed::{Admission, ShedStats},
+    },
     probe::{self, RequestedMode},
     sinks::{self, grpc::ShipStats},
     sources::{build, ebpf, SourceEnv, StartError},

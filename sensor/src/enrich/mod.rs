@@ -14,7 +14,6 @@ pub mod container;
 pub mod feed;
 pub mod order;
 pub mod procfs;
-pub mod shed;
 
 pub use cache::{CacheStats, CachedProcess, ForkOutcome, ProcessCache};
 pub use feed::{process_feed, FeedInput, ProcessFeed, ProcessStart};

@@ -12,9 +12,9 @@ use crate::enrich::feed::{process_feed, FeedInput};
 use crate::enrich::order::{AttribStats, Orderer};
 use crate::enrich::{CacheStats, EnrichConfig, ProcessCache};
 use crate::{
-    enrich::shed::Admission,
     event::{Event, Kind},
     filter::Filter,
+    pipeline::shed::Admission,
     sinks::{json::FLUSH_INTERVAL, Output},
     timefmt::monotonic_now_ns,
 };
