@@ -134,7 +134,7 @@ struct Pipeline {
     filter_stats: Arc<FilterStats>,
     shed_stats: Arc<ShedStats>,
     cache_stats: Arc<Mutex<CacheStats>>,
-    attrib_stats: Arc<enrich::AttribStats>,
+    attrib_stats: Arc<pipeline::AttribStats>,
     ship_stats: Arc<ShipStats>,
     /// In the order they drain: the pipeline task, then the gRPC sink's task if any.
     stages: Vec<JoinHandle<()>>,
@@ -182,7 +182,7 @@ impl Pipeline {
         let shed_stats = Arc::new(ShedStats::default());
         // Forks and delivery watermarks of the process-record sources, beside the events.
         let (feed, feed_input) = enrich::process_feed(plan.channel_capacity);
-        let attrib_stats = Arc::new(enrich::AttribStats::default());
+        let attrib_stats = Arc::new(pipeline::AttribStats::default());
         let task = tokio::spawn(pipeline::run_stage(
             rx,
             pipeline::Downstream {

@@ -8,8 +8,8 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
+use super::order::{AttribStats, Orderer};
 use crate::enrich::feed::{process_feed, FeedInput};
-use crate::enrich::order::{AttribStats, Orderer};
 use crate::enrich::{CacheStats, EnrichConfig, ProcessCache};
 use crate::{
     event::{Event, Kind},
@@ -124,7 +124,7 @@ impl Out<'_> {
 /// publishes the cache and filter stats after each batch and flushes the output's lines
 /// every [`FLUSH_INTERVAL`] while any wait.
 /// Forks from the feed are applied in capture order, and events of not-yet-known processes
-/// wait up to `cfg.process_wait_ms` for them (see [`crate::enrich::order`]).
+/// wait up to `cfg.process_wait_ms` for them (see [`super::order`]).
 /// Returns once `rx` is closed and drained and everything was output and flushed (or the
 /// output is gone, in which case the remaining events cannot be delivered and the task stops).
 pub async fn run_stage(
