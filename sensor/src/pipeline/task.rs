@@ -8,13 +8,13 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
-use super::feed::{process_feed, FeedInput};
 use super::order::{AttribStats, Orderer};
-use super::{CacheStats, EnrichConfig, ProcessCache};
+use crate::enrich::feed::{process_feed, FeedInput};
+use crate::enrich::{CacheStats, EnrichConfig, ProcessCache};
 use crate::{
-    enrich::shed::Admission,
     event::{Event, Kind},
     filter::Filter,
+    pipeline::shed::Admission,
     sinks::{json::FLUSH_INTERVAL, Output},
     timefmt::monotonic_now_ns,
 };
@@ -42,7 +42,7 @@ fn publish(stats: &Mutex<CacheStats>, cache: &ProcessCache) {
 }
 
 /// Runs the sweep off the async workers when the runtime allows it: with 100k entries it
-/// lists /proc and re-reads up to [`super::cache::SWEEP_STAT_BUDGET`] stat files.
+/// lists /proc and re-reads up to [`crate::enrich::cache::SWEEP_STAT_BUDGET`] stat files.
 fn sweep(cache: &mut ProcessCache) -> usize {
     let now = monotonic_now_ns();
     let root = cache.proc_root().to_path_buf();
