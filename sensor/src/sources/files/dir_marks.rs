@@ -84,6 +84,12 @@ impl DirMarks {
         }
     }
 
+    /// The directory ops, once they moved onto the filesystem marks (None before).
+    pub fn ops_on_fs(&self) -> Option<u64> {
+        self.on_fs
+            .then_some(self.mask & !(libc::FAN_EVENT_ON_CHILD | libc::FAN_ONDIR))
+    }
+
     /// Where the directory ops go when a directory that appears cannot be marked.
     pub fn falling_back_to(mut self, anchors: Vec<PathBuf>, fs_mask: u64) -> DirMarks {
         self.fallback = Some((anchors, fs_mask));

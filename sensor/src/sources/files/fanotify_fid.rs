@@ -361,11 +361,13 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
     let (mut path, mut new_path) = (Vec::with_capacity(256), Vec::with_capacity(256));
     let fd = group.fd;
     let mut ignorer = group.ignore_marks.ok().map(|max| {
-        // Every event the filesystem mark may carry, the directory ops included (they move
-        // onto it if a new directory cannot be marked).
+        // Only what the filesystem mark carries: an ignore mark's events become the
+        // directory's interest, so with `FAN_MODIFY` in it every write below the directory
+        // would take the parent and a name in the writer's kernel only to be dropped. The
+        // directory ops are added if they move onto the filesystem mark (`dir_appeared`).
         Ignorer::new(
             fd.as_raw_fd(),
-            mark_mask(group.ops, group.rename, true),
+            mark_mask(group.ops, group.rename, group.dir_ops_on_fs),
             max,
         )
     });
@@ -522,9 +524,7 @@ fn handle(
             if let Some(child) = &info.fid {
                 res.remember(&child.fid, path);
             }
-            if let Some(d) = dirs {
-                d.appeared(path, sink.filter(), sink.stats());
-            }
+            dir_appeared(sink, (ignorer.as_deref_mut(), dirs), path);
         }
         // Without FAN_RENAME the old side is unknown: any directory moved into the trees.
         if ev.mask & libc::FAN_MOVED_TO != 0 && sink.filter().descend(path) {
@@ -549,22 +549,35 @@ fn handle(
 /// attribute marks.
 fn dir_arrived(
     sink: &mut Sink,
-    (ignorer, dirs): (Option<&mut Ignorer>, Option<&mut DirMarks>),
+    (mut ignorer, dirs): (Option<&mut Ignorer>, Option<&mut DirMarks>),
     path: &[u8],
     moved_in: bool,
 ) {
     if !moved_in {
         return;
     }
-    let f = sink.filter();
-    let changed = match ignorer {
-        Some(ig) => ig.moved_in(path, f, sink.stats()),
+    let changed = match ignorer.as_deref_mut() {
+        Some(ig) => ig.moved_in(path, sink.filter(), sink.stats()),
         None => Vec::new(),
     };
-    if let Some(d) = dirs {
-        d.appeared(path, f, sink.stats());
-    }
+    dir_appeared(sink, (ignorer, dirs), path);
     report_changed_while_ignored(sink, &changed);
+}
+
+/// A directory appeared at `path` (created or moved in): its directory marks, and the
+/// ignore marks' events widened if the directory ops had to move onto the filesystem mark.
+fn dir_appeared(
+    sink: &Sink,
+    (ignorer, dirs): (Option<&mut Ignorer>, Option<&mut DirMarks>),
+    path: &[u8],
+) {
+    let Some(d) = dirs else {
+        return;
+    };
+    d.appeared(path, sink.filter(), sink.stats());
+    if let (Some(bits), Some(ig)) = (d.ops_on_fs(), ignorer) {
+        ig.widen(bits);
+    }
 }
 
 /// Files changed in a directory moved into a tree before its ignore marks came off (see
