@@ -289,7 +289,7 @@ pub struct ReaderCtx {
     pub shutdown: watch::Receiver<bool>,
     pub host: String,
     pub clocks: Clocks,
-    /// Forks and the drain watermark, for the enrichment stage (a [`ProcessFeed::producer`]).
+    /// Forks and the drain watermark, for the pipeline task (a [`ProcessFeed::producer`]).
     pub feed: ProcessFeed,
 }
 
