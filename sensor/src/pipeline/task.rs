@@ -379,6 +379,45 @@ mod tests {
         assert!(out_rx.recv().await.is_none());
     }
 
+    /// The output's receiver is gone (the gRPC sink's task ended) while the sources still
+    /// send: the task stops at the first event it cannot output instead of waiting for its
+    /// input to close, publishes its stats, and releases the sources' channel so their
+    /// senders see it closed.
+    #[tokio::test]
+    async fn stops_when_the_output_is_closed_though_input_is_open() {
+        let (in_tx, in_rx) = mpsc::channel(4);
+        let (out_tx, out_rx) = mpsc::channel(1);
+        drop(out_rx);
+        let stats = Arc::new(Mutex::new(CacheStats::default()));
+        let (cache, _dir) = cache("closed");
+        let stage = tokio::spawn(run_stage(
+            in_rx,
+            down(out_tx),
+            cache,
+            stats.clone(),
+            EnrichConfig::default(),
+            admission(),
+            Attribution::none(),
+        ));
+        in_tx
+            .send(event(Kind::ProcessExec, 4343, Some("/bin/z")))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), stage)
+            .await
+            .expect("the task kept running after its output closed")
+            .unwrap();
+        assert!(
+            in_tx
+                .send(event(Kind::ProcessExec, 4344, Some("/bin/z")))
+                .await
+                .is_err(),
+            "the sources' channel is still open"
+        );
+        // The exec was enriched before the output refused it, and the stats say so.
+        assert_eq!(stats.lock().unwrap().entries, 1);
+    }
+
     /// A `Write` the test can read back.
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
