@@ -375,30 +375,29 @@ fn samples_fill_every_field_and_give_each_kind_its_payloads() {
 
 #[test]
 fn samples_refuse_a_kind_without_payload_and_a_payload_without_kinds() {
-    let no_payload = format!(
-        "{KIND}message Event {{\n  Kind kind = 1;\n  // kinds: process_exec\n  Detail d = 2;\n}}\n\
-         message Detail {{\n  string path = 1;\n}}\n"
-    );
-    let e = samples::emit(&load(&no_payload).unwrap())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("kind net_connect has no payload"), "{e}");
-    let no_kinds = format!(
-        "{KIND}message Event {{\n  Kind kind = 1;\n  Detail d = 2;\n}}\n\
-         message Detail {{\n  string path = 1;\n}}\n"
-    );
-    let e = samples::emit(&load(&no_kinds).unwrap())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("Event.d: no `kinds:` annotation"), "{e}");
-    let unknown = format!(
-        "{KIND}message Event {{\n  Kind kind = 1;\n  // kinds: process_exec net_connect reboot\n  \
-         Detail d = 2;\n}}\nmessage Detail {{\n  string path = 1;\n}}\n"
-    );
-    let e = samples::emit(&load(&unknown).unwrap())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("Event.d: kinds: reboot is not a Kind"), "{e}");
+    // An Event whose one payload `d` has the comment `annotation`.
+    let samples_error = |annotation: &str| {
+        let body = format!(
+            "{KIND}message Event {{\n  Kind kind = 1;\n  {annotation}\n  Detail d = 2;\n}}\n\
+             message Detail {{\n  string path = 1;\n}}\n"
+        );
+        match samples::emit(&load(&body).unwrap()) {
+            Ok(out) => panic!("no error; the generator wrote:\n{out}"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let cases = [
+        ("// kinds: process_exec", "kind net_connect has no payload"),
+        ("", "Event.d: no `kinds:` annotation"),
+        (
+            "// kinds: process_exec net_connect reboot",
+            "Event.d: kinds: reboot is not a Kind",
+        ),
+    ];
+    for (annotation, want) in cases {
+        let e = samples_error(annotation);
+        assert!(e.contains(want), "{annotation:?}: {e}");
+    }
 }
 
 #[test]

@@ -285,8 +285,26 @@ mod tests {
         e
     }
 
-    fn cache(tag: &str) -> (ProcessCache, crate::test_dir::TestDir) {
-        ProcessCache::over_empty_proc(&format!("enrich-stage-{tag}"))
+    /// The task over `down`, with a cache over an empty /proc, the default shedding and no
+    /// process feed.
+    fn spawn_task(
+        rx: mpsc::Receiver<Event>,
+        down: Downstream,
+        stats: Arc<Mutex<CacheStats>>,
+        cfg: EnrichConfig,
+        tag: &str,
+    ) -> (tokio::task::JoinHandle<()>, crate::test_dir::TestDir) {
+        let (cache, dir) = ProcessCache::over_empty_proc(&format!("enrich-stage-{tag}"));
+        let task = run_stage(
+            rx,
+            down,
+            cache,
+            stats,
+            cfg,
+            admission(),
+            Attribution::none(),
+        );
+        (tokio::spawn(task), dir)
     }
 
     #[tokio::test]
@@ -294,16 +312,13 @@ mod tests {
         let (in_tx, in_rx) = mpsc::channel(4);
         let (out_tx, mut out_rx) = mpsc::channel(1);
         let stats = Arc::new(Mutex::new(CacheStats::default()));
-        let (cache, _dir) = cache("order");
-        let stage = tokio::spawn(run_stage(
+        let (stage, _dir) = spawn_task(
             in_rx,
             down(out_tx),
-            cache,
             stats.clone(),
             EnrichConfig::default(),
-            admission(),
-            Attribution::none(),
-        ));
+            "order",
+        );
         const N: u32 = 500;
         let producer = tokio::spawn(async move {
             for pid in 1..=N {
@@ -353,16 +368,7 @@ mod tests {
             sweep_interval_secs: 1,
             ..EnrichConfig::default()
         };
-        let (cache, _dir) = cache("sweep");
-        let stage = tokio::spawn(run_stage(
-            in_rx,
-            down(out_tx),
-            cache,
-            stats.clone(),
-            cfg,
-            admission(),
-            Attribution::none(),
-        ));
+        let (stage, _dir) = spawn_task(in_rx, down(out_tx), stats.clone(), cfg, "sweep");
         // pid 4242 is not in the (empty) proc root: the sweep marks it lost.
         in_tx
             .send(event(Kind::ProcessExec, 4242, Some("/bin/y")))
@@ -389,16 +395,13 @@ mod tests {
         let (out_tx, out_rx) = mpsc::channel(1);
         drop(out_rx);
         let stats = Arc::new(Mutex::new(CacheStats::default()));
-        let (cache, _dir) = cache("closed");
-        let stage = tokio::spawn(run_stage(
+        let (stage, _dir) = spawn_task(
             in_rx,
             down(out_tx),
-            cache,
             stats.clone(),
             EnrichConfig::default(),
-            admission(),
-            Attribution::none(),
-        ));
+            "closed",
+        );
         in_tx
             .send(event(Kind::ProcessExec, 4343, Some("/bin/z")))
             .await
@@ -447,16 +450,13 @@ mod tests {
                 counters.clone(),
             )),
         };
-        let (cache, _dir) = cache("lines");
-        let stage = tokio::spawn(run_stage(
+        let (stage, _dir) = spawn_task(
             in_rx,
             down,
-            cache,
             Arc::default(),
             EnrichConfig::default(),
-            admission(),
-            Attribution::none(),
-        ));
+            "lines",
+        );
         let with = |kind, pid, comm: &str, argv: &[&str]| {
             let mut e = event(kind, pid, Some("/bin/x"));
             let p = e.process.as_mut().unwrap();
