@@ -393,4 +393,34 @@ mod tests {
         assert_eq!(victim.recv().unwrap(), None, "skipped, then the timeout");
         assert_eq!(FORGED.load(Relaxed), 1, "and counted");
     }
+
+    /// One `RecvBatch` serves call after call (its headers are set up again each time): a
+    /// later batch of a different size is read whole and classified like the first.
+    #[test]
+    fn a_batch_is_reused_across_calls() {
+        let Ok(victim) = NetlinkSocket::open(libc::SOCK_RAW, libc::NETLINK_USERSOCK, 0, 4096)
+        else {
+            eprintln!("skipped: no NETLINK_USERSOCK sockets here");
+            return;
+        };
+        victim.set_timeout(Duration::from_millis(50)).unwrap();
+        let mut batch = RecvBatch::new(4, 256);
+        for (round, n) in [(1, 3usize), (2, 1), (3, 4), (4, 2)] {
+            for i in 0..n {
+                let msg = format!("round {round} datagram {i}");
+                if !send_forged(&victim, libc::NETLINK_USERSOCK, msg.as_bytes()) {
+                    return;
+                }
+            }
+            assert_eq!(victim.recv_batch(&mut batch).unwrap(), n, "round {round}");
+            assert_eq!(batch.take_foreign(), n as u64, "round {round}");
+            assert!((0..n).all(|i| batch.get(i).is_none()), "round {round}");
+            assert_eq!(batch.full(), n == 4, "round {round}");
+        }
+        assert_eq!(
+            victim.recv_batch(&mut batch).unwrap(),
+            0,
+            "then the timeout"
+        );
+    }
 }
