@@ -195,8 +195,12 @@ fn main() -> anyhow::Result<()> {
             }
             let requested: RequestedMode = cfg.sensor.mode.parse().context("--mode")?;
             sensor::limits::memory::tune_allocator();
+            // One worker: the pipeline is one task, and with two workers every wake-up from a
+            // source thread also woke the idle worker, which found nothing and parked again
+            // (docs/ARCHITECTURE.md, Pipeline). Blocking writes and sweeps use
+            // `block_in_place`, which hands the worker to another thread meanwhile.
             let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                .worker_threads(1)
                 .enable_all()
                 .build()?;
             rt.block_on(runtime::run(RunOptions {

@@ -196,32 +196,13 @@ impl NetlinkSocket {
     pub fn recv_batch(&self, batch: &mut RecvBatch) -> std::io::Result<usize> {
         let slots = batch.sizes.len();
         let len = batch.len;
-        let base = batch.buf.as_mut_ptr();
-        let mut iov: Vec<libc::iovec> = (0..slots)
-            .map(|i| libc::iovec {
-                // SAFETY: slot i lies inside buf (slots * len bytes).
-                iov_base: unsafe { base.add(i * len) }.cast(),
-                iov_len: len,
-            })
-            .collect();
-        // SAFETY: mmsghdr is plain old data; zeroed is a valid empty header.
-        let mut msgs: Vec<libc::mmsghdr> =
-            (0..slots).map(|_| unsafe { std::mem::zeroed() }).collect();
-        // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
-        let mut from: Vec<libc::sockaddr_nl> =
-            (0..slots).map(|_| unsafe { std::mem::zeroed() }).collect();
-        for ((m, v), f) in msgs.iter_mut().zip(iov.iter_mut()).zip(from.iter_mut()) {
-            m.msg_hdr.msg_iov = v;
-            m.msg_hdr.msg_iovlen = 1;
-            m.msg_hdr.msg_name = (f as *mut libc::sockaddr_nl).cast();
-            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-        }
+        batch.aim();
         loop {
             // SAFETY: msgs and their iovecs point into live buffers of the stated sizes.
             let n = unsafe {
                 libc::recvmmsg(
                     self.fd.as_raw_fd(),
-                    msgs.as_mut_ptr(),
+                    batch.hdrs.as_mut_ptr(),
                     slots as u32,
                     // The flags argument is c_int in glibc and c_uint in musl.
                     libc::MSG_WAITFORONE as _,
@@ -237,11 +218,18 @@ impl NetlinkSocket {
                 }
             }
             let n = n as usize;
-            for ((size, m), f) in batch.sizes.iter_mut().zip(&msgs).zip(&from).take(n) {
+            let RecvBatch {
+                sizes,
+                hdrs,
+                from,
+                foreign,
+                ..
+            } = batch;
+            for ((size, m), f) in sizes.iter_mut().zip(hdrs.iter()).zip(from.iter()).take(n) {
                 *size = if f.nl_pid == 0 {
                     (m.msg_len as usize).min(len)
                 } else {
-                    batch.foreign += 1;
+                    *foreign += 1;
                     FOREIGN
                 };
             }
@@ -252,11 +240,16 @@ impl NetlinkSocket {
 }
 
 /// Receive slots for [`NetlinkSocket::recv_batch`]: up to `slots` datagrams of up to `len`
-/// bytes each. The buffer is zero-allocated, so untouched slot pages cost no memory.
+/// bytes each. The buffer is zero-allocated, so untouched slot pages cost no memory. The
+/// `recvmmsg` headers, iovecs and source addresses are allocated once here, not per call (the
+/// audit reader calls it about once per exec: docs/ARCHITECTURE.md, Audit netlink).
 pub struct RecvBatch {
     buf: Vec<u8>,
     len: usize,
     sizes: Vec<usize>,
+    hdrs: Vec<libc::mmsghdr>,
+    iov: Vec<libc::iovec>,
+    from: Vec<libc::sockaddr_nl>,
     received: usize,
     /// Datagrams another socket sent, skipped since the batch was made.
     foreign: u64,
@@ -272,8 +265,40 @@ impl RecvBatch {
             buf: vec![0u8; slots * len],
             len,
             sizes: vec![0; slots],
+            // SAFETY: mmsghdr, iovec and sockaddr_nl are plain old data; zeroed is valid.
+            hdrs: (0..slots).map(|_| unsafe { std::mem::zeroed() }).collect(),
+            iov: (0..slots).map(|_| unsafe { std::mem::zeroed() }).collect(),
+            from: (0..slots).map(|_| unsafe { std::mem::zeroed() }).collect(),
             received: 0,
             foreign: 0,
+        }
+    }
+
+    /// Points every header at its slot, iovec and address again and resets what the kernel
+    /// wrote into them on the last call (lengths, flags): no allocation.
+    fn aim(&mut self) {
+        let len = self.len;
+        let base = self.buf.as_mut_ptr();
+        for (i, ((m, v), f)) in self
+            .hdrs
+            .iter_mut()
+            .zip(self.iov.iter_mut())
+            .zip(self.from.iter_mut())
+            .enumerate()
+        {
+            *v = libc::iovec {
+                // SAFETY: slot i lies inside buf (slots * len bytes).
+                iov_base: unsafe { base.add(i * len) }.cast(),
+                iov_len: len,
+            };
+            // SAFETY: plain old data; all-zero is a valid value.
+            *f = unsafe { std::mem::zeroed() };
+            // SAFETY: as above; the pointers are set right below.
+            *m = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_name = (f as *mut libc::sockaddr_nl).cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
         }
     }
 
@@ -367,5 +392,35 @@ mod tests {
         ));
         assert_eq!(victim.recv().unwrap(), None, "skipped, then the timeout");
         assert_eq!(FORGED.load(Relaxed), 1, "and counted");
+    }
+
+    /// One `RecvBatch` serves call after call (its headers are set up again each time): a
+    /// later batch of a different size is read whole and classified like the first.
+    #[test]
+    fn a_batch_is_reused_across_calls() {
+        let Ok(victim) = NetlinkSocket::open(libc::SOCK_RAW, libc::NETLINK_USERSOCK, 0, 4096)
+        else {
+            eprintln!("skipped: no NETLINK_USERSOCK sockets here");
+            return;
+        };
+        victim.set_timeout(Duration::from_millis(50)).unwrap();
+        let mut batch = RecvBatch::new(4, 256);
+        for (round, n) in [(1, 3usize), (2, 1), (3, 4), (4, 2)] {
+            for i in 0..n {
+                let msg = format!("round {round} datagram {i}");
+                if !send_forged(&victim, libc::NETLINK_USERSOCK, msg.as_bytes()) {
+                    return;
+                }
+            }
+            assert_eq!(victim.recv_batch(&mut batch).unwrap(), n, "round {round}");
+            assert_eq!(batch.take_foreign(), n as u64, "round {round}");
+            assert!((0..n).all(|i| batch.get(i).is_none()), "round {round}");
+            assert_eq!(batch.full(), n == 4, "round {round}");
+        }
+        assert_eq!(
+            victim.recv_batch(&mut batch).unwrap(),
+            0,
+            "then the timeout"
+        );
     }
 }

@@ -30,6 +30,11 @@ pub(super) struct RecordLoop {
     pub(super) sockets: Arc<Mutex<SocketTypes>>,
     pub(super) stats: Arc<AuditStats>,
     pub(super) tx: mpsc::Sender<Event>,
+    /// Events of the datagrams in hand, sent together once they are handled (see
+    /// [`Self::send_pending`]).
+    pub(super) pending: Vec<Event>,
+    /// The pipeline is gone: nothing more is sent.
+    pub(super) tx_closed: bool,
     pub(super) counters: Arc<Counters>,
     pub(super) host: String,
     pub(super) argv_bound: usize,
@@ -96,6 +101,7 @@ impl RecordLoop {
             while let Some(d) = reader.pop_stashed() {
                 self.handle_datagram(&d, &mut reader, now_ms());
             }
+            self.send_pending();
             let got = reader.recv_batch(&mut batch);
             self.stats
                 .netlink_forged
@@ -104,6 +110,7 @@ impl RecordLoop {
                 Ok(0) => {
                     let groups = self.assembler.flush_expired(now_ms());
                     self.handle_groups(groups);
+                    self.send_pending();
                     if stop.load(Relaxed) {
                         if idle_after_stop {
                             break;
@@ -119,6 +126,7 @@ impl RecordLoop {
                             self.handle_datagram(d, &mut reader, now);
                         }
                     }
+                    self.send_pending();
                 }
                 Err(e) => {
                     if e.errno() == Some(libc::ENOBUFS) {
@@ -136,6 +144,28 @@ impl RecordLoop {
         }
         let groups = self.assembler.flush_all();
         self.handle_groups(groups);
+        self.send_pending();
+    }
+
+    /// Queues one event for [`Self::send_pending`] (counted now, as it is captured).
+    fn emit(&mut self, ev: Event) {
+        if self.tx_closed {
+            return;
+        }
+        self.counters.count_event(ev.kind());
+        self.pending.push(ev);
+    }
+
+    /// Sends the events of the datagrams just handled, back to back: the pipeline task wakes
+    /// once for a batch instead of once for each event, and finds them all in the channel
+    /// (docs/ARCHITECTURE.md, Audit netlink). Called after every batch, so an event waits at
+    /// most for the rest of its own batch (at most `BATCH_SLOTS` datagrams).
+    fn send_pending(&mut self) {
+        for ev in self.pending.drain(..) {
+            if self.tx_closed || self.tx.blocking_send(ev).is_err() {
+                self.tx_closed = true;
+            }
+        }
     }
 
     /// While we hold the daemon slot: auditd's exec (or a refused claim of the slot) hands it
@@ -233,7 +263,7 @@ impl RecordLoop {
     }
 
     fn handle_groups(&mut self, groups: Vec<Group>) {
-        if groups.is_empty() {
+        if groups.is_empty() || self.tx_closed {
             return;
         }
         self.sync_assembler_stats();
@@ -241,18 +271,12 @@ impl RecordLoop {
             if g.records.iter().any(|r| matches!(r.rtype, 1100 | 1105)) {
                 let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
                 if let Some(ev) = super::pam::to_event(&g, &self.host, &passwd) {
-                    self.counters.count_event(ev.kind());
-                    if self.tx.blocking_send(ev).is_err() {
-                        return;
-                    }
+                    self.emit(ev);
                 }
                 continue;
             }
             if let Some(ev) = self.creds.observe(&g, &self.host) {
-                self.counters.count_event(ev.kind());
-                if self.tx.blocking_send(ev).is_err() {
-                    return;
-                }
+                self.emit(ev);
             }
             if self.learn_socket(&g) {
                 continue;
@@ -266,10 +290,7 @@ impl RecordLoop {
                 if self.drop_exits && ev.kind() == Kind::ProcessExit {
                     continue;
                 }
-                self.counters.count_event(ev.kind());
-                if self.tx.blocking_send(ev).is_err() {
-                    return;
-                }
+                self.emit(ev);
             }
         }
     }

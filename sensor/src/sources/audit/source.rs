@@ -200,6 +200,8 @@ impl AuditCapture {
                             sockets,
                             stats,
                             tx,
+                            pending: Vec::new(),
+                            tx_closed: false,
                             counters,
                             host,
                             argv_bound: cfg.argv_bound,
