@@ -38,22 +38,20 @@ impl Event {
     /// The one constructor: an event of `kind` from `source` with no payload yet; the
     /// caller fills the payload of its kind. `seq` is assigned by the output stage.
     pub fn new(kind: Kind, source: Source, time_unix_ns: i64, host: &str) -> Self {
-        let fresh = sensor_proto::v1::Event {
+        let spare = SPARE.lock().ok().and_then(|mut s| s.pop());
+        let mut msg = spare.unwrap_or_default();
+        // The spare is empty but for the host's buffer (`recycle`): the whole message is
+        // overwritten, and the host text is written into that buffer.
+        let mut host_buf = std::mem::take(&mut msg.host);
+        host_buf.clear();
+        host_buf.push_str(host);
+        *msg = sensor_proto::v1::Event {
             seq: 0,
             time_unix_ns,
-            host: host.to_string(),
+            host: host_buf,
             source: source as i32,
             kind: kind as i32,
             ..Default::default()
-        };
-        let spare = SPARE.lock().ok().and_then(|mut s| s.pop());
-        let msg = match spare {
-            // The spare is empty (`recycle` reset it): overwriting it frees nothing.
-            Some(mut b) => {
-                *b = fresh;
-                b
-            }
-            None => Box::new(fresh),
         };
         Self {
             msg,
@@ -61,10 +59,14 @@ impl Event {
         }
     }
 
-    /// Frees the event's contents and keeps its box for the next [`Event::new`].
+    /// Frees the event's contents and keeps its box, and the host's emptied buffer, for the
+    /// next [`Event::new`].
     pub fn recycle(self) {
         let mut msg = self.msg;
+        let mut host = std::mem::take(&mut msg.host);
+        host.clear();
         *msg = sensor_proto::v1::Event::default();
+        msg.host = host;
         if let Ok(mut s) = SPARE.lock() {
             if s.len() < SPARE_MAX {
                 s.push(msg);
