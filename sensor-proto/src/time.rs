@@ -28,24 +28,23 @@ pub fn rfc3339_nanos(unix_ns: i64) -> Rfc3339 {
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
     let (h, mi, s) = (sod / 3600, (sod / 60) % 60, sod % 60);
-    let mut out = [0u8; 30];
-    let mut at = 0;
-    let mut digits = |value: i64, width: u32, then: u8| {
-        for i in (0..width).rev() {
-            let digit = (value / 10i64.pow(i)) % 10;
-            out[at] = b'0' + digit as u8;
-            at += 1;
+    let mut out = *b"0000-00-00T00:00:00.000000000Z";
+    // Each field's digits, right to left (division by the constant 10 only).
+    for (end, width, value) in [
+        (4, 4, y),
+        (7, 2, i64::from(m)),
+        (10, 2, i64::from(d)),
+        (13, 2, h),
+        (16, 2, mi),
+        (19, 2, s),
+        (29, 9, nanos),
+    ] {
+        let mut v = value;
+        for i in (end - width..end).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
         }
-        out[at] = then;
-        at += 1;
-    };
-    digits(y, 4, b'-');
-    digits(i64::from(m), 2, b'-');
-    digits(i64::from(d), 2, b'T');
-    digits(h, 2, b':');
-    digits(mi, 2, b':');
-    digits(s, 2, b'.');
-    digits(nanos, 9, b'Z');
+    }
     Rfc3339(out)
 }
 

@@ -39,20 +39,21 @@ impl Event {
     /// caller fills the payload of its kind. `seq` is assigned by the output stage.
     pub fn new(kind: Kind, source: Source, time_unix_ns: i64, host: &str) -> Self {
         let spare = SPARE.lock().ok().and_then(|mut s| s.pop());
+        // A spare is the default message but for the host's emptied buffer (`recycle` is the
+        // only way in), as a fresh box is: set the header fields in place.
         let mut msg = spare.unwrap_or_default();
-        // The spare is empty but for the host's buffer (`recycle`): the whole message is
-        // overwritten, and the host text is written into that buffer.
-        let mut host_buf = std::mem::take(&mut msg.host);
-        host_buf.clear();
-        host_buf.push_str(host);
-        *msg = sensor_proto::v1::Event {
-            seq: 0,
-            time_unix_ns,
-            host: host_buf,
-            source: source as i32,
-            kind: kind as i32,
-            ..Default::default()
-        };
+        debug_assert!(
+            msg.host.is_empty()
+                && *msg
+                    == sensor_proto::v1::Event {
+                        host: String::new(),
+                        ..Default::default()
+                    }
+        );
+        msg.host.push_str(host);
+        msg.time_unix_ns = time_unix_ns;
+        msg.source = source as i32;
+        msg.kind = kind as i32;
         Self {
             msg,
             ktime_ns: None,
