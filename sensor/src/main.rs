@@ -10,15 +10,6 @@ use sensor::{
     sources::ebpf,
 };
 
-/// mimalloc serves the sensor's own allocations on glibc targets: the eBPF reader allocates
-/// each event's strings on one thread and the pipeline task frees them on another, which
-/// glibc's malloc answers with its locked shared bins (docs/ARCHITECTURE.md, "Self-limits").
-/// Only this binary: the library's tests and the fuzz targets keep the system allocator
-/// (a sanitizer must see every allocation). musl builds keep musl's allocator.
-#[cfg(target_env = "gnu")]
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "sensor",
