@@ -6,8 +6,11 @@
 //! task's `thread_info.status`, set by the kernel for the duration of a compat syscall) and
 //! return for a native one.
 //!
+//! The exit program runs at the end of every syscall, so it first reads `COMPAT_PENDING` (an
+//! inlined array lookup, no helper call): while no compat entry waits, it returns at once.
+//!
 //! - set*id / capset (the i386 16- and 32-bit families): credentials are snapshotted at entry
-//!   and compared at exit, reported like the native ones with the i386 number
+//!   (`COMPAT_CRED_STASH`) and compared at exit, reported like the native ones with the i386 number
 //!   (`SYSCALL_NR_IA32`).
 //! - connect (i386 `connect` and `socketcall(SYS_CONNECT)`): the cgroup connect hook
 //!   (`connect_cgroup.rs`) records the destination in `COMPAT_CONNECT`; the exit reports it
@@ -22,7 +25,7 @@ use sensor_common::{
 
 use crate::{
     connect::emit as emit_connect,
-    maps::{off, COMPAT_CONNECT, CRED_STASH},
+    maps::{compat_pending, compat_pending_add, off, COMPAT_CONNECT, COMPAT_CRED_STASH},
     privilege::{cred_snapshot, emit as emit_privilege},
     task::{current_task, read, Ptr},
 };
@@ -60,7 +63,12 @@ pub fn compat_sys_enter(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     if let Ok(snap) = cred_snapshot(current_task()) {
-        let _ = CRED_STASH.insert(bpf_get_current_pid_tgid(), snap, 0);
+        if COMPAT_CRED_STASH
+            .insert(bpf_get_current_pid_tgid(), snap, 0)
+            .is_ok()
+        {
+            compat_pending_add(1);
+        }
     }
     0
 }
@@ -68,7 +76,7 @@ pub fn compat_sys_enter(ctx: RawTracePointContext) -> u32 {
 /// `TP_PROTO(struct pt_regs *regs, long ret)`.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn compat_sys_exit(ctx: RawTracePointContext) -> u32 {
-    if !in_compat_syscall() {
+    if !compat_pending() || !in_compat_syscall() {
         return 0;
     }
     let key = bpf_get_current_pid_tgid();
@@ -77,14 +85,16 @@ pub fn compat_sys_exit(ctx: RawTracePointContext) -> u32 {
     // own programs (keyed by its pid_tgid).
     if let Some(c) = unsafe { COMPAT_CONNECT.get(key) }.copied() {
         let _ = COMPAT_CONNECT.remove(key);
+        compat_pending_add(u64::MAX);
         emit_connect(current_task(), &c.stash, c.sock_type, ret as i32);
         return 0;
     }
     // SAFETY: as above.
-    let Some(old) = unsafe { CRED_STASH.get(key) }.copied() else {
+    let Some(old) = unsafe { COMPAT_CRED_STASH.get(key) }.copied() else {
         return 0;
     };
-    let _ = CRED_STASH.remove(key);
+    let _ = COMPAT_CRED_STASH.remove(key);
+    compat_pending_add(u64::MAX);
     let task = current_task();
     let Ok(new) = cred_snapshot(task) else {
         return 0;

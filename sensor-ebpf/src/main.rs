@@ -3,6 +3,9 @@
 //! running kernel's BTF by userspace (see `sensor_common::offsets`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// The atomic add of `maps::compat_pending_add` (the target has no `AtomicU64::fetch_add`).
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(target_arch = "bpf")]

@@ -54,6 +54,49 @@ pub fn hooks() -> u32 {
 #[map]
 pub static CRED_STASH: LruHashMap<u64, CredSnap> = LruHashMap::with_max_entries(8192, 0);
 
+/// Credentials before an ia32 set*id/capset call, keyed by pid_tgid (`compat_syscall.rs`).
+/// Apart from the native calls' [`CRED_STASH`], so that every entry here is one that
+/// [`COMPAT_PENDING`] counted.
+#[map]
+pub static COMPAT_CRED_STASH: LruHashMap<u64, CredSnap> = LruHashMap::with_max_entries(4096, 0);
+
+/// Slot 0: how many entries were put in [`COMPAT_CRED_STASH`] and [`COMPAT_CONNECT`] and not
+/// yet taken by `compat_sys_exit`. While it is 0, that program (run at the end of every
+/// syscall of the system) returns without reading the task (docs/ARCHITECTURE.md, "ia32").
+/// An entry the LRU evicts is never taken, which leaves the count high: the exit program
+/// then only takes its slower path, it never skips a pending entry. Every decrement matches
+/// an increment of the same entry, so the count cannot wrap to 0 while one is pending.
+#[map]
+pub static COMPAT_PENDING: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Adds `delta` (wrapping: `u64::MAX` takes one away) to [`COMPAT_PENDING`].
+#[inline(always)]
+pub fn compat_pending_add(delta: u64) {
+    if let Some(ptr) = COMPAT_PENDING.get_ptr_mut(0) {
+        // SAFETY: `ptr` is the non-null pointer to the array's one u64 value, 8-byte aligned
+        // and valid for the whole program run; every access to it is atomic.
+        // The bpf target has no compare-and-swap, so `AtomicU64` lacks `fetch_add`; the
+        // intrinsic becomes the BPF atomic add instruction (its result is unused).
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                ptr, delta,
+            )
+        };
+    }
+}
+
+/// Whether any compat entry may be waiting for `compat_sys_exit`.
+#[inline(always)]
+pub fn compat_pending() -> bool {
+    match COMPAT_PENDING.get_ptr(0) {
+        // SAFETY: as in `compat_pending_add`. A volatile load of the aligned u64 is one 8-byte
+        // load instruction, which does not tear (LLVM's BPF backend cannot select an atomic
+        // load for the `generic` CPU the linker targets).
+        Some(ptr) => (unsafe { core::ptr::read_volatile(ptr) }) != 0,
+        None => true,
+    }
+}
+
 /// Credentials before an exec, keyed by tgid.
 #[map]
 pub static EXEC_CRED_STASH: LruHashMap<u32, CredSnap> = LruHashMap::with_max_entries(16384, 0);

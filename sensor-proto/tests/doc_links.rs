@@ -1,6 +1,7 @@
 //! The repository carries its own map: every pointer to a design document names a section of
 //! `docs/ARCHITECTURE.md` that exists, and nothing points to a design file outside the repo.
 //! Scans every text file of the workspace (not `target/` or hidden directories except `.ci`).
+//! Also: the files and names of the "One exec's path" table exist.
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -143,4 +144,72 @@ fn every_design_pointer_names_an_existing_section_in_the_repo() {
 
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
     assert!(readme.contains(DOC), "README.md does not link {DOC}");
+}
+
+/// The rows of the table under "One exec's path": (file, names in its row's last column).
+fn exec_path_rows(doc: &str) -> (Vec<(String, Vec<String>)>, String) {
+    let start = doc
+        .find("### One exec's path")
+        .expect("docs/ARCHITECTURE.md has \"One exec's path\"");
+    let section = &doc[start..];
+    let section = &section[..section[4..].find("\n#").map_or(section.len(), |i| i + 4)];
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let mut rows = Vec::new();
+    for line in section.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // "| n | `file` | what runs |" splits into ["", n, file, what, ""].
+        if cells.len() != 5 || cells[1].parse::<u32>().is_err() {
+            continue;
+        }
+        let file = ticked(cells[2])
+            .into_iter()
+            .next()
+            .expect("a file in `backticks`");
+        let names = ticked(cells[3])
+            .iter()
+            .flat_map(|t| {
+                t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        rows.push((file, names));
+    }
+    (rows, section.to_string())
+}
+
+/// The hand count of one exec's files stays true when files move or functions are renamed:
+/// every file in the table exists and holds the names its row gives, and the total stated
+/// under the table is the number of rows.
+#[test]
+fn the_exec_path_table_names_files_and_functions_that_exist() {
+    let root = repo_root();
+    let doc = std::fs::read_to_string(root.join(DOC)).expect("docs/ARCHITECTURE.md exists");
+    let (rows, section) = exec_path_rows(&doc);
+    assert!(rows.len() > 10, "only {} rows found", rows.len());
+    let mut problems = Vec::new();
+    for (file, names) in &rows {
+        let Ok(text) = std::fs::read_to_string(root.join(file)) else {
+            problems.push(format!("{file}: no such file"));
+            continue;
+        };
+        for name in names {
+            if !text.contains(name.as_str()) {
+                problems.push(format!("{file}: does not contain {name}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let total = format!("**{} files**", rows.len());
+    assert!(
+        section.contains(&total),
+        "the section does not state {total}"
+    );
 }

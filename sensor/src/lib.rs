@@ -8,6 +8,7 @@ pub mod filter;
 pub mod hostname;
 pub mod limits;
 pub mod logging;
+pub mod pipeline;
 pub mod probe;
 pub mod proc_text;
 pub mod runtime;

@@ -9,11 +9,15 @@ use tokio::task::JoinHandle;
 
 use crate::{
     config::Config,
-    enrich::{self, shed::Admission, shed::ShedStats, CacheStats, ProcessCache, ProcessFeed},
+    enrich::{self, CacheStats, ProcessCache, ProcessFeed},
     event::Event,
     filter::{Filter, FilterStats},
     hostname::kernel_hostname,
     limits::{self, memory::MemoryPlan},
+    pipeline::{
+        self,
+        shed::{Admission, ShedStats},
+    },
     probe::{self, RequestedMode},
     sinks::{self, grpc::ShipStats},
     sources::{build, ebpf, SourceEnv, StartError},
@@ -130,7 +134,7 @@ struct Pipeline {
     filter_stats: Arc<FilterStats>,
     shed_stats: Arc<ShedStats>,
     cache_stats: Arc<Mutex<CacheStats>>,
-    attrib_stats: Arc<enrich::AttribStats>,
+    attrib_stats: Arc<pipeline::AttribStats>,
     ship_stats: Arc<ShipStats>,
     /// In the order they drain: the pipeline task, then the gRPC sink's task if any.
     stages: Vec<JoinHandle<()>>,
@@ -178,10 +182,10 @@ impl Pipeline {
         let shed_stats = Arc::new(ShedStats::default());
         // Forks and delivery watermarks of the process-record sources, beside the events.
         let (feed, feed_input) = enrich::process_feed(plan.channel_capacity);
-        let attrib_stats = Arc::new(enrich::AttribStats::default());
-        let task = tokio::spawn(enrich::run_stage(
+        let attrib_stats = Arc::new(pipeline::AttribStats::default());
+        let task = tokio::spawn(pipeline::run_stage(
             rx,
-            enrich::Downstream {
+            pipeline::Downstream {
                 filter: Filter::new(noise, redactor, filter_stats.clone()),
                 output,
             },
@@ -189,7 +193,7 @@ impl Pipeline {
             cache_stats.clone(),
             enrich_cfg,
             Admission::new(counters.clone(), shed_stats.clone()),
-            enrich::Attribution {
+            pipeline::Attribution {
                 feed: feed_input,
                 stats: attrib_stats.clone(),
             },

@@ -270,3 +270,83 @@ fn ignore_marks_hide_nothing_inside_the_trees() {
     assert_eq!(notes["files_mark_failures"], 0, "{h}");
     assert_eq!(h["health"]["drops"]["files_queue_overflows"], 0);
 }
+
+/// Writes (`modify`) come from inode marks on the trees' directories, not from the filesystem
+/// mark (which keeps create, delete, moves and close_write):
+/// - in a directory made while running, a write after the sensor read its creation is a
+///   `modify` with the writer's pid;
+/// - when a new directory cannot be marked (`files.max_dir_marks` reached), the writes move
+///   onto the filesystem mark, so a write below it is still a `modify`, and health says the
+///   bound was reached.
+#[test]
+fn writes_come_from_directory_marks_or_the_filesystem_mark() {
+    if !privileged() {
+        return;
+    }
+    for bound in [8192, 3] {
+        let t = TempDir(PathBuf::from("/var/tmp").join(marker("files-dirops")));
+        let tree = t.0.join("tree");
+        for sub in ["a", "b"] {
+            std::fs::create_dir_all(tree.join(sub)).unwrap();
+        }
+        let cfg = t.0.join("sensor.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[files]\nwatch = [{:?}]\nmax_dir_marks = {bound}\n[limits]\ncpu_percent = 0\n",
+                tree.display().to_string()
+            ),
+        )
+        .unwrap();
+        let sensor = Sensor::start("ebpf", &["--config", cfg.to_str().unwrap()]);
+        let tag = marker("dirops");
+        let tree_s = tree.display();
+        let file = format!("{tree_s}/n/m/f-{tag}");
+        // Opened (created) at once in the new directory, written twice while open, then
+        // closed: the writes are `modify` only if a mark that wants them covers `n/m`.
+        let pid = sh(
+            &t.0,
+            "w.sh",
+            &format!(
+                "mkdir -p {tree_s}/n/m; exec 3>{file}; sleep 0.5; echo one >&3; sleep 0.3; \
+                 echo two >&3; sleep 0.3; exec 3>&-; echo $$\n"
+            ),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let evs = read_events(&sensor.output);
+            if ops_of(&file_events(&evs, &tag), &file).contains(&"close_write".to_string()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        let events = sensor.stop();
+        let files = file_events(&events, &tag);
+        let ops = ops_of(&files, &file);
+        for op in ["create", "modify", "close_write"] {
+            assert!(
+                ops.iter().any(|o| o == op),
+                "bound {bound}: {op} missing for {file}: {ops:?}"
+            );
+        }
+        assert!(
+            files
+                .iter()
+                .filter(|e| e["file"]["ops"].to_string().contains("modify"))
+                .all(|e| e["process"]["pid"] == pid),
+            "bound {bound}: {files:?}"
+        );
+        let h = last_health(&events);
+        let notes = &h["health"]["events"];
+        let full = if bound == 3 { 1 } else { 0 };
+        assert_eq!(notes["files_dir_marks_full"], full, "bound {bound}: {h}");
+        assert_eq!(notes["files_mark_failures"], 0, "bound {bound}: {h}");
+        if bound == 3 {
+            assert_eq!(notes["files_dir_marks"], 3, "{h}");
+        } else {
+            // tree, a, b at start; n and n/m when their creation was read.
+            assert!(notes["files_dir_marks"].as_u64().unwrap_or(0) >= 5, "{h}");
+        }
+    }
+}

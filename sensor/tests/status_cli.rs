@@ -62,10 +62,23 @@ fn status_of_a_running_then_crashed_sensor() {
     for _ in 0..5 {
         Command::new("/bin/true").status().unwrap();
     }
-    // The file is rewritten every second: wait for one that counts the execs above.
+    // The file is rewritten every second: wait for one that counts the execs above (all
+    // five: a file written while the reader had counted only some of them says
+    // `process_exec` too).
+    let execs = |path: &Path| {
+        let json = Command::new(env!("CARGO_BIN_EXE_sensor"))
+            .args(["status", "--json", "--path"])
+            .arg(path)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&json.stdout)
+            .ok()
+            .and_then(|v| v["events_by_source"]["ebpf"]["process_exec"].as_u64())
+            .unwrap_or(0)
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut out = wait_status(&path, 0, 20);
-    while !out.contains("process_exec") && Instant::now() < deadline {
+    while !(out.contains("process_exec") && execs(&path) >= 5) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
         out = wait_status(&path, 0, 20);
     }

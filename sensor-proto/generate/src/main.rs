@@ -4,6 +4,8 @@
 mod json_writer;
 mod samples;
 mod schema;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 

@@ -2,6 +2,7 @@
 //! JSON writer and the samples need: the messages, their fields in declaration order, and
 //! each field's `json:` and `kinds:` annotations (docs/ARCHITECTURE.md#event-model).
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use prost::Message as _;
 use prost_types::field_descriptor_proto::{Label as PbLabel, Type};
@@ -143,7 +144,13 @@ impl Field {
 
 /// Parses `proto` with protoc (comments kept) into a [`Schema`].
 pub fn load(protoc: &Path, proto_dir: &Path, proto: &str) -> Result<Schema, Error> {
-    let out = std::env::temp_dir().join(format!("sensor-proto-fds-{}", std::process::id()));
+    // One file per call: the generator's tests load several schemas at once.
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let out = std::env::temp_dir().join(format!(
+        "sensor-proto-fds-{}-{}",
+        std::process::id(),
+        CALLS.fetch_add(1, Ordering::Relaxed)
+    ));
     let status = std::process::Command::new(protoc)
         .arg("--include_source_info")
         .arg(format!("--descriptor_set_out={}", out.display()))

@@ -1,5 +1,5 @@
 //! What the process-record sources (the eBPF ring-buffer reader, the audit proc connector) tell
-//! the enrichment stage besides events: new processes (forks, which are not output events) and
+//! the pipeline task (its process cache) besides events: new processes (forks, which are not output events) and
 //! how far they have delivered (a watermark).
 //!
 //! A fork travels on its own bounded channel. A fork from the ring-buffer reader names how many

@@ -6,22 +6,15 @@
 //! - [`procfs`]: pure parsers of /proc files and a thin reader over a proc root.
 //! - [`container`]: cgroup path -> container id.
 //! - [`feed`]: forks and delivery watermarks from the process-record sources.
-//! - [`order`]: forks applied in capture order; events of unknown processes held briefly.
-//! - [`stage`]: the pipeline task after capture (shed, enrich, filter, output).
 use serde::{Deserialize, Serialize};
 
 pub mod cache;
 pub mod container;
 pub mod feed;
-pub mod order;
 pub mod procfs;
-pub mod shed;
-pub mod stage;
 
 pub use cache::{CacheStats, CachedProcess, ForkOutcome, ProcessCache};
 pub use feed::{process_feed, FeedInput, ProcessFeed, ProcessStart};
-pub use order::AttribStats;
-pub use stage::{run_stage, Attribution, Downstream};
 
 /// `[enrich]` in the config file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

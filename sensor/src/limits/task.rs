@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::{governor::CpuGovernor, LimitsConfig};
-use crate::enrich::shed::ShedStats;
+use crate::pipeline::shed::ShedStats;
 use crate::telemetry::selfstat;
 
 pub async fn run_governor(

@@ -8,9 +8,10 @@ use tokio::sync::mpsc;
 
 use super::SourceCtx;
 use crate::config::Config;
-use crate::enrich::{shed::ShedStats, ProcessFeed};
+use crate::enrich::ProcessFeed;
 use crate::event::Event;
 use crate::filter::FilterStats;
+use crate::pipeline::shed::ShedStats;
 use crate::telemetry::{counters::Counters, fields::Telemetry};
 
 /// What a stopping source is waiting for.

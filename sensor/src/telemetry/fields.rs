@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use super::counters::Counters;
-use crate::enrich::{shed, AttribStats, CacheStats};
+use crate::enrich::CacheStats;
 use crate::event::Kind;
 use crate::filter::FilterStats;
+use crate::pipeline::{shed, AttribStats};
 use crate::sinks::grpc::{spool, ShipStats};
 use crate::sources::audit::source::AuditHealth;
 use crate::sources::conntrack::source::ConntrackStats;

@@ -23,7 +23,7 @@ pub struct HealthReporter {
     pub counters: Arc<Counters>,
     /// Every component's counters (sources first), written in this order after `counters`.
     /// The shedding counters are not here: the pipeline's entry writes them into each health
-    /// event as it passes (see `enrich::shed::Admission`).
+    /// event as it passes (see `pipeline::shed::Admission`).
     pub components: Vec<Arc<dyn Telemetry>>,
 }
 

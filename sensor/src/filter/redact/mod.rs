@@ -39,7 +39,6 @@ use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 
 use super::noise::{FilterError, FnvBuild};
-use crate::event::Event;
 
 mod names;
 mod patterns;
@@ -229,17 +228,6 @@ impl Redactor {
 
     pub fn enabled(&self) -> bool {
         self.enabled
-    }
-
-    /// Redacts the event's argv in place; returns how many arguments changed.
-    pub fn redact_event(&self, ev: &mut Event) -> usize {
-        if !self.enabled {
-            return 0;
-        }
-        match ev.process.as_mut().and_then(|p| p.argv.as_mut()) {
-            Some(argv) => self.redact_argv(&mut argv.args),
-            None => 0,
-        }
     }
 
     fn tool_for(&self, name: &str) -> Option<&Tool> {

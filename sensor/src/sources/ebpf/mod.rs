@@ -6,8 +6,7 @@ mod loader;
 pub mod normalize;
 pub mod offsets;
 pub mod raw_tracepoints;
-pub mod reader;
-pub mod ring_mmap;
+pub mod ring;
 pub mod source;
 pub mod tracefs;
 
@@ -20,7 +19,7 @@ use sensor_common::{
     DROP_SLOT_FORK, DROP_SLOT_PRIVILEGE, DROP_SLOT_SHED_CONNECT,
 };
 
-pub use reader::run_reader;
+pub use ring::run_reader;
 
 /// The object built by `build.rs` from `sensor-ebpf` (empty when built with AYA_BUILD_SKIP=1).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
@@ -54,7 +53,7 @@ pub enum EbpfError {
 pub struct EbpfCapture {
     /// Owns the programs and links; dropping it detaches everything.
     pub ebpf: Ebpf,
-    pub ring: ring_mmap::MappedRing,
+    pub ring: ring::MappedRing,
     pub drops: KernelDrops,
     pub noise: KernelNoise,
     pub shed: KernelShed,
@@ -184,8 +183,8 @@ pub fn load(
     let Map::RingBuf(ring) = ring else {
         return Err(map_err("EVENTS", "not a ring buffer".into()));
     };
-    let ring = ring_mmap::MappedRing::new(ring, ring_bytes)
-        .map_err(|e| map_err("EVENTS", e.to_string()))?;
+    let ring =
+        ring::MappedRing::new(ring, ring_bytes).map_err(|e| map_err("EVENTS", e.to_string()))?;
     let drops = ebpf
         .take_map("DROPS")
         .ok_or_else(|| map_err("DROPS", "missing".into()))?;

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::{reader::ReaderCtx, EbpfCapture, EbpfError, KernelDrops, KernelNoise};
+use super::{ring::ReaderCtx, EbpfCapture, EbpfError, KernelDrops, KernelNoise};
 use crate::config::Config;
 use crate::filter::FilterStats;
 use crate::sources::source::{Source, SourceEnv, StartError, StopFuture};

@@ -1,33 +1,45 @@
-//! `FAN_ATTRIB` from inode marks on the directories of the watched trees, not from the
-//! filesystem mark (see docs/ARCHITECTURE.md, "File activity"). Every unlink and link on
-//! the filesystem changes a link count, which the kernel reports as an `FAN_ATTRIB` on the
-//! inode alone, with no directory or name: a filesystem mark receives one such event per
-//! unlink anywhere on the disk, and no ignore mark can stop it (no directory is involved).
-//! Named attribute changes (chmod, chown, utimes, setxattr) are reported to the parent
-//! directory's marks, so marking each directory of the trees (`FAN_EVENT_ON_CHILD |
-//! FAN_ONDIR`) sees them all and none of the link-count noise.
+//! `FAN_MODIFY` and `FAN_ATTRIB` from inode marks on the directories of the watched trees,
+//! not from the filesystem mark (see docs/ARCHITECTURE.md, "File activity"):
+//! - every write(2) on the filesystem is a `FAN_MODIFY`. On a filesystem mark, each one
+//!   makes the writer's kernel take the parent and name and run the group's handler, only
+//!   for the ignore mark to drop it: a database writing outside the trees paid that on every
+//!   write. With the directory marks, a write outside the trees finds no mark that wants it;
+//! - every unlink and link changes a link count, which the kernel reports as an `FAN_ATTRIB`
+//!   on the inode alone, with no directory or name: a filesystem mark receives one such event
+//!   per unlink anywhere on the disk, and no ignore mark can stop it.
+//!
+//! Writes and named attribute changes (chmod, chown, utimes, setxattr) are reported to the
+//! parent directory's marks, so marking each directory of the trees (`FAN_EVENT_ON_CHILD |
+//! FAN_ONDIR`) sees them all. Create, delete, moves and `FAN_CLOSE_WRITE` stay on the
+//! filesystem mark: a file written at once in a directory made a moment ago is still
+//! reported (created, and written at its close) before the directory is marked.
 //!
 //! - A directory is marked first and listed after, so a subdirectory created meanwhile is
 //!   either listed or reported (and then marked) by the filesystem mark.
 //! - New directories under the trees are marked when their create or move is read; an
-//!   attribute change inside one before that read is not seen (the file's create, writes
-//!   and deletion are: they come from the filesystem mark).
-//! - At most `files.max_dir_marks` directories at start; past it `FAN_ATTRIB` stays on the
-//!   filesystem mark. Refused marks (ENOSPC at `fs.fanotify.max_user_marks`, EACCES) are
-//!   counted in `files_mark_failures`.
+//!   attribute change or a `modify` inside one before that read is not seen (the file's
+//!   create, its close after writing and its deletion are: they come from the filesystem
+//!   mark). So a truncate(2) by path, in that moment, is the one write it can miss.
+//! - At most `files.max_dir_marks` directories at start; past it the directory ops go on the
+//!   filesystem mark. A directory that appears later and cannot be marked (the bound, a
+//!   refused mark) moves them there too, for good. Refused marks (ENOSPC at
+//!   `fs.fanotify.max_user_marks`, EACCES) are counted in `files_mark_failures`.
 use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 
+use super::fanotify_fid::dir_ops;
 use super::filter::PathFilter;
 use super::roots::Tree;
 use super::source::errno_text;
-use super::FileStats;
+use super::{FileStats, OpSet};
 
-/// The mask of a directory mark.
-pub const DIR_MASK: u64 = libc::FAN_ATTRIB | libc::FAN_EVENT_ON_CHILD | libc::FAN_ONDIR;
+/// The mask of a directory mark for `ops`.
+pub fn dir_mask(ops: OpSet) -> u64 {
+    dir_ops(ops) | libc::FAN_EVENT_ON_CHILD | libc::FAN_ONDIR
+}
 
 /// Why marking stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +60,11 @@ pub fn enter(filter: &PathFilter, dir: &[u8]) -> bool {
 pub struct DirMarks {
     group: RawFd,
     max: usize,
+    mask: u64,
+    /// The filesystem marks' anchors and full mask, for [`DirMarks::appeared`]'s fallback.
+    fallback: Option<(Vec<PathBuf>, u64)>,
+    /// The directory ops went onto the filesystem marks: no more marks are needed.
+    on_fs: bool,
     /// Marks added (directories removed since are not subtracted).
     pub count: usize,
     warned: bool,
@@ -55,13 +72,28 @@ pub struct DirMarks {
 
 impl DirMarks {
     /// `group` must outlive this (both live in the reader thread).
-    pub fn new(group: RawFd, max: usize) -> DirMarks {
+    pub fn new(group: RawFd, max: usize, ops: OpSet) -> DirMarks {
         DirMarks {
             group,
             max,
+            mask: dir_mask(ops),
+            fallback: None,
+            on_fs: false,
             count: 0,
             warned: false,
         }
+    }
+
+    /// The directory ops, once they moved onto the filesystem marks (None before).
+    pub fn ops_on_fs(&self) -> Option<u64> {
+        self.on_fs
+            .then_some(self.mask & !(libc::FAN_EVENT_ON_CHILD | libc::FAN_ONDIR))
+    }
+
+    /// Where the directory ops go when a directory that appears cannot be marked.
+    pub fn falling_back_to(mut self, anchors: Vec<PathBuf>, fs_mask: u64) -> DirMarks {
+        self.fallback = Some((anchors, fs_mask));
+        self
     }
 
     fn mark(&self, dir: &[u8]) -> Result<bool, String> {
@@ -73,7 +105,7 @@ impl DirMarks {
             libc::fanotify_mark(
                 self.group,
                 libc::FAN_MARK_ADD | libc::FAN_MARK_ONLYDIR | libc::FAN_MARK_DONT_FOLLOW,
-                DIR_MASK,
+                self.mask,
                 libc::AT_FDCWD,
                 c.as_ptr(),
             )
@@ -84,7 +116,7 @@ impl DirMarks {
         match std::io::Error::last_os_error().raw_os_error() {
             // Gone or not a directory (any more): nothing to mark.
             Some(libc::ENOENT) | Some(libc::ENOTDIR) => Ok(false),
-            _ => Err(errno_text("fanotify_mark(inode, FAN_ATTRIB)")),
+            _ => Err(errno_text("fanotify_mark(inode, directory ops)")),
         }
     }
 
@@ -136,17 +168,35 @@ impl DirMarks {
     }
 
     /// A directory appeared at `path` (created or moved in) while running: marks it and what
-    /// is below it. A failure is logged (first ten) and counted, never silent.
+    /// is below it. When that stops short (the bound, a refused mark), the directory ops
+    /// move onto the filesystem marks for good, so nothing below it goes unseen; logged
+    /// (first ten) and counted, never silent.
     pub fn appeared(&mut self, path: &[u8], filter: &PathFilter, stats: &FileStats) {
-        if let Err(stop) = self.add_tree(path, filter, stats) {
-            stats.dir_marks_full.store(
-                u64::from(matches!(stop, Stop::Bound(_))) | stats.dir_marks_full.load(Relaxed),
-                Relaxed,
-            );
-            if !self.warned || matches!(stop, Stop::Refused(_)) {
-                self.warned = true;
-                if stats.mark_failures.load(Relaxed) < 10 {
-                    tracing::warn!(dir = %String::from_utf8_lossy(path), why = ?stop, "a new directory in the watched trees is not fully marked: attribute changes (chmod, chown) below it are not seen");
+        if self.on_fs {
+            return;
+        }
+        let Err(stop) = self.add_tree(path, filter, stats) else {
+            return;
+        };
+        stats.dir_marks_full.store(
+            u64::from(matches!(stop, Stop::Bound(_))) | stats.dir_marks_full.load(Relaxed),
+            Relaxed,
+        );
+        let moved = match &self.fallback {
+            Some((anchors, mask)) => to_fs(self.group, anchors, *mask, stats),
+            None => Err("no filesystem mark to fall back to".into()),
+        };
+        self.on_fs = moved.is_ok();
+        if !self.warned || matches!(stop, Stop::Refused(_)) {
+            self.warned = true;
+            if stats.mark_failures.load(Relaxed) < 10 {
+                match moved {
+                    Ok(()) => {
+                        tracing::warn!(dir = %String::from_utf8_lossy(path), why = ?stop, "a new directory in the watched trees could not be marked: writes and attribute changes now come from the filesystem mark (costlier outside the trees)")
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %String::from_utf8_lossy(path), why = ?stop, error = %e, "a new directory in the watched trees is not fully marked: writes (modify) and attribute changes below it are seen only at close")
+                    }
                 }
             }
         }
@@ -169,19 +219,20 @@ impl DirMarks {
     }
 }
 
-/// Marks the directories of every tree for `FAN_ATTRIB` (walking from each tree's anchor);
-/// at the bound or a refused mark, removes them all again and says why.
+/// Marks the directories of every tree for the directory ops (walking from each tree's
+/// anchor); at the bound or a refused mark, removes them all again and says why.
 pub fn for_trees(
     group: RawFd,
     trees: &[&Tree],
     max: usize,
+    ops: OpSet,
     filter: &PathFilter,
     stats: &FileStats,
 ) -> Result<DirMarks, String> {
     if max == 0 {
         return Err("files.max_dir_marks = 0".into());
     }
-    let mut d = DirMarks::new(group, max);
+    let mut d = DirMarks::new(group, max, ops);
     for t in trees {
         // A tree that is a single file: its directory reports its attribute changes.
         let top = match t.anchor.parent() {
@@ -201,9 +252,9 @@ pub fn for_trees(
     Ok(d)
 }
 
-/// Adds `FAN_ATTRIB` (in `mask`) to the filesystem marks of `anchors`, after the directory
-/// marks could not be placed. Adding to an existing mark ORs the mask.
-pub fn attrib_to_fs(
+/// Adds the directory ops (in `mask`) to the filesystem marks of `anchors`, after the
+/// directory marks could not be placed. Adding to an existing mark ORs the mask.
+pub fn to_fs(
     group: RawFd,
     anchors: &[PathBuf],
     mask: u64,
@@ -226,8 +277,8 @@ pub fn attrib_to_fs(
         if r != 0 {
             stats.mark_failures.fetch_add(1, Relaxed);
             return Err(format!(
-                "attrib NOT reported: {}",
-                errno_text("fanotify_mark(FAN_MARK_FILESYSTEM, FAN_ATTRIB)")
+                "modify and attrib NOT reported: {}",
+                errno_text("fanotify_mark(FAN_MARK_FILESYSTEM, directory ops)")
             ));
         }
     }
@@ -272,14 +323,14 @@ mod tests {
         let f = PathFilter::new(std::slice::from_ref(&top), &[] as &[&str], &[] as &[&str]);
         let stats = FileStats::default();
         // Not a fanotify group: every mark is refused (EBADF/EINVAL), counted, reported.
-        let mut m = DirMarks::new(-1, 10);
+        let mut m = DirMarks::new(-1, 10, OpSet::DEFAULT);
         match m.add_tree(&top, &f, &stats) {
             Err(Stop::Refused(e)) => assert!(e.contains("fanotify_mark"), "{e}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(stats.mark_failures.load(Relaxed), 1);
         assert_eq!(m.count, 0);
-        let mut m = DirMarks::new(-1, 0);
+        let mut m = DirMarks::new(-1, 0, OpSet::DEFAULT);
         assert_eq!(m.add_tree(&top, &f, &stats), Err(Stop::Bound(0)));
         m.appeared(&top, &f, &stats);
         assert_eq!(stats.dir_marks_full.load(Relaxed), 1);

@@ -42,11 +42,11 @@ pub struct FidGroup {
     pub unmarked: Vec<(usize, String)>,
     /// The bound on directories with an ignore mark, or why there are none.
     pub ignore_marks: Result<usize, String>,
-    /// Inode marks for `FAN_ATTRIB` on the trees' directories, or why `FAN_ATTRIB` is on the
-    /// filesystem mark (None: attrib is not reported).
+    /// Inode marks for the [`dir_ops`] on the trees' directories, or why those events are on
+    /// the filesystem mark.
     pub dir_marks: Option<Result<DirMarks, String>>,
-    /// `FAN_ATTRIB` is on the filesystem marks.
-    attrib_on_fs: bool,
+    /// The [`dir_ops`] are on the filesystem marks.
+    dir_ops_on_fs: bool,
     ops: OpSet,
 }
 
@@ -67,9 +67,10 @@ impl FidGroup {
                 "no ignore marks ({e}): every event on the filesystem is read and filtered in userspace"
             ),
         };
+        let names = dir_ops_names(self.ops);
         let attrib = match &self.dir_marks {
-            Some(Ok(d)) => format!(", FAN_ATTRIB from inode marks on {} directories", d.count),
-            Some(Err(e)) => format!(", FAN_ATTRIB on the filesystem mark ({e})"),
+            Some(Ok(d)) => format!(", {names} from inode marks on {} directories", d.count),
+            Some(Err(e)) => format!(", {names} on the filesystem mark ({e})"),
             None => String::new(),
         };
         format!(
@@ -145,12 +146,32 @@ fn check_handles(mount_fd: RawFd, anchor: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The filesystem mark's mask. `FAN_ATTRIB` only when attrib is reported and no inode marks
-/// on the trees' directories carry it (`attrib_on_fs`).
-fn mark_mask(ops: OpSet, rename: bool, attrib_on_fs: bool) -> u64 {
+/// The events the inode marks on the trees' directories carry, so that the filesystem mark
+/// does not: `FAN_MODIFY` (every write(2) on the disk) and, when attrib is reported,
+/// `FAN_ATTRIB` (every link-count change on the disk). See docs/ARCHITECTURE.md, "File
+/// activity": create, delete, moves and close_write stay on the filesystem mark, so a file
+/// written in a directory made a moment ago is still seen (its create, and its close_write).
+pub fn dir_ops(ops: OpSet) -> u64 {
+    let mut m = libc::FAN_MODIFY;
+    if ops.contains(OpSet::ATTRIB) {
+        m |= libc::FAN_ATTRIB;
+    }
+    m
+}
+
+fn dir_ops_names(ops: OpSet) -> &'static str {
+    if ops.contains(OpSet::ATTRIB) {
+        "FAN_MODIFY|FAN_ATTRIB"
+    } else {
+        "FAN_MODIFY"
+    }
+}
+
+/// The filesystem mark's mask. The [`dir_ops`] only when no inode marks on the trees'
+/// directories carry them (`dir_ops_on_fs`).
+fn mark_mask(ops: OpSet, rename: bool, dir_ops_on_fs: bool) -> u64 {
     let mut m = libc::FAN_CREATE
         | libc::FAN_DELETE
-        | libc::FAN_MODIFY
         | libc::FAN_CLOSE_WRITE
         | libc::FAN_ONDIR
         | libc::FAN_EVENT_ON_CHILD;
@@ -160,8 +181,8 @@ fn mark_mask(ops: OpSet, rename: bool, attrib_on_fs: bool) -> u64 {
     } else {
         libc::FAN_MOVED_FROM | libc::FAN_MOVED_TO
     };
-    if ops.contains(OpSet::ATTRIB) && attrib_on_fs {
-        m |= libc::FAN_ATTRIB;
+    if dir_ops_on_fs {
+        m |= dir_ops(ops);
     }
     if ops.contains(OpSet::OPEN) {
         m |= libc::FAN_OPEN;
@@ -218,7 +239,7 @@ pub fn open(
     } else {
         marks::supported(fd.as_raw_fd(), mark_mask(ops, target_fid, true)).map(|()| limits.ignore)
     };
-    let want_dirs = ops.contains(OpSet::ATTRIB) && limits.dirs > 0;
+    let want_dirs = limits.dirs > 0;
     let mut g = FidGroup {
         fd,
         mounts: Vec::new(),
@@ -228,7 +249,7 @@ pub fn open(
         unmarked: Vec::new(),
         ignore_marks,
         dir_marks: None,
-        attrib_on_fs: !want_dirs,
+        dir_ops_on_fs: !want_dirs,
         ops,
     };
     for (i, tree) in trees.iter().enumerate() {
@@ -253,30 +274,32 @@ pub fn open(
             .filter(|i| !g.unmarked.iter().any(|(u, _)| u == i))
             .map(|i| &trees[i])
             .collect();
-        let d = dir_marks::for_trees(g.fd.as_raw_fd(), &covered, limits.dirs, filter, stats);
+        let d = dir_marks::for_trees(g.fd.as_raw_fd(), &covered, limits.dirs, ops, filter, stats);
+        // Where the directory ops go if the marks cannot be placed, now or for a directory
+        // that appears later: onto the filesystem marks (adding to a mark ORs the mask).
+        let fs_mask = mark_mask(g.ops, g.rename, true);
         g.dir_marks = Some(match d {
-            Ok(d) => Ok(d),
+            Ok(d) => Ok(d.falling_back_to(g.marked.clone(), fs_mask)),
             Err(e) => {
-                g.attrib_on_fs = true;
-                let mask = mark_mask(g.ops, g.rename, true);
+                g.dir_ops_on_fs = true;
                 Err(
-                    match dir_marks::attrib_to_fs(g.fd.as_raw_fd(), &g.marked, mask, stats) {
+                    match dir_marks::to_fs(g.fd.as_raw_fd(), &g.marked, fs_mask, stats) {
                         Ok(()) => e,
                         Err(f) => format!("{e}; {f}"),
                     },
                 )
             }
         });
-    } else if ops.contains(OpSet::ATTRIB) {
+    } else {
         g.dir_marks = Some(Err("files.max_dir_marks = 0".into()));
     }
     Ok(g)
 }
 
 impl FidGroup {
-    /// Whether `FAN_ATTRIB` belongs on the filesystem mark.
-    fn attrib_on_fs(&self) -> bool {
-        self.attrib_on_fs
+    /// Whether the [`dir_ops`] belong on the filesystem mark.
+    fn dir_ops_on_fs(&self) -> bool {
+        self.dir_ops_on_fs
     }
 
     fn mark_tree(&mut self, tree: &Tree, ops: OpSet) -> Result<(), String> {
@@ -306,7 +329,7 @@ impl FidGroup {
                 )
             }
         };
-        let on_fs = self.attrib_on_fs();
+        let on_fs = self.dir_ops_on_fs();
         if mark(mark_mask(ops, self.rename, on_fs)) != 0 {
             let err = std::io::Error::last_os_error();
             if !(self.rename && err.raw_os_error() == Some(libc::EINVAL)) {
@@ -331,7 +354,6 @@ const DIR_MOVED_OR_GONE: u64 =
 /// Reads events until `stop`, sending what the filter keeps.
 pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
     let me = std::process::id() as i32;
-    let on_fs = group.attrib_on_fs();
     let mut res = Resolver {
         mounts: group.mounts,
         cache: HashMap::new(),
@@ -339,9 +361,13 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
     let (mut path, mut new_path) = (Vec::with_capacity(256), Vec::with_capacity(256));
     let fd = group.fd;
     let mut ignorer = group.ignore_marks.ok().map(|max| {
+        // Only what the filesystem mark carries: an ignore mark's events become the
+        // directory's interest, so with `FAN_MODIFY` in it every write below the directory
+        // would take the parent and a name in the writer's kernel only to be dropped. The
+        // directory ops are added if they move onto the filesystem mark (`dir_appeared`).
         Ignorer::new(
             fd.as_raw_fd(),
-            mark_mask(group.ops, group.rename, on_fs),
+            mark_mask(group.ops, group.rename, group.dir_ops_on_fs),
             max,
         )
     });
@@ -498,9 +524,7 @@ fn handle(
             if let Some(child) = &info.fid {
                 res.remember(&child.fid, path);
             }
-            if let Some(d) = dirs {
-                d.appeared(path, sink.filter(), sink.stats());
-            }
+            dir_appeared(sink, (ignorer.as_deref_mut(), dirs), path);
         }
         // Without FAN_RENAME the old side is unknown: any directory moved into the trees.
         if ev.mask & libc::FAN_MOVED_TO != 0 && sink.filter().descend(path) {
@@ -525,22 +549,35 @@ fn handle(
 /// attribute marks.
 fn dir_arrived(
     sink: &mut Sink,
-    (ignorer, dirs): (Option<&mut Ignorer>, Option<&mut DirMarks>),
+    (mut ignorer, dirs): (Option<&mut Ignorer>, Option<&mut DirMarks>),
     path: &[u8],
     moved_in: bool,
 ) {
     if !moved_in {
         return;
     }
-    let f = sink.filter();
-    let changed = match ignorer {
-        Some(ig) => ig.moved_in(path, f, sink.stats()),
+    let changed = match ignorer.as_deref_mut() {
+        Some(ig) => ig.moved_in(path, sink.filter(), sink.stats()),
         None => Vec::new(),
     };
-    if let Some(d) = dirs {
-        d.appeared(path, f, sink.stats());
-    }
+    dir_appeared(sink, (ignorer, dirs), path);
     report_changed_while_ignored(sink, &changed);
+}
+
+/// A directory appeared at `path` (created or moved in): its directory marks, and the
+/// ignore marks' events widened if the directory ops had to move onto the filesystem mark.
+fn dir_appeared(
+    sink: &Sink,
+    (ignorer, dirs): (Option<&mut Ignorer>, Option<&mut DirMarks>),
+    path: &[u8],
+) {
+    let Some(d) = dirs else {
+        return;
+    };
+    d.appeared(path, sink.filter(), sink.stats());
+    if let (Some(bits), Some(ig)) = (d.ops_on_fs(), ignorer) {
+        ig.widen(bits);
+    }
 }
 
 /// Files changed in a directory moved into a tree before its ignore marks came off (see
@@ -565,7 +602,23 @@ mod tests {
     fn mask_follows_ops() {
         let m = mark_mask(OpSet::DEFAULT, true, true);
         assert_ne!(m & libc::FAN_ATTRIB, 0);
-        assert_eq!(mark_mask(OpSet::DEFAULT, true, false) & libc::FAN_ATTRIB, 0);
+        assert_ne!(m & libc::FAN_MODIFY, 0);
+        // With the directory marks, the filesystem mark carries neither writes nor attribute
+        // changes, and still every create, delete, move and close after writing.
+        let fs = mark_mask(OpSet::DEFAULT, true, false);
+        assert_eq!(fs & (libc::FAN_ATTRIB | libc::FAN_MODIFY), 0);
+        for bit in [
+            libc::FAN_CREATE,
+            libc::FAN_DELETE,
+            libc::FAN_RENAME,
+            libc::FAN_CLOSE_WRITE,
+            libc::FAN_EVENT_ON_CHILD,
+            libc::FAN_ONDIR,
+        ] {
+            assert_ne!(fs & bit, 0, "{bit:#x}");
+        }
+        assert_eq!(fs | dir_ops(OpSet::DEFAULT), m);
+        assert_eq!(dir_ops(OpSet::CREATE), libc::FAN_MODIFY);
         assert_ne!(m & libc::FAN_RENAME, 0);
         assert_eq!(
             m & (libc::FAN_MOVED_FROM | libc::FAN_OPEN | libc::FAN_CLOSE_NOWRITE),

@@ -175,6 +175,12 @@ impl Ignorer {
         }
     }
 
+    /// Adds `bits` to the events later ignore marks drop (the directory ops, once they moved
+    /// onto the filesystem mark). Marks already placed get them when they are renewed.
+    pub fn widen(&mut self, bits: u64) {
+        self.mask |= bits;
+    }
+
     /// A filtered event came from the directory `key`: opens it (`open_dir`, by handle), and
     /// if its current path may be ignored, adds the ignore mark.
     pub fn consider(

@@ -5,8 +5,9 @@
 //!    `FAN_RENAME` where the kernel has them) with one filesystem mark per filesystem of the
 //!    watched trees. Create, delete, modify, attrib, close_write, rename (old and new path in
 //!    one event), optionally open/close; every event carries the acting pid. Directories
-//!    outside the trees get in-kernel ignore marks ([`marks`]); attrib comes from inode marks
-//!    on the trees' directories ([`dir_marks`]).
+//!    outside the trees get in-kernel ignore marks ([`marks`]); modify and attrib come from
+//!    inode marks on the trees' directories ([`dir_marks`]), so writes outside the trees
+//!    never reach the group.
 //! 2. `fanotify-fd`: classic mode, mount marks, modify / close_write (+ open / close), with the
 //!    pid; the kernel refuses create/delete/move/attrib on mount marks, so recursive inotify
 //!    reports those (without a pid) alongside, unless `fd_mode_inotify = false`.
@@ -307,9 +308,9 @@ pub struct FileStats {
     pub ignore_marks: AtomicU64,
     /// 1 once `files.max_ignore_marks` was reached.
     pub ignore_marks_full: AtomicU64,
-    /// Directories of the trees with an inode mark for attrib (fanotify-fid).
+    /// Directories of the trees with an inode mark for writes and attrib (fanotify-fid).
     pub dir_marks: AtomicU64,
-    /// 1 once a new directory could not be marked for attrib (bound or refusal).
+    /// 1 once a new directory could not be marked (bound or refusal).
     pub dir_marks_full: AtomicU64,
     /// fanotify marks the kernel refused (ENOSPC at fs.fanotify.max_user_marks, EACCES...).
     pub mark_failures: AtomicU64,

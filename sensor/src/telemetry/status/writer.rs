@@ -17,7 +17,7 @@ use crate::telemetry::{
     health::HealthReporter,
     selfstat,
 };
-use crate::{enrich::shed::ShedStats, sinks::grpc::ShipStats};
+use crate::{pipeline::shed::ShedStats, sinks::grpc::ShipStats};
 
 /// Where the status figures come from.
 pub struct StatusInputs {

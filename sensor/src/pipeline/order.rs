@@ -23,8 +23,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use super::cache::{ForkOutcome, ProcessCache};
-use super::feed::{ProcessStart, Watermark};
+use crate::enrich::cache::{ForkOutcome, ProcessCache};
+use crate::enrich::feed::{ProcessStart, Watermark};
 use crate::event::{Event, Kind, Source};
 
 /// Most events held at once.

@@ -8,13 +8,13 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
-use super::feed::{process_feed, FeedInput};
 use super::order::{AttribStats, Orderer};
-use super::{CacheStats, EnrichConfig, ProcessCache};
+use crate::enrich::feed::{process_feed, FeedInput};
+use crate::enrich::{CacheStats, EnrichConfig, ProcessCache};
 use crate::{
-    enrich::shed::Admission,
     event::{Event, Kind},
     filter::Filter,
+    pipeline::shed::Admission,
     sinks::{json::FLUSH_INTERVAL, Output},
     timefmt::monotonic_now_ns,
 };
@@ -42,7 +42,7 @@ fn publish(stats: &Mutex<CacheStats>, cache: &ProcessCache) {
 }
 
 /// Runs the sweep off the async workers when the runtime allows it: with 100k entries it
-/// lists /proc and re-reads up to [`super::cache::SWEEP_STAT_BUDGET`] stat files.
+/// lists /proc and re-reads up to [`crate::enrich::cache::SWEEP_STAT_BUDGET`] stat files.
 fn sweep(cache: &mut ProcessCache) -> usize {
     let now = monotonic_now_ns();
     let root = cache.proc_root().to_path_buf();
@@ -285,8 +285,26 @@ mod tests {
         e
     }
 
-    fn cache(tag: &str) -> (ProcessCache, crate::test_dir::TestDir) {
-        ProcessCache::over_empty_proc(&format!("enrich-stage-{tag}"))
+    /// The task over `down`, with a cache over an empty /proc, the default shedding and no
+    /// process feed.
+    fn spawn_task(
+        rx: mpsc::Receiver<Event>,
+        down: Downstream,
+        stats: Arc<Mutex<CacheStats>>,
+        cfg: EnrichConfig,
+        tag: &str,
+    ) -> (tokio::task::JoinHandle<()>, crate::test_dir::TestDir) {
+        let (cache, dir) = ProcessCache::over_empty_proc(&format!("enrich-stage-{tag}"));
+        let task = run_stage(
+            rx,
+            down,
+            cache,
+            stats,
+            cfg,
+            admission(),
+            Attribution::none(),
+        );
+        (tokio::spawn(task), dir)
     }
 
     #[tokio::test]
@@ -294,16 +312,13 @@ mod tests {
         let (in_tx, in_rx) = mpsc::channel(4);
         let (out_tx, mut out_rx) = mpsc::channel(1);
         let stats = Arc::new(Mutex::new(CacheStats::default()));
-        let (cache, _dir) = cache("order");
-        let stage = tokio::spawn(run_stage(
+        let (stage, _dir) = spawn_task(
             in_rx,
             down(out_tx),
-            cache,
             stats.clone(),
             EnrichConfig::default(),
-            admission(),
-            Attribution::none(),
-        ));
+            "order",
+        );
         const N: u32 = 500;
         let producer = tokio::spawn(async move {
             for pid in 1..=N {
@@ -353,16 +368,7 @@ mod tests {
             sweep_interval_secs: 1,
             ..EnrichConfig::default()
         };
-        let (cache, _dir) = cache("sweep");
-        let stage = tokio::spawn(run_stage(
-            in_rx,
-            down(out_tx),
-            cache,
-            stats.clone(),
-            cfg,
-            admission(),
-            Attribution::none(),
-        ));
+        let (stage, _dir) = spawn_task(in_rx, down(out_tx), stats.clone(), cfg, "sweep");
         // pid 4242 is not in the (empty) proc root: the sweep marks it lost.
         in_tx
             .send(event(Kind::ProcessExec, 4242, Some("/bin/y")))
@@ -377,6 +383,42 @@ mod tests {
         drop(in_tx);
         stage.await.unwrap();
         assert!(out_rx.recv().await.is_none());
+    }
+
+    /// The output's receiver is gone (the gRPC sink's task ended) while the sources still
+    /// send: the task stops at the first event it cannot output instead of waiting for its
+    /// input to close, publishes its stats, and releases the sources' channel so their
+    /// senders see it closed.
+    #[tokio::test]
+    async fn stops_when_the_output_is_closed_though_input_is_open() {
+        let (in_tx, in_rx) = mpsc::channel(4);
+        let (out_tx, out_rx) = mpsc::channel(1);
+        drop(out_rx);
+        let stats = Arc::new(Mutex::new(CacheStats::default()));
+        let (stage, _dir) = spawn_task(
+            in_rx,
+            down(out_tx),
+            stats.clone(),
+            EnrichConfig::default(),
+            "closed",
+        );
+        in_tx
+            .send(event(Kind::ProcessExec, 4343, Some("/bin/z")))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), stage)
+            .await
+            .expect("the task kept running after its output closed")
+            .unwrap();
+        assert!(
+            in_tx
+                .send(event(Kind::ProcessExec, 4344, Some("/bin/z")))
+                .await
+                .is_err(),
+            "the sources' channel is still open"
+        );
+        // The exec was enriched before the output refused it, and the stats say so.
+        assert_eq!(stats.lock().unwrap().entries, 1);
     }
 
     /// A `Write` the test can read back.
@@ -408,16 +450,13 @@ mod tests {
                 counters.clone(),
             )),
         };
-        let (cache, _dir) = cache("lines");
-        let stage = tokio::spawn(run_stage(
+        let (stage, _dir) = spawn_task(
             in_rx,
             down,
-            cache,
             Arc::default(),
             EnrichConfig::default(),
-            admission(),
-            Attribution::none(),
-        ));
+            "lines",
+        );
         let with = |kind, pid, comm: &str, argv: &[&str]| {
             let mut e = event(kind, pid, Some("/bin/x"));
             let p = e.process.as_mut().unwrap();
