@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::time::format_rfc3339_nanos;
+use crate::time::rfc3339_nanos;
 // Every message type: the generated writers below name each one an event holds.
 use crate::v1::*;
 

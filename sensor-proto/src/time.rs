@@ -3,31 +3,49 @@
 //! text back, so a JSON event survives the round trip byte for byte.
 
 /// Formats ns since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
-///
-/// Every event is stamped with it, so it writes its 30 digits and separators directly instead
-/// of going through `format!` (i64 ns only reach the years 1677 to 2262: four digits).
 pub fn format_rfc3339_nanos(unix_ns: i64) -> String {
+    rfc3339_nanos(unix_ns).as_str().to_string()
+}
+
+/// The text of [`format_rfc3339_nanos`] on the stack: the JSON writer stamps every event
+/// (and every process start) with it, so it costs no allocation there.
+#[derive(Clone, Copy)]
+pub struct Rfc3339([u8; 30]);
+
+impl Rfc3339 {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written (`rfc3339_nanos`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// Formats ns since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` into a stack buffer.
+/// It writes its 30 digits and separators directly instead of going through `format!` (i64 ns
+/// only reach the years 1677 to 2262: four digits).
+pub fn rfc3339_nanos(unix_ns: i64) -> Rfc3339 {
     let secs = unix_ns.div_euclid(1_000_000_000);
     let nanos = unix_ns.rem_euclid(1_000_000_000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
     let (h, mi, s) = (sod / 3600, (sod / 60) % 60, sod % 60);
-    let mut out = String::with_capacity(30);
-    let mut digits = |value: i64, width: u32, then: char| {
-        for i in (0..width).rev() {
-            let digit = (value / 10i64.pow(i)) % 10;
-            out.push(char::from(b'0' + digit as u8));
+    let mut out = *b"0000-00-00T00:00:00.000000000Z";
+    // Each field's digits, right to left (division by the constant 10 only).
+    for (end, width, value) in [
+        (4, 4, y),
+        (7, 2, i64::from(m)),
+        (10, 2, i64::from(d)),
+        (13, 2, h),
+        (16, 2, mi),
+        (19, 2, s),
+        (29, 9, nanos),
+    ] {
+        let mut v = value;
+        for i in (end - width..end).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
         }
-        out.push(then);
-    };
-    digits(y, 4, '-');
-    digits(i64::from(m), 2, '-');
-    digits(i64::from(d), 2, 'T');
-    digits(h, 2, ':');
-    digits(mi, 2, ':');
-    digits(s, 2, '.');
-    digits(nanos, 9, 'Z');
-    out
+    }
+    Rfc3339(out)
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)` (also with a space or `t`

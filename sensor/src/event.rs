@@ -38,33 +38,36 @@ impl Event {
     /// The one constructor: an event of `kind` from `source` with no payload yet; the
     /// caller fills the payload of its kind. `seq` is assigned by the output stage.
     pub fn new(kind: Kind, source: Source, time_unix_ns: i64, host: &str) -> Self {
-        let fresh = sensor_proto::v1::Event {
-            seq: 0,
-            time_unix_ns,
-            host: host.to_string(),
-            source: source as i32,
-            kind: kind as i32,
-            ..Default::default()
-        };
         let spare = SPARE.lock().ok().and_then(|mut s| s.pop());
-        let msg = match spare {
-            // The spare is empty (`recycle` reset it): overwriting it frees nothing.
-            Some(mut b) => {
-                *b = fresh;
-                b
-            }
-            None => Box::new(fresh),
-        };
+        // A spare is the default message but for the host's emptied buffer (`recycle` is the
+        // only way in), as a fresh box is: set the header fields in place.
+        let mut msg = spare.unwrap_or_default();
+        debug_assert!(
+            msg.host.is_empty()
+                && *msg
+                    == sensor_proto::v1::Event {
+                        host: String::new(),
+                        ..Default::default()
+                    }
+        );
+        msg.host.push_str(host);
+        msg.time_unix_ns = time_unix_ns;
+        msg.source = source as i32;
+        msg.kind = kind as i32;
         Self {
             msg,
             ktime_ns: None,
         }
     }
 
-    /// Frees the event's contents and keeps its box for the next [`Event::new`].
+    /// Frees the event's contents and keeps its box, and the host's emptied buffer, for the
+    /// next [`Event::new`].
     pub fn recycle(self) {
         let mut msg = self.msg;
+        let mut host = std::mem::take(&mut msg.host);
+        host.clear();
         *msg = sensor_proto::v1::Event::default();
+        msg.host = host;
         if let Ok(mut s) = SPARE.lock() {
             if s.len() < SPARE_MAX {
                 s.push(msg);

@@ -134,7 +134,7 @@ fn field(out: &mut String, schema: &Schema, f: &Field) -> Result<(), Error> {
 fn value(schema: &Schema, f: &Field, key: &str, v: &str) -> Result<String, Error> {
     let r = v.strip_prefix('*').unwrap_or(v);
     Ok(match &f.ty {
-        _ if f.is_time() => format!("o.str(\"{key}\", &format_rfc3339_nanos({v}))"),
+        _ if f.is_time() => format!("o.str(\"{key}\", rfc3339_nanos({v}).as_str())"),
         Ty::String => format!("o.str(\"{key}\", {r})"),
         Ty::Bool | Ty::Int(_) | Ty::Float(_) => format!("o.num(\"{key}\", {r})"),
         Ty::Enum(e) => {

@@ -165,12 +165,12 @@ fn every_field_is_bound_and_written_in_declaration_order() {
 fn a_unix_ns_time_is_rfc3339_text_under_the_name_without_the_suffix() {
     let out = writer(&full()).unwrap();
     let ev = statements(&out, "Event");
-    assert!(ev.contains(&"o.str(\"time\", &format_rfc3339_nanos(*time_unix_ns));".to_string()));
+    assert!(ev.contains(&"o.str(\"time\", rfc3339_nanos(*time_unix_ns).as_str());".to_string()));
     // Present optional times too.
     let peer = statements(&out, "Peer");
     assert!(
         peer.contains(
-            &"if let Some(v) = seen_unix_ns { o.str(\"seen\", &format_rfc3339_nanos(*v)); }"
+            &"if let Some(v) = seen_unix_ns { o.str(\"seen\", rfc3339_nanos(*v).as_str()); }"
                 .to_string()
         ),
         "{peer:?}"

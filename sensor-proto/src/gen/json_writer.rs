@@ -19,7 +19,7 @@ fn event_fields(o: &mut Obj<'_>, m: &Event) {
         flow,
     } = m;
     o.num("seq", seq);
-    o.str("time", &format_rfc3339_nanos(*time_unix_ns));
+    o.str("time", rfc3339_nanos(*time_unix_ns).as_str());
     o.str("host", host);
     o.str(
         "source",
@@ -91,7 +91,7 @@ fn process_fields(o: &mut Obj<'_>, m: &Process) {
     o.num("ppid", ppid);
     match start_time_unix_ns {
         Some(v) => {
-            o.str("start_time", &format_rfc3339_nanos(*v));
+            o.str("start_time", rfc3339_nanos(*v).as_str());
         }
         None => {
             o.str("start_time", "");
