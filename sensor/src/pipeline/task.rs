@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
 use super::order::{AttribStats, Orderer};
-use crate::enrich::feed::{process_feed, FeedInput};
+use crate::enrich::feed::{process_feed, FeedInput, Watermark};
 use crate::enrich::{CacheStats, EnrichConfig, ProcessCache};
 use crate::{
     event::{Event, Kind},
@@ -117,6 +117,14 @@ impl Out<'_> {
         }
         true
     }
+
+    /// Sends the held events the watermark or their deadline now releases (`released` is
+    /// the reused buffer); false once the output is gone.
+    async fn release(&mut self, mark: &Watermark, released: &mut Vec<Event>, now: u64) -> bool {
+        self.order
+            .release(self.cache, now, mark, self.attrib, released);
+        self.send_all(released, now).await
+    }
 }
 
 /// Receives until `rx` closes, enriches, filters and outputs each event (backpressure: a slow
@@ -153,6 +161,19 @@ pub async fn run_stage(
     let mut batch = Vec::with_capacity(BATCH);
     let mut released = Vec::new();
     publish(&stats, &cache);
+    // The stage's borrows for one send (they are released between sends: the orderer and
+    // the cache are also used on their own in the loop).
+    macro_rules! out {
+        () => {
+            Out {
+                down: &mut down,
+                order: &mut order,
+                cache: &mut cache,
+                admission: &mut admission,
+                attrib: &attrib,
+            }
+        };
+    }
     'run: loop {
         let recheck = order.next_deadline().map(|d| {
             let left = Duration::from_nanos(d.saturating_sub(monotonic_now_ns()));
@@ -168,10 +189,7 @@ pub async fn run_stage(
                 while let Ok(f) = forks.try_recv() {
                     order.push_fork(f, &mut cache, &attrib);
                 }
-                let now = monotonic_now_ns();
-                order.release(&mut cache, now, &watermark, &attrib, &mut released);
-                let mut out = Out { down: &mut down, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
-                if !out.send_all(&mut released, now).await {
+                if !out!().release(&watermark, &mut released, monotonic_now_ns()).await {
                     break 'run;
                 }
                 down.end_batch();
@@ -191,31 +209,24 @@ pub async fn run_stage(
                         continue;
                     };
                     let exec = ev.kind() == Kind::ProcessExec;
-                    let mut out = Out { down: &mut down, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
-                    if !out.send(ev, now).await {
+                    if !out!().send(ev, now).await {
                         break 'run;
                     }
-                    if exec && order.held_len() > 0 {
-                        order.release(&mut cache, now, &watermark, &attrib, &mut released);
-                        let mut out = Out { down: &mut down, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
-                        if !out.send_all(&mut released, now).await {
-                            break 'run;
-                        }
+                    if exec
+                        && order.held_len() > 0
+                        && !out!().release(&watermark, &mut released, now).await
+                    {
+                        break 'run;
                     }
                 }
-                order.release(&mut cache, now, &watermark, &attrib, &mut released);
-                let mut out = Out { down: &mut down, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
-                if !out.send_all(&mut released, now).await {
+                if !out!().release(&watermark, &mut released, now).await {
                     break 'run;
                 }
                 down.end_batch();
                 publish(&stats, &cache);
             }
             _ = async { if let Some(r) = recheck { r.await } }, if order.held_len() > 0 => {
-                let now = monotonic_now_ns();
-                order.release(&mut cache, now, &watermark, &attrib, &mut released);
-                let mut out = Out { down: &mut down, order: &mut order, cache: &mut cache, admission: &mut admission, attrib: &attrib };
-                if !out.send_all(&mut released, now).await {
+                if !out!().release(&watermark, &mut released, monotonic_now_ns()).await {
                     break 'run;
                 }
                 down.end_batch();
@@ -232,15 +243,7 @@ pub async fn run_stage(
         order.push_fork(f, &mut cache, &attrib);
     }
     order.drain_all(&attrib, &mut released);
-    let now = monotonic_now_ns();
-    let mut out = Out {
-        down: &mut down,
-        order: &mut order,
-        cache: &mut cache,
-        admission: &mut admission,
-        attrib: &attrib,
-    };
-    out.send_all(&mut released, now).await;
+    out!().send_all(&mut released, monotonic_now_ns()).await;
     publish(&stats, &cache);
     down.filter.publish();
     down.output.flush();
