@@ -36,11 +36,6 @@ use super::roots::Tree;
 use super::source::errno_text;
 use super::{FileStats, OpSet};
 
-/// The mask of a directory mark for `ops`.
-pub fn dir_mask(ops: OpSet) -> u64 {
-    dir_ops(ops) | libc::FAN_EVENT_ON_CHILD | libc::FAN_ONDIR
-}
-
 /// Why marking stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
@@ -60,7 +55,8 @@ pub fn enter(filter: &PathFilter, dir: &[u8]) -> bool {
 pub struct DirMarks {
     group: RawFd,
     max: usize,
-    mask: u64,
+    /// The [`dir_ops`] the marks carry.
+    ops: u64,
     /// The filesystem marks' anchors and full mask, for [`DirMarks::appeared`]'s fallback.
     fallback: Option<(Vec<PathBuf>, u64)>,
     /// The directory ops went onto the filesystem marks: no more marks are needed.
@@ -76,7 +72,7 @@ impl DirMarks {
         DirMarks {
             group,
             max,
-            mask: dir_mask(ops),
+            ops: dir_ops(ops),
             fallback: None,
             on_fs: false,
             count: 0,
@@ -86,8 +82,7 @@ impl DirMarks {
 
     /// The directory ops, once they moved onto the filesystem marks (None before).
     pub fn ops_on_fs(&self) -> Option<u64> {
-        self.on_fs
-            .then_some(self.mask & !(libc::FAN_EVENT_ON_CHILD | libc::FAN_ONDIR))
+        self.on_fs.then_some(self.ops)
     }
 
     /// Where the directory ops go when a directory that appears cannot be marked.
@@ -105,7 +100,7 @@ impl DirMarks {
             libc::fanotify_mark(
                 self.group,
                 libc::FAN_MARK_ADD | libc::FAN_MARK_ONLYDIR | libc::FAN_MARK_DONT_FOLLOW,
-                self.mask,
+                self.ops | libc::FAN_EVENT_ON_CHILD | libc::FAN_ONDIR,
                 libc::AT_FDCWD,
                 c.as_ptr(),
             )
