@@ -8,7 +8,10 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed=../sensor-common/src");
     let toolchain =
         std::env::var("SENSOR_EBPF_TOOLCHAIN").unwrap_or_else(|_| "nightly-2026-05-20".into());
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time, not with env!(): a build script compiled once can be reused for
+    // another checkout sharing the target dir, and must build that checkout's eBPF crate.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?;
+    let root = std::path::Path::new(&manifest)
         .join("../sensor-ebpf")
         .canonicalize()
         .context("sensor-ebpf directory")?;
