@@ -171,7 +171,7 @@ struct QueryArgs {
     host: Vec<String>,
     /// Event kind (repeatable).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
-        sensor_proto::names::ALL_KINDS.map(sensor_proto::names::kind_name)))]
+        sensor_proto::v1::Kind::ALL.map(sensor_proto::v1::Kind::as_str)))]
     kind: Vec<String>,
     /// From this time: RFC 3339, Unix seconds, or a duration ago (15m, 2h, 7d).
     #[arg(long)]
@@ -495,8 +495,8 @@ fn run_query(a: QueryArgs) -> anyhow::Result<()> {
         if sensor_proto::names::kind_from_name(k).is_none() {
             anyhow::bail!(
                 "--kind {k:?}: expected one of {}",
-                sensor_proto::names::ALL_KINDS
-                    .map(sensor_proto::names::kind_name)
+                sensor_proto::v1::Kind::ALL
+                    .map(sensor_proto::v1::Kind::as_str)
                     .join(", ")
             );
         }

@@ -1,7 +1,6 @@
 //! Query output: a table for people, JSON lines (the sensor's event shape plus `sensor_id`
 //! and `boot_id`) for programs.
 use sensor_proto::json::{event_to_json, write_event_with};
-use sensor_proto::names::kind_name;
 use sensor_proto::time::format_rfc3339_nanos;
 use sensor_proto::v1::{Event, Kind, Login};
 use serde_json::Value;
@@ -276,7 +275,10 @@ pub fn table(rows: &[Stored]) -> String {
             [
                 short_time(ev.time_unix_ns),
                 ev.host.clone(),
-                kind_name(Kind::try_from(ev.kind).unwrap_or(Kind::Unspecified)).into(),
+                Kind::try_from(ev.kind)
+                    .unwrap_or(Kind::Unspecified)
+                    .as_str()
+                    .into(),
                 opt(p.map(|p| p.pid)),
                 opt(p.map(|p| p.uid)),
                 opt(session),

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use sensor_proto::names::kind_name;
 use sensor_proto::v1::{Event, Kind};
 
 use crate::render::{command_line, short_time};
@@ -263,7 +262,7 @@ fn timeline(o: &mut String, r: &Report<'_>) {
          <th>detail</th></tr>\n",
     );
     for s in &r.timeline {
-        let k = kind_name(kind(&s.event));
+        let k = kind(&s.event).as_str();
         let pid = s
             .event
             .process

@@ -249,7 +249,7 @@ pub fn validate_batch(
         if matches!(kind, Kind::ProcessExec | Kind::ProcessExit) && ev.process.is_none() {
             return Err(BatchError::MissingProcess {
                 index,
-                kind: sensor_proto::names::kind_name(kind),
+                kind: kind.as_str(),
             });
         }
     }

@@ -22,20 +22,8 @@ impl Source {
     }
 }
 
-pub const ALL_KINDS: [Kind; Kind::ALL.len()] = Kind::ALL;
-
-pub const ALL_SOURCES: [Source; Source::ALL.len()] = Source::ALL;
-
-pub fn kind_name(kind: Kind) -> &'static str {
-    kind.as_str()
-}
-
 pub fn kind_from_name(name: &str) -> Option<Kind> {
     Kind::ALL.into_iter().find(|k| k.as_str() == name)
-}
-
-pub fn source_name(source: Source) -> &'static str {
-    source.as_str()
 }
 
 pub fn source_from_name(name: &str) -> Option<Source> {
@@ -48,11 +36,11 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for k in ALL_KINDS {
-            assert_eq!(kind_from_name(kind_name(k)), Some(k));
+        for k in Kind::ALL {
+            assert_eq!(kind_from_name(k.as_str()), Some(k));
         }
-        for s in ALL_SOURCES {
-            assert_eq!(source_from_name(source_name(s)), Some(s));
+        for s in Source::ALL {
+            assert_eq!(source_from_name(s.as_str()), Some(s));
         }
         assert_eq!(kind_from_name("nope"), None);
         assert_eq!(kind_from_name("unspecified"), None);

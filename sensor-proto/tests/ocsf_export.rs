@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use sensor_proto::json::event_to_json;
-use sensor_proto::names::{kind_name, ALL_KINDS};
 use sensor_proto::ocsf::{to_ocsf, Origin};
 use sensor_proto::v1::*;
 use serde_json::Value;
@@ -197,7 +196,7 @@ pub fn samples() -> Vec<Event> {
         }),
         ..base(40, Kind::SensorHealth, Source::Sensor)
     });
-    for (i, k) in ALL_KINDS.into_iter().enumerate() {
+    for (i, k) in Kind::ALL.into_iter().enumerate() {
         if !v.iter().any(|e| e.kind == k as i32) {
             let mut e = sensor_proto::samples::sample(k);
             e.seq = 100 + i as u64;
@@ -222,8 +221,8 @@ fn scalars(v: &Value, out: &mut Vec<String>) {
 #[test]
 fn every_kind_is_covered_by_the_samples() {
     let kinds: Vec<i32> = samples().iter().map(|e| e.kind).collect();
-    for k in ALL_KINDS {
-        assert!(kinds.contains(&(k as i32)), "no sample of {}", kind_name(k));
+    for k in Kind::ALL {
+        assert!(kinds.contains(&(k as i32)), "no sample of {}", k.as_str());
     }
 }
 
@@ -242,7 +241,7 @@ fn nothing_is_lost() {
             assert!(
                 have.contains(&w),
                 "{}: value {w} of the event is not in its OCSF form:\n{ocsf:#}",
-                kind_name(Kind::try_from(ev.kind).unwrap())
+                Kind::try_from(ev.kind).unwrap().as_str()
             );
         }
     }
@@ -343,11 +342,11 @@ fn every_kind_validates_with_ocsf_emitter() {
         )
     });
     assert!(out.status.success(), "validation failed: {report:#}");
-    for k in ALL_KINDS {
+    for k in Kind::ALL {
         assert!(
-            report["validated"][kind_name(k)].as_u64().unwrap_or(0) > 0,
+            report["validated"][k.as_str()].as_u64().unwrap_or(0) > 0,
             "{} not validated: {report:#}",
-            kind_name(k)
+            k.as_str()
         );
     }
     assert_eq!(
@@ -367,7 +366,7 @@ fn every_kind_validates_with_ocsf_emitter() {
 #[test]
 fn a_kind_without_a_class_is_a_base_event_with_everything() {
     let mut ev = sensor_proto::samples::sample(Kind::ProcessExec);
-    for k in ALL_KINDS {
+    for k in Kind::ALL {
         let s = sensor_proto::samples::sample(k);
         ev.exit = ev.exit.or(s.exit);
         ev.connect = ev.connect.or(s.connect);

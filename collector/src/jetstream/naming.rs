@@ -121,7 +121,7 @@ pub fn group_msg_id(sensor: &str, boot: &str, events: &[Event]) -> String {
 }
 
 fn kind_of(e: &Event) -> &'static str {
-    sensor_proto::names::kind_name(Kind::try_from(e.kind).unwrap_or(Kind::Unspecified))
+    Kind::try_from(e.kind).unwrap_or(Kind::Unspecified).as_str()
 }
 
 /// Room kept in `max_payload` for the headers and the Batch envelope.

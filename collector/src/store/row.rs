@@ -5,7 +5,6 @@ use std::borrow::Cow;
 
 use prost::bytes::Bytes;
 use prost::Message as _;
-use sensor_proto::names::{kind_name, source_name};
 use sensor_proto::v1::{Event, Kind, Source};
 
 /// The indexed columns of one event; `S` is how a string column is held (borrowed text
@@ -81,8 +80,8 @@ pub fn columns(ev: &Event) -> Columns<Cow<'_, str>> {
     Columns {
         time_ns: ev.time_unix_ns,
         host: Cow::Borrowed(ev.host.as_str()),
-        kind: kind_name(kind),
-        source: source_name(source),
+        kind: kind.as_str(),
+        source: source.as_str(),
         pid: p
             .map(|p| p.pid)
             .or_else(|| login.map(|l| l.pid).filter(|&x| x != 0)),

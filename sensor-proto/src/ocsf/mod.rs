@@ -32,7 +32,6 @@ mod objects;
 
 use serde_json::{json, Map, Value};
 
-use crate::names::{kind_name, source_name};
 use crate::time::format_rfc3339_nanos;
 use crate::v1::{Connect, Event, File, Flow, Health, Kind, Login, Privilege, Source};
 use objects::{actor, connection_info, endpoint, file_object, ms, parent_actor, process};
@@ -129,8 +128,8 @@ fn finish(
 ) -> Value {
     unmapped.insert("seq".into(), json!(ev.seq));
     let source = Source::try_from(ev.source).unwrap_or(Source::Unspecified);
-    unmapped.insert("source".into(), json!(source_name(source)));
-    unmapped.insert("kind".into(), json!(kind_name(kind)));
+    unmapped.insert("source".into(), json!(source.as_str()));
+    unmapped.insert("kind".into(), json!(kind.as_str()));
     out.insert("unmapped".into(), Value::Object(unmapped));
     Value::Object(out)
 }
@@ -170,8 +169,8 @@ fn common(ev: &Event, kind: Kind, c: &Class, origin: Origin<'_>, out: &mut Map<S
     );
     meta.insert("profiles".into(), json!(["host"]));
     meta.insert("sequence".into(), json!(ev.seq));
-    meta.insert("event_code".into(), json!(kind_name(kind)));
-    meta.insert("log_provider".into(), json!(source_name(source)));
+    meta.insert("event_code".into(), json!(kind.as_str()));
+    meta.insert("log_provider".into(), json!(source.as_str()));
     meta.insert(
         "original_time".into(),
         json!(format_rfc3339_nanos(ev.time_unix_ns)),
@@ -499,10 +498,7 @@ fn base_event(ev: &Event, kind: Kind, origin: Origin<'_>) -> Value {
     let mut out = Map::new();
     let cls = class(UNCATEGORIZED, 0, "Base Event", (99, "Other"));
     common(ev, kind, &cls, origin, &mut out);
-    out.insert(
-        "message".into(),
-        json!(format!("{} event", kind_name(kind))),
-    );
+    out.insert("message".into(), json!(format!("{} event", kind.as_str())));
     let mut unmapped = Map::new();
     if let Value::Object(full) = crate::json::event_to_json(ev) {
         for (k, v) in full {
