@@ -146,25 +146,34 @@ fn check_handles(mount_fd: RawFd, anchor: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The directory ops, each with its name and the reported op it needs (`EMPTY`: always): the
+/// one table [`dir_ops`] and [`dir_ops_names`] read, so the mask and its description agree.
+const DIR_OPS: [(u64, &str, OpSet); 2] = [
+    (libc::FAN_MODIFY, "FAN_MODIFY", OpSet::EMPTY),
+    (libc::FAN_ATTRIB, "FAN_ATTRIB", OpSet::ATTRIB),
+];
+
+fn dir_ops_of(ops: OpSet) -> impl Iterator<Item = &'static (u64, &'static str, OpSet)> {
+    DIR_OPS
+        .iter()
+        .filter(move |(_, _, need)| ops.contains(*need))
+}
+
 /// The events the inode marks on the trees' directories carry, so that the filesystem mark
 /// does not: `FAN_MODIFY` (every write(2) on the disk) and, when attrib is reported,
 /// `FAN_ATTRIB` (every link-count change on the disk). See docs/ARCHITECTURE.md, "File
 /// activity": create, delete, moves and close_write stay on the filesystem mark, so a file
 /// written in a directory made a moment ago is still seen (its create, and its close_write).
 pub fn dir_ops(ops: OpSet) -> u64 {
-    let mut m = libc::FAN_MODIFY;
-    if ops.contains(OpSet::ATTRIB) {
-        m |= libc::FAN_ATTRIB;
-    }
-    m
+    dir_ops_of(ops).fold(0, |m, (bit, _, _)| m | bit)
 }
 
-fn dir_ops_names(ops: OpSet) -> &'static str {
-    if ops.contains(OpSet::ATTRIB) {
-        "FAN_MODIFY|FAN_ATTRIB"
-    } else {
-        "FAN_MODIFY"
-    }
+/// The [`dir_ops`] by name, `|`-separated.
+fn dir_ops_names(ops: OpSet) -> String {
+    dir_ops_of(ops)
+        .map(|(_, name, _)| *name)
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// The filesystem mark's mask. The [`dir_ops`] only when no inode marks on the trees'
@@ -619,6 +628,8 @@ mod tests {
         }
         assert_eq!(fs | dir_ops(OpSet::DEFAULT), m);
         assert_eq!(dir_ops(OpSet::CREATE), libc::FAN_MODIFY);
+        assert_eq!(dir_ops_names(OpSet::CREATE), "FAN_MODIFY");
+        assert_eq!(dir_ops_names(OpSet::DEFAULT), "FAN_MODIFY|FAN_ATTRIB");
         assert_ne!(m & libc::FAN_RENAME, 0);
         assert_eq!(
             m & (libc::FAN_MOVED_FROM | libc::FAN_OPEN | libc::FAN_CLOSE_NOWRITE),
