@@ -51,6 +51,36 @@ pub fn enter(filter: &PathFilter, dir: &[u8]) -> bool {
     filter.descend(dir)
 }
 
+/// Visits `top` and every directory below it that [`enter`] admits, each before what is
+/// below it. `visit` says whether to list the directory (`Ok(false)`: gone, skip it) or
+/// stops the walk with its error.
+pub fn walk<E>(
+    top: &[u8],
+    filter: &PathFilter,
+    mut visit: impl FnMut(&[u8]) -> Result<bool, E>,
+) -> Result<(), E> {
+    let mut stack = vec![top.to_vec()];
+    while let Some(dir) = stack.pop() {
+        if !enter(filter, &dir) || !visit(&dir)? {
+            continue;
+        }
+        let Ok(rd) = std::fs::read_dir(std::ffi::OsStr::from_bytes(&dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let mut child = dir.clone();
+                if child.last() != Some(&b'/') {
+                    child.push(b'/');
+                }
+                child.extend_from_slice(e.file_name().as_bytes());
+                stack.push(child);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Inode marks on the directories of the trees.
 pub struct DirMarks {
     group: RawFd,
@@ -123,43 +153,26 @@ impl DirMarks {
         filter: &PathFilter,
         stats: &FileStats,
     ) -> Result<(), Stop> {
-        let mut stack = vec![top.to_vec()];
-        while let Some(dir) = stack.pop() {
-            if !enter(filter, &dir) {
-                continue;
-            }
+        walk(top, filter, |dir| {
             if self.count >= self.max {
                 return Err(Stop::Bound(self.max));
             }
-            match self.mark(&dir) {
+            match self.mark(dir) {
                 Ok(true) => {
                     self.count += 1;
                     stats.dir_marks.store(self.count as u64, Relaxed);
+                    Ok(true)
                 }
-                Ok(false) => continue,
+                Ok(false) => Ok(false),
                 Err(e) => {
                     stats.mark_failures.fetch_add(1, Relaxed);
-                    return Err(Stop::Refused(format!(
+                    Err(Stop::Refused(format!(
                         "{}: {e}",
-                        String::from_utf8_lossy(&dir)
-                    )));
+                        String::from_utf8_lossy(dir)
+                    )))
                 }
             }
-            let Ok(rd) = std::fs::read_dir(std::ffi::OsStr::from_bytes(&dir)) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    let mut child = dir.clone();
-                    if child.last() != Some(&b'/') {
-                        child.push(b'/');
-                    }
-                    child.extend_from_slice(e.file_name().as_bytes());
-                    stack.push(child);
-                }
-            }
-        }
-        Ok(())
+        })
     }
 
     /// A directory appeared at `path` (created or moved in) while running: marks it and what
@@ -214,6 +227,15 @@ impl DirMarks {
     }
 }
 
+/// Where a walk of a tree's directories starts: its anchor, or for a tree that is a single
+/// file the directory that holds it (which reports its attribute changes).
+pub fn top_of(t: &Tree) -> &std::path::Path {
+    match t.anchor.parent() {
+        Some(parent) if !t.anchor.is_dir() => parent,
+        _ => &t.anchor,
+    }
+}
+
 /// Marks the directories of every tree for the directory ops (walking from each tree's
 /// anchor); at the bound or a refused mark, removes them all again and says why.
 pub fn for_trees(
@@ -229,12 +251,7 @@ pub fn for_trees(
     }
     let mut d = DirMarks::new(group, max, ops);
     for t in trees {
-        // A tree that is a single file: its directory reports its attribute changes.
-        let top = match t.anchor.parent() {
-            Some(parent) if !t.anchor.is_dir() => parent,
-            _ => &t.anchor,
-        };
-        if let Err(stop) = d.add_tree(top.as_os_str().as_bytes(), filter, stats) {
+        if let Err(stop) = d.add_tree(top_of(t).as_os_str().as_bytes(), filter, stats) {
             d.flush(stats);
             return Err(match stop {
                 Stop::Bound(n) => {

@@ -16,12 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use super::dir_marks::{self, DirMarks};
 use super::emit::{Activity, Outcome, Sink};
-use super::fanotify_parse;
+use super::fanotify_parse::{self, FidInfo};
 use super::fid_resolver::{HandleBuf, Resolver};
 use super::filter::PathFilter;
 use super::marks::{self, Ignorer};
 use super::roots::Tree;
-use super::source::{errno_text, read_loop, FANOTIFY_BATCH_PAUSE};
+use super::source::{batch_full, errno_text, read_loop, FANOTIFY_BATCH_PAUSE};
+use super::tree_dirs::{self, TreeDirs, Unresolved};
 use super::{FileStats, OpSet};
 
 /// Size of one `read(2)` from the group.
@@ -48,6 +49,8 @@ pub struct FidGroup {
     /// The [`dir_ops`] are on the filesystem marks.
     dir_ops_on_fs: bool,
     ops: OpSet,
+    /// The handles of the marked trees' directories.
+    tree_dirs: TreeDirs,
 }
 
 /// Bounds on the marks of one group (`files.max_ignore_marks`, `files.max_dir_marks`).
@@ -95,7 +98,7 @@ impl FidGroup {
     }
 }
 
-fn fsid_of(fd: RawFd) -> Result<[u8; 8], String> {
+pub(super) fn fsid_of(fd: RawFd) -> Result<[u8; 8], String> {
     // SAFETY: statfs is plain data; fstatfs fills it.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid fd and pointer.
@@ -260,6 +263,7 @@ pub fn open(
         dir_marks: None,
         dir_ops_on_fs: !want_dirs,
         ops,
+        tree_dirs: TreeDirs::new(0),
     };
     for (i, tree) in trees.iter().enumerate() {
         if let Err(e) = g.mark_tree(tree, ops) {
@@ -277,12 +281,14 @@ pub fn open(
             why.join("; ")
         ));
     }
+    // Only the trees a filesystem mark covers: the others get inotify.
+    let covered: Vec<&Tree> = (0..trees.len())
+        .filter(|i| !g.unmarked.iter().any(|(u, _)| u == i))
+        .map(|i| &trees[i])
+        .collect();
+    // After the marks: a directory made meanwhile is walked or its create is queued.
+    g.tree_dirs = tree_dirs::for_trees(&covered, filter, g.target_fid);
     if want_dirs {
-        // Only the trees a filesystem mark covers: the others get inotify.
-        let covered: Vec<&Tree> = (0..trees.len())
-            .filter(|i| !g.unmarked.iter().any(|(u, _)| u == i))
-            .map(|i| &trees[i])
-            .collect();
         let d = dir_marks::for_trees(g.fd.as_raw_fd(), &covered, limits.dirs, ops, filter, stats);
         // Where the directory ops go if the marks cannot be placed, now or for a directory
         // that appears later: onto the filesystem marks (adding to a mark ORs the mask).
@@ -381,6 +387,7 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
         )
     });
     let mut dirs = group.dir_marks.and_then(Result::ok);
+    let mut tree = group.tree_dirs;
     read_loop(
         fd.as_raw_fd(),
         READ_BUF,
@@ -398,10 +405,12 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
                 }
                 let bufs = (&mut path, &mut new_path);
                 let marks = (ignorer.as_mut(), dirs.as_mut());
-                if handle(&ev, me, &mut res, &mut sink, bufs, marks) == Outcome::Closed {
+                let out = handle(&ev, me, (&mut res, &mut tree), &mut sink, bufs, marks);
+                if out == Outcome::Closed {
                     return false;
                 }
             }
+            tree.batch_done(!batch_full(buf.len(), READ_BUF));
             true
         },
     );
@@ -410,7 +419,7 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
 fn handle(
     ev: &fanotify_parse::RawEvent<'_>,
     me: i32,
-    res: &mut Resolver,
+    (res, tree): (&mut Resolver, &mut TreeDirs),
     sink: &mut Sink,
     (path, new_path): (&mut Vec<u8>, &mut Vec<u8>),
     (mut ignorer, dirs): (Option<&mut Ignorer>, Option<&mut DirMarks>),
@@ -419,8 +428,10 @@ fn handle(
     if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
         stats.queue_overflows.fetch_add(1, Relaxed);
         tracing::warn!("fanotify queue overflowed; file events were lost");
-        // A lost directory move would leave a cached path naming the wrong place.
+        // A lost directory move would leave a cached path naming the wrong place, and a lost
+        // create a tree directory unknown.
         res.cache.clear();
+        tree.lose("a fanotify queue overflow");
         return Outcome::Filtered;
     }
     let ondir = ev.mask & libc::FAN_ONDIR != 0;
@@ -452,13 +463,16 @@ fn handle(
     if let (Some(old), Some(new)) = (&info.old, &info.new) {
         let (a, b) = (res.join(old, path), res.join(new, new_path));
         if a.is_err() || b.is_err() {
-            stats.unresolved.fetch_add(1, Relaxed);
+            let v = count_unresolved(stats, tree, &[(a, old), (b, new)]);
             if dir_moved && info.fid.is_none() {
                 res.cache.clear();
             }
-        }
-        if b.is_err() {
-            return Outcome::Filtered;
+            if b.is_err() {
+                if ondir && v == Unresolved::Drop {
+                    tree_dir_unplaced(tree, info.fid.as_ref());
+                }
+                return Outcome::Filtered;
+            }
         }
         if a.is_err() {
             // The old side cannot be named any more (its directory was removed before this
@@ -475,6 +489,7 @@ fn handle(
                     res.remember(&child.fid, new_path);
                 }
                 let moved_in = sink.filter().descend(new_path);
+                tree_dir_appeared(tree, sink.filter(), info.fid.as_ref(), new_path, true);
                 dir_arrived(sink, (ignorer, dirs), new_path, moved_in);
             }
             return out;
@@ -492,13 +507,15 @@ fn handle(
             }
             let f = sink.filter();
             let moved_in = f.descend(new_path) && !f.descend(path);
+            let walk = moved_in || tree.draining();
+            tree_dir_appeared(tree, f, info.fid.as_ref(), new_path, walk);
             dir_arrived(sink, (ignorer, dirs), new_path, moved_in);
         }
         return out;
     }
 
-    let resolved = match (&info.dfid, &info.fid) {
-        (Some(d), _) => res.join(d, path),
+    let (resolved, dfid) = match (&info.dfid, &info.fid) {
+        (Some(d), _) => (res.join(d, path), d),
         (None, Some(_)) => {
             // No directory, no name: the kernel had no dentry for the object. That is the
             // link-count ATTRIB every unlink produces (the delete itself was reported with
@@ -513,9 +530,13 @@ fn handle(
         }
     };
     if resolved.is_err() {
-        stats.unresolved.fetch_add(1, Relaxed);
+        let v = count_unresolved(stats, tree, &[(resolved, dfid)]);
         if dir_moved && info.fid.is_none() {
             res.cache.clear();
+        }
+        let arrived = ev.mask & (libc::FAN_CREATE | libc::FAN_MOVED_TO) != 0;
+        if ondir && arrived && v == Unresolved::Drop {
+            tree_dir_unplaced(tree, info.fid.as_ref());
         }
         return Outcome::Filtered;
     }
@@ -533,6 +554,9 @@ fn handle(
             if let Some(child) = &info.fid {
                 res.remember(&child.fid, path);
             }
+            // Without FAN_RENAME a move's old side is unknown: walked as if from outside.
+            let walk = ev.mask & libc::FAN_MOVED_TO != 0;
+            tree_dir_appeared(tree, sink.filter(), info.fid.as_ref(), path, walk);
             dir_appeared(sink, (ignorer.as_deref_mut(), dirs), path);
         }
         // Without FAN_RENAME the old side is unknown: any directory moved into the trees.
@@ -551,6 +575,55 @@ fn handle(
         }
     }
     out
+}
+
+/// Counts an event whose directory handles did not all resolve (`Err(gone)` beside each): a
+/// drop unless every side that failed is a directory removed outside the trees.
+fn count_unresolved(
+    stats: &FileStats,
+    tree: &TreeDirs,
+    sides: &[(Result<(), bool>, &FidInfo<'_>)],
+) -> Unresolved {
+    let drop = sides
+        .iter()
+        .any(|(r, dir)| r.is_err_and(|gone| tree.classify(dir.fid.key, gone) == Unresolved::Drop));
+    if drop {
+        stats.unresolved.fetch_add(1, Relaxed);
+        Unresolved::Drop
+    } else {
+        stats.outside_unresolved.fetch_add(1, Relaxed);
+        Unresolved::Outside
+    }
+}
+
+/// A directory was created or moved to `path`: if that is in a tree (or on the way to one),
+/// its handle (`child`, the event's own FID) joins the tree directories, and with `walk`
+/// (moved in from outside, or a move while draining) every directory below it too.
+fn tree_dir_appeared(
+    tree: &mut TreeDirs,
+    filter: &PathFilter,
+    child: Option<&FidInfo<'_>>,
+    path: &[u8],
+    walk: bool,
+) {
+    if !filter.descend(path) {
+        return;
+    }
+    if let Some(c) = child {
+        tree.insert(c.fid.key);
+    }
+    if walk {
+        tree.add_tree(path, filter);
+    }
+}
+
+/// A directory was created or moved into a directory that may be in a tree but is gone: it
+/// may be a tree directory too, so its handle joins them (what is below it came after it and
+/// is reported by its own create).
+fn tree_dir_unplaced(tree: &mut TreeDirs, child: Option<&FidInfo<'_>>) {
+    if let Some(c) = child {
+        tree.insert(c.fid.key);
+    }
 }
 
 /// A directory arrived at `path` by a move; `moved_in`: from outside the trees, so its ignore

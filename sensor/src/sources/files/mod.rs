@@ -37,6 +37,7 @@ pub mod inotify;
 pub mod marks;
 pub mod roots;
 pub mod source;
+pub mod tree_dirs;
 
 pub use source::{FileCapture, FileMode, FilesError};
 
@@ -280,9 +281,12 @@ pub struct FileStats {
     /// Kernel queue overflows (FAN_Q_OVERFLOW / IN_Q_OVERFLOW); each loses an unknown number
     /// of events. Raise the queue (`unlimited_queue`) if this moves.
     pub queue_overflows: AtomicU64,
-    /// fanotify events whose path could not be resolved (handle stale, fd unreadable). They
-    /// may or may not have been inside the watched trees.
+    /// fanotify events whose path could not be resolved (handle stale, fd unreadable) and
+    /// that may have been inside the watched trees: a loss.
     pub unresolved: AtomicU64,
+    /// fanotify-fid events whose directory was removed before the read and was never in a
+    /// watched tree (`tree_dirs.rs`): not reportable, not a loss.
+    pub outside_unresolved: AtomicU64,
     /// Malformed fanotify / inotify records.
     pub parse_errors: AtomicU64,
     /// Directories inotify could not watch (ENOSPC: raise fs.inotify.max_user_watches).
