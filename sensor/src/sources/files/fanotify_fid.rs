@@ -49,8 +49,8 @@ pub struct FidGroup {
     /// The [`dir_ops`] are on the filesystem marks.
     dir_ops_on_fs: bool,
     ops: OpSet,
-    /// The handles of the marked trees' directories.
-    tree_dirs: TreeDirs,
+    /// The trees a filesystem mark covers, whose directory handles the reader takes first.
+    covered: Vec<Tree>,
 }
 
 /// Bounds on the marks of one group (`files.max_ignore_marks`, `files.max_dir_marks`).
@@ -263,7 +263,7 @@ pub fn open(
         dir_marks: None,
         dir_ops_on_fs: !want_dirs,
         ops,
-        tree_dirs: TreeDirs::new(0),
+        covered: Vec::new(),
     };
     for (i, tree) in trees.iter().enumerate() {
         if let Err(e) = g.mark_tree(tree, ops) {
@@ -286,8 +286,7 @@ pub fn open(
         .filter(|i| !g.unmarked.iter().any(|(u, _)| u == i))
         .map(|i| &trees[i])
         .collect();
-    // After the marks: a directory made meanwhile is walked or its create is queued.
-    g.tree_dirs = tree_dirs::for_trees(&covered, filter, g.target_fid);
+    g.covered = covered.iter().map(|t| (*t).clone()).collect();
     if want_dirs {
         let d = dir_marks::for_trees(g.fd.as_raw_fd(), &covered, limits.dirs, ops, filter, stats);
         // Where the directory ops go if the marks cannot be placed, now or for a directory
@@ -387,7 +386,9 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
         )
     });
     let mut dirs = group.dir_marks.and_then(Result::ok);
-    let mut tree = group.tree_dirs;
+    // After the marks, before the first read (a directory made meanwhile is walked or its
+    // create is queued), in this thread: a large tree takes a while (see tree_dirs.rs).
+    let mut tree = tree_dirs::for_trees(&group.covered, sink.filter(), group.target_fid);
     read_loop(
         fd.as_raw_fd(),
         READ_BUF,

@@ -174,7 +174,8 @@ impl TreeDirs {
 /// The set for the `trees` a filesystem mark covers (placed before this walk): each tree's
 /// directories and those on the way to it. `target_fid`: creates name the new directory
 /// (`FAN_REPORT_TARGET_FID`); without it the set can never be complete.
-pub fn for_trees(trees: &[&Tree], filter: &PathFilter, target_fid: bool) -> TreeDirs {
+pub fn for_trees(trees: &[Tree], filter: &PathFilter, target_fid: bool) -> TreeDirs {
+    let started = std::time::Instant::now();
     let mut t = TreeDirs::new(TREE_DIRS_MAX);
     if !target_fid {
         t.lose("no FAN_REPORT_TARGET_FID: a new directory's create does not name it");
@@ -192,6 +193,11 @@ pub fn for_trees(trees: &[&Tree], filter: &PathFilter, target_fid: bool) -> Tree
         }
         t.add_tree(top.as_os_str().as_bytes(), filter);
     }
+    tracing::debug!(
+        dirs = t.len(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "tree directory handles taken"
+    );
     t
 }
 
