@@ -30,11 +30,40 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::fanotify_fid::dir_ops;
 use super::filter::PathFilter;
 use super::roots::Tree;
 use super::source::errno_text;
 use super::{FileStats, OpSet};
+
+/// The directory ops, each with its name and the reported op it needs (`EMPTY`: always): the
+/// one table [`dir_ops`] and [`dir_ops_names`] read, so the mask and its description agree.
+const DIR_OPS: [(u64, &str, OpSet); 2] = [
+    (libc::FAN_MODIFY, "FAN_MODIFY", OpSet::EMPTY),
+    (libc::FAN_ATTRIB, "FAN_ATTRIB", OpSet::ATTRIB),
+];
+
+fn dir_ops_of(ops: OpSet) -> impl Iterator<Item = &'static (u64, &'static str, OpSet)> {
+    DIR_OPS
+        .iter()
+        .filter(move |(_, _, need)| ops.contains(*need))
+}
+
+/// The events the inode marks on the trees' directories carry, so that the filesystem mark
+/// does not: `FAN_MODIFY` (every write(2) on the disk) and, when attrib is reported,
+/// `FAN_ATTRIB` (every link-count change on the disk). See docs/ARCHITECTURE.md, "File
+/// activity": create, delete, moves and close_write stay on the filesystem mark, so a file
+/// written in a directory made a moment ago is still seen (its create, and its close_write).
+pub fn dir_ops(ops: OpSet) -> u64 {
+    dir_ops_of(ops).fold(0, |m, (bit, _, _)| m | bit)
+}
+
+/// The [`dir_ops`] by name, `|`-separated.
+pub fn dir_ops_names(ops: OpSet) -> String {
+    dir_ops_of(ops)
+        .map(|(_, name, _)| *name)
+        .collect::<Vec<_>>()
+        .join("|")
+}
 
 /// Why marking stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]

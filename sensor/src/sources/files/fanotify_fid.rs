@@ -14,9 +14,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use super::dir_marks::{self, DirMarks};
+use super::dir_marks::{self, dir_ops, dir_ops_names, DirMarks};
 use super::emit::{Activity, Outcome, Sink};
-use super::fanotify_parse::{self, FidInfo};
+use super::fanotify_parse;
 use super::fid_resolver::{HandleBuf, Resolver};
 use super::filter::PathFilter;
 use super::marks::{self, Ignorer};
@@ -147,36 +147,6 @@ fn check_handles(mount_fd: RawFd, anchor: &Path) -> Result<(), String> {
     // SAFETY: fresh fd we own.
     drop(unsafe { OwnedFd::from_raw_fd(fd) });
     Ok(())
-}
-
-/// The directory ops, each with its name and the reported op it needs (`EMPTY`: always): the
-/// one table [`dir_ops`] and [`dir_ops_names`] read, so the mask and its description agree.
-const DIR_OPS: [(u64, &str, OpSet); 2] = [
-    (libc::FAN_MODIFY, "FAN_MODIFY", OpSet::EMPTY),
-    (libc::FAN_ATTRIB, "FAN_ATTRIB", OpSet::ATTRIB),
-];
-
-fn dir_ops_of(ops: OpSet) -> impl Iterator<Item = &'static (u64, &'static str, OpSet)> {
-    DIR_OPS
-        .iter()
-        .filter(move |(_, _, need)| ops.contains(*need))
-}
-
-/// The events the inode marks on the trees' directories carry, so that the filesystem mark
-/// does not: `FAN_MODIFY` (every write(2) on the disk) and, when attrib is reported,
-/// `FAN_ATTRIB` (every link-count change on the disk). See docs/ARCHITECTURE.md, "File
-/// activity": create, delete, moves and close_write stay on the filesystem mark, so a file
-/// written in a directory made a moment ago is still seen (its create, and its close_write).
-pub fn dir_ops(ops: OpSet) -> u64 {
-    dir_ops_of(ops).fold(0, |m, (bit, _, _)| m | bit)
-}
-
-/// The [`dir_ops`] by name, `|`-separated.
-fn dir_ops_names(ops: OpSet) -> String {
-    dir_ops_of(ops)
-        .map(|(_, name, _)| *name)
-        .collect::<Vec<_>>()
-        .join("|")
 }
 
 /// The filesystem mark's mask. The [`dir_ops`] only when no inode marks on the trees'
@@ -464,13 +434,13 @@ fn handle(
     if let (Some(old), Some(new)) = (&info.old, &info.new) {
         let (a, b) = (res.join(old, path), res.join(new, new_path));
         if a.is_err() || b.is_err() {
-            let v = count_unresolved(stats, tree, &[(a, old), (b, new)]);
+            let v = tree.count_unresolved(stats, &[(a, old), (b, new)]);
             if dir_moved && info.fid.is_none() {
                 res.cache.clear();
             }
             if b.is_err() {
                 if ondir && v == Unresolved::Drop {
-                    tree_dir_unplaced(tree, info.fid.as_ref());
+                    tree.unplaced(info.fid.as_ref(), true);
                 }
                 return Outcome::Filtered;
             }
@@ -490,7 +460,7 @@ fn handle(
                     res.remember(&child.fid, new_path);
                 }
                 let moved_in = sink.filter().descend(new_path);
-                tree_dir_appeared(tree, sink.filter(), info.fid.as_ref(), new_path, true);
+                tree.appeared(sink.filter(), info.fid.as_ref(), new_path, true);
                 dir_arrived(sink, (ignorer, dirs), new_path, moved_in);
             }
             return out;
@@ -509,7 +479,7 @@ fn handle(
             let f = sink.filter();
             let moved_in = f.descend(new_path) && !f.descend(path);
             let walk = moved_in || tree.draining();
-            tree_dir_appeared(tree, f, info.fid.as_ref(), new_path, walk);
+            tree.appeared(f, info.fid.as_ref(), new_path, walk);
             dir_arrived(sink, (ignorer, dirs), new_path, moved_in);
         }
         return out;
@@ -531,13 +501,14 @@ fn handle(
         }
     };
     if resolved.is_err() {
-        let v = count_unresolved(stats, tree, &[(resolved, dfid)]);
+        let v = tree.count_unresolved(stats, &[(resolved, dfid)]);
         if dir_moved && info.fid.is_none() {
             res.cache.clear();
         }
         let arrived = ev.mask & (libc::FAN_CREATE | libc::FAN_MOVED_TO) != 0;
         if ondir && arrived && v == Unresolved::Drop {
-            tree_dir_unplaced(tree, info.fid.as_ref());
+            let moved = ev.mask & libc::FAN_MOVED_TO != 0;
+            tree.unplaced(info.fid.as_ref(), moved);
         }
         return Outcome::Filtered;
     }
@@ -557,7 +528,7 @@ fn handle(
             }
             // Without FAN_RENAME a move's old side is unknown: walked as if from outside.
             let walk = ev.mask & libc::FAN_MOVED_TO != 0;
-            tree_dir_appeared(tree, sink.filter(), info.fid.as_ref(), path, walk);
+            tree.appeared(sink.filter(), info.fid.as_ref(), path, walk);
             dir_appeared(sink, (ignorer.as_deref_mut(), dirs), path);
         }
         // Without FAN_RENAME the old side is unknown: any directory moved into the trees.
@@ -576,55 +547,6 @@ fn handle(
         }
     }
     out
-}
-
-/// Counts an event whose directory handles did not all resolve (`Err(gone)` beside each): a
-/// drop unless every side that failed is a directory removed outside the trees.
-fn count_unresolved(
-    stats: &FileStats,
-    tree: &TreeDirs,
-    sides: &[(Result<(), bool>, &FidInfo<'_>)],
-) -> Unresolved {
-    let drop = sides
-        .iter()
-        .any(|(r, dir)| r.is_err_and(|gone| tree.classify(dir.fid.key, gone) == Unresolved::Drop));
-    if drop {
-        stats.unresolved.fetch_add(1, Relaxed);
-        Unresolved::Drop
-    } else {
-        stats.outside_unresolved.fetch_add(1, Relaxed);
-        Unresolved::Outside
-    }
-}
-
-/// A directory was created or moved to `path`: if that is in a tree (or on the way to one),
-/// its handle (`child`, the event's own FID) joins the tree directories, and with `walk`
-/// (moved in from outside, or a move while draining) every directory below it too.
-fn tree_dir_appeared(
-    tree: &mut TreeDirs,
-    filter: &PathFilter,
-    child: Option<&FidInfo<'_>>,
-    path: &[u8],
-    walk: bool,
-) {
-    if !filter.descend(path) {
-        return;
-    }
-    if let Some(c) = child {
-        tree.insert(c.fid.key);
-    }
-    if walk {
-        tree.add_tree(path, filter);
-    }
-}
-
-/// A directory was created or moved into a directory that may be in a tree but is gone: it
-/// may be a tree directory too, so its handle joins them (what is below it came after it and
-/// is reported by its own create).
-fn tree_dir_unplaced(tree: &mut TreeDirs, child: Option<&FidInfo<'_>>) {
-    if let Some(c) = child {
-        tree.insert(c.fid.key);
-    }
 }
 
 /// A directory arrived at `path` by a move; `moved_in`: from outside the trees, so its ignore

@@ -14,8 +14,10 @@
 //!
 //! An unknown handle counts as outside only while the set is [`Trust::Complete`]:
 //! - after a walk, events queued before it may name a directory it did not find (created
-//!   before the mark and removed before the walk): they count as drops until a read that
-//!   began after the walk has emptied the queue ([`TreeDirs::batch_done`]);
+//!   before the mark and removed before the walk), and after a directory moved into a tree
+//!   directory already gone (its subtree cannot be walked) events may name what was below it:
+//!   they count as drops until a read that began after that has emptied the queue
+//!   ([`TreeDirs::drain`], [`TreeDirs::batch_done`]);
 //! - for good, once a tree directory could not be added (the bound, no handle for it), after
 //!   a queue overflow (a lost create), or without `FAN_REPORT_TARGET_FID` (creates do not
 //!   name the new directory).
@@ -27,13 +29,16 @@ use std::collections::HashSet;
 use std::ffi::CString;
 use std::hash::BuildHasher;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering::Relaxed;
 
 use std::os::unix::ffi::OsStrExt;
 
 use super::dir_marks::{top_of, walk};
+use super::fanotify_parse::FidInfo;
 use super::fid_resolver::HandleBuf;
 use super::filter::PathFilter;
 use super::roots::Tree;
+use super::FileStats;
 
 /// Tree directories remembered at most (8 bytes each, plus the table's slack).
 pub const TREE_DIRS_MAX: usize = 65536;
@@ -132,8 +137,10 @@ impl TreeDirs {
         }
     }
 
-    /// A walk just ended: what is queued may name a directory it could not find.
-    pub fn walked(&mut self) {
+    /// What is queued now may name a tree directory the set does not hold: a walk just ended
+    /// (it cannot find a directory already removed), or a directory moved into a tree is
+    /// gone before its subtree could be walked.
+    pub fn drain(&mut self) {
         if !matches!(self.trust, Trust::Lost(_)) {
             self.trust = Trust::Draining { armed: false };
         }
@@ -146,6 +153,59 @@ impl TreeDirs {
                 (true, true) => Trust::Complete,
                 _ => Trust::Draining { armed: true },
             };
+        }
+    }
+
+    /// Counts an event whose directory handles did not all resolve (`Err(gone)` beside each): a
+    /// drop unless every side that failed is a directory removed outside the trees.
+    pub fn count_unresolved(
+        &self,
+        stats: &FileStats,
+        sides: &[(Result<(), bool>, &FidInfo<'_>)],
+    ) -> Unresolved {
+        let drop = sides.iter().any(|(r, dir)| {
+            r.is_err_and(|gone| self.classify(dir.fid.key, gone) == Unresolved::Drop)
+        });
+        if drop {
+            stats.unresolved.fetch_add(1, Relaxed);
+            Unresolved::Drop
+        } else {
+            stats.outside_unresolved.fetch_add(1, Relaxed);
+            Unresolved::Outside
+        }
+    }
+
+    /// A directory was created or moved to `path`: if that is in a tree (or on the way to one),
+    /// its handle (`child`, the event's own FID) joins the tree directories, and with `walk`
+    /// (moved in from outside, or a move while draining) every directory below it too.
+    pub fn appeared(
+        &mut self,
+        filter: &PathFilter,
+        child: Option<&FidInfo<'_>>,
+        path: &[u8],
+        walk: bool,
+    ) {
+        if !filter.descend(path) {
+            return;
+        }
+        if let Some(c) = child {
+            self.insert(c.fid.key);
+        }
+        if walk {
+            self.add_tree(path, filter);
+        }
+    }
+
+    /// A directory was created or `moved` into a directory that may be in a tree but is gone: it
+    /// may be a tree directory too, so its handle joins them. What is below a created one came
+    /// after it and has its own create; below a moved one nothing can be walked (it is gone
+    /// too), so unknown handles are drops until the queue has been drained.
+    pub fn unplaced(&mut self, child: Option<&FidInfo<'_>>, moved: bool) {
+        if let Some(c) = child {
+            self.insert(c.fid.key);
+        }
+        if moved {
+            self.drain();
         }
     }
 
@@ -167,7 +227,7 @@ impl TreeDirs {
                 }
             }
         });
-        self.walked();
+        self.drain();
     }
 }
 
@@ -266,6 +326,74 @@ mod tests {
         key_from_parts(&[7; 8], 8, 1, &[n; 8])
     }
 
+    fn dir(key: &[u8]) -> FidInfo<'_> {
+        FidInfo {
+            fid: fanotify_parse::Fid {
+                fsid: [0; 8],
+                handle_type: 1,
+                handle: key,
+                key,
+            },
+            name: Some(b"x"),
+        }
+    }
+
+    #[test]
+    fn unresolved_directories_count_as_drops_unless_gone_and_never_in_a_tree() {
+        let stats = FileStats::default();
+        let mut tree = TreeDirs::new(8);
+        tree.insert(b"tree");
+        let (t, o) = (dir(b"tree"), dir(b"other"));
+        let gone = Err(true);
+        // Draining: nothing is outside yet.
+        assert_eq!(
+            tree.count_unresolved(&stats, &[(gone, &o)]),
+            Unresolved::Drop
+        );
+        tree.batch_done(true);
+        assert_eq!(tree.trust(), Trust::Complete);
+        let cases = [
+            (vec![(gone, &o)], Unresolved::Outside),
+            (vec![(gone, &t)], Unresolved::Drop),
+            // Not known to be gone (an unknown fsid, a failed readlink): a drop.
+            (vec![(Err(false), &o)], Unresolved::Drop),
+            // A rename: a drop when either side that failed may be in a tree.
+            (vec![(gone, &o), (Ok(()), &t)], Unresolved::Outside),
+            (vec![(gone, &o), (gone, &t)], Unresolved::Drop),
+        ];
+        for (sides, want) in &cases {
+            assert_eq!(tree.count_unresolved(&stats, sides), *want, "{sides:?}");
+        }
+        assert_eq!(stats.unresolved.load(Relaxed), 4);
+        assert_eq!(stats.outside_unresolved.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn directories_join_the_tree_set_only_inside_the_trees() {
+        let f = PathFilter::new(&["/srv/w"], &["/srv/w/skip"], &[] as &[&str]);
+        let mut tree = TreeDirs::new(8);
+        tree.batch_done(true);
+        for (path, key) in [
+            (&b"/srv/w/a"[..], &b"a"[..]),
+            (b"/srv", b"on-the-way"),
+            (b"/srv/w/skip/b", b"excluded"),
+            (b"/var/tmp/cc1", b"outside"),
+        ] {
+            tree.appeared(&f, Some(&dir(key)), path, false);
+        }
+        assert!(tree.contains(b"a") && tree.contains(b"on-the-way"));
+        assert!(!tree.contains(b"excluded") && !tree.contains(b"outside"));
+        assert_eq!(tree.trust(), Trust::Complete, "a create needs no walk");
+        // Created in a tree directory that is gone: joins, nothing to drain.
+        tree.unplaced(Some(&dir(b"c")), false);
+        assert!(tree.contains(b"c"));
+        assert_eq!(tree.trust(), Trust::Complete);
+        // Moved into one: what was below it is unknown until the queue is drained.
+        tree.unplaced(Some(&dir(b"m")), true);
+        assert!(tree.contains(b"m"));
+        assert!(tree.draining());
+    }
+
     #[test]
     fn unknown_and_gone_is_outside_only_when_complete() {
         let mut t = TreeDirs::new(8);
@@ -284,7 +412,7 @@ mod tests {
     fn a_walk_drains_until_a_later_read_empties_the_queue() {
         let mut t = TreeDirs::new(8);
         t.batch_done(true);
-        t.walked();
+        t.drain();
         assert_eq!(t.trust(), Trust::Draining { armed: false });
         // The read in which the walk happened began before it: not enough.
         t.batch_done(true);
@@ -309,7 +437,7 @@ mod tests {
         assert!(matches!(t.trust(), Trust::Lost(_)));
         assert_eq!(t.len(), 2);
         assert_eq!(t.classify(&key(4), true), Unresolved::Drop);
-        t.walked();
+        t.drain();
         t.batch_done(true);
         t.batch_done(true);
         assert!(matches!(t.trust(), Trust::Lost(_)), "no way back");
