@@ -258,6 +258,10 @@ pub fn for_trees(trees: &[Tree], filter: &PathFilter, target_fid: bool) -> TreeD
         ms = started.elapsed().as_secs_f64() * 1e3,
         "tree directory handles taken"
     );
+    // Taken before the reader's first read: that read begins after the walk.
+    if t.draining() {
+        t.trust = Trust::Draining { armed: true };
+    }
     t
 }
 
@@ -392,6 +396,42 @@ mod tests {
         tree.unplaced(Some(&dir(b"m")), true);
         assert!(tree.contains(b"m"));
         assert!(tree.draining());
+    }
+
+    #[test]
+    fn the_walk_at_start_takes_every_directory_of_the_trees() {
+        let d = crate::test_dir::TestDir::new("tree-dirs-start");
+        std::fs::create_dir_all(d.join("w/a/b")).unwrap();
+        std::fs::create_dir_all(d.join("w/skip/c")).unwrap();
+        std::fs::create_dir_all(d.join("other")).unwrap();
+        let w = d.join("w");
+        let bytes = |p: &std::path::Path| p.as_os_str().as_bytes().to_vec();
+        let Ok(top) = handle_key(&bytes(&w)) else {
+            return; // a filesystem without file handles
+        };
+        let f = PathFilter::new(&[bytes(&w)], &[bytes(&w.join("skip"))], &[] as &[&str]);
+        let tree = Tree {
+            pattern: w.display().to_string(),
+            paths: vec![w.clone()],
+            anchor: w.clone(),
+        };
+        let t = for_trees(std::slice::from_ref(&tree), &f, true);
+        assert_eq!(
+            t.trust(),
+            Trust::Draining { armed: true },
+            "the first read ends it"
+        );
+        assert!(t.contains(&top));
+        for p in ["w/a", "w/a/b"] {
+            assert!(t.contains(&handle_key(&bytes(&d.join(p))).unwrap()), "{p}");
+        }
+        for p in ["w/skip", "w/skip/c", "other"] {
+            assert!(!t.contains(&handle_key(&bytes(&d.join(p))).unwrap()), "{p}");
+        }
+        // The way to the tree: its parent (the temp dir) is on it.
+        assert!(t.contains(&handle_key(&bytes(&d)).unwrap()));
+        let t = for_trees(std::slice::from_ref(&tree), &f, false);
+        assert!(matches!(t.trust(), Trust::Lost(_)));
     }
 
     #[test]
