@@ -344,6 +344,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unresolved_in_a_tree_is_a_drop_and_outside_is_not() {
+        let s = FileStats::default();
+        s.unresolved.store(2, Relaxed);
+        s.outside_unresolved.store(5, Relaxed);
+        let f = crate::telemetry::fields::fields_of(&s);
+        assert_eq!(f.drops["files_path_unresolved"], 2);
+        assert_eq!(f.events["files_outside_unresolved"], 5);
+        assert!(!f.drops.contains_key("files_outside_unresolved"));
+        assert!(!f.events.contains_key("files_path_unresolved"));
+    }
+
+    #[test]
     fn defaults_validate_and_leave_out_open_close() {
         let c = FilesConfig::default();
         c.validate().unwrap();
