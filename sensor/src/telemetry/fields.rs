@@ -158,6 +158,7 @@ impl Telemetry for FileStats {
             ("files_fanotify_marks", &self.marks),
             ("files_process_gone", &self.process_gone),
             ("files_nameless_events", &self.nameless),
+            ("files_outside_unresolved", &self.outside_unresolved),
             ("files_trees_missing", &self.trees_missing),
             ("files_ignore_marks", &self.ignore_marks),
             ("files_ignore_marks_full", &self.ignore_marks_full),

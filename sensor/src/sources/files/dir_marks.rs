@@ -30,11 +30,40 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::fanotify_fid::dir_ops;
 use super::filter::PathFilter;
 use super::roots::Tree;
 use super::source::errno_text;
 use super::{FileStats, OpSet};
+
+/// The directory ops, each with its name and the reported op it needs (`EMPTY`: always): the
+/// one table [`dir_ops`] and [`dir_ops_names`] read, so the mask and its description agree.
+const DIR_OPS: [(u64, &str, OpSet); 2] = [
+    (libc::FAN_MODIFY, "FAN_MODIFY", OpSet::EMPTY),
+    (libc::FAN_ATTRIB, "FAN_ATTRIB", OpSet::ATTRIB),
+];
+
+fn dir_ops_of(ops: OpSet) -> impl Iterator<Item = &'static (u64, &'static str, OpSet)> {
+    DIR_OPS
+        .iter()
+        .filter(move |(_, _, need)| ops.contains(*need))
+}
+
+/// The events the inode marks on the trees' directories carry, so that the filesystem mark
+/// does not: `FAN_MODIFY` (every write(2) on the disk) and, when attrib is reported,
+/// `FAN_ATTRIB` (every link-count change on the disk). See docs/ARCHITECTURE.md, "File
+/// activity": create, delete, moves and close_write stay on the filesystem mark, so a file
+/// written in a directory made a moment ago is still seen (its create, and its close_write).
+pub fn dir_ops(ops: OpSet) -> u64 {
+    dir_ops_of(ops).fold(0, |m, (bit, _, _)| m | bit)
+}
+
+/// The [`dir_ops`] by name, `|`-separated.
+pub fn dir_ops_names(ops: OpSet) -> String {
+    dir_ops_of(ops)
+        .map(|(_, name, _)| *name)
+        .collect::<Vec<_>>()
+        .join("|")
+}
 
 /// Why marking stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +78,36 @@ pub enum Stop {
 /// `filter.descend` says something reportable may be.
 pub fn enter(filter: &PathFilter, dir: &[u8]) -> bool {
     filter.descend(dir)
+}
+
+/// Visits `top` and every directory below it that [`enter`] admits, each before what is
+/// below it. `visit` says whether to list the directory (`Ok(false)`: gone, skip it) or
+/// stops the walk with its error.
+pub fn walk<E>(
+    top: &[u8],
+    filter: &PathFilter,
+    mut visit: impl FnMut(&[u8]) -> Result<bool, E>,
+) -> Result<(), E> {
+    let mut stack = vec![top.to_vec()];
+    while let Some(dir) = stack.pop() {
+        if !enter(filter, &dir) || !visit(&dir)? {
+            continue;
+        }
+        let Ok(rd) = std::fs::read_dir(std::ffi::OsStr::from_bytes(&dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let mut child = dir.clone();
+                if child.last() != Some(&b'/') {
+                    child.push(b'/');
+                }
+                child.extend_from_slice(e.file_name().as_bytes());
+                stack.push(child);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Inode marks on the directories of the trees.
@@ -123,43 +182,26 @@ impl DirMarks {
         filter: &PathFilter,
         stats: &FileStats,
     ) -> Result<(), Stop> {
-        let mut stack = vec![top.to_vec()];
-        while let Some(dir) = stack.pop() {
-            if !enter(filter, &dir) {
-                continue;
-            }
+        walk(top, filter, |dir| {
             if self.count >= self.max {
                 return Err(Stop::Bound(self.max));
             }
-            match self.mark(&dir) {
+            match self.mark(dir) {
                 Ok(true) => {
                     self.count += 1;
                     stats.dir_marks.store(self.count as u64, Relaxed);
+                    Ok(true)
                 }
-                Ok(false) => continue,
+                Ok(false) => Ok(false),
                 Err(e) => {
                     stats.mark_failures.fetch_add(1, Relaxed);
-                    return Err(Stop::Refused(format!(
+                    Err(Stop::Refused(format!(
                         "{}: {e}",
-                        String::from_utf8_lossy(&dir)
-                    )));
+                        String::from_utf8_lossy(dir)
+                    )))
                 }
             }
-            let Ok(rd) = std::fs::read_dir(std::ffi::OsStr::from_bytes(&dir)) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    let mut child = dir.clone();
-                    if child.last() != Some(&b'/') {
-                        child.push(b'/');
-                    }
-                    child.extend_from_slice(e.file_name().as_bytes());
-                    stack.push(child);
-                }
-            }
-        }
-        Ok(())
+        })
     }
 
     /// A directory appeared at `path` (created or moved in) while running: marks it and what
@@ -214,6 +256,15 @@ impl DirMarks {
     }
 }
 
+/// Where a walk of a tree's directories starts: its anchor, or for a tree that is a single
+/// file the directory that holds it (which reports its attribute changes).
+pub fn top_of(t: &Tree) -> &std::path::Path {
+    match t.anchor.parent() {
+        Some(parent) if !t.anchor.is_dir() => parent,
+        _ => &t.anchor,
+    }
+}
+
 /// Marks the directories of every tree for the directory ops (walking from each tree's
 /// anchor); at the bound or a refused mark, removes them all again and says why.
 pub fn for_trees(
@@ -229,12 +280,7 @@ pub fn for_trees(
     }
     let mut d = DirMarks::new(group, max, ops);
     for t in trees {
-        // A tree that is a single file: its directory reports its attribute changes.
-        let top = match t.anchor.parent() {
-            Some(parent) if !t.anchor.is_dir() => parent,
-            _ => &t.anchor,
-        };
-        if let Err(stop) = d.add_tree(top.as_os_str().as_bytes(), filter, stats) {
+        if let Err(stop) = d.add_tree(top_of(t).as_os_str().as_bytes(), filter, stats) {
             d.flush(stats);
             return Err(match stop {
                 Stop::Bound(n) => {

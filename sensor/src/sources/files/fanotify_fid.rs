@@ -14,14 +14,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use super::dir_marks::{self, DirMarks};
+use super::dir_marks::{self, dir_ops, dir_ops_names, DirMarks};
 use super::emit::{Activity, Outcome, Sink};
 use super::fanotify_parse;
 use super::fid_resolver::{HandleBuf, Resolver};
 use super::filter::PathFilter;
 use super::marks::{self, Ignorer};
 use super::roots::Tree;
-use super::source::{errno_text, read_loop, FANOTIFY_BATCH_PAUSE};
+use super::source::{batch_full, errno_text, read_loop, FANOTIFY_BATCH_PAUSE};
+use super::tree_dirs::{self, TreeDirs, Unresolved};
 use super::{FileStats, OpSet};
 
 /// Size of one `read(2)` from the group.
@@ -48,6 +49,8 @@ pub struct FidGroup {
     /// The [`dir_ops`] are on the filesystem marks.
     dir_ops_on_fs: bool,
     ops: OpSet,
+    /// The trees a filesystem mark covers, whose directory handles the reader takes first.
+    covered: Vec<Tree>,
 }
 
 /// Bounds on the marks of one group (`files.max_ignore_marks`, `files.max_dir_marks`).
@@ -95,7 +98,7 @@ impl FidGroup {
     }
 }
 
-fn fsid_of(fd: RawFd) -> Result<[u8; 8], String> {
+pub(super) fn fsid_of(fd: RawFd) -> Result<[u8; 8], String> {
     // SAFETY: statfs is plain data; fstatfs fills it.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid fd and pointer.
@@ -144,27 +147,6 @@ fn check_handles(mount_fd: RawFd, anchor: &Path) -> Result<(), String> {
     // SAFETY: fresh fd we own.
     drop(unsafe { OwnedFd::from_raw_fd(fd) });
     Ok(())
-}
-
-/// The events the inode marks on the trees' directories carry, so that the filesystem mark
-/// does not: `FAN_MODIFY` (every write(2) on the disk) and, when attrib is reported,
-/// `FAN_ATTRIB` (every link-count change on the disk). See docs/ARCHITECTURE.md, "File
-/// activity": create, delete, moves and close_write stay on the filesystem mark, so a file
-/// written in a directory made a moment ago is still seen (its create, and its close_write).
-pub fn dir_ops(ops: OpSet) -> u64 {
-    let mut m = libc::FAN_MODIFY;
-    if ops.contains(OpSet::ATTRIB) {
-        m |= libc::FAN_ATTRIB;
-    }
-    m
-}
-
-fn dir_ops_names(ops: OpSet) -> &'static str {
-    if ops.contains(OpSet::ATTRIB) {
-        "FAN_MODIFY|FAN_ATTRIB"
-    } else {
-        "FAN_MODIFY"
-    }
 }
 
 /// The filesystem mark's mask. The [`dir_ops`] only when no inode marks on the trees'
@@ -251,6 +233,7 @@ pub fn open(
         dir_marks: None,
         dir_ops_on_fs: !want_dirs,
         ops,
+        covered: Vec::new(),
     };
     for (i, tree) in trees.iter().enumerate() {
         if let Err(e) = g.mark_tree(tree, ops) {
@@ -268,12 +251,13 @@ pub fn open(
             why.join("; ")
         ));
     }
+    // Only the trees a filesystem mark covers: the others get inotify.
+    let covered: Vec<&Tree> = (0..trees.len())
+        .filter(|i| !g.unmarked.iter().any(|(u, _)| u == i))
+        .map(|i| &trees[i])
+        .collect();
+    g.covered = covered.iter().map(|t| (*t).clone()).collect();
     if want_dirs {
-        // Only the trees a filesystem mark covers: the others get inotify.
-        let covered: Vec<&Tree> = (0..trees.len())
-            .filter(|i| !g.unmarked.iter().any(|(u, _)| u == i))
-            .map(|i| &trees[i])
-            .collect();
         let d = dir_marks::for_trees(g.fd.as_raw_fd(), &covered, limits.dirs, ops, filter, stats);
         // Where the directory ops go if the marks cannot be placed, now or for a directory
         // that appears later: onto the filesystem marks (adding to a mark ORs the mask).
@@ -372,6 +356,9 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
         )
     });
     let mut dirs = group.dir_marks.and_then(Result::ok);
+    // After the marks, before the first read (a directory made meanwhile is walked or its
+    // create is queued), in this thread: a large tree takes a while (see tree_dirs.rs).
+    let mut tree = tree_dirs::for_trees(&group.covered, sink.filter(), group.target_fid);
     read_loop(
         fd.as_raw_fd(),
         READ_BUF,
@@ -389,10 +376,12 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
                 }
                 let bufs = (&mut path, &mut new_path);
                 let marks = (ignorer.as_mut(), dirs.as_mut());
-                if handle(&ev, me, &mut res, &mut sink, bufs, marks) == Outcome::Closed {
+                let out = handle(&ev, me, (&mut res, &mut tree), &mut sink, bufs, marks);
+                if out == Outcome::Closed {
                     return false;
                 }
             }
+            tree.batch_done(!batch_full(buf.len(), READ_BUF));
             true
         },
     );
@@ -401,7 +390,7 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
 fn handle(
     ev: &fanotify_parse::RawEvent<'_>,
     me: i32,
-    res: &mut Resolver,
+    (res, tree): (&mut Resolver, &mut TreeDirs),
     sink: &mut Sink,
     (path, new_path): (&mut Vec<u8>, &mut Vec<u8>),
     (mut ignorer, dirs): (Option<&mut Ignorer>, Option<&mut DirMarks>),
@@ -410,8 +399,10 @@ fn handle(
     if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
         stats.queue_overflows.fetch_add(1, Relaxed);
         tracing::warn!("fanotify queue overflowed; file events were lost");
-        // A lost directory move would leave a cached path naming the wrong place.
+        // A lost directory move would leave a cached path naming the wrong place, and a lost
+        // create a tree directory unknown.
         res.cache.clear();
+        tree.lose("a fanotify queue overflow");
         return Outcome::Filtered;
     }
     let ondir = ev.mask & libc::FAN_ONDIR != 0;
@@ -443,13 +434,16 @@ fn handle(
     if let (Some(old), Some(new)) = (&info.old, &info.new) {
         let (a, b) = (res.join(old, path), res.join(new, new_path));
         if a.is_err() || b.is_err() {
-            stats.unresolved.fetch_add(1, Relaxed);
+            let v = tree.count_unresolved(stats, &[(a, old), (b, new)]);
             if dir_moved && info.fid.is_none() {
                 res.cache.clear();
             }
-        }
-        if b.is_err() {
-            return Outcome::Filtered;
+            if b.is_err() {
+                if ondir && v == Unresolved::Drop {
+                    tree.unplaced(info.fid.as_ref(), true);
+                }
+                return Outcome::Filtered;
+            }
         }
         if a.is_err() {
             // The old side cannot be named any more (its directory was removed before this
@@ -466,6 +460,7 @@ fn handle(
                     res.remember(&child.fid, new_path);
                 }
                 let moved_in = sink.filter().descend(new_path);
+                tree.appeared(sink.filter(), info.fid.as_ref(), new_path, true);
                 dir_arrived(sink, (ignorer, dirs), new_path, moved_in);
             }
             return out;
@@ -483,13 +478,15 @@ fn handle(
             }
             let f = sink.filter();
             let moved_in = f.descend(new_path) && !f.descend(path);
+            let walk = moved_in || tree.draining();
+            tree.appeared(f, info.fid.as_ref(), new_path, walk);
             dir_arrived(sink, (ignorer, dirs), new_path, moved_in);
         }
         return out;
     }
 
-    let resolved = match (&info.dfid, &info.fid) {
-        (Some(d), _) => res.join(d, path),
+    let (resolved, dfid) = match (&info.dfid, &info.fid) {
+        (Some(d), _) => (res.join(d, path), d),
         (None, Some(_)) => {
             // No directory, no name: the kernel had no dentry for the object. That is the
             // link-count ATTRIB every unlink produces (the delete itself was reported with
@@ -504,9 +501,14 @@ fn handle(
         }
     };
     if resolved.is_err() {
-        stats.unresolved.fetch_add(1, Relaxed);
+        let v = tree.count_unresolved(stats, &[(resolved, dfid)]);
         if dir_moved && info.fid.is_none() {
             res.cache.clear();
+        }
+        let arrived = ev.mask & (libc::FAN_CREATE | libc::FAN_MOVED_TO) != 0;
+        if ondir && arrived && v == Unresolved::Drop {
+            let moved = ev.mask & libc::FAN_MOVED_TO != 0;
+            tree.unplaced(info.fid.as_ref(), moved);
         }
         return Outcome::Filtered;
     }
@@ -524,6 +526,9 @@ fn handle(
             if let Some(child) = &info.fid {
                 res.remember(&child.fid, path);
             }
+            // Without FAN_RENAME a move's old side is unknown: walked as if from outside.
+            let walk = ev.mask & libc::FAN_MOVED_TO != 0;
+            tree.appeared(sink.filter(), info.fid.as_ref(), path, walk);
             dir_appeared(sink, (ignorer.as_deref_mut(), dirs), path);
         }
         // Without FAN_RENAME the old side is unknown: any directory moved into the trees.
@@ -619,6 +624,8 @@ mod tests {
         }
         assert_eq!(fs | dir_ops(OpSet::DEFAULT), m);
         assert_eq!(dir_ops(OpSet::CREATE), libc::FAN_MODIFY);
+        assert_eq!(dir_ops_names(OpSet::CREATE), "FAN_MODIFY");
+        assert_eq!(dir_ops_names(OpSet::DEFAULT), "FAN_MODIFY|FAN_ATTRIB");
         assert_ne!(m & libc::FAN_RENAME, 0);
         assert_eq!(
             m & (libc::FAN_MOVED_FROM | libc::FAN_OPEN | libc::FAN_CLOSE_NOWRITE),

@@ -37,6 +37,7 @@ pub mod inotify;
 pub mod marks;
 pub mod roots;
 pub mod source;
+pub mod tree_dirs;
 
 pub use source::{FileCapture, FileMode, FilesError};
 
@@ -280,9 +281,12 @@ pub struct FileStats {
     /// Kernel queue overflows (FAN_Q_OVERFLOW / IN_Q_OVERFLOW); each loses an unknown number
     /// of events. Raise the queue (`unlimited_queue`) if this moves.
     pub queue_overflows: AtomicU64,
-    /// fanotify events whose path could not be resolved (handle stale, fd unreadable). They
-    /// may or may not have been inside the watched trees.
+    /// fanotify events whose path could not be resolved (handle stale, fd unreadable) and
+    /// that may have been inside the watched trees: a loss.
     pub unresolved: AtomicU64,
+    /// fanotify-fid events whose directory was removed before the read and was never in a
+    /// watched tree (`tree_dirs.rs`): not reportable, not a loss.
+    pub outside_unresolved: AtomicU64,
     /// Malformed fanotify / inotify records.
     pub parse_errors: AtomicU64,
     /// Directories inotify could not watch (ENOSPC: raise fs.inotify.max_user_watches).
@@ -338,6 +342,18 @@ impl FileStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unresolved_in_a_tree_is_a_drop_and_outside_is_not() {
+        let s = FileStats::default();
+        s.unresolved.store(2, Relaxed);
+        s.outside_unresolved.store(5, Relaxed);
+        let f = crate::telemetry::fields::fields_of(&s);
+        assert_eq!(f.drops["files_path_unresolved"], 2);
+        assert_eq!(f.events["files_outside_unresolved"], 5);
+        assert!(!f.drops.contains_key("files_outside_unresolved"));
+        assert!(!f.events.contains_key("files_path_unresolved"));
+    }
 
     #[test]
     fn defaults_validate_and_leave_out_open_close() {

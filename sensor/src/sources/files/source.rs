@@ -84,6 +84,12 @@ pub(super) const FANOTIFY_BATCH_PAUSE: Duration = Duration::from_millis(1);
 /// names of up to 255 bytes).
 const BATCH_FULL_MARGIN: usize = 4096;
 
+/// A read of `n` bytes into a buffer of `cap` could not have taken one more event: more may
+/// be queued (read on). Otherwise the queue was empty when the read took its last event.
+pub(super) fn batch_full(n: usize, cap: usize) -> bool {
+    n + BATCH_FULL_MARGIN > cap
+}
+
 /// Polls `fd` and hands each read to `handle` until `stop` is set or a callback returns
 /// false. `on_idle` runs when nothing arrived for 100 ms. After `stop`, what is already queued
 /// is drained for at most a second (a filesystem mark on a busy disk is never empty).
@@ -151,8 +157,7 @@ pub(super) fn read_loop(
         if !handle(&buf[..n as usize]) {
             return;
         }
-        // A buffer that could not take the next event means more is queued: read on.
-        let full = n as usize + BATCH_FULL_MARGIN > buf.len();
+        let full = batch_full(n as usize, buf.len());
         if !pause.is_zero() && !full && drain_until.is_none() {
             std::thread::sleep(pause);
         }
