@@ -48,7 +48,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<u32, u32> {
     });
     // The child runs with a copy of the parent's credentials, comm, tty and cgroups: read
     // them from the current task (the parent), then the child's own identity.
-    fill_process(&mut ev.process, current_task());
+    fill_process(&mut ev.process, current_task(), None);
     match read_ptr(child, off!(task_real_parent))
         .and_then(|parent| read::<u32>(parent, off!(task_tgid)))
     {
