@@ -289,7 +289,7 @@ enum Walk {
 ///
 /// Each loop step writes its own slot (a component, or a mount-crossing bit), so the only
 /// scalar the verifier must track precisely is the loop counter and branch states merge.
-/// Helper calls are the cost here (docs/ARCHITECTURE.md, "kernel-side cost"): the mount's
+/// Helper calls are the cost here (docs/ARCHITECTURE.md, "Kernel-side cost"): the mount's
 /// root is read once per mount, and adjacent pointers (`path`'s two, a mount's parent and
 /// mountpoint, a dentry's parent and name) with one read where the layout allows.
 #[inline(always)]

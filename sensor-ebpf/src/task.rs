@@ -39,6 +39,20 @@ pub fn read_ptr_pair(base: Ptr, first: u32, second: u32) -> Result<(Ptr, Ptr), i
     Ok((read_ptr(base, first)?, read_ptr(base, second)?))
 }
 
+/// `task->real_parent` and `task->group_leader`. They lie 48 bytes apart on 5.10 to 7.x
+/// (`parent`, `children` and `sibling` between them): there one probe read takes both.
+#[inline(always)]
+pub fn parent_and_leader(task: Ptr) -> (Result<Ptr, i32>, Result<Ptr, i32>) {
+    let (parent, leader) = (off!(task_real_parent), off!(task_group_leader));
+    if leader == parent.wrapping_add(48) {
+        return match read::<[usize; 7]>(task, parent) {
+            Ok(w) => (Ok(w[0] as Ptr), Ok(w[6] as Ptr)),
+            Err(e) => (Err(e), Err(e)),
+        };
+    }
+    (read_ptr(task, parent), read_ptr(task, leader))
+}
+
 #[inline(always)]
 pub fn current_task() -> Ptr {
     // SAFETY: a BPF helper without arguments or preconditions; the task address is only used
@@ -87,9 +101,8 @@ pub fn fill_process(p: &mut ProcessInfo, task: Ptr, creds: Option<&CredSnap>) {
     p.cgroup_id = cgroup_id(task);
     p.comm = bpf_get_current_comm().unwrap_or([0; 16]);
 
-    match read_ptr(task, off!(task_real_parent))
-        .and_then(|parent| read::<u32>(parent, off!(task_tgid)))
-    {
+    let (parent, leader) = parent_and_leader(task);
+    match parent.and_then(|parent| read::<u32>(parent, off!(task_tgid))) {
         Ok(ppid) => p.ppid = ppid,
         Err(_) => flags |= FLAG_READ_ERROR,
     }
@@ -126,7 +139,7 @@ pub fn fill_process(p: &mut ProcessInfo, task: Ptr, creds: Option<&CredSnap>) {
             u32::MAX
         };
     }
-    p.start_boottime_ns = read_ptr(task, off!(task_group_leader))
+    p.start_boottime_ns = leader
         .and_then(|leader| read::<u64>(leader, off!(task_start_boottime)))
         .unwrap_or(0);
 
