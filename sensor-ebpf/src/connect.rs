@@ -121,7 +121,7 @@ pub fn emit(task: Ptr, stash: &ConnectStash, sock_type: u16, ret: i32) {
         return;
     };
     let ev = entry.write(record(stash, sock_type, ret));
-    fill_process(&mut ev.process, task);
+    fill_process(&mut ev.process, task, None);
     entry.submit(crate::maps::wakeup_flags());
 }
 

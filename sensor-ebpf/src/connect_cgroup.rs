@@ -128,6 +128,6 @@ fn observe(ctx: &SockAddrContext, family: u16) {
 #[inline(always)]
 fn park_uring(req: u64, stash: &ConnectStash, sock_type: u16) -> bool {
     let mut ev = record(stash, sock_type, CONNECT_RET_UNKNOWN);
-    fill_process(&mut ev.process, current_task());
+    fill_process(&mut ev.process, current_task(), None);
     URING_PENDING.insert(req, ev, 0).is_ok()
 }

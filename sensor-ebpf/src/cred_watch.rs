@@ -6,10 +6,7 @@
 use aya_ebpf::{macros::map, maps::LruHashMap};
 use sensor_common::{CredSnap, VIA_OBSERVED};
 
-use crate::{
-    privilege::{cred_snapshot, emit},
-    task::Ptr,
-};
+use crate::{privilege::emit, task::Ptr};
 
 /// Last known credentials per process (tgid).
 #[map]
@@ -21,11 +18,10 @@ pub fn remember(tgid: u32, snap: &CredSnap) {
     let _ = LAST_CREDS.insert(tgid, *snap, 0);
 }
 
-/// Emits a change since the last known credentials of `tgid`, if any, and returns the current
-/// ones. `forget` drops the entry (the process is exiting).
+/// Emits a change from the last known credentials of `tgid` to `now` (the task's current
+/// ones, from `cred_snapshot`), if any. `forget` drops the entry (the process is exiting).
 #[inline(always)]
-pub fn check(task: Ptr, tgid: u32, forget: bool) -> Option<CredSnap> {
-    let now = cred_snapshot(task).ok()?;
+pub fn check(task: Ptr, tgid: u32, forget: bool, now: CredSnap) {
     // SAFETY: the value (plain integers) is copied out at once; the element memory of this
     // preallocated map stays valid while the program runs, so another CPU or userspace changing or
     // deleting the entry can at worst give a stale copy, never an invalid one.
@@ -39,5 +35,4 @@ pub fn check(task: Ptr, tgid: u32, forget: bool) -> Option<CredSnap> {
     } else {
         remember(tgid, &now);
     }
-    Some(now)
 }

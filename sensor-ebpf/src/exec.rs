@@ -16,7 +16,7 @@ use sensor_common::{
 
 use crate::{
     maps::{count_drop, off, EVENTS, EXEC_SCRATCH},
-    task::{current_task, fill_process, header, read, read_ptr, Ptr},
+    task::{current_task, fill_process, header, read_ptr, read_ptr_pair, Ptr},
 };
 
 #[tracepoint]
@@ -42,16 +42,19 @@ fn try_exec(ctx: &TracePointContext) -> Result<u32, u32> {
     };
     let task = current_task();
     ev.header = header(KIND_EXEC, 0);
-    fill_process(&mut ev.process, task);
-    crate::privilege::check_exec_creds(task, ev.header.tgid);
+    // The committed credentials, read once for the record and the credential check.
+    let creds = crate::privilege::cred_snapshot(task).ok();
+    fill_process(&mut ev.process, task, creds.as_ref());
+    crate::privilege::check_exec_creds(task, ev.header.tgid, creds);
     if noise_filtered(ev) {
         return Ok(0);
     }
 
     read_filename(ctx, ev);
-    read_argv(task, ev);
+    let mm = read_ptr(task, off!(task_mm));
+    read_argv(mm, ev);
     read_cwd(task, ev);
-    read_exe(task, ev);
+    read_exe(mm, ev);
 
     let argv_len = (ev.argv_len as usize).min(ARGV_BUF);
     let size = EXEC_FIXED_LEN + ((argv_len + 7) & !7);
@@ -156,18 +159,17 @@ fn argv_bound() -> u64 {
 
 /// Copies argv from the new image's memory: whole when it fits the bound, else the head
 /// (`bound - ARGV_TAIL` bytes) and the last `ARGV_TAIL` bytes, with the count left out.
-fn read_argv(task: Ptr, ev: &mut ExecEvent) {
+fn read_argv(mm: Result<Ptr, i32>, ev: &mut ExecEvent) {
     ev.argv_len = 0;
     ev.argv_omitted = 0;
     ev.argv_head_len = 0;
-    let Ok(mm) = read_ptr(task, off!(task_mm)) else {
+    let Ok(mm) = mm else {
         ev.process.flags |= FLAG_ARGV_ERROR;
         return;
     };
-    let (Ok(start), Ok(end)) = (
-        read::<u64>(mm, off!(mm_arg_start)),
-        read::<u64>(mm, off!(mm_arg_end)),
-    ) else {
+    let Ok((start, end)) =
+        read_ptr_pair(mm, off!(mm_arg_start), off!(mm_arg_end)).map(|(s, e)| (s as u64, e as u64))
+    else {
         ev.process.flags |= FLAG_ARGV_ERROR;
         return;
     };
@@ -237,11 +239,10 @@ fn read_cwd(task: Ptr, ev: &mut ExecEvent) {
 }
 
 /// Walks `current->mm->exe_file->f_path` into `ev.exe`.
-fn read_exe(task: Ptr, ev: &mut ExecEvent) {
+fn read_exe(mm: Result<Ptr, i32>, ev: &mut ExecEvent) {
     ev.exe.depth = 0;
     ev.exe.mounts = 0;
-    let Ok(file) = read_ptr(task, off!(task_mm)).and_then(|mm| read_ptr(mm, off!(mm_exe_file)))
-    else {
+    let Ok(file) = mm.and_then(|mm| read_ptr(mm, off!(mm_exe_file))) else {
         ev.process.flags |= FLAG_EXE_ERROR;
         return;
     };
@@ -268,13 +269,11 @@ fn exe_unlinked(path: Ptr) -> bool {
     let Ok(dentry) = read_ptr(path, off!(path_dentry)) else {
         return false;
     };
-    let (Ok(pprev), Ok(parent)) = (
-        read::<u64>(dentry, off!(dentry_hash_pprev)),
-        read_ptr(dentry, off!(dentry_parent)),
-    ) else {
+    let Ok((pprev, parent)) = read_ptr_pair(dentry, off!(dentry_hash_pprev), off!(dentry_parent))
+    else {
         return false;
     };
-    pprev == 0 && parent != dentry
+    pprev.is_null() && parent != dentry
 }
 
 enum Walk {
@@ -290,45 +289,56 @@ enum Walk {
 ///
 /// Each loop step writes its own slot (a component, or a mount-crossing bit), so the only
 /// scalar the verifier must track precisely is the loop counter and branch states merge.
+/// Helper calls are the cost here (docs/ARCHITECTURE.md, "Kernel-side cost"): the mount's
+/// root is read once per mount, and adjacent pointers (`path`'s two, a mount's parent and
+/// mountpoint, a dentry's parent and name) with one read where the layout allows.
 #[inline(always)]
 fn walk(path: Ptr, out: &mut PathWalk) -> Walk {
-    let (Ok(mut vfsmnt), Ok(mut dentry)) = (
-        read_ptr(path, off!(path_mnt)),
-        read_ptr(path, off!(path_dentry)),
-    ) else {
+    let Ok((mut vfsmnt, mut dentry)) = read_ptr_pair(path, off!(path_mnt), off!(path_dentry))
+    else {
         return Walk::Error;
     };
     let mount_mnt = off!(mount_mnt) as usize;
     let mut mount = vfsmnt.wrapping_sub(mount_mnt);
+    // The root of the mount the walk is in, read when first needed after each crossing.
+    let mut mnt_root: Option<Ptr> = None;
     for i in 0..CWD_PARTS {
         out.depth = i as u32;
-        let Ok(mnt_root) = read_ptr(vfsmnt, off!(vfsmount_root)) else {
-            return Walk::Error;
+        let root = match mnt_root {
+            Some(r) => r,
+            None => {
+                let Ok(r) = read_ptr(vfsmnt, off!(vfsmount_root)) else {
+                    return Walk::Error;
+                };
+                mnt_root = Some(r);
+                r
+            }
         };
-        if dentry == mnt_root {
-            let Ok(parent_mount) = read_ptr(mount, off!(mount_parent)) else {
+        if dentry == root {
+            let Ok((parent_mount, mountpoint)) =
+                read_ptr_pair(mount, off!(mount_parent), off!(mount_mountpoint))
+            else {
                 return Walk::Error;
             };
             if parent_mount == mount {
                 return Walk::Done;
             }
-            let Ok(mountpoint) = read_ptr(mount, off!(mount_mountpoint)) else {
-                return Walk::Error;
-            };
             out.mounts |= 1 << i;
             dentry = mountpoint;
             mount = parent_mount;
             vfsmnt = mount.wrapping_add(mount_mnt);
+            mnt_root = None;
             continue;
         }
-        let Ok(parent) = read_ptr(dentry, off!(dentry_parent)) else {
+        let Ok((parent, name)) = read_ptr_pair(
+            dentry,
+            off!(dentry_parent),
+            off!(dentry_name) + off!(qstr_name),
+        ) else {
             return Walk::Error;
         };
         if parent == dentry {
             // A pseudo dentry (memfd, anonymous file): keep its name, as d_path would.
-            let Ok(name) = read_ptr(dentry, off!(dentry_name) + off!(qstr_name)) else {
-                return Walk::Error;
-            };
             // SAFETY: the helper copies a NUL-terminated kernel string (the dentry name) into
             // `out.parts[i]`, at most its length, and returns an error if the address faults.
             if unsafe { bpf_probe_read_kernel_str_bytes(name, &mut out.parts[i]) }.is_err() {
@@ -337,9 +347,6 @@ fn walk(path: Ptr, out: &mut PathWalk) -> Walk {
             out.depth = i as u32 + 1;
             return Walk::Detached;
         }
-        let Ok(name) = read_ptr(dentry, off!(dentry_name) + off!(qstr_name)) else {
-            return Walk::Error;
-        };
         // SAFETY: as above.
         if unsafe { bpf_probe_read_kernel_str_bytes(name, &mut out.parts[i]) }.is_err() {
             out.parts[i][0] = 0;

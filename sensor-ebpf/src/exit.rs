@@ -26,7 +26,10 @@ fn try_exit(_ctx: &TracePointContext) -> Result<u32, u32> {
         return Ok(0);
     }
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    crate::cred_watch::check(task, tgid, true);
+    let creds = crate::privilege::cred_snapshot(task).ok();
+    if let Some(now) = creds {
+        crate::cred_watch::check(task, tgid, true, now);
+    }
     if crate::maps::noise_enabled() {
         // SAFETY: the value (plain integers) is copied out at once; the element memory of this
         // preallocated map stays valid while the program runs, so another CPU or userspace changing
@@ -53,7 +56,7 @@ fn try_exit(_ctx: &TracePointContext) -> Result<u32, u32> {
         exit_code,
         _pad: 0,
     });
-    fill_process(&mut ev.process, task);
+    fill_process(&mut ev.process, task, creds.as_ref());
     entry.submit(crate::maps::wakeup_flags());
     Ok(0)
 }

@@ -9,7 +9,7 @@ use sensor_common::{
 
 use crate::{
     maps::{count_drop, off, EVENTS},
-    task::{current_task, fill_process, read, read_ptr, Ptr},
+    task::{current_task, fill_process, parent_and_leader, read, Ptr},
 };
 
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
@@ -26,7 +26,8 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<u32, u32> {
     // TP_PROTO(struct task_struct *parent, struct task_struct *child)
     let child: Ptr = ctx.arg::<u64>(1) as Ptr;
     // A thread shares its group leader; only a new thread group is a new process.
-    let leader = read_ptr(child, off!(task_group_leader)).map_err(|_| 0u32)?;
+    let (parent, leader) = parent_and_leader(child);
+    let leader = leader.map_err(|_| 0u32)?;
     if leader != child {
         return Ok(0);
     }
@@ -48,10 +49,8 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<u32, u32> {
     });
     // The child runs with a copy of the parent's credentials, comm, tty and cgroups: read
     // them from the current task (the parent), then the child's own identity.
-    fill_process(&mut ev.process, current_task());
-    match read_ptr(child, off!(task_real_parent))
-        .and_then(|parent| read::<u32>(parent, off!(task_tgid)))
-    {
+    fill_process(&mut ev.process, current_task(), None);
+    match parent.and_then(|parent| read::<u32>(parent, off!(task_tgid))) {
         Ok(ppid) => ev.process.ppid = ppid,
         Err(_) => ev.process.flags |= FLAG_READ_ERROR,
     }

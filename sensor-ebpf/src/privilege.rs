@@ -20,6 +20,31 @@ const SYSCALL_RET: usize = 16;
 #[inline(always)]
 pub fn cred_snapshot(task: Ptr) -> Result<CredSnap, i32> {
     let cred = read_ptr(task, off!(task_cred))?;
+    let uid = off!(cred_uid);
+    // The usual `struct cred` layout (5.10 to 7.x): uid, gid, suid, sgid, euid, egid, fsuid,
+    // fsgid, securebits, then the capability sets, cap_effective 52 (u32 pairs) or 56 (u64)
+    // bytes after uid. There all five fields lie in the 64 bytes from uid: one read.
+    if off!(cred_gid) == uid.wrapping_add(4)
+        && off!(cred_euid) == uid.wrapping_add(16)
+        && off!(cred_egid) == uid.wrapping_add(20)
+    {
+        let cap = off!(cred_cap_effective).wrapping_sub(uid);
+        if cap == 52 || cap == 56 {
+            let w = read::<[u32; 16]>(cred, uid)?;
+            let (lo, hi) = if cap == 52 {
+                (w[13], w[14])
+            } else {
+                (w[14], w[15])
+            };
+            return Ok(CredSnap {
+                uid: w[0],
+                euid: w[4],
+                gid: w[1],
+                egid: w[5],
+                cap_effective: lo as u64 | (hi as u64) << 32,
+            });
+        }
+    }
     Ok(CredSnap {
         uid: read::<u32>(cred, off!(cred_uid))?,
         euid: read::<u32>(cred, off!(cred_euid))?,
@@ -87,21 +112,24 @@ pub fn exec_cred_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Called from the exec program once the new credentials are committed. A native execve left
-/// the credentials before it in a stash; an exec that no syscall tracepoint saw (ia32) is
-/// compared with the process's last known credentials instead.
+/// Called from the exec program once the new credentials are committed, with them (`now`:
+/// `cred_snapshot` of the task; `None` when it failed). A native execve left the credentials
+/// before it in a stash; an exec that no syscall tracepoint saw (ia32) is compared with the
+/// process's last known credentials instead.
 #[inline(always)]
-pub fn check_exec_creds(task: Ptr, tgid: u32) {
+pub fn check_exec_creds(task: Ptr, tgid: u32, now: Option<CredSnap>) {
     // SAFETY: as in `cred_change_exit`: the snapshot is copied out at once.
     let old = match unsafe { EXEC_CRED_STASH.get(tgid) } {
         Some(s) => *s,
         None => {
-            crate::cred_watch::check(task, tgid, false);
+            if let Some(now) = now {
+                crate::cred_watch::check(task, tgid, false, now);
+            }
             return;
         }
     };
     let _ = EXEC_CRED_STASH.remove(tgid);
-    let Ok(new) = cred_snapshot(task) else { return };
+    let Some(new) = now else { return };
     if new.euid != old.euid || new.egid != old.egid || new.cap_effective != old.cap_effective {
         emit(task, old, new, VIA_EXEC, 0);
     }
@@ -127,7 +155,7 @@ pub fn emit(task: Ptr, old: CredSnap, new: CredSnap, via: u32, nr: u32) {
         via,
         syscall_nr: nr,
     });
-    fill_process(&mut ev.process, task);
+    fill_process(&mut ev.process, task, Some(&new));
     ev.process.uid = new.uid;
     ev.process.euid = new.euid;
     ev.process.gid = new.gid;

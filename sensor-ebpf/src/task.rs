@@ -6,7 +6,7 @@ use aya_ebpf::helpers::{
 };
 use sensor_common::{
     offsets::{OPT_CGROUP_V1, OPT_LOGINUID, OPT_SESSIONID},
-    EventHeader, ProcessInfo, FLAG_NO_LOGINUID, FLAG_READ_ERROR,
+    CredSnap, EventHeader, ProcessInfo, FLAG_NO_LOGINUID, FLAG_READ_ERROR,
 };
 
 use crate::maps::off;
@@ -25,6 +25,32 @@ pub fn read<T>(base: Ptr, off: u32) -> Result<T, i32> {
 #[inline(always)]
 pub fn read_ptr(base: Ptr, off: u32) -> Result<Ptr, i32> {
     read::<usize>(base, off).map(|p| p as Ptr)
+}
+
+/// The two pointers at `base + first` and `base + second`: one probe read where the second
+/// directly follows the first (the usual layout of `struct path` and `struct mount`), two
+/// otherwise. Each helper call costs more than the bytes it copies.
+#[inline(always)]
+pub fn read_ptr_pair(base: Ptr, first: u32, second: u32) -> Result<(Ptr, Ptr), i32> {
+    if second == first.wrapping_add(8) {
+        let w = read::<[usize; 2]>(base, first)?;
+        return Ok((w[0] as Ptr, w[1] as Ptr));
+    }
+    Ok((read_ptr(base, first)?, read_ptr(base, second)?))
+}
+
+/// `task->real_parent` and `task->group_leader`. They lie 48 bytes apart on 5.10 to 7.x
+/// (`parent`, `children` and `sibling` between them): there one probe read takes both.
+#[inline(always)]
+pub fn parent_and_leader(task: Ptr) -> (Result<Ptr, i32>, Result<Ptr, i32>) {
+    let (parent, leader) = (off!(task_real_parent), off!(task_group_leader));
+    if leader == parent.wrapping_add(48) {
+        return match read::<[usize; 7]>(task, parent) {
+            Ok(w) => (Ok(w[0] as Ptr), Ok(w[6] as Ptr)),
+            Err(e) => (Err(e), Err(e)),
+        };
+    }
+    (read_ptr(task, parent), read_ptr(task, leader))
 }
 
 #[inline(always)]
@@ -64,8 +90,10 @@ pub fn cgroup_id(task: Ptr) -> u64 {
 }
 
 /// Fills `p` from the current task. Failed reads leave zeros and set `FLAG_READ_ERROR`.
+/// `creds`: the task's credentials when the caller has already read them (the effective ids
+/// are then taken from there instead of read again).
 #[inline(always)]
-pub fn fill_process(p: &mut ProcessInfo, task: Ptr) {
+pub fn fill_process(p: &mut ProcessInfo, task: Ptr, creds: Option<&CredSnap>) {
     let mut flags = 0u32;
     let uid_gid = bpf_get_current_uid_gid();
     p.uid = uid_gid as u32;
@@ -73,32 +101,45 @@ pub fn fill_process(p: &mut ProcessInfo, task: Ptr) {
     p.cgroup_id = cgroup_id(task);
     p.comm = bpf_get_current_comm().unwrap_or([0; 16]);
 
-    match read_ptr(task, off!(task_real_parent))
-        .and_then(|parent| read::<u32>(parent, off!(task_tgid)))
-    {
+    let (parent, leader) = parent_and_leader(task);
+    match parent.and_then(|parent| read::<u32>(parent, off!(task_tgid))) {
         Ok(ppid) => p.ppid = ppid,
         Err(_) => flags |= FLAG_READ_ERROR,
     }
-    match read_ptr(task, off!(task_cred)) {
-        Ok(cred) => {
-            p.euid = read::<u32>(cred, off!(cred_euid)).unwrap_or(u32::MAX);
-            p.egid = read::<u32>(cred, off!(cred_egid)).unwrap_or(u32::MAX);
+    if let Some(c) = creds {
+        p.euid = c.euid;
+        p.egid = c.egid;
+    } else {
+        match read_ptr(task, off!(task_cred)) {
+            Ok(cred) => {
+                p.euid = read::<u32>(cred, off!(cred_euid)).unwrap_or(u32::MAX);
+                p.egid = read::<u32>(cred, off!(cred_egid)).unwrap_or(u32::MAX);
+            }
+            Err(_) => flags |= FLAG_READ_ERROR,
         }
-        Err(_) => flags |= FLAG_READ_ERROR,
     }
     let optional = off!(optional);
-    if optional & OPT_LOGINUID != 0 {
-        p.auid = read::<u32>(task, off!(task_loginuid)).unwrap_or(u32::MAX);
+    let (loginuid, sessionid) = (off!(task_loginuid), off!(task_sessionid));
+    let both = OPT_LOGINUID | OPT_SESSIONID;
+    if optional & both == both && sessionid == loginuid.wrapping_add(4) {
+        // `sessionid` follows `loginuid` in task_struct: one read for both.
+        let w = read::<u64>(task, loginuid).unwrap_or(u64::MAX);
+        p.auid = w as u32;
+        p.session = (w >> 32) as u32;
     } else {
-        p.auid = u32::MAX;
-        flags |= FLAG_NO_LOGINUID;
+        if optional & OPT_LOGINUID != 0 {
+            p.auid = read::<u32>(task, loginuid).unwrap_or(u32::MAX);
+        } else {
+            p.auid = u32::MAX;
+            flags |= FLAG_NO_LOGINUID;
+        }
+        p.session = if optional & OPT_SESSIONID != 0 {
+            read::<u32>(task, sessionid).unwrap_or(u32::MAX)
+        } else {
+            u32::MAX
+        };
     }
-    p.session = if optional & OPT_SESSIONID != 0 {
-        read::<u32>(task, off!(task_sessionid)).unwrap_or(u32::MAX)
-    } else {
-        u32::MAX
-    };
-    p.start_boottime_ns = read_ptr(task, off!(task_group_leader))
+    p.start_boottime_ns = leader
         .and_then(|leader| read::<u64>(leader, off!(task_start_boottime)))
         .unwrap_or(0);
 
