@@ -102,11 +102,7 @@ impl RecordLoop {
                 self.handle_datagram(&d, &mut reader, now_ms());
             }
             self.send_pending();
-            let got = reader.recv_batch(&mut batch);
-            self.stats
-                .netlink_forged
-                .fetch_add(batch.take_foreign(), Relaxed);
-            match got {
+            match reader.recv_batch(&mut batch) {
                 Ok(0) => {
                     let groups = self.assembler.flush_expired(now_ms());
                     self.handle_groups(groups);

@@ -82,9 +82,6 @@ pub struct AuditStats {
     pub parse_errors: AtomicU64,
     pub socket_overflows: AtomicU64,
     pub proc_connector_overflows: AtomicU64,
-    /// Datagrams on the audit or proc-connector socket that another socket sent, not the
-    /// kernel: forgeries, skipped.
-    pub netlink_forged: AtomicU64,
     pub rules_repaired: AtomicU64,
     pub registration_lost: AtomicU64,
 }
@@ -426,11 +423,7 @@ fn exit_loop(
         }
         // Nothing queued when a receive times out: every fork before it was sent.
         let before_recv = crate::timefmt::monotonic_now_ns();
-        let got = pc.recv_batch(&mut batch);
-        stats
-            .netlink_forged
-            .fetch_add(batch.take_foreign(), Relaxed);
-        let n = match got {
+        let n = match pc.recv_batch(&mut batch) {
             Ok(0) => {
                 feed.delivered_through(before_recv, 0);
                 if stop.load(Relaxed) {
