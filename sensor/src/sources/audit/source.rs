@@ -142,7 +142,7 @@ impl AuditCapture {
             tracing::warn!(daemon_pid, "another audit daemon holds the audit pid; reading the multicast log group alongside it");
             reader = AuditSocket::open_multicast()?;
         }
-        reader.set_timeout(Duration::from_millis(100))?;
+        reader.set_timeout(record_loop::IDLE_TIMEOUT)?;
 
         let mut threads = Vec::new();
         let exits_from_proc_connector = proc_conn.is_some();
@@ -183,6 +183,7 @@ impl AuditCapture {
                 cfg.clone(),
             );
             let drop_exits = exits_from_proc_connector;
+            let cgroup_reads = feed.cgroup_reads.clone();
             let slot = (role == Role::Daemon).then(|| record_loop::SlotWatch {
                 state: handover.clone(),
                 dedup: Dedup::default(),
@@ -198,6 +199,9 @@ impl AuditCapture {
                             stats,
                             tx,
                             pending: Vec::new(),
+                            pending_since: None,
+                            short_timeout: false,
+                            cgroup_reads,
                             tx_closed: false,
                             counters,
                             host,
