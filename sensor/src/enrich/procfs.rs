@@ -167,7 +167,7 @@ pub fn read_cgroup(root: &Path, pid: u32) -> Option<String> {
 thread_local! {
     /// The buffer [`read_cgroup_alive_since`] reads both files into (it runs once per audit
     /// exec): no 4 KiB allocation per file.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::new());
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Reads up to `max` bytes of `path` into `buf` (cleared first).
