@@ -11,7 +11,12 @@
 //! CLOCK_MONOTONIC ns has been sent". An event of a process the cache does not know, newer
 //! than the watermark, may still be overtaking the fork or exec of its process (fanotify
 //! delivers at once, the ring buffer in batches): the stage holds it for a bounded time.
+//!
+//! A source without the cgroup in its events (audit) also reads `/proc/<pid>/cgroup` when it
+//! captures an exec and leaves the read for the cache ([`CgroupReads`]).
 use std::sync::{Arc, Mutex};
+
+use super::cgroup_reads::CgroupReads;
 
 use tokio::sync::mpsc;
 
@@ -79,6 +84,8 @@ pub struct ProcessFeed {
     tx: mpsc::Sender<ProcessStart>,
     marks: Arc<Watermark>,
     mark: Option<Arc<Mutex<Mark>>>,
+    /// Cgroup reads made at capture, for the cache.
+    pub cgroup_reads: Arc<CgroupReads>,
 }
 
 impl ProcessFeed {
@@ -116,21 +123,26 @@ impl ProcessFeed {
 pub struct FeedInput {
     pub rx: mpsc::Receiver<ProcessStart>,
     pub watermark: Arc<Watermark>,
+    /// Cgroup reads the sources made at capture ([`ProcessFeed::cgroup_reads`]).
+    pub cgroup_reads: Arc<CgroupReads>,
 }
 
 /// A feed and its stage input. `capacity` bounds the forks in flight.
 pub fn process_feed(capacity: usize) -> (ProcessFeed, FeedInput) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let marks = Arc::new(Watermark::default());
+    let cgroup_reads = Arc::new(CgroupReads::default());
     (
         ProcessFeed {
             tx,
             marks: marks.clone(),
             mark: None,
+            cgroup_reads: cgroup_reads.clone(),
         },
         FeedInput {
             rx,
             watermark: marks,
+            cgroup_reads,
         },
     )
 }

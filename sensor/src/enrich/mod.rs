@@ -6,9 +6,11 @@
 //! - [`procfs`]: pure parsers of /proc files and a thin reader over a proc root.
 //! - [`container`]: cgroup path -> container id.
 //! - [`feed`]: forks and delivery watermarks from the process-record sources.
+//! - [`cgroup_reads`]: `/proc/<pid>/cgroup` read by a source at capture, for the cache.
 use serde::{Deserialize, Serialize};
 
 pub mod cache;
+pub mod cgroup_reads;
 pub mod container;
 pub mod feed;
 pub mod procfs;

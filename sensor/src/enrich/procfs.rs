@@ -164,6 +164,22 @@ pub fn read_cgroup(root: &Path, pid: u32) -> Option<String> {
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+thread_local! {
+    /// The buffer [`read_cgroup_alive_since`] reads both files into (it runs once per audit
+    /// exec): no 4 KiB allocation per file.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads up to `max` bytes of `path` into `buf` (cleared first).
+fn read_into(path: &Path, max: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    buf.reserve(max.min(4096));
+    std::fs::File::open(path)?
+        .take(max as u64)
+        .read_to_end(buf)?;
+    Ok(())
+}
+
 /// `/proc/<pid>/cgroup` text read while the process `(pid, start_ticks)` was alive: an exited
 /// task (a zombie) has left its v1 cgroups and the file then names the root cgroups, which
 /// would be a wrong answer. `None` when the process is gone, a zombie, or another process.
@@ -177,11 +193,17 @@ pub fn read_cgroup_alive_since(
     pid: u32,
     start_ticks: Option<u64>,
 ) -> Option<(String, u64)> {
-    let text = read_cgroup(root, pid)?;
-    let st = read_stat(root, pid).ok()?;
-    let alive = !matches!(st.state, b'Z' | b'X' | b'x');
-    let same = start_ticks.is_none_or(|t| t == st.start_ticks);
-    (alive && same).then_some((text, st.start_ticks))
+    let dir = pid_dir(root, pid);
+    SCRATCH.with_borrow_mut(|buf| {
+        // As `read_cgroup`, then `read_stat`, in one reused buffer.
+        read_into(&dir.join("cgroup"), 64 * 1024, buf).ok()?;
+        let text = String::from_utf8_lossy(buf).into_owned();
+        read_into(&dir.join("stat"), 4096, buf).ok()?;
+        let st = parse_stat(buf)?;
+        let alive = !matches!(st.state, b'Z' | b'X' | b'x');
+        let same = start_ticks.is_none_or(|t| t == st.start_ticks);
+        (alive && same).then_some((text, st.start_ticks))
+    })
 }
 
 fn read_id(root: &Path, pid: u32, name: &str) -> Option<u32> {

@@ -145,12 +145,15 @@ pub async fn run_stage(
     attribution: Attribution,
 ) {
     let Attribution {
-        feed: FeedInput {
-            rx: mut forks,
-            watermark,
-        },
+        feed:
+            FeedInput {
+                rx: mut forks,
+                watermark,
+                cgroup_reads,
+            },
         stats: attrib,
     } = attribution;
+    cache.use_cgroup_reads(cgroup_reads);
     let mut order = Orderer::new(cfg.process_wait_ms);
     let mut forks_open = true;
     let period = Duration::from_secs(cfg.sweep_interval_secs.max(1));

@@ -7,12 +7,12 @@ use std::time::Duration;
 pub struct NetlinkSocket {
     fd: OwnedFd,
     buf: Vec<u8>,
-    /// Where [`Self::recv`] counts the datagrams it skips as forged (see
-    /// [`Self::count_forged_in`]).
+    /// Where [`Self::recv`] and [`Self::recv_batch`] count the datagrams they skip as forged
+    /// (see [`Self::count_forged_in`]).
     forged: &'static AtomicU64,
 }
 
-/// Forgeries skipped by [`NetlinkSocket::recv`] on a socket whose owner named no counter.
+/// Forgeries skipped on a socket whose owner named no counter.
 static FORGED_UNATTRIBUTED: AtomicU64 = AtomicU64::new(0);
 
 impl NetlinkSocket {
@@ -54,9 +54,8 @@ impl NetlinkSocket {
         })
     }
 
-    /// Counts the datagrams [`Self::recv`] skips as forged in `counter` (the owner's health
-    /// counter: `conntrack_netlink_forged`, `audit_netlink_forged`). The batch path counts
-    /// them in its [`RecvBatch`] instead.
+    /// Counts the datagrams both receive paths skip as forged in `counter` (the owner's
+    /// health counter: `conntrack_netlink_forged`, `audit_netlink_forged`).
     pub fn count_forged_in(&mut self, counter: &'static AtomicU64) {
         self.forged = counter;
     }
@@ -155,7 +154,7 @@ impl NetlinkSocket {
     /// this socket reads kernel messages (audit records, proc-connector notices, conntrack
     /// events), so a datagram from another socket (source port id not 0: a process with
     /// CAP_NET_ADMIN can send to ours) is a forgery and is skipped, here (counted in the
-    /// counter [`Self::count_forged_in`] named) and in [`Self::recv_batch`].
+    /// counter [`Self::count_forged_in`] named), here and in [`Self::recv_batch`].
     pub fn recv(&mut self) -> std::io::Result<Option<&[u8]>> {
         loop {
             // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
@@ -192,7 +191,7 @@ impl NetlinkSocket {
     /// Waits for one datagram (up to the receive timeout), then takes the datagrams already
     /// queued behind it, up to the batch's slots, in the same `recvmmsg(MSG_WAITFORONE)` call.
     /// Returns how many arrived (0 on timeout); [`RecvBatch::get`] reads them and gives
-    /// `None` for one another socket sent (see [`Self::recv`]).
+    /// `None` for one another socket sent (skipped and counted as in [`Self::recv`]).
     pub fn recv_batch(&self, batch: &mut RecvBatch) -> std::io::Result<usize> {
         let slots = batch.sizes.len();
         let len = batch.len;
@@ -219,17 +218,13 @@ impl NetlinkSocket {
             }
             let n = n as usize;
             let RecvBatch {
-                sizes,
-                hdrs,
-                from,
-                foreign,
-                ..
+                sizes, hdrs, from, ..
             } = batch;
             for ((size, m), f) in sizes.iter_mut().zip(hdrs.iter()).zip(from.iter()).take(n) {
                 *size = if f.nl_pid == 0 {
                     (m.msg_len as usize).min(len)
                 } else {
-                    *foreign += 1;
+                    self.forged.fetch_add(1, Relaxed);
                     FOREIGN
                 };
             }
@@ -251,8 +246,6 @@ pub struct RecvBatch {
     iov: Vec<libc::iovec>,
     from: Vec<libc::sockaddr_nl>,
     received: usize,
-    /// Datagrams another socket sent, skipped since the batch was made.
-    foreign: u64,
 }
 
 /// The size recorded for a slot whose datagram another socket sent.
@@ -270,7 +263,6 @@ impl RecvBatch {
             iov: (0..slots).map(|_| unsafe { std::mem::zeroed() }).collect(),
             from: (0..slots).map(|_| unsafe { std::mem::zeroed() }).collect(),
             received: 0,
-            foreign: 0,
         }
     }
 
@@ -300,12 +292,6 @@ impl RecvBatch {
             m.msg_hdr.msg_name = (f as *mut libc::sockaddr_nl).cast();
             m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
         }
-    }
-
-    /// Datagrams skipped because another socket, not the kernel, sent them, since the last
-    /// call (the caller adds them to its health counter).
-    pub fn take_foreign(&mut self) -> u64 {
-        std::mem::take(&mut self.foreign)
     }
 
     /// Datagram `i` of the last batch.
@@ -383,26 +369,27 @@ mod tests {
         let mut batch = RecvBatch::new(4, 256);
         assert_eq!(victim.recv_batch(&mut batch).unwrap(), 1, "it arrived");
         assert_eq!(batch.get(0), None, "but is not handed out");
-        assert_eq!(batch.take_foreign(), 1);
-        assert_eq!(batch.take_foreign(), 0);
+        assert_eq!(FORGED.load(Relaxed), 1, "and counted");
         assert!(send_forged(
             &victim,
             libc::NETLINK_USERSOCK,
             b"forged audit record"
         ));
         assert_eq!(victim.recv().unwrap(), None, "skipped, then the timeout");
-        assert_eq!(FORGED.load(Relaxed), 1, "and counted");
+        assert_eq!(FORGED.load(Relaxed), 2, "and counted by either path");
     }
 
     /// One `RecvBatch` serves call after call (its headers are set up again each time): a
     /// later batch of a different size is read whole and classified like the first.
     #[test]
     fn a_batch_is_reused_across_calls() {
-        let Ok(victim) = NetlinkSocket::open(libc::SOCK_RAW, libc::NETLINK_USERSOCK, 0, 4096)
+        static FORGED: AtomicU64 = AtomicU64::new(0);
+        let Ok(mut victim) = NetlinkSocket::open(libc::SOCK_RAW, libc::NETLINK_USERSOCK, 0, 4096)
         else {
             eprintln!("skipped: no NETLINK_USERSOCK sockets here");
             return;
         };
+        victim.count_forged_in(&FORGED);
         victim.set_timeout(Duration::from_millis(50)).unwrap();
         let mut batch = RecvBatch::new(4, 256);
         for (round, n) in [(1, 3usize), (2, 1), (3, 4), (4, 2)] {
@@ -412,8 +399,9 @@ mod tests {
                     return;
                 }
             }
+            let before = FORGED.load(Relaxed);
             assert_eq!(victim.recv_batch(&mut batch).unwrap(), n, "round {round}");
-            assert_eq!(batch.take_foreign(), n as u64, "round {round}");
+            assert_eq!(FORGED.load(Relaxed) - before, n as u64, "round {round}");
             assert!((0..n).all(|i| batch.get(i).is_none()), "round {round}");
             assert_eq!(batch.full(), n == 4, "round {round}");
         }

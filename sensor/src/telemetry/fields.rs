@@ -107,11 +107,10 @@ impl Telemetry for AuditHealth {
             "proc_connector_overflows",
             s.proc_connector_overflows.load(Relaxed),
         );
-        // The record readers' batches and the control path (requests, `recv_record`).
+        // Every audit and proc-connector socket counts its forgeries there.
         out.count(
             "audit_netlink_forged",
-            s.netlink_forged.load(Relaxed)
-                + crate::sources::audit::control::NETLINK_FORGED.load(Relaxed),
+            crate::sources::audit::control::NETLINK_FORGED.load(Relaxed),
         );
         out.count("audit_group_timeouts", s.group_timeouts.load(Relaxed));
         out.count("audit_rules_repaired", s.rules_repaired.load(Relaxed));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::intern::Interner;
 use super::store::IdBuild;
 use super::{add_marker, take_marker, ProcessCache, UNKNOWN_START};
+use crate::enrich::cgroup_reads::{CgroupRead, CgroupReads};
 use crate::enrich::container::{self, Cgroup2Root};
 use crate::enrich::procfs;
 use crate::event::{Kind, Process};
@@ -21,6 +22,8 @@ pub(super) struct Cgroups {
     ids: HashMap<u64, Arc<str>, IdBuild>,
     /// cgroup ids a directory walk could not decide (not walked again).
     walked: HashSet<u64, IdBuild>,
+    /// Reads the sources made when they captured an exec (audit), taken by that exec.
+    early: Option<Arc<CgroupReads>>,
 }
 
 impl Cgroups {
@@ -29,6 +32,7 @@ impl Cgroups {
             root,
             ids: HashMap::default(),
             walked: HashSet::default(),
+            early: None,
         }
     }
 
@@ -120,20 +124,38 @@ impl Cgroups {
 }
 
 impl ProcessCache {
+    /// Execs without a cgroup id take the `/proc/<pid>/cgroup` read their source made when it
+    /// captured them from `reads`, instead of reading /proc later (see
+    /// [`crate::enrich::cgroup_reads`]).
+    pub fn use_cgroup_reads(&mut self, reads: Arc<CgroupReads>) {
+        self.cgroups.early = Some(reads);
+    }
+
     /// The container id (and v2 cgroup id) from `/proc/<pid>/cgroup`, and the start tick the
-    /// liveness check read.
+    /// liveness check read. An exec (`early`) takes its source's read when there is one.
     fn container_via_proc(
         &mut self,
         pid: u32,
         ticks: u64,
         event_cgroup: Option<u64>,
+        early: bool,
     ) -> (Option<Arc<str>>, Option<u64>, Option<u64>) {
         self.stats.proc_reads += 1;
         // The file must be this process's (not a younger one's with the same pid), read
         // while it was alive.
         let expect = (ticks != UNKNOWN_START).then_some(ticks);
-        let Some((text, start)) = procfs::read_cgroup_alive_since(&self.proc_root, pid, expect)
-        else {
+        let kept = match &self.cgroups.early {
+            Some(reads) if early => reads.take(pid),
+            _ => None,
+        };
+        let read = match kept {
+            Some(CgroupRead::Alive { text, start_ticks }) => expect
+                .is_none_or(|t| t == start_ticks)
+                .then_some((text, start_ticks)),
+            Some(CgroupRead::Gone) => None,
+            None => procfs::read_cgroup_alive_since(&self.proc_root, pid, expect),
+        };
+        let Some((text, start)) = read else {
             self.stats.proc_misses += 1;
             return (None, None, None);
         };
@@ -171,7 +193,7 @@ impl ProcessCache {
             } else if let Some(c) = self.cgroups.get(cg) {
                 Some(c.clone())
             } else {
-                let (id, _, _) = self.container_via_proc(p.pid, ticks, Some(cg));
+                let (id, _, _) = self.container_via_proc(p.pid, ticks, Some(cg), false);
                 id.or_else(|| self.cgroups.via_walk(&mut self.strings, cg))
             }
         } else if kind != Kind::ProcessExec && entry_id.is_some() {
@@ -180,7 +202,8 @@ impl ProcessCache {
         } else {
             // No cgroup id (audit, pid-only sources): ask /proc while the process lives. An
             // entry without a start tick (an audit exec or fork) learns it from the same read.
-            let (id, got, start) = self.container_via_proc(p.pid, ticks, None);
+            let early = kind == Kind::ProcessExec;
+            let (id, got, start) = self.container_via_proc(p.pid, ticks, None, early);
             learned = got;
             if let (Some(i), Some(start), UNKNOWN_START) = (idx, start, ticks) {
                 self.store.entry_mut(i).start_ticks = start;

@@ -714,3 +714,57 @@ fn strings_are_shared_and_pruned() {
     assert!(c.is_empty());
     assert_eq!(c.strings.len(), 0);
 }
+
+/// An audit exec takes the cgroup read its source kept (the process is gone from /proc by the
+/// time the cache sees the exec): container id and start tick from that read, no /proc read.
+/// A kept "gone" is a miss, and a read of another process (other start tick) is not used.
+#[test]
+fn audit_exec_takes_the_cgroup_read_its_source_kept() {
+    use crate::enrich::cgroup_reads::{CgroupRead, CgroupReads};
+    let f = Fixture::new("kept");
+    init_fixture(&f);
+    let reads = Arc::new(CgroupReads::default());
+    let mut c = f.cache(cfg()).with_cgroup_root(None);
+    c.use_cgroup_reads(reads.clone());
+    let audit_exec = |pid| {
+        let mut e = exec(pid, 1, 0, "/usr/bin/true", &["true"]);
+        e.process.as_mut().unwrap().start_boottime_ns = 0;
+        e
+    };
+    reads.put(
+        1500,
+        CgroupRead::Alive {
+            text: format!("12:pids:/docker/{ID}\n"),
+            start_ticks: 88,
+        },
+    );
+    let mut e = audit_exec(1500);
+    c.enrich(&mut e, SEC);
+    assert_eq!(proc_of(&e).container_id, ID);
+    assert!(!proc_of(&e).is_incomplete("container_id"));
+    assert!(
+        c.get(1500, 88 * tick_ns()).is_some(),
+        "start tick from the read"
+    );
+    assert!(reads.is_empty(), "taken");
+    assert_eq!(c.stats().proc_misses, 0);
+
+    reads.put(1501, CgroupRead::Gone);
+    let mut e = audit_exec(1501);
+    c.enrich(&mut e, SEC);
+    assert!(proc_of(&e).is_incomplete("container_id"));
+    assert_eq!(c.stats().proc_misses, 1);
+
+    // A second exec of 1500 (start tick 88 known now) with a read of a younger process.
+    reads.put(
+        1500,
+        CgroupRead::Alive {
+            text: "12:pids:/\n".into(),
+            start_ticks: 99,
+        },
+    );
+    let mut e = audit_exec(1500);
+    c.enrich(&mut e, SEC);
+    assert_eq!(c.stats().proc_misses, 2, "not this process's read");
+    assert_eq!(proc_of(&e).container_id, ID, "kept from the first exec");
+}

@@ -75,8 +75,8 @@ impl SetStatus {
     }
 }
 
-/// Datagrams from another socket that [`AuditSocket::recv`] skipped (requests, records read
-/// one at a time), on every audit socket; added to `audit_netlink_forged` in health.
+/// Datagrams from another socket skipped on every audit socket (by either receive path) and
+/// on the proc connector's: `audit_netlink_forged` in health.
 pub static NETLINK_FORGED: AtomicU64 = AtomicU64::new(0);
 
 pub struct AuditSocket {
@@ -304,6 +304,11 @@ impl AuditSocket {
     }
 }
 
+/// Held by the tests that forge datagrams to an audit-mode socket, so each sees only its own
+/// forgeries in [`NETLINK_FORGED`].
+#[cfg(test)]
+pub(crate) static FORGING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +323,7 @@ mod tests {
             return;
         };
         s.set_timeout(Duration::from_millis(50)).unwrap();
+        let _forging = FORGING.lock().unwrap_or_else(|e| e.into_inner());
         let before = NETLINK_FORGED.load(Relaxed);
         let forged = nlmsg::build(1300, 0, 1, b"audit(1.0:1): forged");
         if !crate::sources::netlink::send_forged(&s.sock, libc::NETLINK_AUDIT, &forged) {

@@ -132,9 +132,12 @@ fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> ProcConnError {
 impl ProcConnector {
     /// Subscribes to process events (needs CAP_NET_ADMIN).
     pub fn open(timeout: Duration) -> Result<Self, ProcConnError> {
-        let sock =
+        let mut sock =
             NetlinkSocket::open(libc::SOCK_DGRAM, libc::NETLINK_CONNECTOR, CN_IDX_PROC, 4096)
                 .map_err(io("socket(NETLINK_CONNECTOR)"))?;
+        // A forged fork or exit notice counts as `audit_netlink_forged` (the proc connector
+        // serves audit mode only).
+        sock.count_forged_in(&super::control::NETLINK_FORGED);
         sock.set_rcvbuf(8 * 1024 * 1024);
         let _ = sock.set_timeout(timeout);
         let pc = Self { sock };
@@ -247,6 +250,57 @@ mod tests {
             let _ = parse(&d[..n]);
         }
         assert_eq!(parse(&[]), None);
+    }
+
+    /// A fork notice another socket sends to the proc connector's socket is skipped by the
+    /// batch path, counted and reported in health as `audit_netlink_forged`.
+    #[test]
+    fn forged_notices_are_skipped_and_reported() {
+        use crate::sources::audit::handover::HandoverState;
+        use crate::sources::audit::source::{AuditHealth, AuditStats};
+        use crate::telemetry::fields::{HealthFields, Telemetry};
+        use std::sync::atomic::Ordering::Relaxed;
+        let Ok(mut pc) = ProcConnector::open(Duration::from_millis(50)) else {
+            eprintln!("skipped: no proc connector here");
+            return;
+        };
+        let _forging = super::super::control::FORGING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let before = super::super::control::NETLINK_FORGED.load(Relaxed);
+        let forged = fork_datagram(1, 4_000_000, 4_000_000);
+        if !crate::sources::netlink::send_forged(&pc.sock, libc::NETLINK_CONNECTOR, &forged) {
+            return;
+        }
+        // Real fork and exit notices of the host arrive too: read until the timeout.
+        let mut batch = RecvBatch::new(8, 512);
+        loop {
+            let n = pc.recv_batch(&mut batch).unwrap();
+            if n == 0 {
+                break;
+            }
+            for i in 0..n {
+                if let Some(d) = batch.get(i) {
+                    let fork = parse_fork(d);
+                    assert!(
+                        fork.is_none_or(|f| f.child_pid != 4_000_000),
+                        "the forged notice was handed out"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            super::super::control::NETLINK_FORGED.load(Relaxed),
+            before + 1,
+            "counted once"
+        );
+        let mut health = HealthFields::default();
+        AuditHealth {
+            stats: std::sync::Arc::new(AuditStats::default()),
+            handover: std::sync::Arc::new(HandoverState::default()),
+        }
+        .report(&mut health);
+        assert_eq!(health.events["audit_netlink_forged"], before + 1);
     }
 
     #[test]

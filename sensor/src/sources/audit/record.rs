@@ -193,31 +193,32 @@ fn strict(rtype: u16) -> bool {
 }
 
 /// Whether `key` of a record of type `rtype` may be hex-encoded by its writer.
-fn hex_capable(rtype: u16, key: &str) -> bool {
+/// Bytes, not `str`: it runs for every unquoted field of every record.
+fn hex_capable(rtype: u16, key: &[u8]) -> bool {
     use types::*;
     match rtype {
-        EXECVE => is_execve_arg(key),
-        SYSCALL | ANOM_ABEND => matches!(key, "comm" | "exe" | "key"),
-        PATH => key == "name",
-        CWD => key == "cwd",
-        PROCTITLE => key == "proctitle",
-        SOCKADDR => key == "saddr",
+        EXECVE => std::str::from_utf8(key).is_ok_and(is_execve_arg),
+        SYSCALL | ANOM_ABEND => matches!(key, b"comm" | b"exe" | b"key"),
+        PATH => key == b"name",
+        CWD => key == b"cwd",
+        PROCTITLE => key == b"proctitle",
+        SOCKADDR => key == b"saddr",
         // SOCKETCALL a0.. are numbers.
         SOCKETCALL => false,
         _ => matches!(
             key,
-            "comm"
-                | "exe"
-                | "cwd"
-                | "name"
-                | "path"
-                | "key"
-                | "acct"
-                | "cmd"
-                | "data"
-                | "saddr"
-                | "proctitle"
-                | "ocomm"
+            b"comm"
+                | b"exe"
+                | b"cwd"
+                | b"name"
+                | b"path"
+                | b"key"
+                | b"acct"
+                | b"cmd"
+                | b"data"
+                | b"saddr"
+                | b"proctitle"
+                | b"ocomm"
         ),
     }
 }
@@ -353,10 +354,15 @@ fn parse_header(p: &[u8]) -> Result<(u64, u64, &[u8]), RecordError> {
 }
 
 fn parse_digits(d: &[u8], max_len: usize) -> Option<u64> {
-    if d.is_empty() || d.len() > max_len || !d.iter().all(u8::is_ascii_digit) {
+    if d.is_empty() || d.len() > max_len {
         return None;
     }
-    std::str::from_utf8(d).ok()?.parse().ok()
+    d.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
 }
 
 fn valid_key(k: &[u8]) -> bool {
@@ -442,8 +448,7 @@ fn parse_fields<'a>(
                     i += 1;
                 }
                 let raw = &s[vstart..i];
-                // Keys are validated printable ASCII.
-                let capable = std::str::from_utf8(key).is_ok_and(|k| hex_capable(rtype, k));
+                let capable = hex_capable(rtype, key);
                 if capable && hex_len(raw).is_some() {
                     Value::Hex(raw)
                 } else if !capable || !strict || placeholder(raw) {

@@ -14,6 +14,7 @@ use super::privilege::CredTracker;
 use super::record::{self, Record};
 use super::session::{nr32, nr64};
 use super::socket_types::{self, SocketTypes};
+use crate::enrich::cgroup_reads::CgroupReads;
 use crate::event::{Event, Kind};
 use crate::sources::netlink::RecvBatch;
 use crate::sources::nlmsg;
@@ -30,9 +31,14 @@ pub(super) struct RecordLoop {
     pub(super) sockets: Arc<Mutex<SocketTypes>>,
     pub(super) stats: Arc<AuditStats>,
     pub(super) tx: mpsc::Sender<Event>,
-    /// Events of the datagrams in hand, sent together once they are handled (see
-    /// [`Self::send_pending`]).
+    /// Events handled but not sent yet, oldest first (see [`Self::send_pending`]).
     pub(super) pending: Vec<Event>,
+    /// When the oldest of `pending` was queued.
+    pub(super) pending_since: Option<Instant>,
+    /// The socket's receive timeout is [`SEND_HOLD`] (events wait), not the idle one.
+    pub(super) short_timeout: bool,
+    /// Where each exec's `/proc/<pid>/cgroup` read goes for the process cache.
+    pub(super) cgroup_reads: Arc<CgroupReads>,
     /// The pipeline is gone: nothing more is sent.
     pub(super) tx_closed: bool,
     pub(super) counters: Arc<Counters>,
@@ -79,6 +85,14 @@ impl StopDrain {
 const BATCH_SLOTS: usize = 32;
 const DATAGRAM_MAX: usize = 64 * 1024;
 
+/// Longest an event waits in `pending` for others to go with it to the pipeline task (one
+/// wake-up of the task per this many ms at most, instead of one per exec).
+const SEND_HOLD: Duration = Duration::from_millis(10);
+/// Events that go at once, however young (the pipeline task takes up to 256 per batch).
+const SEND_MAX: usize = 256;
+/// The socket's receive timeout while nothing waits in `pending`.
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_millis(100);
+
 pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -87,9 +101,9 @@ pub(super) fn now_ms() -> u64 {
 
 impl RecordLoop {
     /// Reads records in batches (`recvmmsg`): what queued while the previous batch was handled
-    /// comes in one system call. It never sleeps between batches: in audit mode the container
-    /// id is read from /proc while the process lives, so latency costs attribution (see
-    /// `docs/ARCHITECTURE.md#audit-netlink`).
+    /// comes in one system call. It never sleeps between batches: the container id of an exec
+    /// is read from /proc here while the process lives, so latency costs attribution (see
+    /// `docs/ARCHITECTURE.md#audit-netlink`). Events are sent in bursts ([`Self::send_due`]).
     pub(super) fn run(&mut self, mut reader: AuditSocket, stop: &AtomicBool) {
         let mut idle_after_stop = false;
         let mut drain = StopDrain::default();
@@ -101,15 +115,15 @@ impl RecordLoop {
             while let Some(d) = reader.pop_stashed() {
                 self.handle_datagram(&d, &mut reader, now_ms());
             }
-            self.send_pending();
-            let got = reader.recv_batch(&mut batch);
-            self.stats
-                .netlink_forged
-                .fetch_add(batch.take_foreign(), Relaxed);
-            match got {
+            self.send_due(&reader);
+            match reader.recv_batch(&mut batch) {
                 Ok(0) => {
                     let groups = self.assembler.flush_expired(now_ms());
                     self.handle_groups(groups);
+                    // Quiet: what waits goes now; with nothing waiting, the idle timeout.
+                    if self.pending.is_empty() && self.short_timeout {
+                        self.set_timeout(&reader, IDLE_TIMEOUT);
+                    }
                     self.send_pending();
                     if stop.load(Relaxed) {
                         if idle_after_stop {
@@ -126,7 +140,7 @@ impl RecordLoop {
                             self.handle_datagram(d, &mut reader, now);
                         }
                     }
-                    self.send_pending();
+                    self.send_due(&reader);
                 }
                 Err(e) => {
                     if e.errno() == Some(libc::ENOBUFS) {
@@ -147,20 +161,50 @@ impl RecordLoop {
         self.send_pending();
     }
 
-    /// Queues one event for [`Self::send_pending`] (counted now, as it is captured).
+    /// Queues one event for [`Self::send_pending`] (counted now, as it is captured). An exec's
+    /// `/proc/<pid>/cgroup` is read here, at the end of its record group, for the process cache:
+    /// the event may wait [`SEND_HOLD`] before the pipeline task sees it, the process not.
     fn emit(&mut self, ev: Event) {
         if self.tx_closed {
             return;
         }
+        if ev.kind() == Kind::ProcessExec {
+            if let Some(p) = ev.process.as_ref().filter(|p| p.pid != 0) {
+                self.cgroup_reads
+                    .read_now(std::path::Path::new("/proc"), p.pid);
+            }
+        }
         self.counters.count_event(ev.kind());
         self.pending.push(ev);
+        self.pending_since.get_or_insert_with(Instant::now);
     }
 
-    /// Sends the events of the datagrams just handled, back to back: the pipeline task wakes
-    /// once for a batch instead of once for each event, and finds them all in the channel
-    /// (docs/ARCHITECTURE.md, Audit netlink). Called after every batch, so an event waits at
-    /// most for the rest of its own batch (at most `BATCH_SLOTS` datagrams).
+    /// After a batch: sends what waits once the oldest has waited [`SEND_HOLD`] (or
+    /// [`SEND_MAX`] wait), so the pipeline task wakes once for many events instead of once per
+    /// exec (docs/ARCHITECTURE.md, Audit netlink). While events wait, the socket's receive
+    /// timeout is `SEND_HOLD`, so a quiet socket does not keep them longer.
+    fn send_due(&mut self, reader: &AuditSocket) {
+        let Some(since) = self.pending_since else {
+            return;
+        };
+        if self.pending.len() >= SEND_MAX || since.elapsed() >= SEND_HOLD {
+            self.send_pending();
+        } else if !self.short_timeout {
+            self.set_timeout(reader, SEND_HOLD);
+        }
+    }
+
+    fn set_timeout(&mut self, reader: &AuditSocket, t: Duration) {
+        match reader.set_timeout(t) {
+            Ok(()) => self.short_timeout = t == SEND_HOLD,
+            Err(e) => tracing::warn!(error = %e, "audit reader timeout"),
+        }
+    }
+
+    /// Sends every waiting event, back to back: the pipeline task finds them all in the
+    /// channel. A closed channel stops sending.
     fn send_pending(&mut self) {
+        self.pending_since = None;
         for ev in self.pending.drain(..) {
             if self.tx_closed || self.tx.blocking_send(ev).is_err() {
                 self.tx_closed = true;
@@ -201,7 +245,9 @@ impl RecordLoop {
             w.state.release_failed.store(true, Relaxed);
             tracing::error!(error = %e, auditd_pid = pid, "releasing the audit daemon slot for auditd failed");
         }
-        if let Err(e) = reader.set_timeout(Duration::from_millis(100)) {
+        // The request set its own timeout: back to the idle one (`send_due` shortens it again
+        // while events wait).
+        if let Err(e) = reader.set_timeout(IDLE_TIMEOUT) {
             tracing::warn!(error = %e, "audit reader timeout");
         }
         if joined.is_ok() {
@@ -210,6 +256,7 @@ impl RecordLoop {
         if joined.is_ok() && release.is_ok() {
             tracing::warn!(auditd_pid = pid, "auditd is starting: handed it the audit daemon slot; reading the audit multicast group beside it from now on");
         }
+        self.short_timeout = false;
     }
 
     fn handle_datagram(&mut self, datagram: &[u8], reader: &mut AuditSocket, now: u64) {

@@ -82,9 +82,6 @@ pub struct AuditStats {
     pub parse_errors: AtomicU64,
     pub socket_overflows: AtomicU64,
     pub proc_connector_overflows: AtomicU64,
-    /// Datagrams on the audit or proc-connector socket that another socket sent, not the
-    /// kernel: forgeries, skipped.
-    pub netlink_forged: AtomicU64,
     pub rules_repaired: AtomicU64,
     pub registration_lost: AtomicU64,
 }
@@ -145,7 +142,7 @@ impl AuditCapture {
             tracing::warn!(daemon_pid, "another audit daemon holds the audit pid; reading the multicast log group alongside it");
             reader = AuditSocket::open_multicast()?;
         }
-        reader.set_timeout(Duration::from_millis(100))?;
+        reader.set_timeout(record_loop::IDLE_TIMEOUT)?;
 
         let mut threads = Vec::new();
         let exits_from_proc_connector = proc_conn.is_some();
@@ -186,6 +183,7 @@ impl AuditCapture {
                 cfg.clone(),
             );
             let drop_exits = exits_from_proc_connector;
+            let cgroup_reads = feed.cgroup_reads.clone();
             let slot = (role == Role::Daemon).then(|| record_loop::SlotWatch {
                 state: handover.clone(),
                 dedup: Dedup::default(),
@@ -201,6 +199,9 @@ impl AuditCapture {
                             stats,
                             tx,
                             pending: Vec::new(),
+                            pending_since: None,
+                            short_timeout: false,
+                            cgroup_reads,
                             tx_closed: false,
                             counters,
                             host,
@@ -426,11 +427,7 @@ fn exit_loop(
         }
         // Nothing queued when a receive times out: every fork before it was sent.
         let before_recv = crate::timefmt::monotonic_now_ns();
-        let got = pc.recv_batch(&mut batch);
-        stats
-            .netlink_forged
-            .fetch_add(batch.take_foreign(), Relaxed);
-        let n = match got {
+        let n = match pc.recv_batch(&mut batch) {
             Ok(0) => {
                 feed.delivered_through(before_recv, 0);
                 if stop.load(Relaxed) {
