@@ -5,6 +5,7 @@ pub mod enrich;
 pub mod escape;
 pub mod event;
 pub mod filter;
+pub mod hashing;
 pub mod hostname;
 pub mod limits;
 pub mod logging;
