@@ -1,6 +1,12 @@
-//! Hashers for the sensor's hot tables, instead of std's SipHash: [`IdBuild`], one multiply per
-//! integer, for keys the kernel assigns (pids, start times, cgroup ids), which no user can pick.
-use std::hash::{BuildHasherDefault, Hasher};
+//! Hashers for the sensor's hot tables, instead of std's SipHash:
+//! - [`IdBuild`]: one multiply per integer, for keys the kernel assigns (pids, start times,
+//!   cgroup ids), which no user can pick;
+//! - [`SeededState`]: foldhash, keyed with the kernel's random bytes once per process, for text
+//!   a user controls (argv, paths): without the key no one can prepare inputs that collide.
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
+
+use foldhash::{fast::FoldHasher, SharedSeed};
 
 /// A multiplicative hasher for integer keys (pids, cgroup ids): keeps sequential pids in
 /// distinct buckets and costs one multiply.
@@ -25,3 +31,64 @@ impl Hasher for IdHasher {
 }
 
 pub type IdBuild = BuildHasherDefault<IdHasher>;
+
+/// 64 bits from `getrandom(2)`, for the process's foldhash key (the shared seed, read once) and
+/// each table's own seed.
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let mut got = 0;
+    while got < b.len() {
+        // SAFETY: writes at most the remaining bytes of `b`.
+        let n = unsafe { libc::getrandom(b[got..].as_mut_ptr().cast(), b.len() - got, 0) };
+        if n > 0 {
+            got += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // No getrandom (not on the kernels the sensor runs on): the clock and ASLR.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            return t ^ (&b as *const _ as u64).rotate_left(32);
+        }
+    }
+    u64::from_ne_bytes(b)
+}
+
+fn shared_seed() -> &'static SharedSeed {
+    static SEED: OnceLock<SharedSeed> = OnceLock::new();
+    SEED.get_or_init(|| SharedSeed::from_u64(random_u64()))
+}
+
+/// A randomly keyed foldhash (see the module documentation).
+#[derive(Clone, Copy)]
+pub struct SeededState {
+    per_table: u64,
+}
+
+impl Default for SeededState {
+    fn default() -> Self {
+        Self {
+            per_table: random_u64(),
+        }
+    }
+}
+
+impl BuildHasher for SeededState {
+    type Hasher = FoldHasher<'static>;
+    fn build_hasher(&self) -> FoldHasher<'static> {
+        FoldHasher::with_seed(self.per_table, shared_seed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_states_differ_and_each_is_stable() {
+        let (a, b) = (SeededState::default(), SeededState::default());
+        let text = "/usr/bin/true --flag";
+        assert_eq!(a.hash_one(text), a.hash_one(text));
+        assert_ne!(a.per_table, b.per_table, "64 random bits twice the same");
+        assert_ne!(a.hash_one(text), b.hash_one(text));
+    }
+}
