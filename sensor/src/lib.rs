@@ -1,4 +1,5 @@
 //! Host security sensor library: capture sources, decoding, normalized events and output.
+pub mod alloc_cache;
 pub mod btf;
 pub mod config;
 pub mod enrich;
@@ -20,3 +21,8 @@ pub mod telemetry;
 #[cfg(test)]
 mod test_dir;
 pub mod timefmt;
+
+/// The unit tests run on the binary's allocator (src/main.rs) too.
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: alloc_cache::CachingAlloc = alloc_cache::CachingAlloc;
