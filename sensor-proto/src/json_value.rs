@@ -24,11 +24,32 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
+/// Whether any byte of `s` needs escaping, eight bytes at a time: in each word, a byte below
+/// 0x20, or one equal to `"` or `\`, leaves its top bit set in `(x - 0x01..) & !x & 0x80..`
+/// (the classic "has a byte less than n" test: exact for whether one exists, for n <= 128).
+fn any_needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const TOPS: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & TOPS;
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        if below(x, 0x20)
+            | below(x ^ (ONES * u64::from(b'"')), 1)
+            | below(x ^ (ONES * u64::from(b'\\')), 1)
+            != 0
+        {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| needs_escape(b))
+}
+
 /// A JSON string: quoted as is when nothing in it needs escaping (nearly always), else
 /// escaped by serde_json.
 #[inline]
 pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(needs_escape) {
+    if any_needs_escape(s.as_bytes()) {
         return put_serde(out, s);
     }
     out.reserve(s.len() + 2);
@@ -194,6 +215,16 @@ mod tests {
             cases.push(format!("pre{}post", char::from(b)));
         }
         cases.push((0..0x800u32).filter_map(char::from_u32).collect());
+        // Each byte that needs escaping, and its neighbours that do not, at every position of
+        // the eight-byte words and the tail.
+        for b in [0u8, 0x1f, b'"', b'\\', 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f] {
+            for at in 0..20 {
+                let mut t = "é".repeat(10).into_bytes();
+                t.truncate(20);
+                t[at] = b;
+                cases.push(String::from_utf8_lossy(&t).into_owned());
+            }
+        }
         for s in &cases {
             assert_eq!(fast(s), serde(s), "{s:?}");
         }

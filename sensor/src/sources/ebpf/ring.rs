@@ -31,7 +31,7 @@ use super::normalize::{fork_start, normalize};
 use crate::{
     enrich::ProcessFeed,
     event::Event,
-    hashing::IdBuild,
+    hashing::PidOrderBuild,
     telemetry::counters::Counters,
     timefmt::{monotonic_now_ns, Clocks},
 };
@@ -251,9 +251,9 @@ fn page_size() -> usize {
 
 /// Remembers recently reported process exits so a racing second "group dead" exit of the same
 /// process (two threads past `signal->live == 0`) is reported once. The pairs come from the
-/// kernel (no user picks a start time): hashed with one multiply each, not SipHash.
+/// kernel (no user picks a pid or a start time): slotted in pid order ([`PidOrderBuild`]).
 pub struct RecentExits {
-    set: HashSet<(u32, u64), IdBuild>,
+    set: HashSet<(u32, u64), PidOrderBuild>,
     order: VecDeque<(u32, u64)>,
     cap: usize,
 }
@@ -261,7 +261,7 @@ pub struct RecentExits {
 impl RecentExits {
     pub fn new(cap: usize) -> Self {
         Self {
-            set: HashSet::with_capacity_and_hasher(cap, IdBuild::default()),
+            set: HashSet::with_capacity_and_hasher(cap, PidOrderBuild::default()),
             order: VecDeque::with_capacity(cap),
             cap,
         }
