@@ -6,8 +6,7 @@
 //! per-thread cache keeps 7 blocks per size, so nearly every one of those frees and the next
 //! batch's mallocs go to the shared arena (its lock and bin searches), about a sixth of the
 //! sensor's CPU in a profile. Here a thread keeps up to [`MAX_CACHED_BYTES`] of freed blocks
-//! of up to [`MAX_SMALL`] bytes, in 16-byte size classes ([`PER_CLASS`] blocks each at most),
-//! and hands them out again first.
+//! of up to [`MAX_SMALL`] bytes, in 16-byte size classes, and hands them out again first.
 //!
 //! Bounds and safety: every cached block is a block glibc's `malloc` returned, of its class's
 //! full size, so any block may be freed or reallocated by glibc at any time; a thread's cache
@@ -23,51 +22,49 @@ const GRANULE: usize = 16;
 const CLASSES: usize = MAX_SMALL / GRANULE;
 /// Most bytes of free blocks one thread keeps.
 pub const MAX_CACHED_BYTES: usize = 256 * 1024;
-/// Most blocks one thread keeps per class (the stacks are 64 KiB of thread-local pointers,
-/// resident only as far as they are used).
-pub const PER_CLASS: usize = 512;
 
 /// The global allocator (see the module documentation).
 pub struct CachingAlloc;
 
-/// A thread's free blocks: a stack of pointers per class. The pointers are kept here, not
-/// linked through the blocks, so handing a block out does not read it (a freed block is
-/// often out of the cache by the time it is reused: the reader's next read would wait).
+/// A thread's free blocks: one intrusive list per class (the link is stored in the block).
 struct Bins {
-    blocks: [[*mut u8; PER_CLASS]; CLASSES],
-    lens: [usize; CLASSES],
+    heads: [*mut u8; CLASSES],
     bytes: usize,
 }
 
 impl Bins {
     const fn new() -> Self {
         Self {
-            blocks: [[null_mut(); PER_CLASS]; CLASSES],
-            lens: [0; CLASSES],
+            heads: [null_mut(); CLASSES],
             bytes: 0,
         }
     }
 
     /// A cached block of class `c`, or null.
-    fn pop(&mut self, c: usize) -> *mut u8 {
-        let n = self.lens[c];
-        if n == 0 {
-            return null_mut();
+    ///
+    /// # Safety
+    /// The lists hold only blocks pushed by [`Bins::push`].
+    unsafe fn pop(&mut self, c: usize) -> *mut u8 {
+        let head = self.heads[c];
+        if !head.is_null() {
+            // SAFETY: a cached block starts with the link to the next one.
+            self.heads[c] = unsafe { head.cast::<*mut u8>().read() };
+            self.bytes -= class_size(c);
         }
-        self.lens[c] = n - 1;
-        self.bytes -= class_size(c);
-        self.blocks[c][n - 1]
+        head
     }
 
-    /// Keeps `p`, a malloc'd block of class `c`'s size that nothing uses any more, unless the
-    /// cache is full.
-    fn push(&mut self, c: usize, p: *mut u8) -> bool {
-        let n = self.lens[c];
-        if n == PER_CLASS || self.bytes + class_size(c) > MAX_CACHED_BYTES {
+    /// Keeps `p`, a malloc'd block of class `c`'s size, unless the cache is full.
+    ///
+    /// # Safety
+    /// `p` is such a block and nothing else uses it.
+    unsafe fn push(&mut self, c: usize, p: *mut u8) -> bool {
+        if self.bytes + class_size(c) > MAX_CACHED_BYTES {
             return false;
         }
-        self.blocks[c][n] = p;
-        self.lens[c] = n + 1;
+        // SAFETY: the block is at least 16 bytes and 16-aligned, and is ours.
+        unsafe { p.cast::<*mut u8>().write(self.heads[c]) };
+        self.heads[c] = p;
         self.bytes += class_size(c);
         true
     }
@@ -77,7 +74,8 @@ impl Drop for Bins {
     fn drop(&mut self) {
         for c in 0..CLASSES {
             loop {
-                let p = self.pop(c);
+                // SAFETY: the lists hold only blocks `push` kept.
+                let p = unsafe { self.pop(c) };
                 if p.is_null() {
                     break;
                 }
@@ -117,8 +115,8 @@ unsafe impl GlobalAlloc for CachingAlloc {
             // SAFETY: forwarded as is.
             return unsafe { System.alloc(layout) };
         };
-        // The bins hold only blocks `dealloc` kept, of class `c`'s size.
-        let cached = with_bins(|b| b.pop(c)).unwrap_or(null_mut());
+        // SAFETY: the bins hold only blocks `dealloc` kept.
+        let cached = with_bins(|b| unsafe { b.pop(c) }).unwrap_or(null_mut());
         if !cached.is_null() {
             return cached;
         }
@@ -146,8 +144,8 @@ unsafe impl GlobalAlloc for CachingAlloc {
             // SAFETY: allocated by `System` with this layout (`alloc` above).
             return unsafe { System.dealloc(ptr, layout) };
         };
-        // `ptr` is a block of class `c` from `alloc` (or `realloc`), no longer used.
-        if with_bins(|b| b.push(c, ptr)) != Some(true) {
+        // SAFETY: `ptr` is a block of class `c` from `alloc` (or `realloc`), no longer used.
+        if with_bins(|b| unsafe { b.push(c, ptr) }) != Some(true) {
             // SAFETY: a glibc block.
             unsafe { libc::free(ptr.cast()) };
         }
@@ -232,7 +230,6 @@ mod tests {
                 a.dealloc(p, layout(64));
             }
             assert!(with_bins(|b| b.bytes).unwrap() <= MAX_CACHED_BYTES);
-            assert!(with_bins(|b| b.lens.iter().all(|&n| n <= PER_CLASS)).unwrap());
             let big = Layout::from_size_align(4096, 8).unwrap();
             let p = a.alloc(big);
             a.dealloc(p, big);
@@ -246,8 +243,7 @@ mod tests {
             std::thread::spawn(move || {
                 let p = CachingAlloc.alloc(layout(24));
                 CachingAlloc.dealloc(p, layout(24));
-                let top = with_bins(|b| b.blocks[1][b.lens[1] - 1]);
-                assert_eq!(top, Some(p), "kept in class 17..=32");
+                assert_eq!(with_bins(|b| b.heads[1]), Some(p), "kept in class 17..=32");
             })
             .join()
             .unwrap();
