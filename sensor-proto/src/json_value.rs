@@ -81,33 +81,20 @@ pub(crate) fn put_i64(out: &mut Vec<u8>, n: i64) {
     put_u64(out, n.unsigned_abs());
 }
 
-impl Put for u64 {
-    #[inline]
-    fn put(&self, out: &mut Vec<u8>) {
-        put_u64(out, *self);
-    }
+/// `Put` for types that one function writes, given the value widened to its argument type.
+macro_rules! put_with {
+    ($write:ident($wide:ty): $($t:ty),+) => {$(
+        impl Put for $t {
+            #[inline]
+            fn put(&self, out: &mut Vec<u8>) {
+                $write(out, <$wide>::from(*self));
+            }
+        }
+    )+};
 }
 
-impl Put for u32 {
-    #[inline]
-    fn put(&self, out: &mut Vec<u8>) {
-        put_u64(out, u64::from(*self));
-    }
-}
-
-impl Put for i64 {
-    #[inline]
-    fn put(&self, out: &mut Vec<u8>) {
-        put_i64(out, *self);
-    }
-}
-
-impl Put for i32 {
-    #[inline]
-    fn put(&self, out: &mut Vec<u8>) {
-        put_i64(out, i64::from(*self));
-    }
-}
+put_with!(put_u64(u64): u64, u32);
+put_with!(put_i64(i64): i64, i32);
 
 impl Put for bool {
     #[inline]
@@ -116,17 +103,13 @@ impl Put for bool {
     }
 }
 
-impl Put for f64 {
-    fn put(&self, out: &mut Vec<u8>) {
-        put_serde(out, self);
-    }
+/// Floats through serde_json (its shortest round-trip digits; null when not finite).
+fn put_float<T: Serialize>(out: &mut Vec<u8>, v: T) {
+    put_serde(out, &v);
 }
 
-impl Put for f32 {
-    fn put(&self, out: &mut Vec<u8>) {
-        put_serde(out, self);
-    }
-}
+put_with!(put_float(f64): f64);
+put_with!(put_float(f32): f32);
 
 impl Put for String {
     #[inline]
