@@ -6,10 +6,13 @@
 //! per-thread cache keeps 7 blocks per size, so nearly every one of those frees and the next
 //! batch's mallocs go to the shared arena (its lock and bin searches), about a sixth of the
 //! sensor's CPU in a profile. Here a thread keeps up to [`MAX_CACHED_BYTES`] of freed blocks
-//! of up to [`MAX_SMALL`] bytes, in 16-byte size classes, and hands them out again first.
+//! of up to [`MAX_SMALL`] bytes, in glibc's own size steps, and hands them out again first.
 //!
-//! Bounds and safety: every cached block is a block glibc's `malloc` returned, of its class's
-//! full size, so any block may be freed or reallocated by glibc at any time; a thread's cache
+//! Size classes are glibc's chunk sizes on 64-bit (a chunk of 16k bytes holds 16k - 8): a
+//! request is rounded up to 24, 40, 56, ... 264 bytes, which glibc would have given it anyway,
+//! so the rounding costs no memory. Bounds and safety: every cached block is a block glibc's
+//! `malloc` returned, of its class's full size, so any block may be freed or reallocated by
+//! glibc at any time; a thread's cache
 //! goes back to glibc when the thread exits. At most [`MAX_CACHED_BYTES`] per thread are
 //! held, memory the process had allocated a moment before (glibc keeps freed memory too).
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -18,7 +21,11 @@ use std::ptr::null_mut;
 
 /// Largest request served from the cache.
 pub const MAX_SMALL: usize = 256;
+/// glibc's alignment and chunk step on 64-bit.
 const GRANULE: usize = 16;
+/// The smallest class: the usable size of glibc's smallest chunk (32 bytes less its 8-byte
+/// header).
+const SMALLEST: usize = 24;
 const CLASSES: usize = MAX_SMALL / GRANULE;
 /// Most bytes of free blocks one thread keeps.
 pub const MAX_CACHED_BYTES: usize = 256 * 1024;
@@ -91,13 +98,14 @@ thread_local! {
 }
 
 fn class_size(c: usize) -> usize {
-    (c + 1) * GRANULE
+    SMALLEST + c * GRANULE
 }
 
 /// The class of a request, if the cache serves it.
 fn class(layout: Layout) -> Option<usize> {
     let size = layout.size();
-    (size != 0 && size <= MAX_SMALL && layout.align() <= GRANULE).then(|| (size - 1) / GRANULE)
+    (size != 0 && size <= MAX_SMALL && layout.align() <= GRANULE)
+        .then(|| (size.saturating_sub(SMALLEST) + GRANULE - 1) / GRANULE)
 }
 
 /// Runs `f` on this thread's bins; `None` while the thread's locals are being torn down.
@@ -183,18 +191,32 @@ mod tests {
     fn blocks_are_reused_within_a_class_and_keep_their_contents_until_freed() {
         let a = CachingAlloc;
         unsafe {
-            let p = a.alloc(layout(40));
-            p.write_bytes(0xab, 40);
-            a.dealloc(p, layout(40));
-            // 33..=48 bytes share the class: the same block comes back.
-            let q = a.alloc(layout(48));
+            let p = a.alloc(layout(41));
+            p.write_bytes(0xab, 41);
+            a.dealloc(p, layout(41));
+            // 41..=56 bytes share the class: the same block comes back.
+            let q = a.alloc(layout(56));
             assert_eq!(p, q);
-            q.write_bytes(0xcd, 48);
-            let r = a.alloc(layout(48));
+            q.write_bytes(0xcd, 56);
+            let r = a.alloc(layout(56));
             assert_ne!(q, r);
-            a.dealloc(q, layout(48));
-            a.dealloc(r, layout(48));
+            a.dealloc(q, layout(56));
+            a.dealloc(r, layout(56));
         }
+    }
+
+    #[test]
+    fn classes_are_glibc_chunk_sizes_and_cover_every_small_request() {
+        assert_eq!(class_size(0), 24);
+        assert_eq!(class_size(CLASSES - 1), MAX_SMALL + 8);
+        for size in 1..=MAX_SMALL {
+            let c = class(layout(size)).unwrap();
+            assert!(c < CLASSES && class_size(c) >= size, "{size}");
+            // The class is the usable size of the chunk glibc gives `size`: no more memory.
+            let chunk = (size + 8).max(32).next_multiple_of(16);
+            assert_eq!(class_size(c), chunk - 8, "{size}");
+        }
+        assert_eq!(class(layout(MAX_SMALL + 1)), None);
     }
 
     #[test]
@@ -243,7 +265,7 @@ mod tests {
             std::thread::spawn(move || {
                 let p = CachingAlloc.alloc(layout(24));
                 CachingAlloc.dealloc(p, layout(24));
-                assert_eq!(with_bins(|b| b.heads[1]), Some(p), "kept in class 17..=32");
+                assert_eq!(with_bins(|b| b.heads[0]), Some(p), "kept in class 1..=24");
             })
             .join()
             .unwrap();
