@@ -105,7 +105,7 @@ fn class_size(c: usize) -> usize {
 fn class(layout: Layout) -> Option<usize> {
     let size = layout.size();
     (size != 0 && size <= MAX_SMALL && layout.align() <= GRANULE)
-        .then(|| (size.saturating_sub(SMALLEST) + GRANULE - 1) / GRANULE)
+        .then(|| size.saturating_sub(SMALLEST).div_ceil(GRANULE))
 }
 
 /// Runs `f` on this thread's bins; `None` while the thread's locals are being torn down.
