@@ -12,9 +12,9 @@
 //! holds the object writer those functions use and the entry points.
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use serde_json::Value;
 
+use crate::json_value::{put_str, Put};
 use crate::time::rfc3339_nanos;
 // Every message type: the generated writers below name each one an event holds.
 use crate::v1::*;
@@ -56,8 +56,9 @@ pub fn event_to_json(ev: &Event) -> Value {
     serde_json::from_slice(&out).unwrap_or(Value::Null)
 }
 
-/// A JSON object being written: keys in call order, values through serde_json's own
-/// escaping and number formatting.
+/// A JSON object being written: keys in call order, values as serde_json writes them
+/// (`crate::json_value`). The small methods are inlined into the generated writers, so each
+/// key, a constant, is copied with its known length.
 struct Obj<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
@@ -71,6 +72,7 @@ impl<'a> Obj<'a> {
 
     /// Writes `"k":` and hands back the buffer for the value. Keys are this file's own
     /// constants (plain ASCII names), so they are copied, not escaped.
+    #[inline(always)]
     fn key(&mut self, k: &'static str) -> &mut Vec<u8> {
         debug_assert!(k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
         if !self.first {
@@ -83,18 +85,21 @@ impl<'a> Obj<'a> {
         self.out
     }
 
+    #[inline(always)]
     fn str(&mut self, k: &'static str, v: &str) {
         let out = self.key(k);
-        put(out, v);
+        put_str(out, v);
     }
 
-    /// Any other plain value: numbers, bools, `Option` (None is `null`), lists, maps.
-    fn num<T: Serialize + ?Sized>(&mut self, k: &'static str, v: &T) {
+    /// Any other plain value: numbers, bools, lists, maps.
+    #[inline(always)]
+    fn num<T: Put + ?Sized>(&mut self, k: &'static str, v: &T) {
         let out = self.key(k);
-        put(out, v);
+        v.put(out);
     }
 
     /// `null`: an optional the schema writes as unknown when absent.
+    #[inline(always)]
     fn null(&mut self, k: &'static str) {
         self.key(k).extend_from_slice(b"null");
     }
@@ -115,12 +120,6 @@ impl<'a> Obj<'a> {
     fn close(self) {
         self.out.push(b'}');
     }
-}
-
-fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-    // Writing strings, numbers, lists and string-keyed maps into a Vec cannot fail (a
-    // non-finite float becomes null).
-    let _ = serde_json::to_writer(out, v);
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod config_file;
 pub mod error_chain;
 pub mod json;
+mod json_value;
 pub mod message_helpers;
 pub mod names;
 pub mod ocsf;

@@ -10,6 +10,10 @@ use sensor::{
     sources::ebpf,
 };
 
+/// glibc behind a per-thread cache of small freed blocks (sensor/src/alloc_cache.rs).
+#[global_allocator]
+static ALLOC: sensor::alloc_cache::CachingAlloc = sensor::alloc_cache::CachingAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "sensor",

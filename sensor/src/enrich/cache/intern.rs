@@ -1,7 +1,10 @@
 //! String interning for the process cache: one `Arc<str>` per distinct exe, cwd, comm, tty,
-//! container id and argv, shared by every entry that has it; pruned on every sweep.
+//! container id and argv, shared by every entry that has it; pruned on every sweep. The texts
+//! come from users (argv, paths): the set's hasher is keyed per process ([`SeededState`]).
 use std::collections::HashSet;
 use std::sync::Arc;
+
+use crate::hashing::SeededState;
 
 /// argv as one interned string: the arguments joined by NUL (arguments never contain NUL).
 #[derive(Debug, Clone)]
@@ -31,7 +34,7 @@ impl Argv {
 
 #[derive(Default)]
 pub(super) struct Interner {
-    set: HashSet<Arc<str>>,
+    set: HashSet<Arc<str>, SeededState>,
     /// argv being joined (reused: no allocation per exec for the lookup).
     scratch: String,
 }

@@ -2,35 +2,11 @@
 //! indexes), a live list in recency order, an exit-pending list in deadline order, and per-pid
 //! chains (newest first). It knows keys, recency and expiry; not /proc, strings or containers.
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use super::{CachedProcess, UNKNOWN_START};
+pub(super) use crate::hashing::IdBuild;
 
 pub(super) const NIL: u32 = u32::MAX;
-
-/// A multiplicative hasher for integer keys (pids, cgroup ids): keeps sequential pids in
-/// distinct buckets and costs one multiply.
-#[derive(Default, Clone, Copy)]
-pub(super) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-pub(super) type IdBuild = BuildHasherDefault<IdHasher>;
 
 struct Slot {
     proc_: Option<CachedProcess>,

@@ -31,6 +31,7 @@ use super::normalize::{fork_start, normalize};
 use crate::{
     enrich::ProcessFeed,
     event::Event,
+    hashing::PidOrderBuild,
     telemetry::counters::Counters,
     timefmt::{monotonic_now_ns, Clocks},
 };
@@ -249,9 +250,10 @@ fn page_size() -> usize {
 // The reader task: ring records -> events on the sources' channel.
 
 /// Remembers recently reported process exits so a racing second "group dead" exit of the same
-/// process (two threads past `signal->live == 0`) is reported once.
+/// process (two threads past `signal->live == 0`) is reported once. The pairs come from the
+/// kernel (no user picks a pid or a start time): slotted in pid order ([`PidOrderBuild`]).
 pub struct RecentExits {
-    set: HashSet<(u32, u64)>,
+    set: HashSet<(u32, u64), PidOrderBuild>,
     order: VecDeque<(u32, u64)>,
     cap: usize,
 }
@@ -259,7 +261,7 @@ pub struct RecentExits {
 impl RecentExits {
     pub fn new(cap: usize) -> Self {
         Self {
-            set: HashSet::with_capacity(cap),
+            set: HashSet::with_capacity_and_hasher(cap, PidOrderBuild::default()),
             order: VecDeque::with_capacity(cap),
             cap,
         }
