@@ -18,6 +18,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::ptr::null_mut;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Largest request served from the cache.
 pub const MAX_SMALL: usize = 256;
@@ -33,7 +34,8 @@ pub const MAX_CACHED_BYTES: usize = 256 * 1024;
 /// The global allocator (see the module documentation).
 pub struct CachingAlloc;
 
-/// A thread's free blocks: one intrusive list per class (the link is stored in the block).
+/// A thread's free blocks: one intrusive list per class (the link is stored in the block,
+/// protected as glibc protects its own: [`protect`], [`cache_key`]).
 struct Bins {
     heads: [*mut u8; CLASSES],
     bytes: usize,
@@ -54,11 +56,36 @@ impl Bins {
     unsafe fn pop(&mut self, c: usize) -> *mut u8 {
         let head = self.heads[c];
         if !head.is_null() {
-            // SAFETY: a cached block starts with the link to the next one.
-            self.heads[c] = unsafe { head.cast::<*mut u8>().read() };
+            let words = head.cast::<usize>();
+            // SAFETY: a cached block starts with the (protected) link to the next one, then
+            // the cache's key; both words are in the block (24 bytes at least).
+            let next = unsafe {
+                words.add(1).write(0);
+                reveal(head, words.read())
+            };
+            if !(next as usize).is_multiple_of(GRANULE) {
+                corrupted("a free list link is not 16-aligned");
+            }
+            self.heads[c] = next;
             self.bytes -= class_size(c);
         }
         head
+    }
+
+    /// Whether `p` is on class `c`'s list (the slow half of the double-free check).
+    ///
+    /// # Safety
+    /// The lists hold only blocks pushed by [`Bins::push`].
+    unsafe fn holds(&self, c: usize, p: *mut u8) -> bool {
+        let mut at = self.heads[c];
+        while !at.is_null() {
+            if at == p {
+                return true;
+            }
+            // SAFETY: a cached block starts with the protected link to the next one.
+            at = unsafe { reveal(at, at.cast::<usize>().read()) };
+        }
+        false
     }
 
     /// Keeps `p`, a malloc'd block of class `c`'s size, unless the cache is full.
@@ -69,8 +96,17 @@ impl Bins {
         if self.bytes + class_size(c) > MAX_CACHED_BYTES {
             return false;
         }
-        // SAFETY: the block is at least 16 bytes and 16-aligned, and is ours.
-        unsafe { p.cast::<*mut u8>().write(self.heads[c]) };
+        let words = p.cast::<usize>();
+        let key = cache_key();
+        // SAFETY: the block is at least 24 bytes and 16-aligned, and is ours (or, if the
+        // caller freed it twice, on this list already: found below before it is written).
+        unsafe {
+            if words.add(1).read() == key && self.holds(c, p) {
+                corrupted("a block freed twice");
+            }
+            words.write(protect(p, self.heads[c]));
+            words.add(1).write(key);
+        }
         self.heads[c] = p;
         self.bytes += class_size(c);
         true
@@ -91,6 +127,53 @@ impl Drop for Bins {
             }
         }
     }
+}
+
+/// glibc's "safe-linking": a free list link is stored XORed with the address it is stored at
+/// (shifted by the page bits), so an overwrite of a freed block through a dangling pointer
+/// does not give a chosen address to the next allocation: the revealed link fails the
+/// alignment check and the process aborts, as glibc's tcache does.
+fn protect(at: *mut u8, link: *mut u8) -> usize {
+    ((at as usize) >> 12) ^ (link as usize)
+}
+
+fn reveal(at: *mut u8, stored: usize) -> *mut u8 {
+    (((at as usize) >> 12) ^ stored) as *mut u8
+}
+
+/// The word a cached block holds after its link: a per-process random value, as glibc's
+/// tcache key, so that freeing a block twice is caught (its list is searched only when the
+/// word matches) instead of handing the block out twice.
+fn cache_key() -> usize {
+    static KEY: AtomicUsize = AtomicUsize::new(0);
+    let k = KEY.load(Relaxed);
+    if k != 0 {
+        return k;
+    }
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom(2) writes at most `bytes.len()` bytes into the buffer; it does not
+    // allocate. Without an answer the key falls back to an address (never 0).
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    let k = if n == 8 {
+        usize::from_ne_bytes(bytes) | 1
+    } else {
+        (&raw const KEY as usize) | 1
+    };
+    match KEY.compare_exchange(0, k, Relaxed, Relaxed) {
+        Ok(_) => k,
+        Err(other) => other,
+    }
+}
+
+/// A corrupted heap is not recoverable: stop before it is used (what glibc does).
+fn corrupted(what: &str) -> ! {
+    // No allocation here: the message is written with write(2) and the process aborts.
+    let msg = [b"sensor: allocator: ", what.as_bytes(), b"; aborting\n"];
+    for part in msg {
+        // SAFETY: a valid buffer of that length; stderr may be closed, which is ignored.
+        let _ = unsafe { libc::write(2, part.as_ptr().cast(), part.len()) };
+    }
+    std::process::abort()
 }
 
 thread_local! {
@@ -270,5 +353,100 @@ mod tests {
             .join()
             .unwrap();
         }
+    }
+
+    /// Runs `f` in a forked child; returns its wait status.
+    fn in_child(f: impl FnOnce()) -> libc::c_int {
+        // SAFETY: the child runs `f` (this allocator and write(2) only) and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: a valid rlimit: the child's deliberate aborts leave no core file.
+            unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+            f();
+            // SAFETY: leave the child without running the parent's test harness.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        status
+    }
+
+    fn aborted(status: libc::c_int) -> bool {
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT
+    }
+
+    #[test]
+    fn a_block_freed_twice_aborts_instead_of_being_handed_out_twice() {
+        let status = in_child(|| unsafe {
+            let a = CachingAlloc;
+            let p = a.alloc(layout(40));
+            a.dealloc(p, layout(40));
+            a.dealloc(p, layout(40));
+        });
+        assert!(aborted(status), "status {status:#x}");
+        // Freed once each, two blocks of a class: no abort, both come back.
+        let status = in_child(|| unsafe {
+            let a = CachingAlloc;
+            let (p, q) = (a.alloc(layout(40)), a.alloc(layout(40)));
+            a.dealloc(p, layout(40));
+            a.dealloc(q, layout(40));
+            let (r, t) = (a.alloc(layout(40)), a.alloc(layout(40)));
+            assert!((r == q && t == p) || (r == p && t == q));
+        });
+        assert_eq!(status, 0);
+    }
+
+    /// Two cached blocks of a class, the head's link overwritten with `word` (as a write
+    /// through a dangling pointer would), then two allocations: exits 1 if the second one is
+    /// `target`.
+    fn overwrite_link(word: impl FnOnce(*mut u8, *mut u8) -> usize) -> libc::c_int {
+        in_child(|| unsafe {
+            let a = CachingAlloc;
+            let target = a.alloc(layout(100));
+            let (p, q) = (a.alloc(layout(40)), a.alloc(layout(40)));
+            a.dealloc(p, layout(40));
+            a.dealloc(q, layout(40));
+            // q is the head; its link leads to p.
+            q.cast::<usize>().write(word(q, target));
+            assert_eq!(a.alloc(layout(40)), q);
+            if a.alloc(layout(40)) == target {
+                libc::_exit(1);
+            }
+        })
+    }
+
+    #[test]
+    fn a_link_overwritten_with_an_address_does_not_hand_that_address_out() {
+        // The plain address, as an attacker would write it: revealed, it is another value,
+        // which the alignment check stops (abort), or a wild one whose use faults (SIGSEGV):
+        // never the address written.
+        let status = overwrite_link(|_, target| target as usize);
+        let died = libc::WIFSIGNALED(status)
+            && [libc::SIGABRT, libc::SIGSEGV, libc::SIGBUS].contains(&libc::WTERMSIG(status));
+        assert!(died || status == 0, "status {status:#x}");
+    }
+
+    #[test]
+    fn a_link_revealing_an_unaligned_block_aborts() {
+        let status = overwrite_link(|q, target| protect(q, target) ^ 8);
+        assert!(aborted(status), "status {status:#x}");
+    }
+
+    #[test]
+    fn links_are_stored_protected_and_reveal_back() {
+        let at = 0x7f00_1234_5670usize as *mut u8;
+        let link = 0x7f00_1234_9990usize as *mut u8;
+        let stored = protect(at, link);
+        assert_ne!(stored, link as usize);
+        assert_eq!(reveal(at, stored), link);
+        assert_eq!(reveal(at, protect(at, null_mut())), null_mut());
+        assert_ne!(cache_key(), 0);
+        assert_eq!(cache_key(), cache_key());
     }
 }
