@@ -118,21 +118,9 @@ fn cstring(p: &Path) -> Result<CString, String> {
 /// handles): checked on the anchor itself before relying on it.
 fn check_handles(mount_fd: RawFd, anchor: &Path) -> Result<(), String> {
     let c = cstring(anchor)?;
-    let mut h = HandleBuf::new();
-    let mut mount_id = 0;
-    // SAFETY: valid C string, a handle buffer of MAX_HANDLE_SZ bytes, valid out pointer.
-    let r = unsafe {
-        libc::name_to_handle_at(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            (&mut h as *mut HandleBuf).cast(),
-            &mut mount_id,
-            0,
-        )
-    };
-    if r != 0 {
+    let Ok(mut h) = HandleBuf::of(libc::AT_FDCWD, &c, 0) else {
         return Err(errno_text("name_to_handle_at"));
-    }
+    };
     // SAFETY: the handle was filled by the kernel above.
     let fd = unsafe {
         libc::open_by_handle_at(

@@ -2,6 +2,7 @@
 //! `readlink(/proc/self/fd/N)` + the entry's name, with a bounded cache of directory paths
 //! (invalidated when a directory moves or is removed).
 use std::collections::HashMap;
+use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 
@@ -24,6 +25,28 @@ impl HandleBuf {
             handle_type: 0,
             f_handle: [0; MAX_HANDLE_SZ],
         }
+    }
+
+    /// The handle of `path` relative to `dirfd` (`name_to_handle_at(2)` with `flags`; an
+    /// empty path with `AT_EMPTY_PATH` names `dirfd` itself).
+    pub fn of(dirfd: RawFd, path: &CStr, flags: libc::c_int) -> std::io::Result<HandleBuf> {
+        let mut h = HandleBuf::new();
+        let mut mount_id = 0;
+        // SAFETY: a valid C string, a handle buffer of MAX_HANDLE_SZ bytes (its size in
+        // `handle_bytes`), a valid out pointer.
+        let r = unsafe {
+            libc::name_to_handle_at(
+                dirfd,
+                path.as_ptr(),
+                (&mut h as *mut HandleBuf).cast(),
+                &mut mount_id,
+                flags,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(h)
     }
 
     fn from_fid(fid: &Fid<'_>) -> Option<HandleBuf> {

@@ -286,21 +286,7 @@ pub fn handle_key(path: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 fn key_of_fd(fd: RawFd) -> std::io::Result<Vec<u8>> {
-    let mut h = HandleBuf::new();
-    let mut mount_id = 0;
-    // SAFETY: valid fd, empty C string with AT_EMPTY_PATH, a MAX_HANDLE_SZ buffer, out pointer.
-    let r = unsafe {
-        libc::name_to_handle_at(
-            fd,
-            c"".as_ptr(),
-            (&mut h as *mut HandleBuf).cast(),
-            &mut mount_id,
-            libc::AT_EMPTY_PATH,
-        )
-    };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let h = HandleBuf::of(fd, c"", libc::AT_EMPTY_PATH)?;
     let fsid = super::fanotify_fid::fsid_of(fd).map_err(std::io::Error::other)?;
     let len = (h.handle_bytes as usize).min(h.f_handle.len());
     Ok(key_from_parts(
