@@ -126,20 +126,32 @@ fn io_err(pid: u32, path: &Path, e: std::io::Error) -> ProcError {
     }
 }
 
+/// Most bytes read of `/proc/<pid>/stat` and of `/proc/<pid>/cgroup`.
+const STAT_MAX: usize = 4096;
+const CGROUP_MAX: usize = 64 * 1024;
+
 fn read_bounded(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    read_into(path, max, &mut buf)?;
+    Ok(buf)
+}
+
+/// Reads up to `max` bytes of `path` into `buf` (cleared first).
+fn read_into(path: &Path, max: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
     // /proc files report size 0: room for a typical file up front makes it one read(2) and
     // the end-of-file read, instead of growing from 32 bytes (five to seven reads).
-    let mut buf = Vec::with_capacity(max.min(4096));
+    buf.clear();
+    buf.reserve(max.min(4096));
     std::fs::File::open(path)?
         .take(max as u64)
-        .read_to_end(&mut buf)?;
-    Ok(buf)
+        .read_to_end(buf)?;
+    Ok(())
 }
 
 /// Reads and parses `/proc/<pid>/stat`.
 pub fn read_stat(root: &Path, pid: u32) -> Result<Stat, ProcError> {
     let path = pid_dir(root, pid).join("stat");
-    let text = read_bounded(&path, 4096).map_err(|e| io_err(pid, &path, e))?;
+    let text = read_bounded(&path, STAT_MAX).map_err(|e| io_err(pid, &path, e))?;
     parse_stat(&text).ok_or(ProcError::Malformed { pid, file: "stat" })
 }
 
@@ -160,7 +172,7 @@ pub fn read_cmdline(root: &Path, pid: u32) -> Option<(Vec<String>, bool)> {
 
 /// Raw `/proc/<pid>/cgroup` text.
 pub fn read_cgroup(root: &Path, pid: u32) -> Option<String> {
-    let bytes = read_bounded(&pid_dir(root, pid).join("cgroup"), 64 * 1024).ok()?;
+    let bytes = read_bounded(&pid_dir(root, pid).join("cgroup"), CGROUP_MAX).ok()?;
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -168,16 +180,6 @@ thread_local! {
     /// The buffer [`read_cgroup_alive_since`] reads both files into (it runs once per audit
     /// exec): no 4 KiB allocation per file.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Reads up to `max` bytes of `path` into `buf` (cleared first).
-fn read_into(path: &Path, max: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    buf.clear();
-    buf.reserve(max.min(4096));
-    std::fs::File::open(path)?
-        .take(max as u64)
-        .read_to_end(buf)?;
-    Ok(())
 }
 
 /// `/proc/<pid>/cgroup` text read while the process `(pid, start_ticks)` was alive: an exited
@@ -196,9 +198,9 @@ pub fn read_cgroup_alive_since(
     let dir = pid_dir(root, pid);
     SCRATCH.with_borrow_mut(|buf| {
         // As `read_cgroup`, then `read_stat`, in one reused buffer.
-        read_into(&dir.join("cgroup"), 64 * 1024, buf).ok()?;
+        read_into(&dir.join("cgroup"), CGROUP_MAX, buf).ok()?;
         let text = String::from_utf8_lossy(buf).into_owned();
-        read_into(&dir.join("stat"), 4096, buf).ok()?;
+        read_into(&dir.join("stat"), STAT_MAX, buf).ok()?;
         let st = parse_stat(buf)?;
         let alive = !matches!(st.state, b'Z' | b'X' | b'x');
         let same = start_ticks.is_none_or(|t| t == st.start_ticks);
