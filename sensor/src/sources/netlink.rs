@@ -351,18 +351,27 @@ impl NetlinkSocket {
 mod tests {
     use super::*;
 
+    /// A NETLINK_USERSOCK socket counting its forgeries in `forged`, with a 50 ms receive
+    /// timeout; `None` (said on stderr) where the kernel has no such sockets.
+    fn victim(forged: &'static AtomicU64) -> Option<NetlinkSocket> {
+        let Ok(mut victim) = NetlinkSocket::open(libc::SOCK_RAW, libc::NETLINK_USERSOCK, 0, 4096)
+        else {
+            eprintln!("skipped: no NETLINK_USERSOCK sockets here");
+            return None;
+        };
+        victim.count_forged_in(forged);
+        victim.set_timeout(Duration::from_millis(50)).unwrap();
+        Some(victim)
+    }
+
     /// A datagram another socket sends to ours (a forged audit record or proc-connector
     /// notice) is never handed out, by either receive path, and is counted.
     #[test]
     fn datagrams_from_other_sockets_are_skipped() {
         static FORGED: AtomicU64 = AtomicU64::new(0);
-        let Ok(mut victim) = NetlinkSocket::open(libc::SOCK_RAW, libc::NETLINK_USERSOCK, 0, 4096)
-        else {
-            eprintln!("skipped: no NETLINK_USERSOCK sockets here");
+        let Some(mut victim) = victim(&FORGED) else {
             return;
         };
-        victim.count_forged_in(&FORGED);
-        victim.set_timeout(Duration::from_millis(50)).unwrap();
         if !send_forged(&victim, libc::NETLINK_USERSOCK, b"forged fork notice") {
             return;
         }
@@ -384,13 +393,9 @@ mod tests {
     #[test]
     fn a_batch_is_reused_across_calls() {
         static FORGED: AtomicU64 = AtomicU64::new(0);
-        let Ok(mut victim) = NetlinkSocket::open(libc::SOCK_RAW, libc::NETLINK_USERSOCK, 0, 4096)
-        else {
-            eprintln!("skipped: no NETLINK_USERSOCK sockets here");
+        let Some(victim) = victim(&FORGED) else {
             return;
         };
-        victim.count_forged_in(&FORGED);
-        victim.set_timeout(Duration::from_millis(50)).unwrap();
         let mut batch = RecvBatch::new(4, 256);
         for (round, n) in [(1, 3usize), (2, 1), (3, 4), (4, 2)] {
             for i in 0..n {
