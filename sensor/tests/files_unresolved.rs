@@ -115,12 +115,37 @@ fn health_until(sensor: &Sensor, done: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
+/// Whether every thread of `pid` is stopped (state `T` in its `stat`).
+fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+            // The state follows the command name's closing parenthesis.
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+        })
+    })
+}
+
 /// Stops the sensor's process for the length of `f`, so that every event `f` causes is queued
-/// (and each directory it removes gone) before the sensor reads any of them.
+/// (and each directory it removes gone) before the sensor reads any of them. `kill` returns
+/// before the threads stop (each stops when next it runs), so this waits until all of them
+/// show as stopped: a reader thread still running could otherwise read the first events while
+/// their directory is still there.
 fn while_stopped(sensor: &Sensor, f: impl FnOnce()) {
     let pid = sensor.pid() as i32;
     // SAFETY: signalling our own child by pid.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !all_threads_stopped(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the sensor's threads did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     f();
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
