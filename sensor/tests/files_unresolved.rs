@@ -202,6 +202,13 @@ fn directories_removed_outside_the_trees_are_not_drops_and_inside_they_are() {
         count(&h, "events", "files_outside_unresolved") >= outside_before + OUTSIDE as u64,
         "each removed outside directory's events are counted outside: {h}"
     );
+    // The tree and its INSIDE directories are known (and the directories on the way to the
+    // tree), and the set still tells outside from inside.
+    assert!(
+        count(&h, "events", "files_tree_dirs") > INSIDE as u64,
+        "tree directories known: {h}"
+    );
+    assert_eq!(count(&h, "events", "files_tree_dirs_untrusted"), 0, "{h}");
 
     // 2. Inside: a file made in each tree directory, then the directory removed, before the
     // sensor reads: the files cannot be named any more, a real loss.

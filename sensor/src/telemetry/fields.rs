@@ -165,6 +165,8 @@ impl Telemetry for FileStats {
             ("files_dir_marks", &self.dir_marks),
             ("files_dir_marks_full", &self.dir_marks_full),
             ("files_changed_while_ignored", &self.changed_while_ignored),
+            ("files_tree_dirs", &self.tree_dirs),
+            ("files_tree_dirs_untrusted", &self.tree_dirs_untrusted),
         ]);
     }
 }

@@ -347,6 +347,7 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
     // After the marks, before the first read (a directory made meanwhile is walked or its
     // create is queued), in this thread: a large tree takes a while (see tree_dirs.rs).
     let mut tree = tree_dirs::for_trees(&group.covered, sink.filter(), group.target_fid);
+    tree.publish(sink.stats());
     read_loop(
         fd.as_raw_fd(),
         READ_BUF,
@@ -370,6 +371,7 @@ pub fn run(group: FidGroup, mut sink: Sink, stop: &AtomicBool) {
                 }
             }
             tree.batch_done(!batch_full(buf.len(), READ_BUF));
+            tree.publish(sink.stats());
             true
         },
     );

@@ -321,6 +321,11 @@ pub struct FileStats {
     /// Files found changed, by the walk after a directory with ignore marks moved into a
     /// tree, between that move and the sensor reading it (reported without a process).
     pub changed_while_ignored: AtomicU64,
+    /// Tree directory handles known (fanotify-fid, `tree_dirs.rs`), at the last read.
+    pub tree_dirs: AtomicU64,
+    /// 1 once that set can no longer tell a directory removed outside the trees from one
+    /// inside (bound, overflow, no handle): every such event counts as `files_path_unresolved`.
+    pub tree_dirs_untrusted: AtomicU64,
 }
 
 impl FileStats {

@@ -88,6 +88,13 @@ impl TreeDirs {
         self.trust
     }
 
+    /// Puts the set's size and whether it lost trust into the health counters.
+    pub fn publish(&self, stats: &FileStats) {
+        stats.tree_dirs.store(self.known.len() as u64, Relaxed);
+        let lost = matches!(self.trust, Trust::Lost(_));
+        stats.tree_dirs_untrusted.store(u64::from(lost), Relaxed);
+    }
+
     /// Events queued before the last walk may still be read.
     pub fn draining(&self) -> bool {
         matches!(self.trust, Trust::Draining { .. })
@@ -418,6 +425,22 @@ mod tests {
         assert!(t.contains(&handle_key(&bytes(&d)).unwrap()));
         let t = for_trees(std::slice::from_ref(&tree), &f, false);
         assert!(matches!(t.trust(), Trust::Lost(_)));
+    }
+
+    #[test]
+    fn publish_reports_the_size_and_a_lost_trust() {
+        let stats = FileStats::default();
+        let mut t = TreeDirs::new(2);
+        t.insert(&key(1));
+        t.insert(&key(2));
+        t.publish(&stats);
+        assert_eq!(stats.tree_dirs.load(Relaxed), 2);
+        assert_eq!(stats.tree_dirs_untrusted.load(Relaxed), 0);
+        // Over the bound: the set keeps what it has and stops being trusted.
+        t.insert(&key(3));
+        t.publish(&stats);
+        assert_eq!(stats.tree_dirs.load(Relaxed), 2);
+        assert_eq!(stats.tree_dirs_untrusted.load(Relaxed), 1);
     }
 
     #[test]
