@@ -8,6 +8,10 @@
 //!
 //! The exit program runs at the end of every syscall, so it first reads `COMPAT_PENDING` (an
 //! inlined array lookup, no helper call): while no compat entry waits, it returns at once.
+//! Otherwise it takes the current thread's entries when the thread's `COMPAT_THREADS` slot
+//! names it (set where the entry was put) or `TS_COMPAT` is set: `TS_COMPAT` alone was seen
+//! clear at the exit of an `int 0x80` call on 7.2 (docs/ARCHITECTURE.md, "ia32"). Entries a
+//! thread leaves (killed inside the call) are taken when it exits (`thread_exiting`).
 //!
 //! - set*id / capset (the i386 16- and 32-bit families): credentials are snapshotted at entry
 //!   (`COMPAT_CRED_STASH`) and compared at exit, reported like the native ones with the i386 number
@@ -20,12 +24,15 @@ use aya_ebpf::{
 };
 use sensor_common::{
     offsets::{OFFSETS_MAGIC, OPT_COMPAT},
-    SYSCALL_NR_IA32, VIA_SYSCALL,
+    CONNECT_RET_UNKNOWN, SYSCALL_NR_IA32, VIA_SYSCALL,
 };
 
 use crate::{
     connect::emit as emit_connect,
-    maps::{compat_pending, compat_pending_add, off, COMPAT_CONNECT, COMPAT_CRED_STASH},
+    maps::{
+        compat_pending, compat_pending_add, compat_thread_mark, compat_thread_take, off,
+        COMPAT_CONNECT, COMPAT_CRED_STASH,
+    },
     privilege::{cred_snapshot, emit as emit_privilege},
     task::{current_task, read, Ptr},
 };
@@ -63,11 +70,10 @@ pub fn compat_sys_enter(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     if let Ok(snap) = cred_snapshot(current_task()) {
-        if COMPAT_CRED_STASH
-            .insert(bpf_get_current_pid_tgid(), snap, 0)
-            .is_ok()
-        {
+        let key = bpf_get_current_pid_tgid();
+        if COMPAT_CRED_STASH.insert(key, snap, 0).is_ok() {
             compat_pending_add(1);
+            compat_thread_mark(key);
         }
     }
     0
@@ -76,10 +82,15 @@ pub fn compat_sys_enter(ctx: RawTracePointContext) -> u32 {
 /// `TP_PROTO(struct pt_regs *regs, long ret)`.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn compat_sys_exit(ctx: RawTracePointContext) -> u32 {
-    if !compat_pending() || !in_compat_syscall() {
+    if !compat_pending() {
         return 0;
     }
+    // This thread's entries are taken at the first syscall exit after they were put, which is
+    // the exit of the compat call that put them (a thread is in one syscall at a time).
     let key = bpf_get_current_pid_tgid();
+    if !compat_thread_take(key) && !in_compat_syscall() {
+        return 0;
+    }
     let ret = ctx.arg::<u64>(1) as i64;
     // SAFETY: the map value is copied out at once; entries are only written by this thread's
     // own programs (keyed by its pid_tgid).
@@ -106,4 +117,27 @@ pub fn compat_sys_exit(ctx: RawTracePointContext) -> u32 {
         crate::cred_watch::remember((key >> 32) as u32, &new);
     }
     0
+}
+
+/// The current thread is exiting (`sched_process_exit`, every thread): an entry it left (killed
+/// inside the call, or that call's exit not taken) goes now, so none waits for ever and the
+/// count comes back down. A connect is reported without its result (`attempted`); a credential
+/// change, if any, is reported at the process's exit by `cred_watch`.
+#[inline(always)]
+pub fn thread_exiting(task: Ptr) {
+    if !compat_pending() {
+        return;
+    }
+    let key = bpf_get_current_pid_tgid();
+    compat_thread_take(key);
+    // SAFETY: the value is copied out at once (as in `compat_sys_exit`).
+    if let Some(c) = unsafe { COMPAT_CONNECT.get(key) }.copied() {
+        if COMPAT_CONNECT.remove(key).is_ok() {
+            compat_pending_add(u64::MAX);
+        }
+        emit_connect(task, &c.stash, c.sock_type, CONNECT_RET_UNKNOWN);
+    }
+    if COMPAT_CRED_STASH.remove(key).is_ok() {
+        compat_pending_add(u64::MAX);
+    }
 }

@@ -25,8 +25,8 @@ use crate::{
     compat_syscall::in_compat_syscall,
     connect::{emit, record, AF_INET, AF_INET6},
     maps::{
-        compat_pending_add, count_drop, hooks, off, shed_level, COMPAT_CONNECT, CONNECT_STASH,
-        URING_PENDING, URING_SUBMITTING,
+        compat_pending_add, compat_thread_mark, count_drop, hooks, off, shed_level, COMPAT_CONNECT,
+        CONNECT_STASH, URING_PENDING, URING_SUBMITTING,
     },
     task::{current_task, fill_process},
 };
@@ -107,6 +107,7 @@ fn observe(ctx: &SockAddrContext, family: u16) {
         };
         if COMPAT_CONNECT.insert(key, c, 0).is_ok() {
             compat_pending_add(1);
+            compat_thread_mark(key);
             return;
         }
         count_drop(DROP_SLOT_CONNECT_STASH);

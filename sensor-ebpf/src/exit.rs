@@ -1,4 +1,5 @@
-//! `sched/sched_process_exit`: emitted once per process, by the last thread of the group.
+//! `sched/sched_process_exit`: emitted once per process, by the last thread of the group (each
+//! thread's exit first hands back its compat entries, `compat_syscall::thread_exiting`).
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use sensor_common::{offsets::OFFSETS_MAGIC, ExitEvent, ProcessInfo, DROP_SLOT_EXIT, KIND_EXIT};
 
@@ -19,6 +20,7 @@ fn try_exit(_ctx: &TracePointContext) -> Result<u32, u32> {
         return Ok(0);
     }
     let task = current_task();
+    crate::compat_syscall::thread_exiting(task);
     // do_exit() decrements signal->live before this tracepoint: zero means the group is dead.
     let signal = read_ptr(task, off!(task_signal)).map_err(|_| 0u32)?;
     let live = read::<i32>(signal, off!(signal_live)).map_err(|_| 0u32)?;

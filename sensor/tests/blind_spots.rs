@@ -322,6 +322,95 @@ fn setuid32_at_the_call(mode: &str) {
     assert_eq!(e["process"]["uid"], 65534, "{mode}: {e}");
 }
 
+/// A loopback listener whose accept queue is full (backlog 0, one connection never accepted):
+/// the kernel drops every further SYN, so a connect to it blocks in SYN_SENT. Closed on drop.
+struct FullListener {
+    port: u16,
+    _listener: std::os::fd::OwnedFd,
+    _queued: std::net::TcpStream,
+}
+
+fn full_listener() -> FullListener {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on fds this function owns; the address is a valid sockaddr_in.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let listener = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as u16;
+        sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        assert_eq!(libc::bind(fd, (&raw const sa).cast(), len), 0);
+        assert_eq!(libc::listen(fd, 0), 0);
+        let mut len2 = len;
+        assert_eq!(libc::getsockname(fd, (&raw mut sa).cast(), &mut len2), 0);
+        let port = u16::from_be(sa.sin_port);
+        let queued = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        FullListener {
+            port,
+            _listener: listener,
+            _queued: queued,
+        }
+    }
+}
+
+/// A process killed while blocked in an ia32 connect: the call still returns through its
+/// syscall exit (with the kernel's ERESTARTSYS, 512) before the thread dies, and its connect is
+/// reported there, once, as an error. (An entry whose exit is not taken at all is reported as
+/// `attempted` when its thread exits; `compat_syscall::thread_exiting`.)
+#[test]
+fn ebpf_reports_an_ia32_connect_killed_inside_the_call() {
+    if !privileged() {
+        return;
+    }
+    let attacks = build_attacks();
+    let full = full_listener();
+    let sensor = Sensor::start("ebpf", &[]);
+    let mut child = Command::new(&attacks.bin)
+        .args(["connect32", "127.0.0.1", &full.port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait until it sleeps in the connect (the SYN is dropped and retried for minutes).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if wchan.contains("inet_wait_for_connect") || wchan.contains("wait_woken") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connect32 never blocked (wchan {wchan:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        let events = read_events(&sensor.output);
+        let seen: Vec<Value> = connects_of(&events, u64::from(pid), full.port)
+            .into_iter()
+            .cloned()
+            .collect();
+        if !seen.is_empty() || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let events = sensor.stop();
+    assert_eq!(
+        seen.len(),
+        1,
+        "the killed ia32 connect (pid {pid}) not reported once: {:?}",
+        of_kind(&events, "net_connect")
+    );
+    assert_eq!(seen[0]["connect"]["result"], "error", "{}", seen[0]);
+    assert_eq!(seen[0]["connect"]["dst_addr"], "127.0.0.1");
+}
+
 #[test]
 fn ebpf_reports_setuid32_at_the_call() {
     if !privileged() {
