@@ -287,7 +287,8 @@ pub const HOOK_URING: u32 = 1 << 1;
 /// IORING_OP_CONNECT (the same number on every kernel).
 pub const IORING_OP_CONNECT: u8 = 16;
 
-/// A connect seen at the cgroup hook inside a compat syscall, until that syscall's exit.
+/// An ia32 connect, from its syscall's entry (armed: `stash.family` 0) through the cgroup hook
+/// (destination filled in) to that syscall's exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CompatConnect {
@@ -296,6 +297,22 @@ pub struct CompatConnect {
     pub _pad: [u16; 3],
 }
 const _: () = assert!(core::mem::size_of::<CompatConnect>() == 32);
+
+impl CompatConnect {
+    /// Armed, no destination yet.
+    pub const fn zeroed() -> Self {
+        Self {
+            stash: ConnectStash {
+                family: 0,
+                dst_port: 0,
+                fd: 0,
+                dst_addr: [0; 16],
+            },
+            sock_type: 0,
+            _pad: [0; 3],
+        }
+    }
+}
 
 /// A change of uid/euid/gid/egid or effective capabilities: by a set*id/capset call
 /// (`syscall_nr` says which) or by exec of a set-id / file-capability binary.

@@ -16,15 +16,15 @@
 //! - set*id / capset (the i386 16- and 32-bit families): credentials are snapshotted at entry
 //!   (`COMPAT_CRED_STASH`) and compared at exit, reported like the native ones with the i386 number
 //!   (`SYSCALL_NR_IA32`).
-//! - connect (i386 `connect` and `socketcall(SYS_CONNECT)`): the cgroup connect hook
-//!   (`connect_cgroup.rs`) records the destination in `COMPAT_CONNECT`; the exit reports it
-//!   with the syscall's return value.
+//! - connect (i386 `connect` and `socketcall(SYS_CONNECT)`): the entry arms an empty
+//!   `COMPAT_CONNECT` entry for the thread, the cgroup connect hook (`connect_cgroup.rs`) fills
+//!   in the destination, and the exit reports it with the syscall's return value.
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
 };
 use sensor_common::{
     offsets::{OFFSETS_MAGIC, OPT_COMPAT},
-    CONNECT_RET_UNKNOWN, SYSCALL_NR_IA32, VIA_SYSCALL,
+    CompatConnect, CONNECT_RET_UNKNOWN, SYSCALL_NR_IA32, VIA_SYSCALL,
 };
 
 use crate::{
@@ -62,19 +62,51 @@ fn is_i386_cred_call(nr: u64) -> bool {
     )
 }
 
+/// i386 `socketcall` and `connect`.
+const NR32_SOCKETCALL: u64 = 102;
+const NR32_CONNECT: u64 = 362;
+/// `socketcall`'s `SYS_CONNECT` (its first argument).
+const SYS_CONNECT: u64 = 3;
+/// `struct pt_regs.bx` on x86_64: an i386 syscall's first argument.
+const PT_REGS_BX: u32 = 5 * 8;
+
 /// `TP_PROTO(struct pt_regs *regs, long id)`.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn compat_sys_enter(ctx: RawTracePointContext) -> u32 {
     // The number first (no helper call): most syscalls stop here.
-    if !is_i386_cred_call(ctx.arg::<u64>(1)) || !in_compat_syscall() {
+    let nr = ctx.arg::<u64>(1);
+    let cred = is_i386_cred_call(nr);
+    if !cred && nr != NR32_CONNECT && nr != NR32_SOCKETCALL {
         return 0;
     }
-    if let Ok(snap) = cred_snapshot(current_task()) {
-        let key = bpf_get_current_pid_tgid();
-        if COMPAT_CRED_STASH.insert(key, snap, 0).is_ok() {
-            compat_pending_add(1);
-            compat_thread_mark(key);
+    // `TS_COMPAT` is read here, at the entry, where the kernel has just set it: later in the
+    // call it was seen clear (7.2 under qemu, docs/ARCHITECTURE.md "ia32").
+    if !in_compat_syscall() {
+        return 0;
+    }
+    let key = bpf_get_current_pid_tgid();
+    if cred {
+        if let Ok(snap) = cred_snapshot(current_task()) {
+            if COMPAT_CRED_STASH.insert(key, snap, 0).is_ok() {
+                compat_pending_add(1);
+                compat_thread_mark(key);
+            }
         }
+        return 0;
+    }
+    if nr == NR32_SOCKETCALL {
+        let regs = ctx.arg::<u64>(0) as Ptr;
+        if read::<u64>(regs, PT_REGS_BX).is_ok_and(|call| call as u32 as u64 != SYS_CONNECT) {
+            return 0;
+        }
+    }
+    // Armed: the cgroup hook fills in the destination (family 0 until then), the exit reports it.
+    if COMPAT_CONNECT
+        .insert(key, CompatConnect::zeroed(), 0)
+        .is_ok()
+    {
+        compat_pending_add(1);
+        compat_thread_mark(key);
     }
     0
 }
@@ -97,7 +129,10 @@ pub fn compat_sys_exit(ctx: RawTracePointContext) -> u32 {
     if let Some(c) = unsafe { COMPAT_CONNECT.get(key) }.copied() {
         let _ = COMPAT_CONNECT.remove(key);
         compat_pending_add(u64::MAX);
-        emit_connect(current_task(), &c.stash, c.sock_type, ret as i32);
+        // Still armed (family 0): the call failed before the cgroup hook (bad fd or address).
+        if c.stash.family != 0 {
+            emit_connect(current_task(), &c.stash, c.sock_type, ret as i32);
+        }
         return 0;
     }
     // SAFETY: as above.
@@ -135,7 +170,9 @@ pub fn thread_exiting(task: Ptr) {
         if COMPAT_CONNECT.remove(key).is_ok() {
             compat_pending_add(u64::MAX);
         }
-        emit_connect(task, &c.stash, c.sock_type, CONNECT_RET_UNKNOWN);
+        if c.stash.family != 0 {
+            emit_connect(task, &c.stash, c.sock_type, CONNECT_RET_UNKNOWN);
+        }
     }
     if COMPAT_CRED_STASH.remove(key).is_ok() {
         compat_pending_add(u64::MAX);

@@ -99,12 +99,22 @@ fn observe(ctx: &SockAddrContext, family: u16) {
     let sock_type = sock_type as u16;
     let key = bpf_get_current_pid_tgid();
     let hooks = hooks();
-    if hooks & HOOK_COMPAT_EXIT != 0 && in_compat_syscall() {
-        let c = CompatConnect {
-            stash,
-            sock_type,
-            _pad: [0; 3],
-        };
+    let c = CompatConnect {
+        stash,
+        sock_type,
+        _pad: [0; 3],
+    };
+    // An ia32 connect: its entry was armed by `compat_sys_enter`, which read `TS_COMPAT`
+    // where it is reliable; only its destination is missing.
+    let compat_hooks = hooks & HOOK_COMPAT_EXIT != 0;
+    if let Some(armed) = COMPAT_CONNECT.get_ptr_mut(key).filter(|_| compat_hooks) {
+        // SAFETY: `armed` points to this thread's entry (keyed by its pid_tgid; only this
+        // thread's programs write it), valid for this program run; a plain aligned store.
+        unsafe { *armed = c };
+        return;
+    }
+    if compat_hooks && in_compat_syscall() {
+        // Not armed (its entry was evicted): parked here, as before the entry arming.
         if COMPAT_CONNECT.insert(key, c, 0).is_ok() {
             compat_pending_add(1);
             compat_thread_mark(key);
