@@ -5,6 +5,7 @@ pub mod hooks;
 mod loader;
 pub mod normalize;
 pub mod offsets;
+mod prog_misses;
 pub mod raw_tracepoints;
 pub mod ring;
 pub mod source;
@@ -88,7 +89,7 @@ impl KernelNoise {
 }
 
 /// The in-kernel counters of records that could not be emitted.
-pub struct KernelDrops(PerCpuArray<MapData, u64>);
+pub struct KernelDrops(PerCpuArray<MapData, u64>, prog_misses::ProgramMisses);
 
 impl KernelDrops {
     /// Sums over CPUs, by name.
@@ -109,6 +110,7 @@ impl KernelDrops {
                 let sum = self.0.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0);
                 Some((n, sum))
             })
+            .chain([("ebpf_program_misses", self.1.total())])
             .collect()
     }
 }
@@ -193,10 +195,11 @@ pub fn load(
         .take_map("SHED")
         .ok_or_else(|| map_err("SHED", "missing".into()))?;
     let shed = aya::maps::Array::try_from(shed).map_err(|e| map_err("SHED", e.to_string()))?;
+    let misses = prog_misses::ProgramMisses::of(&ebpf);
     Ok(EbpfCapture {
         ebpf,
         ring,
-        drops: KernelDrops(drops),
+        drops: KernelDrops(drops, misses),
         noise: KernelNoise(noise),
         shed: KernelShed(shed),
         blind_spots,

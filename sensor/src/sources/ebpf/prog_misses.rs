@@ -1,0 +1,67 @@
+//! Runs of the sensor's programs that the kernel skipped. A tracepoint program does not run
+//! while a program of its kind is already running on that CPU (the kernel's recursion guard),
+//! and on a preemptible kernel a program can be preempted mid-run, so every other task's
+//! tracepoint on that CPU skips it meanwhile: an exec, exit or connect not seen, or an ia32
+//! call not seen at its exit (docs/ARCHITECTURE.md, "What counts as a drop"). The kernel counts
+//! these per program (`recursion_misses`, 5.12 and later); their sum is the drop
+//! `ebpf_program_misses`.
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use aya::programs::ProgramFd;
+use aya::Ebpf;
+use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_prog_info};
+
+/// The loaded programs' fds (duplicates, valid while the sensor runs).
+pub struct ProgramMisses(Vec<ProgramFd>);
+
+impl ProgramMisses {
+    pub fn of(ebpf: &Ebpf) -> ProgramMisses {
+        ProgramMisses(
+            ebpf.programs()
+                .filter_map(|(_, p)| p.fd().ok()?.try_clone().ok())
+                .collect(),
+        )
+    }
+
+    /// Skipped runs over every program (a program whose info cannot be read counts 0).
+    pub fn total(&self) -> u64 {
+        self.0
+            .iter()
+            .filter_map(|fd| recursion_misses(fd.as_fd()).ok())
+            .sum()
+    }
+}
+
+/// `recursion_misses` of one program, from `BPF_OBJ_GET_INFO_BY_FD`; 0 on a kernel whose
+/// `bpf_prog_info` is too short to hold it.
+fn recursion_misses(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
+    // SAFETY: both are plain C structs of integers, valid all zero.
+    let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    let len = std::mem::size_of::<bpf_prog_info>() as u32;
+    // Writing a union field is safe; reading one is not.
+    attr.info.bpf_fd = fd.as_raw_fd() as u32;
+    attr.info.info_len = len;
+    attr.info.info = (&raw mut info) as u64;
+    // SAFETY: the kernel writes at most `info_len` bytes into `info`, which lives through
+    // the call; `attr` is a valid bpf_attr of its full size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
+            &raw mut attr,
+            std::mem::size_of::<bpf_attr>(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above; the kernel set `info_len` to the bytes it wrote.
+    let written = unsafe { attr.info.info_len } as usize;
+    let end = std::mem::offset_of!(bpf_prog_info, recursion_misses) + 8;
+    Ok(if written >= end {
+        info.recursion_misses
+    } else {
+        0
+    })
+}
