@@ -179,10 +179,25 @@ CONNECT_ATTACKS = (("connect32", "ia32 connect"), ("socketcall_connect", "ia32 c
                    ("uring_connect", "io_uring connect"))
 
 
+def hook_misses(events):
+    """Skipped runs of the raw_syscalls pair in the run's last health event (0 if none)."""
+    health = [e for e in events if e.get("kind") == "sensor_health"]
+    if not health:
+        return 0
+    n = _get(health[-1], "health", "events", "ebpf_syscall_hook_misses")
+    return n if isinstance(n, int) else 0
+
+
 def judge_attacks(events, text, port, mode):
-    """Check the blind-spot attacks. Returns (summary, reasons)."""
+    """Check the blind-spot attacks. Returns (summary, reasons).
+
+    An ia32 call whose entry or exit run the kernel skipped (counted in
+    ebpf_syscall_hook_misses, docs/ARCHITECTURE.md "Skipped runs") is reported late: a
+    connect without its result (`attempted`), a setuid32 `observed` at the exit. That is
+    accepted, and named, only in a run whose health counted such skipped runs."""
     attacks = parse_attacks(text)
     probe = parse_probe(text)
+    skipped = hook_misses(events) if mode == "ebpf" else 0
     summary, reasons = [], []
     if not probe:
         reasons.append("no sensor probe coverage in the log")
@@ -211,6 +226,9 @@ def judge_attacks(events, text, port, mode):
         elif len(seen) != 1:
             reasons.append("{} (pid {}, ret {}): {} connect events, probe says {}".format(
                 name, a["pid"], a["ret"], len(seen), status))
+        elif (judge_result and results[0] == "attempted" and expect != "attempted"
+              and skipped and row == "ia32 connect"):
+            summary.append("{} attempted(late: {} hook runs skipped)".format(name, skipped))
         elif judge_result and results[0] != expect:
             reasons.append("{}: result {} (expected {})".format(name, results[0], expect))
         else:
@@ -228,6 +246,8 @@ def judge_attacks(events, text, port, mode):
         vias = [_get(e, "privilege", "via") for e in changes]
         if status == "BLIND":
             summary.append("setuid32 blind(named)")
+        elif status == "seen" and "setuid" not in vias and vias == ["observed"] and skipped:
+            summary.append("setuid32 observed(late: {} hook runs skipped)".format(skipped))
         elif status == "seen" and "setuid" not in vias:
             reasons.append("setuid32 (pid {}): not seen at the call (vias {})".format(a["pid"], vias))
         elif not vias:

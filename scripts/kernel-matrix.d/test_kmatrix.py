@@ -170,6 +170,29 @@ class Attacks(unittest.TestCase):
         self.assertIn("uring_connect: result attempted (expected refused)", reasons[0])
         self.assertIn("not seen at the call", reasons[1])
 
+    @staticmethod
+    def health(skipped):
+        return {"kind": "sensor_health",
+                "health": {"events": {"ebpf_syscall_hook_misses": skipped}, "drops": {}}}
+
+    def test_a_late_ia32_report_passes_only_when_skipped_runs_were_counted(self):
+        late = self.events(via="observed")
+        late[0] = self.connect(11, "attempted")
+        _, reasons = self.judge(late + [self.health(0)])
+        self.assertEqual(len(reasons), 2, reasons)
+        self.assertIn("connect32: result attempted (expected refused)", reasons[0])
+        self.assertIn("not seen at the call", reasons[1])
+        summary, reasons = self.judge(late + [self.health(7)])
+        self.assertEqual(reasons, [])
+        self.assertIn("connect32 attempted(late: 7 hook runs skipped)", summary)
+        self.assertIn("setuid32 observed(late: 7 hook runs skipped)", summary)
+        # Not for io_uring (its result never goes through the syscall hooks), nor for a
+        # wrong result other than `attempted`.
+        bad = self.events(uring_result="attempted")
+        bad[0] = self.connect(11, "success")
+        _, reasons = self.judge(bad + [self.health(7)])
+        self.assertEqual(len(reasons), 2, reasons)
+
     def test_a_named_blind_spot_passes_without_the_result(self):
         summary, reasons = self.judge(self.events(uring_result="attempted"), uring="PART")
         self.assertEqual(reasons, [])

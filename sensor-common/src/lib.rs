@@ -294,13 +294,15 @@ pub const IORING_OP_CONNECT: u8 = 16;
 pub struct CompatConnect {
     pub stash: ConnectStash,
     pub sock_type: u16,
-    pub _pad: [u16; 3],
+    /// The i386 number of the call that armed it (0: parked by the cgroup hook unarmed).
+    pub nr: u16,
+    pub _pad: [u16; 2],
 }
 const _: () = assert!(core::mem::size_of::<CompatConnect>() == 32);
 
 impl CompatConnect {
-    /// Armed, no destination yet.
-    pub const fn zeroed() -> Self {
+    /// Armed by the i386 call `nr`, no destination yet.
+    pub const fn armed(nr: u16) -> Self {
         Self {
             stash: ConnectStash {
                 family: 0,
@@ -309,7 +311,8 @@ impl CompatConnect {
                 dst_addr: [0; 16],
             },
             sock_type: 0,
-            _pad: [0; 3],
+            nr,
+            _pad: [0; 2],
         }
     }
 }

@@ -8,10 +8,12 @@
 //!
 //! The exit program runs at the end of every syscall, so it first reads `COMPAT_PENDING` (an
 //! inlined array lookup, no helper call): while no compat entry waits, it returns at once.
-//! Otherwise it takes the current thread's entries when the thread's `COMPAT_THREADS` slot
-//! names it (set where the entry was put) or `TS_COMPAT` is set: `TS_COMPAT` alone was seen
-//! clear at the exit of an `int 0x80` call on 7.2 (docs/ARCHITECTURE.md, "ia32"). Entries a
-//! thread leaves (killed inside the call) are taken when it exits (`thread_exiting`).
+//! Otherwise, inside a compat syscall, it takes the current thread's entries. The kernel
+//! skips a raw tracepoint program on a CPU where it is already running (preempted mid-run on
+//! a preemptible kernel: `ebpf_syscall_hook_misses`, docs/ARCHITECTURE.md "ia32"), so an
+//! entry can outlive its call: a connect entry names its call's number, and one found at
+//! another call's exit, or left when the thread exits (`thread_exiting`), is reported without
+//! its result (`attempted`).
 //!
 //! - set*id / capset (the i386 16- and 32-bit families): credentials are snapshotted at entry
 //!   (`COMPAT_CRED_STASH`) and compared at exit, reported like the native ones with the i386 number
@@ -29,10 +31,7 @@ use sensor_common::{
 
 use crate::{
     connect::emit as emit_connect,
-    maps::{
-        compat_pending, compat_pending_add, compat_thread_mark, compat_thread_take, off,
-        COMPAT_CONNECT, COMPAT_CRED_STASH,
-    },
+    maps::{compat_pending, compat_pending_add, off, COMPAT_CONNECT, COMPAT_CRED_STASH},
     privilege::{cred_snapshot, emit as emit_privilege},
     task::{current_task, read, Ptr},
 };
@@ -89,7 +88,6 @@ pub fn compat_sys_enter(ctx: RawTracePointContext) -> u32 {
         if let Ok(snap) = cred_snapshot(current_task()) {
             if COMPAT_CRED_STASH.insert(key, snap, 0).is_ok() {
                 compat_pending_add(1);
-                compat_thread_mark(key);
             }
         }
         return 0;
@@ -102,11 +100,10 @@ pub fn compat_sys_enter(ctx: RawTracePointContext) -> u32 {
     }
     // Armed: the cgroup hook fills in the destination (family 0 until then), the exit reports it.
     if COMPAT_CONNECT
-        .insert(key, CompatConnect::zeroed(), 0)
+        .insert(key, CompatConnect::armed(nr as u16), 0)
         .is_ok()
     {
         compat_pending_add(1);
-        compat_thread_mark(key);
     }
     0
 }
@@ -114,15 +111,10 @@ pub fn compat_sys_enter(ctx: RawTracePointContext) -> u32 {
 /// `TP_PROTO(struct pt_regs *regs, long ret)`.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn compat_sys_exit(ctx: RawTracePointContext) -> u32 {
-    if !compat_pending() {
+    if !compat_pending() || !in_compat_syscall() {
         return 0;
     }
-    // This thread's entries are taken at the first syscall exit after they were put, which is
-    // the exit of the compat call that put them (a thread is in one syscall at a time).
     let key = bpf_get_current_pid_tgid();
-    if !compat_thread_take(key) && !in_compat_syscall() {
-        return 0;
-    }
     let ret = ctx.arg::<u64>(1) as i64;
     // SAFETY: the map value is copied out at once; entries are only written by this thread's
     // own programs (keyed by its pid_tgid).
@@ -131,7 +123,15 @@ pub fn compat_sys_exit(ctx: RawTracePointContext) -> u32 {
         compat_pending_add(u64::MAX);
         // Still armed (family 0): the call failed before the cgroup hook (bad fd or address).
         if c.stash.family != 0 {
-            emit_connect(current_task(), &c.stash, c.sock_type, ret as i32);
+            // Put in another call whose exit the kernel skipped: that call's result is lost.
+            let regs = ctx.arg::<u64>(0) as Ptr;
+            let nr = read::<u64>(regs, PT_REGS_ORIG_AX).unwrap_or(0);
+            let ret = if c.nr != 0 && u64::from(c.nr) != nr {
+                CONNECT_RET_UNKNOWN
+            } else {
+                ret as i32
+            };
+            emit_connect(current_task(), &c.stash, c.sock_type, ret);
         }
         return 0;
     }
@@ -164,7 +164,6 @@ pub fn thread_exiting(task: Ptr) {
         return;
     }
     let key = bpf_get_current_pid_tgid();
-    compat_thread_take(key);
     // SAFETY: the value is copied out at once (as in `compat_sys_exit`).
     if let Some(c) = unsafe { COMPAT_CONNECT.get(key) }.copied() {
         if COMPAT_CONNECT.remove(key).is_ok() {

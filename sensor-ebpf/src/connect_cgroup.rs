@@ -25,8 +25,8 @@ use crate::{
     compat_syscall::in_compat_syscall,
     connect::{emit, record, AF_INET, AF_INET6},
     maps::{
-        compat_pending_add, compat_thread_mark, count_drop, hooks, off, shed_level, COMPAT_CONNECT,
-        CONNECT_STASH, URING_PENDING, URING_SUBMITTING,
+        compat_pending_add, count_drop, hooks, off, shed_level, COMPAT_CONNECT, CONNECT_STASH,
+        URING_PENDING, URING_SUBMITTING,
     },
     task::{current_task, fill_process},
 };
@@ -99,25 +99,28 @@ fn observe(ctx: &SockAddrContext, family: u16) {
     let sock_type = sock_type as u16;
     let key = bpf_get_current_pid_tgid();
     let hooks = hooks();
-    let c = CompatConnect {
+    let mut c = CompatConnect {
         stash,
         sock_type,
-        _pad: [0; 3],
+        nr: 0,
+        _pad: [0; 2],
     };
     // An ia32 connect: its entry was armed by `compat_sys_enter`, which read `TS_COMPAT`
     // where it is reliable; only its destination is missing.
     let compat_hooks = hooks & HOOK_COMPAT_EXIT != 0;
     if let Some(armed) = COMPAT_CONNECT.get_ptr_mut(key).filter(|_| compat_hooks) {
         // SAFETY: `armed` points to this thread's entry (keyed by its pid_tgid; only this
-        // thread's programs write it), valid for this program run; a plain aligned store.
-        unsafe { *armed = c };
+        // thread's programs write it), valid for this program run; plain aligned accesses.
+        unsafe {
+            c.nr = (*armed).nr;
+            *armed = c;
+        }
         return;
     }
     if compat_hooks && in_compat_syscall() {
         // Not armed (its entry was evicted): parked here, as before the entry arming.
         if COMPAT_CONNECT.insert(key, c, 0).is_ok() {
             compat_pending_add(1);
-            compat_thread_mark(key);
             return;
         }
         count_drop(DROP_SLOT_CONNECT_STASH);

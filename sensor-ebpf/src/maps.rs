@@ -97,47 +97,6 @@ pub fn compat_pending() -> bool {
     }
 }
 
-/// Threads with a compat entry waiting, one slot per `pid % COMPAT_THREAD_SLOTS`: the pid_tgid
-/// of the last such thread in that slot, 0 when none. The exit program takes a thread's entries
-/// when its slot names it, or when `TS_COMPAT` is set: on 7.2 under qemu `TS_COMPAT` was seen
-/// clear at the exit of an `int 0x80` call whose entry saw it set (docs/ARCHITECTURE.md,
-/// "ia32"). Two pending threads in one slot: the earlier one falls back to `TS_COMPAT`.
-#[map]
-pub static COMPAT_THREADS: Array<u64> = Array::with_max_entries(COMPAT_THREAD_SLOTS, 0);
-
-/// A power of two (the slot is the pid's low bits).
-const COMPAT_THREAD_SLOTS: u32 = 256;
-
-#[inline(always)]
-fn compat_thread_slot(key: u64) -> u32 {
-    key as u32 & (COMPAT_THREAD_SLOTS - 1)
-}
-
-/// Names the thread `key` (pid_tgid) in its [`COMPAT_THREADS`] slot.
-#[inline(always)]
-pub fn compat_thread_mark(key: u64) {
-    if let Some(ptr) = COMPAT_THREADS.get_ptr_mut(compat_thread_slot(key)) {
-        // SAFETY: `ptr` points to an aligned u64 array value, valid for the program run; a
-        // volatile store of it is one 8-byte store, which does not tear.
-        unsafe { core::ptr::write_volatile(ptr, key) };
-    }
-}
-
-/// Whether the thread `key`'s slot names it; if so, the slot is cleared. Another thread of the
-/// same slot marking it in between loses its mark (it then relies on `TS_COMPAT`).
-#[inline(always)]
-pub fn compat_thread_take(key: u64) -> bool {
-    match COMPAT_THREADS.get_ptr_mut(compat_thread_slot(key)) {
-        // SAFETY: as in `compat_thread_mark`; loads and stores of the aligned u64 do not tear.
-        Some(ptr) if unsafe { core::ptr::read_volatile(ptr) } == key => {
-            // SAFETY: as above.
-            unsafe { core::ptr::write_volatile(ptr, 0) };
-            true
-        }
-        _ => false,
-    }
-}
-
 /// Credentials before an exec, keyed by tgid.
 #[map]
 pub static EXEC_CRED_STASH: LruHashMap<u32, CredSnap> = LruHashMap::with_max_entries(16384, 0);

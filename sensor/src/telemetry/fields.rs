@@ -92,6 +92,7 @@ impl Telemetry for EbpfStats {
         for (name, n) in self.kernel_drops() {
             out.loss(name, n);
         }
+        out.count("ebpf_syscall_hook_misses", self.syscall_hook_misses());
     }
 }
 

@@ -88,6 +88,11 @@ const COMPAT_PROGRAMS: [(&str, &str); 2] = [
     ("compat_sys_enter", "sys_enter"),
 ];
 
+/// Whether `name` is one of the `raw_syscalls` programs (run on every syscall).
+pub fn is_syscall_hook(name: &str) -> bool {
+    COMPAT_PROGRAMS.iter().any(|(n, _)| *n == name)
+}
+
 fn error_text(name: &str, e: &(dyn std::error::Error + 'static)) -> String {
     // The kernel's errno is at the end of the source chain.
     format!(

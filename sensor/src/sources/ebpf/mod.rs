@@ -110,8 +110,18 @@ impl KernelDrops {
                 let sum = self.0.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0);
                 Some((n, sum))
             })
-            .chain([("ebpf_program_misses", self.1.total())])
+            .chain([("ebpf_program_misses", self.1.total().events)])
             .collect()
+    }
+
+    /// Skipped runs of the `raw_syscalls` pair (not a loss by themselves, see `prog_misses`).
+    pub fn syscall_hook_misses(&self) -> u64 {
+        self.1.total().syscall_hooks
+    }
+
+    /// The programs with skipped runs, by name.
+    pub fn misses_by_program(&self) -> Vec<(&str, u64)> {
+        self.1.by_program()
     }
 }
 

@@ -11,24 +11,52 @@ use aya::programs::ProgramFd;
 use aya::Ebpf;
 use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_prog_info};
 
-/// The loaded programs' fds (duplicates, valid while the sensor runs).
-pub struct ProgramMisses(Vec<ProgramFd>);
+/// The loaded programs' fds (duplicates, valid while the sensor runs), by name.
+pub struct ProgramMisses(Vec<(String, ProgramFd)>);
+
+/// Skipped runs, split by what a skipped run can cost.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Misses {
+    /// Programs whose skipped run is an event not seen (exec, exit, fork, connect exits,
+    /// io_uring completions...): a drop, `ebpf_program_misses`.
+    pub events: u64,
+    /// The `raw_syscalls` pair, run on every syscall of the system: a skipped run loses
+    /// nothing unless it was an ia32 call's entry or exit, which is then reported late (its
+    /// credential change at the next exec or exit, its connect as `attempted`); a count,
+    /// `ebpf_syscall_hook_misses`.
+    pub syscall_hooks: u64,
+}
 
 impl ProgramMisses {
     pub fn of(ebpf: &Ebpf) -> ProgramMisses {
         ProgramMisses(
             ebpf.programs()
-                .filter_map(|(_, p)| p.fd().ok()?.try_clone().ok())
+                .filter_map(|(name, p)| Some((name.to_string(), p.fd().ok()?.try_clone().ok()?)))
                 .collect(),
         )
     }
 
     /// Skipped runs over every program (a program whose info cannot be read counts 0).
-    pub fn total(&self) -> u64 {
+    pub fn total(&self) -> Misses {
+        let mut m = Misses::default();
+        for (name, fd) in &self.0 {
+            let n = recursion_misses(fd.as_fd()).unwrap_or(0);
+            if super::hooks::is_syscall_hook(name) {
+                m.syscall_hooks += n;
+            } else {
+                m.events += n;
+            }
+        }
+        m
+    }
+
+    /// The programs with skipped runs, by name (for the log at shutdown).
+    pub fn by_program(&self) -> Vec<(&str, u64)> {
         self.0
             .iter()
-            .filter_map(|fd| recursion_misses(fd.as_fd()).ok())
-            .sum()
+            .filter_map(|(name, fd)| Some((name.as_str(), recursion_misses(fd.as_fd()).ok()?)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 }
 

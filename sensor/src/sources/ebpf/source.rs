@@ -25,6 +25,22 @@ impl EbpfStats {
         self.drops.snapshot()
     }
 
+    /// Skipped runs of the `raw_syscalls` pair (a count, not a loss).
+    pub fn syscall_hook_misses(&self) -> u64 {
+        self.drops.syscall_hook_misses()
+    }
+
+    /// Logs the programs whose runs the kernel skipped, once at shutdown.
+    pub fn log_misses(&self) {
+        let by = self.drops.misses_by_program();
+        if !by.is_empty() {
+            tracing::warn!(
+                ?by,
+                "the kernel skipped runs of these programs (recursion_misses)"
+            );
+        }
+    }
+
     /// Copies the kernel's noise-rule totals into the filter's stats.
     pub fn publish_noise(&self) {
         let (per_rule, exits) = self.noise.snapshot();
@@ -121,6 +137,7 @@ impl Source for EbpfSource {
                 Ok(Err(e)) => tracing::error!(error = %e, "ring buffer reader failed"),
                 Err(e) => tracing::error!(error = %e, "ring buffer reader panicked"),
             }
+            self.stats.log_misses();
             drop(self.loaded);
         })
     }
