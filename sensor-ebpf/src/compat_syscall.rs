@@ -10,8 +10,8 @@
 //! inlined array lookup, no helper call): while no compat entry waits, it returns at once.
 //! Otherwise, inside a compat syscall, it takes the current thread's entries. The kernel
 //! skips a raw tracepoint program on a CPU where it is already running (preempted mid-run on
-//! a preemptible kernel: `ebpf_syscall_hook_misses`, docs/ARCHITECTURE.md "ia32"), so an
-//! entry can outlive its call: a connect entry names its call's number, and one found at
+//! a preemptible kernel: `ebpf_syscall_hook_misses`, docs/ARCHITECTURE.md "Skipped runs"), so
+//! an entry can outlive its call: a connect entry names its call's number, and one found at
 //! another call's exit, or left when the thread exits (`thread_exiting`), is reported without
 //! its result (`attempted`).
 //!
@@ -78,8 +78,6 @@ pub fn compat_sys_enter(ctx: RawTracePointContext) -> u32 {
     if !cred && nr != NR32_CONNECT && nr != NR32_SOCKETCALL {
         return 0;
     }
-    // `TS_COMPAT` is read here, at the entry, where the kernel has just set it: later in the
-    // call it was seen clear (7.2 under qemu, docs/ARCHITECTURE.md "ia32").
     if !in_compat_syscall() {
         return 0;
     }
@@ -98,7 +96,8 @@ pub fn compat_sys_enter(ctx: RawTracePointContext) -> u32 {
             return 0;
         }
     }
-    // Armed: the cgroup hook fills in the destination (family 0 until then), the exit reports it.
+    // Armed with the call's number: the cgroup hook fills in the destination (family 0 until
+    // then), and the exit reports it, with the result only if it is this call's own exit.
     if COMPAT_CONNECT
         .insert(key, CompatConnect::armed(nr as u16), 0)
         .is_ok()
@@ -154,9 +153,9 @@ pub fn compat_sys_exit(ctx: RawTracePointContext) -> u32 {
     0
 }
 
-/// The current thread is exiting (`sched_process_exit`, every thread): an entry it left (killed
-/// inside the call, or that call's exit not taken) goes now, so none waits for ever and the
-/// count comes back down. A connect is reported without its result (`attempted`); a credential
+/// The current thread is exiting (`sched_process_exit`, every thread): an entry it left (the
+/// kernel skipped its call's exit run, and no later compat exit took it) goes now, so none
+/// waits for ever and the count comes back down. A connect is reported without its result (`attempted`); a credential
 /// change, if any, is reported at the process's exit by `cred_watch`.
 #[inline(always)]
 pub fn thread_exiting(task: Ptr) {

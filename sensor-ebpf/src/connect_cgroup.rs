@@ -105,8 +105,8 @@ fn observe(ctx: &SockAddrContext, family: u16) {
         nr: 0,
         _pad: [0; 2],
     };
-    // An ia32 connect: its entry was armed by `compat_sys_enter`, which read `TS_COMPAT`
-    // where it is reliable; only its destination is missing.
+    // An ia32 connect: its entry, with the call's number, was armed by `compat_sys_enter`;
+    // only its destination is missing.
     let compat_hooks = hooks & HOOK_COMPAT_EXIT != 0;
     if let Some(armed) = COMPAT_CONNECT.get_ptr_mut(key).filter(|_| compat_hooks) {
         // SAFETY: `armed` points to this thread's entry (keyed by its pid_tgid; only this
@@ -118,7 +118,8 @@ fn observe(ctx: &SockAddrContext, family: u16) {
         return;
     }
     if compat_hooks && in_compat_syscall() {
-        // Not armed (its entry was evicted): parked here, as before the entry arming.
+        // Not armed (the entry program's run was skipped, or the entry evicted): parked here,
+        // without the call's number.
         if COMPAT_CONNECT.insert(key, c, 0).is_ok() {
             compat_pending_add(1);
             return;
