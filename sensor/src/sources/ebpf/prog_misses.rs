@@ -4,7 +4,8 @@
 //! tracepoint on that CPU skips it meanwhile: an exec, exit or connect not seen, or an ia32
 //! call not seen at its exit (docs/ARCHITECTURE.md, "What counts as a drop"). The kernel counts
 //! these per program (`recursion_misses`, 5.12 and later); their sum is the drop
-//! `ebpf_program_misses`.
+//! `ebpf_program_misses`, but for the `raw_syscalls` pair, whose skipped run only makes an ia32
+//! report late: the count `ebpf_syscall_hook_misses`.
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use aya::programs::ProgramFd;
@@ -92,4 +93,30 @@ fn recursion_misses(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
     } else {
         0
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_raw_syscalls_pair_is_a_syscall_hook() {
+        use crate::sources::ebpf::hooks::is_syscall_hook;
+        assert!(is_syscall_hook("compat_sys_enter"));
+        assert!(is_syscall_hook("compat_sys_exit"));
+        for other in [
+            "sched_process_exec",
+            "sched_process_exit",
+            "cgroup_connect4",
+            "",
+        ] {
+            assert!(!is_syscall_hook(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_descriptor_that_is_no_program_is_an_error() {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        assert!(recursion_misses(f.as_fd()).is_err());
+    }
 }
