@@ -10,10 +10,11 @@ mod common;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
+use sensor::enrich::procfs;
 use sensor::sources::files::fanotify_parse;
 use sensor::sources::files::tree_dirs::handle_key;
 use serde_json::Value;
@@ -117,16 +118,12 @@ fn health_until(sensor: &Sensor, done: impl Fn(&Value) -> bool) -> Value {
 
 /// Whether every thread of `pid` is stopped (state `T` in its `stat`).
 fn all_threads_stopped(pid: i32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+    let tasks = PathBuf::from(format!("/proc/{pid}/task"));
+    let Ok(tids) = procfs::list_pids(&tasks) else {
         return false;
     };
-    tasks.flatten().all(|t| {
-        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
-            // The state follows the command name's closing parenthesis.
-            s.rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('T'))
-        })
-    })
+    tids.into_iter()
+        .all(|tid| procfs::read_stat(&tasks, tid).is_ok_and(|st| st.state == b'T'))
 }
 
 /// Stops the sensor's process for the length of `f`, so that every event `f` causes is queued
