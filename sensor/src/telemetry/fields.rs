@@ -92,7 +92,9 @@ impl Telemetry for EbpfStats {
         for (name, n) in self.kernel_drops() {
             out.loss(name, n);
         }
-        out.count("ebpf_syscall_hook_misses", self.syscall_hook_misses());
+        let misses = self.misses();
+        out.loss("ebpf_program_misses", misses.events);
+        out.count("ebpf_syscall_hook_misses", misses.syscall_hooks);
     }
 }
 

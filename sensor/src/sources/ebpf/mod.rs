@@ -5,7 +5,7 @@ pub mod hooks;
 mod loader;
 pub mod normalize;
 pub mod offsets;
-mod prog_misses;
+pub mod prog_misses;
 pub mod raw_tracepoints;
 pub mod ring;
 pub mod source;
@@ -110,16 +110,10 @@ impl KernelDrops {
                 let sum = self.0.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0);
                 Some((n, sum))
             })
-            .chain([("ebpf_program_misses", self.1.total().events)])
             .collect()
     }
 
-    /// Skipped runs of the `raw_syscalls` pair (not a loss by themselves, see `prog_misses`).
-    pub fn syscall_hook_misses(&self) -> u64 {
-        self.1.total().syscall_hooks
-    }
-
-    /// The programs with skipped runs, by name.
+    /// Skipped runs of each program, read from the kernel (see `prog_misses`).
     pub fn misses_by_program(&self) -> Vec<(&str, u64)> {
         self.1.by_program()
     }

@@ -37,11 +37,20 @@ impl ProgramMisses {
         )
     }
 
-    /// Skipped runs over every program (a program whose info cannot be read counts 0).
-    pub fn total(&self) -> Misses {
+    /// Skipped runs of each program (a program whose info cannot be read counts 0).
+    pub fn by_program(&self) -> Vec<(&str, u64)> {
+        self.0
+            .iter()
+            .map(|(name, fd)| (name.as_str(), recursion_misses(fd.as_fd()).unwrap_or(0)))
+            .collect()
+    }
+}
+
+impl Misses {
+    /// The split of one reading of [`ProgramMisses::by_program`].
+    pub fn of(by_program: &[(&str, u64)]) -> Misses {
         let mut m = Misses::default();
-        for (name, fd) in &self.0 {
-            let n = recursion_misses(fd.as_fd()).unwrap_or(0);
+        for &(name, n) in by_program {
             if super::hooks::is_syscall_hook(name) {
                 m.syscall_hooks += n;
             } else {
@@ -49,15 +58,6 @@ impl ProgramMisses {
             }
         }
         m
-    }
-
-    /// The programs with skipped runs, by name (for the log at shutdown).
-    pub fn by_program(&self) -> Vec<(&str, u64)> {
-        self.0
-            .iter()
-            .filter_map(|(name, fd)| Some((name.as_str(), recursion_misses(fd.as_fd()).ok()?)))
-            .filter(|(_, n)| *n > 0)
-            .collect()
     }
 }
 
@@ -112,6 +112,18 @@ mod tests {
         ] {
             assert!(!is_syscall_hook(other), "{other}");
         }
+    }
+
+    #[test]
+    fn the_syscall_hooks_skips_are_split_from_the_others() {
+        let read = [
+            ("compat_sys_enter", 5),
+            ("sched_process_exec", 1),
+            ("compat_sys_exit", 2),
+            ("exec_cred_enter", 3),
+        ];
+        let m = Misses::of(&read);
+        assert_eq!((m.events, m.syscall_hooks), (4, 7));
     }
 
     #[test]

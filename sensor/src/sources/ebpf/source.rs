@@ -4,7 +4,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::{ring::ReaderCtx, EbpfCapture, EbpfError, KernelDrops, KernelNoise};
+use super::{
+    prog_misses::Misses, ring::ReaderCtx, EbpfCapture, EbpfError, KernelDrops, KernelNoise,
+};
 use crate::config::Config;
 use crate::filter::FilterStats;
 use crate::sources::source::{Source, SourceEnv, StartError, StopFuture};
@@ -25,14 +27,15 @@ impl EbpfStats {
         self.drops.snapshot()
     }
 
-    /// Skipped runs of the `raw_syscalls` pair (a count, not a loss).
-    pub fn syscall_hook_misses(&self) -> u64 {
-        self.drops.syscall_hook_misses()
+    /// Skipped runs of the programs, by what they cost (read once per call).
+    pub fn misses(&self) -> Misses {
+        Misses::of(&self.drops.misses_by_program())
     }
 
     /// Logs the programs whose runs the kernel skipped, once at shutdown.
     pub fn log_misses(&self) {
-        let by = self.drops.misses_by_program();
+        let mut by = self.drops.misses_by_program();
+        by.retain(|(_, n)| *n > 0);
         if !by.is_empty() {
             tracing::warn!(
                 ?by,
