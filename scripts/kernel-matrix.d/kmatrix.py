@@ -246,7 +246,7 @@ def judge_attacks(events, text, port, mode):
         vias = [_get(e, "privilege", "via") for e in changes]
         if status == "BLIND":
             summary.append("setuid32 blind(named)")
-        elif status == "seen" and "setuid" not in vias and vias == ["observed"] and skipped:
+        elif status == "seen" and vias == ["observed"] and skipped:
             summary.append("setuid32 observed(late: {} hook runs skipped)".format(skipped))
         elif status == "seen" and "setuid" not in vias:
             reasons.append("setuid32 (pid {}): not seen at the call (vias {})".format(a["pid"], vias))

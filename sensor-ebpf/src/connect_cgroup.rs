@@ -108,7 +108,10 @@ fn observe(ctx: &SockAddrContext, family: u16) {
     // An ia32 connect: its entry, with the call's number, was armed by `compat_sys_enter`;
     // only its destination is missing.
     let compat_hooks = hooks & HOOK_COMPAT_EXIT != 0;
-    if let Some(armed) = COMPAT_CONNECT.get_ptr_mut(key).filter(|_| compat_hooks) {
+    if let Some(armed) = compat_hooks
+        .then(|| COMPAT_CONNECT.get_ptr_mut(key))
+        .flatten()
+    {
         // SAFETY: `armed` points to this thread's entry (keyed by its pid_tgid; only this
         // thread's programs write it), valid for this program run; plain aligned accesses.
         unsafe {
