@@ -69,6 +69,23 @@ pub struct HealthSection {
 pub struct EbpfSection {
     /// Ring buffer size in bytes; a power of two, at least one page.
     pub ring_buffer_bytes: u32,
+    /// The `raw_syscalls` pair that sees ia32 (`int 0x80`) syscalls at the call.
+    pub ia32_hooks: Ia32Hooks,
+}
+
+/// `ebpf.ia32_hooks`: whether to attach the programs that run on every syscall to see the
+/// ia32 ones (docs/ARCHITECTURE.md, "Kernel-user contract").
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Ia32Hooks {
+    /// Attached when the kernel has an ia32 entry (probed at start); a kernel without one
+    /// (`IA32_EMULATION` off, `ia32_emulation=0`) has no ia32 syscall to see.
+    #[default]
+    Auto,
+    /// Never attached: every syscall is cheaper, and ia32 connects are reported without
+    /// their result and ia32 set*id/capset only at the next exec or exit. The health reason
+    /// names this blind spot.
+    Off,
 }
 
 impl Default for SensorSection {
@@ -98,6 +115,7 @@ impl Default for EbpfSection {
     fn default() -> Self {
         Self {
             ring_buffer_bytes: 4 * 1024 * 1024,
+            ia32_hooks: Ia32Hooks::Auto,
         }
     }
 }
@@ -292,6 +310,16 @@ mod tests {
     fn defaults_round_trip() {
         let text = Config::defaults_toml();
         assert_eq!(Config::parse(&text, "d").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn ia32_hooks_auto_or_off() {
+        assert_eq!(Config::default().ebpf.ia32_hooks, Ia32Hooks::Auto);
+        let off = Config::parse("[ebpf]\nia32_hooks = \"off\"\n", "f.toml").unwrap();
+        assert_eq!(off.ebpf.ia32_hooks, Ia32Hooks::Off);
+        let e = Config::check("[ebpf]\nia32_hooks = \"no\"\n", "f.toml").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.to_string().contains("ia32_hooks"), "{e}");
     }
 
     #[test]

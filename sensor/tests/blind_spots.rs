@@ -562,3 +562,60 @@ fn io_uring_file_write_is_seen_by_fanotify() {
         ran.pid
     );
 }
+
+/// `ebpf.ia32_hooks = "off"` on a kernel that has the ia32 entry: the `raw_syscalls` pair is
+/// not attached, the health reason names the blind spot, and what the other hooks still see
+/// is reported: the ia32 connect without its result (`attempted`, from the cgroup hook) and
+/// setuid32 late, at the process's exit (`observed`, from the exit's credential check).
+#[test]
+fn ebpf_ia32_hooks_off_names_the_blind_spot() {
+    if !privileged() {
+        return;
+    }
+    use sensor::sources::ia32_entry::{probe, Ia32Entry};
+    // The fact the "auto" default relies on: this kernel runs ia32 syscalls, and the probe
+    // says so (from this threaded test process).
+    assert_eq!(probe(), Ia32Entry::Present);
+    let dir = TempDir::new("ia32-off");
+    let cfg = dir.0.join("sensor.toml");
+    std::fs::write(&cfg, "[ebpf]\nia32_hooks = \"off\"\n").unwrap();
+    let attacks = build_attacks();
+    let sensor = Sensor::start("ebpf", &["--config", cfg.to_str().unwrap()]);
+    let closed = closed_port();
+    let connect = run(&attacks, &["connect32", "127.0.0.1", &closed.to_string()]);
+    assert!(connect.stdout.contains("ret=-111"), "{}", connect.stdout);
+    let setuid = run(&attacks, &["setuid32", "65534"]);
+    assert!(setuid.stdout.contains("ret=0"), "{}", setuid.stdout);
+    std::thread::sleep(Duration::from_millis(300));
+    let events = sensor.stop();
+
+    let reasons: Vec<&str> = of_kind(&events, "sensor_health")
+        .iter()
+        .filter_map(|e| e["health"]["reason"].as_str())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.contains("blind spot: ia32") && r.contains("ebpf.ia32_hooks = \"off\"")),
+        "{reasons:?}"
+    );
+    assert_connect_seen(
+        &events,
+        &connect,
+        closed,
+        "connect32 with the ia32 hooks off",
+        "ebpf",
+        (Some("attempted"), None),
+    );
+    let changes: Vec<&Value> = of_kind(&events, "privilege_change")
+        .into_iter()
+        .filter(|e| e["process"]["pid"] == setuid.pid)
+        .collect();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    let p = &changes[0]["privilege"];
+    assert_eq!(p["via"], "observed", "{p}");
+    assert_eq!(
+        (&p["old_uid"], &p["new_uid"]),
+        (&Value::from(0), &Value::from(65534))
+    );
+}

@@ -13,14 +13,18 @@ pub struct Coverage {
     /// part that stays unknown in `detail`.
     pub result: bool,
     pub detail: String,
+    /// False when this kernel has no such path at all (no ia32 entry): nothing to see.
+    pub path_exists: bool,
 }
 
 impl Coverage {
-    /// `seen`, `PART` (seen without its result) or `BLIND`, for `sensor probe`.
+    /// `seen`, `PART` (seen without its result), `BLIND`, or `none` (the kernel has no such
+    /// path), for `sensor probe`.
     pub fn status(&self) -> &'static str {
-        match (self.seen, self.result) {
-            (true, true) => "seen",
-            (true, false) => "PART",
+        match (self.path_exists, self.seen, self.result) {
+            (false, _, _) => "none",
+            (true, true, true) => "seen",
+            (true, true, false) => "PART",
             _ => "BLIND",
         }
     }
@@ -32,6 +36,8 @@ impl Coverage {
 /// and the io_uring_disabled sysctl (6.6+).
 pub struct KernelFacts {
     pub cgroup2: bool,
+    /// The kernel runs ia32 syscalls (`sources/ia32_entry.rs`).
+    pub ia32_entry: bool,
     pub compat_hook: bool,
     pub uring_req: bool,
     pub uring_audit: bool,
@@ -44,8 +50,24 @@ fn row(what: &str, seen: bool, result: bool, detail: impl Into<String>) -> Cover
         seen,
         result: seen && result,
         detail: detail.into(),
+        path_exists: true,
     }
 }
+
+/// A path this kernel does not have.
+fn no_path(what: &str, detail: &str) -> Coverage {
+    Coverage {
+        what: what.into(),
+        seen: false,
+        result: false,
+        detail: detail.into(),
+        path_exists: false,
+    }
+}
+
+/// The ia32 rows' detail on a kernel without the ia32 entry.
+const NO_IA32: &str = "this kernel has no ia32 entry (int 0x80 faults): no 32-bit syscalls \
+                       to see; the raw_syscalls hooks are not attached";
 
 pub fn assess(k: &KernelFacts) -> Vec<Coverage> {
     let no_cgroup = "no cgroup v2: not seen in eBPF mode";
@@ -65,24 +87,31 @@ pub fn assess(k: &KernelFacts) -> Vec<Coverage> {
                           no request pointer (5.12+), the result is unknown (`attempted`)"
             .to_string(),
     };
+    let ia32_row = |what: &str, seen: bool, detail: String| {
+        if k.ia32_entry {
+            row(what, seen, k.compat_hook, detail)
+        } else {
+            no_path(what, NO_IA32)
+        }
+    };
     let mut out = vec![
-        row("ebpf: ia32 connect", k.cgroup2, k.compat_hook, ia32_connect),
+        ia32_row("ebpf: ia32 connect", k.cgroup2, ia32_connect),
         row(
             "ebpf: io_uring connect",
             k.cgroup2,
             k.uring_req,
             uring_connect,
         ),
-        row(
+        ia32_row(
             "ebpf: ia32 set*id/capset",
             true,
-            k.compat_hook,
             if k.compat_hook {
                 "at the call, old and new credentials (raw_syscalls:sys_enter/sys_exit)"
             } else {
                 "blind spot: no raw_syscalls tracepoints, seen late (credentials compared at \
                  the process's next exec and at its exit)"
-            },
+            }
+            .into(),
         ),
     ];
     out.push(row(
@@ -141,8 +170,11 @@ pub fn probe() -> Vec<Coverage> {
         .as_ref()
         .and_then(|t| crate::sources::ebpf::offsets::uring_tracepoints(t))
         .is_some();
+    let ia32_entry =
+        crate::sources::ia32_entry::probe() == crate::sources::ia32_entry::Ia32Entry::Present;
     assess(&KernelFacts {
         cgroup2,
+        ia32_entry,
         compat_hook,
         uring_req,
         uring_audit: kallsyms_has(&kallsyms, "__audit_uring_exit"),
@@ -158,6 +190,7 @@ mod tests {
     fn modern_kernel_sees_everything_and_advises_the_sysctl() {
         let c = assess(&KernelFacts {
             cgroup2: true,
+            ia32_entry: true,
             compat_hook: true,
             uring_req: true,
             uring_audit: true,
@@ -173,6 +206,7 @@ mod tests {
         // 5.10 on cgroup v1 only: no io_uring audit filter, no io_uring_disabled sysctl.
         let c = assess(&KernelFacts {
             cgroup2: false,
+            ia32_entry: true,
             compat_hook: true,
             uring_req: false,
             uring_audit: false,
@@ -189,6 +223,7 @@ mod tests {
         // 5.10 with a cgroup v2 mount: the io_uring connect is seen without its result.
         let c = assess(&KernelFacts {
             cgroup2: true,
+            ia32_entry: true,
             compat_hook: true,
             uring_req: false,
             uring_audit: false,
@@ -205,6 +240,7 @@ mod tests {
     fn no_raw_syscalls_leaves_ia32_results_unknown() {
         let c = assess(&KernelFacts {
             cgroup2: true,
+            ia32_entry: true,
             compat_hook: false,
             uring_req: true,
             uring_audit: true,
@@ -212,6 +248,27 @@ mod tests {
         });
         assert_eq!((c[0].status(), c[2].status()), ("PART", "PART"));
         assert!(c[2].detail.contains("seen late"));
+    }
+
+    #[test]
+    fn a_kernel_without_the_ia32_entry_has_no_ia32_path() {
+        let c = assess(&KernelFacts {
+            cgroup2: true,
+            ia32_entry: false,
+            compat_hook: true,
+            uring_req: true,
+            uring_audit: true,
+            io_uring_disabled: Some(0),
+        });
+        assert_eq!(c[0].what, "ebpf: ia32 connect");
+        assert_eq!(c[2].what, "ebpf: ia32 set*id/capset");
+        for r in [&c[0], &c[2]] {
+            assert_eq!(r.status(), "none", "{r:?}");
+            assert!(r.detail.contains("no ia32 entry"), "{r:?}");
+        }
+        // The other rows are as on any kernel.
+        assert_eq!(c[1].status(), "seen");
+        assert_eq!(c[3].status(), "seen");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod build;
 pub mod conntrack;
 pub mod ebpf;
 pub mod files;
+pub mod ia32_entry;
 pub mod kernel_values;
 pub mod logins;
 pub mod netlink;

@@ -232,8 +232,47 @@ fn attach_cgroup_connect(ebpf: &mut Ebpf) -> Result<(), String> {
     )
 }
 
-/// Attaches everything; returns the blind spots left by hooks this host lacks.
-pub fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<String>, EbpfError> {
+/// What to do about the ia32 hooks (`ebpf.ia32_hooks` and the kernel's ia32 entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ia32Plan {
+    Attach,
+    /// The kernel has no ia32 entry: nothing to see, so nothing to pay for.
+    NoEntry,
+    /// Turned off by configuration: a named blind spot.
+    Off,
+}
+
+impl Ia32Plan {
+    /// The plan for a setting; `probe` (the kernel's ia32 entry) runs only for `auto`.
+    pub fn of(
+        setting: crate::config::Ia32Hooks,
+        probe: impl FnOnce() -> crate::sources::ia32_entry::Ia32Entry,
+    ) -> Ia32Plan {
+        use crate::{config::Ia32Hooks, sources::ia32_entry::Ia32Entry};
+        match setting {
+            Ia32Hooks::Off => Ia32Plan::Off,
+            Ia32Hooks::Auto => match probe() {
+                Ia32Entry::Present => Ia32Plan::Attach,
+                Ia32Entry::Absent => Ia32Plan::NoEntry,
+            },
+        }
+    }
+}
+
+/// What the kernel's missing ia32 entry means for capture (in the health reason).
+pub const NO_IA32_ENTRY: &str = "ia32: this kernel has no ia32 entry (int 0x80 faults), so \
+     there are no 32-bit syscalls to see; the raw_syscalls hooks are not attached";
+
+/// What attaching left: blind spots (hooks this host lacks or that are turned off) and
+/// notes (facts about coverage that are not blind spots).
+#[derive(Debug, Default)]
+pub struct Attached {
+    pub blind_spots: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Attaches everything; says what hooks this host lacks left unseen.
+pub fn attach_all(ebpf: &mut Ebpf, ia32: Ia32Plan) -> Result<Attached, EbpfError> {
     for (name, points) in tracepoints() {
         let err = program_err(name);
         let prog: &mut TracePoint = ebpf
@@ -247,12 +286,23 @@ pub fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<String>, EbpfError> {
         }
     }
     let mut blind = Vec::new();
+    let mut notes = Vec::new();
     let mut bits = 0;
-    match attach_compat(ebpf) {
-        Ok(()) => bits |= HOOK_COMPAT_EXIT,
-        Err(e) => {
-            tracing::warn!(error = %e, "raw_syscalls hooks unavailable");
-            blind.push(format!("{COMPAT_BLIND_SPOT} ({e})"));
+    match ia32 {
+        Ia32Plan::Attach => match attach_compat(ebpf) {
+            Ok(()) => bits |= HOOK_COMPAT_EXIT,
+            Err(e) => {
+                tracing::warn!(error = %e, "raw_syscalls hooks unavailable");
+                blind.push(format!("{COMPAT_BLIND_SPOT} ({e})"));
+            }
+        },
+        Ia32Plan::NoEntry => {
+            tracing::info!("{NO_IA32_ENTRY}");
+            notes.push(NO_IA32_ENTRY.to_string());
+        }
+        Ia32Plan::Off => {
+            tracing::warn!("raw_syscalls hooks turned off (ebpf.ia32_hooks = \"off\")");
+            blind.push(format!("{COMPAT_BLIND_SPOT} (ebpf.ia32_hooks = \"off\")"));
         }
     }
     match attach_uring(ebpf) {
@@ -276,7 +326,10 @@ pub fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<String>, EbpfError> {
         }
         blind.push(format!("{CONNECT_BLIND_SPOT} ({e})"));
     }
-    Ok(blind)
+    Ok(Attached {
+        blind_spots: blind,
+        notes,
+    })
 }
 
 #[cfg(test)]
@@ -299,6 +352,24 @@ mod tests {
         assert_eq!(cgroup2_root(v1), None);
         let spaced = "31 30 0:27 / /mnt/cg\\0402 rw - cgroup2 cgroup2 rw\n";
         assert_eq!(cgroup2_root(spaced), Some(PathBuf::from("/mnt/cg 2")));
+    }
+
+    #[test]
+    fn ia32_hooks_follow_the_setting_and_the_kernel() {
+        use crate::{config::Ia32Hooks, sources::ia32_entry::Ia32Entry};
+        assert_eq!(
+            Ia32Plan::of(Ia32Hooks::Auto, || Ia32Entry::Present),
+            Ia32Plan::Attach
+        );
+        assert_eq!(
+            Ia32Plan::of(Ia32Hooks::Auto, || Ia32Entry::Absent),
+            Ia32Plan::NoEntry
+        );
+        // "off" never probes: the answer would not change anything.
+        assert_eq!(
+            Ia32Plan::of(Ia32Hooks::Off, || unreachable!("probed with the hooks off")),
+            Ia32Plan::Off
+        );
     }
 
     #[test]

@@ -58,8 +58,8 @@ pub struct EbpfCapture {
     pub drops: KernelDrops,
     pub noise: KernelNoise,
     pub shed: KernelShed,
-    /// What this kernel's missing hooks leave unseen (empty when every hook attached).
-    pub blind_spots: Vec<String>,
+    /// What this kernel's missing hooks leave unseen, and notes on coverage.
+    pub attached: hooks::Attached,
 }
 
 /// The shedding level as the programs see it.
@@ -136,6 +136,7 @@ pub fn load(
     ring_bytes: u32,
     noise_comms: &[([u8; 16], u32)],
     argv_bound: u32,
+    ia32: hooks::Ia32Plan,
 ) -> Result<EbpfCapture, EbpfError> {
     let noise_enabled = u32::from(!noise_comms.is_empty());
     if OBJECT.is_empty() {
@@ -161,7 +162,7 @@ pub fn load(
         .map_max_entries("EXEC_SCRATCH", scratch_slots)
         .load(OBJECT)
         .map_err(|e| EbpfError::Load(Box::new(e)))?;
-    let blind_spots = hooks::attach_all(&mut ebpf)?;
+    let attached = hooks::attach_all(&mut ebpf, ia32)?;
     raw_tracepoints::attach(&mut ebpf)?;
     let map_err = |name: &'static str, reason: String| EbpfError::Map { name, reason };
     {
@@ -206,6 +207,6 @@ pub fn load(
         drops: KernelDrops(drops, misses),
         noise: KernelNoise(noise),
         shed: KernelShed(shed),
-        blind_spots,
+        attached,
     })
 }

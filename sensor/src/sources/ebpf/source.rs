@@ -61,7 +61,7 @@ pub struct EbpfSource {
     /// Owns the programs and links; dropped (detaching them) after the reader drained.
     loaded: aya::Ebpf,
     stats: Arc<EbpfStats>,
-    blind_spots: Vec<String>,
+    attached: super::hooks::Attached,
 }
 
 impl Source for EbpfSource {
@@ -78,12 +78,13 @@ impl Source for EbpfSource {
             drops,
             noise,
             shed,
-            blind_spots,
+            attached,
         } = super::load(
             offsets,
             cfg.ebpf.ring_buffer_bytes,
             &noise_comms,
             cfg.sensor.argv_max_bytes,
+            super::hooks::Ia32Plan::of(cfg.ebpf.ia32_hooks, crate::sources::ia32_entry::probe),
         )?;
         // The governor's level reaches the programs, which then drop connects at the source.
         let shed = Mutex::new(shed);
@@ -113,19 +114,21 @@ impl Source for EbpfSource {
                 noise,
                 filter: env.filter_stats.clone(),
             }),
-            blind_spots,
+            attached,
         })
     }
 
-    /// A hook this kernel lacks leaves a named blind spot.
+    /// A hook this kernel lacks (or that is turned off) leaves a named blind spot; a note
+    /// says what needs no hook.
     fn reason(&self) -> Option<String> {
-        (!self.blind_spots.is_empty()).then(|| {
-            self.blind_spots
-                .iter()
-                .map(|b| format!("blind spot: {b}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
+        let a = &self.attached;
+        let parts: Vec<String> = a
+            .blind_spots
+            .iter()
+            .map(|b| format!("blind spot: {b}"))
+            .chain(a.notes.iter().cloned())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
     }
 
     fn stats(&self) -> Arc<dyn Telemetry> {
