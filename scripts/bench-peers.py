@@ -15,6 +15,7 @@ LABEL = {
     "ebpf": "sensor, eBPF mode",
     "audit": "sensor, audit mode",
     "ebpf-before": "sensor (before), eBPF mode",
+    "ebpf-noia32": "sensor, eBPF mode, ia32 hooks off",
     "audit-before": "sensor (before), audit mode",
     "execsnoop": "libbpf-tools execsnoop (exec only)",
     "auditd": "Debian auditd, one execve rule, raw log",
@@ -64,7 +65,7 @@ def text_of(paths):
 
 def counts(row):
     mon, out, marker = row["monitor"], row["output"], row["marker"]
-    if mon in ("ebpf", "audit", "ebpf-before", "audit-before"):
+    if mon in ("ebpf", "audit", "ebpf-before", "audit-before", "ebpf-noia32"):
         seen, lost, how = sensor_counts(out, marker)
         if mon.startswith("audit"):
             lost = None if lost is None else lost + row.get("kernel_lost", 0)

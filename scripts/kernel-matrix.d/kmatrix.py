@@ -3,13 +3,15 @@
 
   kmatrix.py extract-vmlinux BZIMAGE OUT
       Write the uncompressed ELF kernel found inside a bzImage (boots faster under TCG).
-  kmatrix.py verdict LOG --marker M --port P --expect MODE [--attacks]
+  kmatrix.py verdict LOG --marker M --port P --expect MODE [--attacks | --no-ia32]
       Judge one cell from its console log (or a plain JSON-lines file): prints
       "<mode> PASS: <the sensor's reason for the mode>" or "<mode> FAIL: reasons" and
       exits 0 on pass, 1 on fail. With --attacks the blind-spot attacks the workload ran
       (ia32 and socketcall connects, an io_uring connect, all to a closed port, and setuid32
       through int 0x80) must each be seen with their result, or their blind spot named by the
       `sensor probe` output in the log; the PASS line then starts with what each showed.
+      With --no-ia32 (a kernel booted with ia32_emulation=0) the ia32 attacks must fault
+      before entering the kernel, and the sensor must say it has no ia32 entry to hook.
 
 Kept compatible with Python 3.5 (Ubuntu 16.04 runs it too): no f-strings.
 """
@@ -150,7 +152,7 @@ def parse_probe(text):
     rows = {}
     for line in lines[start:end]:
         # "ebpf: ia32 connect           seen   cgroup connect4/..."
-        m = re.match(r"^(\S.*?)\s+(seen|PART|BLIND)  ", line)
+        m = re.match(r"^(\S.*?)\s+(seen|PART|BLIND|none)  ", line)
         if m:
             rows[m.group(1)] = m.group(2)
     return rows
@@ -257,6 +259,38 @@ def judge_attacks(events, text, port, mode):
     return ", ".join(summary), reasons
 
 
+IA32_ATTACKS = ("connect32", "socketcall_connect", "setuid32")
+IA32_ROWS = ("ebpf: ia32 connect", "ebpf: ia32 set*id/capset")
+NO_IA32_NOTE = "this kernel has no ia32 entry"
+
+
+def judge_no_ia32(events, text):
+    """A kernel booted with ia32_emulation=0: the ia32 attacks fault before entering the kernel
+    (no pid= line), `sensor probe` says `none` for the ia32 rows, and the sensor says in its
+    health reason that it has no ia32 entry, so it did not attach the raw_syscalls hooks (and
+    names no ia32 blind spot). Returns (summary, reasons)."""
+    reasons = []
+    attacks = parse_attacks(text)
+    for name in IA32_ATTACKS:
+        if name not in attacks:
+            reasons.append("attack {} did not run".format(name))
+        elif attacks[name] is not None:
+            reasons.append("{} entered the kernel (ret {}) with ia32_emulation=0".format(
+                name, attacks[name]["ret"]))
+    probe = parse_probe(text)
+    for row in IA32_ROWS:
+        if probe.get(row) != "none":
+            reasons.append("probe row '{}' is {} (expected none)".format(row, probe.get(row)))
+    health = [e for e in events if e.get("kind") == "sensor_health"]
+    reason = _get(health[0], "health", "reason") if health else None
+    if not isinstance(reason, str) or NO_IA32_NOTE not in reason:
+        reasons.append("the health reason does not say the kernel has no ia32 entry: {}".format(
+            reason))
+    elif "blind spot: ia32" in reason:
+        reasons.append("an ia32 blind spot is named on a kernel without ia32: {}".format(reason))
+    return "ia32 none (hooks not attached)", reasons
+
+
 def find_magic(data, magic):
     pos = data.find(magic)
     while pos != -1:
@@ -302,6 +336,8 @@ def main(argv):
     vd.add_argument("--expect-files", action="store_true",
                     help="also require a file event on /etc/km-file-MARKER (km.files=1)")
     vd.add_argument("--attacks", action="store_true")
+    vd.add_argument("--no-ia32", action="store_true",
+                    help="the kernel was booted with ia32_emulation=0 (see judge_no_ia32)")
     args = ap.parse_args(argv)
     if args.cmd == "extract-vmlinux":
         with open(args.bzimage, "rb") as f:
@@ -316,7 +352,10 @@ def main(argv):
         mode, reasons = judge(events, args.marker, args.port, args.expect,
                               args.expect_files)
         summary = ""
-        if args.attacks:
+        if args.no_ia32:
+            summary, more = judge_no_ia32(events, text)
+            reasons += more
+        elif args.attacks:
             summary, more = judge_attacks(events, text, args.port, args.expect)
             reasons += more
         if not complete:

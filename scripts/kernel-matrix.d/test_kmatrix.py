@@ -212,6 +212,53 @@ class Attacks(unittest.TestCase):
         self.assertIn("uring_connect n/a", summary)
 
 
+class NoIa32(unittest.TestCase):
+    """A kernel booted with ia32_emulation=0 (the `noia32` config)."""
+    PROBE = ("@@KM-BEGIN probe\n"
+             "ebpf: ia32 connect           none   this kernel has no ia32 entry (int 0x80 ...\n"
+             "ebpf: io_uring connect       seen   cgroup connect4/connect6, result from ...\n"
+             "ebpf: ia32 set*id/capset     none   this kernel has no ia32 entry (int 0x80 ...\n"
+             "@@KM-END probe\n")
+    # A faulted attack prints no result line (as on 7.2 with ia32_emulation=0).
+    RUN = ("@@KM attack connect32 \n"
+           "@@KM attack socketcall_connect \n"
+           "@@KM attack uring_connect uring_connect pid=13 res=-111\n"
+           "@@KM attack setuid32 \n")
+    NOTE = ("requested ebpf: usable; ebpf: ia32: this kernel has no ia32 entry (int 0x80 "
+            "faults), so there are no 32-bit syscalls to see; the raw_syscalls hooks are not "
+            "attached")
+
+    def health(self, reason):
+        return [{"kind": "sensor_health", "health": {"mode": "ebpf", "reason": reason}}]
+
+    def test_faulted_attacks_none_rows_and_the_note_pass(self):
+        summary, reasons = kmatrix.judge_no_ia32(self.health(self.NOTE), self.PROBE + self.RUN)
+        self.assertEqual(reasons, [])
+        self.assertIn("ia32 none", summary)
+
+    def test_an_ia32_call_that_entered_the_kernel_fails(self):
+        run = self.RUN.replace("setuid32 \n", "setuid32 setuid32 pid=14 ret=0\n")
+        _, reasons = kmatrix.judge_no_ia32(self.health(self.NOTE), self.PROBE + run)
+        self.assertEqual(len(reasons), 1, reasons)
+        self.assertIn("setuid32 entered the kernel", reasons[0])
+
+    def test_hooks_attached_or_rows_seen_fail(self):
+        probe = self.PROBE.replace("ia32 connect           none", "ia32 connect           seen")
+        _, reasons = kmatrix.judge_no_ia32(self.health("requested ebpf: usable"),
+                                           probe + self.RUN)
+        self.assertEqual(len(reasons), 2, reasons)
+        self.assertIn("probe row 'ebpf: ia32 connect' is seen", reasons[0])
+        self.assertIn("does not say the kernel has no ia32 entry", reasons[1])
+        blind = self.NOTE + "; blind spot: ia32 (int 0x80) syscalls: ..."
+        _, reasons = kmatrix.judge_no_ia32(self.health(blind), self.PROBE + self.RUN)
+        self.assertIn("an ia32 blind spot is named", reasons[0])
+
+    def test_probe_rows_parse_none(self):
+        rows = kmatrix.parse_probe(self.PROBE)
+        self.assertEqual(rows["ebpf: ia32 connect"], "none")
+        self.assertEqual(rows["ebpf: io_uring connect"], "seen")
+
+
 class RealCaptures(unittest.TestCase):
     """Console logs captured from scripts/kernel-matrix runs (Debian 6.1 default, sid 7.2
     under lockdown=confidentiality), with the marker and port those runs used."""
