@@ -142,44 +142,59 @@ impl ProcessInfo {
     }
 }
 
-/// A path walked in the kernel from a dentry up to the root, innermost step first.
+/// A path walked in the kernel from a dentry up to the root, innermost step first: its steps.
+/// Step i's component is slot i (`CWD_PART_LEN` bytes, NUL-terminated) of the walk's slots in
+/// the exec record's [`ExecEvent::data`]; a step that crossed a mount has an unused slot.
 #[repr(C)]
-#[derive(Clone, Copy)]
-pub struct PathWalk {
-    /// Number of walk steps captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalkHead {
+    /// Number of walk steps captured (slots used).
     pub depth: u32,
-    /// Bit i set: step i crossed a mount and `parts[i]` holds no component.
+    /// Bit i set: step i crossed a mount and has no component.
     pub mounts: u32,
-    /// One NUL-terminated component per step. The root has no component.
-    pub parts: [[u8; CWD_PART_LEN]; CWD_PARTS],
 }
-const _: () = assert!(core::mem::size_of::<PathWalk>() == 8 + CWD_PARTS * CWD_PART_LEN);
 
-/// `sched_process_exec`. Emitted with a variable length: the record ends `argv_len` bytes into
-/// `argv` (rounded up to 8), and `header.size` says how long it is.
+/// Most bytes of `data` ahead of argv: the filename (8-aligned) and both walks' slots.
+pub const EXEC_STRINGS_MAX: usize = FILENAME_LEN + 2 * CWD_PARTS * CWD_PART_LEN;
+/// The room kept for them in the program's scratch record.
+pub const EXEC_STRINGS_BUF: usize = 4096;
+const _: () = assert!(EXEC_STRINGS_MAX <= EXEC_STRINGS_BUF);
+
+/// `sched_process_exec`. Emitted with a variable length: after the fixed fields, `data` holds
+/// the filename, then the cwd walk's used slots at `cwd_at`, the exe walk's at `exe_at`, and
+/// argv at `argv_at` (each 8-aligned, each section right after the previous one: `cwd_at` is
+/// the filename's length rounded up to 8, `exe_at` = `cwd_at` + `cwd.depth` slots, `argv_at` =
+/// `exe_at` + `exe.depth` slots). The record ends `argv_len` bytes after `argv_at` (rounded up
+/// to 8), and `header.size` says how long it is: a few hundred bytes for a typical exec, where
+/// fixed-size walks made every record ~3.5 KiB.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ExecEvent {
     pub header: EventHeader,
     pub process: ProcessInfo,
+    /// Bytes of the filename at the start of `data`, its NUL included (0: not read).
     pub filename_len: u32,
-    /// Bytes of `argv` used (head and tail).
+    /// Bytes of argv used (head and tail).
     pub argv_len: u32,
     /// argv bytes left out between the head and the tail; 0 when argv is complete.
     pub argv_omitted: u32,
-    /// Where the tail starts in `argv` when `argv_omitted` is non-zero.
+    /// Where the tail starts in argv when `argv_omitted` is non-zero.
     pub argv_head_len: u32,
-    /// The path the caller passed to execve (bprm->filename), possibly relative.
-    pub filename: [u8; FILENAME_LEN],
     /// The working directory (`current->fs->pwd`).
-    pub cwd: PathWalk,
+    pub cwd: WalkHead,
     /// The executable actually mapped (`current->mm->exe_file`), symlinks resolved.
-    pub exe: PathWalk,
-    pub argv: [u8; ARGV_BUF],
+    pub exe: WalkHead,
+    /// Offsets in `data` of the cwd slots, the exe slots and argv.
+    pub cwd_at: u32,
+    pub exe_at: u32,
+    pub argv_at: u32,
+    pub _pad: u32,
+    /// The path the caller passed to execve (bprm->filename, possibly relative), the walks'
+    /// slots, argv.
+    pub data: [u8; EXEC_STRINGS_BUF + ARGV_BUF],
 }
-pub const EXEC_FIXED_LEN: usize = core::mem::size_of::<ExecEvent>() - ARGV_BUF;
-const _: () =
-    assert!(core::mem::size_of::<ExecEvent>() == 24 + 96 + 16 + 256 + 2 * (8 + 1536) + ARGV_BUF);
+pub const EXEC_FIXED_LEN: usize = core::mem::size_of::<ExecEvent>() - EXEC_STRINGS_BUF - ARGV_BUF;
+const _: () = assert!(EXEC_FIXED_LEN == 24 + 96 + 16 + 2 * 8 + 16);
 const _: () = assert!(EXEC_FIXED_LEN.is_multiple_of(8));
 
 /// `sched_process_exit` of the last thread of a thread group (the process exit).

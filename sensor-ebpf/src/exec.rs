@@ -2,16 +2,19 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::{bpf_probe_read_kernel_str_bytes, generated::bpf_probe_read_user},
+    helpers::{
+        bpf_probe_read_kernel_str_bytes,
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+    },
     macros::tracepoint,
     programs::TracePointContext,
     EbpfContext,
 };
 use sensor_common::{
-    offsets::OFFSETS_MAGIC, ExecEvent, PathWalk, ARGV_BUF, ARGV_LEN, ARGV_MIN_BOUND, ARGV_TAIL,
-    CWD_PARTS, DROP_SLOT_EXEC, EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED,
-    FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED, FLAG_EXE_DELETED, FLAG_EXE_DETACHED, FLAG_EXE_ERROR,
-    FLAG_EXE_TRUNCATED, FLAG_FILENAME_TRUNCATED, KIND_EXEC,
+    offsets::OFFSETS_MAGIC, ExecEvent, WalkHead, ARGV_BUF, ARGV_LEN, ARGV_MIN_BOUND, ARGV_TAIL,
+    CWD_PARTS, CWD_PART_LEN, DROP_SLOT_EXEC, EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_ERROR,
+    FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED, FLAG_EXE_DELETED, FLAG_EXE_DETACHED,
+    FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_FILENAME_TRUNCATED, KIND_EXEC,
 };
 
 use crate::{
@@ -50,14 +53,24 @@ fn try_exec(ctx: &TracePointContext) -> Result<u32, u32> {
         return Ok(0);
     }
 
+    // `data`: the filename, the cwd walk's used slots, the exe walk's, argv, each section where
+    // the previous one ends (sensor-common's ExecEvent), so the record carries only what is
+    // used. Each section's start is bounded by a comparison the verifier sees, and the walks
+    // write slot i at a constant offset from it, as a fixed layout would.
     read_filename(ctx, ev);
+    let cwd_at = clamp((ev.filename_len + 7) & !7, FILENAME_LEN as u32);
+    ev.cwd_at = cwd_at;
+    read_cwd(task, ev, cwd_at);
+    let exe_at = cwd_at + clamp(ev.cwd.depth, CWD_PARTS as u32) * CWD_PART_LEN as u32;
+    ev.exe_at = exe_at;
     let mm = read_ptr(task, off!(task_mm));
-    read_argv(mm, ev);
-    read_cwd(task, ev);
-    read_exe(mm, ev);
+    read_exe(mm, ev, exe_at);
+    let argv_at = exe_at + clamp(ev.exe.depth, CWD_PARTS as u32) * CWD_PART_LEN as u32;
+    ev.argv_at = argv_at;
+    read_argv(mm, ev, argv_at);
 
     let argv_len = (ev.argv_len as usize).min(ARGV_BUF);
-    let size = EXEC_FIXED_LEN + ((argv_len + 7) & !7);
+    let size = EXEC_FIXED_LEN + argv_at as usize + ((argv_len + 7) & !7);
     if size > core::mem::size_of::<ExecEvent>() {
         return Err(0);
     }
@@ -120,6 +133,16 @@ fn noise_filtered(ev: &ExecEvent) -> bool {
     true
 }
 
+/// `v`, at most `max` (a bound the verifier learns from the comparison).
+#[inline(always)]
+fn clamp(v: u32, max: u32) -> u32 {
+    if v > max {
+        max
+    } else {
+        v
+    }
+}
+
 fn read_filename(ctx: &TracePointContext, ev: &mut ExecEvent) {
     ev.filename_len = 0;
     // SAFETY: read_at copies the __data_loc word of the filename field (its offset comes from the
@@ -133,10 +156,11 @@ fn read_filename(ctx: &TracePointContext, ev: &mut ExecEvent) {
     let data_len = (loc >> 16) as usize; // includes the NUL
     let src = (ctx.as_ptr() as *const u8).wrapping_add(data_off);
     // SAFETY: the helper reads a NUL-terminated string from kernel memory (here the tracepoint
-    // record) into `ev.filename`, writing at most its length; a bad address gives an error, not a
-    // fault.
-    if let Ok(s) = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut ev.filename) } {
-        ev.filename_len = s.len() as u32;
+    // record) into the first FILENAME_LEN bytes of `ev.data`, writing at most that; a bad
+    // address gives an error, not a fault.
+    if let Ok(s) = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut ev.data[..FILENAME_LEN]) } {
+        // Its NUL included.
+        ev.filename_len = s.len() as u32 + 1;
     }
     if data_len > FILENAME_LEN {
         ev.process.flags |= FLAG_FILENAME_TRUNCATED;
@@ -159,7 +183,7 @@ fn argv_bound() -> u64 {
 
 /// Copies argv from the new image's memory: whole when it fits the bound, else the head
 /// (`bound - ARGV_TAIL` bytes) and the last `ARGV_TAIL` bytes, with the count left out.
-fn read_argv(mm: Result<Ptr, i32>, ev: &mut ExecEvent) {
+fn read_argv(mm: Result<Ptr, i32>, ev: &mut ExecEvent, argv_at: u32) {
     ev.argv_len = 0;
     ev.argv_omitted = 0;
     ev.argv_head_len = 0;
@@ -178,13 +202,14 @@ fn read_argv(mm: Result<Ptr, i32>, ev: &mut ExecEvent) {
     }
     let total = end - start;
     let bound = argv_bound();
-    let base = ev.argv.as_mut_ptr();
+    let base = ev.data.as_mut_ptr().wrapping_add(argv_at as usize);
     if total <= bound {
         // 1..=ARGV_LEN, in a form the verifier can bound.
         let len = (((total - 1) as u32) & (ARGV_LEN as u32 - 1)) + 1;
-        // SAFETY: the destination is `ev.argv` (ARGV_BUF bytes) and `len` is masked into
-        // 1..=ARGV_LEN <= ARGV_BUF; the source is a user address the helper checks, returning an
-        // error on a fault.
+        // SAFETY: the destination is `argv_at` (at most EXEC_STRINGS_MAX) bytes into `ev.data`,
+        // which leaves ARGV_BUF bytes after it, and `len` is masked into 1..=ARGV_LEN <=
+        // ARGV_BUF; the source is a user address the helper checks, returning an error on a
+        // fault.
         let ret = unsafe { bpf_probe_read_user(base as *mut c_void, len, start as *const c_void) };
         if ret < 0 {
             ev.process.flags |= FLAG_ARGV_ERROR;
@@ -203,9 +228,9 @@ fn read_argv(mm: Result<Ptr, i32>, ev: &mut ExecEvent) {
     }
     let tail_dst = base.wrapping_add(head as usize);
     let tail_src = end - ARGV_TAIL as u64;
-    // SAFETY: the destination is `ev.argv` + head, with head < ARGV_LEN, and ARGV_TAIL bytes are
-    // written: head + ARGV_TAIL < ARGV_LEN + ARGV_TAIL = ARGV_BUF, the buffer's length; the user
-    // source is checked by the helper.
+    // SAFETY: the destination is argv's start + head, with head < ARGV_LEN, and ARGV_TAIL bytes
+    // are written: head + ARGV_TAIL < ARGV_LEN + ARGV_TAIL = ARGV_BUF, the room after argv's
+    // start in `ev.data`; the user source is checked by the helper.
     let ret = unsafe {
         bpf_probe_read_user(
             tail_dst as *mut c_void,
@@ -223,23 +248,24 @@ fn read_argv(mm: Result<Ptr, i32>, ev: &mut ExecEvent) {
     ev.argv_omitted = (total - (head as u64 + ARGV_TAIL as u64)) as u32;
 }
 
-/// Walks `current->fs->pwd` into `ev.cwd`.
-fn read_cwd(task: Ptr, ev: &mut ExecEvent) {
+/// Walks `current->fs->pwd` into `ev.cwd` and the slots at `at` in `ev.data`.
+fn read_cwd(task: Ptr, ev: &mut ExecEvent, at: u32) {
     ev.cwd.depth = 0;
     ev.cwd.mounts = 0;
     let Ok(fs) = read_ptr(task, off!(task_fs)) else {
         ev.process.flags |= FLAG_CWD_ERROR;
         return;
     };
-    match walk(fs.wrapping_add(off!(fs_pwd) as usize), &mut ev.cwd) {
+    let slots = ev.data.as_mut_ptr().wrapping_add(at as usize);
+    match walk(fs.wrapping_add(off!(fs_pwd) as usize), &mut ev.cwd, slots) {
         Walk::Done | Walk::Detached => {}
         Walk::Truncated => ev.process.flags |= FLAG_CWD_TRUNCATED,
         Walk::Error => ev.process.flags |= FLAG_CWD_ERROR,
     }
 }
 
-/// Walks `current->mm->exe_file->f_path` into `ev.exe`.
-fn read_exe(mm: Result<Ptr, i32>, ev: &mut ExecEvent) {
+/// Walks `current->mm->exe_file->f_path` into `ev.exe` and the slots at `at` in `ev.data`.
+fn read_exe(mm: Result<Ptr, i32>, ev: &mut ExecEvent, at: u32) {
     ev.exe.depth = 0;
     ev.exe.mounts = 0;
     let Ok(file) = mm.and_then(|mm| read_ptr(mm, off!(mm_exe_file))) else {
@@ -254,7 +280,8 @@ fn read_exe(mm: Result<Ptr, i32>, ev: &mut ExecEvent) {
     if exe_unlinked(path) {
         ev.process.flags |= FLAG_EXE_DELETED;
     }
-    match walk(path, &mut ev.exe) {
+    let slots = ev.data.as_mut_ptr().wrapping_add(at as usize);
+    match walk(path, &mut ev.exe, slots) {
         Walk::Done => {}
         Walk::Detached => ev.process.flags |= FLAG_EXE_DELETED | FLAG_EXE_DETACHED,
         Walk::Truncated => ev.process.flags |= FLAG_EXE_TRUNCATED,
@@ -287,13 +314,14 @@ enum Walk {
 
 /// Walks the `struct path` at `path` up to the root, crossing mounts, innermost step first.
 ///
-/// Each loop step writes its own slot (a component, or a mount-crossing bit), so the only
-/// scalar the verifier must track precisely is the loop counter and branch states merge.
+/// Each loop step writes its own slot (a component at `slots` + i * CWD_PART_LEN, or a
+/// mount-crossing bit), so the only scalar the verifier must track precisely is the loop
+/// counter and branch states merge.
 /// Helper calls are the cost here (docs/ARCHITECTURE.md, "Kernel-side cost"): the mount's
 /// root is read once per mount, and adjacent pointers (`path`'s two, a mount's parent and
 /// mountpoint, a dentry's parent and name) with one read where the layout allows.
 #[inline(always)]
-fn walk(path: Ptr, out: &mut PathWalk) -> Walk {
+fn walk(path: Ptr, out: &mut WalkHead, slots: *mut u8) -> Walk {
     let Ok((mut vfsmnt, mut dentry)) = read_ptr_pair(path, off!(path_mnt), off!(path_dentry))
     else {
         return Walk::Error;
@@ -337,19 +365,27 @@ fn walk(path: Ptr, out: &mut PathWalk) -> Walk {
         ) else {
             return Walk::Error;
         };
+        // A pseudo dentry (memfd, anonymous file) is its own parent: its name is kept too, as
+        // d_path would.
+        let slot = slots.wrapping_add(i * CWD_PART_LEN);
+        // SAFETY: `slot` is slot i (< CWD_PARTS) of the walk's slots, which the caller placed
+        // inside `ev.data` with room for all CWD_PARTS of them; the helper copies a
+        // NUL-terminated kernel string (the dentry name), at most CWD_PART_LEN bytes with its
+        // NUL, and returns an error, not a fault, for a bad address.
+        let n = unsafe {
+            bpf_probe_read_kernel_str(
+                slot as *mut c_void,
+                CWD_PART_LEN as u32,
+                name as *const c_void,
+            )
+        };
+        if n <= 0 {
+            // SAFETY: as above, `slot` is inside `ev.data`.
+            unsafe { *slot = 0 };
+        }
         if parent == dentry {
-            // A pseudo dentry (memfd, anonymous file): keep its name, as d_path would.
-            // SAFETY: the helper copies a NUL-terminated kernel string (the dentry name) into
-            // `out.parts[i]`, at most its length, and returns an error if the address faults.
-            if unsafe { bpf_probe_read_kernel_str_bytes(name, &mut out.parts[i]) }.is_err() {
-                out.parts[i][0] = 0;
-            }
             out.depth = i as u32 + 1;
             return Walk::Detached;
-        }
-        // SAFETY: as above.
-        if unsafe { bpf_probe_read_kernel_str_bytes(name, &mut out.parts[i]) }.is_err() {
-            out.parts[i][0] = 0;
         }
         dentry = parent;
     }

@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 
 use sensor_common::{
-    ConnectEvent, CredSnap, EventHeader, ExecEvent, ExitEvent, ForkEvent, PathWalk, PrivilegeEvent,
-    ProcessInfo, ARGV_BUF, CWD_PARTS, EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_TRUNCATED,
+    ConnectEvent, CredSnap, EventHeader, ExecEvent, ExitEvent, ForkEvent, PrivilegeEvent,
+    ProcessInfo, WalkHead, ARGV_BUF, CWD_PARTS, EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_TRUNCATED,
     KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_PRIVILEGE,
 };
 
@@ -198,13 +198,13 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
     }
 }
 
-// The argv buffer is the record's variable-length tail.
-const ARGV_AT: usize = std::mem::offset_of!(ExecEvent, argv);
-const _: () = assert!(ARGV_AT == EXEC_FIXED_LEN);
+/// Where the packed strings (`ExecEvent::data`) start in an exec record.
+const DATA_AT: usize = std::mem::offset_of!(ExecEvent, data);
+const _: () = assert!(DATA_AT == EXEC_FIXED_LEN);
 
-/// Decodes an exec record from its bytes in place: `ExecEvent` with a full argv buffer is
-/// tens of KiB, so it is never copied whole; only its fixed fields are read (the path walks
-/// are 1.5 KiB each) and argv is split straight from the record.
+/// Decodes an exec record from its bytes in place: its fixed fields, then the sections of
+/// `data` (filename, the cwd and exe walks' slots, argv) borrowed from the record, every
+/// length and offset checked against its bound, the layout and the record's length.
 fn decode_exec(bytes: &[u8]) -> Result<ExecRecord<'_>, DecodeError> {
     use std::mem::offset_of;
     let at = |off: usize| &bytes[off..];
@@ -222,26 +222,56 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecRecord<'_>, DecodeError> {
     };
     let header: EventHeader = read_pod(at(offset_of!(ExecEvent, header)));
     let process: ProcessInfo = read_pod(at(offset_of!(ExecEvent, process)));
+    let data = &bytes[DATA_AT..];
     let filename_len = bound(
         "filename_len",
         word(offset_of!(ExecEvent, filename_len)),
         FILENAME_LEN,
     )?;
+    let cwd: WalkHead = read_pod(at(offset_of!(ExecEvent, cwd)));
+    let exe: WalkHead = read_pod(at(offset_of!(ExecEvent, exe)));
+    bound("cwd.depth", cwd.depth, CWD_PARTS)?;
+    bound("exe.depth", exe.depth, CWD_PARTS)?;
+    // Each section starts where the previous one ends, exactly as the program places them.
+    let slots = |w: WalkHead| w.depth as usize * sensor_common::CWD_PART_LEN;
+    let cwd_at = filename_len.next_multiple_of(8);
+    let exe_at = cwd_at + slots(cwd);
+    let argv_at = exe_at + slots(exe);
+    for (field, off, want) in [
+        ("cwd_at", offset_of!(ExecEvent, cwd_at), cwd_at),
+        ("exe_at", offset_of!(ExecEvent, exe_at), exe_at),
+        ("argv_at", offset_of!(ExecEvent, argv_at), argv_at),
+    ] {
+        let value = word(off);
+        if value as usize != want {
+            return Err(DecodeError::OutOfBounds {
+                field,
+                value,
+                bound: want,
+            });
+        }
+    }
+    if argv_at > data.len() {
+        return Err(DecodeError::TooShort {
+            kind: KIND_EXEC,
+            len: bytes.len(),
+            min: DATA_AT + argv_at,
+        });
+    }
     let argv_len = bound("argv_len", word(offset_of!(ExecEvent, argv_len)), ARGV_BUF)?;
-    let argv_len = bound("argv_len", argv_len as u32, bytes.len() - EXEC_FIXED_LEN)?;
+    let argv_len = bound("argv_len", argv_len as u32, data.len() - argv_at)?;
     let head_len = bound(
         "argv_head_len",
         word(offset_of!(ExecEvent, argv_head_len)),
         argv_len,
     )?;
-    let cwd = walk_to_path(at(offset_of!(ExecEvent, cwd)), "cwd.depth")?;
-    let exe = walk_to_path(at(offset_of!(ExecEvent, exe)), "exe.depth")?;
+    let cwd = walk_to_path(cwd, &data[cwd_at..exe_at], "cwd")?;
+    let exe = walk_to_path(exe, &data[exe_at..argv_at], "exe")?;
 
-    let name_at = offset_of!(ExecEvent, filename);
-    let filename = until_nul(&bytes[name_at..name_at + filename_len]);
+    let filename = until_nul(&data[..filename_len]);
     let truncated = process.flags & FLAG_ARGV_TRUNCATED != 0;
     let argv_omitted = word(offset_of!(ExecEvent, argv_omitted)) as usize;
-    let argv_buf = &bytes[ARGV_AT..ARGV_AT + argv_len];
+    let argv_buf = &data[argv_at..argv_at + argv_len];
     let argv = if argv_omitted > 0 {
         crate::sources::argv::to_list(
             &argv_buf[..head_len],
@@ -267,40 +297,29 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecRecord<'_>, DecodeError> {
 }
 
 /// Joins the components of a kernel path walk (innermost first) into an absolute path,
-/// skipping the steps that crossed a mount. `w` holds the bytes of a `PathWalk`, read in place
-/// inside the record: the walk is 1.5 KiB, mostly unused parts, so it is never copied out.
-pub fn walk_to_path(w: &[u8], field: &'static str) -> Result<Vec<u8>, DecodeError> {
-    use std::mem::{offset_of, size_of};
+/// skipping the steps that crossed a mount. `slots` holds the walk's `depth` slots of
+/// `CWD_PART_LEN` bytes, one NUL-terminated component each, in place in the record.
+pub fn walk_to_path(
+    w: WalkHead,
+    slots: &[u8],
+    field: &'static str,
+) -> Result<Vec<u8>, DecodeError> {
     const PART: usize = sensor_common::CWD_PART_LEN;
-    const PARTS_AT: usize = offset_of!(PathWalk, parts);
-    const _: () = assert!(PARTS_AT + CWD_PARTS * PART == size_of::<PathWalk>());
-    if w.len() < size_of::<PathWalk>() {
-        // The caller checked the record's length, so this does not happen; an error, not a
-        // panic, if it ever did.
-        return Err(DecodeError::TooShort {
-            kind: KIND_EXEC,
-            len: w.len(),
-            min: size_of::<PathWalk>(),
-        });
-    }
-    let depth_word = read_pod::<u32>(&w[offset_of!(PathWalk, depth)..]);
-    let mounts = read_pod::<u32>(&w[offset_of!(PathWalk, mounts)..]);
-    let depth = depth_word as usize;
-    if depth > CWD_PARTS {
+    let depth = w.depth as usize;
+    if depth > CWD_PARTS || slots.len() < depth * PART {
         return Err(DecodeError::OutOfBounds {
             field,
-            value: depth_word,
-            bound: CWD_PARTS,
+            value: w.depth,
+            bound: (slots.len() / PART).min(CWD_PARTS),
         });
     }
     let mut path = Vec::with_capacity(64);
     for i in (0..depth).rev() {
-        if mounts & (1 << i) != 0 {
+        if w.mounts & (1 << i) != 0 {
             continue;
         }
-        let at = PARTS_AT + i * PART;
         path.push(b'/');
-        path.extend_from_slice(until_nul(&w[at..at + PART]));
+        path.extend_from_slice(until_nul(&slots[i * PART..(i + 1) * PART]));
     }
     if path.is_empty() {
         path.push(b'/');
@@ -354,17 +373,37 @@ pub(crate) mod fixtures {
     }
 
     pub fn exec(filename: &[u8], argv: &[u8], cwd: &[&[u8]], flags: u32) -> Vec<u8> {
+        exec_with_exe(filename, argv, cwd, &[b"usr", b"bin", b"prog"], 0, flags)
+    }
+
+    /// An exec record as the program packs it: `cwd` and `exe` outermost component first,
+    /// `exe_mounts` the exe walk's mount-crossing steps (innermost step is bit 0).
+    pub fn exec_with_exe(
+        filename: &[u8],
+        argv: &[u8],
+        cwd: &[&[u8]],
+        exe: &[&[u8]],
+        exe_mounts: u32,
+        flags: u32,
+    ) -> Vec<u8> {
         // SAFETY: all-zero is a valid ExecEvent.
         let mut ev: Box<ExecEvent> = Box::new(unsafe { std::mem::zeroed() });
         ev.process = process();
         ev.process.flags = flags;
-        ev.filename[..filename.len()].copy_from_slice(filename);
+        ev.data[..filename.len()].copy_from_slice(filename);
         ev.filename_len = filename.len() as u32 + 1;
-        ev.argv[..argv.len()].copy_from_slice(argv);
+        let cwd_at = (filename.len() + 1).next_multiple_of(8);
+        let (cwd_head, cwd_bytes) = walk_slots(cwd, 0);
+        let exe_at = cwd_at + cwd_bytes.len();
+        let (exe_head, exe_bytes) = walk_slots(exe, exe_mounts);
+        let argv_at = exe_at + exe_bytes.len();
+        ev.data[cwd_at..exe_at].copy_from_slice(&cwd_bytes);
+        ev.data[exe_at..argv_at].copy_from_slice(&exe_bytes);
+        (ev.cwd, ev.exe) = (cwd_head, exe_head);
+        (ev.cwd_at, ev.exe_at, ev.argv_at) = (cwd_at as u32, exe_at as u32, argv_at as u32);
+        ev.data[argv_at..argv_at + argv.len()].copy_from_slice(argv);
         ev.argv_len = argv.len() as u32;
-        fill_walk(&mut ev.cwd, cwd);
-        fill_walk(&mut ev.exe, &[b"usr", b"bin", b"prog"]);
-        let size = EXEC_FIXED_LEN + argv.len().div_ceil(8) * 8;
+        let size = EXEC_FIXED_LEN + argv_at + argv.len().div_ceil(8) * 8;
         ev.header = EventHeader {
             kind: KIND_EXEC,
             size: size as u32,
@@ -375,12 +414,24 @@ pub(crate) mod fixtures {
         as_bytes(&*ev)[..size].to_vec()
     }
 
-    pub fn fill_walk(w: &mut PathWalk, parts: &[&[u8]]) {
-        for (i, part) in parts.iter().rev().enumerate() {
-            w.parts[i][..part.len()].copy_from_slice(part);
+    /// A walk's head and slots as the program writes them: `parts` outermost first (the
+    /// program walks from the innermost), `mounts` the steps that crossed a mount (their slots
+    /// are unused, and `parts` has no component for them).
+    pub fn walk_slots(parts: &[&[u8]], mounts: u32) -> (WalkHead, Vec<u8>) {
+        const PART: usize = sensor_common::CWD_PART_LEN;
+        let mut bytes = Vec::new();
+        let mut depth = 0u32;
+        let mut names = parts.iter().rev();
+        loop {
+            let mut slot = [0u8; PART];
+            if mounts & (1 << depth) == 0 {
+                let Some(part) = names.next() else { break };
+                slot[..part.len()].copy_from_slice(part);
+            }
+            bytes.extend_from_slice(&slot);
+            depth += 1;
         }
-        w.depth = parts.len() as u32;
-        w.mounts = 0;
+        (WalkHead { depth, mounts }, bytes)
     }
 
     pub fn exit(status: u32) -> Vec<u8> {
@@ -532,15 +583,62 @@ mod tests {
 
     #[test]
     fn walk_skips_mount_crossings() {
-        let mut w: PathWalk = unsafe { std::mem::zeroed() };
         // innermost first: "b", <mount crossing>, "a"  => /a/b
-        w.parts[0][..1].copy_from_slice(b"b");
-        w.parts[2][..1].copy_from_slice(b"a");
-        w.depth = 3;
-        w.mounts = 0b010;
-        assert_eq!(walk_to_path(fixtures::as_bytes(&w), "x").unwrap(), b"/a/b");
-        w.depth = 0;
-        assert_eq!(walk_to_path(fixtures::as_bytes(&w), "x").unwrap(), b"/");
+        let (w, slots) = walk_slots(&[b"a", b"b"], 0b010);
+        assert_eq!(
+            w,
+            WalkHead {
+                depth: 3,
+                mounts: 0b010
+            }
+        );
+        assert_eq!(slots.len(), 3 * sensor_common::CWD_PART_LEN);
+        assert_eq!(walk_to_path(w, &slots, "x").unwrap(), b"/a/b");
+        let root = WalkHead {
+            depth: 0,
+            mounts: 0,
+        };
+        assert_eq!(walk_to_path(root, b"", "x").unwrap(), b"/");
+        // Fewer slots than the steps say: an error, not a panic.
+        assert!(walk_to_path(w, &slots[..100], "x").is_err());
+    }
+
+    /// A record carries only the slots its walks used and the argv bytes it has.
+    #[test]
+    fn exec_record_is_as_long_as_what_it_holds() {
+        let bytes = exec(b"/bin/true", b"true\0m-1\0", &[b"work", b"main"], 0);
+        // "/bin/true\0" -> 16, 2 + 3 slots of 64, 10 bytes of argv -> 16.
+        assert_eq!(bytes.len(), EXEC_FIXED_LEN + 16 + 5 * 64 + 16);
+        assert!(bytes.len() < 600, "{}", bytes.len());
+        // An exe across a mount.
+        let bytes = exec_with_exe(b"/x", b"x\0", &[], &[b"mnt", b"bin", b"x"], 0b100, 0);
+        let Record::Exec(e) = decode(&bytes).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.exe, b"/mnt/bin/x");
+    }
+
+    #[test]
+    fn section_offsets_are_checked() {
+        use std::mem::offset_of;
+        let good = exec(b"/bin/x", b"x\0", &[b"tmp"], 0);
+        let put = |off: usize, v: u32| {
+            let mut b = good.clone();
+            b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+            decode(&b).is_err()
+        };
+        for (field, off) in [
+            ("filename_len", offset_of!(ExecEvent, filename_len)),
+            ("cwd_at", offset_of!(ExecEvent, cwd_at)),
+            ("exe_at", offset_of!(ExecEvent, exe_at)),
+            ("argv_at", offset_of!(ExecEvent, argv_at)),
+            ("exe.depth", offset_of!(ExecEvent, exe)),
+        ] {
+            for v in [u32::MAX, 5000, 9] {
+                assert!(put(off, v), "{field} = {v}");
+            }
+        }
+        assert!(decode(&good).is_ok());
     }
 
     #[test]
@@ -596,7 +694,7 @@ mod tests {
             })
         ));
         let mut b = exec(b"/bin/x", b"x\0", &[], 0);
-        let off = std::mem::offset_of!(ExecEvent, cwd) + std::mem::offset_of!(PathWalk, depth);
+        let off = std::mem::offset_of!(ExecEvent, cwd) + std::mem::offset_of!(WalkHead, depth);
         b[off..off + 4].copy_from_slice(&(CWD_PARTS as u32 + 1).to_ne_bytes());
         assert!(decode(&b).is_err());
         // header says a size smaller than the layout

@@ -298,13 +298,15 @@ mod tests {
     #[test]
     fn memfd_exe_is_marked_deleted() {
         use sensor_common::{FLAG_EXE_DELETED, FLAG_EXE_DETACHED};
-        let mut bytes = fixtures::exec(b"", b"echo\0", &[], FLAG_EXE_DELETED | FLAG_EXE_DETACHED);
         // The exe walk of a memfd: one component, its name.
-        let exe = std::mem::offset_of!(sensor_common::ExecEvent, exe);
-        bytes[exe..exe + 4].copy_from_slice(&1u32.to_ne_bytes());
-        bytes[exe + 4..exe + 8].copy_from_slice(&0u32.to_ne_bytes());
-        let name = b"memfd:innocent\0";
-        bytes[exe + 8..exe + 8 + name.len()].copy_from_slice(name);
+        let bytes = fixtures::exec_with_exe(
+            b"",
+            b"echo\0",
+            &[],
+            &[b"memfd:innocent"],
+            0,
+            FLAG_EXE_DELETED | FLAG_EXE_DETACHED,
+        );
         let p = event_of(&bytes).msg.process.unwrap();
         assert_eq!(p.exe.as_deref(), Some("/memfd:innocent (deleted)"));
         assert!(p.exe_deleted);
