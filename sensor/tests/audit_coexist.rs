@@ -61,11 +61,32 @@ fn status() -> (String, String) {
     (get("enabled "), get("pid "))
 }
 
+/// What the test restores when its auditd stops: `enabled` and `backlog_limit` as they were
+/// before anything of the test ran (auditd and the sensor's handover raise the backlog limit).
+#[derive(Clone)]
+struct Before {
+    enabled: String,
+    backlog_limit: String,
+}
+
+fn before() -> Before {
+    let s = auditctl(&["-s"]);
+    let get = |k: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    Before {
+        enabled: get("enabled "),
+        backlog_limit: get("backlog_limit "),
+    }
+}
+
 struct Auditd {
     child: Child,
     dir: PathBuf,
     rule_added: bool,
-    enabled_before: String,
+    before: Before,
 }
 
 /// One test at a time: they all use the kernel's one audit daemon slot.
@@ -77,9 +98,9 @@ fn slot() -> std::sync::MutexGuard<'static, ()> {
 
 impl Auditd {
     fn start() -> Auditd {
-        let (enabled_before, pid) = status();
-        assert_eq!(pid, "0", "no audit daemon may run before this test");
-        let a = Auditd::spawn(enabled_before);
+        let before = before();
+        assert_eq!(status().1, "0", "no audit daemon may run before this test");
+        let a = Auditd::spawn(before);
         let deadline = Instant::now() + Duration::from_secs(20);
         while status().1 != a.child.id().to_string() {
             assert!(Instant::now() < deadline, "auditd did not register");
@@ -89,7 +110,7 @@ impl Auditd {
     }
 
     /// Starts auditd without waiting for it to register (the slot may be someone else's).
-    fn spawn(enabled_before: String) -> Auditd {
+    fn spawn(before: Before) -> Auditd {
         let dir = std::env::temp_dir().join(marker("auditd-it"));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("audit.log");
@@ -111,7 +132,7 @@ impl Auditd {
             child,
             dir,
             rule_added: false,
-            enabled_before,
+            before,
         }
     }
 
@@ -159,7 +180,10 @@ impl Drop for Auditd {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        auditctl(&["-e", &self.enabled_before]);
+        auditctl(&["-e", &self.before.enabled]);
+        if !self.before.backlog_limit.is_empty() {
+            auditctl(&["-b", &self.before.backlog_limit]);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -263,8 +287,8 @@ fn sensor_hands_the_slot_to_auditd_and_loses_no_exec() {
         return;
     }
     let _slot = slot();
-    let (enabled_before, pid) = status();
-    assert_eq!(pid, "0", "no audit daemon may run before this test");
+    let before = before();
+    assert_eq!(status().1, "0", "no audit daemon may run before this test");
     let sensor = Sensor::start("audit", &[]);
     let reason = sensor.reason();
     assert!(
@@ -281,7 +305,7 @@ fn sensor_hands_the_slot_to_auditd_and_loses_no_exec() {
         std::thread::spawn(move || marker_execs(m, stop))
     };
     std::thread::sleep(Duration::from_millis(1000));
-    let mut auditd = Auditd::spawn(enabled_before.clone());
+    let mut auditd = Auditd::spawn(before.clone());
     let first_pid = auditd.child.id().to_string();
     let mut auditd_pid = first_pid.clone();
     let mut restarted = false;
@@ -307,7 +331,7 @@ fn sensor_hands_the_slot_to_auditd_and_loses_no_exec() {
                 auditd.stderr().trim()
             );
             restarted = true;
-            auditd = Auditd::spawn(enabled_before.clone());
+            auditd = Auditd::spawn(before.clone());
             auditd_pid = auditd.child.id().to_string();
         }
         assert!(Instant::now() < deadline, "auditd did not register");
