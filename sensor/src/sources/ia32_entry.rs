@@ -33,9 +33,17 @@ pub fn classify(wait_status: i32) -> Ia32Entry {
     }
 }
 
+/// Whether this kernel has the ia32 entry. The answer is fixed at boot (`ia32_emulation` is
+/// read-only after init), so the probe runs once per process: the start-up probe, the
+/// collector Hello's facts and the eBPF source all ask.
+pub fn probe() -> Ia32Entry {
+    static ANSWER: std::sync::OnceLock<Ia32Entry> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(run_probe)
+}
+
 /// Runs the probe (a fork and one instruction; about a millisecond).
 #[cfg(target_arch = "x86_64")]
-pub fn probe() -> Ia32Entry {
+fn run_probe() -> Ia32Entry {
     // SAFETY: the child only calls async-signal-safe functions (sigaction, prctl, the
     // instruction itself, _exit) before it exits, as required after fork in a threaded
     // process; the parent only waits for it.
@@ -65,7 +73,7 @@ pub fn probe() -> Ia32Entry {
 
 /// Other architectures: the ia32 hooks are x86_64's; nothing to decide here.
 #[cfg(not(target_arch = "x86_64"))]
-pub fn probe() -> Ia32Entry {
+fn run_probe() -> Ia32Entry {
     Ia32Entry::Present
 }
 
