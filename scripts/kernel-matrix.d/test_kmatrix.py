@@ -224,9 +224,9 @@ class NoIa32(unittest.TestCase):
            "@@KM attack socketcall_connect \n"
            "@@KM attack uring_connect uring_connect pid=13 res=-111\n"
            "@@KM attack setuid32 \n")
-    NOTE = ("requested ebpf: usable; ebpf: ia32: this kernel has no ia32 entry (int 0x80 "
-            "faults), so there are no 32-bit syscalls to see; the raw_syscalls hooks are not "
-            "attached")
+    NOTE = ("auto: ebpf is the first usable rung; ia32: this kernel has no ia32 entry (int "
+            "0x80 faults): no 32-bit syscalls to see; the raw_syscalls hooks are not attached; "
+            "files: fanotify-fid")
 
     def health(self, reason):
         return [{"kind": "sensor_health", "health": {"mode": "ebpf", "reason": reason}}]

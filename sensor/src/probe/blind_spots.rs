@@ -65,10 +65,6 @@ fn no_path(what: &str, detail: &str) -> Coverage {
     }
 }
 
-/// The ia32 rows' detail on a kernel without the ia32 entry.
-const NO_IA32: &str = "this kernel has no ia32 entry (int 0x80 faults): no 32-bit syscalls \
-                       to see; the raw_syscalls hooks are not attached";
-
 pub fn assess(k: &KernelFacts) -> Vec<Coverage> {
     let no_cgroup = "no cgroup v2: not seen in eBPF mode";
     let ia32_connect = match (k.cgroup2, k.compat_hook) {
@@ -91,7 +87,7 @@ pub fn assess(k: &KernelFacts) -> Vec<Coverage> {
         if k.ia32_entry {
             row(what, seen, k.compat_hook, detail)
         } else {
-            no_path(what, NO_IA32)
+            no_path(what, crate::sources::ia32_entry::NO_ENTRY)
         }
     };
     let mut out = vec![

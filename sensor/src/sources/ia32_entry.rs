@@ -21,6 +21,11 @@ pub enum Ia32Entry {
     Absent,
 }
 
+/// What a kernel without the entry means for coverage: the `sensor probe` rows' detail, and
+/// (after `ia32: `) the health reason's note.
+pub const NO_ENTRY: &str = "this kernel has no ia32 entry (int 0x80 faults): no 32-bit \
+                            syscalls to see; the raw_syscalls hooks are not attached";
+
 /// The child's exit code when its fault handler ran.
 const FAULTED: i32 = 3;
 

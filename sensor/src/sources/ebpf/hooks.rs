@@ -259,10 +259,6 @@ impl Ia32Plan {
     }
 }
 
-/// What the kernel's missing ia32 entry means for capture (in the health reason).
-pub const NO_IA32_ENTRY: &str = "ia32: this kernel has no ia32 entry (int 0x80 faults), so \
-     there are no 32-bit syscalls to see; the raw_syscalls hooks are not attached";
-
 /// What attaching left: blind spots (hooks this host lacks or that are turned off) and
 /// notes (facts about coverage that are not blind spots).
 #[derive(Debug, Default)]
@@ -297,8 +293,9 @@ pub fn attach_all(ebpf: &mut Ebpf, ia32: Ia32Plan) -> Result<Attached, EbpfError
             }
         },
         Ia32Plan::NoEntry => {
-            tracing::info!("{NO_IA32_ENTRY}");
-            notes.push(NO_IA32_ENTRY.to_string());
+            let note = format!("ia32: {}", crate::sources::ia32_entry::NO_ENTRY);
+            tracing::info!("{note}");
+            notes.push(note);
         }
         Ia32Plan::Off => {
             tracing::warn!("raw_syscalls hooks turned off (ebpf.ia32_hooks = \"off\")");
