@@ -50,15 +50,22 @@ fn auditctl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
+/// The value of `key` (e.g. `"pid"`) in `auditctl -s` output.
+fn field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .strip_prefix(' ')
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
 /// `enabled` and `pid` from `auditctl -s`.
 fn status() -> (String, String) {
     let s = auditctl(&["-s"]);
-    let get = |k: &str| {
-        s.lines()
-            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
-            .unwrap_or_default()
-    };
-    (get("enabled "), get("pid "))
+    (field(&s, "enabled"), field(&s, "pid"))
 }
 
 /// What the test restores when its auditd stops: `enabled` and `backlog_limit` as they were
@@ -71,14 +78,9 @@ struct Before {
 
 fn before() -> Before {
     let s = auditctl(&["-s"]);
-    let get = |k: &str| {
-        s.lines()
-            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
-            .unwrap_or_default()
-    };
     Before {
-        enabled: get("enabled "),
-        backlog_limit: get("backlog_limit "),
+        enabled: field(&s, "enabled"),
+        backlog_limit: field(&s, "backlog_limit"),
     }
 }
 
