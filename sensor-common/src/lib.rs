@@ -161,12 +161,11 @@ pub const EXEC_STRINGS_BUF: usize = 4096;
 const _: () = assert!(EXEC_STRINGS_MAX <= EXEC_STRINGS_BUF);
 
 /// `sched_process_exec`. Emitted with a variable length: after the fixed fields, `data` holds
-/// the filename, then the cwd walk's used slots at `cwd_at`, the exe walk's at `exe_at`, and
-/// argv at `argv_at` (each 8-aligned, each section right after the previous one: `cwd_at` is
-/// the filename's length rounded up to 8, `exe_at` = `cwd_at` + `cwd.depth` slots, `argv_at` =
-/// `exe_at` + `exe.depth` slots). The record ends `argv_len` bytes after `argv_at` (rounded up
-/// to 8), and `header.size` says how long it is: a few hundred bytes for a typical exec, where
-/// fixed-size walks made every record ~3.5 KiB.
+/// the filename, then the cwd walk's used slots, the exe walk's, and argv, each section
+/// 8-aligned and right after the previous one, so each start follows from the lengths before
+/// it ([`exec_sections`]). The record ends `argv_len` bytes into argv (rounded up to 8), and
+/// `header.size` says how long it is: a few hundred bytes for a typical exec, where fixed-size
+/// walks made every record ~3.5 KiB.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ExecEvent {
@@ -184,17 +183,21 @@ pub struct ExecEvent {
     pub cwd: WalkHead,
     /// The executable actually mapped (`current->mm->exe_file`), symlinks resolved.
     pub exe: WalkHead,
-    /// Offsets in `data` of the cwd slots, the exe slots and argv.
-    pub cwd_at: u32,
-    pub exe_at: u32,
-    pub argv_at: u32,
-    pub _pad: u32,
     /// The path the caller passed to execve (bprm->filename, possibly relative), the walks'
     /// slots, argv.
     pub data: [u8; EXEC_STRINGS_BUF + ARGV_BUF],
 }
 pub const EXEC_FIXED_LEN: usize = core::mem::size_of::<ExecEvent>() - EXEC_STRINGS_BUF - ARGV_BUF;
-const _: () = assert!(EXEC_FIXED_LEN == 24 + 96 + 16 + 2 * 8 + 16);
+const _: () = assert!(EXEC_FIXED_LEN == 24 + 96 + 16 + 2 * 8);
+
+/// Where the cwd slots, the exe slots and argv start in [`ExecEvent::data`], from the
+/// filename's length (NUL included) and the walks' depths, each at most its bound (the program
+/// clamps them so the verifier sees the bounds; the decoder refuses larger ones).
+pub const fn exec_sections(filename_len: u32, cwd_depth: u32, exe_depth: u32) -> (u32, u32, u32) {
+    let cwd_at = (filename_len + 7) & !7;
+    let exe_at = cwd_at + cwd_depth * CWD_PART_LEN as u32;
+    (cwd_at, exe_at, exe_at + exe_depth * CWD_PART_LEN as u32)
+}
 const _: () = assert!(EXEC_FIXED_LEN.is_multiple_of(8));
 
 /// `sched_process_exit` of the last thread of a thread group (the process exit).

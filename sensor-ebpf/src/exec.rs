@@ -11,10 +11,10 @@ use aya_ebpf::{
     EbpfContext,
 };
 use sensor_common::{
-    offsets::OFFSETS_MAGIC, ExecEvent, WalkHead, ARGV_BUF, ARGV_LEN, ARGV_MIN_BOUND, ARGV_TAIL,
-    CWD_PARTS, CWD_PART_LEN, DROP_SLOT_EXEC, EXEC_FIXED_LEN, FILENAME_LEN, FLAG_ARGV_ERROR,
-    FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED, FLAG_EXE_DELETED, FLAG_EXE_DETACHED,
-    FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_FILENAME_TRUNCATED, KIND_EXEC,
+    exec_sections, offsets::OFFSETS_MAGIC, ExecEvent, WalkHead, ARGV_BUF, ARGV_LEN, ARGV_MIN_BOUND,
+    ARGV_TAIL, CWD_PARTS, CWD_PART_LEN, DROP_SLOT_EXEC, EXEC_FIXED_LEN, FILENAME_LEN,
+    FLAG_ARGV_ERROR, FLAG_ARGV_TRUNCATED, FLAG_CWD_ERROR, FLAG_CWD_TRUNCATED, FLAG_EXE_DELETED,
+    FLAG_EXE_DETACHED, FLAG_EXE_ERROR, FLAG_EXE_TRUNCATED, FLAG_FILENAME_TRUNCATED, KIND_EXEC,
 };
 
 use crate::{
@@ -54,19 +54,20 @@ fn try_exec(ctx: &TracePointContext) -> Result<u32, u32> {
     }
 
     // `data`: the filename, the cwd walk's used slots, the exe walk's, argv, each section where
-    // the previous one ends (sensor-common's ExecEvent), so the record carries only what is
-    // used. Each section's start is bounded by a comparison the verifier sees, and the walks
-    // write slot i at a constant offset from it, as a fixed layout would.
+    // the previous one ends (`exec_sections`, which the decoder uses too), so the record
+    // carries only what is used. Each input is bounded by a comparison the verifier sees, and
+    // the walks write slot i at a constant offset from their section's start, as a fixed
+    // layout would.
     read_filename(ctx, ev);
-    let cwd_at = clamp((ev.filename_len + 7) & !7, FILENAME_LEN as u32);
-    ev.cwd_at = cwd_at;
+    let name_len = clamp(ev.filename_len, FILENAME_LEN as u32);
+    let (cwd_at, _, _) = exec_sections(name_len, 0, 0);
     read_cwd(task, ev, cwd_at);
-    let exe_at = cwd_at + clamp(ev.cwd.depth, CWD_PARTS as u32) * CWD_PART_LEN as u32;
-    ev.exe_at = exe_at;
+    let cwd_depth = clamp(ev.cwd.depth, CWD_PARTS as u32);
+    let (_, exe_at, _) = exec_sections(name_len, cwd_depth, 0);
     let mm = read_ptr(task, off!(task_mm));
     read_exe(mm, ev, exe_at);
-    let argv_at = exe_at + clamp(ev.exe.depth, CWD_PARTS as u32) * CWD_PART_LEN as u32;
-    ev.argv_at = argv_at;
+    let exe_depth = clamp(ev.exe.depth, CWD_PARTS as u32);
+    let (_, _, argv_at) = exec_sections(name_len, cwd_depth, exe_depth);
     read_argv(mm, ev, argv_at);
 
     let argv_len = (ev.argv_len as usize).min(ARGV_BUF);

@@ -198,7 +198,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
     }
 }
 
-/// Where the packed strings (`ExecEvent::data`) start in an exec record.
+/// Where `ExecEvent::data` (filename, walk slots, argv) starts in an exec record.
 const DATA_AT: usize = std::mem::offset_of!(ExecEvent, data);
 const _: () = assert!(DATA_AT == EXEC_FIXED_LEN);
 
@@ -232,25 +232,10 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecRecord<'_>, DecodeError> {
     let exe: WalkHead = read_pod(at(offset_of!(ExecEvent, exe)));
     bound("cwd.depth", cwd.depth, CWD_PARTS)?;
     bound("exe.depth", exe.depth, CWD_PARTS)?;
-    // Each section starts where the previous one ends, exactly as the program places them.
-    let slots = |w: WalkHead| w.depth as usize * sensor_common::CWD_PART_LEN;
-    let cwd_at = filename_len.next_multiple_of(8);
-    let exe_at = cwd_at + slots(cwd);
-    let argv_at = exe_at + slots(exe);
-    for (field, off, want) in [
-        ("cwd_at", offset_of!(ExecEvent, cwd_at), cwd_at),
-        ("exe_at", offset_of!(ExecEvent, exe_at), exe_at),
-        ("argv_at", offset_of!(ExecEvent, argv_at), argv_at),
-    ] {
-        let value = word(off);
-        if value as usize != want {
-            return Err(DecodeError::OutOfBounds {
-                field,
-                value,
-                bound: want,
-            });
-        }
-    }
+    // Each section starts where the previous one ends, by the program's own rule.
+    let (cwd_at, exe_at, argv_at) =
+        sensor_common::exec_sections(filename_len as u32, cwd.depth, exe.depth);
+    let (cwd_at, exe_at, argv_at) = (cwd_at as usize, exe_at as usize, argv_at as usize);
     if argv_at > data.len() {
         return Err(DecodeError::TooShort {
             kind: KIND_EXEC,
@@ -400,7 +385,6 @@ pub(crate) mod fixtures {
         ev.data[cwd_at..exe_at].copy_from_slice(&cwd_bytes);
         ev.data[exe_at..argv_at].copy_from_slice(&exe_bytes);
         (ev.cwd, ev.exe) = (cwd_head, exe_head);
-        (ev.cwd_at, ev.exe_at, ev.argv_at) = (cwd_at as u32, exe_at as u32, argv_at as u32);
         ev.data[argv_at..argv_at + argv.len()].copy_from_slice(argv);
         ev.argv_len = argv.len() as u32;
         let size = EXEC_FIXED_LEN + argv_at + argv.len().div_ceil(8) * 8;
@@ -619,7 +603,7 @@ mod tests {
     }
 
     #[test]
-    fn section_offsets_are_checked() {
+    fn section_lengths_are_checked() {
         use std::mem::offset_of;
         let good = exec(b"/bin/x", b"x\0", &[b"tmp"], 0);
         let put = |off: usize, v: u32| {
@@ -629,9 +613,7 @@ mod tests {
         };
         for (field, off) in [
             ("filename_len", offset_of!(ExecEvent, filename_len)),
-            ("cwd_at", offset_of!(ExecEvent, cwd_at)),
-            ("exe_at", offset_of!(ExecEvent, exe_at)),
-            ("argv_at", offset_of!(ExecEvent, argv_at)),
+            ("cwd.depth", offset_of!(ExecEvent, cwd)),
             ("exe.depth", offset_of!(ExecEvent, exe)),
         ] {
             for v in [u32::MAX, 5000, 9] {
