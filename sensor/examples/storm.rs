@@ -10,8 +10,10 @@
 //! - `storm exec-paced RATE SECS MARKER`: spawn `/bin/true MARKER-<i>` at RATE per
 //!   second for SECS seconds, on a fixed schedule (children are reaped without
 //!   blocking the schedule).
-//! - `storm syscalls N`: N `getppid` system calls in a loop (the cheapest syscall): the
-//!   per-syscall cost of programs attached to every syscall (`raw_syscalls`).
+//! - `storm syscalls N [getppid|getuid]`: N `getppid` (default) or `getuid` system calls in
+//!   a loop (the cheapest syscalls): the per-syscall cost of programs attached to every
+//!   syscall (`raw_syscalls`). As root, `getuid` returns 0, as a successful set*id call does,
+//!   which the ia32 exit program looks at further than at other returns.
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, ExitCode};
@@ -23,7 +25,7 @@ const TRUE: &str = "/bin/true";
 /// Connections the connect storm lets wait in the accept queue (backlog is 128).
 const MAX_INFLIGHT: u64 = 64;
 const USAGE: &str = "usage:\n  storm exec N MARKER\n  storm connect N\n  storm exec-paced RATE \
-                     SECS MARKER\n  storm syscalls N";
+                     SECS MARKER\n  storm syscalls N [getppid|getuid]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,7 +33,9 @@ fn main() -> ExitCode {
     let result = match argv.as_slice() {
         ["exec", n, marker] => parse(n, "N").and_then(|n| exec(n, marker)),
         ["connect", n] => parse(n, "N").and_then(connect),
-        ["syscalls", n] => parse(n, "N").map(syscalls),
+        ["syscalls", n] => parse(n, "N").map(|n| syscalls(n, libc::SYS_getppid)),
+        ["syscalls", n, "getppid"] => parse(n, "N").map(|n| syscalls(n, libc::SYS_getppid)),
+        ["syscalls", n, "getuid"] => parse(n, "N").map(|n| syscalls(n, libc::SYS_getuid)),
         ["exec-paced", rate, secs, marker] => parse::<f64>(rate, "RATE")
             .and_then(|r| parse::<f64>(secs, "SECS").and_then(|s| exec_paced(r, s, marker))),
         _ => Err(USAGE.to_string()),
@@ -83,11 +87,11 @@ fn exec(n: u64, marker: &str) -> Result<String, String> {
     ))
 }
 
-fn syscalls(n: u64) -> String {
+fn syscalls(n: u64, nr: libc::c_long) -> String {
     let start = Instant::now();
     for _ in 0..n {
-        // SAFETY: getppid takes no arguments and cannot fail.
-        std::hint::black_box(unsafe { libc::syscall(libc::SYS_getppid) });
+        // SAFETY: getppid and getuid take no arguments and cannot fail.
+        std::hint::black_box(unsafe { libc::syscall(nr) });
     }
     let secs = start.elapsed().as_secs_f64();
     format!(
