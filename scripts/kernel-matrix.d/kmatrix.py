@@ -182,7 +182,7 @@ CONNECT_ATTACKS = (("connect32", "ia32 connect"), ("socketcall_connect", "ia32 c
 
 
 def hook_misses(events):
-    """Skipped runs of the raw_syscalls pair in the run's last health event (0 if none)."""
+    """Skipped runs of the raw_syscalls program in the run's last health event (0 if none)."""
     health = [e for e in events if e.get("kind") == "sensor_health"]
     if not health:
         return 0

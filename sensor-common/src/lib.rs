@@ -31,6 +31,9 @@ pub const DROP_SLOT_PRIVILEGE: u32 = 4;
 /// IPv4/IPv6 connects not recorded because userspace set the shedding level to
 /// [`SHED_LEVEL_KERNEL_CONNECT`] or above (its CPU budget is exceeded).
 pub const DROP_SLOT_SHED_CONNECT: u32 = 5;
+/// Successful ia32 set*id/capset calls of a process whose previous credentials were not known
+/// (its last-known entry evicted): whether they changed anything cannot be told.
+pub const DROP_SLOT_CRED_UNKNOWN: u32 = 6;
 /// Fork records the ring buffer could not take.
 pub const DROP_SLOT_FORK: u32 = 7;
 pub const DROP_SLOTS: u32 = 8;
@@ -305,35 +308,16 @@ pub const HOOK_URING: u32 = 1 << 1;
 /// IORING_OP_CONNECT (the same number on every kernel).
 pub const IORING_OP_CONNECT: u8 = 16;
 
-/// An ia32 connect, from its syscall's entry (armed: `stash.family` 0) through the cgroup hook
-/// (destination filled in) to that syscall's exit.
+/// An ia32 connect seen at the cgroup hook inside a compat syscall, parked until that
+/// syscall's exit gives its result.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CompatConnect {
     pub stash: ConnectStash,
     pub sock_type: u16,
-    /// The i386 number of the call that armed it (0: parked by the cgroup hook unarmed).
-    pub nr: u16,
-    pub _pad: [u16; 2],
+    pub _pad: [u16; 3],
 }
 const _: () = assert!(core::mem::size_of::<CompatConnect>() == 32);
-
-impl CompatConnect {
-    /// Armed by the i386 call `nr`, no destination yet.
-    pub const fn armed(nr: u16) -> Self {
-        Self {
-            stash: ConnectStash {
-                family: 0,
-                dst_port: 0,
-                fd: 0,
-                dst_addr: [0; 16],
-            },
-            sock_type: 0,
-            nr,
-            _pad: [0; 2],
-        }
-    }
-}
 
 /// A change of uid/euid/gid/egid or effective capabilities: by a set*id/capset call
 /// (`syscall_nr` says which) or by exec of a set-id / file-capability binary.
@@ -354,4 +338,6 @@ const _: () = assert!(core::mem::size_of::<PrivilegeEvent>() == 24 + 96 + 48 + 8
 mod pod {
     // SAFETY: plain-old-data records with no padding and no pointers.
     unsafe impl aya::Pod for super::KernelOffsets {}
+    // SAFETY: as above: #[repr(C)] plain integers with no padding (24 bytes, asserted).
+    unsafe impl aya::Pod for super::CredSnap {}
 }

@@ -4,7 +4,7 @@
 //!
 //! A native connect(2) is reported by the syscall tracepoints (`connect.rs`), which also see its
 //! result; it has a stash entry by the time this hook runs, and is skipped here. A connect
-//! inside a compat syscall (ia32 `connect`, `socketcall`) is recorded for the
+//! inside a compat syscall (ia32 `connect`, `socketcall`) is parked for the
 //! `raw_syscalls:sys_exit` program (`compat_syscall.rs`), and an io_uring connect issued by its
 //! submitting thread is parked for `io_uring_complete` (`uring_connect.rs`): both are reported
 //! there with their real result. Any other connect (those hooks not attached, an io_uring
@@ -22,12 +22,9 @@ use sensor_common::{
 };
 
 use crate::{
-    compat_syscall::in_compat_syscall,
+    compat_syscall::{in_compat_syscall, park_connect},
     connect::{emit, record, AF_INET, AF_INET6},
-    maps::{
-        compat_pending_add, count_drop, hooks, off, shed_level, COMPAT_CONNECT, CONNECT_STASH,
-        URING_PENDING, URING_SUBMITTING,
-    },
+    maps::{count_drop, hooks, off, shed_level, CONNECT_STASH, URING_PENDING, URING_SUBMITTING},
     task::{current_task, fill_process},
 };
 
@@ -99,32 +96,14 @@ fn observe(ctx: &SockAddrContext, family: u16) {
     let sock_type = sock_type as u16;
     let key = bpf_get_current_pid_tgid();
     let hooks = hooks();
-    let mut c = CompatConnect {
-        stash,
-        sock_type,
-        nr: 0,
-        _pad: [0; 2],
-    };
-    // An ia32 connect: its entry, with the call's number, was armed by `compat_sys_enter`;
-    // only its destination is missing.
-    let compat_hooks = hooks & HOOK_COMPAT_EXIT != 0;
-    if let Some(armed) = compat_hooks
-        .then(|| COMPAT_CONNECT.get_ptr_mut(key))
-        .flatten()
-    {
-        // SAFETY: `armed` points to this thread's entry (keyed by its pid_tgid; only this
-        // thread's programs write it), valid for this program run; plain aligned accesses.
-        unsafe {
-            c.nr = (*armed).nr;
-            *armed = c;
-        }
-        return;
-    }
-    if compat_hooks && in_compat_syscall() {
-        // Not armed (the entry program's run was skipped, or the entry evicted): parked here,
-        // without the call's number.
-        if COMPAT_CONNECT.insert(key, c, 0).is_ok() {
-            compat_pending_add(1);
+    // An ia32 connect: parked for its syscall's exit, which knows the result.
+    if hooks & HOOK_COMPAT_EXIT != 0 && in_compat_syscall() {
+        let c = CompatConnect {
+            stash,
+            sock_type,
+            _pad: [0; 3],
+        };
+        if park_connect(current_task(), &c) {
             return;
         }
         count_drop(DROP_SLOT_CONNECT_STASH);

@@ -3,12 +3,17 @@
 //! process's credentials are remembered at each exec and each reported change; at its next
 //! exec and at its exit they are compared, and a difference nobody reported is emitted
 //! (`VIA_OBSERVED`). Such a change is seen late (at that exec or exit), never missed.
+//!
+//! A new process starts with its parent's credentials (`sched_process_fork` remembers them for
+//! it), and userspace fills in the processes that were there before the programs were
+//! attached, from /proc (`sensor/src/sources/ebpf/last_creds.rs`). The ia32 exit program
+//! (`compat_syscall.rs`) takes its "before" from here too.
 use aya_ebpf::{macros::map, maps::LruHashMap};
 use sensor_common::{CredSnap, VIA_OBSERVED};
 
 use crate::{privilege::emit, task::Ptr};
 
-/// Last known credentials per process (tgid).
+/// Last known credentials per process (tgid). Userspace finds it by this name.
 #[map]
 static LAST_CREDS: LruHashMap<u32, CredSnap> = LruHashMap::with_max_entries(65536, 0);
 
@@ -16,6 +21,13 @@ static LAST_CREDS: LruHashMap<u32, CredSnap> = LruHashMap::with_max_entries(6553
 #[inline(always)]
 pub fn remember(tgid: u32, snap: &CredSnap) {
     let _ = LAST_CREDS.insert(tgid, *snap, 0);
+}
+
+/// The last known credentials of `tgid`, if any.
+#[inline(always)]
+pub fn last(tgid: u32) -> Option<CredSnap> {
+    // SAFETY: as in `check`: the value is copied out at once.
+    unsafe { LAST_CREDS.get(tgid) }.copied()
 }
 
 /// Emits a change from the last known credentials of `tgid` to `now` (the task's current

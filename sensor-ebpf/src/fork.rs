@@ -49,7 +49,12 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<u32, u32> {
     });
     // The child runs with a copy of the parent's credentials, comm, tty and cgroups: read
     // them from the current task (the parent), then the child's own identity.
-    fill_process(&mut ev.process, current_task(), None);
+    let parent_task = current_task();
+    fill_process(&mut ev.process, parent_task, None);
+    // Its credentials are known from its first instant (`cred_watch`).
+    if let Ok(creds) = crate::privilege::cred_snapshot(parent_task) {
+        crate::cred_watch::remember(tgid, &creds);
+    }
     match parent.and_then(|parent| read::<u32>(parent, off!(task_tgid))) {
         Ok(ppid) => ev.process.ppid = ppid,
         Err(_) => ev.process.flags |= FLAG_READ_ERROR,

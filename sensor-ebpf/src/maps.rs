@@ -54,15 +54,9 @@ pub fn hooks() -> u32 {
 #[map]
 pub static CRED_STASH: LruHashMap<u64, CredSnap> = LruHashMap::with_max_entries(8192, 0);
 
-/// Credentials before an ia32 set*id/capset call, keyed by pid_tgid (`compat_syscall.rs`).
-/// Apart from the native calls' [`CRED_STASH`], so that every entry here is one that
-/// [`COMPAT_PENDING`] counted.
-#[map]
-pub static COMPAT_CRED_STASH: LruHashMap<u64, CredSnap> = LruHashMap::with_max_entries(4096, 0);
-
-/// Slot 0: how many entries were put in [`COMPAT_CRED_STASH`] and [`COMPAT_CONNECT`] and not
-/// yet taken by `compat_sys_exit`. While it is 0, that program (run at the end of every
-/// syscall of the system) returns without reading the task (docs/ARCHITECTURE.md, "ia32").
+/// Slot 0: how many entries were put in [`COMPAT_CONNECT`] and not yet taken by
+/// `compat_sys_exit`. While it is 0, that program (run at the end of every syscall of the
+/// system) returns without reading the task for a syscall that did not return 0 (docs/ARCHITECTURE.md, "ia32").
 /// An entry the LRU evicts is never taken, which leaves the count high: the exit program
 /// then only takes its slower path, it never skips a pending entry. Every decrement matches
 /// an increment of the same entry, so the count cannot wrap to 0 while one is pending.

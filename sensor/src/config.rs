@@ -69,7 +69,7 @@ pub struct HealthSection {
 pub struct EbpfSection {
     /// Ring buffer size in bytes; a power of two, at least one page.
     pub ring_buffer_bytes: u32,
-    /// The `raw_syscalls` pair that sees ia32 (`int 0x80`) syscalls at the call.
+    /// The `raw_syscalls` program that sees ia32 (`int 0x80`) syscalls at the call.
     pub ia32_hooks: Ia32Hooks,
 }
 

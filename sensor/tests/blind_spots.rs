@@ -265,24 +265,60 @@ fn all_rows(mode: &str) {
     assert_eq!(t[0]["process"]["argv"].as_array().unwrap().len(), 62);
 }
 
+/// Which process makes the setuid32 call, and so where the kernel side's "before" comes from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Caller {
+    /// Exec'd after the sensor started (known from its exec).
+    Execd,
+    /// Running before the sensor started (known from /proc, read at the start).
+    OlderThanTheSensor,
+    /// Forked, never exec'd, by a process exec'd after the sensor started (known from the
+    /// fork).
+    ForkedChild,
+}
+
 /// setuid32 through `int 0x80` is reported at the call: the event is in the output while the
 /// process that made it is still alive (it waits on its stdin), with its pid and the ids.
-fn setuid32_at_the_call(mode: &str) {
-    use std::io::{BufRead, BufReader};
+fn setuid32_at_the_call(mode: &str, caller: Caller) {
+    use std::io::{BufRead, BufReader, Write};
     let attacks = build_attacks();
-    let sensor = Sensor::start(mode, &[]);
-    let mut child = Command::new(&attacks.bin)
-        .args(["setuid32_wait", "65534"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = u64::from(child.id());
+    let sub = match caller {
+        Caller::Execd => "setuid32_wait",
+        Caller::OlderThanTheSensor => "setuid32_on_line",
+        Caller::ForkedChild => "fork_setuid32_wait",
+    };
+    let spawn = || {
+        Command::new(&attacks.bin)
+            .args([sub, "65534"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (sensor, mut child) = if caller == Caller::OlderThanTheSensor {
+        let child = spawn();
+        (Sensor::start(mode, &[]), child)
+    } else {
+        let sensor = Sensor::start(mode, &[]);
+        (sensor, spawn())
+    };
+    if caller == Caller::OlderThanTheSensor {
+        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     assert!(line.contains("ret=0"), "{line}");
+    // The caller's pid, as it printed it (the forked child's is not the spawned one's).
+    let pid: u64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    if caller != Caller::ForkedChild {
+        assert_eq!(pid, u64::from(child.id()));
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let found = loop {
         let events = read_events(&sensor.output);
@@ -303,7 +339,7 @@ fn setuid32_at_the_call(mode: &str) {
     assert!(status.success());
     let e = found.unwrap_or_else(|| {
         panic!(
-            "{mode}: setuid32 (pid {pid}) not reported before the exit: {:?}",
+            "{mode} {caller:?}: setuid32 (pid {pid}) not reported before the exit: {:?}",
             of_kind(&events, "privilege_change")
         )
     });
@@ -316,10 +352,28 @@ fn setuid32_at_the_call(mode: &str) {
             &Value::from(0),
             &Value::from(65534)
         ),
-        "{mode}: {e}"
+        "{mode} {caller:?}: {e}"
     );
-    assert_eq!(p["via"], "setuid", "{mode}: {e}");
-    assert_eq!(e["process"]["uid"], 65534, "{mode}: {e}");
+    assert_eq!(p["via"], "setuid", "{mode} {caller:?}: {e}");
+    assert_eq!(e["process"]["uid"], 65534, "{mode} {caller:?}: {e}");
+    // Reported once: not again as an unexplained change at the exit.
+    let reports = of_kind(&events, "privilege_change")
+        .into_iter()
+        .filter(|e| e["process"]["pid"] == pid)
+        .count();
+    assert_eq!(reports, 1, "{mode} {caller:?}");
+    if mode == "ebpf" {
+        let unknown = events
+            .iter()
+            .filter(|e| e["kind"] == "sensor_health")
+            .filter_map(|e| e["health"]["drops"]["ia32_cred_call_before_unknown"].as_u64())
+            .max();
+        assert_eq!(
+            unknown,
+            Some(0),
+            "{caller:?}: the credentials before were known"
+        );
+    }
 }
 
 /// A loopback listener whose accept queue is full (backlog 0, one connection never accepted):
@@ -416,7 +470,23 @@ fn ebpf_reports_setuid32_at_the_call() {
     if !privileged() {
         return;
     }
-    setuid32_at_the_call("ebpf");
+    setuid32_at_the_call("ebpf", Caller::Execd);
+}
+
+#[test]
+fn ebpf_reports_setuid32_of_a_process_older_than_the_sensor() {
+    if !privileged() {
+        return;
+    }
+    setuid32_at_the_call("ebpf", Caller::OlderThanTheSensor);
+}
+
+#[test]
+fn ebpf_reports_setuid32_of_a_forked_child_at_the_call() {
+    if !privileged() {
+        return;
+    }
+    setuid32_at_the_call("ebpf", Caller::ForkedChild);
 }
 
 #[test]
@@ -424,7 +494,7 @@ fn audit_reports_setuid32_at_the_call() {
     if !privileged() {
         return;
     }
-    setuid32_at_the_call("audit");
+    setuid32_at_the_call("audit", Caller::Execd);
 }
 
 #[test]

@@ -102,7 +102,7 @@ pub fn assess(k: &KernelFacts) -> Vec<Coverage> {
             "ebpf: ia32 set*id/capset",
             true,
             if k.compat_hook {
-                "at the call, old and new credentials (raw_syscalls:sys_enter/sys_exit)"
+                "at the call, against the process's last known credentials (raw_syscalls:sys_exit)"
             } else {
                 "blind spot: no raw_syscalls tracepoints, seen late (credentials compared at \
                  the process's next exec and at its exit)"

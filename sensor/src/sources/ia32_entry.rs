@@ -1,7 +1,7 @@
 //! Whether this kernel runs ia32 (`int 0x80`) syscalls at all (docs/ARCHITECTURE.md,
 //! "Kernel-user contract", ia32). A kernel built without `IA32_EMULATION`, or booted with
 //! `ia32_emulation=0` (6.7+), has no ia32 entry: `int $0x80` faults in user space instead of
-//! entering the kernel, so there is no 32-bit syscall to see and the `raw_syscalls` pair,
+//! entering the kernel, so there is no 32-bit syscall to see and the `raw_syscalls` program,
 //! which runs on every syscall of the system to catch them, would be pure cost.
 //!
 //! The answer is measured, not inferred from the kernel's version or config: a forked child

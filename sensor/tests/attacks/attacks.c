@@ -7,6 +7,10 @@
  *   setuid32 UID             setuid32 through int 0x80
  *   setuid32_wait UID        setuid32 through int 0x80, print, then stay alive until stdin
  *                            closes (so a test can see the event arrive before the exit)
+ *   setuid32_on_line UID     wait for a line on stdin, then as setuid32_wait (so a test can
+ *                            start the process before the sensor)
+ *   fork_setuid32_wait UID   fork; the child, which never execs, runs setuid32_wait; the
+ *                            parent waits for it
  *   uring_connect IP PORT    IORING_OP_CONNECT on a raw io_uring (no liburing)
  *   uring_write PATH TEXT    IORING_OP_OPENAT (create) then IORING_OP_WRITE
  *   memfd_exec NAME PROG ARGS...  copy PROG into a memfd and execveat(fd, "", AT_EMPTY_PATH)
@@ -26,6 +30,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static long int80(long nr, long a, long b, long c)
@@ -109,6 +114,28 @@ static int setuid32_wait(long uid)
 	while (read(0, buf, sizeof(buf)) > 0)
 		;
 	return ret == 0 ? 0 : 1;
+}
+
+static int setuid32_on_line(long uid)
+{
+	char buf[64];
+	if (read(0, buf, sizeof(buf)) <= 0)
+		return 1;
+	return setuid32_wait(uid);
+}
+
+static int fork_setuid32_wait(long uid)
+{
+	fflush(stdout);
+	pid_t child = fork();
+	if (child < 0)
+		return 1;
+	if (child == 0)
+		_exit(setuid32_wait(uid));
+	int status;
+	if (waitpid(child, &status, 0) < 0)
+		return 1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
 
 static int setuid32(long uid)
@@ -256,6 +283,10 @@ int main(int argc, char **argv)
 		return socketcall_connect(argv[2], atoi(argv[3]));
 	if (argc >= 3 && !strcmp(argv[1], "setuid32_wait"))
 		return setuid32_wait(atol(argv[2]));
+	if (argc >= 3 && !strcmp(argv[1], "setuid32_on_line"))
+		return setuid32_on_line(atol(argv[2]));
+	if (argc >= 3 && !strcmp(argv[1], "fork_setuid32_wait"))
+		return fork_setuid32_wait(atol(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "setuid32"))
 		return setuid32(atol(argv[2]));
 	if (argc >= 4 && !strcmp(argv[1], "uring_connect"))

@@ -82,11 +82,8 @@ pub const COMPAT_BLIND_SPOT: &str = "ia32 (int 0x80) syscalls: connects are repo
 pub const URING_BLIND_SPOT: &str =
     "io_uring connects are reported without their result (`attempted`)";
 
-/// The `raw_syscalls` programs, exit half first.
-const COMPAT_PROGRAMS: [(&str, &str); 2] = [
-    ("compat_sys_exit", "sys_exit"),
-    ("compat_sys_enter", "sys_enter"),
-];
+/// The `raw_syscalls` program: the exit half only (docs/ARCHITECTURE.md, "ia32").
+const COMPAT_PROGRAMS: [(&str, &str); 1] = [("compat_sys_exit", "sys_exit")];
 
 /// Whether `name` is one of the `raw_syscalls` programs (run on every syscall).
 pub fn is_syscall_hook(name: &str) -> bool {

@@ -2,6 +2,7 @@
 //! and stream decoded records from the ring buffer.
 pub mod decode;
 pub mod hooks;
+pub mod last_creds;
 mod loader;
 pub mod normalize;
 pub mod offsets;
@@ -16,8 +17,8 @@ use aya::{
     Ebpf,
 };
 use sensor_common::{
-    DROP_SLOTS, DROP_SLOT_CONNECT, DROP_SLOT_CONNECT_STASH, DROP_SLOT_EXEC, DROP_SLOT_EXIT,
-    DROP_SLOT_FORK, DROP_SLOT_PRIVILEGE, DROP_SLOT_SHED_CONNECT,
+    DROP_SLOTS, DROP_SLOT_CONNECT, DROP_SLOT_CONNECT_STASH, DROP_SLOT_CRED_UNKNOWN, DROP_SLOT_EXEC,
+    DROP_SLOT_EXIT, DROP_SLOT_FORK, DROP_SLOT_PRIVILEGE, DROP_SLOT_SHED_CONNECT,
 };
 
 pub use ring::run_reader;
@@ -102,6 +103,7 @@ impl KernelDrops {
             DROP_SLOT_PRIVILEGE => Some("ringbuf_privilege_change"),
             DROP_SLOT_SHED_CONNECT => Some("shed_kind_net_connect_kernel"),
             DROP_SLOT_FORK => Some("ringbuf_process_fork"),
+            DROP_SLOT_CRED_UNKNOWN => Some("ia32_cred_call_before_unknown"),
             _ => None,
         };
         (0..DROP_SLOTS)
@@ -164,6 +166,17 @@ pub fn load(
         .map_err(|e| EbpfError::Load(Box::new(e)))?;
     let attached = hooks::attach_all(&mut ebpf, ia32)?;
     raw_tracepoints::attach(&mut ebpf)?;
+    // After the fork program is attached: every process from then on is known from its fork.
+    match last_creds::seed(&mut ebpf, std::path::Path::new("/proc")) {
+        Ok(s) => tracing::info!(
+            written = s.written,
+            known = s.known,
+            unreadable = s.unreadable,
+            refused = s.refused,
+            "last known credentials of the processes already running"
+        ),
+        Err(e) => tracing::warn!(error = %e, "last known credentials not filled in from /proc"),
+    }
     let map_err = |name: &'static str, reason: String| EbpfError::Map { name, reason };
     {
         let comms = ebpf
