@@ -32,6 +32,14 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<u32, u32> {
         return Ok(0);
     }
     let tgid = read::<u32>(child, off!(task_tgid)).map_err(|_| 0u32)?;
+    // The child runs with a copy of the parent's credentials, comm, tty and cgroups: they are
+    // read from the current task (the parent). Its credentials are known from its first
+    // instant (`cred_watch`), whether or not the ring takes the record.
+    let parent_task = current_task();
+    let creds = crate::privilege::cred_snapshot(parent_task).ok();
+    if let Some(creds) = &creds {
+        crate::cred_watch::remember(tgid, creds);
+    }
     let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
         count_drop(DROP_SLOT_FORK);
         return Ok(0);
@@ -47,14 +55,8 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<u32, u32> {
         },
         process: ProcessInfo::zeroed(),
     });
-    // The child runs with a copy of the parent's credentials, comm, tty and cgroups: read
-    // them from the current task (the parent), then the child's own identity.
-    let parent_task = current_task();
-    fill_process(&mut ev.process, parent_task, None);
-    // Its credentials are known from its first instant (`cred_watch`).
-    if let Ok(creds) = crate::privilege::cred_snapshot(parent_task) {
-        crate::cred_watch::remember(tgid, &creds);
-    }
+    // The parent's identity, then the child's own.
+    fill_process(&mut ev.process, parent_task, creds.as_ref());
     match parent.and_then(|parent| read::<u32>(parent, off!(task_tgid))) {
         Ok(ppid) => ev.process.ppid = ppid,
         Err(_) => ev.process.flags |= FLAG_READ_ERROR,
