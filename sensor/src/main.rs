@@ -81,6 +81,10 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Config file whose settings the report follows (`files`, `ebpf.ia32_hooks`; default
+        /// /etc/sensor/sensor.toml if it exists).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
     },
     /// Print the running sensor's state from its status file; exit 0 healthy, 1 degraded,
     /// 3 not running, 4 status file or config unreadable (for health checks).
@@ -212,8 +216,12 @@ fn main() -> anyhow::Result<()> {
                 requested,
             }))?;
         }
-        Command::Probe { json } => {
-            let caps = probe::probe();
+        Command::Probe { json, config } => {
+            let cfg = match config {
+                Some(path) => Config::load(Some(&path))?,
+                None => Config::load(None).unwrap_or_default(),
+            };
+            let caps = probe::probe(cfg.ebpf.ia32_hooks);
             let decision = probe::choose_mode(
                 &caps,
                 ebpf::check_offsets(),
@@ -229,7 +237,6 @@ fn main() -> anyhow::Result<()> {
                 );
             } else {
                 print!("{}", probe::render_report(&caps, &decision));
-                let cfg = Config::load(None).unwrap_or_default();
                 match sensor::sources::files::source::FileCapture::probe(&cfg.files) {
                     Ok((mode, why)) => println!("file activity    {mode}  {why}"),
                     Err(e) => println!("file activity    unavailable  {e}"),

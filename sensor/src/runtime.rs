@@ -51,7 +51,7 @@ pub const AUDIT_IMPLEMENTED: bool = true;
 
 pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let cfg = opts.config;
-    let caps = probe::probe();
+    let caps = probe::probe(cfg.ebpf.ia32_hooks);
     let offsets = ebpf::resolve_offsets().map_err(|e| e.to_string());
     let decision = probe::choose_mode(
         &caps,

@@ -688,4 +688,31 @@ fn ebpf_ia32_hooks_off_names_the_blind_spot() {
         (&p["old_uid"], &p["new_uid"]),
         (&Value::from(0), &Value::from(65534))
     );
+
+    // `sensor probe` with the same config names the same blind spot in its ia32 rows.
+    let out = Command::new(env!("CARGO_BIN_EXE_sensor"))
+        .args(["probe", "--json", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = report["capabilities"]["coverage"].as_array().unwrap();
+    for what in ["ebpf: ia32 connect", "ebpf: ia32 set*id/capset"] {
+        let row = rows
+            .iter()
+            .find(|r| r["what"] == what)
+            .unwrap_or_else(|| panic!("no {what} row: {rows:?}"));
+        assert_eq!(
+            (&row["seen"], &row["result"]),
+            (&Value::from(true), &Value::from(false)),
+            "{row}"
+        );
+        assert!(
+            row["detail"]
+                .as_str()
+                .unwrap()
+                .contains("blind spot: ebpf.ia32_hooks = \"off\""),
+            "{row}"
+        );
+    }
 }

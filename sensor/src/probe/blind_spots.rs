@@ -39,6 +39,8 @@ pub struct KernelFacts {
     /// The kernel runs ia32 syscalls (`sources/ia32_entry.rs`).
     pub ia32_entry: bool,
     pub compat_hook: bool,
+    /// `ebpf.ia32_hooks = "off"`: the `raw_syscalls` program is never attached.
+    pub ia32_hooks_off: bool,
     pub uring_req: bool,
     pub uring_audit: bool,
     pub io_uring_disabled: Option<u32>,
@@ -67,12 +69,18 @@ fn no_path(what: &str, detail: &str) -> Coverage {
 
 pub fn assess(k: &KernelFacts) -> Vec<Coverage> {
     let no_cgroup = "no cgroup v2: not seen in eBPF mode";
-    let ia32_connect = match (k.cgroup2, k.compat_hook) {
+    let compat_hook = k.compat_hook && !k.ia32_hooks_off;
+    let no_hook = if k.ia32_hooks_off {
+        "ebpf.ia32_hooks = \"off\""
+    } else {
+        "no raw_syscalls tracepoints"
+    };
+    let ia32_connect = match (k.cgroup2, compat_hook) {
         (false, _) => no_cgroup.into(),
         (true, true) => "cgroup connect4/connect6, result from raw_syscalls:sys_exit".into(),
-        (true, false) => "cgroup connect4/connect6; blind spot: no raw_syscalls tracepoints, \
-                          the result is unknown (`attempted`)"
-            .to_string(),
+        (true, false) => format!(
+            "cgroup connect4/connect6; blind spot: {no_hook}, the result is unknown (`attempted`)"
+        ),
     };
     let uring_connect = match (k.cgroup2, k.uring_req) {
         (false, _) => no_cgroup.into(),
@@ -85,7 +93,7 @@ pub fn assess(k: &KernelFacts) -> Vec<Coverage> {
     };
     let ia32_row = |what: &str, seen: bool, detail: String| {
         if k.ia32_entry {
-            row(what, seen, k.compat_hook, detail)
+            row(what, seen, compat_hook, detail)
         } else {
             no_path(what, crate::sources::ia32_entry::NO_ENTRY)
         }
@@ -101,13 +109,15 @@ pub fn assess(k: &KernelFacts) -> Vec<Coverage> {
         ia32_row(
             "ebpf: ia32 set*id/capset",
             true,
-            if k.compat_hook {
+            if compat_hook {
                 "at the call, against the process's last known credentials (raw_syscalls:sys_exit)"
+                    .into()
             } else {
-                "blind spot: no raw_syscalls tracepoints, seen late (credentials compared at \
-                 the process's next exec and at its exit)"
-            }
-            .into(),
+                format!(
+                    "blind spot: {no_hook}, seen late (credentials compared at the process's \
+                     next exec and at its exit)"
+                )
+            },
         ),
     ];
     out.push(row(
@@ -145,8 +155,11 @@ pub fn kallsyms_has(text: &str, function: &str) -> bool {
         .any(|l| l.split_whitespace().nth(2) == Some(function))
 }
 
-/// Reads this host's facts and assesses them.
-pub fn probe() -> Vec<Coverage> {
+/// Reads this host's facts and assesses them, for the configured `ebpf.ia32_hooks`: with "off"
+/// the ia32 entry is not probed (the setting's point is to pay nothing for ia32), and the ia32
+/// rows name the setting's blind spot as if the entry existed.
+pub fn probe(ia32: crate::config::Ia32Hooks) -> Vec<Coverage> {
+    let ia32_hooks_off = ia32 == crate::config::Ia32Hooks::Off;
     let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
@@ -166,12 +179,13 @@ pub fn probe() -> Vec<Coverage> {
         .as_ref()
         .and_then(|t| crate::sources::ebpf::offsets::uring_tracepoints(t))
         .is_some();
-    let ia32_entry =
-        crate::sources::ia32_entry::probe() == crate::sources::ia32_entry::Ia32Entry::Present;
+    let ia32_entry = ia32_hooks_off
+        || crate::sources::ia32_entry::probe() == crate::sources::ia32_entry::Ia32Entry::Present;
     assess(&KernelFacts {
         cgroup2,
         ia32_entry,
         compat_hook,
+        ia32_hooks_off,
         uring_req,
         uring_audit: kallsyms_has(&kallsyms, "__audit_uring_exit"),
         io_uring_disabled,
@@ -188,6 +202,7 @@ mod tests {
             cgroup2: true,
             ia32_entry: true,
             compat_hook: true,
+            ia32_hooks_off: false,
             uring_req: true,
             uring_audit: true,
             io_uring_disabled: Some(0),
@@ -204,6 +219,7 @@ mod tests {
             cgroup2: false,
             ia32_entry: true,
             compat_hook: true,
+            ia32_hooks_off: false,
             uring_req: false,
             uring_audit: false,
             io_uring_disabled: None,
@@ -221,6 +237,7 @@ mod tests {
             cgroup2: true,
             ia32_entry: true,
             compat_hook: true,
+            ia32_hooks_off: false,
             uring_req: false,
             uring_audit: false,
             io_uring_disabled: None,
@@ -238,6 +255,7 @@ mod tests {
             cgroup2: true,
             ia32_entry: true,
             compat_hook: false,
+            ia32_hooks_off: false,
             uring_req: true,
             uring_audit: true,
             io_uring_disabled: Some(2),
@@ -247,11 +265,35 @@ mod tests {
     }
 
     #[test]
+    fn ia32_hooks_off_names_the_setting_as_the_blind_spot() {
+        let c = assess(&KernelFacts {
+            cgroup2: true,
+            ia32_entry: true,
+            compat_hook: true,
+            ia32_hooks_off: true,
+            uring_req: true,
+            uring_audit: true,
+            io_uring_disabled: Some(2),
+        });
+        assert_eq!((c[0].status(), c[2].status()), ("PART", "PART"));
+        for row in [&c[0], &c[2]] {
+            assert!(
+                row.detail.contains("blind spot: ebpf.ia32_hooks = \"off\""),
+                "{row:?}"
+            );
+        }
+        assert!(c[2].detail.contains("seen late"));
+        // The other rows do not depend on the setting.
+        assert_eq!((c[1].status(), c[3].status()), ("seen", "seen"));
+    }
+
+    #[test]
     fn a_kernel_without_the_ia32_entry_has_no_ia32_path() {
         let c = assess(&KernelFacts {
             cgroup2: true,
             ia32_entry: false,
             compat_hook: true,
+            ia32_hooks_off: false,
             uring_req: true,
             uring_audit: true,
             io_uring_disabled: Some(0),

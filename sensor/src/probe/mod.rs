@@ -35,8 +35,18 @@ use conntrack::check_conntrack;
 use ebpf::{check_bpf_syscall, check_btf, check_ringbuf, check_tracefs, read_lockdown};
 use files::fanotify_probe;
 
-/// Probe the host. Never panics; every failure ends up in a [`Check`].
-pub fn probe() -> HostCapabilities {
+/// Probe the host. Never panics; every failure ends up in a [`Check`]. `ia32` is the
+/// configured `ebpf.ia32_hooks`: with "off" the ia32 rows name that blind spot, and the ia32
+/// entry is not probed.
+pub fn probe(ia32: crate::config::Ia32Hooks) -> HostCapabilities {
+    HostCapabilities {
+        coverage: crate::probe::blind_spots::probe(ia32),
+        ..probe_checks()
+    }
+}
+
+/// The capability checks alone, without the blind-spot rows (the gRPC Hello's capabilities).
+pub fn probe_checks() -> HostCapabilities {
     let audit_status = audit_get_status();
     let caps = HostCapabilities {
         kernel_release: kernel_release(),
@@ -65,7 +75,7 @@ pub fn probe() -> HostCapabilities {
         )
         .into(),
         conntrack: check_conntrack().into(),
-        coverage: crate::probe::blind_spots::probe(),
+        coverage: Vec::new(),
     };
     tracing::debug!(?caps, "host capability probe");
     caps

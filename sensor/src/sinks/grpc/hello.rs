@@ -39,7 +39,7 @@ pub(super) fn probe_host_in_background() -> oneshot::Receiver<(String, Vec<Strin
 
 /// uname release and the probe's usable capabilities, for the Hello.
 fn host_facts() -> (String, Vec<String>) {
-    let caps = crate::probe::probe();
+    let caps = crate::probe::probe_checks();
     let mut v = Vec::new();
     for (name, check) in [
         ("btf", &caps.btf),
