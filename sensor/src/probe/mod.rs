@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn probe_host_does_not_panic() {
-        let caps = probe();
+        let caps = probe(crate::config::Ia32Hooks::Auto);
         assert!(!caps.kernel_release.is_empty());
         let d = choose_mode(&caps, Ok(()), false, RequestedMode::Auto);
         let report = render_report(&caps, &d);
