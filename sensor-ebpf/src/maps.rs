@@ -56,7 +56,8 @@ pub static CRED_STASH: LruHashMap<u64, CredSnap> = LruHashMap::with_max_entries(
 
 /// Slot 0: how many entries were put in [`COMPAT_CONNECT`] and not yet taken by
 /// `compat_sys_exit`. While it is 0, that program (run at the end of every syscall of the
-/// system) returns without reading the task for a syscall that did not return 0 (docs/ARCHITECTURE.md, "ia32").
+/// system) returns without a read for a syscall that did not return 0 (docs/ARCHITECTURE.md,
+/// "ia32").
 /// An entry the LRU evicts is never taken, which leaves the count high: the exit program
 /// then only takes its slower path, it never skips a pending entry. Every decrement matches
 /// an increment of the same entry, so the count cannot wrap to 0 while one is pending.

@@ -213,6 +213,13 @@ fn read_id(root: &Path, pid: u32, name: &str) -> Option<u32> {
     parse_id_file(std::str::from_utf8(&bytes).ok()?)
 }
 
+/// The text of `/proc/<pid>/status` (bounded), if it can be read.
+pub fn read_status(root: &Path, pid: u32) -> Option<String> {
+    read_bounded(&pid_dir(root, pid).join("status"), 64 * 1024)
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
 /// Reads a whole [`Snapshot`]. With `expect_ticks`, a process whose start tick differs (the
 /// pid was reused) is [`ProcError::Reused`]. The stat file decides whether the process exists;
 /// every other file is optional.
@@ -231,10 +238,7 @@ pub fn read_snapshot(
             });
         }
     }
-    let dir = pid_dir(root, pid);
-    let ids = read_bounded(&dir.join("status"), 64 * 1024)
-        .ok()
-        .and_then(|b| parse_status(&String::from_utf8_lossy(&b)));
+    let ids = read_status(root, pid).and_then(|t| parse_status(&t));
     let (argv, argv_truncated) = match read_cmdline(root, pid) {
         Some((a, t)) => (Some(a), t),
         None => (None, false),

@@ -9,7 +9,10 @@ use std::path::Path;
 use aya::{maps::HashMap, Ebpf};
 use sensor_common::CredSnap;
 
-use crate::proc_text::{parse_status, status_field};
+use crate::{
+    enrich::procfs,
+    proc_text::{parse_status, status_field},
+};
 
 /// `BPF_NOEXIST`: an entry the kernel side wrote meanwhile is newer than /proc's text.
 const BPF_NOEXIST: u64 = 1;
@@ -59,23 +62,14 @@ pub fn creds_of_status(text: &str) -> Option<CredSnap> {
 pub fn seed(ebpf: &mut Ebpf, proc_root: &Path) -> Result<Seeded, LastCredsError> {
     let map = ebpf.map_mut("LAST_CREDS").ok_or(LastCredsError::Missing)?;
     let mut map: HashMap<_, u32, CredSnap> = HashMap::try_from(map)?;
-    let dir = std::fs::read_dir(proc_root).map_err(|source| LastCredsError::Proc {
+    let pids = procfs::list_pids(proc_root).map_err(|source| LastCredsError::Proc {
         path: proc_root.display().to_string(),
         source,
     })?;
     let mut seeded = Seeded::default();
-    for entry in dir.flatten() {
-        let Some(tgid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
+    for tgid in pids {
+        let Some(creds) = procfs::read_status(proc_root, tgid).and_then(|t| creds_of_status(&t))
         else {
-            continue;
-        };
-        let creds = std::fs::read_to_string(entry.path().join("status"))
-            .ok()
-            .and_then(|t| creds_of_status(&t));
-        let Some(creds) = creds else {
             seeded.unreadable += 1;
             continue;
         };
