@@ -5,6 +5,7 @@
 //!   64-bit process, to a listening port (result `success`) and to a closed one (`refused`);
 //! - setuid32 through `int 0x80` (root -> nobody), reported at the call: the event arrives
 //!   while the process is still alive;
+//! - a connect, ia32 or native, killed while it waits for the handshake (`interrupted`);
 //! - connect() through io_uring (IORING_OP_CONNECT, a raw ring, no liburing), listening and
 //!   closed ports;
 //! - exec of a memfd copy of /bin/echo with execveat(fd, "", AT_EMPTY_PATH);
@@ -409,23 +410,42 @@ fn full_listener() -> FullListener {
     }
 }
 
-/// A process killed while blocked in an ia32 connect: the call still returns through its
-/// syscall exit (with the kernel's ERESTARTSYS, 512) before the thread dies, and its connect is
-/// reported there, once, as an error. (An entry whose exit is not taken at all is reported as
-/// `attempted` when its thread exits; `compat_syscall::thread_exiting`.)
-#[test]
-fn ebpf_reports_an_ia32_connect_killed_inside_the_call() {
-    if !privileged() {
-        return;
-    }
+/// Which entry a killed connect goes through.
+#[derive(Debug, Clone, Copy)]
+enum ConnectEntry {
+    /// i386 `connect` through `int 0x80` (`attacks connect32`).
+    Ia32,
+    /// The native syscall, made by Python's socket module (an independent client).
+    Native,
+}
+
+/// A process killed while blocked in a connect: the call still returns through its syscall exit
+/// (with the kernel's ERESTARTSYS, 512, which audit records as EINTR, 4) before the thread dies,
+/// and its connect is reported there, once, as `interrupted` with that errno: the handshake had
+/// not ended, so it is not an `error`. (An ia32 entry whose exit is not taken at all is reported as `attempted` when its
+/// thread exits; `compat_syscall::thread_exiting`.)
+fn connect_killed_inside_the_call(mode: &str, entry: ConnectEntry) {
     let attacks = build_attacks();
     let full = full_listener();
-    let sensor = Sensor::start("ebpf", &[]);
-    let mut child = Command::new(&attacks.bin)
-        .args(["connect32", "127.0.0.1", &full.port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let sensor = Sensor::start(mode, &[]);
+    let port = full.port.to_string();
+    let mut cmd = match entry {
+        ConnectEntry::Ia32 => {
+            let mut c = Command::new(&attacks.bin);
+            c.args(["connect32", "127.0.0.1", &port]);
+            c
+        }
+        ConnectEntry::Native => {
+            let mut c = Command::new("python3");
+            c.args([
+                "-c",
+                "import socket, sys; socket.socket().connect(('127.0.0.1', int(sys.argv[1])))",
+                &port,
+            ]);
+            c
+        }
+    };
+    let mut child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
     let pid = child.id();
     // Wait until it sleeps in the connect (the SYN is dropped and retried for minutes).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -434,10 +454,11 @@ fn ebpf_reports_an_ia32_connect_killed_inside_the_call() {
         if wchan.contains("inet_wait_for_connect") || wchan.contains("wait_woken") {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "connect32 never blocked (wchan {wchan:?})"
-        );
+        if std::time::Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{mode} {entry:?}: the connect never blocked (wchan {wchan:?})");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
@@ -458,11 +479,43 @@ fn ebpf_reports_an_ia32_connect_killed_inside_the_call() {
     assert_eq!(
         seen.len(),
         1,
-        "the killed ia32 connect (pid {pid}) not reported once: {:?}",
+        "{mode}: the killed {entry:?} connect (pid {pid}) not reported once: {:?}",
         of_kind(&events, "net_connect")
     );
-    assert_eq!(seen[0]["connect"]["result"], "error", "{}", seen[0]);
-    assert_eq!(seen[0]["connect"]["dst_addr"], "127.0.0.1");
+    let c = &seen[0]["connect"];
+    assert_eq!(c["result"], "interrupted", "{mode} {entry:?}: {}", seen[0]);
+    // The audit kernel side records a restart code as EINTR (`__audit_syscall_exit`).
+    let errno = if mode == "audit" { 4 } else { 512 };
+    assert_eq!(c["errno"], errno, "{mode} {entry:?}: {}", seen[0]);
+    assert_eq!(c["dst_addr"], "127.0.0.1");
+}
+
+#[test]
+fn ebpf_reports_an_ia32_connect_killed_inside_the_call() {
+    if privileged() {
+        connect_killed_inside_the_call("ebpf", ConnectEntry::Ia32);
+    }
+}
+
+#[test]
+fn ebpf_reports_a_native_connect_killed_inside_the_call() {
+    if privileged() {
+        connect_killed_inside_the_call("ebpf", ConnectEntry::Native);
+    }
+}
+
+#[test]
+fn audit_reports_an_ia32_connect_killed_inside_the_call() {
+    if privileged() {
+        connect_killed_inside_the_call("audit", ConnectEntry::Ia32);
+    }
+}
+
+#[test]
+fn audit_reports_a_native_connect_killed_inside_the_call() {
+    if privileged() {
+        connect_killed_inside_the_call("audit", ConnectEntry::Native);
+    }
 }
 
 #[test]

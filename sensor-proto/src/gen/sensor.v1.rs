@@ -274,7 +274,8 @@ pub struct Connect {
     pub dst_addr: ::prost::alloc::string::String,
     #[prost(uint32, tag = "4")]
     pub dst_port: u32,
-    /// "success" | "in_progress" | "refused" | "timeout" | "unreachable" | "denied" | "error"
+    /// "success" | "in_progress" | "attempted" (seen before it was made) | "interrupted" (a
+    /// signal ended the call first) | "refused" | "timeout" | "unreachable" | "denied" | "error"
     #[prost(string, tag = "5")]
     pub result: ::prost::alloc::string::String,
     #[prost(int32, tag = "6")]

@@ -82,7 +82,8 @@ fn class(
     }
 }
 
-/// OCSF status_id: 1 Success, 2 Failure.
+/// OCSF status_id: 0 Unknown, 1 Success, 2 Failure.
+const UNKNOWN: u8 = 0;
 const SUCCESS: u8 = 1;
 const FAILURE: u8 = 2;
 
@@ -265,6 +266,18 @@ fn privilege(p: &Privilege) -> Value {
     v
 }
 
+/// A connect's activity and status by its result: a connect whose outcome was not seen
+/// (`attempted`: seen before it was made; `interrupted`: a signal ended the call first) is an
+/// Open of Unknown status, not a failure.
+fn connect_activity(result: &str) -> ((u32, &'static str), u8) {
+    match result {
+        "success" | "in_progress" => ((1, "Open"), SUCCESS),
+        "attempted" | "interrupted" => ((1, "Open"), UNKNOWN),
+        "refused" | "denied" => ((5, "Refuse"), FAILURE),
+        _ => ((4, "Fail"), FAILURE),
+    }
+}
+
 /// net_connect: Network Activity Open, Refuse or Fail.
 fn net_connect(
     ev: &Event,
@@ -273,11 +286,7 @@ fn net_connect(
     unmapped: &mut Map<String, Value>,
 ) -> Class {
     let c = c.cloned().unwrap_or_default();
-    let (act, status) = match c.result.as_str() {
-        "success" | "in_progress" => ((1, "Open"), SUCCESS),
-        "refused" | "denied" => ((5, "Refuse"), FAILURE),
-        _ => ((4, "Fail"), FAILURE),
-    };
+    let (act, status) = connect_activity(&c.result);
     out.insert("status_id".into(), json!(status));
     out.insert("status_detail".into(), json!(c.result));
     out.insert("status_code".into(), json!(c.errno.to_string()));

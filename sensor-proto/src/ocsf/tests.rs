@@ -60,3 +60,45 @@ fn origin_names_the_device_and_the_event() {
     assert_eq!(v["device"]["boot_uid"], "b");
     assert_eq!(v["device"]["hostname"], "h1");
 }
+
+#[test]
+fn every_connect_result_has_its_activity_and_status() {
+    // Every result `connect_result` (sensor/src/sources/kernel_values.rs) can give.
+    let want = [
+        ("success", 1, 1),
+        ("in_progress", 1, 1),
+        ("attempted", 1, 0),
+        ("interrupted", 1, 0),
+        ("refused", 5, 2),
+        ("denied", 5, 2),
+        ("timeout", 4, 2),
+        ("unreachable", 4, 2),
+        ("error", 4, 2),
+    ];
+    for (result, activity, status) in want {
+        let ev = Event {
+            kind: Kind::NetConnect as i32,
+            connect: Some(Connect {
+                result: result.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let v = to_ocsf(&ev, Origin::default());
+        assert_eq!(v["activity_id"], activity, "{result}");
+        assert_eq!(v["status_id"], status, "{result}");
+        assert_eq!(v["status_detail"], result);
+    }
+    let unknown = to_ocsf(
+        &Event {
+            kind: Kind::NetConnect as i32,
+            connect: Some(Connect {
+                result: "interrupted".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Origin::default(),
+    );
+    assert_eq!(unknown["status"], "Unknown");
+}

@@ -54,8 +54,16 @@ pub fn exit_status(status: u32) -> Exit {
     }
 }
 
+/// The kernel's restart codes (`include/linux/errno.h`; never seen by user space): a call
+/// interrupted by a signal returns one of them through its syscall exit, where both capture
+/// paths read the return value, and the signal code then turns it into `EINTR` or restarts the
+/// call. ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK.
+const KERNEL_RESTART_CODES: [i32; 4] = [512, 513, 514, 516];
+
 /// The result of a connect: `attempted` when it was seen before it was made (ia32 and io_uring
-/// connects, at the cgroup connect hook).
+/// connects, at the cgroup connect hook); `interrupted` when a signal ended the call before the
+/// connection's outcome was known (a TCP handshake goes on in the kernel, and a restarted or
+/// later call reports it).
 pub fn connect_result(ret: i32) -> &'static str {
     if ret == CONNECT_RET_UNKNOWN {
         return "attempted";
@@ -67,6 +75,8 @@ pub fn connect_result(ret: i32) -> &'static str {
         libc::ETIMEDOUT => "timeout",
         libc::ENETUNREACH | libc::EHOSTUNREACH => "unreachable",
         libc::EACCES | libc::EPERM => "denied",
+        libc::EINTR => "interrupted",
+        e if KERNEL_RESTART_CODES.contains(&e) => "interrupted",
         _ => "error",
     }
 }
@@ -113,6 +123,19 @@ pub fn cred_call(arch: u64, nr: u64) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connect_ended_by_a_signal_is_interrupted_not_an_error() {
+        for ret in [-4, -512, -513, -514, -516] {
+            assert_eq!(connect_result(ret), "interrupted", "{ret}");
+        }
+        // 515 is ENOIOCTLCMD, not a restart code; other errors stay errors.
+        for ret in [-515, -libc::EBADF, -libc::ENOTSOCK, -libc::EISCONN] {
+            assert_eq!(connect_result(ret), "error", "{ret}");
+        }
+        assert_eq!(connect_result(CONNECT_RET_UNKNOWN), "attempted");
+        assert_eq!(connect_result(0), "success");
+    }
 
     #[test]
     fn exit_status_decoding() {

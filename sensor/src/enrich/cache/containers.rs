@@ -247,7 +247,13 @@ impl ProcessCache {
         }
         if p.cgroup_id == 0 {
             if let Some(i) = idx {
-                p.cgroup_id = self.store.entry(i).cgroup_id;
+                let e = self.store.entry(i);
+                p.cgroup_id = e.cgroup_id;
+                // An audit event's cgroup id comes from the /proc read above (or an earlier one
+                // of this process): known unless that answer was a guess.
+                if e.cgroup_id != 0 && !e.container_guessed {
+                    take_marker(p, "cgroup_id");
+                }
             }
         }
     }

@@ -545,6 +545,45 @@ fn audit_events_without_start_time_or_cgroup_id() {
 }
 
 #[test]
+fn audit_event_with_a_cgroup_id_from_proc_does_not_list_it_as_incomplete() {
+    let f = Fixture::new("audit-cg");
+    init_fixture(&f);
+    let cg = f.cgroup("/system.slice/x.service");
+    f.add(
+        1100,
+        "sh",
+        1,
+        90,
+        "/bin/sh",
+        b"sh\0",
+        "0::/system.slice/x.service\n",
+    );
+    let mut c = f.cache(cfg());
+    let audit = |mut e: Event| {
+        let p = e.process.as_mut().unwrap();
+        p.start_boottime_ns = 0;
+        p.incomplete = vec!["start_time".into(), "cgroup_id".into()];
+        e
+    };
+    let mut e = audit(exec(1100, 1, 0, "/bin/sh", &["sh"]));
+    c.enrich(&mut e, SEC);
+    let p = proc_of(&e);
+    assert_eq!(p.cgroup_id, cg);
+    assert!(!p.is_incomplete("cgroup_id"), "{:?}", p.incomplete);
+    assert!(p.is_incomplete("start_time"));
+    // A later event of the process gets the same id from the entry.
+    let mut conn = audit(ev(Kind::NetConnect, 1100, 1, 0, "sh"));
+    c.enrich(&mut conn, SEC);
+    assert_eq!(proc_of(&conn).cgroup_id, cg);
+    assert!(!proc_of(&conn).is_incomplete("cgroup_id"));
+    // Gone before the read: no id, still listed.
+    let mut gone = audit(exec(1101, 1, 0, "/bin/true", &["true"]));
+    c.enrich(&mut gone, SEC);
+    assert_eq!(proc_of(&gone).cgroup_id, 0);
+    assert!(proc_of(&gone).is_incomplete("cgroup_id"));
+}
+
+#[test]
 fn audit_exit_delivered_before_exec_is_not_guessed() {
     let f = Fixture::new("ooo");
     let mut c = f.cache(cfg()).with_cgroup_root(None);
