@@ -64,3 +64,69 @@ fn file_events_name_the_process() {
         "{files:?}"
     );
 }
+
+/// Every event of one process carries one start, whatever its source: the exec (eBPF or
+/// audit), the fanotify event (whose process is a /proc snapshot, with a tick start) and the
+/// exit. In audit mode it is the /proc tick; in eBPF mode the kernel's ns, in that tick.
+fn every_event_of_a_process_carries_one_start(mode: &str) {
+    let w = WatchedTree::new("files-start");
+    let sensor = Sensor::start(mode, &["--config", w.config.to_str().unwrap()]);
+    let target = w.tree.join("one-start");
+    let child = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!("sleep 0.3; echo x > '{}'; sleep 0.3", target.display()),
+        ])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    // Field 22 (starttime), the 20th after the comm.
+    let ticks: u64 = after_comm.split(' ').nth(19).unwrap().parse().unwrap();
+    let _ = child.wait_with_output();
+    std::thread::sleep(Duration::from_millis(500));
+    let events = sensor.stop();
+    let mine: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["process"]["pid"] == pid)
+        .collect();
+    let kinds: Vec<&str> = mine.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for want in ["process_exec", "file", "process_exit"] {
+        assert!(
+            kinds.contains(&want),
+            "{mode}: no {want} of {pid}: {mine:?}"
+        );
+    }
+    // SAFETY: sysconf has no preconditions.
+    let tick_ns = 1_000_000_000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let start = mine[0]["process"]["start_boottime_ns"].as_u64().unwrap();
+    assert_eq!(start / tick_ns, ticks, "{mode}: {}", mine[0]);
+    if mode == "audit" {
+        assert_eq!(start, ticks * tick_ns, "{mode}: the /proc tick");
+    }
+    for e in &mine {
+        let p = &e["process"];
+        assert_eq!(p["start_boottime_ns"], start, "{mode}: {e}");
+        assert_eq!(
+            p["start_time"], mine[0]["process"]["start_time"],
+            "{mode}: {e}"
+        );
+        let incomplete = p["incomplete"].as_array().cloned().unwrap_or_default();
+        assert!(!incomplete.contains(&"start_time".into()), "{mode}: {e}");
+    }
+}
+
+#[test]
+fn ebpf_every_event_of_a_process_carries_one_start() {
+    if privileged() {
+        every_event_of_a_process_carries_one_start("ebpf");
+    }
+}
+
+#[test]
+fn audit_every_event_of_a_process_carries_one_start() {
+    if privileged() {
+        every_event_of_a_process_carries_one_start("audit");
+    }
+}

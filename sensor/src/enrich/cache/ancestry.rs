@@ -1,6 +1,6 @@
 //! Ancestry in the process cache: fork records (a child runs its parent's image until it
 //! execs), inheritance on a miss, and the ancestor chain events carry.
-use super::{add_marker, ForkOutcome, ProcessCache, UNKNOWN_START};
+use super::{add_marker, ForkOutcome, ProcessCache, UNKNOWN_START, UNSETTLED};
 use crate::event::{Ancestor, Process};
 
 impl ProcessCache {
@@ -38,6 +38,8 @@ impl ProcessCache {
         e.pid = child.pid;
         e.ppid = child.ppid;
         e.start_ticks = ticks;
+        // Settled by the child's first event (a fork record is not one).
+        e.start_sub_ns = UNSETTLED;
         if !child.comm.is_empty() {
             let from_event = self.entry_from_event(child, ticks);
             (e.uid, e.euid, e.gid, e.egid) = (

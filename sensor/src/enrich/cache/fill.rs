@@ -1,6 +1,6 @@
 //! The enrichment rules between an event's process and its cache entry: what an exec stores,
 //! how a miss resolves, what the event's credentials refresh, and what the event gets back.
-use super::{add_marker, take_marker, CachedProcess, ProcessCache, UNKNOWN_START};
+use super::{add_marker, take_marker, CachedProcess, ProcessCache, UNKNOWN_START, UNSETTLED};
 use crate::event::{Argv, Kind, Process};
 
 impl ProcessCache {
@@ -10,6 +10,7 @@ impl ProcessCache {
             pid: p.pid,
             ppid: p.ppid,
             start_ticks: ticks,
+            start_sub_ns: UNSETTLED,
             uid: p.uid,
             euid: p.euid,
             gid: p.gid,
@@ -71,6 +72,8 @@ impl ProcessCache {
             Some(i) => {
                 // The cgroup does not change at exec: keep what was resolved for it.
                 let old = self.store.entry_mut(i);
+                // Nor does the start: the process keeps the one its events already carried.
+                e.start_sub_ns = old.start_sub_ns;
                 e.cgroup_id = old.cgroup_id;
                 e.container_id = old.container_id.take();
                 e.container_guessed = old.container_guessed;
@@ -219,5 +222,32 @@ impl ProcessCache {
                 add_marker(p, name);
             }
         }
+    }
+
+    /// Gives the event the process's one start (module doc, "One start per process"). The
+    /// first event that resolves to the entry with its start known settles it: the event's own
+    /// start when it is the kernel's (`exact`, an eBPF record of the entry's tick), else the
+    /// entry's tick. Every event of the process then leaves with that start.
+    pub(super) fn settle_start(&mut self, p: &mut Process, idx: Option<u32>, exact: bool) {
+        let Some(i) = idx else { return };
+        let event_ticks = self.start_ticks(p.start_boottime_ns);
+        let ns_per_tick = self.ns_per_tick;
+        let e = self.store.entry_mut(i);
+        if e.start_ticks == UNKNOWN_START || e.start_ticks == 0 {
+            return;
+        }
+        let tick_start = e.start_ticks.saturating_mul(ns_per_tick);
+        if e.start_sub_ns == UNSETTLED {
+            e.start_sub_ns = if exact && event_ticks == e.start_ticks {
+                u32::try_from(p.start_boottime_ns - tick_start).unwrap_or(0)
+            } else {
+                0
+            };
+        }
+        // Both from here, so every event of the process has the same `start_time` too (each
+        // source turns boottime into wall time with its own clock reading).
+        p.start_boottime_ns = tick_start + u64::from(e.start_sub_ns);
+        p.start_time_unix_ns = Some(self.clocks.boottime_to_unix(p.start_boottime_ns));
+        take_marker(p, "start_time");
     }
 }

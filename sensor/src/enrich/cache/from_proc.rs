@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::store::IdBuild;
-use super::{CachedProcess, ProcessCache, SWEEP_STAT_BUDGET, UNKNOWN_START};
+use super::{CachedProcess, ProcessCache, SWEEP_STAT_BUDGET, UNKNOWN_START, UNSETTLED};
 use crate::enrich::procfs::{self, ProcError, Snapshot};
 
 fn unset(id: Option<u32>) -> Option<u32> {
@@ -45,6 +45,7 @@ impl ProcessCache {
             pid: s.stat.pid,
             ppid: s.stat.ppid,
             start_ticks: s.stat.start_ticks,
+            start_sub_ns: UNSETTLED,
             uid: ids.uid,
             euid: ids.euid,
             gid: ids.gid,

@@ -7,6 +7,18 @@
 //! An event without a start time (`start_boottime_ns == 0`, e.g. audit) matches the newest
 //! live entry of its pid.
 //!
+//! # One start per process
+//! The sources know a process's start with different precision: eBPF records carry the
+//! kernel's boottime ns, a /proc snapshot (file events, the start-up scan) only its tick, audit
+//! records nothing. So that `(pid, start_boottime_ns)` names one process in every event, the
+//! cache settles it once per entry (`start_ns`), at the first event that resolves to the
+//! entry with the start known: that event's own start when an eBPF record gives it, else the
+//! entry's tick (`ticks * ns per tick`, what a /proc snapshot gives). Every event of the
+//! process then leaves with that start (and `start_time` leaves `incomplete`); an exec keeps
+//! it. So a process the sensor first met in /proc (older than the sensor) keeps its tick start
+//! even in the eBPF records that follow, and an audit-mode event carries the start its exec's
+//! /proc read found.
+//!
 //! # Filling
 //! - `process_exec` inserts or replaces the entry with the kernel's exe, argv and cwd. The
 //!   event's own exe/argv/cwd are never overwritten; when the kernel could not give one, it is
@@ -67,6 +79,7 @@ use serde::Serialize;
 use super::container::{self, Cgroup2Root};
 use super::EnrichConfig;
 use crate::event::{Event, Kind, Process, Source};
+use crate::timefmt::Clocks;
 use containers::Cgroups;
 pub use intern::Argv;
 use intern::Interner;
@@ -74,6 +87,8 @@ use store::Store;
 
 /// The start tick of an entry whose start time is unknown.
 pub const UNKNOWN_START: u64 = u64::MAX;
+/// [`CachedProcess::start_sub_ns`] before the process's start is settled.
+pub const UNSETTLED: u32 = u32::MAX;
 /// Entries whose start time the sweep re-reads from /proc per run (presence is checked for all).
 pub const SWEEP_STAT_BUDGET: usize = 1024;
 /// Exit-pending entries expired per enriched event (the sweep expires the rest).
@@ -120,6 +135,10 @@ pub struct CachedProcess {
     pub ppid: u32,
     /// Start time in clock ticks since boot, or [`UNKNOWN_START`].
     pub start_ticks: u64,
+    /// With `start_ticks`, the start every event of the process carries (see "One start per
+    /// process" above): `start_ticks * ns per tick + start_sub_ns`, [`UNSETTLED`] until the
+    /// first event settles it (a u32: the slot stays small).
+    pub start_sub_ns: u32,
     pub uid: u32,
     pub euid: u32,
     pub gid: u32,
@@ -146,6 +165,8 @@ pub struct CachedProcess {
 pub struct ProcessCache {
     depth: usize,
     ns_per_tick: u64,
+    /// Turns a start settled here into the event's `start_time` (as the sources do).
+    clocks: Clocks,
     proc_root: PathBuf,
     store: Store,
     strings: Interner,
@@ -179,6 +200,7 @@ impl ProcessCache {
         Self {
             depth: cfg.ancestors_depth,
             ns_per_tick: ns_per_tick(),
+            clocks: Clocks::now(),
             proc_root: PathBuf::from("/proc"),
             store: Store::new(cfg.max_entries, cfg.exit_grace_ms.saturating_mul(1_000_000)),
             strings: Interner::default(),
@@ -272,6 +294,8 @@ impl ProcessCache {
         // fact (empty argv and no exe once the process is a zombie, the new image after an
         // exec): the cache's, from the kernel's records, are preferred.
         let snapshot = matches!(ev.source(), Source::Fanotify | Source::Inotify);
+        // Only the eBPF records carry the kernel's exact start; /proc has ticks, audit nothing.
+        let ev_source_exact = ev.source() == Source::Ebpf;
         let Some(p) = ev.process.as_mut() else {
             return;
         };
@@ -305,6 +329,7 @@ impl ProcessCache {
             }
         }
         self.fill_container(p, idx, ticks, kind);
+        self.settle_start(p, idx, ev_source_exact);
         if p.ancestors.is_empty() {
             self.fill_ancestors(p, idx, ticks, now_mono_ns);
         }

@@ -570,17 +570,83 @@ fn audit_event_with_a_cgroup_id_from_proc_does_not_list_it_as_incomplete() {
     let p = proc_of(&e);
     assert_eq!(p.cgroup_id, cg);
     assert!(!p.is_incomplete("cgroup_id"), "{:?}", p.incomplete);
-    assert!(p.is_incomplete("start_time"));
-    // A later event of the process gets the same id from the entry.
+    // The start the same read found, at tick resolution.
+    assert_eq!(p.start_boottime_ns, 90 * tick_ns());
+    assert!(p.start_time_unix_ns.is_some());
+    assert!(!p.is_incomplete("start_time"), "{:?}", p.incomplete);
+    // A later event of the process gets the same id and start from the entry.
     let mut conn = audit(ev(Kind::NetConnect, 1100, 1, 0, "sh"));
     c.enrich(&mut conn, SEC);
     assert_eq!(proc_of(&conn).cgroup_id, cg);
     assert!(!proc_of(&conn).is_incomplete("cgroup_id"));
-    // Gone before the read: no id, still listed.
+    assert_eq!(proc_of(&conn).start_boottime_ns, 90 * tick_ns());
+    assert!(proc_of(&conn).incomplete.is_empty());
+    // Gone before the read: no id nor start, still listed.
     let mut gone = audit(exec(1101, 1, 0, "/bin/true", &["true"]));
     c.enrich(&mut gone, SEC);
     assert_eq!(proc_of(&gone).cgroup_id, 0);
     assert!(proc_of(&gone).is_incomplete("cgroup_id"));
+    assert_eq!(proc_of(&gone).start_boottime_ns, 0);
+    assert!(proc_of(&gone).is_incomplete("start_time"));
+}
+
+/// A file event's process is a /proc snapshot: its start has tick resolution.
+fn file_event(pid: u32, ticks: u64) -> Event {
+    let mut e = Event::new(Kind::File, Source::Fanotify, 0, "h");
+    e.process = Some(Process {
+        pid,
+        start_boottime_ns: ticks * tick_ns(),
+        start_time_unix_ns: Some(1),
+        ..Process::default()
+    });
+    e
+}
+
+#[test]
+fn every_event_of_a_process_carries_one_start() {
+    let f = Fixture::new("one-start");
+    init_fixture(&f);
+    let mut c = f.cache(cfg());
+    // Met first through an eBPF exec: the kernel's exact start, also on its file events.
+    let mut e = exec(1200, 1, 300, "/bin/sh", &["sh"]);
+    c.enrich(&mut e, SEC);
+    let exact = 300 * tick_ns() + 1234;
+    assert_eq!(proc_of(&e).start_boottime_ns, exact);
+    let mut file = file_event(1200, 300);
+    c.enrich(&mut file, SEC);
+    assert_eq!(proc_of(&file).start_boottime_ns, exact);
+    assert_ne!(
+        proc_of(&file).start_time_unix_ns,
+        Some(1),
+        "start_time follows"
+    );
+    assert_eq!(
+        proc_of(&file).start_time_unix_ns,
+        proc_of(&e).start_time_unix_ns
+    );
+    let mut exit = ev(Kind::ProcessExit, 1200, 1, 300, "sh");
+    c.enrich(&mut exit, SEC);
+    assert_eq!(
+        proc_of(&exit).start_time_unix_ns,
+        proc_of(&e).start_time_unix_ns
+    );
+    assert_eq!(proc_of(&exit).start_boottime_ns, exact);
+    // Met first through /proc (a file event, as for a process older than the sensor): its
+    // tick start, kept by the eBPF records that follow, an exec included.
+    f.add(1300, "bash", 1, 310, "/bin/bash", b"bash\0", "0::/\n");
+    let mut file = file_event(1300, 310);
+    c.enrich(&mut file, SEC);
+    assert_eq!(proc_of(&file).start_boottime_ns, 310 * tick_ns());
+    let mut conn = ev(Kind::NetConnect, 1300, 1, 310, "bash");
+    c.enrich(&mut conn, SEC);
+    assert_eq!(proc_of(&conn).start_boottime_ns, 310 * tick_ns());
+    let mut again = exec(1300, 1, 310, "/usr/bin/env", &["env"]);
+    c.enrich(&mut again, SEC);
+    assert_eq!(proc_of(&again).start_boottime_ns, 310 * tick_ns());
+    // Another process with the same pid (reused): its own start.
+    let mut reused = exec(1300, 1, 900, "/bin/true", &["true"]);
+    c.enrich(&mut reused, SEC);
+    assert_eq!(proc_of(&reused).start_boottime_ns, 900 * tick_ns() + 1234);
 }
 
 #[test]

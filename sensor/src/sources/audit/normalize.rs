@@ -32,8 +32,9 @@
 //!   `sock_type(pid, fd)` resolver (fd is connect's a0); without an answer it is `"unknown"`.
 //!   The socket may already be closed when the group is normalized (short-lived processes).
 //! - **No thread id, start time or cgroup.** SYSCALL `pid=` is the thread-group id; `tid` is
-//!   None, `start_boottime_ns` 0, the start time None (JSON `start_time` ""), `cgroup_id` 0; `start_time` and
-//!   `cgroup_id` are listed in `incomplete`. ANOM_ABEND also lacks ppid, euid, egid and tty
+//!   None, `start_boottime_ns` 0, the start time None (JSON `start_time` ""), `cgroup_id` 0;
+//!   `start_time` and `cgroup_id` are listed in `incomplete` until the process cache fills
+//!   them from the exec's /proc read (`enrich/cache`). ANOM_ABEND also lacks ppid, euid, egid and tty
 //!   (listed in `incomplete`; ids set to 4294967295, ppid 0).
 //! - Time is the audit timestamp (wall clock, millisecond resolution); `ktime_ns` is None.
 //! - exe/cwd/argv are only set on exec events, as in eBPF mode, although SYSCALL has `exe=`.
