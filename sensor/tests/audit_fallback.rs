@@ -120,3 +120,11 @@ fn privilege_changes_in_audit_mode() {
     }
     workload::privilege_workload("audit");
 }
+
+#[test]
+fn capability_changes_in_audit_mode() {
+    if !privileged() {
+        return;
+    }
+    workload::capability_workload("audit");
+}

@@ -62,6 +62,14 @@ fn privilege_changes_by_syscall_and_setuid_exec() {
     workload::privilege_workload("ebpf");
 }
 
+#[test]
+fn capability_changes_in_ebpf_mode() {
+    if !privileged() {
+        return;
+    }
+    workload::capability_workload("ebpf");
+}
+
 /// A 32 KiB ring wraps every few records: each record that wraps past the end of the data
 /// pages reaches the output whole (the consumer maps them once and copies such a record;
 /// docs/ARCHITECTURE.md#ebpf-and-tracefs), nothing is undecodable, and every exec and exit is

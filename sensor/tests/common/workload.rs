@@ -281,6 +281,92 @@ pub fn privilege_workload(mode: &str) {
     assert_eq!(exec[0]["process"]["uid"], 65534);
 }
 
+/// Effective capabilities, the same in both modes where the kernel says them: a root `capsh`
+/// that sets its capabilities to `cap_net_raw` alone (capset: the new set; the old one in eBPF
+/// mode, where the programs read it), and `nobody` running a copy of `true` with the
+/// `cap_net_raw+ep` file capability (exec: from the set `setpriv` keeps, the test's own, to
+/// 0x2000, in both).
+pub fn capability_workload(mode: &str) {
+    let dir = std::path::PathBuf::from("/var/tmp").join(marker("fcaps"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let fcap = dir.join("fcap-true");
+    std::fs::copy("/bin/true", &fcap).unwrap();
+    let set = Command::new("setcap")
+        .args(["cap_net_raw+ep"])
+        .arg(&fcap)
+        .status()
+        .expect("setcap (libcap2-bin, scripts/setup installs it)");
+    assert!(set.success());
+    let sensor = Sensor::start(mode, &[]);
+    let m = marker("caps");
+    let capsh = Command::new("capsh")
+        .args(["--caps=cap_net_raw+ep", "--", "-c", "exit 0", &m])
+        .spawn()
+        .expect("capsh (libcap2-bin)");
+    let capsh_pid = u64::from(capsh.id());
+    assert!(capsh.wait_with_output().unwrap().status.success());
+    let run = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&fcap)
+        .arg(&m)
+        .spawn()
+        .unwrap();
+    let fcap_pid = u64::from(run.id());
+    assert!(run.wait_with_output().unwrap().status.success());
+    if mode == "audit" {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let events = sensor.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    let changes = of_kind(&events, "privilege_change");
+    let of = |pid: u64, via: &str| -> Vec<&Value> {
+        changes
+            .iter()
+            .copied()
+            .filter(|e| e["process"]["pid"] == pid && e["privilege"]["via"] == via)
+            .collect()
+    };
+    let capset = of(capsh_pid, "capset");
+    let to_net_raw: Vec<&&Value> = capset
+        .iter()
+        .filter(|e| e["privilege"]["new_caps"] == "0x2000")
+        .collect();
+    assert_eq!(
+        to_net_raw.len(),
+        1,
+        "{mode}: capset to cap_net_raw in {changes:?}"
+    );
+    if mode == "ebpf" {
+        assert!(
+            to_net_raw[0]["privilege"]["old_caps"].is_string(),
+            "{}",
+            to_net_raw[0]
+        );
+    }
+    let exec = of(fcap_pid, "exec_file_caps");
+    assert_eq!(exec.len(), 1, "{mode}: file-capability exec in {changes:?}");
+    // setpriv keeps the caller's effective set across its setresuid (it sets it back with
+    // capset): ours.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let ours = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    let ours = format!("{ours:#x}");
+    let p = &exec[0]["privilege"];
+    assert_eq!(
+        (p["old_caps"].as_str(), p["new_caps"].as_str()),
+        (Some(ours.as_str()), Some("0x2000")),
+        "{mode}: {p}"
+    );
+    assert_eq!(
+        (p["new_uid"].as_u64(), p["new_euid"].as_u64()),
+        (Some(65534), Some(65534))
+    );
+}
+
 /// `n` sequential execs of `/bin/true <marker>-<i>` under a sensor in `mode`: every exec and
 /// exit arrives, or the shortfall is covered by the drops the sensor reported.
 pub fn exec_storm_is_complete_or_counted(mode: &str, n: usize, settle: std::time::Duration) {

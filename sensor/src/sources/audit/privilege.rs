@@ -3,6 +3,14 @@
 //! from the last SYSCALL record seen for the same pid (bounded map); for an exec, a set-id
 //! transition is recognised by euid != uid (or egid != gid) and the old effective ids are
 //! taken as the real ones, which is what they were for any normal caller.
+//!
+//! Effective capabilities come from the two records the kernel adds to a call that sets them:
+//! CAPSET (a capset: the sets after it, `cap_pe`) and BPRM_FCAPS (an exec that raised them
+//! through file capabilities: `old_pe` and `pe`). The tracker remembers the last known
+//! effective set of a pid, so a capset is compared with it: one that changes nothing is not
+//! reported once that set is known, and the event's `old_caps` is absent while it is not. A
+//! set*id call that changes ids, or an exec without BPRM_FCAPS, may change the set without a
+//! record saying so: it becomes unknown again.
 use std::collections::HashMap;
 
 use super::assemble::Group;
@@ -40,9 +48,17 @@ fn creds(
     })
 }
 
+/// What the tracker knows of a pid after its last record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Known {
+    creds: Creds,
+    /// Effective capabilities, when a CAPSET or BPRM_FCAPS record gave them since.
+    caps: Option<u64>,
+}
+
 #[derive(Debug)]
 pub struct CredTracker {
-    last: HashMap<u32, Creds>,
+    last: HashMap<u32, Known>,
     cap: usize,
 }
 
@@ -69,21 +85,49 @@ impl CredTracker {
         let pid: u32 = dec(pid)?;
         let new = creds(uid, euid, gid, egid)?;
         let ok = success == Some(b"yes");
-        let old = self.last.get(&pid).copied();
+        let prev = self.last.get(&pid).copied();
+        let call = cred_call(arch, nr);
+        let exec = is_exec(arch, nr);
+        let capset = g
+            .first(types::CAPSET)
+            .and_then(|r| hex_u64(r.get("cap_pe")));
+        let fcaps = g
+            .first(types::BPRM_FCAPS)
+            .and_then(|r| Some((hex_u64(r.get("old_pe"))?, hex_u64(r.get("pe"))?)));
+        // The effective set after this record, when known.
+        let caps = match (capset, fcaps) {
+            (Some(c), _) if ok => Some(c),
+            (_, Some((_, pe))) if ok && exec => Some(pe),
+            // A failed call changed nothing; a call that left the ids alone (capset aside:
+            // its CAPSET record is missing only if the kernel could not log it) kept the set.
+            _ if !ok
+                || (!exec && prev.is_some_and(|k| k.creds == new) && call != Some("capset")) =>
+            {
+                prev.and_then(|k| k.caps)
+            }
+            _ => None,
+        };
         if self.last.len() >= self.cap {
             self.last.clear();
         }
-        self.last.insert(pid, new);
+        self.last.insert(pid, Known { creds: new, caps });
         if !ok {
             return None;
         }
-        let (old, via) = if let Some(name) = cred_call(arch, nr) {
-            let old = old?;
-            if old == new && name != "capset" {
+        let old_caps = prev.and_then(|k| k.caps);
+        let (old, via, old_caps, new_caps) = if let Some(name) = call {
+            let old = prev?.creds;
+            if name == "capset" {
+                if old == new && old_caps.is_some() && old_caps == capset {
+                    return None;
+                }
+                (old, name.to_string(), old_caps, capset)
+            } else if old == new {
                 return None;
+            } else {
+                (old, name.to_string(), None, None)
             }
-            (old, name.to_string())
-        } else if is_exec(arch, nr) && (new.euid != new.uid || new.egid != new.gid) {
+        } else if exec && (new.euid != new.uid || new.egid != new.gid || fcaps.is_some()) {
             let old = Creds {
                 euid: new.uid,
                 egid: new.gid,
@@ -91,10 +135,19 @@ impl CredTracker {
             };
             let via = if new.euid != new.uid {
                 "exec_setuid"
-            } else {
+            } else if new.egid != new.gid {
                 "exec_setgid"
+            } else {
+                "exec_file_caps"
             };
-            (old, via.to_string())
+            let (old_caps, new_caps) = match fcaps {
+                Some((o, n)) if o != n => (Some(o), Some(n)),
+                _ => (None, None),
+            };
+            if old == new && new_caps.is_none() {
+                return None;
+            }
+            (old, via.to_string(), old_caps, new_caps)
         } else {
             return None;
         };
@@ -109,8 +162,8 @@ impl CredTracker {
             new_gid: new.gid,
             old_egid: Some(old.egid),
             new_egid: Some(new.egid),
-            old_caps: None,
-            new_caps: None,
+            old_caps: old_caps.map(|c| format!("{c:#x}")),
+            new_caps: new_caps.map(|c| format!("{c:#x}")),
             via,
         });
         Some(ev)
@@ -168,6 +221,100 @@ mod tests {
         assert!(t.observe(&g(&sys(3, 117, 0, 0)), "h").is_none());
         // ordinary exec, nothing
         assert!(t.observe(&g(&sys(4, 59, 0, 0)), "h").is_none());
+    }
+
+    /// A SYSCALL record (`success`, ids) with an extra record of the same serial.
+    fn with(serial: u32, nr: u32, ok: bool, uid: u32, extra: Option<(u16, &str)>) -> Group {
+        let mut v = sys(serial, nr, uid, uid);
+        if !ok {
+            v[0].1 = v[0].1.replace("success=yes exit=0", "success=no exit=-1");
+        }
+        if let Some((t, body)) = extra {
+            v.insert(1, (t, format!("audit(1700000000.000:{serial}): {body}")));
+        }
+        g(&v)
+    }
+
+    fn caps(ev: &Event) -> (String, Option<String>, Option<String>) {
+        let p = ev.msg.privilege.clone().unwrap();
+        (p.via, p.old_caps, p.new_caps)
+    }
+
+    const FULL: &str = "pid=77 cap_pi=0 cap_pp=000001ffffffffff cap_pe=000001ffffffffff cap_pa=0";
+    const NET_RAW: &str =
+        "pid=77 cap_pi=0 cap_pp=0000000000002000 cap_pe=0000000000002000 cap_pa=0";
+
+    #[test]
+    fn capset_carries_the_kernels_sets_and_a_no_op_is_not_reported_once_known() {
+        let mut t = CredTracker::new(100);
+        assert!(t.observe(&with(1, 59, true, 0, None), "h").is_none());
+        // The set before is not known yet: the new one alone.
+        let ev = t
+            .observe(&with(2, 126, true, 0, Some((1322, FULL))), "h")
+            .unwrap();
+        assert_eq!(
+            caps(&ev),
+            ("capset".into(), None, Some("0x1ffffffffff".into()))
+        );
+        // The same set again: nothing changed.
+        assert!(t
+            .observe(&with(3, 126, true, 0, Some((1322, FULL))), "h")
+            .is_none());
+        // A failed call changes nothing and keeps what is known.
+        assert!(t
+            .observe(&with(4, 126, false, 0, Some((1322, NET_RAW))), "h")
+            .is_none());
+        let ev = t
+            .observe(&with(5, 126, true, 0, Some((1322, NET_RAW))), "h")
+            .unwrap();
+        assert_eq!(
+            caps(&ev),
+            (
+                "capset".into(),
+                Some("0x1ffffffffff".into()),
+                Some("0x2000".into())
+            )
+        );
+        // A set*id that changes ids may change the set without a record: unknown again.
+        let ev = t.observe(&with(6, 117, true, 65534, None), "h").unwrap();
+        assert_eq!(caps(&ev), ("setresuid".into(), None, None));
+        let ev = t
+            .observe(&with(7, 126, true, 65534, Some((1322, NET_RAW))), "h")
+            .unwrap();
+        assert_eq!(caps(&ev), ("capset".into(), None, Some("0x2000".into())));
+    }
+
+    #[test]
+    fn exec_with_file_capabilities_is_reported_with_both_sets() {
+        let mut t = CredTracker::new(100);
+        let fcaps = "fver=2 fp=0000000000002000 fi=0 fe=1 old_pp=0 old_pi=0 old_pe=0 old_pa=0 \
+                     pp=0000000000002000 pi=0 pe=0000000000002000 pa=0 frootid=0";
+        let ev = t
+            .observe(&with(1, 59, true, 65534, Some((1321, fcaps))), "h")
+            .unwrap();
+        assert_eq!(
+            caps(&ev),
+            (
+                "exec_file_caps".into(),
+                Some("0x0".into()),
+                Some("0x2000".into())
+            )
+        );
+        let p = ev.msg.privilege.unwrap();
+        assert_eq!(
+            (p.old_uid, p.new_uid, p.old_euid, p.new_euid),
+            (65534, 65534, 65534, 65534)
+        );
+        // The set is known from the exec: a capset to the same set is not a change.
+        assert!(t
+            .observe(&with(2, 126, true, 65534, Some((1322, NET_RAW))), "h")
+            .is_none());
+        // An ordinary exec (no BPRM_FCAPS) makes it unknown again, and is not reported.
+        assert!(t.observe(&with(3, 59, true, 65534, None), "h").is_none());
+        let ev = t
+            .observe(&with(4, 126, true, 65534, Some((1322, NET_RAW))), "h")
+            .unwrap();
+        assert_eq!(caps(&ev), ("capset".into(), None, Some("0x2000".into())));
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod types {
     pub const EXECVE: u16 = 1309;
     pub const EOE: u16 = 1320;
     pub const BPRM_FCAPS: u16 = 1321;
+    pub const CAPSET: u16 = 1322;
     pub const PROCTITLE: u16 = 1327;
     pub const ANOM_ABEND: u16 = 1701;
 }
