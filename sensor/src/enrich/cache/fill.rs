@@ -88,6 +88,19 @@ impl ProcessCache {
         if let Some(i) = self.store.find(p.pid, ticks) {
             return Some(i);
         }
+        if ticks != UNKNOWN_START {
+            // An audit exec whose /proc read came too late has no start. An event with one (a
+            // fanotify event's /proc snapshot, taken while the process ran) names that process
+            // when it is still the pid's newest live entry: the entry learns the start, and
+            // the event gets the exec'd image instead of one inherited from the parent.
+            let newest = self.store.chain(p.pid).next();
+            if let Some(i) = newest.filter(|&i| {
+                self.store.is_live(i) && self.store.entry(i).start_ticks == UNKNOWN_START
+            }) {
+                self.store.entry_mut(i).start_ticks = ticks;
+                return Some(i);
+            }
+        }
         if kind != Kind::ProcessExit {
             if let Some(snap) = self.read_proc(p.pid, ticks) {
                 let e = self.entry_from_snapshot(&snap);

@@ -650,6 +650,42 @@ fn every_event_of_a_process_carries_one_start() {
 }
 
 #[test]
+fn a_file_event_names_the_audit_exec_whose_proc_read_came_too_late() {
+    let f = Fixture::new("late-read");
+    init_fixture(&f);
+    f.add(1500, "sh", 1, 400, "/bin/sh", b"sh\0", "0::/\n");
+    let mut c = f.cache(cfg());
+    let audit = |mut e: Event| {
+        let p = e.process.as_mut().unwrap();
+        p.start_boottime_ns = 0;
+        p.incomplete = vec!["start_time".into(), "cgroup_id".into()];
+        e
+    };
+    c.enrich(
+        &mut audit(exec(1500, 1, 0, "/bin/sh", &["sh", "-c", "x"])),
+        SEC,
+    );
+    // The child execs mv and is gone before the exec's /proc read: no start.
+    let mut mv = audit(exec(1501, 1500, 0, "/usr/bin/mv", &["mv", "a", "b"]));
+    c.enrich(&mut mv, SEC);
+    assert!(proc_of(&mv).is_incomplete("start_time"));
+    // Its file event carries the start of the snapshot taken while it ran.
+    let mut file = file_event(1501, 410);
+    file.process.as_mut().unwrap().ppid = 1500;
+    file.process.as_mut().unwrap().comm = "mv".into();
+    c.enrich(&mut file, SEC);
+    let p = proc_of(&file);
+    assert_eq!(p.exe.as_deref(), Some("/usr/bin/mv"));
+    assert_eq!(p.args().unwrap(), ["mv", "a", "b"]);
+    assert_eq!(p.start_boottime_ns, 410 * tick_ns());
+    // The exit (no start) finds the same entry, with the start learned.
+    let mut exit = audit(ev(Kind::ProcessExit, 1501, 1500, 0, "mv"));
+    c.enrich(&mut exit, SEC);
+    assert_eq!(proc_of(&exit).exe.as_deref(), Some("/usr/bin/mv"));
+    assert_eq!(proc_of(&exit).start_boottime_ns, 410 * tick_ns());
+}
+
+#[test]
 fn audit_exit_delivered_before_exec_is_not_guessed() {
     let f = Fixture::new("ooo");
     let mut c = f.cache(cfg()).with_cgroup_root(None);
