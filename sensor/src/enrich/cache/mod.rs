@@ -5,7 +5,8 @@
 //! event's `start_boottime_ns` is converted with `ns / (1e9 / CLK_TCK)`, so kernel and /proc
 //! starts compare at tick granularity and a reused pid can never resolve to the old process.
 //! An event without a start time (`start_boottime_ns == 0`, e.g. audit) matches the newest
-//! live entry of its pid.
+//! live entry of its pid; an event with one that no entry has takes the pid's newest live entry
+//! if that has none (an audit exec whose /proc read found the process gone), which learns it.
 //!
 //! # One start per process
 //! The sources know a process's start with different precision: eBPF records carry the
