@@ -80,10 +80,9 @@ fn every_event_of_a_process_carries_one_start(mode: &str) {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-    // Field 22 (starttime), the 20th after the comm.
-    let ticks: u64 = after_comm.split(' ').nth(19).unwrap().parse().unwrap();
+    let ticks = sensor::enrich::procfs::read_stat(std::path::Path::new("/proc"), pid)
+        .unwrap()
+        .start_ticks;
     let _ = child.wait_with_output();
     std::thread::sleep(Duration::from_millis(500));
     let events = sensor.stop();

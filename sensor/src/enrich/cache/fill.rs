@@ -240,10 +240,16 @@ impl ProcessCache {
     /// Gives the event the process's one start (module doc, "One start per process"). The
     /// first event that resolves to the entry with its start known settles it: the event's own
     /// start when it is the kernel's (`exact`, an eBPF record of the entry's tick), else the
-    /// entry's tick. Every event of the process then leaves with that start.
-    pub(super) fn settle_start(&mut self, p: &mut Process, idx: Option<u32>, exact: bool) {
+    /// entry's tick. Every event of the process then leaves with that start. `event_ticks` is
+    /// the tick of the event's own start, as `enrich` computed it.
+    pub(super) fn settle_start(
+        &mut self,
+        p: &mut Process,
+        idx: Option<u32>,
+        event_ticks: u64,
+        exact: bool,
+    ) {
         let Some(i) = idx else { return };
-        let event_ticks = self.start_ticks(p.start_boottime_ns);
         let ns_per_tick = self.ns_per_tick;
         let e = self.store.entry_mut(i);
         if e.start_ticks == UNKNOWN_START || e.start_ticks == 0 {

@@ -330,7 +330,7 @@ impl ProcessCache {
             }
         }
         self.fill_container(p, idx, ticks, kind);
-        self.settle_start(p, idx, ev_source_exact);
+        self.settle_start(p, idx, ticks, ev_source_exact);
         if p.ancestors.is_empty() {
             self.fill_ancestors(p, idx, ticks, now_mono_ns);
         }

@@ -544,6 +544,14 @@ fn audit_events_without_start_time_or_cgroup_id() {
     assert!(c.is_exit_pending(1000, 77 * tick_ns()));
 }
 
+/// `e` as the audit source sends it: no start, and `start_time`/`cgroup_id` listed missing.
+fn audit(mut e: Event) -> Event {
+    let p = e.process.as_mut().unwrap();
+    p.start_boottime_ns = 0;
+    p.incomplete = vec!["start_time".into(), "cgroup_id".into()];
+    e
+}
+
 #[test]
 fn audit_event_with_a_cgroup_id_from_proc_does_not_list_it_as_incomplete() {
     let f = Fixture::new("audit-cg");
@@ -559,12 +567,6 @@ fn audit_event_with_a_cgroup_id_from_proc_does_not_list_it_as_incomplete() {
         "0::/system.slice/x.service\n",
     );
     let mut c = f.cache(cfg());
-    let audit = |mut e: Event| {
-        let p = e.process.as_mut().unwrap();
-        p.start_boottime_ns = 0;
-        p.incomplete = vec!["start_time".into(), "cgroup_id".into()];
-        e
-    };
     let mut e = audit(exec(1100, 1, 0, "/bin/sh", &["sh"]));
     c.enrich(&mut e, SEC);
     let p = proc_of(&e);
@@ -655,12 +657,6 @@ fn a_file_event_names_the_audit_exec_whose_proc_read_came_too_late() {
     init_fixture(&f);
     f.add(1500, "sh", 1, 400, "/bin/sh", b"sh\0", "0::/\n");
     let mut c = f.cache(cfg());
-    let audit = |mut e: Event| {
-        let p = e.process.as_mut().unwrap();
-        p.start_boottime_ns = 0;
-        p.incomplete = vec!["start_time".into(), "cgroup_id".into()];
-        e
-    };
     c.enrich(
         &mut audit(exec(1500, 1, 0, "/bin/sh", &["sh", "-c", "x"])),
         SEC,
